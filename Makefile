@@ -1,0 +1,45 @@
+# Two commands for a newcomer:  `make demo`  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://postgres@127.0.0.1:5432/cbir
+REDIS_URL ?= redis://127.0.0.1:6379/15
+# Tests that need no database run once (on the SQLite pass).
+DB_FREE := --ignore=tests/ml --ignore=tests/stats --ignore=tests/imaging
+
+.PHONY: install chromium demo test test-sqlite test-postgres bench lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e ".[ml,test]"
+	touch $@
+
+# Debian's Chromium for the browser tests (never `playwright install`).
+chromium:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+
+demo: install
+	DEBUG=true $(PY) manage.py demo
+
+test: install chromium
+	$(MAKE) --no-print-directory test-sqlite
+	$(MAKE) --no-print-directory test-postgres
+
+test-sqlite:
+	rm -rf var/test-sqlite
+	DATA_DIR=var/test-sqlite DEBUG=true TEST_REDIS_URL=$(REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+
+test-postgres:
+	rm -rf var/test-postgres
+	DATA_DIR=var/test-postgres DEBUG=true DATABASE_URL=$(PG_URL) TEST_REDIS_URL=$(REDIS_URL) \
+		$(PY) -m pytest $(DB_FREE) -m "not ml or worker" $(PYTEST_ARGS)
+
+bench: install
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf var/test-sqlite var/test-postgres .pytest_cache

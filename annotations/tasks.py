@@ -1,0 +1,11 @@
+"""Celery tasks of the annotations app: thin wrappers that take primary keys."""
+
+from readerstudy.celery import cpu_task
+
+
+@cpu_task
+def report_bootstrap(*, report_run_id: int) -> None:
+    """Compute an agreement report with bootstrap intervals and p-values, and store it on the run."""
+    from annotations.report import report_run_execute
+
+    report_run_execute(report_run_id=report_run_id)

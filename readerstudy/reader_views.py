@@ -1,0 +1,119 @@
+"""Reader pages: my studies, a study's introduction, the case page, the end and closed pages.
+
+Thin: access and reads come from readerstudy.selectors, the one write (opening a case starts
+its timing) from annotations.services. Drafts, answers, flags and heartbeats go through the
+reading API (annotations.api) from static/js/reader.js.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from annotations import services
+from readerstudy import selectors
+from readerstudy.models import Assignment, StudyStatus
+from readerstudy.roles import ROLES, role_required
+
+
+def _assignment_or_404(request, study_id: int) -> Assignment:
+    """The user's assignment to this open or closed study; anything else is "not found"."""
+    assignment = selectors.reader_assignment(user=request.user, study_id=study_id)
+    if assignment is None:
+        raise Http404("No such study among yours.")
+    return assignment
+
+
+def _is_closed(assignment: Assignment) -> bool:
+    return assignment.study.status != StudyStatus.OPEN
+
+
+@role_required(*ROLES)
+def study_list(request):
+    """The studies assigned to me, with progress."""
+    return render(request, "reader/study_list.html", {"assignments": selectors.reader_study_list(user=request.user)})
+
+
+@role_required(*ROLES)
+def study_intro(request, study_id: int):
+    """Instructions, progress, start/resume, and the cases I may revisit."""
+    assignment = _assignment_or_404(request, study_id)
+    if _is_closed(assignment):
+        return redirect("reading:closed", study_id)
+    order = selectors.reader_order(assignment=assignment)
+    cases = [{"index": i, "done": cid in order.answered, "open": order.can_open(i)}
+             for i, cid in enumerate(order.case_ids, start=1)]
+    return render(request, "reader/study_intro.html", {"study": assignment.study, "order": order, "cases": cases})
+
+
+@role_required(*ROLES)
+def study_start(request, study_id: int):
+    """Go to the first unanswered case in my order (resume), or to the end page."""
+    assignment = _assignment_or_404(request, study_id)
+    if _is_closed(assignment):
+        return redirect("reading:closed", study_id)
+    order = selectors.reader_order(assignment=assignment)
+    if order.next_index is None:
+        return redirect("reading:done", study_id)
+    return redirect("reading:case", study_id, order.next_index)
+
+
+@role_required(*ROLES)
+def case_detail(request, study_id: int, index: int):
+    """Case `index` of my order: the query beside the catalogue."""
+    assignment = _assignment_or_404(request, study_id)
+    if _is_closed(assignment):
+        return redirect("reading:closed", study_id)
+    order = selectors.reader_order(assignment=assignment)
+    if order.case_id(index) is None:
+        raise Http404(f"This study has cases 1 to {order.total}.")
+    if not order.can_open(index):
+        messages.info(request, f"Cases are read in order: this is case {order.next_index}.")
+        return redirect("reading:case", study_id, order.next_index)
+    case = selectors.reader_case(order=order, index=index)
+    services.case_open(assignment=assignment, case=case)
+    payload = selectors.case_payload(assignment=assignment, case=case, order=order)
+    return render(request, "reader/case.html", _case_context(assignment, order, index, payload))
+
+
+def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict) -> dict:
+    """Template context of the case page: the payload, API addresses, neighbours, prefetches."""
+    study = assignment.study
+    api = {name.replace("-", "_"): reverse(f"api-reading-{name}", args=[study.pk, index])
+           for name in ("case", "draft", "answer", "heartbeat", "flag", "flag-clear")}
+    next_case = selectors.reader_case(order=order, index=index + 1)
+    prefetch = selectors.case_image_urls(assignment=assignment, case=next_case) if next_case else []
+    questions = payload["questions"]
+    return {
+        "study": study, "payload": payload, "index": index, "total": order.total, "done": order.done,
+        "candidates": payload["candidates"], "api": api, "prefetch": prefetch,
+        "query_questions": [q for q in questions if q["applies_to"] != "candidates"],
+        "candidate_questions": [q for q in questions if q["applies_to"] != "query"],
+        "previous_index": index - 1 if index > 1 else None,
+        "next_index": index + 1 if order.can_open(index + 1) else None,
+        "rating_values": list(range(study.rating_min, study.rating_max + 1)),
+    }
+
+
+@role_required(*ROLES)
+def study_done(request, study_id: int):
+    """The end page, once every case is answered."""
+    assignment = _assignment_or_404(request, study_id)
+    if _is_closed(assignment):
+        return redirect("reading:closed", study_id)
+    order = selectors.reader_order(assignment=assignment)
+    if order.next_index is not None:
+        return redirect("reading:case", study_id, order.next_index)
+    return render(request, "reader/done.html", {"study": assignment.study, "order": order})
+
+
+@role_required(*ROLES)
+def study_closed(request, study_id: int):
+    """A closed study: read-only, nothing more to do."""
+    assignment = _assignment_or_404(request, study_id)
+    if not _is_closed(assignment):
+        return redirect("reading:study", study_id)
+    order = selectors.reader_order(assignment=assignment)
+    return render(request, "reader/closed.html", {"study": assignment.study, "order": order})

@@ -1,0 +1,38 @@
+"""URL configuration."""
+
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+from readerstudy import views
+
+handler400 = "readerstudy.views.error_400"
+handler403 = "readerstudy.views.error_403"
+handler404 = "readerstudy.views.error_404"
+handler500 = "readerstudy.views.error_500"
+
+api_patterns = [
+    path("", include("retrieval.api_urls")),
+    path("", include("readerstudy.api_urls")),
+    path("", include("annotations.api_urls")),
+    path("", include("annotations.report_api_urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("healthz/", views.healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("accounts/password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("accounts/password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("admin/", admin.site.urls),
+    path("api/", include(api_patterns)),
+    path("", include("retrieval.urls")),
+    path("studies/", include("readerstudy.coordinator_urls")),
+    path("read/", include("readerstudy.reader_urls")),
+    path("reports/", include("annotations.report_urls")),
+]

@@ -1,0 +1,35 @@
+from django.contrib import admin
+from django.utils.html import format_html
+
+from retrieval.models import Dataset, Image, ImportJob, Label
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "created_at", "created_by")
+    search_fields = ("name",)
+
+
+class LabelInline(admin.TabularInline):
+    model = Label
+    extra = 0
+
+
+@admin.register(Image)
+class ImageAdmin(admin.ModelAdmin):
+    list_display = ("thumb", "source_name", "dataset", "source_format", "modality", "view_position", "patient_pseudo_id")
+    list_filter = ("dataset", "source_format", "modality", "view_position")
+    search_fields = ("source_name", "patient_pseudo_id", "sop_instance_uid")
+    readonly_fields = [f.name for f in Image._meta.fields]
+    inlines = [LabelInline]
+
+    @admin.display(description="")
+    def thumb(self, obj):
+        return format_html('<img src="/images/{}/thumbnail/" style="height:48px">', obj.pk)
+
+
+@admin.register(ImportJob)
+class ImportJobAdmin(admin.ModelAdmin):
+    list_display = ("pk", "dataset", "status", "n_imported", "n_skipped", "n_failed", "created_at")
+    list_filter = ("status", "dataset")
+    readonly_fields = [f.name for f in ImportJob._meta.fields]

@@ -1,0 +1,92 @@
+"""Shared pieces of the run commands (train, embed, build_index, search, evaluate_retrieval)."""
+
+from __future__ import annotations
+
+from django.core.management.base import CommandError
+
+from readerstudy.cli import wait_for_job
+from readerstudy.errors import ApplicationError
+from readerstudy.jobs import JobStatus
+from retrieval.models import Dataset, ModelRun, Split
+
+
+def dataset_lookup(value: str) -> Dataset:
+    ds = Dataset.objects.filter(name=value).first() or (Dataset.objects.filter(pk=value).first() if value.isdigit() else None)
+    if ds is None:
+        raise CommandError(f"No dataset named {value!r}.")
+    return ds
+
+
+def run_lookup(value: str) -> ModelRun:
+    """A run by id, or by name when the name is unique across datasets."""
+    if value.isdigit() and ModelRun.objects.filter(pk=int(value)).exists():
+        return ModelRun.objects.get(pk=int(value))
+    runs = list(ModelRun.objects.filter(name=value)[:2])
+    if len(runs) != 1:
+        raise CommandError(f"No run {value!r}." if not runs else f"Several runs are named {value!r}; give the id.")
+    return runs[0]
+
+
+def split_for(dataset: Dataset, name: str, seed: int) -> Split:
+    """The dataset's split of that name, created (60/30/10 by patient) when missing."""
+    from retrieval.runs import split_create
+
+    split = Split.objects.filter(dataset=dataset, name=name).first()
+    return split or split_create(dataset=dataset, name=name, seed=seed)
+
+
+def add_run_options(parser) -> None:
+    parser.add_argument("--name", help="run name (default: derived from the options)")
+    parser.add_argument("--backbone", default="resnet18", help="any timm model name")
+    parser.add_argument("--weights", default="pretrained",
+                        help="'pretrained' (from the Hugging Face cache), 'random', or a local checkpoint file")
+    parser.add_argument("--metric", choices=["cosine", "l2"], default=None)
+    parser.add_argument("--index", choices=["auto", "flat", "hnsw", "ivf"], default="auto")
+    parser.add_argument("--resize", type=int, default=256)
+    parser.add_argument("--crop", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--split", default="default", help="split name (created 60/30/10 by patient if missing)")
+    parser.add_argument("--split-seed", type=int, default=0)
+    parser.add_argument("--graded-label", default="", help="numeric label for graded nDCG (e.g. weight)")
+    parser.add_argument("--sync", action="store_true", help="run in this process instead of the worker")
+    parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
+
+
+def common_config(options) -> dict:
+    cfg = {"backbone": options["backbone"], "weights": options["weights"], "index": options["index"],
+           "resize": options["resize"], "crop": options["crop"], "batch_size": options["batch_size"],
+           "workers": options["workers"]}
+    if options["metric"]:
+        cfg["metric"] = options["metric"]
+    if options["graded_label"]:
+        cfg["graded_label"] = options["graded_label"]
+    return cfg
+
+
+def create_and_follow(command, *, dataset, name, method, config, split, sync, no_wait) -> ModelRun:
+    """Create the run, then run it inline (--sync), queue it, or queue and wait with a progress bar."""
+    from retrieval.runs import run_create
+
+    try:
+        run = run_create(dataset=dataset, name=name, method=method, config=config, split=split, enqueue=not sync)
+    except ApplicationError as exc:
+        raise CommandError(exc.message) from None
+    command.stdout.write(f"Run #{run.pk} {run.name!r} ({run.method}) created.")
+    return follow(command, run, sync=sync, no_wait=no_wait)
+
+
+def follow(command, run: ModelRun, *, sync: bool, no_wait: bool) -> ModelRun:
+    if sync:
+        from retrieval.pipeline import run_execute
+
+        run_execute(run_id=run.pk)
+    elif no_wait:
+        command.stdout.write("Queued; follow it on the run page or with `manage.py evaluate_retrieval` later.")
+        return run
+    run = wait_for_job(run, stream=command.stderr)
+    if run.status != JobStatus.SUCCEEDED:
+        raise CommandError(f"run #{run.pk} {run.status}: {run.error}")
+    summary = ", ".join(f"{k} {v:.1f}s" for k, v in run.timings.items())
+    command.stdout.write(f"Run #{run.pk} succeeded ({summary}); {run.n_embedded} images embedded.")
+    return run

@@ -1,0 +1,37 @@
+"""manage.py build_index RUN: embed images imported since the run and add them to its index."""
+
+from django.core.management.base import BaseCommand, CommandError
+
+from readerstudy.errors import ApplicationError
+from retrieval.cli import follow, run_lookup
+
+
+class Command(BaseCommand):
+    help = ("Bring a run's FAISS index up to date: images imported after the run are embedded and added "
+            "incrementally (the index is built from the stored embeddings when it does not exist).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("run", help="run id or name")
+        parser.add_argument("--sync", action="store_true")
+        parser.add_argument("--no-wait", action="store_true")
+
+    def handle(self, *args, run, sync, no_wait, **o):
+        from retrieval.runs import run_add_new_images
+
+        run = run_lookup(run)
+        try:
+            if sync:
+                from readerstudy.jobs import JobStatus
+                from retrieval.models import ModelRun
+
+                if run.status != JobStatus.SUCCEEDED:
+                    raise ApplicationError("Only a finished run can be updated with new images.")
+                ModelRun.objects.filter(pk=run.pk).update(status=JobStatus.PENDING)
+            else:
+                run_add_new_images(run=run)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        before = run.n_embedded
+        run = follow(self, run, sync=sync, no_wait=no_wait)
+        if not no_wait:
+            self.stdout.write(f"{run.n_embedded - before} new images embedded and indexed.")

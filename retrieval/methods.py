@@ -1,0 +1,123 @@
+"""The retrieval methods a model run can use, and what each needs (no torch imports here).
+
+A method is a name recorded on `ModelRun.method` with a configuration in `ModelRun.config`.
+`METHODS` says whether it trains, how it embeds, and which paper it reproduces; the worker's
+pipeline (retrieval.pipeline) carries it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from readerstudy.errors import ApplicationError
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    title: str
+    trains: bool
+    embeds: bool  # False: ranks directly (SSIM)
+    default_metric: str
+    paper: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("timm", "Off-the-shelf timm backbone features", False, True, "cosine", "002 (Denner et al.)"),
+        Method("finetune", "Fine-tuned timm classifier/regressor embeddings (e.g. a ViT per finding)", True, True,
+               "cosine", "000 (Thakrar et al.)"),
+        Method("densenet_cnn", "DenseNet-121 classifier, penultimate 1024-d features, Euclidean", True, True, "l2",
+               "001/003 CNN baseline"),
+        Method("attention", "DenseNet-121 with multi-level dual attention, penultimate features", True, True, "l2",
+               "003 (Silva et al.)"),
+        Method("igcbir", "IG-CBIR: a second DenseNet fine-tuned on the classifier's saliency maps", True, True, "l2",
+               "001/003 (interpretability-guided CBIR)"),
+        Method("ensemble", "Per-finding classifiers ensembled into one multi-label embedding", False, True, "cosine",
+               "000 (Thakrar et al.)"),
+        Method("ssim", "Structural similarity on the resized images", False, False, "ssim", "001/003 baseline"),
+    )
+}
+
+TASKS = ("binary", "multilabel", "regression")
+
+
+def method_get(name: str) -> Method:
+    """The method of that name, or a clear error listing the known ones."""
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ApplicationError(f"Unknown retrieval method {name!r}; known: {', '.join(sorted(METHODS))}.") from None
+
+
+def config_validate(method: str, config: dict) -> dict:
+    """Fill defaults and check a run configuration before anything is queued."""
+    m = method_get(method)
+    cfg = {"metric": m.default_metric, "seed": 0, **config}
+    if m.embeds:
+        cfg.setdefault("backbone", "resnet18")
+        cfg.setdefault("weights", "pretrained")
+        cfg.setdefault("resize", 256)
+        cfg.setdefault("crop", 224)
+        cfg.setdefault("batch_size", 32)
+        cfg.setdefault("index", "auto")
+        if cfg["metric"] not in ("cosine", "l2"):
+            raise ApplicationError("metric must be cosine or l2.")
+    if m.name in ("densenet_cnn", "attention"):
+        cfg["backbone"] = "densenet121" if m.name == "densenet_cnn" or cfg.get("backbone") == "resnet18" else cfg["backbone"]
+    if m.name == "igcbir":
+        if not isinstance(cfg.get("classifier_run"), int):
+            raise ApplicationError("IG-CBIR needs the id of a finished classifier run (config 'classifier_run').")
+        cfg.setdefault("input_saliency", "deep_taylor")
+        cfg["backbone"] = "densenet121" if cfg.get("backbone") == "resnet18" else cfg["backbone"]
+    if m.name == "ensemble":
+        runs = cfg.get("runs") or []
+        if len(runs) < 2 or not all(isinstance(r, int) for r in runs):
+            raise ApplicationError("An ensemble needs the ids of at least two fine-tuned runs (config 'runs').")
+    if m.trains:
+        cfg.setdefault("saliency", "grad_cam")
+        cfg.setdefault("saliency_max", 200)
+        task = cfg.setdefault("task", "binary")
+        if task not in TASKS:
+            raise ApplicationError(f"task must be one of {', '.join(TASKS)}.")
+        if task == "binary" and not cfg.get("positive"):
+            raise ApplicationError("A binary task needs at least one positive label (e.g. Cardiomegaly).")
+        if task == "binary":
+            cfg.setdefault("negative", ["No Finding"])
+            cfg.setdefault("undersample", True)
+        if task == "multilabel" and not cfg.get("labels"):
+            raise ApplicationError("A multi-label task needs its label names.")
+        if task == "regression" and not cfg.get("target"):
+            raise ApplicationError("A regression task needs a numeric target label (e.g. weight).")
+        cfg.setdefault("epochs", 5)
+        cfg.setdefault("lr", 1e-4)
+        cfg.setdefault("optimizer", "adamw")
+    if m.name == "ssim":
+        cfg.setdefault("size", 128)
+    return cfg
+
+
+def ssim_distances(*, query_id: int, candidate_ids: list[int], config: dict) -> np.ndarray:
+    """1 − SSIM between the query's rendition and each candidate's, resized to config['size']."""
+    from skimage.metrics import structural_similarity
+
+    from retrieval.models import Image
+
+    size = int(config.get("size", 128))
+    images = {i.pk: i for i in Image.objects.filter(pk__in=[query_id, *candidate_ids])}
+    missing = [i for i in [query_id, *candidate_ids] if i not in images]
+    if missing:
+        raise ApplicationError(f"No image with id {missing[0]}.")
+    query = _grey(images[query_id], size)
+    return np.array([1.0 - structural_similarity(query, _grey(images[c], size), data_range=1.0) for c in candidate_ids])
+
+
+def _grey(image, size: int) -> np.ndarray:
+    from PIL import Image as PILImage
+
+    with image.rendition.open("rb") as fh:
+        pil = PILImage.open(fh).convert("L").resize((size, size), PILImage.Resampling.BILINEAR)
+    return np.asarray(pil, dtype=np.float64) / 255.0

@@ -1,0 +1,391 @@
+"""The body of a model run on the worker: train → embed → index → evaluate (imports torch).
+
+Each stage records its duration in `run.timings`; a stage already recorded is not redone, so
+a run whose worker died resumes where it stopped (training itself resumes from the last epoch
+checkpoint). Embedding only embeds images without an embedding yet, which also makes
+"add newly imported images" an ordinary re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from django.db.models import Q
+
+from readerstudy.errors import ApplicationError
+from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
+from retrieval import ranking
+from retrieval.methods import method_get
+from retrieval.models import Image, Label, ModelRun, RunStage, SplitPart
+from retrieval.runs import images_missing_from
+
+log = logging.getLogger(__name__)
+MODEL_FILE = "model.safetensors"
+INDEX_DIR = "index"
+
+
+def run_execute(*, run_id: int) -> None:
+    """Claim a run and carry out its remaining stages; failures are recorded with a clear message."""
+    if not job_claim(ModelRun, run_id):
+        log.info("run %s already claimed or finished", run_id)
+        return
+    run = ModelRun.objects.select_related("dataset", "split").get(pk=run_id)
+    folder = ranking.run_artefact_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    if run.artefact_dir != str(folder):
+        run.artefact_dir = str(folder)
+        ModelRun.objects.filter(pk=run.pk).update(artefact_dir=run.artefact_dir)
+    try:
+        _stages(run)
+    except Exception as exc:  # recorded on the run, shown on its page; the worker carries on
+        message = getattr(exc, "message", None) or str(exc)
+        if not isinstance(exc, (ApplicationError, _expected_errors())):
+            log.exception("run %s failed", run_id)
+            message = f"Unexpected error: {type(exc).__name__}: {exc}"
+        job_finish(run, status=JobStatus.FAILED, error=message)
+        return
+    _set(run, stage=RunStage.DONE)
+    job_finish(run, status=JobStatus.SUCCEEDED)
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    from retrieval.ml.backbones import WeightsUnavailableError
+
+    return (WeightsUnavailableError, FileNotFoundError)
+
+
+def _stages(run: ModelRun) -> None:
+    method = method_get(run.method)
+    if run.method == "igcbir" and "saliency_inputs" not in run.timings:
+        _timed(run, "saliency_inputs", RunStage.TRAINING, _saliency_inputs)
+    if method.trains and "train" not in run.timings:
+        _timed(run, "train", RunStage.TRAINING, _train)
+    if method.trains and run.config.get("saliency") and "saliency" not in run.timings:
+        _timed(run, "saliency", RunStage.EVALUATING, _saliency)
+    if method.embeds:
+        _timed(run, "embed", RunStage.EMBEDDING, _embed)
+        _timed(run, "index", RunStage.INDEXING, _index)
+    if run.split_id and method.embeds:
+        _timed(run, "evaluate", RunStage.EVALUATING, _evaluate)
+
+
+def _timed(run: ModelRun, name: str, stage: str, body) -> None:
+    _set(run, stage=stage)
+    start = time.perf_counter()
+    body(run)
+    run.timings = {**run.timings, name: round(time.perf_counter() - start, 3)}
+    _set(run, timings=run.timings)
+
+
+def _set(run: ModelRun, **fields) -> None:
+    for key, value in fields.items():
+        setattr(run, key, value)
+    ModelRun.objects.filter(pk=run.pk).update(**fields)
+
+
+def _cancelled(run: ModelRun) -> bool:
+    return ModelRun.objects.filter(pk=run.pk, status=JobStatus.CANCELLED).exists()
+
+
+# --- model and data --------------------------------------------------------------------------
+
+def _device():
+    from retrieval.ml.device import resolve_device
+
+    return resolve_device(os.environ.get("CBIR_DEVICE") or None)
+
+
+def build_model(run: ModelRun, *, for_training: bool = False):
+    """The run's network: the trained weights once training is done, else the configured backbone."""
+    from retrieval.ml.backbones import create_backbone, load_weights
+
+    cfg = run.config
+    trained = Path(run.artefact_dir or ranking.run_artefact_dir(run)) / MODEL_FILE
+    if run.method == "ensemble":
+        return _ensemble_model(run)
+    if run.method == "attention":
+        from retrieval.ml.attention import DualAttentionDenseNet
+
+        n_out = len(cfg.get("labels", [])) if cfg["task"] == "multilabel" else 1
+        weights = cfg["weights"] if for_training or not trained.exists() else "random"
+        model = DualAttentionDenseNet(num_classes=n_out, backbone=cfg["backbone"], weights=weights)
+        if not for_training and trained.exists():
+            load_weights(model, trained)
+        return model
+    if method_get(run.method).trains:
+        n_out = len(cfg.get("labels", [])) if cfg["task"] == "multilabel" else 1
+        weights = cfg["weights"] if for_training or not trained.exists() else "random"
+        model = create_backbone(cfg["backbone"], weights=weights, num_classes=n_out)
+        if not for_training and trained.exists():
+            load_weights(model, trained)
+        return model
+    return create_backbone(cfg["backbone"], weights=cfg["weights"], num_classes=0)
+
+
+def _ensemble_model(run: ModelRun):
+    """Paper 000: the per-finding classifiers of the listed runs as one multi-label model."""
+    from retrieval.ml.ensemble import FindingEnsemble
+
+    members = {}
+    for member in ModelRun.objects.filter(pk__in=run.config["runs"]).order_by("pk"):
+        if member.status != "succeeded" or member.method not in ("finetune", "densenet_cnn", "attention"):
+            raise ApplicationError(f"Ensemble member {member.name!r} must be a finished fine-tuned run.")
+        finding = "+".join(member.config.get("positive") or member.config.get("labels") or [member.name])
+        members[finding] = build_model(member)
+    if len(members) != len(run.config["runs"]):
+        raise ApplicationError("Some ensemble member runs do not exist.")
+    return FindingEnsemble(members, embedding="concat")
+
+
+def build_transform_for(run: ModelRun, model, *, train: bool = False):
+    from retrieval.ml.backbones import data_config
+    from retrieval.ml.transforms import build_transform
+
+    cfg = run.config
+    return build_transform(data_config(model), train=train, resize=cfg["resize"], crop=cfg["crop"])
+
+
+def _paths(image_ids: list[int]) -> list[str]:
+    paths = dict(Image.objects.filter(pk__in=image_ids).values_list("pk", "rendition"))
+    from django.core.files.storage import default_storage
+
+    return [default_storage.path(paths[i]) for i in image_ids]
+
+
+def label_matrix(image_ids: list[int], names: list[str]) -> np.ndarray:
+    """(n, len(names)) float matrix of numeric label values; NaN where an image lacks the label."""
+    out = np.full((len(image_ids), len(names)), np.nan, dtype=np.float64)
+    row = {pk: i for i, pk in enumerate(image_ids)}
+    col = {n: j for j, n in enumerate(names)}
+    for pk, name, value in Label.objects.filter(image_id__in=image_ids, name__in=names).values_list(
+        "image_id", "name", "value_num"
+    ):
+        if value is not None:
+            out[row[pk], col[name]] = value
+    return out
+
+
+def training_targets(run: ModelRun, image_ids: list[int], *, undersample: bool):
+    """(ids, targets) of a part for the run's task (paper 000's label definitions)."""
+    from retrieval.ml.splits import binary_task
+
+    cfg = run.config
+    if cfg["task"] == "binary":
+        names = list(dict.fromkeys([*cfg["positive"], *cfg["negative"]]))
+        values = np.nan_to_num(label_matrix(image_ids, names), nan=0.0) == 1
+        idx, y = binary_task({n: values[:, j] for j, n in enumerate(names)}, cfg["positive"], cfg["negative"],
+                             undersample=undersample, seed=cfg["seed"])
+        return [image_ids[i] for i in idx], np.asarray(y, dtype=np.float32).reshape(-1, 1)
+    if cfg["task"] == "multilabel":
+        values = label_matrix(image_ids, cfg["labels"])
+        return image_ids, (np.nan_to_num(values, nan=0.0) == 1).astype(np.float32)
+    values = label_matrix(image_ids, [cfg["target"]])[:, 0]
+    keep = ~np.isnan(values)
+    return [i for i, k in zip(image_ids, keep) if k], values[keep].astype(np.float32).reshape(-1, 1)
+
+
+def _image_dataset(run, model, ids, targets=None, *, train: bool = False):
+    """Images through the run's transform, or (IG-CBIR) the stored saliency inputs of those images."""
+    from retrieval.ml.embed import ImagePathDataset
+
+    if run.method == "igcbir":
+        from retrieval.ml.saliency_dataset import SaliencyInputDataset
+
+        return SaliencyInputDataset(_saliency_input_dir(run), ids, targets, flip=train)
+    return ImagePathDataset(_paths(ids), build_transform_for(run, model, train=train), targets)
+
+
+def _loader(run, model, ids, targets, *, train: bool):
+    from torch.utils.data import DataLoader
+
+    dataset = _image_dataset(run, model, ids, targets, train=train)
+    return DataLoader(dataset, batch_size=run.config["batch_size"], shuffle=train,
+                      num_workers=int(run.config.get("workers", 0)), drop_last=False)
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+def _train(run: ModelRun) -> None:
+    from retrieval.ml.backbones import save_weights
+    from retrieval.ml.train import fit
+
+    from retrieval.runs import split_image_ids
+
+    train_ids, y_train = training_targets(run, split_image_ids(split=run.split, part=SplitPart.TRAIN), undersample=run.config.get("undersample", False))
+    val_ids, y_val = training_targets(run, split_image_ids(split=run.split, part=SplitPart.VAL), undersample=False)
+    if len(train_ids) < 2:
+        raise ApplicationError("The training part has fewer than two labelled images for this task.")
+    _seed_everything(int(run.config.get("seed", 0)))
+    model = build_model(run, for_training=True)
+    train_loader = _loader(run, model, train_ids, y_train, train=True)
+    val_loader = _loader(run, model, val_ids, y_val, train=False) if val_ids else None
+    epochs = int(run.config["epochs"])
+    total = epochs * len(train_loader)
+    job_progress(run, done=0, total=total, note=f"training on {len(train_ids)} images")
+    counter = {"n": 0}
+
+    def progress(info: dict) -> None:
+        if info["phase"] == "epoch_end":
+            run.history = [*run.history, {k: info.get(k) for k in ("epoch", "loss", "val_loss", "val_metric")}]
+            _set(run, history=run.history)
+        done = (info["epoch"] - 1) * info["n_batches"] + info["batch"]
+        _set(run, live={**info, "epochs": epochs})
+        job_progress(run, done=done, total=total,
+                     note=f"epoch {info['epoch']}/{epochs} · batch {info['batch']}/{info['n_batches']} · loss {info['loss']:.4f}")
+        counter["n"] += 1
+
+    history = fit(model, train_loader, val_loader, task=run.config["task"], epochs=epochs, lr=run.config["lr"],
+                  optimizer=run.config["optimizer"], device=_device(), checkpoint_dir=Path(run.artefact_dir) / "checkpoints",
+                  resume=True, progress=progress, should_stop=lambda: counter["n"] % 10 == 0 and _cancelled(run))
+    if history.get("stopped"):
+        raise ApplicationError("Training was cancelled.")
+    save_weights(model, Path(run.artefact_dir) / MODEL_FILE)
+    run.metrics = {**run.metrics, "training": {k: history.get(k) for k in ("best_epoch", "best_metric", "metric")}}
+    _set(run, metrics=run.metrics)
+
+
+def _seed_everything(seed: int) -> None:
+    """Seed torch, numpy and random so a run's training is reproducible from its config (on CPU)."""
+    import random
+
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _embed(run: ModelRun) -> None:
+    from retrieval.ml.embed import embed_images
+
+    folder = Path(run.artefact_dir)
+    try:
+        old_ids, old = ranking.run_vectors(run=run)
+    except ApplicationError:
+        old_ids, old = np.zeros(0, dtype=np.int64), None
+    todo = images_missing_from(run=run, embedded_ids=old_ids.tolist())
+    if not todo:
+        return
+    model = build_model(run)
+    job_progress(run, done=0, total=len(todo), note=f"embedding {len(todo)} images")
+    if run.method == "igcbir":
+        _saliency_inputs(run, only=todo)
+    dataset = _image_dataset(run, model, todo)
+    vectors = embed_images(model, dataset, batch_size=run.config["batch_size"], device=_device(),
+                           num_workers=int(run.config.get("workers", 0)),
+                           progress=lambda done, total: job_progress(run, done=done, total=total, note=f"embedded {done}/{total}"))
+    ids = np.concatenate([old_ids, np.asarray(todo, dtype=np.int64)])
+    allv = vectors if old is None else np.concatenate([old, vectors])
+    _atomic_npy(folder / ranking.EMBEDDINGS_FILE, allv.astype(np.float32))
+    _atomic_npy(folder / ranking.IDS_FILE, ids)
+    _set(run, n_embedded=len(ids), device=str(_device()))
+
+
+def _atomic_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _index(run: ModelRun) -> None:
+    from retrieval.ml.index import VectorIndex
+
+    ids, vectors = ranking.run_vectors(run=run)
+    folder = Path(run.artefact_dir) / INDEX_DIR
+    if (folder / "meta.json").exists():
+        index = VectorIndex.load(folder)
+        new = ~np.isin(ids, index.ids)
+        if not new.any():
+            return
+        index.add(vectors[new], ids[new])
+    else:
+        index = VectorIndex.build(vectors, ids, kind=run.config.get("index", "auto"), metric=run.config["metric"])
+    index.save(folder)
+    run.metrics = {**run.metrics, "index": index.metadata()}
+    _set(run, metrics=run.metrics)
+
+
+SALIENCY_INPUT_DIR = "saliency_inputs"
+
+
+def _saliency_input_dir(run: ModelRun) -> Path:
+    return ranking.run_artefact_dir(run) / SALIENCY_INPUT_DIR
+
+
+def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
+    """Papers 001/003: the classifier's saliency of every image, / max |value|, in 3 channels, stored."""
+    import torch
+
+    from retrieval.ml.saliency import saliency_input
+
+    classifier = ModelRun.objects.filter(pk=run.config["classifier_run"], dataset=run.dataset).first()
+    if classifier is None or classifier.status != "succeeded" or not method_get(classifier.method).trains:
+        raise ApplicationError("IG-CBIR's classifier_run must be a finished classifier run of the same dataset.")
+    folder = _saliency_input_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = only if only is not None else list(run.dataset.images.order_by("pk").values_list("pk", flat=True))
+    ids = [i for i in ids if not (folder / f"{i}.npy").exists()]
+    model = build_model(classifier).eval()
+    transform = build_transform_for(classifier, model)
+    from PIL import Image as PILImage
+
+    method = run.config["input_saliency"]
+    for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
+        with PILImage.open(path) as pil:
+            x = transform(pil).unsqueeze(0)
+        with torch.enable_grad():
+            try:
+                maps = saliency_input(model, x, method)
+            except (ValueError, TypeError):  # e.g. Deep Taylor refused for attention models: Grad-CAM
+                maps = saliency_input(model, x, "grad_cam")
+        np.save(folder / f"{image_id}.npy", maps[0].detach().cpu().numpy().astype(np.float16))
+        job_progress(run, done=n, total=len(ids), note=f"classifier saliency {n}/{len(ids)}")
+
+
+def _saliency(run: ModelRun) -> None:
+    """Saliency overlays (Grad-CAM by default; Deep Taylor for CNNs) of the test images, for the UI."""
+    import torch
+
+    from retrieval.ml.saliency import normalise_saliency, overlay_png, saliency
+    from retrieval.runs import split_image_ids
+
+    ids = split_image_ids(split=run.split, part=SplitPart.TEST)[: int(run.config.get("saliency_max", 200))]
+    model = build_model(run).eval()
+    transform = build_transform_for(run, model)
+    folder = ranking.run_artefact_dir(run) / ranking.SALIENCY_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    job_progress(run, done=0, total=len(ids), note="saliency maps")
+    from PIL import Image as PILImage
+
+    for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
+        with PILImage.open(path) as pil:
+            grey = _network_view(pil.convert("L"), run.config["resize"], run.config["crop"])
+            x = transform(pil).unsqueeze(0)
+        with torch.enable_grad():
+            sal = normalise_saliency(saliency(model, x, run.config["saliency"]))[0].detach().cpu().numpy()
+        ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+        job_progress(run, done=n, total=len(ids), note=f"saliency {n}/{len(ids)}")
+
+
+def _network_view(pil, resize: int, crop: int) -> np.ndarray:
+    """The image as the network sees it (shorter side resized, centre-cropped), for overlays that line up."""
+    w, h = pil.size
+    scale = resize / min(w, h)
+    pil = pil.resize((max(crop, round(w * scale)), max(crop, round(h * scale))))
+    left, top = (pil.size[0] - crop) // 2, (pil.size[1] - crop) // 2
+    return np.asarray(pil.crop((left, top, left + crop, top + crop)))
+
+
+def _evaluate(run: ModelRun) -> None:
+    """Evaluate on the test part; a part too small to evaluate is noted, not a failed run."""
+    from retrieval.evaluation import evaluate_run
+
+    try:
+        run.metrics = {**run.metrics, "retrieval": evaluate_run(run=run), "retrieval_note": ""}
+    except ApplicationError as exc:
+        run.metrics = {**run.metrics, "retrieval_note": f"Not evaluated: {exc.message}"}
+    _set(run, metrics=run.metrics)

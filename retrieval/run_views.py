@@ -1,0 +1,206 @@
+"""Pages of model runs and search (thin: forms in, services and selectors out)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from django.contrib import messages
+from django.db import transaction
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+
+from readerstudy.errors import ApplicationError
+from readerstudy.roles import COORDINATOR, RESEARCHER, role_required
+from retrieval import ranking, runs, search
+from retrieval.evaluation import MAP_FILE
+from retrieval.forms import RunForm, SearchForm
+from retrieval.methods import METHODS
+from retrieval.models import Dataset, Image, ModelRun, SearchRequest, Split
+from retrieval.uploads import upload_save
+
+BOTH = (COORDINATOR, RESEARCHER)
+
+
+@role_required(*BOTH)
+def run_list(request, pk: int):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    form = RunForm(dataset=dataset)
+    return render(request, "retrieval/run_list.html", {
+        "dataset": dataset, "runs": dataset.runs.select_related("split"), "form": form, "methods": METHODS.values(),
+    })
+
+
+@role_required(*BOTH)
+def run_create(request, pk: int):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    form = RunForm(request.POST or None, dataset=dataset)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                split = form.split_or_create()
+                run = runs.run_create(dataset=dataset, name=form.cleaned_data["name"], method=form.cleaned_data["method"],
+                                      config=form.config(), split=split, created_by=request.user)
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Run {run.name} queued on the GPU queue.")
+            return redirect(run.get_absolute_url())
+    return render(request, "retrieval/run_form.html", {"dataset": dataset, "form": form})
+
+
+@role_required(*BOTH)
+def run_detail(request, pk: int):
+    run = get_object_or_404(ModelRun.objects.select_related("dataset", "split"), pk=pk)
+    retrieval = run.metrics.get("retrieval") or {}
+    return render(request, "retrieval/run_detail.html", {
+        "run": run, "retrieval": retrieval, "rows": metric_rows(retrieval),
+        "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
+    })
+
+
+@role_required(*BOTH)
+def run_resume(request, pk: int):
+    run = get_object_or_404(ModelRun, pk=pk)
+    if request.method == "POST":
+        try:
+            runs.run_resume(run=run)
+            messages.success(request, "Run queued again; finished stages are kept.")
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+    return redirect(run.get_absolute_url())
+
+
+@role_required(*BOTH)
+def run_figure(request, pk: int, name: str):
+    """The embedding map (t-SNE) or the training curves of a run, as PNG."""
+    run = get_object_or_404(ModelRun, pk=pk)
+    if name == "map":
+        path = ranking.run_artefact_dir(run) / MAP_FILE
+        if not path.exists():
+            raise Http404("No embedding map yet.")
+        return FileResponse(path.open("rb"), content_type="image/png")
+    if name == "curves" and run.history:
+        return HttpResponse(_curves_png(run.history), content_type="image/png")
+    raise Http404("No such figure.")
+
+
+def _curves_png(history: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
+    ax.plot(epochs, [h.get("loss") for h in history], "o-", label="training loss")
+    if any(h.get("val_loss") is not None for h in history):
+        ax.plot(epochs, [h.get("val_loss") for h in history], "s-", label="validation loss")
+    ax.set_xlabel("epoch")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [h.get("val_metric") for h in history], "^--", color="tab:green", label="validation metric")
+    fig.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def metric_rows(result: dict) -> list[dict]:
+    """Metric rows with their random baseline and test, in a readable order."""
+    rows = []
+    for key in sorted(k for k in result if k.endswith("_random")):
+        name = key[: -len("_random")]
+        if "[" in name or name not in result:
+            continue
+        rows.append({"name": name, "value": result[name], "random": result[key],
+                     "t": result.get(f"{name}_t"), "p": result.get(f"{name}_p")})
+    order = {"precision": 0, "map": 1, "ndcg": 2, "ndcg_graded": 3}
+    rows.sort(key=lambda r: (order.get(r["name"].split("@")[0], 9), int(r["name"].split("@")[1].split("_")[0]), r["name"]))
+    return rows
+
+
+@role_required(*BOTH)
+def search_page(request, pk: int):
+    """Pick a collection image (?image=ID) or upload one; results with thumbnails, labels and distance."""
+    run = get_object_or_404(ModelRun.objects.select_related("dataset"), pk=pk)
+    form = SearchForm(request.POST or None, request.FILES or None, initial={"k": 10})
+    context = {"run": run, "form": form, "results": None, "query": None}
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                req = search.search_request_create(run=run, upload_path=upload_save(form.cleaned_data["file"], kind="search"),
+                                                   k=form.cleaned_data["k"], created_by=request.user)
+        except ApplicationError as exc:
+            form.add_error(None, exc.message)
+        else:
+            return redirect("retrieval:search-upload", pk=req.pk)
+    elif request.GET.get("image"):
+        query = get_object_or_404(Image, pk=request.GET["image"], dataset=run.dataset)
+        k = _bounded_k(request.GET.get("k"))
+        try:
+            context.update(query=query, results=_with_images(search.search_by_image(run=run, image_id=query.pk, k=k), run))
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+    return render(request, "retrieval/search.html", context)
+
+
+@role_required(*BOTH)
+def search_upload_result(request, pk: int):
+    req = get_object_or_404(SearchRequest.objects.select_related("run", "run__dataset"), pk=pk)
+    results = _with_images(req.results, req.run) if req.status == "succeeded" else None
+    return render(request, "retrieval/search_upload.html", {"req": req, "run": req.run, "results": results})
+
+
+def _bounded_k(value) -> int:
+    try:
+        return max(1, min(100, int(value or 10)))
+    except ValueError:
+        return 10
+
+
+def _with_images(results: list[dict], run: ModelRun | None = None) -> list[dict]:
+    """Results with their image rows, labels and (classifier runs) saliency overlay links."""
+    from retrieval.ranking import saliency_path
+
+    images = Image.objects.in_bulk([r["image_id"] for r in results])
+    for image in images.values():
+        image.label_list = list(image.labels.all())
+    out = []
+    for r in results:
+        if r["image_id"] in images:
+            has_map = run is not None and saliency_path(run, r["image_id"]).exists()
+            out.append({**r, "image": images[r["image_id"]], "saliency": has_map})
+    return out
+
+
+@role_required(*BOTH)
+def run_saliency(request, pk: int, image_id: int):
+    """The saliency overlay of an image under a classifier run (PNG), when the run computed one."""
+    from retrieval.ranking import saliency_path
+
+    run = get_object_or_404(ModelRun, pk=pk)
+    path = saliency_path(run, image_id)
+    if not path.exists():
+        raise Http404("No saliency map for this image under this run.")
+    return FileResponse(path.open("rb"), content_type="image/png")
+
+
+def saliency_runs_for(image: Image) -> list[ModelRun]:
+    """Finished runs of the image's dataset that hold a saliency overlay of it."""
+    from retrieval.ranking import saliency_path
+
+    return [r for r in image.dataset.runs.filter(status="succeeded") if saliency_path(r, image.pk).exists()]
+
+
+@role_required(*BOTH)
+def compare(request, pk: int):
+    """Every finished method of the dataset on one split, beside random retrieval."""
+    from retrieval.comparison import comparison_table
+
+    dataset = get_object_or_404(Dataset, pk=pk)
+    split = request.GET.get("split") or None
+    table = comparison_table(dataset=dataset, split_name=split, ks=(1, 5, 10))
+    return render(request, "retrieval/compare.html", {"dataset": dataset, "table": table,
+                                                      "splits": dataset.splits.values_list("name", flat=True)})

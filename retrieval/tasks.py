@@ -1,0 +1,26 @@
+"""Celery tasks of the image collection: thin wrappers that take primary keys."""
+
+from readerstudy.celery import cpu_task, gpu_task
+from retrieval import services
+
+
+@cpu_task
+def import_run(*, job_id: int) -> None:
+    """Import a folder or archive (and its label table) into a dataset."""
+    services.import_job_run(job_id=job_id)
+
+
+@gpu_task
+def run_execute(*, run_id: int) -> None:
+    """Train / embed / index / evaluate a model run (GPU queue; CPU when no GPU is present)."""
+    from retrieval.pipeline import run_execute as execute
+
+    execute(run_id=run_id)
+
+
+@cpu_task
+def search_execute(*, search_id: int) -> None:
+    """Embed an uploaded query image with the run's model and search the run's index."""
+    from retrieval.search import search_request_execute
+
+    search_request_execute(search_id=search_id)

@@ -1,0 +1,29 @@
+from django.urls import path
+
+from retrieval import views
+
+app_name = "retrieval"
+
+urlpatterns = [
+    path("datasets/", views.dataset_list, name="dataset-list"),
+    path("datasets/new/", views.dataset_create, name="dataset-create"),
+    path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
+    path("datasets/<int:pk>/import/", views.import_create, name="import-create"),
+    path("imports/<int:pk>/", views.import_detail, name="import-detail"),
+    path("images/<int:pk>/", views.image_detail, name="image-detail"),
+    path("images/<int:pk>/<str:kind>/", views.image_file, name="image-file"),
+]
+
+from retrieval import run_views  # noqa: E402
+
+urlpatterns += [
+    path("datasets/<int:pk>/runs/", run_views.run_list, name="run-list"),
+    path("datasets/<int:pk>/runs/new/", run_views.run_create, name="run-create"),
+    path("datasets/<int:pk>/compare/", run_views.compare, name="compare"),
+    path("runs/<int:pk>/", run_views.run_detail, name="run-detail"),
+    path("runs/<int:pk>/resume/", run_views.run_resume, name="run-resume"),
+    path("runs/<int:pk>/figures/<str:name>.png", run_views.run_figure, name="run-figure"),
+    path("runs/<int:pk>/saliency/<int:image_id>.png", run_views.run_saliency, name="run-saliency"),
+    path("runs/<int:pk>/search/", run_views.search_page, name="search"),
+    path("searches/<int:pk>/", run_views.search_upload_result, name="search-upload"),
+]

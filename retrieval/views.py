@@ -1,0 +1,106 @@
+"""Server-rendered pages of the image collection (thin: forms in, services/selectors out)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
+
+from readerstudy.errors import ApplicationError
+from readerstudy.roles import COORDINATOR, RESEARCHER, has_role, role_required
+from retrieval import selectors, services
+from retrieval.forms import DatasetForm, ImportUploadForm
+from retrieval.models import Dataset, Image, ImportJob
+from retrieval.uploads import upload_save
+
+
+@role_required(COORDINATOR, RESEARCHER)
+def dataset_list(request):
+    return render(request, "retrieval/dataset_list.html", {"datasets": selectors.dataset_list(), "form": DatasetForm()})
+
+
+@role_required(COORDINATOR)
+@require_http_methods(["POST"])
+def dataset_create(request):
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        try:
+            ds = services.dataset_create(created_by=request.user, **form.cleaned_data)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return redirect("retrieval:dataset-list")
+        messages.success(request, f"Dataset {ds.name} created. Import images into it below.")
+        return redirect("retrieval:import-create", pk=ds.pk)
+    messages.error(request, "A dataset needs a name.")
+    return redirect("retrieval:dataset-list")
+
+
+@role_required(COORDINATOR, RESEARCHER)
+def dataset_detail(request, pk: int):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    label, value = request.GET.get("label", ""), request.GET.get("value", "")
+    page = Paginator(selectors.image_list(dataset=dataset, label=label, value=value), 48).get_page(request.GET.get("page"))
+    return render(request, "retrieval/dataset_detail.html", {
+        "dataset": dataset,
+        "page": page,
+        "label_summary": selectors.dataset_label_summary(dataset=dataset),
+        "imports": selectors.import_jobs_for(dataset=dataset)[:10],
+        "filter_label": label,
+        "filter_value": value,
+    })
+
+
+@role_required(COORDINATOR, RESEARCHER)
+def image_detail(request, pk: int):
+    from retrieval.run_views import saliency_runs_for
+
+    image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
+    return render(request, "retrieval/image_detail.html", {"image": image, "labels": image.labels.order_by("name"),
+                                                           "saliency_runs": saliency_runs_for(image)})
+
+
+@role_required(COORDINATOR)
+def import_create(request, pk: int):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    form = ImportUploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        archive = upload_save(form.cleaned_data["archive"], kind="archives") if form.cleaned_data["archive"] else ""
+        labels = upload_save(form.cleaned_data["labels"], kind="labels") if form.cleaned_data["labels"] else ""
+        with transaction.atomic():
+            job = services.import_job_create(
+                dataset=dataset, source_path=archive, labels_path=labels,
+                label_format=form.cleaned_data["label_format"], created_by=request.user, remove_sources=True,
+            )
+        return redirect(job.get_absolute_url())
+    return render(request, "retrieval/import_form.html", {"dataset": dataset, "form": form})
+
+
+@role_required(COORDINATOR, RESEARCHER)
+def import_detail(request, pk: int):
+    job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=pk)
+    return render(request, "retrieval/import_detail.html", {"job": job})
+
+
+@login_required
+def image_file(request, pk: int, kind: str):
+    """Serve a rendition, thumbnail or (coordinators only) the de-identified original."""
+    image = get_object_or_404(Image, pk=pk)
+    if kind not in ("rendition", "thumbnail", "original") or not selectors.image_visible_to(user=request.user, image=image):
+        raise Http404("No such image.")
+    if kind == "original" and not has_role(request.user, COORDINATOR):
+        raise Http404("No such image.")
+    field = getattr(image, kind)
+    try:
+        fh = field.open("rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing on the server.") from None
+    response = FileResponse(fh, as_attachment=kind == "original",
+                            filename=f"image-{image.pk}{Path(field.name).suffix}")
+    response["Cache-Control"] = "private, max-age=86400"
+    return response

@@ -1,0 +1,574 @@
+// The reader's case page: choose k / rank all / rate, per-image questions, flag, keyboard,
+// autosaved drafts, idempotent submission, active-time heartbeats.
+//
+// The page's JSON (#case-data) is the same blinded payload the reading API serves: candidates
+// are named by opaque per-reader keys. Every change is autosaved as a draft (debounced); a
+// reload restores it exactly. Submission carries a random client token, so a retried request
+// after a lost response never stores a second answer.
+(function () {
+  "use strict";
+
+  var root = document.getElementById("reader");
+  if (!root) { return; }
+  var data = JSON.parse(document.getElementById("case-data").textContent);
+  var mode = root.getAttribute("data-mode");
+  var k = Number(root.getAttribute("data-k") || 0);
+  var ratingMin = Number(root.getAttribute("data-rating-min"));
+  var ratingMax = Number(root.getAttribute("data-rating-max"));
+  var canSubmit = root.getAttribute("data-can-submit") === "1";
+  var csrf = root.getAttribute("data-csrf");
+  var urls = {
+    draft: root.getAttribute("data-api-draft"), answer: root.getAttribute("data-api-answer"),
+    heartbeat: root.getAttribute("data-api-heartbeat"), flag: root.getAttribute("data-api-flag"),
+    flagClear: root.getAttribute("data-api-flag-clear"),
+  };
+  var grid = document.getElementById("grid");
+  var tiles = Array.prototype.slice.call(grid.querySelectorAll(".tile"));
+  var byKey = {}, byPosition = {};
+  tiles.forEach(function (t) { byKey[t.getAttribute("data-key")] = t; byPosition[t.getAttribute("data-position")] = t; });
+  var submitBtn = document.getElementById("submit-btn");
+  var counter = document.getElementById("counter");
+  var saveStatus = document.getElementById("save-status");
+  var messageEl = document.getElementById("message");
+  var helpEl = document.getElementById("help");
+  var enlargedEl = document.getElementById("enlarged");
+  var questionSets = Array.prototype.slice.call(root.querySelectorAll("fieldset.question"));
+  var token = randomToken();
+  var focused = tiles[0];
+
+  // --- state ----------------------------------------------------------------------------------
+  var state = { selected: [], ranking: tiles.map(keyOf), ratings: {}, answers: {} };
+
+  function keyOf(tile) { return tile.getAttribute("data-key"); }
+  function isEmpty(sel) {
+    return !sel || (!(sel.selected || []).length && !(sel.ranking || []).length &&
+      !Object.keys(sel.ratings || {}).length && !(sel.image_answers || []).length);
+  }
+
+  function restore(sel, force) {
+    if (!sel || (isEmpty(sel) && !force)) { return; }
+    state = { selected: [], ranking: tiles.map(keyOf), ratings: {}, answers: {} };
+    state.selected = (sel.selected || []).filter(function (key) { return byKey[key]; });
+    if ((sel.ranking || []).length) {
+      var ranked = sel.ranking.filter(function (key) { return byKey[key]; });
+      state.ranking = ranked.concat(tiles.map(keyOf).filter(function (key) { return ranked.indexOf(key) < 0; }));
+    }
+    Object.keys(sel.ratings || {}).forEach(function (key) { if (byKey[key]) { state.ratings[key] = sel.ratings[key]; } });
+    (sel.image_answers || []).forEach(function (a) { state.answers[a.question + "|" + a.image] = a.value; });
+  }
+  restore(isEmpty(data.draft) ? data.answer : data.draft);
+
+  // A local copy of changes the server has not confirmed yet (a reload right after a click).
+  var localKey = "cbir-draft:" + root.getAttribute("data-user") + ":" + urls.draft;
+  var local = readLocal();
+  if (local && canSubmit) { restore(local, true); } else { dropLocal(); }
+  function readLocal() {
+    try { return JSON.parse(window.localStorage.getItem(localKey) || "null"); } catch (e) { return null; }
+  }
+  function keepLocal() {
+    try { window.localStorage.setItem(localKey, JSON.stringify(body())); } catch (e) { /* storage full or off */ }
+  }
+  function dropLocal() {
+    try { window.localStorage.removeItem(localKey); } catch (e) { /* storage off */ }
+  }
+
+  function body() {
+    var out = { image_answers: [] };
+    if (mode === "choose_k") { out.selected = state.selected.slice(); }
+    if (mode === "rank_all") { out.ranking = state.ranking.slice(); }
+    if (mode === "rate") { out.ratings = Object.assign({}, state.ratings); }
+    Object.keys(state.answers).forEach(function (id) {
+      var cut = id.indexOf("|");
+      out.image_answers.push({ question: id.slice(0, cut), image: id.slice(cut + 1), value: state.answers[id] });
+    });
+    return out;
+  }
+
+  function missing() {
+    var reasons = [];
+    if (mode === "choose_k" && state.selected.length !== k) {
+      reasons.push("choose exactly " + k + " (" + state.selected.length + " chosen)");
+    }
+    if (mode === "rate") {
+      var unrated = tiles.filter(function (t) { return state.ratings[keyOf(t)] === undefined; }).length;
+      if (unrated) { reasons.push("rate every candidate (" + unrated + " left)"); }
+    }
+    var open = questionSets.filter(function (f) { return state.answers[qid(f)] === undefined; }).length;
+    if (open) { reasons.push("answer every image question (" + open + " left)"); }
+    return reasons;
+  }
+  function qid(fieldset) { return fieldset.getAttribute("data-question") + "|" + fieldset.getAttribute("data-image"); }
+
+  // --- rendering ------------------------------------------------------------------------------
+  function render() {
+    if (mode === "choose_k") {
+      tiles.forEach(function (t) {
+        var on = state.selected.indexOf(keyOf(t)) >= 0;
+        t.classList.toggle("selected", on);
+        t.setAttribute("aria-checked", on ? "true" : "false");
+      });
+      counter.textContent = state.selected.length + "/" + k;
+      counter.classList.toggle("complete", state.selected.length === k);
+    }
+    if (mode === "rank_all") {
+      state.ranking.forEach(function (key, i) {
+        var t = byKey[key];
+        grid.appendChild(t);
+        t.querySelector(".rank-badge").textContent = "rank " + (i + 1);
+        t.setAttribute("aria-label", "Candidate " + t.getAttribute("data-position") + ", rank " + (i + 1));
+      });
+    }
+    if (mode === "rate") {
+      tiles.forEach(function (t) {
+        var r = state.ratings[keyOf(t)];
+        t.classList.toggle("rated", r !== undefined);
+        Array.prototype.forEach.call(t.querySelectorAll("button.rate"), function (b) {
+          var on = Number(b.getAttribute("data-rating")) === r;
+          b.classList.toggle("on", on);
+          b.setAttribute("aria-pressed", on ? "true" : "false");
+        });
+      });
+    }
+    questionSets.forEach(function (f) {
+      var value = state.answers[qid(f)];
+      Array.prototype.forEach.call(f.querySelectorAll("input"), function (input) {
+        input.checked = input.value === value;
+        input.disabled = !canSubmit;
+      });
+    });
+    if (submitBtn) {
+      var reasons = missing();
+      submitBtn.disabled = reasons.length > 0 || submitting;
+      submitBtn.title = reasons.length ? "To submit: " + reasons.join("; ") : "Submit (Enter)";
+    }
+    updateEnlargedTitle();
+  }
+
+  function changed() {
+    render();
+    hideMessage();
+    keepLocal();
+    scheduleSave();
+  }
+
+  // --- interactions ---------------------------------------------------------------------------
+  function toggle(tile) {
+    if (!canSubmit || mode !== "choose_k" || !tile) { return; }
+    var key = keyOf(tile), i = state.selected.indexOf(key);
+    if (i >= 0) {
+      state.selected.splice(i, 1);
+    } else if (state.selected.length >= k) {
+      showMessage("You have already chosen " + k + ". Un-choose one first.");
+      return;
+    } else {
+      state.selected.push(key);
+    }
+    changed();
+  }
+
+  function rate(tile, value) {
+    if (!canSubmit || mode !== "rate" || !tile || value < ratingMin || value > ratingMax) { return; }
+    state.ratings[keyOf(tile)] = value;
+    changed();
+  }
+
+  function move(tile, delta) {
+    if (!canSubmit || mode !== "rank_all" || !tile) { return; }
+    var key = keyOf(tile), from = state.ranking.indexOf(key), to = from + delta;
+    if (to < 0 || to >= state.ranking.length) { return; }
+    moveTo(key, to);
+    focus(tile);
+  }
+
+  function moveTo(key, to) {
+    var from = state.ranking.indexOf(key);
+    if (from < 0 || from === to) { return; }
+    state.ranking.splice(from, 1);
+    state.ranking.splice(to, 0, key);
+    changed();
+  }
+
+  function focus(tile) {
+    if (!tile) { return; }
+    tiles.forEach(function (t) { t.tabIndex = t === tile ? 0 : -1; });
+    focused = tile;
+    tile.focus({ preventScroll: false });
+  }
+
+  function ordered() { return Array.prototype.slice.call(grid.querySelectorAll(".tile")); }
+
+  function columns() {
+    var list = ordered(), top = list[0].offsetTop, n = 0;
+    while (n < list.length && list[n].offsetTop === top) { n++; }
+    return Math.max(1, n);
+  }
+
+  function neighbour(tile, delta) {
+    var list = ordered(), i = list.indexOf(tile) + delta;
+    return list[Math.max(0, Math.min(list.length - 1, i))];
+  }
+
+  grid.addEventListener("click", function (e) {
+    var tile = e.target.closest(".tile");
+    if (!tile) { return; }
+    if (e.target.closest("button.enlarge")) { openEnlarged(tile); return; }
+    if (e.target.closest("button.move")) {
+      move(tile, Number(e.target.closest("button.move").getAttribute("data-move")));
+      return;
+    }
+    if (e.target.closest("button.rate")) {
+      rate(tile, Number(e.target.closest("button.rate").getAttribute("data-rating")));
+      focus(tile);
+      return;
+    }
+    if (e.target.closest("fieldset.question")) { return; }
+    focus(tile);
+    toggle(tile);
+  });
+  grid.addEventListener("dblclick", function (e) {
+    var tile = e.target.closest(".tile");
+    if (tile && mode !== "choose_k" && !e.target.closest("button, fieldset")) { openEnlarged(tile); }
+  });
+  grid.addEventListener("focusin", function (e) {
+    var tile = e.target.closest(".tile");
+    if (tile) { focused = tile; tiles.forEach(function (t) { t.tabIndex = t === tile ? 0 : -1; }); }
+  });
+  root.addEventListener("change", function (e) {
+    var f = e.target.closest("fieldset.question");
+    if (!f || !canSubmit) { return; }
+    state.answers[qid(f)] = e.target.value;
+    changed();
+  });
+
+  // Drag to rank (HTML5 drag and drop).
+  if (mode === "rank_all" && canSubmit) {
+    var dragKey = null;
+    grid.addEventListener("dragstart", function (e) {
+      var tile = e.target.closest(".tile");
+      if (!tile) { return; }
+      dragKey = keyOf(tile);
+      tile.classList.add("dragging");
+      e.dataTransfer.effectAllowed = "move";
+      e.dataTransfer.setData("text/plain", dragKey);
+    });
+    grid.addEventListener("dragover", function (e) {
+      if (dragKey && e.target.closest(".tile")) { e.preventDefault(); e.dataTransfer.dropEffect = "move"; }
+    });
+    grid.addEventListener("drop", function (e) {
+      var target = e.target.closest(".tile");
+      if (!dragKey || !target) { return; }
+      e.preventDefault();
+      moveTo(dragKey, state.ranking.indexOf(keyOf(target)));
+      focus(byKey[dragKey]);
+    });
+    grid.addEventListener("dragend", function () {
+      tiles.forEach(function (t) { t.classList.remove("dragging"); });
+      dragKey = null;
+    });
+  } else if (mode === "rank_all") {
+    tiles.forEach(function (t) { t.removeAttribute("draggable"); });
+  }
+
+  // --- keyboard -------------------------------------------------------------------------------
+  document.addEventListener("keydown", function (e) {
+    var t = e.target, flagDialog = document.getElementById("flag-dialog");
+    if (flagDialog.open || e.ctrlKey || e.metaKey || e.altKey) { return; }
+    if (t.tagName === "TEXTAREA" || (t.tagName === "INPUT" && t.type !== "radio") || t.tagName === "SELECT") { return; }
+    if (e.key === "?") { e.preventDefault(); toggleHelp(); return; }
+    if (e.key === "Escape") {
+      if (!helpEl.hidden) { toggleHelp(false); } else if (!enlargedEl.hidden) { closeEnlarged(); }
+      return;
+    }
+    if (!helpEl.hidden) { return; }
+    if (e.key === "Enter") {
+      if (t.tagName === "BUTTON" || t.tagName === "A") { return; }
+      e.preventDefault();
+      onEnter();
+      return;
+    }
+    if (/^[0-9]$/.test(e.key)) { e.preventDefault(); onDigit(Number(e.key)); return; }
+    if (e.key.indexOf("Arrow") === 0) {
+      if (t.tagName === "INPUT") { return; }  // arrows move within a radio group
+      e.preventDefault();
+      onArrow(e.key, e.shiftKey);
+      return;
+    }
+    if (e.key === " " && t.closest && t.closest(".tile") && !t.closest("fieldset")) {
+      e.preventDefault();
+      toggle(focused);
+      return;
+    }
+    var lower = e.key.toLowerCase();
+    if (lower === "e") { openEnlarged(enlargedTile || focused); }
+    else if (lower === "i") { viewers().forEach(function (v) { v.toggleInvert(); }); }
+    else if (lower === "r") { viewers().forEach(function (v) { v.reset(); }); }
+  });
+
+  function onEnter() {
+    if (!canSubmit) {
+      var next = document.getElementById("next-case");
+      if (next) { window.location.assign(next.href); }
+      return;
+    }
+    var reasons = missing();
+    if (reasons.length) { showMessage("Not yet: " + reasons.join("; ") + "."); return; }
+    submit();
+  }
+
+  function onDigit(d) {
+    var position = d === 0 ? 10 : d;
+    if (mode === "rate") { rate(focused, d); if (canSubmit && d >= ratingMin && d <= ratingMax) { focus(neighbour(focused, 1)); } return; }
+    var tile = byPosition[String(position)];
+    if (!tile) { return; }
+    if (!enlargedEl.hidden && mode !== "choose_k") { showEnlarged(tile); return; }
+    if (mode === "choose_k") { toggle(tile); if (enlargedEl.hidden) { focus(tile); } } else { focus(tile); }
+  }
+
+  function onArrow(key, shift) {
+    var back = key === "ArrowLeft" || key === "ArrowUp";
+    if (!enlargedEl.hidden) {
+      if (key === "ArrowLeft" || key === "ArrowRight") { showEnlarged(neighbour(enlargedTile, back ? -1 : 1)); }
+      return;
+    }
+    if (mode === "rank_all" && shift) { move(focused, back ? -1 : 1); return; }
+    var step = key === "ArrowUp" || key === "ArrowDown" ? columns() : 1;
+    focus(neighbour(focused, back ? -step : step));
+  }
+
+  if (submitBtn) { submitBtn.addEventListener("click", onEnter); }
+
+  // --- overlays -------------------------------------------------------------------------------
+  var queryViewer = null, enlargedQuery = null, enlargedCandidate = null, enlargedTile = null;
+
+  function viewers() {
+    var out = [queryViewer];
+    if (!enlargedEl.hidden) { out.push(enlargedQuery, enlargedCandidate); }
+    return out.filter(Boolean);
+  }
+
+  function openEnlarged(tile) {
+    if (!tile) { return; }
+    enlargedEl.hidden = false;
+    if (!enlargedQuery) {
+      enlargedQuery = new window.CbirViewer(document.getElementById("enlarged-query"));
+      enlargedCandidate = new window.CbirViewer(document.getElementById("enlarged-candidate"));
+    }
+    showEnlarged(tile);
+    document.getElementById("enlarged-close").focus();
+  }
+
+  function showEnlarged(tile) {
+    enlargedTile = tile;
+    focused = tile;
+    enlargedCandidate.load(tile.querySelector("img").getAttribute("src"));
+    updateEnlargedTitle();
+  }
+
+  function updateEnlargedTitle() {
+    if (!enlargedTile || enlargedEl.hidden) { return; }
+    var key = keyOf(enlargedTile), text = "Candidate " + enlargedTile.getAttribute("data-position");
+    if (mode === "rank_all") { text += " · rank " + (state.ranking.indexOf(key) + 1); }
+    if (mode === "rate" && state.ratings[key] !== undefined) { text += " · rated " + state.ratings[key]; }
+    var chosen = state.selected.indexOf(key) >= 0;
+    if (mode === "choose_k") { text += chosen ? " · chosen" : ""; }
+    document.getElementById("enlarged-title").textContent = text;
+    var btn = document.getElementById("enlarged-toggle");
+    if (btn) { btn.textContent = chosen ? "Un-choose" : "Choose"; btn.disabled = !canSubmit; }
+  }
+
+  function closeEnlarged() {
+    enlargedEl.hidden = true;
+    if (enlargedTile) { focus(enlargedTile); }
+    enlargedTile = null;
+  }
+
+  document.getElementById("enlarged-close").addEventListener("click", closeEnlarged);
+  document.getElementById("enlarged-prev").addEventListener("click", function () { showEnlarged(neighbour(enlargedTile, -1)); });
+  document.getElementById("enlarged-next").addEventListener("click", function () { showEnlarged(neighbour(enlargedTile, 1)); });
+  var enlargedToggle = document.getElementById("enlarged-toggle");
+  if (enlargedToggle) { enlargedToggle.addEventListener("click", function () { toggle(enlargedTile); }); }
+
+  function toggleHelp(show) {
+    helpEl.hidden = show === undefined ? !helpEl.hidden : !show;
+    if (!helpEl.hidden) { document.getElementById("help-close").focus(); } else if (focused) { focused.focus(); }
+  }
+  document.getElementById("help-btn").addEventListener("click", function () { toggleHelp(true); });
+  document.getElementById("help-close").addEventListener("click", function () { toggleHelp(false); });
+
+  // --- flag -----------------------------------------------------------------------------------
+  var flagDialog = document.getElementById("flag-dialog"), flagBtn = document.getElementById("flag-btn");
+  flagBtn.addEventListener("click", function () { flagDialog.showModal(); });
+  flagDialog.addEventListener("close", function () {
+    var action = flagDialog.returnValue;
+    if (action === "save") {
+      api("POST", urls.flag, { comment: document.getElementById("flag-comment").value })
+        .then(function () { setFlagged(true); showMessage("Case flagged for the coordinator.", "info"); })
+        .catch(function (err) { showMessage("The flag was not saved: " + err.message); });
+    } else if (action === "clear") {
+      api("POST", urls.flagClear, null)
+        .then(function () { setFlagged(false); document.getElementById("flag-comment").value = ""; })
+        .catch(function (err) { showMessage("The flag was not removed: " + err.message); });
+    }
+    flagDialog.returnValue = "";
+  });
+  function setFlagged(on) {
+    flagBtn.classList.toggle("flagged", on);
+    flagBtn.textContent = on ? "Flagged" : "Flag case";
+    document.getElementById("flag-clear").hidden = !on;
+  }
+
+  // --- server calls ---------------------------------------------------------------------------
+  function api(method, url, payload, keepalive) {
+    return fetch(url, {
+      method: method, credentials: "same-origin", keepalive: !!keepalive,
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRFToken": csrf },
+      body: payload === null || payload === undefined ? undefined : JSON.stringify(payload),
+    }).then(function (r) {
+      return r.json().catch(function () { return {}; }).then(function (d) {
+        if (!r.ok) {
+          var err = new Error(errorText(d, r.status));
+          err.status = r.status;
+          throw err;
+        }
+        return d;
+      });
+    });
+  }
+
+  function errorText(d, status) {
+    if (status === 401 || status === 403) { return "your session has ended: log in again in another tab, then retry"; }
+    if (d && d.detail) { return d.detail; }
+    if (d && typeof d === "object") {
+      return Object.keys(d).map(function (f) { return f + ": " + [].concat(d[f]).join(" "); }).join("; ") || "error " + status;
+    }
+    return "error " + status;
+  }
+
+  var saveTimer = null, dirty = false, saveChain = Promise.resolve();
+  function scheduleSave() {
+    if (!canSubmit) { return; }
+    dirty = true;
+    setStatus("Unsaved changes…", "pending");
+    clearTimeout(saveTimer);
+    saveTimer = setTimeout(saveDraft, 500);
+  }
+
+  function saveDraft(keepalive) {
+    clearTimeout(saveTimer);
+    if (!dirty) { return saveChain; }
+    dirty = false;
+    var snapshot = body();
+    saveChain = saveChain.then(function () {
+      setStatus("Saving…", "pending");
+      return api("PUT", urls.draft, snapshot, keepalive).then(function () {
+        if (!dirty) { setStatus("Draft saved", "saved"); dropLocal(); }
+      }, function (err) {
+        dirty = true;
+        setStatus("Not saved (" + err.message + "), retrying…", "failed");
+        if (!err.status || err.status >= 500) { saveTimer = setTimeout(saveDraft, 3000); }
+      });
+    });
+    return saveChain;
+  }
+
+  var submitting = false;
+  function submit() {
+    if (submitting || !canSubmit) { return; }
+    submitting = true;
+    clearTimeout(saveTimer);
+    dirty = false;
+    render();
+    setStatus("Submitting…", "pending");
+    var payload = body();
+    payload.client_token = token;
+    payload.active_ms_delta = takeActive();
+    send(payload, 0);
+  }
+
+  function send(payload, attempt) {
+    api("POST", urls.answer, payload).then(function (result) {
+      setStatus("Submitted", "saved");
+      dropLocal();
+      window.location.assign(result.next_url);
+    }, function (err) {
+      if ((!err.status || err.status >= 500) && attempt < 3) {
+        setTimeout(function () { send(payload, attempt + 1); }, 1000 * (attempt + 1));  // same token: no duplicate
+        return;
+      }
+      submitting = false;
+      activeMs += payload.active_ms_delta;
+      render();
+      setStatus("", "");
+      showMessage("Not submitted: " + err.message);
+    });
+  }
+
+  // --- active time ----------------------------------------------------------------------------
+  var BEAT_MS = 15000, IDLE_MS = 5 * 60 * 1000;
+  var activeMs = 0, lastTick = performance.now(), lastInput = Date.now(), lastBeat = Date.now();
+  function isActive() {
+    return document.visibilityState === "visible" && document.hasFocus() && Date.now() - lastInput < IDLE_MS;
+  }
+  function tick() {
+    var now = performance.now();
+    if (isActive()) { activeMs += now - lastTick; }
+    lastTick = now;
+  }
+  function takeActive() {
+    tick();
+    var ms = Math.floor(activeMs);
+    activeMs -= ms;
+    return ms;
+  }
+  function beat(keepalive) {
+    var ms = takeActive();
+    lastBeat = Date.now();
+    if (ms < 1) { return; }
+    api("POST", urls.heartbeat, { active_ms_delta: ms }, keepalive).catch(function () { activeMs += ms; });
+  }
+  ["pointerdown", "keydown", "wheel", "pointermove"].forEach(function (type) {
+    document.addEventListener(type, function () { lastInput = Date.now(); }, { passive: true, capture: true });
+  });
+  window.addEventListener("focus", tick);
+  window.addEventListener("blur", tick);
+  document.addEventListener("visibilitychange", function () {
+    tick();
+    if (document.visibilityState === "hidden" && !submitting) { saveDraft(true); beat(true); }
+  });
+  window.addEventListener("pagehide", function () {
+    if (!submitting) { saveDraft(true); beat(true); }
+  });
+  setInterval(function () {
+    tick();
+    if (canSubmit && !submitting && Date.now() - lastBeat >= BEAT_MS) { beat(false); }
+  }, 1000);
+
+  // --- messages -------------------------------------------------------------------------------
+  function showMessage(text, kind) {
+    messageEl.textContent = text;
+    messageEl.className = "reader-message " + (kind || "error");
+    messageEl.hidden = false;
+  }
+  function hideMessage() { messageEl.hidden = true; }
+  function setStatus(text, kind) {
+    saveStatus.textContent = text;
+    saveStatus.className = "save-status " + (kind || "");
+  }
+
+  function randomToken() {
+    var bytes = new Uint8Array(16);
+    window.crypto.getRandomValues(bytes);
+    return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
+  }
+
+  // --- start ----------------------------------------------------------------------------------
+  if (!canSubmit) {
+    root.classList.add("read-only");
+    tiles.forEach(function (t) { t.removeAttribute("draggable"); });
+  }
+  queryViewer = new window.CbirViewer(document.getElementById("query-viewer"));
+  render();
+  if (local && canSubmit) { scheduleSave(); }
+  focus(mode === "rank_all" ? byKey[state.ranking[0]] : tiles[0]);
+  root.setAttribute("data-ready", "1");
+})();

@@ -1,0 +1,87 @@
+"""Playwright driving Debian's Chromium against pytest-django's live server.
+
+Never `playwright install`: the browser is /usr/bin/chromium from Debian (make chromium).
+Screenshots go to test-artifacts/ (kept by CI as artefacts).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--disable-quic"]
+
+# Playwright runs an event loop in this thread; Django's async-safety check would refuse ORM calls.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: run `make chromium` (apt-get install chromium)"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_server, request):
+    """A fresh browser context; a screenshot of the last state is kept in test-artifacts/."""
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+    pg = context.new_page()
+    pg.set_default_timeout(15_000)
+    yield pg
+    ARTIFACTS.mkdir(exist_ok=True)
+    try:
+        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def login(page, username: str, password: str) -> None:
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+# --- reading helpers (tests/browser/test_reader_*.py) --------------------------------------------
+
+def shot(page, name: str) -> None:
+    """Keep an intermediate screenshot in test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_reader_page(page, path: str) -> None:
+    """Go to a case page and wait until reader.js and the query image are ready."""
+    page.goto(path)
+    wait_reader_ready(page)
+
+
+def wait_reader_ready(page) -> None:
+    page.wait_for_selector("#reader[data-ready='1']")
+    page.wait_for_selector("#query-viewer[data-loaded='1']")
+
+
+def tile_keys(page) -> list[str]:
+    """Candidate keys in the order the tiles are shown (the ranking in rank mode)."""
+    return page.eval_on_selector_all("#grid .tile", "els => els.map(e => e.dataset.key)")
+
+
+def key_at(page, position: int) -> str:
+    return page.get_attribute(f"#grid .tile[data-position='{position}']", "data-key")
+
+
+@pytest.fixture
+def fast_password_hashing(settings):
+    """Cheap password hashes for the personas of a test (use with pytest.mark.usefixtures)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -1,0 +1,94 @@
+"""Rank-all in Chromium (keyboard arrows, move buttons and drag), and a rate-mode smoke test."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect
+
+from annotations.models import Answer
+from readerstudy import selectors
+from readerstudy.models import AnswerMode, Assignment, Case
+from tests.browser.conftest import key_at, login, open_reader_page, shot, tile_keys
+from tests.reading.factories import study_make
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
+              pytest.mark.usefixtures("fast_password_hashing")]
+
+
+def _stored_ranking(assignment, case_id) -> list[int]:
+    answer = Answer.objects.get(assignment=assignment, case_id=case_id)
+    return list(answer.items.order_by("rank").values_list("candidate_id", flat=True))
+
+
+def _ids(assignment, case_id, keys) -> list[int]:
+    keymap = selectors.candidate_keymap(assignment=assignment, case=Case.objects.get(pk=case_id))
+    return [keymap[k] for k in keys]
+
+
+def test_rank_all_session_keyboard_and_drag(page, reader, live_server):
+    study = study_make(mode=AnswerMode.RANK_ALL, readers=[reader], n_cases=2, n_candidates=5)
+    assignment = Assignment.objects.get(study=study)
+    order = selectors.reader_order(assignment=assignment)
+    login(page, "reader", "pw-reader")
+    open_reader_page(page, f"/read/{study.pk}/case/1/")
+    initial = tile_keys(page)
+    assert initial == [key_at(page, p) for p in range(1, 6)]  # starts in the reader's positions
+    expect(page.locator("#submit-btn")).to_be_enabled()
+
+    # Keyboard: focus candidate 4 with its digit, move it to the top with Shift+←/↑.
+    page.keyboard.press("4")
+    for key in ("Shift+ArrowLeft", "Shift+ArrowUp", "Shift+ArrowLeft"):
+        page.keyboard.press(key)
+    expect(page.locator("#grid .tile").first).to_have_attribute("data-position", "4")
+    expect(page.locator("#grid .tile").first.locator(".rank-badge")).to_have_text("rank 1")
+    # Arrows move the focus: from the top (4) one step right is candidate 1; move it down to the end.
+    page.keyboard.press("ArrowRight")
+    for _ in range(4):
+        page.keyboard.press("Shift+ArrowDown")
+    expect(page.locator("#grid .tile").last).to_have_attribute("data-position", "1")
+    # Drag: candidate 5 onto the first place.
+    page.drag_and_drop("#grid .tile[data-position='5']", "#grid .tile[data-position='4']")
+    expect(page.locator("#grid .tile").first).to_have_attribute("data-position", "5")
+    ranking1 = tile_keys(page)
+    assert ranking1 == [key_at(page, p) for p in (5, 4, 2, 3, 1)]
+    expect(page.locator("#save-status")).to_have_text("Draft saved")
+    shot(page, "rank_all_case1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/read/{study.pk}/case/2/")
+    open_reader_page(page, f"/read/{study.pk}/case/2/")
+
+    # Case 2: mouse only, the move buttons and a drag.
+    page.click("#grid .tile[data-position='3'] button.move[data-move='-1']")
+    page.drag_and_drop("#grid .tile[data-position='1']", "#grid .tile[data-position='5']")
+    ranking2 = tile_keys(page)
+    assert ranking2 == [key_at(page, p) for p in (3, 2, 4, 5, 1)]
+    page.click("#submit-btn")
+    page.wait_for_url(f"**/read/{study.pk}/done/")
+
+    assert Answer.objects.count() == 2
+    assert _stored_ranking(assignment, order.case_ids[0]) == _ids(assignment, order.case_ids[0], ranking1)
+    assert _stored_ranking(assignment, order.case_ids[1]) == _ids(assignment, order.case_ids[1], ranking2)
+    answer = Answer.objects.get(assignment=assignment, case_id=order.case_ids[0])
+    assert answer.items.get(rank=1).shown_position == 5
+
+
+def test_rate_mode_smoke(page, reader, live_server):
+    study = study_make(mode=AnswerMode.RATE, readers=[reader], n_cases=1, n_candidates=3, rating_min=1, rating_max=5)
+    assignment = Assignment.objects.get(study=study)
+    case_id = selectors.reader_order(assignment=assignment).case_ids[0]
+    login(page, "reader", "pw-reader")
+    open_reader_page(page, f"/read/{study.pk}/case/1/")
+    page.click("#grid .tile[data-position='1'] button.rate[data-rating='5']")
+    expect(page.locator("#submit-btn")).to_be_disabled()
+    page.focus("#grid .tile[data-position='2']")
+    page.keyboard.press("2")  # rates 2 and moves the focus to 3
+    page.keyboard.press("4")
+    expect(page.locator(".tile.rated")).to_have_count(3)
+    page.keyboard.press("9")  # out of range: ignored
+    expect(page.locator("#submit-btn")).to_be_enabled()
+    shot(page, "rate_case1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/read/{study.pk}/done/")
+    answer = Answer.objects.get(assignment=assignment, case_id=case_id)
+    ratings = dict(answer.items.values_list("shown_position", "rating"))
+    assert ratings == {1: 5, 2: 2, 3: 4}

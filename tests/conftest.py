@@ -1,0 +1,146 @@
+"""Shared fixtures: personas, isolated media folders, a real Celery worker process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+
+from readerstudy.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolated_storage(settings, tmp_path):
+    """Every test writes media, uploads and artefacts into its own temporary folder."""
+    # A fast hasher: the personas' passwords are not what the tests are about (PBKDF2 costs ~0.3 s each).
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.UPLOAD_ROOT = tmp_path / "uploads"
+    settings.ARTEFACT_ROOT = tmp_path / "artefacts"
+    yield
+
+
+def _user(django_user_model, username, roles):
+    user = django_user_model.objects.create_user(username=username, password="pw-" + username)
+    user_set_roles(user=user, roles=roles)
+    return user
+
+
+@pytest.fixture
+def coordinator(db, django_user_model):
+    return _user(django_user_model, "coordinator", [COORDINATOR])
+
+
+@pytest.fixture
+def reader(db, django_user_model):
+    return _user(django_user_model, "reader", [READER])
+
+
+@pytest.fixture
+def other_reader(db, django_user_model):
+    return _user(django_user_model, "other_reader", [READER])
+
+
+@pytest.fixture
+def researcher(db, django_user_model):
+    return _user(django_user_model, "researcher", [RESEARCHER])
+
+
+@pytest.fixture
+def nobody(db, django_user_model):
+    """Logged in, but without any role."""
+    return django_user_model.objects.create_user(username="nobody", password="pw-nobody")
+
+
+def client_for(client, user):
+    client.force_login(user)
+    return client
+
+
+def worker_database_url() -> str:
+    """The DATABASE_URL under which a separate process sees the test database."""
+    db = django_settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+
+
+class Worker:
+    """A `celery worker` subprocess consuming the cpu and gpu queues of one broker."""
+
+    def __init__(self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path):
+        self.broker_url = broker_url
+        self.log = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
+        env = {
+            **os.environ,
+            "DATABASE_URL": worker_database_url(),
+            "CELERY_BROKER_URL": broker_url,
+            "DATA_DIR": str(django_settings.DATA_DIR),
+            "MEDIA_ROOT": str(media_root),
+            "UPLOAD_ROOT": str(data_dir / "uploads"),
+            "ARTEFACT_ROOT": str(artefact_root),
+            "DEBUG": "true",
+            "JOB_STALE_SECONDS": "2",
+        }
+        cmd = [sys.executable, "-m", "celery", "-A", "readerstudy", "worker", "-Q", "cpu,gpu",
+               "-c", "1", "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle",
+               "-n", f"test-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO"]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self, sig: str = "term") -> None:
+        if self.proc.poll() is None:
+            self.proc.kill() if sig == "kill" else self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def send(task, broker_url: str, **kwargs) -> None:
+    """Publish a task message to the given broker (whatever the test process is configured for)."""
+    from readerstudy.celery import app
+
+    with app.connection_for_write(broker_url) as conn, conn.Producer() as producer:
+        task.apply_async(kwargs=kwargs, producer=producer)
+
+
+def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, worker: Worker | None = None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if worker is not None and worker.proc.poll() is not None:
+            raise AssertionError(f"worker exited with {worker.proc.returncode}:\n{worker.output()[-4000:]}")
+        time.sleep(interval)
+    raise AssertionError("timed out" + (f"; worker log:\n{worker.output()[-4000:]}" if worker else ""))
+
+
+@pytest.fixture
+def start_worker(transactional_db, settings, tmp_path):
+    """Start a real worker on a broker URL ('filesystem://' or 'redis://...'); stopped at teardown."""
+    workers: list[Worker] = []
+
+    def start(broker_url: str) -> Worker:
+        w = Worker(broker_url, tmp_path, settings.MEDIA_ROOT, settings.ARTEFACT_ROOT)
+        workers.append(w)
+        return w
+
+    yield start
+    for w in workers:
+        w.stop()

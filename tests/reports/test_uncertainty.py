@@ -1,0 +1,129 @@
+"""Bootstrap intervals (cases, optionally readers) and p-values: reproduced by naive loops and scipy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from sklearn.metrics import cohen_kappa_score
+
+from annotations import report as R
+from annotations import stats as S
+from tests.reports import independent as ind
+
+N_RESAMPLES, SEED = 700, 3
+
+
+def _draws(n_cases: int, n_resamples: int = N_RESAMPLES, seed: int = SEED, batch: int = 500) -> np.ndarray:
+    """The case indices of each resample, drawn as annotations.stats.bootstrap_ci draws them (batches of 500)."""
+    rng = np.random.default_rng(seed)
+    return np.concatenate([rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases))
+                           for s in range(0, n_resamples, batch)])
+
+
+def _ci(values: list[float]) -> list[float]:
+    return list(np.nanpercentile(values, [2.5, 97.5]))
+
+
+@pytest.fixture
+def choose(generate):
+    return generate(mode="choose_k", n_cases=24, n_readers=3, q=0.6, seed=21)
+
+
+@pytest.fixture
+def ranked(generate):
+    return generate(mode="rank_all", n_cases=24, n_readers=3, q=0.5, seed=22)
+
+
+def _report(g, **kw):
+    return R.report_for_study(study=g.study, options=R.options_parse(n_resamples=N_RESAMPLES, seed=SEED, **kw))
+
+
+def test_report_states_resamples_seed_and_unit(choose):
+    report = _report(choose)
+    assert report["uncertainty"]["n_resamples"] == N_RESAMPLES and report["uncertainty"]["seed"] == SEED
+    assert report["uncertainty"]["unit"] == "cases (queries)"
+    assert report["options"]["n_resamples"] == N_RESAMPLES
+
+
+def test_fleiss_and_kappa_intervals_equal_a_naive_case_bootstrap(choose):
+    s = _report(choose)["choose_k"]
+    sel = choose.values.astype(bool)
+    idx = _draws(24)
+    fleiss = [ind.fleiss(sel[i]) for i in idx]
+    assert [s["fleiss_kappa"]["ci_low"], s["fleiss_kappa"]["ci_high"]] == pytest.approx(_ci(fleiss))
+    cons, model = ind.consensus(sel, 5), ind.k_nearest(choose.distances, 5)
+    kappa = [cohen_kappa_score(cons[i].ravel(), model[i].ravel()) for i in idx]
+    m = s["methods"][choose.run.name]
+    assert [m["cohen_kappa_vs_consensus"]["ci_low"], m["cohen_kappa_vs_consensus"]["ci_high"]] == pytest.approx(_ci(kappa))
+    agree = [np.mean([ind.percent(sel[i][..., r], model[i]) for r in range(3)]) for i in idx]
+    assert [m["mean_reader_agreement"]["ci_low"], m["mean_reader_agreement"]["ci_high"]] == pytest.approx(_ci(agree))
+    assert m["cohen_kappa_vs_consensus"]["resampled"] == "cases"
+
+
+def test_ndcg_interval_equals_a_naive_case_bootstrap(ranked):
+    s = _report(ranked)["ranking"]
+    per_case = ind.ndcg(ind.ranks_of(ranked.distances), ranked.values[..., 0].astype(int), 10)
+    got = s["compared"][ranked.run.name]["metrics"]["ndcg@10"]
+    assert [got["ci_low"], got["ci_high"]] == pytest.approx(_ci([per_case[i].mean() for i in _draws(24)]))
+    assert got["ci_low"] <= got["estimate"] <= got["ci_high"]
+
+
+def test_same_seed_same_intervals_other_seed_other_intervals(choose):
+    a, b = _report(choose)["choose_k"], _report(choose)["choose_k"]
+    c = R.report_for_study(study=choose.study, options=R.options_parse(n_resamples=N_RESAMPLES, seed=SEED + 1))
+    assert a["fleiss_kappa"] == b["fleiss_kappa"]
+    assert a["fleiss_kappa"]["ci_low"] != c["choose_k"]["fleiss_kappa"]["ci_low"]
+
+
+def test_readers_too_resamples_readers_where_the_statistic_allows_it(choose):
+    s = _report(choose, readers_too=True)["choose_k"]
+    assert s["fleiss_kappa"]["resampled"] == "cases+readers"
+    assert s["methods"][choose.run.name]["mean_reader_agreement"]["resampled"] == "cases+readers"
+    # the consensus is fixed by all readers: its kappa against a method resamples cases only (said so)
+    assert s["methods"][choose.run.name]["cohen_kappa_vs_consensus"]["resampled"] == "cases"
+
+
+def test_no_bootstrap_means_no_intervals_and_no_p_values(choose):
+    report = R.report_for_study(study=choose.study, options=R.options_parse())
+    assert report["uncertainty"] is None and report["tests"] is None
+    assert report["choose_k"]["fleiss_kappa"]["ci_low"] is None
+
+
+def test_ranking_p_values_equal_direct_tests(ranked, generate):
+    report = _report(ranked)
+    truth = ranked.values[..., 0].astype(int)
+    model = ind.ranks_of(ranked.distances)
+    direct = S.permutation_test_vs_random(model, truth, p=10, n_resamples=N_RESAMPLES, seed=SEED)
+    assert report["tests"]["vs_random"][ranked.run.name]["ndcg@10"] == pytest.approx(direct)
+    perfect = generate(mode="rank_all", n_cases=20, n_readers=2, q=1.0, seed=4)
+    p = _report(perfect)["tests"]["vs_random"][perfect.run.name]["ndcg@3"]["p_value"]
+    assert p == pytest.approx(1 / (N_RESAMPLES + 1))  # no random order does as well as the truth
+
+
+def test_choose_k_p_values_against_chance_and_between_methods(generate):
+    g = generate(mode="choose_k", n_cases=20, n_readers=3, q=0.8, seed=8, partial_method=True)
+    report = _report(g)
+    sel = g.values.astype(bool)
+    model = ind.k_nearest(g.distances, 5)
+    per_case = np.array([np.mean([ind.percent(sel[c, :, r], model[c]) for r in range(3)]) for c in range(20)])
+    vs = report["tests"]["vs_random"][g.run.name]
+    assert vs["ttest_p"] == pytest.approx(sps.ttest_1samp(per_case - 50.0, 0.0, alternative="greater").pvalue)
+    assert vs["permutation_p"] < 0.01 and vs["chance"] == 50.0
+    pair = report["tests"]["method_vs_method"][0]
+    assert {pair["a"], pair["b"]} == {g.run.name, "bm25"} and pair["n"] == 10  # bm25 ranks every other case
+    other = ind.k_nearest(2.0 - g.distances, 5)
+    per_case_b = np.array([np.mean([ind.percent(sel[c, :, r], other[c]) for r in range(3)]) for c in range(20)])
+    common = np.arange(20) % 2 == 0
+    a, b = (per_case, per_case_b) if pair["a"] == g.run.name else (per_case_b, per_case)
+    assert pair["ttest_p"] == pytest.approx(sps.ttest_rel(a[common], b[common]).pvalue)
+    assert pair["mean_difference"] == pytest.approx(np.mean(a[common] - b[common]))
+
+
+def test_rating_intervals(generate):
+    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=9)
+    s = _report(g)["rating"]
+    icc = s["icc"]["ICC(A,1)"]
+    assert icc["ci_low"] < icc["estimate"] < icc["ci_high"] and icc["resampled"] == "cases"
+    wk = s["weighted_kappa"]["mean"]
+    assert wk["ci_low"] <= wk["estimate"] <= wk["ci_high"]

@@ -1,0 +1,64 @@
+"""Runs on a real worker: queued over Redis, and resumed after the worker is killed mid-training."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from retrieval.models import ModelRun
+from retrieval.runs import run_create, run_resume, split_create
+from retrieval.tasks import run_execute
+from tests.conftest import send, wait_until
+from tests.runs.conftest import SMALL, make_phantom_dataset
+
+pytestmark = [pytest.mark.ml, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def test_training_resumes_from_its_checkpoint_after_the_worker_is_killed(start_worker, tmp_path, settings):
+    settings.JOB_STALE_SECONDS = 2
+    dataset = make_phantom_dataset(tmp_path / "p", n=60, size=96)
+    run = run_create(dataset=dataset, name="long", method="finetune", enqueue=False,
+                     config={**SMALL, "task": "binary", "positive": ["Cardiomegaly"], "undersample": False,
+                             "epochs": 6, "batch_size": 4},
+                     split=split_create(dataset=dataset))
+    worker = start_worker("filesystem://")
+    send(run_execute, "filesystem://", run_id=run.pk)
+    checkpoint = lambda: Path(ModelRun.objects.get(pk=run.pk).artefact_dir or "/nonexistent") / "checkpoints" / "last.pt"  # noqa: E731
+    wait_until(lambda: len(ModelRun.objects.get(pk=run.pk).history) >= 2 and checkpoint().exists(), timeout=300, worker=worker)
+    worker.stop("kill")
+    killed = ModelRun.objects.get(pk=run.pk)
+    assert killed.status == "running" and killed.stage == "training"
+    epochs_before = len(killed.history)
+    wait_until(lambda: bool(run_resume(run=killed)) if _stale(killed) else False, timeout=30)
+    second = start_worker("filesystem://")
+    send(run_execute, "filesystem://", run_id=run.pk)
+    wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=300, worker=second)
+    done = ModelRun.objects.get(pk=run.pk)
+    assert done.status == "succeeded", (done.error, worker.output()[-3000:])
+    epochs = [h["epoch"] for h in done.history]
+    assert epochs == list(range(1, 7)), epochs  # continued after the last checkpoint, not restarted
+    assert done.attempts == 2 and epochs_before >= 2
+
+
+def _stale(run) -> bool:
+    from django.utils import timezone
+
+    fresh = ModelRun.objects.get(pk=run.pk)
+    return (timezone.now() - fresh.heartbeat_at).total_seconds() > 2
+
+
+def test_embed_run_over_redis(start_worker, tmp_path):
+    import redis
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    dataset = make_phantom_dataset(tmp_path / "p", n=20, size=64)
+    run = run_create(dataset=dataset, name="r", method="timm", config=SMALL, split=split_create(dataset=dataset), enqueue=False)
+    worker = start_worker(REDIS_URL)
+    send(run_execute, REDIS_URL, run_id=run.pk)
+    send(run_execute, REDIS_URL, run_id=run.pk)  # duplicated delivery
+    wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=300, worker=worker)
+    done = ModelRun.objects.get(pk=run.pk)
+    assert done.status == "succeeded", (done.error, worker.output()[-3000:])
+    assert done.n_embedded == 20 and done.attempts == 1

@@ -1,0 +1,47 @@
+"""The demo sets itself up: accounts per role, both collections, a queued training run; idempotent."""
+
+import pytest
+from django.core.management import call_command
+
+from readerstudy.demo import DICOM_DATASET, PHANTOM_DATASET, DEMO_RUN
+from readerstudy.roles import has_role
+from retrieval.models import Dataset, Image, ModelRun
+
+
+@pytest.mark.django_db
+def test_demo_setup(tmp_path, settings, client, django_user_model, capsys):
+    settings.DATA_DIR = tmp_path
+    call_command("demo", "--setup-only", "--phantoms", "30")
+    out = capsys.readouterr().out
+    assert "coordinator" in out and "demo-reader1" in out
+    for name, role in [("coordinator", "coordinator"), ("researcher", "researcher"), ("reader1", "reader")]:
+        assert has_role(django_user_model.objects.get(username=name), role)
+    phantoms = Dataset.objects.get(name=PHANTOM_DATASET)
+    assert phantoms.images.count() == 30 and phantoms.images.filter(labels__name="Cardiomegaly").count() == 30
+    dicom = Dataset.objects.get(name=DICOM_DATASET)
+    ct = dicom.images.get(modality="CT")
+    assert ct.slices_in_series > 1 and ct.window_source == "dicom"
+    assert dicom.images.filter(modality="CR").exists()  # the MONOCHROME1 sample
+    assert ModelRun.objects.get(name=DEMO_RUN).status == "pending"
+    from readerstudy.models import Study
+
+    studies = Study.objects.filter(status="open")
+    assert {s.mode for s in studies} == {"choose_k", "rank_all"}
+    assert all(s.assignments.count() == 3 and s.cases.count() > 0 for s in studies)
+    assert client.login(username="reader1", password="demo-reader1")
+    assert "Demo: choose the 5 most similar of 10" in client.get("/read/").content.decode()
+    # logging in as the demo coordinator shows both collections with thumbnails
+    assert client.login(username="coordinator", password="demo-coordinator")
+    html = client.get(f"/datasets/{phantoms.pk}/").content.decode()
+    assert "/thumbnail/" in html and "Cardiomegaly" in html
+    image = Image.objects.filter(dataset=dicom).first()
+    assert client.get(f"/images/{image.pk}/rendition/").status_code == 200
+    # a second run changes nothing
+    call_command("demo", "--setup-only", "--phantoms", "30")
+    assert Image.objects.count() == 30 + dicom.images.count()
+    assert ModelRun.objects.count() == 1 and Study.objects.count() == 2
+
+
+def test_login_page_is_served(client, db):
+    html = client.get("/accounts/login/").content.decode()
+    assert 'name="username"' in html and 'name="password"' in html
