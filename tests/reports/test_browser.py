@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 
 from annotations import exports
 from annotations.models import AnswerItem
-from tests.browser.conftest import ARTIFACTS, browser, login, open_reader_page  # noqa: F401 (the browser fixture)
+from tests.browser.conftest import ARTIFACTS, login, open_reader_page
 from tests.reading.factories import study_make
 from tests.reports import independent as ind
 

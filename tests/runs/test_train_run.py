@@ -2,6 +2,7 @@
 
 import pytest
 
+from retrieval import ranking
 from retrieval.models import ModelRun
 from retrieval.pipeline import run_execute, training_targets
 from retrieval.runs import run_create, split_create, split_image_ids
@@ -37,7 +38,10 @@ def _records_history_checkpoints_and_timings(trained):
     assert trained.history[-1]["loss"] < trained.history[0]["loss"]
     folder = __import__("pathlib").Path(trained.artefact_dir)
     assert (folder / "model.safetensors").exists() and (folder / "checkpoints" / "last.pt").exists()
-    assert set(trained.timings) == {"train", "embed", "index", "evaluate"}
+    assert set(trained.timings) == {"train", "saliency", "embed", "index", "evaluate"}
+    test_ids = split_image_ids(split=trained.split, part="test")
+    overlays = [ranking.saliency_path(trained, i) for i in test_ids]
+    assert overlays and all(o.exists() and o.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for o in overlays)  # Grad-CAM
     assert trained.live["epoch"] == 10 and trained.progress_percent == 100
 
 
