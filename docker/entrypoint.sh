@@ -1,0 +1,34 @@
+#!/bin/sh
+# The container's roles. Settings come from the environment (see README → Configuration).
+#   web         migrate, collectstatic, then gunicorn on :8000
+#   worker-cpu  Celery worker on the cpu queue (imports, statistics, reports)
+#   worker-gpu  Celery worker on the gpu queue (training, embedding, indexing), one task at a time
+#   demo        the demo collections and accounts (once), then the web server
+#   anything else is run as a command, e.g. `python manage.py createsuperuser`
+set -eu
+
+role="${1:-web}"
+case "$role" in
+  web)
+    python manage.py migrate --noinput
+    python manage.py collectstatic --noinput --verbosity 0
+    exec gunicorn readerstudy.wsgi --bind "0.0.0.0:${PORT:-8000}" \
+      --workers "${WEB_WORKERS:-4}" --worker-class gthread --threads "${WEB_THREADS:-4}" \
+      --access-logfile - --timeout 120
+    ;;
+  worker-cpu)
+    exec celery -A readerstudy worker -Q cpu -c "${CPU_CONCURRENCY:-2}" -n "cpu@%h" --loglevel "${LOG_LEVEL:-INFO}"
+    ;;
+  worker-gpu)
+    exec celery -A readerstudy worker -Q gpu -c 1 -n "gpu@%h" --loglevel "${LOG_LEVEL:-INFO}"
+    ;;
+  demo)
+    python manage.py migrate --noinput
+    python manage.py demo --setup-only
+    shift
+    exec "$0" web
+    ;;
+  *)
+    exec "$@"
+    ;;
+esac
