@@ -23,6 +23,7 @@ from readerstudy.roles import ROLES, api_role
 
 AnyRole = api_role(*ROLES)
 MAX_ITEMS = 500  # no catalogue is larger; bounds what a request may carry
+SALIENCY_HELP = "address of the saliency overlay (PNG); only when the study shows saliency and the image has one"
 
 
 def reading_target(*, user, study_id: int, index: int) -> tuple[Assignment, selectors.ReaderOrder, Case]:
@@ -123,6 +124,7 @@ class ReadingCaseDetailApi(APIView):
         @extend_schema_serializer(component_name="ReadingQueryImage")
         class QuerySerializer(serializers.Serializer):
             url = serializers.CharField()
+            saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
 
         @extend_schema_serializer(component_name="ReadingCandidate")
         class CandidateSerializer(serializers.Serializer):
@@ -131,6 +133,7 @@ class ReadingCaseDetailApi(APIView):
             url = serializers.CharField()
             labels = serializers.ListField(child=serializers.CharField(), required=False,
                                            help_text="only when the study shows candidate labels")
+            saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
 
         @extend_schema_serializer(component_name="ReadingQuestion")
         class QuestionSerializer(serializers.Serializer):

@@ -12,7 +12,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from readerstudy import services
+from readerstudy import selectors, services
 from readerstudy.errors import ApplicationError
 from readerstudy.forms import (AssignmentAddForm, CaseListForm, CloneForm, QuestionForm, QuestionFormSet,
                                StudyEditForm, StudyWizardForm)
@@ -78,6 +78,7 @@ def study_detail(request, pk: int):
         "question_form": QuestionForm(),
         "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
         "case_list_form": CaseListForm(),
+        "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
     })
 
 

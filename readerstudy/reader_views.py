@@ -1,4 +1,4 @@
-"""Reader pages: my studies, a study's introduction, the case page, the end and closed pages.
+"""Reader pages: my studies, a study's introduction, the case page, its saliency overlays, the end and closed pages.
 
 Thin: access and reads come from readerstudy.selectors, the one write (opening a case starts
 its timing) from annotations.services. Drafts, answers, flags and heartbeats go through the
@@ -8,7 +8,7 @@ reading API (annotations.api) from static/js/reader.js.
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -78,6 +78,27 @@ def case_detail(request, study_id: int, index: int):
     return render(request, "reader/case.html", _case_context(assignment, order, index, payload))
 
 
+@role_required(*ROLES)
+def case_saliency(request, study_id: int, index: int, key: str):
+    """The saliency overlay (PNG) of case `index`'s query (`key` = "query") or candidate `key`.
+
+    The same checks as the case page (role, assignment, open study, a case the reader may open),
+    then 404 unless the study shows saliency and its saliency run holds an overlay of that image.
+    Addressed like the case page (case number, candidate key): no image or run id reaches the reader.
+    """
+    assignment = _assignment_or_404(request, study_id)
+    order = selectors.reader_order(assignment=assignment)
+    if _is_closed(assignment) or not order.can_open(index):
+        raise Http404("No such case among yours.")
+    path = selectors.reader_saliency_file(assignment=assignment, case=selectors.reader_case(order=order, index=index),
+                                          key=key)
+    if path is None:
+        raise Http404("No saliency overlay for this image.")
+    response = FileResponse(path.open("rb"), content_type="image/png", filename="saliency.png")
+    response["Cache-Control"] = "private, no-cache"  # a rebuilt study reuses case numbers
+    return response
+
+
 def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict) -> dict:
     """Template context of the case page: the payload, API addresses, neighbours, prefetches."""
     study = assignment.study
@@ -94,6 +115,7 @@ def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: i
         "previous_index": index - 1 if index > 1 else None,
         "next_index": index + 1 if order.can_open(index + 1) else None,
         "rating_values": list(range(study.rating_min, study.rating_max + 1)),
+        "saliency": "saliency" in payload["query"] or any("saliency" in c for c in payload["candidates"]),
     }
 
 

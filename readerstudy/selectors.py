@@ -5,7 +5,9 @@ positions, the study's questions and the reader's own draft, answer and flag. Ca
 named by an opaque per-reader key (an HMAC of assignment and candidate), never by their database
 id, whose order may follow the order in which a builder created them (e.g. the model's ranks).
 Provenance, ranks, distances, labels (unless `show_candidate_labels`), file names and other
-readers' answers are never read here, so they cannot reach a reader's page or JSON.
+readers' answers are never read here, so they cannot reach a reader's page or JSON. Saliency
+overlays (when `show_saliency`) come from one fixed model run per study (`study_saliency_run`) and
+are addressed by case number and candidate key, never by run or image id.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from django.conf import settings
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
@@ -21,7 +24,8 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from readerstudy.errors import ApplicationError
-from readerstudy.models import Assignment, Candidate, Case, StudyQuestion, StudyStatus
+from readerstudy.jobs import JobStatus
+from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from readerstudy.roles import ROLES, has_role
 
 READABLE = (StudyStatus.OPEN, StudyStatus.CLOSED)
@@ -186,6 +190,83 @@ def reader_payload_to_keys(*, payload: dict, keymap: dict[str, int]) -> dict:
     }
 
 
+# --- saliency overlays ---------------------------------------------------------------------------
+
+QUERY_KEY = "query"  # how a reader's address names the query image (candidate keys are 16 hex digits)
+
+
+def study_run_ids(*, study: Study) -> list[int]:
+    """The model runs a study's cases were built from, in the order its builder configuration names them.
+
+    `run` (knn_farthest, top_n) first, then `runs` (pooled) in the order the coordinator listed
+    them; a clone keeps its original's configuration. Case lists and random catalogues name none.
+    """
+    cfg = study.builder_config or {}
+    ids = ([cfg["run"]] if isinstance(cfg.get("run"), int) else []) + [
+        r for r in cfg.get("runs") or [] if isinstance(r, int)]
+    return list(dict.fromkeys(ids))
+
+
+def run_has_saliency(run) -> bool:
+    """A finished classifier run (a trained method with `saliency` configured) that wrote overlays."""
+    from retrieval.methods import METHODS
+    from retrieval.ranking import SALIENCY_DIR, run_artefact_dir
+
+    method = METHODS.get(run.method)
+    if run.status != JobStatus.SUCCEEDED or method is None or not method.trains or not run.config.get("saliency"):
+        return False
+    folder = run_artefact_dir(run) / SALIENCY_DIR
+    return folder.is_dir() and next(folder.glob("*.png"), None) is not None
+
+
+def study_saliency_run(*, study: Study):
+    """The one model run whose saliency overlays readers of this study see, or None.
+
+    The first of `study_run_ids` that `run_has_saliency`. One run for the whole study (never the
+    run that proposed a candidate): whether an image has an overlay then depends only on that
+    run's split (overlays exist for its test images), so it cannot tell a reader which method
+    proposed a candidate, and every overlay means the same classifier.
+    """
+    from retrieval.models import ModelRun
+
+    ids = study_run_ids(study=study)
+    runs = ModelRun.objects.filter(pk__in=ids, dataset_id=study.dataset_id).in_bulk()
+    return next((runs[i] for i in ids if i in runs and run_has_saliency(runs[i])), None)
+
+
+def reader_saliency_images(*, study: Study, image_ids: list[int]) -> set[int]:
+    """Those of the images that readers of this study see with an overlay (none unless `show_saliency`)."""
+    from retrieval.ranking import saliency_path
+
+    run = study_saliency_run(study=study) if study.show_saliency else None
+    if run is None:
+        return set()
+    return {i for i in image_ids if saliency_path(run, i).is_file()}
+
+
+def reader_saliency_file(*, assignment: Assignment, case: Case, key: str) -> Path | None:
+    """The overlay PNG of the case's query (`key` = "query") or of its candidate `key`, as this reader sees it.
+
+    None when the study does not show saliency, has no saliency run, `key` names no image of this
+    case for this reader, or the run holds no overlay of that image.
+    """
+    from retrieval.ranking import saliency_path
+
+    study = assignment.study
+    run = study_saliency_run(study=study) if study.show_saliency else None
+    if run is None:
+        return None
+    if key == QUERY_KEY:
+        image_id = case.query_id
+    else:
+        candidate_id = candidate_keymap(assignment=assignment, case=case).get(key)
+        if candidate_id is None:
+            return None
+        image_id = Candidate.objects.values_list("image_id", flat=True).get(pk=candidate_id)
+    path = saliency_path(run, image_id)
+    return path if path.is_file() else None
+
+
 # --- the case a reader sees ---------------------------------------------------------------------
 
 def image_url(image_id: int) -> str:
@@ -215,13 +296,23 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     keymap = {c.key: c.pk for c in candidates}
     answer = reader_answer(assignment=assignment, case=case)
     flag = reader_flag(assignment=assignment, case=case)
+    index = order.index_of(case.pk)
+    maps = reader_saliency_images(study=study, image_ids=[case.query_id, *(c.image_id for c in candidates)])
+
+    def overlay(key: str) -> str:
+        return reverse("reading:saliency", args=[study.pk, index, key])
+
+    query = {"url": image_url(case.query_id)}
+    if case.query_id in maps:
+        query["saliency"] = overlay(QUERY_KEY)
     return {
         "study": {"id": study.pk, "name": study.name, "mode": study.mode, "k": study.k,
                   "rating_min": study.rating_min, "rating_max": study.rating_max,
                   "allow_revisions": study.allow_revisions},
-        "case": {"index": order.index_of(case.pk), "total": order.total, "done": order.done},
-        "query": {"url": image_url(case.query_id)},
-        "candidates": [_candidate_out(c, study.show_candidate_labels) for c in candidates],
+        "case": {"index": index, "total": order.total, "done": order.done},
+        "query": query,
+        "candidates": [_candidate_out(c, study.show_candidate_labels, overlay(c.key) if c.image_id in maps else None)
+                       for c in candidates],
         "questions": _questions(study_id=study.pk),
         "draft": reader_payload_to_keys(payload=reader_draft(assignment=assignment, case=case), keymap=keymap),
         "answer": _answer_out(answer, keymap),
@@ -230,10 +321,12 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     }
 
 
-def _candidate_out(c: Candidate, with_labels: bool) -> dict:
+def _candidate_out(c: Candidate, with_labels: bool, saliency_url: str | None) -> dict:
     out = {"key": c.key, "position": c.shown_position, "url": image_url(c.image_id)}
     if with_labels:
         out["labels"] = [str(label) for label in c.image.labels.order_by("name")]
+    if saliency_url:
+        out["saliency"] = saliency_url
     return out
 
 

@@ -1,5 +1,5 @@
 // The reader's case page: choose k / rank all / rate, per-image questions, flag, keyboard,
-// autosaved drafts, idempotent submission, active-time heartbeats.
+// autosaved drafts, idempotent submission, active-time heartbeats, saliency overlays.
 //
 // The page's JSON (#case-data) is the same blinded payload the reading API serves: candidates
 // are named by opaque per-reader keys. Every change is autosaved as a draft (debounced); a
@@ -302,6 +302,7 @@
     if (lower === "e") { openEnlarged(enlargedTile || focused); }
     else if (lower === "i") { viewers().forEach(function (v) { v.toggleInvert(); }); }
     else if (lower === "r") { viewers().forEach(function (v) { v.reset(); }); }
+    else if (lower === "s" && saliencyBtn) { setSaliency(!saliencyOn); }
   });
 
   function onEnter() {
@@ -352,6 +353,7 @@
     if (!enlargedQuery) {
       enlargedQuery = new window.CbirViewer(document.getElementById("enlarged-query"));
       enlargedCandidate = new window.CbirViewer(document.getElementById("enlarged-candidate"));
+      if (saliencyBtn) { withOverlay(enlargedQuery, queryOverlay, "Saliency overlay of the query"); }
     }
     showEnlarged(tile);
     document.getElementById("enlarged-close").focus();
@@ -361,6 +363,11 @@
     enlargedTile = tile;
     focused = tile;
     enlargedCandidate.load(tile.querySelector("img").getAttribute("src"));
+    if (saliencyBtn) {
+      var overlay = tile.querySelector("img.saliency-overlay");
+      withOverlay(enlargedCandidate, overlay && overlay.getAttribute("data-src"),
+                  "Saliency overlay of candidate " + tile.getAttribute("data-position"));
+    }
     updateEnlargedTitle();
   }
 
@@ -387,6 +394,35 @@
   document.getElementById("enlarged-next").addEventListener("click", function () { showEnlarged(neighbour(enlargedTile, 1)); });
   var enlargedToggle = document.getElementById("enlarged-toggle");
   if (enlargedToggle) { enlargedToggle.addEventListener("click", function () { toggle(enlargedTile); }); }
+
+  // --- saliency overlays ----------------------------------------------------------------------
+  // Only when the study shows saliency and this case has overlays (then the button exists). Every
+  // overlay comes from the study's one saliency run; showing them changes nothing of the answer or
+  // the layout (they lie over the images). On/off is remembered per reader and study.
+  var saliencyBtn = document.getElementById("saliency-btn"), saliencyOn = false;
+  var queryOverlay = document.getElementById("query-viewer").getAttribute("data-saliency");
+  var tileOverlays = Array.prototype.slice.call(grid.querySelectorAll("img.saliency-overlay"));
+  var saliencyKey = "cbir-saliency:" + root.getAttribute("data-user") + ":" + data.study.id;
+
+  function withOverlay(viewer, src, label) {
+    viewer.setOverlay(src, label);
+    viewer.showOverlay(saliencyOn);
+  }
+
+  function setSaliency(on) {
+    saliencyOn = !!on;
+    saliencyBtn.setAttribute("aria-pressed", saliencyOn ? "true" : "false");
+    saliencyBtn.classList.toggle("on", saliencyOn);
+    tileOverlays.forEach(function (img) {
+      if (saliencyOn && !img.getAttribute("src")) { img.src = img.getAttribute("data-src"); }
+      img.hidden = !saliencyOn;
+    });
+    [queryViewer, enlargedQuery, enlargedCandidate].forEach(function (v) { if (v) { v.showOverlay(saliencyOn); } });
+    root.setAttribute("data-saliency", saliencyOn ? "1" : "0");
+    try { window.localStorage.setItem(saliencyKey, saliencyOn ? "1" : "0"); } catch (e) { /* storage off */ }
+  }
+
+  if (saliencyBtn) { saliencyBtn.addEventListener("click", function () { setSaliency(!saliencyOn); }); }
 
   function toggleHelp(show) {
     helpEl.hidden = show === undefined ? !helpEl.hidden : !show;
@@ -567,6 +603,12 @@
     tiles.forEach(function (t) { t.removeAttribute("draggable"); });
   }
   queryViewer = new window.CbirViewer(document.getElementById("query-viewer"));
+  if (saliencyBtn) {
+    withOverlay(queryViewer, queryOverlay, "Saliency overlay of the query");
+    var stored = null;
+    try { stored = window.localStorage.getItem(saliencyKey); } catch (e) { /* storage off */ }
+    setSaliency(stored === "1");
+  }
   render();
   if (local && canSubmit) { scheduleSave(); }
   focus(mode === "rank_all" ? byKey[state.ranking[0]] : tiles[0]);

@@ -10,6 +10,10 @@
 //   wheel                zoom about the pointer
 //   double-click         reset
 // Toolbar: presets, invert, reset. State is mirrored in data-* attributes (for tests).
+//
+// Overlay (optional, setOverlay/showOverlay): a second image, e.g. a saliency map, shown over the
+// canvas instead of the image while it is on. It is not windowed, zoomed or panned (it is its own
+// picture: the image as a network sees it, cropped), and it is only fetched when first shown.
 (function () {
   "use strict";
 
@@ -121,6 +125,7 @@
     var c = this.canvas, dpr = window.devicePixelRatio || 1;
     var w = Math.max(1, Math.round(c.clientWidth * dpr)), h = Math.max(1, Math.round(c.clientHeight * dpr));
     if (c.width !== w || c.height !== h) { c.width = w; c.height = h; }
+    this.placeOverlay();
     var ctx = c.getContext("2d");
     ctx.fillStyle = "#000";
     ctx.fillRect(0, 0, w, h);
@@ -130,6 +135,40 @@
     var x = (w - iw * scale) / 2 + s.panX * dpr, y = (h - ih * scale) / 2 + s.panY * dpr;
     ctx.imageSmoothingEnabled = scale < 2;
     ctx.drawImage(this.shown, x, y, iw * scale, ih * scale);
+  };
+
+  // The overlay image of this viewer (null: none); shown when showOverlay(true) is in force.
+  Viewer.prototype.setOverlay = function (src, label) {
+    if (!this.overlay) {
+      this.overlay = document.createElement("img");
+      this.overlay.className = "viewer-overlay";
+      this.overlay.draggable = false;
+      this.overlay.hidden = true;
+      this.el.appendChild(this.overlay);
+    }
+    this.overlay.alt = label || "Overlay";
+    this.overlaySrc = src || null;
+    if (this.overlay.getAttribute("src") && this.overlay.getAttribute("src") !== this.overlaySrc) {
+      this.overlay.removeAttribute("src");
+    }
+    this.showOverlay(this.overlayOn);
+  };
+
+  Viewer.prototype.showOverlay = function (on) {
+    this.overlayOn = !!on;
+    if (!this.overlay) { return; }
+    var show = this.overlayOn && !!this.overlaySrc;
+    if (show && this.overlay.getAttribute("src") !== this.overlaySrc) { this.overlay.src = this.overlaySrc; }
+    this.overlay.hidden = !show;
+    this.el.setAttribute("data-overlay", show ? "1" : "0");
+    this.placeOverlay();
+  };
+
+  // Cover exactly the canvas (below the toolbar, whose height depends on the width).
+  Viewer.prototype.placeOverlay = function () {
+    if (!this.overlay || this.overlay.hidden) { return; }
+    this.overlay.style.top = this.canvas.offsetTop + "px";
+    this.overlay.style.height = this.canvas.offsetHeight + "px";
   };
 
   Viewer.prototype.update = function (windowChanged) {

@@ -9,7 +9,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
-from retrieval.models import Dataset, Image, Label
+from retrieval.models import Dataset, Image, Label, ModelRun
+from retrieval.ranking import saliency_path
 from tests.factories import png_bytes
 
 _seq = itertools.count(1)
@@ -80,3 +81,20 @@ def answer_payload(study: Study, case: Case, assignment: Assignment | None = Non
     if answers:
         payload["image_answers"] = answers
     return payload
+
+
+def saliency_run_make(dataset: Dataset, *, name: str = "cnn", method: str = "densenet_cnn",
+                      saliency: str = "grad_cam", status: str = "succeeded", overlays=()) -> ModelRun:
+    """A model run of `dataset` with saliency overlay PNGs written for the image ids in `overlays` (no training)."""
+    run = ModelRun.objects.create(dataset=dataset, name=name, method=method, status=status,
+                                  config={"metric": "l2", "saliency": saliency})
+    for image_id in overlays:
+        path = saliency_path(run, image_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(overlay_bytes(image_id))
+    return run
+
+
+def overlay_bytes(image_id: int) -> bytes:
+    """The overlay PNG saliency_run_make writes for an image (colour, so it differs from any rendition)."""
+    return png_bytes(50_000 + image_id, size=24, mode="RGB")
