@@ -51,6 +51,14 @@ def demo_collections_import(*, n_phantoms: int = 240, seed: int = 7, stdout=None
         job.refresh_from_db()
         if stdout:
             stdout.write(f"{name}: {job.n_imported} images, {job.n_labels} labels ({job.status})\n")
+        ratings = folder / "ratings.csv"
+        if name == PHANTOM_DATASET and ratings.exists():  # simulated readers' ratings, for paper 004's method
+            job = services.import_job_create(dataset=dataset, labels_path=str(ratings), label_format="generic",
+                                             created_by=coordinator, enqueue=False)
+            services.import_job_run(job_id=job.pk)
+            if stdout:
+                stdout.write(f"{name}: ratings of three simulated readers imported "
+                             f"({dataset.images.filter(ratings__isnull=False).distinct().count()} images)\n")
 
 
 def _phantoms(folder: Path, n: int, seed: int):

@@ -89,4 +89,13 @@ def follow(command, run: ModelRun, *, sync: bool, no_wait: bool) -> ModelRun:
         raise CommandError(f"run #{run.pk} {run.status}: {run.error}")
     summary = ", ".join(f"{k} {v:.1f}s" for k, v in run.timings.items())
     command.stdout.write(f"Run #{run.pk} succeeded ({summary}); {run.n_embedded} images embedded.")
+    ratings = run.metrics.get("ratings")
+    if ratings:  # paper 004's evaluation against the readers' rating sets of the test part
+        line = (f"Ratings on the test part ({ratings['n_items']} images): distance correlation "
+                f"r = {ratings['distance_correlation_r']:.3f}, hubness index {ratings['hubness_index']:.3f}")
+        if ratings.get("rating_rmse") is not None:
+            line += f", rating RMSE {ratings['rating_rmse']:.3f} (training mean: {ratings['rating_rmse_train_mean']:.3f})"
+        command.stdout.write(line + ".")
+    if run.metrics.get("retrieval_note"):
+        command.stdout.write(run.metrics["retrieval_note"])
     return run

@@ -9,7 +9,10 @@ from retrieval.models import Dataset, ModelRun
 
 
 def comparison_table(*, dataset: Dataset, split_name: str | None = None, ks=(1, 5, 10)) -> dict:
-    """Rows of runs × columns of metrics (value, random expectation, p) on the test part of one split."""
+    """Rows of runs × columns of metrics (value, random expectation, p) on the test part of one split.
+
+    SSIM runs are rows like the others, evaluated from their pairwise SSIM matrix (capped by eval_max).
+    """
     from retrieval.evaluation import evaluate_run
 
     runs = list(dataset.runs.filter(status="succeeded", split__isnull=False).select_related("split").order_by("created_at", "pk"))
@@ -27,8 +30,7 @@ def comparison_table(*, dataset: Dataset, split_name: str | None = None, ks=(1, 
         cells = {c: {"value": result[c], "random": result[f"{c}_random"], "p": result.get(f"{c}_p")}
                  for c in columns if c in result}
         rows.append({"run": run.pk, "name": run.name, "method": run.method, "cells": cells,
-                     "n_queries": result["n_queries"], "labels": result["labels"]})
+                     "n_queries": result["n_queries"], "labels": result["labels"], "note": result.get("note", "")})
     note = "" if runs else "No finished run with a split: train or embed one first."
-    return {"dataset": dataset.name, "split": split_name, "columns": columns, "rows": rows,
-            "skipped": skipped + [f"{r.name}: ranks directly (no embeddings)" for r in dataset.runs.filter(
-                status="succeeded", method="ssim")], "note": note}
+    return {"dataset": dataset.name, "split": split_name, "columns": columns, "rows": rows, "skipped": skipped,
+            "note": note}

@@ -3,10 +3,14 @@
 Relevance: for a binary task, the same class (positive vs negative); otherwise images sharing a
 positive finding among the evaluation labels ("No Finding" images are relevant to each other).
 Graded relevance comes from a numeric label (paper 000's patient weight; the demo's CTR).
+Embedding runs rank by their embeddings; SSIM runs (no embeddings) by the pairwise 1 − SSIM matrix.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,8 @@ from retrieval import ranking
 from retrieval.models import Label, ModelRun, SplitPart
 
 MAP_FILE = "embedding_map.png"
+SSIM_FILE = "ssim_distances.npz"  # an SSIM run's pairwise matrix of the evaluated images (see _ssim_matrix)
+SSIM_EVAL_MAX = 300  # default config "eval_max": SSIM evaluation compares every pair of images
 
 
 def eval_label_names(run: ModelRun) -> list[str]:
@@ -41,20 +47,28 @@ def graded_label_name(run: ModelRun) -> str | None:
 
 def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k_R", gain: str = "exp",
                  part: str = SplitPart.TEST, labels: list[str] | None = None, graded: str | None = None,
-                 draw_map: bool = True) -> dict:
-    """Retrieval metrics (each beside its random baseline and a t-test) over a part of the run's split."""
+                 draw_map: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+    """Retrieval metrics (each beside its random baseline and a t-test) over a part of the run's split.
+
+    Embedding runs rank by their embeddings. SSIM runs have none: they rank by the pairwise 1 − SSIM
+    matrix of the part's images (O(n²) comparisons, `progress(done, total)` after each row), on at
+    most config "eval_max" images, a seeded random sample when the part is larger (see `note`).
+    """
     from retrieval.ml.metrics import evaluate_retrieval
     from retrieval.pipeline import label_matrix
     from retrieval.runs import split_image_ids
 
     if run.split is None:
         raise ApplicationError("The run has no split: evaluation needs a held-out test part.")
-    ids, vectors = ranking.run_vectors(run=run)
-    position = {int(i): n for n, i in enumerate(ids)}
-    query_ids = [i for i in split_image_ids(split=run.split, part=part) if i in position]
+    ssim = run.method == "ssim"
+    query_ids = split_image_ids(split=run.split, part=part)
+    if not ssim:
+        ids, vectors = ranking.run_vectors(run=run)
+        position = {int(i): n for n, i in enumerate(ids)}
+        query_ids = [i for i in query_ids if i in position]
     if len(query_ids) < 3:
-        raise ApplicationError(f"The {part} part has {len(query_ids)} embedded images; at least 3 are needed.")
-    x = vectors[[position[i] for i in query_ids]]
+        kind = "" if ssim else "embedded "
+        raise ApplicationError(f"The {part} part has {len(query_ids)} {kind}images; at least 3 are needed.")
     names = labels or eval_label_names(run)
     label_values = _label_values(run, query_ids, names) if names else None
     if not labels and run.config.get("task") == "regression" and run.config.get("bins"):
@@ -64,16 +78,89 @@ def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k
     if graded:
         numeric = label_matrix(query_ids, [graded])[:, 0]
         if np.isnan(numeric).any():
-            keep = ~np.isnan(numeric)
-            x, numeric = x[keep], numeric[keep]
-            label_values = label_values[keep] if label_values is not None else None
-            query_ids = [q for q, k in zip(query_ids, keep) if k]
-    result = evaluate_retrieval(x, label_values, numeric, ks=tuple(ks), metric=run.config.get("metric", "cosine"),
+            query_ids, label_values, numeric = _take(np.flatnonzero(~np.isnan(numeric)), query_ids, label_values,
+                                                     numeric)
+    if ssim:
+        n_part = len(query_ids)
+        keep, note = _ssim_sample(run, n_part, part)
+        query_ids, label_values, numeric = _take(keep, query_ids, label_values, numeric)
+        x, metric = _ssim_matrix(run, query_ids, progress), "precomputed"
+    else:
+        x, metric = vectors[[position[i] for i in query_ids]], run.config.get("metric", "cosine")
+    result = evaluate_retrieval(x, label_values, numeric, ks=tuple(ks), metric=metric,
                                 ap_definition=ap_definition, gain_kind=gain)
     result.update({"part": part, "labels": names, "graded_label": graded or "", "ks": list(ks)})
-    if draw_map:
+    if ssim:
+        result.update({"metric": "ssim", "n_part_images": n_part, "note": note})
+    elif draw_map:  # t-SNE of embeddings; an SSIM run has none to draw
         _draw_map(run, x, label_values, names, numeric)
     return _plain(result)
+
+
+def _take(keep: np.ndarray, query_ids: list[int], label_values: np.ndarray | None,
+          numeric: np.ndarray | None) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
+    """The kept queries (indices) with their label rows and numeric values."""
+    return ([query_ids[i] for i in keep], None if label_values is None else label_values[keep],
+            None if numeric is None else numeric[keep])
+
+
+def _ssim_sample(run: ModelRun, n: int, part: str) -> tuple[np.ndarray, str]:
+    """Indices of the images an SSIM run is evaluated on: all, or a sorted seeded sample of config eval_max."""
+    cap = run.config.get("eval_max", SSIM_EVAL_MAX)
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 3:
+        raise ApplicationError(f"eval_max must be an integer ≥ 3, got {cap!r}.")
+    if n <= cap:
+        return np.arange(n), ""
+    seed = int(run.config.get("seed", 0))
+    keep = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+    return keep, (f"SSIM compares every pair of images: evaluated on a random sample of {cap} of the {n} "
+                  f"{part} images (eval_max {cap}, seed {seed}).")
+
+
+def _ssim_matrix(run: ModelRun, image_ids: list[int],
+                 progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Symmetric (n, n) 1 − SSIM, each rendition loaded once and each unordered pair compared once.
+
+    Kept in the run's folder with the image ids and size, so the comparison table and a re-evaluation of the
+    same images do not redo the n²/2 comparisons (the renditions of an image do not change).
+    """
+    from retrieval.methods import ssim_distance, ssim_greys
+
+    size = int(run.config.get("size", 128))
+    ids = np.asarray(image_ids, dtype=np.int64)
+    path = ranking.run_artefact_dir(run) / SSIM_FILE
+    cached = _cached_ssim(path, ids, size)
+    if cached is not None:
+        return cached
+    try:
+        greys = ssim_greys(image_ids, size)
+    except OSError as exc:
+        raise ApplicationError(f"An image's rendition could not be read for SSIM: {exc}") from exc
+    grey = [greys[i] for i in image_ids]
+    n = len(grey)
+    d = np.zeros((n, n))
+    for a in range(n - 1):
+        for b in range(a + 1, n):
+            d[a, b] = d[b, a] = ssim_distance(grey[a], grey[b])
+        if progress is not None:
+            progress((a + 1) * (2 * n - a - 2) // 2, n * (n - 1) // 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{SSIM_FILE}.")  # concurrent writers: last one wins
+    with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, ids=ids, size=size, distances=d)
+    os.replace(partial, path)
+    return d
+
+
+def _cached_ssim(path: Path, ids: np.ndarray, size: int) -> np.ndarray | None:
+    """The stored SSIM matrix when it was computed for exactly these images at this size."""
+    try:
+        with np.load(path) as stored:
+            if int(stored["size"]) == size and np.array_equal(stored["ids"], ids):
+                return stored["distances"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return None
 
 
 def _label_values(run: ModelRun, image_ids: list[int], names: list[str]) -> np.ndarray:

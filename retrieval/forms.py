@@ -80,6 +80,8 @@ class RunForm(forms.Form):
             cfg.update({"binary": {"positive": listed(d["positive"]), "negative": listed(d["negative"]) or ["No Finding"]},
                         "multilabel": {"labels": listed(d["labels"])},
                         "regression": {"target": (d["target"] or "").strip()}}[cfg["task"]])
+        if d["method"] == "rating_metric":  # paper 004: learns from the dataset's rating table
+            cfg.update(epochs=d["epochs"], lr=d["lr"])
         if d["method"] == "ssim":
             cfg = {"metric": "ssim", **({"graded_label": cfg["graded_label"]} if "graded_label" in cfg else {})}
         return cfg

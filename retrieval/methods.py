@@ -39,6 +39,8 @@ METHODS: dict[str, Method] = {
         Method("ensemble", "Per-finding classifiers ensembled into one multi-label embedding", False, True, "cosine",
                "000 (Thakrar et al.)"),
         Method("ssim", "Structural similarity on the resized images", False, False, "ssim", "001/003 baseline"),
+        Method("rating_metric", "Rating-based metric learning: a 128-d embedding trained on readers' rating vectors "
+               "(logcosh rating regression + distance-matrix KL)", True, True, "l2", "004 (Loyman & Greenspan)"),
     )
 }
 
@@ -77,6 +79,8 @@ def config_validate(method: str, config: dict) -> dict:
         runs = cfg.get("runs") or []
         if len(runs) < 2 or not all(isinstance(r, int) for r in runs):
             raise ApplicationError("An ensemble needs the ids of at least two fine-tuned runs (config 'runs').")
+    if m.name == "rating_metric":
+        return _rating_config(cfg)
     if m.trains:
         cfg.setdefault("saliency", "grad_cam")
         cfg.setdefault("saliency_max", 200)
@@ -97,22 +101,62 @@ def config_validate(method: str, config: dict) -> dict:
         cfg.setdefault("optimizer", "adamw")
     if m.name == "ssim":
         cfg.setdefault("size", 128)
+        cfg.setdefault("eval_max", 300)  # offline evaluation is O(n²) SSIM pairs: a seeded sample above this
+    return cfg
+
+
+def _rating_config(cfg: dict) -> dict:
+    """Paper 004's defaults: 128-d embedding, Adam 1e-3, the Table 1 weight schedule, KL of +distances at T = 1."""
+    from_paper = [[1, 0.9, 0.1], [21, 0.5, 0.5], [41, 0.0, 0.1]]  # = retrieval.ml.ratings.PAPER_SCHEDULE
+    cfg["task"] = "ratings"
+    cfg["saliency"] = ""  # no classifier: Grad-CAM overlays do not apply
+    cfg.setdefault("embed_dim", 128)
+    cfg.setdefault("epochs", 60)
+    cfg.setdefault("lr", 1e-3)
+    cfg.setdefault("schedule", from_paper)
+    cfg.setdefault("temperature", 1.0)
+    cfg.setdefault("negate", False)
+    cfg.setdefault("target_scale", "auto")  # 1 / the largest training set distance: rating distances meet L2 ≤ 2
+    cfg.setdefault("semi_supervised", False)
+    cfg.setdefault("regressor_epochs", cfg["epochs"])
+    schedule = cfg["schedule"]
+    if (not isinstance(schedule, list) or not schedule
+            or any(not isinstance(s, list) or len(s) != 3 or not all(isinstance(v, (int, float)) for v in s)
+                   for s in schedule) or schedule[0][0] != 1):
+        raise ApplicationError("schedule must be a list of [first epoch, regression weight, similarity weight] "
+                               "starting at epoch 1.")
+    if cfg["target_scale"] != "auto" and not (isinstance(cfg["target_scale"], (int, float)) and cfg["target_scale"] > 0):
+        raise ApplicationError("target_scale must be 'auto' or a positive number.")
+    if not isinstance(cfg["embed_dim"], int) or cfg["embed_dim"] < 2:
+        raise ApplicationError("embed_dim must be an integer ≥ 2.")
+    names = cfg.get("characteristics")
+    if names is not None and (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)):
+        raise ApplicationError("characteristics must be a list of rated characteristic names.")
     return cfg
 
 
 def ssim_distances(*, query_id: int, candidate_ids: list[int], config: dict) -> np.ndarray:
     """1 − SSIM between the query's rendition and each candidate's, resized to config['size']."""
-    from skimage.metrics import structural_similarity
+    greys = ssim_greys([query_id, *candidate_ids], int(config.get("size", 128)))
+    return np.array([ssim_distance(greys[query_id], greys[c]) for c in candidate_ids])
 
+
+def ssim_greys(image_ids: list[int], size: int) -> dict[int, np.ndarray]:
+    """Each image's greyscale rendition resized to size×size, in [0, 1], loaded once per image id."""
     from retrieval.models import Image
 
-    size = int(config.get("size", 128))
-    images = {i.pk: i for i in Image.objects.filter(pk__in=[query_id, *candidate_ids])}
-    missing = [i for i in [query_id, *candidate_ids] if i not in images]
+    images = {i.pk: i for i in Image.objects.filter(pk__in=image_ids)}
+    missing = [i for i in image_ids if i not in images]
     if missing:
         raise ApplicationError(f"No image with id {missing[0]}.")
-    query = _grey(images[query_id], size)
-    return np.array([1.0 - structural_similarity(query, _grey(images[c], size), data_range=1.0) for c in candidate_ids])
+    return {pk: _grey(image, size) for pk, image in images.items()}
+
+
+def ssim_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 − SSIM of two greyscale arrays in [0, 1] (skimage defaults, data range 1): what SSIM runs rank by."""
+    from skimage.metrics import structural_similarity
+
+    return 1.0 - structural_similarity(a, b, data_range=1.0)
 
 
 def _grey(image, size: int) -> np.ndarray:

@@ -423,15 +423,46 @@ def write_nih_style_csv(phantoms: list[Phantom], path: str | Path) -> Path:
     return path
 
 
+#: What the simulated readers of a rating table rate (paper 004's setting: several readers, 1–5 scales).
+RATED_CHARACTERISTICS = ("heart_size", "effusion", "opacity")
+DEMO_RATERS = ("reader A", "reader B", "reader C")
+
+
+def simulated_ratings(ctr: float, effusion_height: float, opacity: float, rng: np.random.Generator,
+                      n_raters: int = len(DEMO_RATERS)) -> np.ndarray:
+    """(n_raters, 3) integer ratings 1–5 of heart size, effusion and opacity from a phantom's known
+    parameters; each reader is off by one on about two ratings in five, as readers disagree."""
+    truth = np.array([1 + 4 * (ctr - 0.35) / 0.3, 1 + 4 * min(effusion_height / 0.3, 1.0), 1 + 4 * min(opacity, 1.0)])
+    noise = rng.choice([-1, 0, 0, 0, 1], size=(n_raters, len(truth)))
+    return np.clip(np.rint(truth + noise), 1, 5).astype(int)
+
+
+def write_rating_csv(rows, path: str | Path, *, raters=DEMO_RATERS, seed: int = 0) -> Path:
+    """A rating table (generic CSV with a `rater` column, one row per image and reader) of simulated readers.
+
+    `rows`: (file name, ctr, effusion height, opacity) per image."""
+    path = Path(path)
+    rng = np.random.default_rng(seed)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["filename", "rater", *RATED_CHARACTERISTICS])
+        for filename, ctr, effusion_height, opacity in rows:
+            ratings = simulated_ratings(float(ctr), float(effusion_height), float(opacity), rng, len(raters))
+            writer.writerows([filename, rater, *values] for rater, values in zip(raters, ratings.tolist()))
+    return path
+
+
 def write_demo_collection(folder: str | Path, n: int, seed: int) -> Path:
-    """Write `n` phantom PNGs, ``labels.csv`` (generic) and ``Data_Entry_2017.csv`` (NIH
-    style) into `folder`; returns the generic CSV's path."""
+    """Write `n` phantom PNGs, ``labels.csv`` (generic), ``Data_Entry_2017.csv`` (NIH style) and
+    ``ratings.csv`` (three simulated readers' 1–5 ratings, paper 004) into `folder`; returns the generic CSV's path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     phantoms = generate_chest_phantoms(n, seed=seed)
     for phantom in phantoms:
         Image.fromarray(phantom.pixels, mode="L").save(folder / phantom.filename, compress_level=3)
     write_nih_style_csv(phantoms, folder / "Data_Entry_2017.csv")
+    write_rating_csv(((p.filename, p.params["ctr"], p.params["effusion_height"], p.params["opacity"]) for p in phantoms),
+                     folder / "ratings.csv", seed=seed)
     return write_generic_csv(phantoms, folder / "labels.csv")
 
 

@@ -69,7 +69,7 @@ def _stages(run: ModelRun) -> None:
     if method.embeds:
         _timed(run, "embed", RunStage.EMBEDDING, _embed)
         _timed(run, "index", RunStage.INDEXING, _index)
-    if run.split_id and method.embeds:
+    if run.split_id and (method.embeds or run.method == "ssim"):
         _timed(run, "evaluate", RunStage.EVALUATING, _evaluate)
 
 
@@ -107,6 +107,15 @@ def build_model(run: ModelRun, *, for_training: bool = False):
     trained = Path(run.artefact_dir or ranking.run_artefact_dir(run)) / MODEL_FILE
     if run.method == "ensemble":
         return _ensemble_model(run)
+    if run.method == "rating_metric":
+        from retrieval.ml.ratings import RatingMetricNet
+
+        weights = cfg["weights"] if for_training or not trained.exists() else "random"
+        model = RatingMetricNet(create_backbone(cfg["backbone"], weights=weights, num_classes=0),
+                                embed_dim=int(cfg["embed_dim"]), n_ratings=len(cfg["characteristics"]))
+        if not for_training and trained.exists():
+            load_weights(model, trained)
+        return model
     if run.method == "attention":
         from retrieval.ml.attention import DualAttentionDenseNet
 
@@ -210,6 +219,8 @@ def _loader(run, model, ids, targets, *, train: bool):
 # --- stages ----------------------------------------------------------------------------------
 
 def _train(run: ModelRun) -> None:
+    if run.method == "rating_metric":
+        return _train_rating_metric(run)
     from retrieval.ml.backbones import save_weights
     from retrieval.ml.train import fit
 
@@ -246,6 +257,91 @@ def _train(run: ModelRun) -> None:
     save_weights(model, Path(run.artefact_dir) / MODEL_FILE)
     run.metrics = {**run.metrics, "training": {k: history.get(k) for k in ("best_epoch", "best_metric", "metric")}}
     _set(run, metrics=run.metrics)
+
+
+def _train_rating_metric(run: ModelRun) -> None:
+    """Paper 004: the embedding net learns from the readers' rating sets of the train part (multi-task).
+
+    Semi-supervised (config semi_supervised): first a rating regressor (the same net, regression
+    loss only) on the rated train images; it predicts ratings for the unrated train images, and the
+    metric net then learns from both (each predicted vector a one-reader set)."""
+    from torch.utils.data import ConcatDataset
+
+    from retrieval.ml.backbones import save_weights
+    from retrieval.ml.embed import ImagePathDataset
+    from retrieval.ml.ratings import (REGRESSION_ONLY, DistanceMatrixKLLoss, fit_rating_metric,
+                                      pseudo_label_ratings, set_distance_matrix)
+    from retrieval.rating_runs import rating_sets
+    from retrieval.runs import split_image_ids
+
+    cfg = run.config
+    names = cfg["characteristics"]
+    train_all = split_image_ids(split=run.split, part=SplitPart.TRAIN)
+    train_ids, train_sets = rating_sets(train_all, names)
+    val_ids, val_sets = rating_sets(split_image_ids(split=run.split, part=SplitPart.VAL), names)
+    if len(train_ids) < 2:
+        raise ApplicationError(f"The training part has {len(train_ids)} images with complete ratings of "
+                               f"{', '.join(names)}; at least 2 are needed.")
+    _seed_everything(int(cfg.get("seed", 0)))
+    model = build_model(run, for_training=True)
+    images = lambda ids, train: ImagePathDataset(_paths(ids), build_transform_for(run, model, train=train))  # noqa: E731
+    checkpoints = Path(run.artefact_dir) / "checkpoints"
+    epochs, regressor_epochs = int(cfg["epochs"]), int(cfg["regressor_epochs"]) if cfg["semi_supervised"] else 0
+    unrated = [i for i in train_all if i not in set(train_ids)] if cfg["semi_supervised"] else []
+    total = epochs + (regressor_epochs if unrated else 0)
+    job_progress(run, done=0, total=total, note=f"training on {len(train_ids)} rated images")
+    common = dict(batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]), device=_device(), resume=True,
+                  seed=int(cfg.get("seed", 0)))
+    stop = lambda: _cancelled(run)  # noqa: E731 (asked once per epoch)
+    def progress(offset: int, phase: str):
+        def report(info: dict) -> None:
+            entry = {"epoch": offset + info["epoch"], "phase": phase, "loss": info["loss"],
+                     "regression": info["regression"], "similarity": info["similarity"],
+                     "val_metric": info.get("distance_correlation_r")}
+            run.history = [*run.history, entry]
+            _set(run, history=run.history, live={**entry, "epochs": total})
+            note = f"{phase} epoch {info['epoch']}/{info['epochs']} · loss {info['loss']:.4f}"
+            job_progress(run, done=offset + info["epoch"], total=total, note=note)
+        return report
+
+    sets, dataset, pseudo_note = list(train_sets), images(train_ids, True), ""
+    if unrated:
+        _seed_everything(int(cfg.get("seed", 0)) + 1)
+        regressor = build_model(run, for_training=True)
+        history = fit_rating_metric(regressor, dataset, train_sets, epochs=regressor_epochs, schedule=REGRESSION_ONLY,
+                                    checkpoint_dir=checkpoints / "regressor", progress=progress(0, "regressor"),
+                                    should_stop=stop, **common)
+        if history.get("stopped"):
+            raise ApplicationError("Training was cancelled.")
+        predicted = pseudo_label_ratings(regressor, images(unrated, False), clip=_rating_range(train_sets),
+                                         device=_device())
+        sets += [row[None, :] for row in predicted.astype(np.float32)]
+        dataset = ConcatDataset([dataset, images(unrated, True)])
+        pseudo_note = f"{len(unrated)} unrated train images labelled by the regressor"
+    scale = cfg["target_scale"]
+    if scale == "auto":
+        largest = float(set_distance_matrix(train_sets).max())
+        scale = 1.0 / largest if largest > 0 else 1.0
+    kl = DistanceMatrixKLLoss(temperature=float(cfg["temperature"]), negate=bool(cfg["negate"]), target_scale=scale)
+    history = fit_rating_metric(
+        model, dataset, sets, epochs=epochs, schedule=[tuple(s) for s in cfg["schedule"]], distance_loss=kl,
+        val_images=images(val_ids, False) if len(val_ids) >= 3 else None, val_ratings=val_sets or None,
+        checkpoint_dir=checkpoints, progress=progress(regressor_epochs if unrated else 0, "metric"),
+        should_stop=stop, **common)
+    if history.get("stopped"):
+        raise ApplicationError("Training was cancelled.")
+    save_weights(model, Path(run.artefact_dir) / MODEL_FILE)
+    run.metrics = {**run.metrics, "training": {
+        "best_epoch": history["best_epoch"], "best_metric": history["best_metric"],
+        "metric": "val distance correlation r" if len(val_ids) >= 3 else "-training loss",
+        "target_scale": scale, "rated_train_images": len(train_ids), "pseudo_labelled": pseudo_note}}
+    _set(run, metrics=run.metrics)
+
+
+def _rating_range(sets: list[np.ndarray]) -> tuple[float, float]:
+    """Clip predicted ratings to the range the readers used (paper 004: the 1–5 scale)."""
+    values = np.concatenate(sets)
+    return float(values.min()), float(values.max())
 
 
 def _seed_everything(seed: int) -> None:
@@ -323,7 +419,8 @@ def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
     from retrieval.ml.saliency import saliency_input
 
     classifier = ModelRun.objects.filter(pk=run.config["classifier_run"], dataset=run.dataset).first()
-    if classifier is None or classifier.status != "succeeded" or not method_get(classifier.method).trains:
+    if (classifier is None or classifier.status != "succeeded" or not method_get(classifier.method).trains
+            or classifier.method == "rating_metric"):
         raise ApplicationError("IG-CBIR's classifier_run must be a finished classifier run of the same dataset.")
     folder = _saliency_input_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
@@ -372,10 +469,9 @@ def _saliency(run: ModelRun) -> None:
 
 
 def _network_view(pil, resize: int, crop: int) -> np.ndarray:
-    """The image as the network sees it (shorter side resized, centre-cropped), for overlays that line up."""
-    w, h = pil.size
-    scale = resize / min(w, h)
-    pil = pil.resize((max(crop, round(w * scale)), max(crop, round(h * scale))))
+    """The image as the network sees it (resized to resize × resize, centre-cropped, as build_transform does),
+    so that the saliency overlay lines up with the pixels it was computed on."""
+    pil = pil.resize((max(crop, resize), max(crop, resize)), resample=3)  # bicubic, like timm's default
     left, top = (pil.size[0] - crop) // 2, (pil.size[1] - crop) // 2
     return np.asarray(pil.crop((left, top, left + crop, top + crop)))
 
@@ -388,4 +484,41 @@ def _evaluate(run: ModelRun) -> None:
         run.metrics = {**run.metrics, "retrieval": evaluate_run(run=run), "retrieval_note": ""}
     except ApplicationError as exc:
         run.metrics = {**run.metrics, "retrieval_note": f"Not evaluated: {exc.message}"}
+    if method_get(run.method).embeds:
+        ratings = _rating_evaluation(run)
+        if ratings:
+            run.metrics = {**run.metrics, "ratings": ratings}
     _set(run, metrics=run.metrics)
+
+
+def _rating_evaluation(run: ModelRun) -> dict | None:
+    """Paper 004's evaluation on the test part when its images have reader ratings: Pearson r between
+    embedding L2 distances and rating set distances, hubness; for rating-metric runs also the RMSE of
+    the predicted mean ratings beside the RMSE of predicting the train part's mean (the baseline)."""
+    from retrieval.ml.embed import ImagePathDataset
+    from retrieval.ml.ratings import evaluate_embeddings, evaluate_rating_metric, mean_ratings
+    from retrieval.rating_runs import rating_characteristics, rating_sets
+    from retrieval.runs import split_image_ids
+
+    try:
+        names = run.config.get("characteristics") or rating_characteristics(run.dataset)
+    except ApplicationError:
+        return None  # no ratings in this dataset
+    ids, vectors = ranking.run_vectors(run=run)
+    position = {int(i): n for n, i in enumerate(ids)}
+    test_ids, test_sets = rating_sets([i for i in split_image_ids(split=run.split, part=SplitPart.TEST)
+                                       if i in position], names)
+    if len(test_ids) < 3:
+        return None
+    out = evaluate_embeddings(vectors[[position[i] for i in test_ids]], test_sets)
+    if run.method == "rating_metric":
+        model = build_model(run)
+        dataset = ImagePathDataset(_paths(test_ids), build_transform_for(run, model))
+        out["rating_rmse"] = evaluate_rating_metric(model, dataset, test_sets, device=_device())["rating_rmse"]
+        _, train_sets = rating_sets(split_image_ids(split=run.split, part=SplitPart.TRAIN), names)
+        if train_sets:
+            constant = mean_ratings(train_sets).mean(axis=0)
+            out["rating_rmse_train_mean"] = float(np.sqrt(np.mean((mean_ratings(test_sets) - constant) ** 2)))
+    out.update(characteristics=names, n_items=len(test_ids))
+    plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in out.items()}
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in plain.items()}

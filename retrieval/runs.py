@@ -23,7 +23,10 @@ def split_create(*, dataset: Dataset, name: str = "default", seed: int = 0,
     images = list(dataset.images.order_by("pk").values_list("pk", "patient_pseudo_id"))
     if not images:
         raise ApplicationError(f"Dataset {dataset.name!r} has no images to split.")
-    patients = [p or f"image-{pk}" for pk, p in images]
+    # Patients numbered in order of their first image, not by pseudonym: pseudonyms depend on the dataset's
+    # secret, so ordering by them would give a different split of the same collection on every re-import.
+    first_seen: dict[str, int] = {}
+    patients = [first_seen.setdefault(p or f"image-{pk}", len(first_seen)) for pk, p in images]
     parts = split_by_patient(patients, fractions=fractions, seed=seed)
     with transaction.atomic():
         split = Split.objects.create(dataset=dataset, name=name, seed=seed, fractions=list(fractions))
@@ -55,11 +58,26 @@ def run_create(*, dataset: Dataset, name: str, method: str, config: dict | None 
         raise ApplicationError("Training needs a split (train/val/test by patient): create one first.")
     if not dataset.images.exists():
         raise ApplicationError(f"Dataset {dataset.name!r} has no images.")
+    config = config_validate(method, config or {})
+    if method == "rating_metric":
+        config["characteristics"] = _checked_characteristics(dataset, config.get("characteristics"))
     run = ModelRun.objects.create(dataset=dataset, name=name, method=method, split=split,
-                                  config=config_validate(method, config or {}), created_by=created_by)
+                                  config=config, created_by=created_by)
     if enqueue:
         run_enqueue(run=run)
     return run
+
+
+def _checked_characteristics(dataset: Dataset, asked: list[str] | None) -> list[str]:
+    """Paper 004: the rated characteristics a rating-metric run learns from (default: all of the dataset's)."""
+    from retrieval.rating_runs import rating_characteristics
+
+    known = rating_characteristics(dataset)
+    unknown = [n for n in asked or [] if n not in known]
+    if unknown:
+        raise ApplicationError(f"No ratings of {', '.join(map(repr, unknown))} in {dataset.name!r}; "
+                               f"rated characteristics: {', '.join(known)}.")
+    return list(asked) if asked else known
 
 
 def run_enqueue(*, run: ModelRun) -> None:

@@ -5,7 +5,8 @@ from django.core.management import call_command
 
 from readerstudy.demo import DICOM_DATASET, PHANTOM_DATASET, DEMO_RUN
 from readerstudy.roles import has_role
-from retrieval.models import Dataset, Image, ModelRun
+from retrieval.models import Dataset, Image, ModelRun, Rating
+from retrieval.rating_runs import rating_characteristics
 
 
 @pytest.mark.django_db
@@ -18,6 +19,9 @@ def test_demo_setup(tmp_path, settings, client, django_user_model, capsys):
         assert has_role(django_user_model.objects.get(username=name), role)
     phantoms = Dataset.objects.get(name=PHANTOM_DATASET)
     assert phantoms.images.count() == 30 and phantoms.images.filter(labels__name="Cardiomegaly").count() == 30
+    # three simulated readers' ratings of every phantom, ready for a rating-metric run (paper 004)
+    assert Rating.objects.filter(image__dataset=phantoms).count() == 90
+    assert rating_characteristics(phantoms) == ["effusion", "heart_size", "opacity"]
     dicom = Dataset.objects.get(name=DICOM_DATASET)
     ct = dicom.images.get(modality="CT")
     assert ct.slices_in_series > 1 and ct.window_source == "dicom"
@@ -38,7 +42,7 @@ def test_demo_setup(tmp_path, settings, client, django_user_model, capsys):
     assert client.get(f"/images/{image.pk}/rendition/").status_code == 200
     # a second run changes nothing
     call_command("demo", "--setup-only", "--phantoms", "30")
-    assert Image.objects.count() == 30 + dicom.images.count()
+    assert Image.objects.count() == 30 + dicom.images.count() and Rating.objects.count() == 90
     assert ModelRun.objects.count() == 1 and Study.objects.count() == 2
 
 

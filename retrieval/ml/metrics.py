@@ -3,7 +3,9 @@
 numpy/scipy only, so the web process can import it without torch. Conventions:
 
 * Leave-one-out retrieval: every item is a query against all the others (n − 1 candidates);
-  the query itself is excluded by index (duplicates of it are not).
+  the query itself is excluded by index (duplicates of it are not). Neighbours come from
+  embeddings (cosine or L2) or from a precomputed (n, n) distance matrix (``metric="precomputed"``,
+  e.g. 1 − SSIM); nearest first, equal distances by lower index.
 * `labels` is a class vector (n,) or a multi-label 0/1 matrix (n, L). For a matrix, an item is
   relevant to a query when they share a positive label (``relevance="any"``) or have identical
   label rows (``"exact"``); items with no positive label are relevant to each other.
@@ -62,8 +64,17 @@ def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str = "cosine") -> 
 
 
 def knn(embeddings: np.ndarray, k: int, metric: str = "cosine") -> tuple[np.ndarray, np.ndarray]:
-    """k nearest neighbours of every item among the others, closest first (ties by index): (idx, dist), each (n, k)."""
-    x = np.asarray(embeddings, dtype=np.float64)
+    """The k nearest other items of each item, nearest first, ties by lower index: (idx, dist), each (n, k).
+
+    `metric` "cosine" or "l2" between embedding rows, or "precomputed": `embeddings` is then an (n, n)
+    distance matrix whose row q holds query q's distances to every item (e.g. 1 − SSIM).
+    """
+    if metric == "precomputed":
+        x = square_distances(embeddings)
+        block = lambda rows: x[rows]  # noqa: E731 (fancy indexing copies the rows)
+    else:
+        x = np.asarray(embeddings, dtype=np.float64)
+        block = lambda rows: pairwise_distances(x[rows], x, metric)  # noqa: E731
     n = len(x)
     if not 1 <= k <= n - 1:
         raise ValueError(f"k must be in 1..n-1 = {n - 1}, got {k}.")
@@ -72,14 +83,38 @@ def knn(embeddings: np.ndarray, k: int, metric: str = "cosine") -> tuple[np.ndar
     step = _block_rows(n)
     for start in range(0, n, step):
         rows = np.arange(start, min(start + step, n))
-        d = pairwise_distances(x[rows], x, metric)
-        d[np.arange(len(rows)), rows] = np.inf  # self-exclusion by index
-        part = np.argpartition(d, k - 1, axis=1)[:, :k]
-        part_d = np.take_along_axis(d, part, axis=1)
-        order = np.lexsort((part, part_d), axis=1)
-        idx[rows] = np.take_along_axis(part, order, axis=1)
-        dist[rows] = np.take_along_axis(part_d, order, axis=1)
+        idx[rows], dist[rows] = _k_smallest(block(rows), rows, k)
     return idx, dist
+
+
+def square_distances(distances: np.ndarray) -> np.ndarray:
+    """A precomputed distance matrix as float64 (n, n), refused when not square or with NaN."""
+    d = np.asarray(distances, dtype=np.float64)
+    if d.ndim != 2 or d.shape[0] != d.shape[1]:
+        raise ValueError(f"a precomputed distance matrix must be (n, n), got {d.shape}.")
+    if np.isnan(d).any():
+        raise ValueError("the distance matrix contains NaN.")
+    return d
+
+
+def _k_smallest(d: np.ndarray, rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per block row (row i = item rows[i]), the k smallest distances to the others, ascending, ties by lower index.
+
+    Exact at the k-th place too: of the items tied with the k-th distance, the lowest indices are kept.
+    Overwrites the block's self entries.
+    """
+    local = np.arange(len(rows))
+    d[local, rows] = np.inf  # self-exclusion by index
+    kth = np.partition(d, k - 1, axis=1)[:, k - 1 : k]
+    below = d < kth
+    tied = d == kth
+    tied[local, rows] = False  # never fill a tie with the item itself
+    room = k - below.sum(axis=1, keepdims=True)
+    chosen = below | (tied & (np.cumsum(tied, axis=1, dtype=np.int32) <= room))
+    cols = np.nonzero(chosen)[1].reshape(len(rows), k)  # ascending index within each row
+    values = np.take_along_axis(d, cols, axis=1)
+    order = np.lexsort((cols, values), axis=1)
+    return np.take_along_axis(cols, order, axis=1), np.take_along_axis(values, order, axis=1)
 
 
 # --- relevance ----------------------------------------------------------------------------
@@ -389,21 +424,30 @@ def distance_correlation(
 ) -> tuple[float, float]:
     """Pearson (r, p) between embedding distances and target distances over the upper triangle (paper 004).
 
+    `metric` "cosine", "l2", or "precomputed" when `embeddings` is already an (n, n) distance matrix.
     `targets`: numeric values (n,), vectors (n, m), or with `precomputed` an (n, n) distance matrix.
     Above `max_items` items, a seeded random subset of that size is used (n² pairs grow fast).
     """
-    x = np.asarray(embeddings, dtype=np.float64)
+    x = square_distances(embeddings) if metric == "precomputed" else np.asarray(embeddings, dtype=np.float64)
     t = np.asarray(targets, dtype=np.float64)
     keep = np.arange(len(x))
     if max_items is not None and len(x) > max_items:
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_items, replace=False))
-    emb = pdist(x[keep], "cosine" if metric == "cosine" else "euclidean")
+    if metric == "precomputed":
+        emb = _upper_triangle(x, keep)
+    else:
+        emb = pdist(x[keep], "cosine" if metric == "cosine" else "euclidean")
     if precomputed:
-        target = t[np.ix_(keep, keep)][np.triu_indices(len(keep), k=1)]
+        target = _upper_triangle(t, keep)
     else:
         target = pdist(t[keep].reshape(len(keep), -1), target_metric)
     result = stats.pearsonr(emb, target)
     return float(result.statistic), float(result.pvalue)
+
+
+def _upper_triangle(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """The pairs i < j among the kept items of an (n, n) matrix, in pdist's order."""
+    return matrix[np.ix_(keep, keep)][np.triu_indices(len(keep), k=1)]
 
 
 # --- everything at once -------------------------------------------------------------------
@@ -422,7 +466,11 @@ def evaluate_retrieval(
     hubness_ks: Sequence[int] = HUBNESS_KS,
     alternative: str = "two-sided",
 ) -> dict[str, float | int | str]:
-    """Leave-one-out retrieval metrics, each beside its random-retrieval expectation and a paired t-test against it."""
+    """Leave-one-out retrieval metrics, each beside its random-retrieval expectation and a paired t-test against it.
+
+    With `metric="precomputed"`, `embeddings` is an (n, n) distance matrix (see `knn`): the same
+    neighbours-based metrics, and the distance correlation uses the matrix.
+    """
     if ap_definition not in AP_DEFINITIONS:
         raise ValueError(f"AP definition must be one of {AP_DEFINITIONS}, got {ap_definition!r}.")
     x = np.asarray(embeddings)
@@ -446,6 +494,17 @@ def evaluate_retrieval(
         out.update(_numeric_metrics(x, neighbours, np.asarray(numeric, float), ks, metric, gain_kind, alternative))
     out.update(hubness(neighbours, hub_ks))
     return out
+
+
+def evaluate_retrieval_from_distances(
+    distances: np.ndarray,
+    labels: np.ndarray | None,
+    numeric: np.ndarray | None = None,
+    ks: Sequence[int] = (1, 3, 5, 10),
+    **options: Any,
+) -> dict[str, float | int | str]:
+    """`evaluate_retrieval` from a precomputed (n, n) distance matrix (row q: query q's distances), e.g. 1 − SSIM."""
+    return evaluate_retrieval(distances, labels, numeric, ks, metric="precomputed", **options)
 
 
 def _with_baseline(name: str, observed: np.ndarray, expected: np.ndarray, alternative: str) -> dict[str, float]:

@@ -13,10 +13,16 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("dataset")
         add_run_options(parser)
-        parser.add_argument("--method", choices=["finetune", "densenet_cnn", "attention", "igcbir"], default="finetune",
+        parser.add_argument("--method", choices=["finetune", "densenet_cnn", "attention", "igcbir", "rating_metric"],
+                            default="finetune",
                             help="finetune: any timm backbone (paper 000); densenet_cnn: DenseNet-121, Euclidean "
                                  "(001/003); attention: dual-attention DenseNet (003); igcbir: a second network on "
-                                 "the saliency of --classifier-run (001/003)")
+                                 "the saliency of --classifier-run (001/003); rating_metric: metric learning from "
+                                 "the readers' rating vectors of a rating table (004)")
+        parser.add_argument("--characteristics", nargs="+", default=None,
+                            help="rating_metric: the rated characteristics to learn from (default: all)")
+        parser.add_argument("--semi-supervised", action="store_true",
+                            help="rating_metric: a rating regressor first labels the unrated training images")
         parser.add_argument("--classifier-run", type=int, default=None, help="igcbir: id of the classifier run")
         parser.add_argument("--saliency", choices=["grad_cam", "deep_taylor", "gradient_x_input", "none"],
                             default="grad_cam", help="overlays of the test images shown in the UI")
@@ -27,13 +33,16 @@ class Command(BaseCommand):
         parser.add_argument("--labels", nargs="+", default=[], help="multi-label: the label names")
         parser.add_argument("--target", default="", help="regression: the numeric label")
         parser.add_argument("--bins", nargs="*", type=float, default=None, help="regression: class edges for evaluation")
-        parser.add_argument("--epochs", type=int, default=5)
-        parser.add_argument("--lr", type=float, default=1e-4)
+        parser.add_argument("--epochs", type=int, default=None, help="default 5; rating_metric 60 (paper 004)")
+        parser.add_argument("--lr", type=float, default=None, help="default 1e-4; rating_metric 1e-3 (paper 004)")
         parser.add_argument("--optimizer", choices=["adamw", "sgd"], default="adamw")
         parser.add_argument("--seed", type=int, default=0)
 
     def handle(self, *args, **o):
         dataset = dataset_lookup(o["dataset"])
+        if o["method"] == "rating_metric":
+            return self._rating_metric(dataset, o)
+        o["epochs"], o["lr"] = o["epochs"] or 5, o["lr"] or 1e-4
         cfg = {**common_config(o), "task": o["task"], "epochs": o["epochs"], "lr": o["lr"],
                "optimizer": o["optimizer"], "seed": o["seed"],
                "saliency": "" if o["saliency"] == "none" else o["saliency"]}
@@ -50,4 +59,11 @@ class Command(BaseCommand):
         what = "+".join(o["positive"] or o["labels"] or [o["target"]])
         name = o["name"] or f"{o['method'] if o['method'] != 'finetune' else o['backbone']} {o['task']} {what}"
         create_and_follow(self, dataset=dataset, name=name, method=o["method"], config=cfg,
+                          split=split_for(dataset, o["split"], o["split_seed"]), sync=o["sync"], no_wait=o["no_wait"])
+
+    def _rating_metric(self, dataset, o):
+        cfg = {**common_config(o), "seed": o["seed"], "semi_supervised": o["semi_supervised"]}
+        cfg.update({k: o[k] for k in ("epochs", "lr", "characteristics") if o[k] is not None})
+        name = o["name"] or f"{o['backbone']} rating metric{' (semi-supervised)' if o['semi_supervised'] else ''}"
+        create_and_follow(self, dataset=dataset, name=name, method="rating_metric", config=cfg,
                           split=split_for(dataset, o["split"], o["split_seed"]), sync=o["sync"], no_wait=o["no_wait"])
