@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 
 PRETRAINED = "pretrained"
 RANDOM = "random"
+OPEN_CLIP_PREFIX = "open_clip:"  # create_backbone("open_clip:hf-hub:microsoft/BiomedCLIP-…") → retrieval.ml.clip
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict", "model_state")
 
@@ -49,7 +50,14 @@ def hf_cache_dir() -> Path:
 def create_backbone(
     name: str, *, weights: str | os.PathLike[str] = PRETRAINED, num_classes: int = 0, **kwargs: Any
 ) -> nn.Module:
-    """A timm model with weights "pretrained" (local cache only), "random", or from a local checkpoint file."""
+    """A timm model with weights "pretrained" (local cache only), "random", or from a local checkpoint file.
+
+    ``open_clip:MODEL`` names a CLIP-style image encoder instead (paper 002, retrieval.ml.clip): off the
+    shelf only (num_classes 0); weights "pretrained" with MODEL an ``hf-hub:org/repo`` id in the local
+    cache (e.g. BiomedCLIP), a local checkpoint file, or "random".
+    """
+    if name.startswith(OPEN_CLIP_PREFIX):
+        return _create_open_clip(name.removeprefix(OPEN_CLIP_PREFIX), weights=weights, num_classes=num_classes)
     if weights == RANDOM:
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     if weights == PRETRAINED:
@@ -63,6 +71,17 @@ def create_backbone(
     model = timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
     load_weights(model, path)
     return model
+
+
+def _create_open_clip(name: str, *, weights: str | os.PathLike[str], num_classes: int) -> nn.Module:
+    from .clip import create_clip_image_encoder
+
+    if num_classes:
+        raise ValueError(f"{OPEN_CLIP_PREFIX}{name} is an off-the-shelf image encoder: it cannot be fine-tuned as a "
+                         "classifier here (use it with the off-the-shelf method, or a timm backbone for training).")
+    if weights == PRETRAINED:
+        return create_clip_image_encoder(name)
+    return create_clip_image_encoder(name, weights=weights)
 
 
 def _create_pretrained(name: str, *, num_classes: int, **kwargs: Any) -> nn.Module:

@@ -1,11 +1,12 @@
 """CLIP-style image encoders (paper 002: CLIP, BiomedCLIP) through open_clip, from local weights only.
 
 Paper 002 found BiomedCLIP's image embeddings the best off-the-shelf features for radiology
-retrieval (P@1 0.594 micro). open_clip is an optional dependency (``open_clip_torch``), imported
+retrieval (P@1 0.594 micro). open_clip (``open_clip_torch``, part of the ``ml`` extra) is imported
 only when an encoder is asked for; weights come from a local checkpoint file or the local Hugging
-Face cache, never from the network (backbones sets HF_HUB_OFFLINE=1). Anything missing — the
-package, the weights, the config, BiomedCLIP's text-tower config — raises
-backbones.WeightsUnavailableError with what was looked for and how to fix it.
+Face cache, never from the network (backbones sets HF_HUB_OFFLINE=1), or are random when asked for
+explicitly (tests). Anything missing — the package, the weights, the config, BiomedCLIP's
+text-tower config — raises backbones.WeightsUnavailableError with what was looked for and how to
+fix it. Runs reach this through ``backbones.create_backbone("open_clip:NAME", weights=…)``.
 
 The returned `ClipImageEncoder` is the image tower only (the text tower is dropped), with the
 attributes the rest of retrieval.ml expects: ``forward(x) → (n, d)`` un-normalised image features
@@ -97,7 +98,15 @@ def _hub_files(repo_id: str) -> None:
 
 
 def create_clip_image_encoder(name: str, weights: str | os.PathLike[str] | None = None) -> ClipImageEncoder:
-    """Image encoder of open_clip model `name` with weights from a local file or a cached "hf-hub:org/repo"."""
+    """Image encoder of open_clip model `name` with weights from a local file, a cached "hf-hub:org/repo",
+    or "random" (random initialisation, only when asked for)."""
+    if str(weights) == "random" and not name.startswith(HF_PREFIX):
+        open_clip = _import_open_clip()
+        try:
+            model = open_clip.create_model(name, pretrained=None)
+        except RuntimeError as exc:  # open_clip: "Model config for … not found"
+            raise WeightsUnavailableError(f"open_clip has no model config called {name!r}: {exc}") from exc
+        return ClipImageEncoder(model, name).eval()
     hub_id = next((str(v) for v in (weights, name) if v is not None and str(v).startswith(HF_PREFIX)), None)
     if hub_id is None:
         if weights is None or not Path(weights).expanduser().is_file():
@@ -108,10 +117,11 @@ def create_clip_image_encoder(name: str, weights: str | os.PathLike[str] | None 
     else:
         _hub_files(hub_id.removeprefix(HF_PREFIX))
     open_clip = _import_open_clip()
-    args: dict[str, Any] = {} if hub_id else {"pretrained": str(Path(weights).expanduser())}  # type: ignore[arg-type]
+    args: dict[str, Any] = ({"cache_dir": str(hf_cache_dir())} if hub_id
+                            else {"pretrained": str(Path(weights).expanduser())})  # type: ignore[arg-type]
     try:
         model = open_clip.create_model_and_transforms(hub_id or name, **args)[0]
-    except OSError as exc:  # a file open_clip or transformers wanted is not cached (offline mode)
+    except (OSError, RuntimeError) as exc:  # a file not cached (offline mode), no such config, wrong checkpoint
         raise WeightsUnavailableError(
             f"open_clip could not build {hub_id or name!r} from local files: {exc}. To fix: cache every file "
             f"the model needs (for BiomedCLIP also its text model's config) or pass a local checkpoint."
