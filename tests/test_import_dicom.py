@@ -1,5 +1,7 @@
 """DICOM import: windowing metadata, series → middle slice, de-identification, compressed files."""
 
+from pathlib import Path
+
 import pydicom
 import pytest
 
@@ -86,3 +88,18 @@ def test_undecodable_compressed_file_is_reported_and_others_import(tmp_path):
     assert job.status == "succeeded" and job.n_imported == 1 and job.n_failed == 1
     failed = [r for r in job.report if r["file"] == "bad.dcm"][0]
     assert failed["status"] == "failed" and "12-bit" in failed["message"]
+
+
+def test_a_decoder_plugin_that_fails_before_another_succeeds_logs_no_traceback(tmp_path, caplog):
+    """12-bit JPEG Extended: Pillow fails, pylibjpeg decodes; the import succeeds without error logs."""
+    import logging
+
+    from pydicom.data import get_testdata_file
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "nm.dcm").write_bytes(Path(get_testdata_file("JPGExtended.dcm")).read_bytes())
+    with caplog.at_level(logging.DEBUG):  # the root handler takes everything that loggers pass on
+        job = run_import(source=src)
+    assert job.status == "succeeded" and job.n_imported == 1, job.report
+    assert not [r for r in caplog.records if r.name.startswith("pydicom") and r.levelno >= logging.ERROR]
