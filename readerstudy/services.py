@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Count, Max, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
+import numpy as np
 
 from readerstudy import builders
 from readerstudy.errors import ApplicationError, Conflict
@@ -384,6 +385,7 @@ def _specs_for(study: Study, builder: str, cfg: dict, seed: int) -> list[builder
                                           allocation=cfg["allocation"])
         if cfg["exclude_queries"]:
             catalogue_pool = sorted(set(catalogue_pool) - set(queries))
+        _check_ssim_cost(runs, queries, catalogue_pool)
         return _call_builder(builder, cfg, queries, catalogue_pool, runs, seed, dataset)
     except builders.BuildError as exc:
         raise ApplicationError(exc.message, {"errors": exc.errors}) from None
@@ -430,11 +432,24 @@ def _runs(dataset: Dataset, run_ids: list[int]) -> list[ModelRun]:
         if run is None or run.dataset_id != dataset.pk:
             raise ApplicationError(f"Model run {run_id} does not exist in dataset {dataset.name!r}.")
         method = METHODS.get(run.method)
-        if method is not None and not method.embeds:
-            raise ApplicationError(f"Run {run.name!r} ({method.title}) ranks image pairs and has no embeddings: "
-                                   "it can score catalogues in the analysis but cannot build them.")
+        if method is not None and not method.embeds and run.method != "ssim":
+            raise ApplicationError(f"Run {run.name!r} ({method.title}) has no embeddings and cannot build catalogues.")
         runs.append(run)
     return runs
+
+
+#: SSIM runs build catalogues by comparing each query with every pool image inside the request
+#: (≈ 1.5 ms a pair at 128 px, plus loading each pool rendition once): bounded so a build stays short.
+SSIM_BUILD_MAX_PAIRS = 10_000
+
+
+def _check_ssim_cost(runs: list[ModelRun], queries: list[int], pool: list[int]) -> None:
+    pairs = len(queries) * len(pool) * sum(r.method == "ssim" for r in runs)
+    if pairs > SSIM_BUILD_MAX_PAIRS:
+        raise ApplicationError(
+            f"SSIM compares image pairs directly: {len(queries)} queries × {len(pool)} pool images is {pairs:,} "
+            f"comparisons, more than the {SSIM_BUILD_MAX_PAIRS:,} a study build allows. Take the pool from a split "
+            "part (e.g. the test part) or build fewer cases.")
 
 
 def _embedded_ids(runs: list[ModelRun]) -> set[int] | None:
@@ -443,6 +458,8 @@ def _embedded_ids(runs: list[ModelRun]) -> set[int] | None:
 
     common = None
     for run in runs:
+        if run.method == "ssim":  # ranks any image with a rendition: no restriction
+            continue
         ids = {int(i) for i in run_vectors(run=run)[0]}
         common = ids if common is None else common & ids
     return common
@@ -475,8 +492,32 @@ def _label_text(num: float | None, text: str) -> str:
 def _neighbours_fn(run: ModelRun, pool: list[int]) -> builders.NeighboursFn:
     from retrieval.ranking import run_neighbours
 
+    if run.method == "ssim":
+        return _ssim_neighbours_fn(run, pool)
+
     def neighbours(query_id: int, k: int, farthest: bool = False) -> list[tuple[int, int, float]]:
         return run_neighbours(run=run, query_id=query_id, k=k, pool_ids=pool, farthest=farthest)
+
+    return neighbours
+
+
+def _ssim_neighbours_fn(run: ModelRun, pool: list[int]) -> builders.NeighboursFn:
+    """Neighbours under an SSIM run: every pool rendition loaded once, each query's distances computed once."""
+    from retrieval.methods import ssim_distance, ssim_greys
+    from retrieval.ranking import ranked_neighbours
+
+    size = int(run.config.get("size", 128))
+    greys = ssim_greys(pool, size)
+    last: dict[int, tuple[list[int], np.ndarray]] = {}
+
+    def neighbours(query_id: int, k: int, farthest: bool = False) -> list[tuple[int, int, float]]:
+        if query_id not in last:
+            query = greys[query_id] if query_id in greys else ssim_greys([query_id], size)[query_id]
+            ids = [i for i in pool if i != query_id]
+            last.clear()
+            last[query_id] = ids, np.array([ssim_distance(query, greys[i]) for i in ids])
+        ids, distances = last[query_id]
+        return ranked_neighbours(ids, distances, k, farthest=farthest)
 
     return neighbours
 

@@ -88,11 +88,17 @@ def run_neighbours(*, run: ModelRun, query_id: int, k: int, pool_ids: list[int] 
         mask &= np.isin(ids, np.asarray(pool_ids, dtype=ids.dtype))
     pool = np.flatnonzero(mask)
     d = pairwise_distances(vectors[index[query_id]], vectors[pool], run_metric(run))
-    order = np.argsort(d, kind="stable")
+    return ranked_neighbours([int(i) for i in ids[pool]], d, k, farthest=farthest)
+
+
+def ranked_neighbours(ids: list[int], distances: np.ndarray, k: int, *,
+                      farthest: bool = False) -> list[tuple[int, int, float]]:
+    """The k nearest (or farthest) of `ids` by `distances` as (id, rank, distance); rank 1 = nearest, ties by order."""
+    order = np.argsort(distances, kind="stable")
     ranks = np.empty(len(order), dtype=int)
     ranks[order] = np.arange(1, len(order) + 1)
     chosen = order[::-1][:k] if farthest else order[:k]
-    return [(int(ids[pool[j]]), int(ranks[j]), float(d[j])) for j in chosen]
+    return [(int(ids[j]), int(ranks[j]), float(distances[j])) for j in chosen]
 
 
 def _position_index(ids: np.ndarray) -> dict[int, int]:

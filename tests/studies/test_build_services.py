@@ -144,12 +144,41 @@ def test_a_run_without_embeddings_is_refused_with_the_ranking_message(dataset, i
                                    config={"n_queries": 2, "run": run.pk}, seed=0)
 
 
-def test_an_ssim_run_cannot_build_catalogues(dataset, images, run):
+def test_an_ssim_run_builds_catalogues_from_its_own_ranking(tmp_path):
+    """SSIM (papers 001/003) has no embeddings: it compares each query with every pool image."""
+    from retrieval.methods import ssim_distances
+    from retrieval.models import ModelRun
+    from tests.runs.conftest import make_phantom_dataset
+
+    dataset = make_phantom_dataset(tmp_path / "p", n=16, size=64)
+    run = ModelRun.objects.create(dataset=dataset, name="ssim", method="ssim", status="succeeded",
+                                  config={"metric": "ssim", "size": 32})
+    study = new_study(dataset, k=2)
+    services.study_build_cases(study=study, builder=services.KNN_FARTHEST,
+                               config={"n_queries": 3, "run": run.pk, "k": 2, "exclude_queries": False}, seed=4)
+    everything = sorted(dataset.images.values_list("pk", flat=True))
+    assert study.cases.count() == 3
+    for case in study.cases.all():
+        others = [i for i in everything if i != case.query_id]
+        d = dict(zip(others, ssim_distances(query_id=case.query_id, candidate_ids=others, config=run.config)))
+        order = sorted(others, key=lambda i: (d[i], others.index(i)))
+        cands = catalogue(case)
+        assert {c.image_id for c in cands if c.provenance[0]["set"] == "nearest"} == set(order[:2])
+        assert {c.image_id for c in cands if c.provenance[0]["set"] == "farthest"} == set(order[-2:])
+        for c in cands:
+            (p,) = c.provenance
+            assert (p["method"], p["run"], p["rank"]) == ("ssim", run.pk, order.index(c.image_id) + 1)
+            assert p["distance"] == pytest.approx(d[c.image_id], abs=1e-9)
+
+
+def test_an_ssim_build_beyond_its_pair_budget_is_refused_before_any_work(dataset, images, run, monkeypatch):
     run.method = "ssim"
     run.save()
-    with pytest.raises(ApplicationError, match="ranks image pairs"):
-        services.study_build_cases(study=new_study(dataset), builder=services.TOP_N,
-                                   config={"n_queries": 2, "run": run.pk}, seed=0)
+    monkeypatch.setattr(services, "SSIM_BUILD_MAX_PAIRS", 20)
+    study = new_study(dataset)
+    with pytest.raises(ApplicationError, match=r"SSIM compares image pairs directly: 3 queries × \d+ pool images"):
+        services.study_build_cases(study=study, builder=services.TOP_N, config={"n_queries": 3, "run": run.pk}, seed=0)
+    assert not study.cases.exists()
 
 
 def test_only_embedded_images_become_queries_or_candidates(dataset, images, vectors, tmp_path):
