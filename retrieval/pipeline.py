@@ -287,7 +287,8 @@ def _train_rating_metric(run: ModelRun) -> None:
     images = lambda ids, train: ImagePathDataset(_paths(ids), build_transform_for(run, model, train=train))  # noqa: E731
     checkpoints = Path(run.artefact_dir) / "checkpoints"
     epochs, regressor_epochs = int(cfg["epochs"]), int(cfg["regressor_epochs"]) if cfg["semi_supervised"] else 0
-    unrated = [i for i in train_all if i not in set(train_ids)] if cfg["semi_supervised"] else []
+    rated = set(train_ids)
+    unrated = [i for i in train_all if i not in rated] if cfg["semi_supervised"] else []
     total = epochs + (regressor_epochs if unrated else 0)
     job_progress(run, done=0, total=total, note=f"training on {len(train_ids)} rated images")
     common = dict(batch_size=int(cfg["batch_size"]), lr=float(cfg["lr"]), device=_device(), resume=True,
@@ -491,6 +492,9 @@ def _evaluate(run: ModelRun) -> None:
     _set(run, metrics=run.metrics)
 
 
+RATING_EVAL_MAX = 2000
+
+
 def _rating_evaluation(run: ModelRun) -> dict | None:
     """Paper 004's evaluation on the test part when its images have reader ratings: Pearson r between
     embedding L2 distances and rating set distances, hubness; for rating-metric runs also the RMSE of
@@ -510,6 +514,12 @@ def _rating_evaluation(run: ModelRun) -> dict | None:
                                        if i in position], names)
     if len(test_ids) < 3:
         return None
+    note = ""
+    if len(test_ids) > RATING_EVAL_MAX:  # set distances of every pair: O(n²) in items and readers²
+        keep = np.sort(np.random.default_rng(int(run.config.get("seed", 0))).choice(len(test_ids), RATING_EVAL_MAX,
+                                                                                     replace=False))
+        note = f"a random sample of {RATING_EVAL_MAX} of the {len(test_ids)} rated test images"
+        test_ids, test_sets = [test_ids[i] for i in keep], [test_sets[i] for i in keep]
     out = evaluate_embeddings(vectors[[position[i] for i in test_ids]], test_sets)
     if run.method == "rating_metric":
         model = build_model(run)
@@ -519,6 +529,6 @@ def _rating_evaluation(run: ModelRun) -> dict | None:
         if train_sets:
             constant = mean_ratings(train_sets).mean(axis=0)
             out["rating_rmse_train_mean"] = float(np.sqrt(np.mean((mean_ratings(test_sets) - constant) ** 2)))
-    out.update(characteristics=names, n_items=len(test_ids))
+    out.update(characteristics=names, n_items=len(test_ids), note=note)
     plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in out.items()}
     return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in plain.items()}

@@ -166,3 +166,17 @@ def test_run_page_shows_the_rating_evaluation(rated, client, researcher):
     assert "Ratings on the test part (27 rated images)" in page
     for shown in ("0.432", "&lt; 0.001", "0.877", "0.988", "1.234", "effusion, heart_size"):
         assert shown in page
+
+
+@pytest.mark.ml
+def test_rating_evaluation_of_a_large_test_part_uses_a_recorded_sample(rated, monkeypatch):
+    from retrieval import pipeline
+
+    dataset, split = rated
+    monkeypatch.setattr(pipeline, "RATING_EVAL_MAX", 10)
+    run = run_create(dataset=dataset, name="timm", method="timm", split=split, enqueue=False,
+                     config={**SMALL, "metric": "l2"})
+    run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    m = run.metrics["ratings"]
+    assert m["n_items"] == 10 and m["note"].startswith("a random sample of 10 of the ")
