@@ -23,6 +23,7 @@ from readerstudy.roles import ROLES, api_role
 
 AnyRole = api_role(*ROLES)
 MAX_ITEMS = 500  # no catalogue is larger; bounds what a request may carry
+IMAGE_HELP = 'address of the rendition (PNG), by case number and "query" or candidate key (no image id)'
 SALIENCY_HELP = "address of the saliency overlay (PNG); only when the study shows saliency and the image has one"
 
 
@@ -123,14 +124,14 @@ class ReadingCaseDetailApi(APIView):
 
         @extend_schema_serializer(component_name="ReadingQueryImage")
         class QuerySerializer(serializers.Serializer):
-            url = serializers.CharField()
+            url = serializers.CharField(help_text=IMAGE_HELP)
             saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
 
         @extend_schema_serializer(component_name="ReadingCandidate")
         class CandidateSerializer(serializers.Serializer):
             key = serializers.CharField()
             position = serializers.IntegerField()
-            url = serializers.CharField()
+            url = serializers.CharField(help_text=IMAGE_HELP)
             labels = serializers.ListField(child=serializers.CharField(), required=False,
                                            help_text="only when the study shows candidate labels")
             saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)

@@ -1,7 +1,7 @@
-"""Exports of an agreement report: tables, long CSV, JSON, iMRMC-style CSV, printable HTML and PDF.
+"""Exports of an agreement report: tables, long CSV, questions CSV, JSON, iMRMC-style CSV, printable HTML and PDF.
 
 Every export is computed from the same objects as the report page (annotations.report), so a
-number in a download is the number on the page. Column meanings: docs/README-reports.md.
+number in a download is the number on the page. Column meanings: README.md, "Exports and their columns".
 
 iMRMC mapping (one row per reader × case × modality, columns readerID, caseID, modalityID, score;
 no truth rows: the scores are not ROC ratings but per-case performance, for iMRMC's
@@ -230,14 +230,15 @@ def report_json(report: dict) -> str:
 # ============================================================================================
 
 
-def _answer_meta(study) -> tuple[dict, dict, set]:
-    """Per (assignment, case): answer fields, visit active ms; the flagged (assignment, case) pairs."""
+def _answer_meta(study) -> tuple[dict, dict, dict]:
+    """Per (assignment, case): answer fields, visit active ms, and the flag's comment (flagged pairs only)."""
     answers = {(a, c): {"submitted_at": t.isoformat(), "active_ms": ms, "revision": rev}
                for a, c, t, ms, rev in Answer.objects.filter(assignment__study=study).values_list(
                    "assignment_id", "case_id", "submitted_at", "active_ms", "revision")}
     visits = {(a, c): ms for a, c, ms in CaseVisit.objects.filter(assignment__study=study).values_list(
         "assignment_id", "case_id", "active_ms")}
-    flags = set(CaseFlag.objects.filter(assignment__study=study).values_list("assignment_id", "case_id"))
+    flags = {(a, c): comment for a, c, comment in CaseFlag.objects.filter(assignment__study=study).values_list(
+        "assignment_id", "case_id", "comment")}
     return answers, visits, flags
 
 
@@ -269,7 +270,7 @@ def long_columns(inputs: R.ReportInputs) -> list[str]:
     columns += ["query_class"] if inputs.classes is not None else []
     columns += ["candidate_id", "candidate_image_id", "candidate_position", "shown_position", "selected", "rank",
                 "rating", "answered", "in_analysis", "submitted_at", "answer_active_ms", "visit_active_ms",
-                "revision", "flagged", "provenance"]
+                "revision", "flagged", "flag_comment", "provenance"]
     for m in inputs.methods:
         columns += [f"{m.key}__distance", f"{m.key}__rank"]
         columns += [f"{m.key}__selected"] if inputs.arrays.study.mode == AnswerMode.CHOOSE_K else []
@@ -301,7 +302,8 @@ def long_rows(inputs: R.ReportInputs) -> Iterable[dict]:
                     "answered": int(ans is not None), "in_analysis": int(use[c]),
                     "submitted_at": ans["submitted_at"] if ans else "",
                     "answer_active_ms": ans["active_ms"] if ans else "", "visit_active_ms": visits.get(key, ""),
-                    "revision": ans["revision"] if ans else "", "flagged": int(key in flags)}
+                    "revision": ans["revision"] if ans else "", "flagged": int(key in flags),
+                    "flag_comment": flags.get(key, "")}
             if inputs.classes is not None:
                 base["query_class"] = inputs.classes[c]
             for j, cand_id in enumerate(a.candidate_ids[c].tolist()):
@@ -322,6 +324,62 @@ def long_csv(inputs: R.ReportInputs) -> str:
     writer = csv.DictWriter(buf, fieldnames=long_columns(inputs), lineterminator="\n")
     writer.writeheader()
     writer.writerows(long_rows(inputs))
+    return buf.getvalue()
+
+
+# ============================================================================================
+# Questions CSV: one row per reader × case × image × per-image question
+# ============================================================================================
+
+QUESTION_COLUMNS = ["study_id", "reader_id", "reader", "case_id", "case_position", "query_image_id",
+                    "query_modality", "query_class", "image", "image_id", "candidate_id", "candidate_position",
+                    "shown_position", "question", "question_text", "value", "answered", "in_analysis"]
+
+
+def question_rows(arrays: R.StudyArrays, classes: list[str] | None = None) -> Iterable[dict]:
+    """Rows of the questions CSV: the long CSV's readers and cases, each image a question applies to.
+
+    `image` is "query" or "candidate" (then `candidate_id`/`candidate_position` join the long CSV);
+    `value` is the reader's answer, empty when they gave none (`answered` = 0: no answer to the case).
+    """
+    from annotations.models import ImageAnswer
+    from readerstudy.models import StudyQuestion
+
+    study = arrays.study
+    questions = list(StudyQuestion.objects.filter(study=study).order_by("position", "pk"))
+    if not questions:
+        return
+    values = {(a, c, q, i): v for a, c, q, i, v in ImageAnswer.objects.filter(answer__assignment__study=study)
+              .values_list("answer__assignment_id", "answer__case_id", "question_id", "image_id", "value")}
+    answered = set(Answer.objects.filter(assignment__study=study).values_list("assignment_id", "case_id"))
+    shown = _shown_positions(study)
+    use = R.analysed_cases(arrays)
+    for reader in arrays.readers:
+        for c, case_id in enumerate(arrays.case_ids.tolist()):
+            key = (reader.assignment_id, case_id)
+            base = {"study_id": study.pk, "reader_id": reader.user_id, "reader": reader.name, "case_id": case_id,
+                    "case_position": c, "query_image_id": int(arrays.query_ids[c]),
+                    "query_modality": arrays.modality[c], "query_class": classes[c] if classes is not None else "",
+                    "answered": int(key in answered), "in_analysis": int(use[c])}
+            images = [("query", int(arrays.query_ids[c]), "", "", "")] + [
+                ("candidate", int(arrays.image_ids[c, j]), cand, j, shown.get((reader.assignment_id, cand)) or "")
+                for j, cand in enumerate(arrays.candidate_ids[c].tolist())]
+            for kind, image_id, cand, position, seen in images:
+                for q in questions:
+                    if q.applies_to != StudyQuestion.AppliesTo.ALL and q.applies_to != (
+                            "query" if kind == "query" else "candidates"):
+                        continue
+                    yield dict(base, image=kind, image_id=image_id, candidate_id=cand, candidate_position=position,
+                               shown_position=seen, question=q.key, question_text=q.text,
+                               value=values.get((*key, q.pk, image_id), ""))
+
+
+def questions_csv(arrays: R.StudyArrays, classes: list[str] | None = None) -> str:
+    """The questions CSV as text (a header only when the study asks no per-image question)."""
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=QUESTION_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(question_rows(arrays, classes))
     return buf.getvalue()
 
 
@@ -457,9 +515,13 @@ FORMATS = {
     "json": ("application/json", "json"),
     "csv": ("text/csv; charset=utf-8", "csv"),
     "imrmc": ("text/csv; charset=utf-8", "imrmc.csv"),
+    "questions": ("text/csv; charset=utf-8", "csv"),
     "html": ("text/html; charset=utf-8", "html"),
     "pdf": ("application/pdf", "pdf"),
 }
+
+
+_FILE_KIND = {"csv": "long", "questions": "questions"}
 
 
 def export_filename(study, fmt: str, *, interim: bool) -> str:
@@ -467,7 +529,7 @@ def export_filename(study, fmt: str, *, interim: bool) -> str:
     from django.utils.text import slugify
 
     slug = slugify(study.name)[:40] or "study"
-    return f"study-{study.pk}-{slug}{'-interim' if interim else ''}-{'long' if fmt == 'csv' else 'report'}." \
+    return f"study-{study.pk}-{slug}{'-interim' if interim else ''}-{_FILE_KIND.get(fmt, 'report')}." \
            f"{FORMATS[fmt][1]}"
 
 
@@ -479,6 +541,10 @@ def export_file(*, study, options: R.ReportOptions, fmt: str, run=None, group: s
     if fmt not in FORMATS:
         raise ApplicationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     interim = study.status != "closed"
+    if fmt == "questions":
+        arrays = R.study_arrays(study=study)
+        classes = R.query_classes(arrays=arrays, label=options.class_label) if options.class_label else None
+        return questions_csv(arrays, classes).encode(), FORMATS[fmt][0], export_filename(study, fmt, interim=interim)
     if fmt in ("csv", "imrmc"):
         inputs = R.report_inputs(study=study, options=options)
         text = long_csv(inputs) if fmt == "csv" else imrmc_csv(inputs, options)

@@ -1,7 +1,8 @@
 """What readers answered: picks, rankings, ratings, per-image answers, flags and timings.
 
 Rules that the database itself enforces: one final answer per reader and case; one item per
-candidate of an answer; a rank used once per answer; ranks ≥ 1. That exactly k candidates are
+candidate of an answer; a rank used once per answer; ranks ≥ 1; exactly one of selected, rank
+and rating per item; one visit and one flag per reader and case. That exactly k candidates are
 picked, that a ranking is a full permutation and that ratings are in the study's range is
 validated by `annotations.services.answer_submit` before anything is written.
 """
@@ -59,6 +60,14 @@ class AnswerItem(models.Model):
             models.UniqueConstraint(fields=["answer", "candidate"], name="item_unique_candidate"),
             models.UniqueConstraint(fields=["answer", "rank"], condition=Q(rank__isnull=False), name="item_unique_rank"),
             models.CheckConstraint(condition=Q(rank__isnull=True) | Q(rank__gte=1), name="item_rank_positive"),
+            # Exactly one of the three answers per item. Which one the study's mode asks for needs a
+            # join the database cannot check; answer_submit does.
+            models.CheckConstraint(
+                condition=Q(selected__isnull=False, rank__isnull=True, rating__isnull=True)
+                | Q(selected__isnull=True, rank__isnull=False, rating__isnull=True)
+                | Q(selected__isnull=True, rank__isnull=True, rating__isnull=False),
+                name="item_one_value",
+            ),
         ]
 
 

@@ -130,7 +130,7 @@ def report_bootstrap_start(request, pk: int):
 
 @role_required(COORDINATOR, RESEARCHER)
 def report_download(request, pk: int, fmt: str):
-    """One export as an attachment (json, csv, imrmc, html, pdf)."""
+    """One export as an attachment (json, csv, questions, imrmc, html, pdf)."""
     study = get_object_or_404(Study.objects.select_related("dataset", "ground_truth_reader"), pk=pk)
     if fmt not in exports.FORMATS:
         return HttpResponseBadRequest(f"Unknown format; use one of {', '.join(exports.FORMATS)}.")

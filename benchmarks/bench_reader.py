@@ -218,8 +218,10 @@ def _read_one(client: Client, study_id: int, username: str, samples: dict, sent:
     if status != 200:
         raise RuntimeError(f"case page → {status}")
     total = t_start + t_page
-    images = re.findall(rb'data-src="(/images/\d+/rendition/)"', html)[:1] + \
-        re.findall(rb'<img src="(/images/\d+/rendition/)"', html)
+    images = re.findall(rb'data-src="(/read/\d+/case/\d+/image/query\.png)"', html)[:1] + \
+        re.findall(rb'<img src="(/read/\d+/case/\d+/image/[0-9a-f]{16}\.png)"', html)
+    if len(images) < 2:  # the query and at least one candidate: never time the page alone by mistake
+        raise RuntimeError(f"case page names {len(images)} renditions: did the reader's image addresses change?")
     for url in images:
         status, _, _, t = client.request("GET", url.decode())
         if status != 200:

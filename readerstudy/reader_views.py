@@ -1,4 +1,4 @@
-"""Reader pages: my studies, a study's introduction, the case page, its saliency overlays, the end and closed pages.
+"""Reader pages: my studies, a study's intro, the case page with its images and overlays, the end and closed pages.
 
 Thin: access and reads come from readerstudy.selectors, the one write (opening a case starts
 its timing) from annotations.services. Drafts, answers, flags and heartbeats go through the
@@ -11,6 +11,7 @@ from django.contrib import messages
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.cache import get_conditional_response
 
 from annotations import services
 from readerstudy import selectors
@@ -99,13 +100,46 @@ def case_saliency(request, study_id: int, index: int, key: str):
     return response
 
 
+@role_required(*ROLES)
+def case_image(request, study_id: int, index: int, key: str):
+    """The rendition (PNG) of case `index`'s query (`key` = "query") or of its candidate `key`.
+
+    The checks of the case page (role, assignment to the open or closed study), for a case the
+    reader may open or the one after it (the case page prefetches the next case's images); 404
+    otherwise and for a key that names no image of that case for this reader. Addressed by case
+    number and key and served as query.png / candidate.png: no image id reaches the reader.
+    """
+    assignment = _assignment_or_404(request, study_id)
+    case = selectors.reader_image_case(order=selectors.reader_order(assignment=assignment), index=index)
+    image = selectors.reader_image(assignment=assignment, case=case, key=key) if case is not None else None
+    if image is None:
+        raise Http404("No such image among your cases.")
+    is_query = key == selectors.QUERY_KEY
+    headers = {
+        "ETag": f'"{selectors.reader_image_etag(assignment=assignment, image=image)}"',
+        # A candidate key names one candidate row for good; "query" of case n changes if an
+        # unanswered study is rebuilt, so the browser revalidates it (304 while unchanged).
+        "Cache-Control": "private, no-cache" if is_query else "private, max-age=86400",
+    }
+    response = get_conditional_response(request, etag=headers["ETag"])  # a 304, or None
+    if response is None:
+        try:
+            fh = image.rendition.open("rb")
+        except FileNotFoundError:
+            raise Http404("The image file is missing on the server.") from None
+        response = FileResponse(fh, content_type="image/png", filename="query.png" if is_query else "candidate.png")
+    for name, value in headers.items():
+        response[name] = value
+    return response
+
+
 def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict) -> dict:
     """Template context of the case page: the payload, API addresses, neighbours, prefetches."""
     study = assignment.study
     api = {name.replace("-", "_"): reverse(f"api-reading-{name}", args=[study.pk, index])
            for name in ("case", "draft", "answer", "heartbeat", "flag", "flag-clear")}
     next_case = selectors.reader_case(order=order, index=index + 1)
-    prefetch = selectors.case_image_urls(assignment=assignment, case=next_case) if next_case else []
+    prefetch = selectors.case_image_urls(assignment=assignment, case=next_case, index=index + 1) if next_case else []
     questions = payload["questions"]
     return {
         "study": study, "payload": payload, "index": index, "total": order.total, "done": order.done,

@@ -5,9 +5,12 @@ positions, the study's questions and the reader's own draft, answer and flag. Ca
 named by an opaque per-reader key (an HMAC of assignment and candidate), never by their database
 id, whose order may follow the order in which a builder created them (e.g. the model's ranks).
 Provenance, ranks, distances, labels (unless `show_candidate_labels`), file names and other
-readers' answers are never read here, so they cannot reach a reader's page or JSON. Saliency
-overlays (when `show_saliency`) come from one fixed model run per study (`study_saliency_run`) and
-are addressed by case number and candidate key, never by run or image id.
+readers' answers are never read here, so they cannot reach a reader's page or JSON. Images are
+addressed the same way: renditions by case number and "query" or candidate key
+(`reader_image_url`), never by image id, which follows import order (same patient adjacent,
+folders by class) and may follow a builder's ranks. Saliency overlays (when `show_saliency`) come
+from one fixed model run per study (`study_saliency_run`) and are addressed by case number and
+candidate key, never by run or image id.
 """
 
 from __future__ import annotations
@@ -32,17 +35,6 @@ READABLE = (StudyStatus.OPEN, StudyStatus.CLOSED)
 
 
 # --- access -------------------------------------------------------------------------------------
-
-def reader_can_see_image(*, user, image_id: int) -> bool:
-    """A reader sees an image only when it is a query or candidate of an open/closed study assigned to them."""
-    if not has_role(user, *ROLES):
-        return False
-    studies = Assignment.objects.filter(reader=user, study__status__in=READABLE).values("study_id")
-    return (
-        Case.objects.filter(study_id__in=studies, query_id=image_id).exists()
-        or Candidate.objects.filter(case__study_id__in=studies, image_id=image_id).exists()
-    )
-
 
 def reader_assignment(*, user, study_id: int) -> Assignment | None:
     """The user's assignment to an open or closed study (None: no role, not assigned, or a draft)."""
@@ -254,31 +246,59 @@ def reader_saliency_file(*, assignment: Assignment, case: Case, key: str) -> Pat
 
     study = assignment.study
     run = study_saliency_run(study=study) if study.show_saliency else None
-    if run is None:
+    image_id = reader_image_id(assignment=assignment, case=case, key=key) if run is not None else None
+    if image_id is None:
         return None
-    if key == QUERY_KEY:
-        image_id = case.query_id
-    else:
-        candidate_id = candidate_keymap(assignment=assignment, case=case).get(key)
-        if candidate_id is None:
-            return None
-        image_id = Candidate.objects.values_list("image_id", flat=True).get(pk=candidate_id)
     path = saliency_path(run, image_id)
     return path if path.is_file() else None
 
 
+def reader_image_id(*, assignment: Assignment, case: Case, key: str) -> int | None:
+    """The image the reader's `key` names in this case: its query ("query") or candidate `key` (None: neither)."""
+    if key == QUERY_KEY:
+        return case.query_id
+    for candidate_id, image_id in Candidate.objects.filter(case=case).values_list("pk", "image_id"):
+        if candidate_key(assignment=assignment, candidate_id=candidate_id) == key:
+            return image_id
+    return None
+
+
+def reader_image(*, assignment: Assignment, case: Case, key: str):
+    """The image (its rendition is what the reader loads) that `key` names in this case, or None."""
+    from retrieval.models import Image
+
+    image_id = reader_image_id(assignment=assignment, case=case, key=key)
+    return Image.objects.only("pk", "rendition", "content_hash").get(pk=image_id) if image_id is not None else None
+
+
+def reader_image_etag(*, assignment: Assignment, image) -> str:
+    """An opaque validator of one image's rendition for one reader (changes with the image, names no id)."""
+    msg = f"reading-image:{assignment.pk}:{image.pk}:{image.content_hash}:{image.rendition.name}".encode()
+    return hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).hexdigest()[:32]
+
+
 # --- the case a reader sees ---------------------------------------------------------------------
 
-def image_url(image_id: int) -> str:
-    return reverse("retrieval:image-file", args=[image_id, "rendition"])
+def reader_image_url(*, study_id: int, index: int, key: str) -> str:
+    """Where the reader loads the rendition of case `index`'s query ("query") or candidate `key`: no image id."""
+    return reverse("reading:image", args=[study_id, index, key])
 
 
-def case_image_urls(*, assignment: Assignment, case: Case) -> list[str]:
-    """The renditions a reader loads for a case (query first), for prefetching."""
-    ids = list(Candidate.objects.filter(case=case).values_list("pk", "image_id"))
-    order = assignment.candidate_order(case.pk, [c for c, _ in ids])
-    images = dict(ids)
-    return [image_url(case.query_id)] + [image_url(images[c]) for c in order]
+def reader_image_case(*, order: ReaderOrder, index: int) -> Case | None:
+    """The case at `index` when the reader may load its images: one they may open, or the one after it.
+
+    The case page prefetches the next case's renditions, before that case may be opened.
+    """
+    if order.can_open(index) or order.can_open(index - 1):
+        return reader_case(order=order, index=index)
+    return None
+
+
+def case_image_urls(*, assignment: Assignment, case: Case, index: int) -> list[str]:
+    """The renditions a reader loads for case `index` (query first, then candidates in the reader's positions)."""
+    ids = list(Candidate.objects.filter(case=case).values_list("pk", flat=True))
+    keys = [candidate_key(assignment=assignment, candidate_id=c) for c in assignment.candidate_order(case.pk, ids)]
+    return [reader_image_url(study_id=assignment.study_id, index=index, key=k) for k in [QUERY_KEY, *keys]]
 
 
 def reader_case(*, order: ReaderOrder, index: int) -> Case | None:
@@ -302,7 +322,10 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     def overlay(key: str) -> str:
         return reverse("reading:saliency", args=[study.pk, index, key])
 
-    query = {"url": image_url(case.query_id)}
+    def image(key: str) -> str:
+        return reader_image_url(study_id=study.pk, index=index, key=key)
+
+    query = {"url": image(QUERY_KEY)}
     if case.query_id in maps:
         query["saliency"] = overlay(QUERY_KEY)
     return {
@@ -311,7 +334,8 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
                   "allow_revisions": study.allow_revisions},
         "case": {"index": index, "total": order.total, "done": order.done},
         "query": query,
-        "candidates": [_candidate_out(c, study.show_candidate_labels, overlay(c.key) if c.image_id in maps else None)
+        "candidates": [_candidate_out(c, image(c.key), study.show_candidate_labels,
+                                      overlay(c.key) if c.image_id in maps else None)
                        for c in candidates],
         "questions": _questions(study_id=study.pk),
         "draft": reader_payload_to_keys(payload=reader_draft(assignment=assignment, case=case), keymap=keymap),
@@ -321,8 +345,8 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     }
 
 
-def _candidate_out(c: Candidate, with_labels: bool, saliency_url: str | None) -> dict:
-    out = {"key": c.key, "position": c.shown_position, "url": image_url(c.image_id)}
+def _candidate_out(c: Candidate, url: str, with_labels: bool, saliency_url: str | None) -> dict:
+    out = {"key": c.key, "position": c.shown_position, "url": url}
     if with_labels:
         out["labels"] = [str(label) for label in c.image.labels.order_by("name")]
     if saliency_url:

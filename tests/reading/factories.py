@@ -16,14 +16,15 @@ from tests.factories import png_bytes
 _seq = itertools.count(1)
 
 
-def image_make(*, dataset: Dataset, name: str, seed: int, labels: dict | None = None, size: int = 48) -> Image:
-    """An image row with rendition and thumbnail PNGs in MEDIA_ROOT."""
+def image_make(*, dataset: Dataset, name: str, seed: int, labels: dict | None = None, size: int = 48,
+               pk: int | None = None) -> Image:
+    """An image row (database id `pk`, default: the next one) with rendition and thumbnail PNGs in MEDIA_ROOT."""
     data = png_bytes(seed, size=size)
     digest = hashlib.sha256(data + name.encode()).hexdigest()
     paths = {}
     for kind in ("original", "rendition", "thumbnail"):
         paths[kind] = default_storage.save(f"datasets/{dataset.pk}/{kind}/{digest[:2]}/{digest}.png", ContentFile(data))
-    image = Image.objects.create(dataset=dataset, source_name=name, source_format="png", width=size, height=size,
+    image = Image.objects.create(pk=pk, dataset=dataset, source_name=name, source_format="png", width=size, height=size,
                                  content_hash=digest, **paths)
     for label, value in (labels or {}).items():
         num = value if isinstance(value, (int, float)) else None
@@ -32,11 +33,14 @@ def image_make(*, dataset: Dataset, name: str, seed: int, labels: dict | None = 
 
 
 def study_make(*, mode: str = AnswerMode.CHOOSE_K, k: int | None = 2, n_cases: int = 3, n_candidates: int = 5,
-               status: str = StudyStatus.OPEN, readers=(), questions=(), marker: str = "", **fields) -> Study:
+               status: str = StudyStatus.OPEN, readers=(), questions=(), marker: str = "",
+               image_pk_base: int | None = None, **fields) -> Study:
     """A study with n_cases cases of n_candidates candidates each; `marker` tags everything secret.
 
     The marker goes into image file names, labels, provenance methods and the dataset name, so a
-    test can search a reader's page or JSON for it.
+    test can search a reader's page or JSON for it. With `image_pk_base`, case c's query gets
+    image id base + 100·c and its candidate of rank j (0-based) base + 100·c + j + 1: ids in rank
+    order, as an import or a builder can produce, and long enough to be recognised in any text.
     """
     n = next(_seq)
     tag = marker or f"s{n}"
@@ -46,12 +50,14 @@ def study_make(*, mode: str = AnswerMode.CHOOSE_K, k: int | None = 2, n_cases: i
     for i, q in enumerate(questions):
         StudyQuestion.objects.create(study=study, position=i, **q)
     for c in range(n_cases):
+        base = None if image_pk_base is None else image_pk_base + 100 * c
         query = image_make(dataset=dataset, name=f"{tag}-query-{c}.png", seed=1000 * n + 100 * c,
-                           labels={f"finding_{tag}": 1, "view": f"PA-{tag}"})
+                           labels={f"finding_{tag}": 1, "view": f"PA-{tag}"}, pk=base)
         case = Case.objects.create(study=study, position=c, query=query)
         for j in range(n_candidates):
             image = image_make(dataset=dataset, name=f"{tag}-cand-{c}-{j}.png", seed=1000 * n + 100 * c + j + 1,
-                               labels={f"finding_{tag}": j % 2, "diagnosis": f"label-{tag}-{j}"})
+                               labels={f"finding_{tag}": j % 2, "diagnosis": f"label-{tag}-{j}"},
+                               pk=None if base is None else base + j + 1)
             Candidate.objects.create(case=case, image=image, position=j, provenance=[
                 {"method": f"method-{tag}", "run": None, "rank": j + 1, "distance": 0.123456 + j}])
     for reader in readers:

@@ -17,22 +17,35 @@ from readerstudy.models import Assignment, Candidate, Case
 from tests.reading.factories import study_make
 
 MARK = "zqxsecret"
+IMAGE_PK_BASE = 73_190_000  # image ids in rank order, long enough to be found in any text
+IMAGE_ADDRESS = re.compile(r'/read/\d+/case/\d+/(?:image|saliency)/(?:query|[0-9a-f]{16})\.png')
 
 
 @pytest.fixture
 def secret_study(reader, other_reader):
     return study_make(readers=[reader, other_reader], marker=MARK, n_cases=2, n_candidates=4,
-                      instructions="Pick the most similar.")
+                      instructions="Pick the most similar.", image_pk_base=IMAGE_PK_BASE)
 
 
 def _reader_texts(client, study) -> dict[str, str]:
-    """Everything the reader's browser receives for the study, by address."""
-    addresses = ["/", "/read/", f"/read/{study.pk}/", f"/read/{study.pk}/case/1/",
+    """Everything the reader's browser receives for the study, by address (images: their headers).
+
+    Pages and JSON of case 1, then every image address they name (case 1's images and case 2's
+    prefetched ones): fetched, and their headers kept.
+    """
+    addresses = ["/", "/read/", f"/read/{study.pk}/", f"/read/{study.pk}/start/", f"/read/{study.pk}/case/1/",
                  "/api/reading/studies/", f"/api/reading/studies/{study.pk}/cases/1/"]
-    texts = {a: client.get(a).content.decode() for a in addresses}
-    for url in re.findall(r'/images/\d+/rendition/', texts[f"/read/{study.pk}/case/1/"]):
+    texts = {}
+    for address in addresses:
+        response = client.get(address)
+        texts[address] = response.content.decode()
+        texts[f"{address} (headers)"] = str(response.headers)
+    images = set()
+    for text in texts.values():
+        images |= set(IMAGE_ADDRESS.findall(text))
+    for url in sorted(images):
         response = client.get(url)
-        assert response.status_code == 200
+        assert response.status_code == 200, url
         texts[url] = str(response.headers)
     return texts
 
@@ -48,6 +61,45 @@ def test_no_secret_reaches_the_reader(client, reader, secret_study):
     for c in payload["candidates"]:
         assert set(c) == {"key", "position", "url"}
     assert set(payload["query"]) == {"url"}
+
+
+def test_no_image_id_reaches_the_reader(client, reader, secret_study):
+    """Image ids follow import order (or, here, the model's ranks): none may be in any text a reader gets."""
+    from retrieval.models import Image
+
+    ids = set(Image.objects.filter(dataset=secret_study.dataset).values_list("pk", flat=True))
+    assert len(ids) == 2 * 5 and min(ids) == IMAGE_PK_BASE  # the factory gave the recognisable ids
+    client.force_login(reader)
+    texts = _reader_texts(client, secret_study)
+    images = [a for a in texts if IMAGE_ADDRESS.fullmatch(a)]
+    assert len(images) == 2 * 5  # case 1's query and 4 candidates, case 2's prefetched
+    for address, text in texts.items():
+        assert not re.search(r"/images/\d+", text), address
+        for pk in ids:
+            assert str(pk) not in text, (address, pk)
+            assert f"{pk:x}" not in text.lower(), (address, pk)  # nor in hexadecimal
+    for address in images:
+        disposition = texts[address].lower()
+        assert 'filename="query.png"' in disposition or 'filename="candidate.png"' in disposition
+
+
+def test_no_image_id_reaches_the_reader_on_later_cases_either(client, reader, secret_study):
+    from retrieval.models import Image
+
+    ids = {str(pk) for pk in Image.objects.filter(dataset=secret_study.dataset).values_list("pk", flat=True)}
+    client.force_login(reader)
+    first = client.get(f"/api/reading/studies/{secret_study.pk}/cases/1/").json()
+    keys = [c["key"] for c in first["candidates"][:2]]
+    client.post(f"/api/reading/studies/{secret_study.pk}/cases/1/answer/",
+                {"selected": keys, "client_token": "token-blind-1"}, content_type="application/json")
+    for address in (f"/read/{secret_study.pk}/case/1/", f"/read/{secret_study.pk}/case/2/",
+                    f"/api/reading/studies/{secret_study.pk}/cases/1/",
+                    f"/api/reading/studies/{secret_study.pk}/cases/2/"):
+        response = client.get(address)
+        assert response.status_code == 200
+        text = response.content.decode()
+        assert IMAGE_ADDRESS.search(text) and not re.search(r"/images/\d+", text), address
+        assert not [pk for pk in ids if pk in text], address
 
 
 def test_candidates_are_named_by_opaque_keys_not_ids(client, reader, secret_study):

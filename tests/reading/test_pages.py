@@ -55,9 +55,11 @@ def test_case_page_prefetches_next_case_images(logged_in, study, assignment):
     html = logged_in.get(f"/read/{study.pk}/case/1/").content.decode()
     order = selectors.reader_order(assignment=assignment)
     nxt = selectors.reader_case(order=order, index=2)
-    expected = selectors.case_image_urls(assignment=assignment, case=nxt)
+    keys = ["query"] + [c.key for c in selectors.reader_candidates(assignment=assignment, case=nxt)]
+    expected = [f"/read/{study.pk}/case/2/image/{key}.png" for key in keys]
     assert re.findall(r'<link rel="prefetch" href="([^"]+)"', html) == expected
     assert len(expected) == 6
+    assert all(logged_in.get(url).status_code == 200 for url in expected)
 
 
 def test_later_case_redirects_to_current(logged_in, study):

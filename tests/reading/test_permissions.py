@@ -116,14 +116,15 @@ def _image_of(study):
     return study.cases.first().candidates.first().image_id
 
 
-@pytest.mark.parametrize("status,expected", [(StudyStatus.OPEN, 200), (StudyStatus.CLOSED, 200),
-                                             (StudyStatus.DRAFT, 404)])
-def test_reader_sees_images_of_own_open_or_closed_studies(client, reader, setting, status, expected):
+@pytest.mark.parametrize("status", [StudyStatus.OPEN, StudyStatus.CLOSED, StudyStatus.DRAFT])
+def test_readers_get_no_image_by_its_id_even_of_their_own_studies(client, reader, setting, status):
+    """Readers load their cases' images by case number and key (tests/reading/test_images.py)."""
     setting.status = status
     setting.save()
     client.force_login(reader)
-    assert client.get(f"/images/{_image_of(setting)}/rendition/").status_code == expected
-    assert client.get(f"/images/{setting.cases.first().query_id}/rendition/").status_code == expected
+    for kind in ("rendition", "thumbnail", "original"):
+        assert client.get(f"/images/{_image_of(setting)}/{kind}/").status_code == 404
+        assert client.get(f"/images/{setting.cases.first().query_id}/{kind}/").status_code == 404
 
 
 def test_reader_cannot_see_other_images(client, reader, other_reader, setting):
@@ -134,3 +135,10 @@ def test_reader_cannot_see_other_images(client, reader, other_reader, setting):
         pk__in=setting.cases.values("candidates__image_id")).first()
     assert client.get(f"/images/{stray.pk}/rendition/").status_code == 404
     assert client.get(f"/images/{_image_of(setting)}/original/").status_code == 404
+
+
+@pytest.mark.parametrize("persona", ["coordinator", "researcher"])
+def test_coordinators_and_researchers_still_get_images_by_id(client, request, setting, persona):
+    _login(client, request, persona)
+    assert client.get(f"/images/{_image_of(setting)}/rendition/").status_code == 200
+    assert client.get(f"/images/{setting.cases.first().query_id}/thumbnail/").status_code == 200

@@ -1,4 +1,4 @@
-"""manage.py agreement_report STUDY [--format json|csv|html|pdf|imrmc] [--out PATH] [--bootstrap N] …
+"""manage.py agreement_report STUDY [--format json|csv|questions|html|pdf|imrmc] [--out PATH] [--bootstrap N] …
 
 The same report as the page and the API, computed in this process (the bootstrap included).
 STUDY is a study id or its exact name. Text formats go to standard output without --out.
@@ -18,7 +18,7 @@ from readerstudy.models import Study
 
 
 class Command(BaseCommand):
-    help = "Write the agreement report of a study (JSON, long CSV, printable HTML, PDF or iMRMC CSV)."
+    help = "Write the agreement report of a study (JSON, long CSV, questions CSV, printable HTML, PDF or iMRMC CSV)."
 
     def add_arguments(self, parser):
         parser.add_argument("study", help="study id or exact name")
