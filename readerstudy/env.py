@@ -51,3 +51,17 @@ def envlist(name: str, default: list[str]) -> list[str]:
     if raw is None or raw.strip() == "":
         return list(default)
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def envurl(name: str, default: str, *, schemes: tuple[str, ...]) -> str:
+    """A URL whose scheme is one of `schemes` (several URLs may be joined by ';', kombu's failover list).
+
+    Anything else raises ConfigError naming the variable and the accepted schemes.
+    """
+    value = envstr(name, default)
+    for url in value.split(";"):
+        scheme, sep, _rest = url.strip().partition("://")
+        if not sep or scheme.lower() not in schemes:
+            accepted = ", ".join(f"{s}://" for s in schemes)
+            raise ConfigError(f"{name} must be a URL starting with one of {accepted}; got {url.strip()!r}")
+    return value

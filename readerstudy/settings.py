@@ -6,11 +6,12 @@ module serves development, tests and production. See the configuration table in 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
 
-from readerstudy.env import ConfigError, envbool, envint, envlist, envstr
+from readerstudy.env import ConfigError, envbool, envint, envlist, envstr, envurl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -76,6 +77,9 @@ try:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))}
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
+if not DATABASES["default"].get("NAME"):  # e.g. postgres://user@host:5432/ names no database
+    raise ConfigError(f"DATABASE_URL names no database: give it as the path, e.g. "
+                      f"postgres://user@host:5432/cbir (got {DATABASE_URL!r})")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a worker process started by the tests sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
@@ -127,10 +131,19 @@ IMPORT_MAX_ARCHIVE_MEMBERS = envint("IMPORT_MAX_ARCHIVE_MEMBERS", 200_000, minim
 RENDITION_MAX_SIDE = envint("RENDITION_MAX_SIDE", 1024, minimum=64)
 THUMBNAIL_MAX_SIDE = envint("THUMBNAIL_MAX_SIDE", 256, minimum=32)
 
+# --- Model runs ---------------------------------------------------------------------------------
+# DataLoader worker processes that decode and preprocess images while the model runs: the default
+# of every new run (`--workers` of train/embed, runs created on the web page). One core is left
+# to the process feeding the model; at most 4, since decoding then outpaces a small backbone.
+_CPUS = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+DATALOADER_WORKERS = envint("DATALOADER_WORKERS", max(0, min(4, _CPUS - 1)), minimum=0)
+
 # --- Celery -------------------------------------------------------------------------------------
 # Default: kombu's filesystem transport, an embedded broker that needs no server. Any worker
 # started with the same DATA_DIR picks the tasks up. Production: CELERY_BROKER_URL=redis://...
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+# memory:// only works inside one process (no separate worker sees it); kept for experiments.
+BROKER_SCHEMES = ("filesystem", "redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory")
+CELERY_BROKER_URL = envurl("CELERY_BROKER_URL", "filesystem://", schemes=BROKER_SCHEMES)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.management.base import CommandError
 
 from readerstudy.cli import wait_for_job
@@ -35,6 +36,55 @@ def split_for(dataset: Dataset, name: str, seed: int) -> Split:
     return split or split_create(dataset=dataset, name=name, seed=seed)
 
 
+def ensure_can_wait() -> None:
+    """Refuse to queue-and-wait inside an open transaction: the job is sent when it commits, so the wait would
+    never end (a script or test calling the command inside `atomic`)."""
+    from django.db import connection
+
+    if connection.in_atomic_block:
+        raise CommandError("Called inside an open database transaction: the job would only be queued when it "
+                           "commits, so waiting for the worker here would never end. Use --sync (run it in this "
+                           "process) or --no-wait, or call the command outside the transaction.")
+
+
+def search_file_request(*, run: ModelRun, path: str, k: int, enqueue: bool, wait: bool = False):
+    """A search request for an image file, as the web page's upload makes: the file is copied to
+    UPLOAD_ROOT/search (the task removes its copy when done, never the caller's file). `wait`: the
+    caller will wait for the worker (refused inside a transaction, see ensure_can_wait)."""
+    import shutil
+    import uuid
+    from pathlib import Path
+
+    from retrieval.models import SearchRequest
+    from retrieval.search import search_request_create
+
+    source = Path(path)
+    if not source.is_file():
+        raise CommandError(f"{path}: no such file")
+    if not 1 <= k <= 200:
+        raise CommandError("k must be between 1 and 200.")
+    if wait:
+        ensure_can_wait()
+    folder = settings.UPLOAD_ROOT / "search"
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / f"{uuid.uuid4().hex}{source.suffix.lower()[:10]}"
+    try:
+        shutil.copyfile(source, copy)
+    except OSError as exc:
+        raise CommandError(f"{path}: {exc}") from None
+    try:
+        if enqueue:
+            return search_request_create(run=run, upload_path=copy, k=k)
+        # --sync: the same request row, not sent to the broker (search_request_create always queues;
+        # the check below mirrors it).
+        if run.status != JobStatus.SUCCEEDED or run.method == "ssim":
+            raise ApplicationError("Upload search needs a finished embedding run.")
+        return SearchRequest.objects.create(run=run, upload_path=str(copy), k=k)
+    except ApplicationError as exc:
+        copy.unlink(missing_ok=True)
+        raise CommandError(exc.message) from None
+
+
 def add_run_options(parser) -> None:
     parser.add_argument("--name", help="run name (default: derived from the options)")
     parser.add_argument("--backbone", default="resnet18", help="any timm model name")
@@ -45,7 +95,9 @@ def add_run_options(parser) -> None:
     parser.add_argument("--resize", type=int, default=256)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    parser.add_argument("--workers", type=int, default=settings.DATALOADER_WORKERS,
+                        help="DataLoader worker processes (default: DATALOADER_WORKERS, "
+                             f"here {settings.DATALOADER_WORKERS})")
     parser.add_argument("--split", default="default", help="split name (created 60/30/10 by patient if missing)")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--graded-label", default="", help="numeric label for graded nDCG (e.g. weight)")
@@ -68,6 +120,8 @@ def create_and_follow(command, *, dataset, name, method, config, split, sync, no
     """Create the run, then run it inline (--sync), queue it, or queue and wait with a progress bar."""
     from retrieval.runs import run_create
 
+    if not sync and not no_wait:
+        ensure_can_wait()
     try:
         run = run_create(dataset=dataset, name=name, method=method, config=config, split=split, enqueue=not sync)
     except ApplicationError as exc:

@@ -8,6 +8,7 @@ Embedding runs rank by their embeddings; SSIM runs (no embeddings) by the pairwi
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable
@@ -17,8 +18,9 @@ import numpy as np
 
 from readerstudy.errors import ApplicationError
 from retrieval import ranking
-from retrieval.models import Label, ModelRun, SplitPart
+from retrieval.models import Label, ModelRun, RunStage, SplitPart
 
+log = logging.getLogger(__name__)
 MAP_FILE = "embedding_map.png"
 SSIM_FILE = "ssim_distances.npz"  # an SSIM run's pairwise matrix of the evaluated images (see _ssim_matrix)
 SSIM_EVAL_MAX = 300  # default config "eval_max": SSIM evaluation compares every pair of images
@@ -80,6 +82,9 @@ def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k
         if np.isnan(numeric).any():
             query_ids, label_values, numeric = _take(np.flatnonzero(~np.isnan(numeric)), query_ids, label_values,
                                                      numeric)
+        if len(query_ids) < 3:
+            raise ApplicationError(f"Only {len(query_ids)} images of the {part} part have a value of {graded!r}; "
+                                   f"at least 3 are needed for graded relevance.")
     if ssim:
         n_part = len(query_ids)
         keep, note = _ssim_sample(run, n_part, part)
@@ -95,6 +100,43 @@ def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k
     elif draw_map:  # t-SNE of embeddings; an SSIM run has none to draw
         _draw_map(run, x, label_values, names, numeric)
     return _plain(result)
+
+
+def run_evaluation_execute(*, run_id: int) -> None:
+    """Worker body of a queued re-evaluation (see runs.run_evaluation_request): claim, evaluate, store, finish.
+
+    Idempotent: a second delivery finds the run claimed or finished and does nothing; a delivery
+    after the worker was lost (stale heartbeat) evaluates again and overwrites the same keys.
+    """
+    from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
+    from retrieval.runs import EVALUATION_REQUEST
+
+    if not job_claim(ModelRun, run_id):
+        log.info("evaluation of run %s already claimed or finished", run_id)
+        return
+    run = ModelRun.objects.select_related("dataset", "split").get(pk=run_id)
+    request = run.metrics.get(EVALUATION_REQUEST) or {"options": {}}
+    opts = request["options"]
+    job_progress(run, done=0, total=1, note=f"evaluating the {opts.get('part', 'test')} part")
+
+    def progress(done: int, total: int) -> None:  # SSIM runs: pairs compared
+        job_progress(run, done=done, total=total, note=f"SSIM pairs {done}/{total}")
+
+    error = ""
+    try:
+        result = evaluate_run(run=run, progress=progress, **opts)
+    except Exception as exc:  # the run's model and index are fine: it stays succeeded, the message is shown
+        error = getattr(exc, "message", None) or f"Unexpected error: {type(exc).__name__}: {exc}"
+        if not isinstance(exc, ApplicationError):
+            log.exception("evaluation of run %s failed", run_id)
+        metrics = {**run.metrics, EVALUATION_REQUEST: {**request, "done": True, "error": error}}
+    else:
+        metrics = {**run.metrics, "retrieval": result, "retrieval_note": "",
+                   EVALUATION_REQUEST: {**request, "done": True, "error": ""}}
+    run.metrics = metrics
+    ModelRun.objects.filter(pk=run.pk).update(metrics=metrics, stage=RunStage.DONE)
+    job_progress(run, done=1, total=1, note="evaluation failed" if error else "evaluated")
+    job_finish(run, status=JobStatus.SUCCEEDED, error=f"Evaluation failed: {error}" if error else "")
 
 
 def _take(keep: np.ndarray, query_ids: list[int], label_values: np.ndarray | None,

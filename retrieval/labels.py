@@ -6,6 +6,9 @@ Pure Python (csv module), no Django import. Three formats:
 * ``chexpert`` CheXpert / MIMIC-CXR-JPG: one column per observation holding 1, 0, -1
                (uncertain) or blank (not mentioned, i.e. missing: the key is left out).
 * ``generic``  a file name column plus any columns; numbers become floats, the rest text.
+               Columns that look like patient identifiers (`IDENTIFIER_COLUMNS`: name, birth
+               date, MRN, address, phone, accession number, institution, physicians…) are
+               dropped, each with a problem line; the patient id is the caller's to pseudonymise.
 
 A table that cannot be used at all raises `LabelTableError`; a row that cannot be used
 is reported as ``(line, message)`` next to the rows that can. Whether a row names a file
@@ -67,6 +70,45 @@ _PATIENT_COLUMNS = ("patientid", "subjectid")
 _VIEW_COLUMNS = ("viewposition", "appa")
 _DELIMITERS = (",", ";", "\t")
 
+#: Generic-table columns that look like patient identifiers and are never imported (compared
+#: lower-cased with everything but letters and digits removed: "Patient's Name", "patient_name"
+#: and "PatientName" are all "patientname"). They mirror the
+#: person- and place-identifying DICOM attributes the importer blanks or removes
+#: (retrieval.imaging.BLANKED_KEYWORDS / REMOVED_KEYWORDS: PatientName, PatientBirthDate,
+#: OtherPatientIDs, MedicalRecordLocator, PatientAddress, PatientTelephoneNumbers,
+#: AccessionNumber, InstitutionName, ReferringPhysicianName, …) plus the usual spreadsheet
+#: spellings of the same things (dob, mrn, phone, email, ssn, …). The patient id column itself
+#: (`patient_id`, `subject_id`) is not dropped: it is pseudonymised. Patient characteristics that
+#: the DICOM profile retains (sex, age, size, weight) stay labels.
+IDENTIFIER_COLUMNS: frozenset[str] = frozenset({
+    # names
+    "name", "patientname", "patientsname", "fullname", "firstname", "lastname", "surname", "givenname",
+    "familyname", "middlename", "maidenname", "patientbirthname", "patientmotherbirthname",
+    "mothersmaidenname", "otherpatientnames", "personname",
+    # birth
+    "birthdate", "dateofbirth", "dob", "birthday", "patientbirthdate", "patientbirthtime", "birthtime",
+    # identifiers other than the (pseudonymised) patient id
+    "mrn", "medicalrecordnumber", "medicalrecordno", "medicalrecordlocator", "recordnumber", "hospitalnumber",
+    "otherpatientids", "issuerofpatientid", "ssn", "socialsecuritynumber", "nhsnumber", "insurancenumber",
+    "insuranceplanidentification", "admissionid", "serviceepisodeid", "accessionnumber", "accession",
+    "accessionno", "accnumber",
+    # addresses and contact
+    "address", "patientaddress", "personaddress", "streetaddress", "street", "postcode", "postalcode", "zip",
+    "zipcode", "regionofresidence", "countryofresidence", "phone", "phonenumber", "telephone",
+    "telephonenumber", "patienttelephonenumbers", "persontelephonenumbers", "patienttelecominformation",
+    "mobile", "email", "emailaddress",
+    # where and by whom
+    "institution", "institutionname", "institutionaddress", "institutionaldepartmentname", "hospital",
+    "referringphysician", "referringphysicianname", "referringphysicianaddress",
+    "referringphysiciantelephonenumbers", "performingphysicianname", "physiciansofrecord",
+    "nameofphysiciansreadingstudy", "requestingphysician", "operatorsname",
+})
+
+
+def is_identifier_column(column: str) -> bool:
+    """Does a label-table column name look like a patient identifier (see IDENTIFIER_COLUMNS)?"""
+    return re.sub(r"[^0-9a-z]", "", column.lower()) in IDENTIFIER_COLUMNS
+
 
 class LabelTableError(ValueError):
     """The table cannot be used at all; the message says why."""
@@ -108,6 +150,8 @@ class _Table:
     records: list[tuple[int, list[str]]]
     delimiter: str
     problems: Problems
+    #: 1-based line of the header (blank lines may precede it).
+    header_line: int = 1
 
 
 def _decode(data: bytes) -> str:
@@ -202,7 +246,7 @@ def _read_table(data: bytes) -> _Table:
             problems.append((line, f"expected {width} columns, found {len(cells)}"))
             continue
         kept.append((line, [c.strip() for c in cells]))
-    return _Table(header=header, records=kept, delimiter=delimiter, problems=problems)
+    return _Table(header=header, records=kept, delimiter=delimiter, problems=problems, header_line=header_line)
 
 
 def _norm(name: str) -> str:
@@ -412,6 +456,12 @@ def _parse_generic(table: _Table, filename_column: str | None):
 
     rows: list[LabelRow] = []
     problems = list(table.problems)
+    # No patient identifier leaves the import: such columns are dropped, each with a report line.
+    for index, column in enumerate(header):
+        if index not in special and is_identifier_column(column):
+            special.add(index)
+            problems.append((table.header_line,
+                             f"column {column!r} looks like a patient identifier and was not imported"))
     for line, cells in table.records:
         key = cells[key_index]
         if not key:

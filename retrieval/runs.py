@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -59,6 +60,8 @@ def run_create(*, dataset: Dataset, name: str, method: str, config: dict | None 
     if not dataset.images.exists():
         raise ApplicationError(f"Dataset {dataset.name!r} has no images.")
     config = config_validate(method, config or {})
+    if m.embeds:  # the one default of CLI and web runs alike (settings.DATALOADER_WORKERS)
+        config.setdefault("workers", settings.DATALOADER_WORKERS)
     if method == "rating_metric":
         config["characteristics"] = _checked_characteristics(dataset, config.get("characteristics"))
     run = ModelRun.objects.create(dataset=dataset, name=name, method=method, split=split,
@@ -87,6 +90,81 @@ def run_enqueue(*, run: ModelRun) -> None:
     transaction.on_commit(lambda: run_execute.apply_async(kwargs={"run_id": run.pk}))
 
 
+EVALUATION_REQUEST = "evaluation_request"  # metrics key: the options of a queued re-evaluation and its outcome
+
+
+def run_evaluation_request(*, run: ModelRun, options: dict | None = None, enqueue: bool = True) -> ModelRun:
+    """Queue a re-evaluation of a finished run on the CPU queue (numpy/scipy, no torch).
+
+    The run itself is the job: a compare-and-set moves it from succeeded to pending (stage
+    "evaluating"), the worker claims it like any job, reports progress and sets it back to
+    succeeded; the options are kept in metrics["evaluation_request"] with the outcome, so the
+    task takes only the run's id. A failed evaluation leaves the run succeeded (its model,
+    embeddings and index are unaffected) with the message in `error`.
+    """
+    from retrieval.models import RunStage
+
+    opts = evaluation_options(run=run, options=options)
+    queued = ModelRun.objects.filter(pk=run.pk, status=JobStatus.SUCCEEDED).update(
+        status=JobStatus.PENDING, stage=RunStage.EVALUATING, error="", progress_done=0, progress_total=0,
+        progress_note="evaluation queued")
+    if not queued:
+        run.refresh_from_db()
+        raise Conflict(f"Run {run.name!r} is {run.status}; only a finished run can be evaluated.")
+    run.refresh_from_db()
+    # Only the winner of the compare-and-set above gets here, and no worker touches a pending run's metrics.
+    run.metrics = {**run.metrics, EVALUATION_REQUEST: {"options": opts, "done": False, "error": ""}}
+    ModelRun.objects.filter(pk=run.pk).update(metrics=run.metrics)
+    if enqueue:
+        evaluation_enqueue(run=run)
+    return run
+
+
+def evaluation_options(*, run: ModelRun, options: dict | None = None) -> dict:
+    """The evaluation options with their defaults, checked (ApplicationError), before anything is queued."""
+    from retrieval.ml.metrics import AP_DEFINITIONS, GAINS
+
+    opts = {"ks": [1, 3, 5, 10], "ap_definition": "min_k_R", "gain": "exp", "part": SplitPart.TEST,
+            "labels": None, "graded": None, **(options or {})}
+    if unknown := set(opts) - {"ks", "ap_definition", "gain", "part", "labels", "graded"}:
+        raise ApplicationError(f"Unknown evaluation option(s): {', '.join(sorted(unknown))}.")
+    if not opts["ks"] or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in opts["ks"]):
+        raise ApplicationError("k must be one or more positive integers.")
+    if opts["ap_definition"] not in AP_DEFINITIONS:
+        raise ApplicationError(f"The mAP definition must be one of {', '.join(AP_DEFINITIONS)}.")
+    if opts["gain"] not in GAINS:
+        raise ApplicationError(f"The gain must be one of {', '.join(GAINS)}.")
+    if opts["part"] not in SplitPart.values:
+        raise ApplicationError(f"part must be one of {', '.join(SplitPart.values)}.")
+    if run.split_id is None:
+        raise ApplicationError("The run has no split: evaluation needs a held-out test part.")
+    if run.status != JobStatus.SUCCEEDED:
+        raise Conflict(f"Run {run.name!r} is {run.status}; only a finished run can be evaluated.")
+    return opts
+
+
+def evaluation_enqueue(*, run: ModelRun) -> None:
+    """Send a run's evaluation to the CPU queue once the current transaction commits."""
+    from retrieval.tasks import run_evaluate
+
+    transaction.on_commit(lambda: run_evaluate.apply_async(kwargs={"run_id": run.pk}))
+
+
+def evaluation_pending(run: ModelRun) -> bool:
+    """Is the run's current job a re-evaluation (not yet finished) rather than the run's own stages?"""
+    request = run.metrics.get(EVALUATION_REQUEST)
+    return bool(request) and not request.get("done")
+
+
+def run_worker_lost(*, run: ModelRun) -> bool:
+    """A running run whose heartbeat is older than JOB_STALE_SECONDS: its worker died (killed, out of memory)."""
+    from django.utils import timezone
+
+    if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
+        return False
+    return (timezone.now() - run.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
+
+
 def run_resume(*, run: ModelRun) -> ModelRun:
     """Queue a failed or interrupted run again; finished stages are kept, training resumes from its checkpoint."""
     from django.conf import settings
@@ -97,17 +175,23 @@ def run_resume(*, run: ModelRun) -> ModelRun:
     if not ModelRun.objects.filter(resumable, pk=run.pk).update(status=JobStatus.PENDING, error=""):
         raise Conflict(f"Run {run.name!r} is {run.status}; only failed, cancelled or stalled runs can be resumed.")
     run.refresh_from_db()
-    run_enqueue(run=run)
+    if evaluation_pending(run):  # the worker was lost during a re-evaluation: evaluate again
+        evaluation_enqueue(run=run)
+    else:
+        run_enqueue(run=run)
     return run
 
 
-def run_add_new_images(*, run: ModelRun) -> ModelRun:
-    """Queue embedding + index update for images imported after the run (incremental add)."""
-    if run.status != JobStatus.SUCCEEDED:
+def run_add_new_images(*, run: ModelRun, enqueue: bool = True) -> ModelRun:
+    """Queue embedding + index update for images imported after the run (incremental add).
+
+    A compare-and-set from succeeded to pending: two callers never both re-queue the run.
+    """
+    if not ModelRun.objects.filter(pk=run.pk, status=JobStatus.SUCCEEDED).update(status=JobStatus.PENDING):
         raise Conflict("Only a finished run can be updated with new images.")
-    ModelRun.objects.filter(pk=run.pk).update(status=JobStatus.PENDING)
     run.refresh_from_db()
-    run_enqueue(run=run)
+    if enqueue:
+        run_enqueue(run=run)
     return run
 
 

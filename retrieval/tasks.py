@@ -19,6 +19,14 @@ def run_execute(*, run_id: int) -> None:
 
 
 @cpu_task
+def run_evaluate(*, run_id: int) -> None:
+    """Re-evaluate a finished run with the options recorded on it (CPU queue: numpy/scipy, no torch)."""
+    from retrieval.evaluation import run_evaluation_execute
+
+    run_evaluation_execute(run_id=run_id)
+
+
+@cpu_task
 def search_execute(*, search_id: int) -> None:
     """Embed an uploaded query image with the run's model and search the run's index."""
     from retrieval.search import search_request_execute

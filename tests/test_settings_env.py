@@ -59,6 +59,36 @@ def test_bad_database_url_is_named(tmp_path):
     assert "DATABASE_URL" in result.stderr
 
 
+def test_database_url_without_a_database_name_is_refused(tmp_path):
+    for url in ("postgres://", "postgres://cbir@127.0.0.1:5432/"):
+        result = _load_settings(DEBUG="true", DATABASE_URL=url, DATA_DIR=str(tmp_path))
+        assert result.returncode != 0, url
+        assert "DATABASE_URL names no database" in result.stderr, result.stderr
+
+
+def test_database_url_with_a_name_loads(tmp_path):
+    result = _load_settings(DEBUG="true", DATABASE_URL="postgres://cbir@127.0.0.1:5432/cbir", DATA_DIR=str(tmp_path))
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("url", ["nonsense", "http://127.0.0.1:6379/0", "redis:/127.0.0.1", "filesystem://;bogus"])
+def test_bad_broker_url_is_named(tmp_path, url):
+    result = _load_settings(DEBUG="true", CELERY_BROKER_URL=url, DATA_DIR=str(tmp_path))
+    assert result.returncode != 0, url
+    assert "CELERY_BROKER_URL must be a URL starting with one of filesystem://, redis://" in result.stderr
+
+
+@pytest.mark.parametrize("url", ["filesystem://", "redis://127.0.0.1:6379/15", "rediss://cache:6380/0",
+                                 "amqp://guest@localhost//", "memory://"])
+def test_broker_urls_the_platform_uses_load(tmp_path, url):
+    code = "from django.conf import settings; import readerstudy.settings as s; print(s.CELERY_BROKER_URL)"
+    base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**base, "DEBUG": "true", "CELERY_BROKER_URL": url, "DATA_DIR": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == url
+
+
 def test_production_settings_load_with_secret_key(tmp_path):
     result = _load_settings(DEBUG="false", SECRET_KEY="s" * 50, DATA_DIR=str(tmp_path))
     assert result.returncode == 0, result.stderr

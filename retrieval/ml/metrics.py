@@ -14,6 +14,10 @@ numpy/scipy only, so the web process can import it without torch. Conventions:
 * Graded relevance from numeric labels (e.g. patient weight): rel = max(0, 1 − |v_q − v_j| / scale),
   with `scale` = the value range of the collection by default, so rel ∈ [0, 1] and 1 means equal
   values. Gain "exp" = 2^rel − 1 (default), "linear" = rel; discount log2(rank + 1).
+* Distance correlation (paper 004): Pearson r between embedding distances and label distances over
+  the upper triangle — |value difference| for numeric labels (`distance_correlation`), class mismatch
+  (0/1) for a class vector and the Jaccard distance between positive-finding sets for a multi-label
+  matrix (`label_distance_correlation`, LABEL_DISTANCES).
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from scipy import stats
 from scipy.spatial.distance import pdist
 
 AP_DEFINITIONS = ("min_k_R", "hits", "R", "k")
+#: What each AP@k definition divides Σ P@i·rel_i by, for tables and pages.
+AP_DEFINITION_NAMES = {"min_k_R": "min(k, R)", "hits": "hits in the top k", "R": "R (all relevant)", "k": "k"}
 GAINS = ("exp", "linear")
 HUBNESS_KS = (3, 5, 7, 11, 17)
 RELEVANCE_MODES = ("any", "exact")
@@ -445,6 +451,46 @@ def distance_correlation(
     return float(result.statistic), float(result.pvalue)
 
 
+#: The label distance of `label_distance_correlation`, by kind of labels.
+LABEL_DISTANCES = {
+    "class": "0 for the same class, 1 for different classes",
+    "jaccard": "Jaccard distance 1 − |A ∩ B| / |A ∪ B| between the sets of positive findings (0 for two empty sets)",
+}
+
+
+def label_distances(labels: np.ndarray) -> tuple[np.ndarray, str]:
+    """Condensed (pdist order) label distances and their name: "class" for a class vector (n,),
+    "jaccard" for a 0/1 multi-label matrix (n, L). See LABEL_DISTANCES."""
+    y = np.asarray(labels)
+    if y.ndim == 1:
+        return pdist(y.reshape(-1, 1).astype(np.float64), "hamming"), "class"
+    return pdist(y.astype(bool), "jaccard"), "jaccard"
+
+
+def label_distance_correlation(
+    embeddings: np.ndarray, labels: np.ndarray, *, metric: str = "cosine", max_items: int | None = 5000, seed: int = 0
+) -> tuple[float, float, str]:
+    """Pearson (r, p, label distance name) between embedding distances and binary / multi-label label
+    distances over the upper triangle (paper 004's distance correlation for labels that are not numbers).
+
+    NaN when either side is constant (e.g. every image of one class): no correlation is defined.
+    """
+    x = square_distances(embeddings) if metric == "precomputed" else np.asarray(embeddings, dtype=np.float64)
+    y = np.asarray(labels)
+    keep = np.arange(len(x))
+    if max_items is not None and len(x) > max_items:
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_items, replace=False))
+    target, name = label_distances(y[keep])
+    if metric == "precomputed":
+        emb = _upper_triangle(x, keep)
+    else:
+        emb = pdist(x[keep], "cosine" if metric == "cosine" else "euclidean")
+    if len(emb) < 2 or np.ptp(target) == 0 or np.ptp(emb) == 0:
+        return math.nan, math.nan, name
+    result = stats.pearsonr(emb, target)
+    return float(result.statistic), float(result.pvalue), name
+
+
 def _upper_triangle(matrix: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """The pairs i < j among the kept items of an (n, n) matrix, in pdist's order."""
     return matrix[np.ix_(keep, keep)][np.triu_indices(len(keep), k=1)]
@@ -490,6 +536,8 @@ def evaluate_retrieval(
     }
     if labels is not None:
         out.update(_label_metrics(neighbours, np.asarray(labels), ks, ap_definition, relevance_mode, alternative))
+        r, p, name = label_distance_correlation(x, np.asarray(labels), metric=metric)
+        out.update({"label_distance_correlation_r": r, "label_distance_correlation_p": p, "label_distance": name})
     if numeric is not None:
         out.update(_numeric_metrics(x, neighbours, np.asarray(numeric, float), ks, metric, gain_kind, alternative))
     out.update(hubness(neighbours, hub_ks))

@@ -103,3 +103,53 @@ def test_distance_correlation_uses_a_precomputed_matrix():
 def test_precomputed_matrix_must_be_square_and_without_nan(bad):
     with pytest.raises(ValueError):
         M.evaluate_retrieval_from_distances(bad, np.array([0, 1, 0, 1]), ks=(1,))
+
+
+def test_label_distance_correlation_multilabel_is_pearson_of_jaccard_distances_hand_made():
+    # Four images on a line (L2 distances are the coordinate differences) and their finding sets:
+    # {}, {A}, {A, B}, {B}. Jaccard distances written out by hand, pairs in upper-triangle order.
+    x = np.array([[0.0], [1.0], [3.0], [6.0]])
+    y = np.array([[0, 0], [1, 0], [1, 1], [0, 1]])
+    pairs = [(0, 1), (0, 2), (0, 3), (1, 2), (1, 3), (2, 3)]
+    embedding = [abs(x[i, 0] - x[j, 0]) for i, j in pairs]  # 1, 3, 6, 2, 5, 3
+    jaccard = [1.0, 1.0, 1.0, 0.5, 1.0, 0.5]  # {}–any: 1; {A}–{A,B}: 1/2; {A}–{B}: 1; {A,B}–{B}: 1/2
+    expected = stats.pearsonr(embedding, jaccard)
+    r, p, name = M.label_distance_correlation(x, y, metric="l2")
+    assert name == "jaccard"
+    assert r == pytest.approx(expected.statistic) and p == pytest.approx(expected.pvalue)
+    # By hand: Σ(e−ē)(j−j̄) = 5/6, Σ(e−ē)² = 52/3, Σ(j−j̄)² = 1/3, so r = (5/6) / √(52/9) = 2.5 / √52.
+    assert r == pytest.approx(2.5 / np.sqrt(52))
+
+
+def test_label_distance_correlation_binary_classes_and_empty_sets():
+    x = np.array([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [1.1, 0.9], [0.0, 0.2]])
+    classes = np.array([0, 0, 1, 1, 0])
+    d = [np.linalg.norm(x[i] - x[j]) for i in range(5) for j in range(i + 1, 5)]
+    mismatch = [float(classes[i] != classes[j]) for i in range(5) for j in range(i + 1, 5)]
+    r, p, name = M.label_distance_correlation(x, classes, metric="l2")
+    assert name == "class"
+    assert r == pytest.approx(stats.pearsonr(d, mismatch).statistic) and r > 0.9
+    # Two images without findings are at label distance 0 (relevant to each other, as in `relevance`).
+    got, _ = M.label_distances(np.array([[0, 0], [0, 0], [1, 0]]))
+    assert list(got) == [0.0, 1.0, 1.0]
+
+
+def test_label_distance_correlation_is_nan_when_every_image_has_the_same_class():
+    r, p, _ = M.label_distance_correlation(np.random.default_rng(0).normal(size=(6, 3)), np.zeros(6, int))
+    assert np.isnan(r) and np.isnan(p)
+
+
+def test_evaluate_retrieval_reports_the_label_distance_correlation_for_classes_and_multilabel():
+    x, classes, _ = clustered(40, seed=2)
+    out = M.evaluate_retrieval(x, classes, ks=(1, 3))
+    r, p, _ = M.label_distance_correlation(x, classes)
+    assert out["label_distance"] == "class" and out["label_distance_correlation_r"] == pytest.approx(r)
+    assert out["label_distance_correlation_p"] == pytest.approx(p) and r > 0.3  # clusters follow the classes
+    multi = np.eye(3, dtype=int)[classes]
+    multi[::5, 0] = 1
+    out = M.evaluate_retrieval(x, multi, ks=(1,))
+    assert out["label_distance"] == "jaccard"
+    assert out["label_distance_correlation_r"] == pytest.approx(M.label_distance_correlation(x, multi)[0])
+    d = M.square_distances(sk_pairwise(x, metric="cosine"))
+    pre = M.evaluate_retrieval_from_distances(d, multi, ks=(1,))
+    assert pre["label_distance_correlation_r"] == pytest.approx(out["label_distance_correlation_r"], abs=1e-9)

@@ -36,10 +36,10 @@ def test_embed_search_evaluate_sequence(phantom_dataset):
     results = json.loads(_call("search", "cli", "--image", str(image_id), "--k", "4", "--json"))
     assert len(results) == 4 and image_id not in [r["image_id"] for r in results]
     assert all("Cardiomegaly" in r["labels"] for r in results)
-    report = json.loads(_call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--json", "--map-definition", "R"))
+    report = json.loads(_call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--json", "--map-definition", "R", "--sync"))
     assert report["ap_definition"] == "R" and "map@3" in report and "map@3[hits]" in report
     assert "precision@3_random" in report and "precision@5" not in report
-    table = _call("evaluate_retrieval", str(run.pk), "--k", "1", "3")
+    table = _call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--sync")
     assert "AP@k over min_k_R" in table and "precision@3" in table
 
 
@@ -49,7 +49,7 @@ def test_search_with_a_file(phantom_dataset, tmp_path):
     _call("embed", phantom_dataset.name, *SMALL_ARGS, "--name", "cli", "--sync", "--no-split")
     query = tmp_path / "q.png"
     query.write_bytes(png_bytes(7, size=96))
-    out = _call("search", "cli", "--file", str(query), "--k", "3")
+    out = _call("search", "cli", "--file", str(query), "--k", "3", "--sync")
     assert len(out.strip().splitlines()) == 3
 
 
@@ -60,7 +60,7 @@ def test_unknown_dataset_and_bad_file_are_clear_errors(phantom_dataset, tmp_path
     junk = tmp_path / "junk.png"
     junk.write_bytes(b"not an image")
     with pytest.raises(CommandError, match="junk.png"):
-        _call("search", "cli", "--file", str(junk))
+        _call("search", "cli", "--file", str(junk), "--sync")
     with pytest.raises(CommandError, match="no split"):
         _call("evaluate_retrieval", "cli")
 
@@ -98,3 +98,128 @@ def test_regression_run_is_evaluated_on_binned_classes_and_graded_relevance(phan
     assert run.status == "succeeded" and run.config["bins"] == [0.45, 0.55]
     assert metrics["labels"] == ["ctr bins [0.45, 0.55]"] and metrics["graded_label"] == "ctr"
     assert "precision@1" in metrics and "ndcg_graded@1" in metrics
+
+
+def _embedded(dataset, name="cli", split=True):
+    _call("embed", dataset.name, *SMALL_ARGS, "--name", name, "--sync", *([] if split else ["--no-split"]))
+    return ModelRun.objects.get(name=name)
+
+
+def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_correlation(
+        phantom_dataset, django_capture_on_commit_callbacks):
+    run = _embedded(phantom_dataset)
+    attempts = run.attempts
+    with django_capture_on_commit_callbacks() as queued:
+        report = json.loads(_call("evaluate_retrieval", str(run.pk), "--k", "1", "--json", "--sync",
+                                  "--labels", "Cardiomegaly", "Effusion"))
+    assert queued == []  # --sync sends nothing to the broker
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.stage == "done" and run.error == "" and run.attempts == attempts + 1
+    assert run.metrics["retrieval"] == report and report["labels"] == ["Cardiomegaly", "Effusion"]
+    request = run.metrics["evaluation_request"]
+    assert request["done"] and request["error"] == "" and request["options"]["ks"] == [1]
+    assert report["label_distance"] == "jaccard" and -1 <= report["label_distance_correlation_r"] <= 1
+    table = _call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--sync")
+    assert "label distance correlation r" in table and "Jaccard distance" in table
+    assert "map@3[hits]" in table and "AP / hits in the top k" in table and "antihub_share@3" in table
+
+
+def test_evaluate_queued_is_a_job_on_the_cpu_queue_that_runs_once(phantom_dataset, django_capture_on_commit_callbacks):
+    from readerstudy.celery import app
+    from retrieval.tasks import run_evaluate
+
+    run = _embedded(phantom_dataset)
+    attempts = run.attempts
+    with django_capture_on_commit_callbacks() as queued:
+        out = _call("evaluate_retrieval", str(run.pk), "--k", "1", "--no-wait")
+    assert "queued" in out and len(queued) == 1
+    pending = ModelRun.objects.get(pk=run.pk)
+    assert (pending.status, pending.stage) == ("pending", "evaluating")
+    assert app.amqp.router.route({}, run_evaluate.name)["queue"].name == "cpu"
+    assert run_evaluate.acks_late and run_evaluate.reject_on_worker_lost
+    with pytest.raises(CommandError, match="only a finished run can be evaluated"):
+        _call("evaluate_retrieval", str(run.pk), "--sync")  # no second evaluation while one is queued
+    run_evaluate(run_id=run.pk)  # what the worker does with the message
+    run_evaluate(run_id=run.pk)  # delivered twice: the claim lets one run
+    done = ModelRun.objects.get(pk=run.pk)
+    assert done.status == "succeeded" and done.attempts == attempts + 1
+    assert done.metrics["retrieval"]["ks"] == [1] and (done.progress_done, done.progress_total) == (1, 1)
+
+
+def test_failed_evaluation_leaves_the_run_usable_with_the_message(phantom_dataset):
+    run = _embedded(phantom_dataset)
+    before = run.metrics["retrieval"]
+    with pytest.raises(CommandError, match="have a value of 'no_such_number'"):
+        _call("evaluate_retrieval", str(run.pk), "--graded-label", "no_such_number", "--sync")
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.error.startswith("Evaluation failed: Only 0 images")
+    assert run.metrics["retrieval"] == before  # the last good evaluation is kept
+    _call("evaluate_retrieval", str(run.pk), "--k", "1", "--sync")
+    run.refresh_from_db()
+    assert run.error == "" and run.metrics["retrieval"]["ks"] == [1]
+
+
+def test_search_file_sync_uses_the_upload_search_path_inline(phantom_dataset, tmp_path, settings,
+                                                             django_capture_on_commit_callbacks):
+    from retrieval.models import SearchRequest
+    from tests.factories import png_bytes
+
+    run = _embedded(phantom_dataset, split=False)
+    query = tmp_path / "q.png"
+    query.write_bytes(png_bytes(7, size=96))
+    with django_capture_on_commit_callbacks() as queued:
+        results = json.loads(_call("search", "cli", "--file", str(query), "--k", "5", "--json", "--sync"))
+    assert queued == []
+    req = SearchRequest.objects.get(run=run)
+    assert req.status == "succeeded" and req.results == [{k: r[k] for k in ("image_id", "rank", "distance")}
+                                                          for r in results]
+    assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
+    assert all(a["distance"] <= b["distance"] for a, b in zip(results, results[1:]))
+    assert query.exists()  # the caller's file is never removed, only the worker's copy
+    assert not any((settings.UPLOAD_ROOT / "search").iterdir())
+
+
+def test_search_file_queued_goes_to_the_worker_as_a_search_request(phantom_dataset, tmp_path,
+                                                                    django_capture_on_commit_callbacks):
+    from retrieval.models import SearchRequest
+    from retrieval.tasks import search_execute
+    from tests.factories import png_bytes
+
+    run = _embedded(phantom_dataset, split=False)
+    query = tmp_path / "q.png"
+    query.write_bytes(png_bytes(3, size=96))
+    with django_capture_on_commit_callbacks() as queued:
+        out = _call("search", "cli", "--file", str(query), "--k", "3", "--no-wait")
+    req = SearchRequest.objects.get(run=run)
+    assert f"Search #{req.pk} queued" in out and len(queued) == 1 and req.status == "pending"
+    search_execute(search_id=req.pk)
+    req.refresh_from_db()
+    assert req.status == "succeeded" and len(req.results) == 3
+    with pytest.raises(CommandError, match="nowhere.png: no such file"):
+        _call("search", "cli", "--file", str(tmp_path / "nowhere.png"))
+
+
+def test_waiting_inside_an_open_transaction_is_refused_before_anything_is_queued(phantom_dataset):
+    # pytest-django runs this test inside a transaction, as a script calling the command in `atomic` would:
+    # the job would only be sent on commit, so queue-and-wait would never end.
+    run = _embedded(phantom_dataset)
+    for args in (("evaluate_retrieval", "cli"), ("build_index", "cli"),
+                 ("embed", phantom_dataset.name, *SMALL_ARGS, "--name", "other")):
+        with pytest.raises(CommandError, match="open database transaction.*--sync"):
+            _call(*args)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and "evaluation_request" not in run.metrics
+    assert not ModelRun.objects.filter(name="other").exists()
+
+
+def test_build_index_sync_adds_new_images_inline(phantom_dataset, tmp_path):
+    from tests.factories import png_bytes, write_files
+    from tests.importing import run_import
+
+    run = _embedded(phantom_dataset, split=False)
+    before = run.n_embedded
+    run_import(source=write_files(tmp_path / "new", {"n1.png": png_bytes(91), "n2.png": png_bytes(92)}),
+               dataset=phantom_dataset)
+    out = _call("build_index", "cli", "--sync")
+    run.refresh_from_db()
+    assert "2 new images embedded and indexed" in out and run.n_embedded == before + 2 and run.status == "succeeded"

@@ -133,12 +133,12 @@ def test_evaluate_retrieval_command_and_comparison_include_ssim_runs(dataset, sp
     run = _ssim_run(dataset, split)
     expected = evaluate_run(run=run, ks=(1, 3), draw_map=False)
     out = StringIO()
-    call_command("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--json", stdout=out)
+    call_command("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--json", "--sync", stdout=out)
     assert json.loads(out.getvalue()) == expected
     run.refresh_from_db()
     assert run.metrics["retrieval"] == expected
     text = StringIO()
-    call_command("evaluate_retrieval", "ssim", "--k", "1", "3", stdout=text)
+    call_command("evaluate_retrieval", "ssim", "--k", "1", "3", "--sync", stdout=text)
     assert "metric ssim" in text.getvalue() and "precision@3" in text.getvalue()
 
     table = comparison_table(dataset=dataset, ks=(1, 3))

@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.errors import ApplicationError
-from retrieval.cli import follow, run_lookup
+from retrieval.cli import ensure_can_wait, follow, run_lookup
 
 
 class Command(BaseCommand):
@@ -12,23 +12,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("run", help="run id or name")
-        parser.add_argument("--sync", action="store_true")
-        parser.add_argument("--no-wait", action="store_true")
+        parser.add_argument("--sync", action="store_true", help="run in this process instead of the worker")
+        parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
     def handle(self, *args, run, sync, no_wait, **o):
         from retrieval.runs import run_add_new_images
 
         run = run_lookup(run)
+        if not sync and not no_wait:
+            ensure_can_wait()
         try:
-            if sync:
-                from readerstudy.jobs import JobStatus
-                from retrieval.models import ModelRun
-
-                if run.status != JobStatus.SUCCEEDED:
-                    raise ApplicationError("Only a finished run can be updated with new images.")
-                ModelRun.objects.filter(pk=run.pk).update(status=JobStatus.PENDING)
-            else:
-                run_add_new_images(run=run)
+            run_add_new_images(run=run, enqueue=not sync)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         before = run.n_embedded

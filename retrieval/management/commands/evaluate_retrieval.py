@@ -5,15 +5,17 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from readerstudy.errors import ApplicationError
-from retrieval.cli import run_lookup
-from retrieval.ml.metrics import AP_DEFINITIONS
+from readerstudy.jobs import JobStatus
+from retrieval.cli import ensure_can_wait, run_lookup
+from retrieval.ml.metrics import AP_DEFINITION_NAMES, AP_DEFINITIONS, LABEL_DISTANCES
 
 
 class Command(BaseCommand):
     help = ("Offline retrieval evaluation of a run over its split's test part: P@k (micro and macro), mAP@k "
             "(definition named; all definitions available), nDCG@k (binary; graded with a numeric label), each "
             "beside its random-retrieval expectation and a paired t-test; hubness; distance correlation. "
-            "Runs in this process (numpy only) and stores the result on the run.")
+            "Queued on the worker's CPU queue (numpy/scipy) with a progress bar unless --sync; the result is "
+            "stored on the run and shown on its page.")
 
     def add_arguments(self, parser):
         parser.add_argument("run", help="run id or name")
@@ -25,19 +27,36 @@ class Command(BaseCommand):
         parser.add_argument("--labels", nargs="+", default=None, help="labels that define relevance")
         parser.add_argument("--graded-label", default=None, help="numeric label for graded nDCG")
         parser.add_argument("--json", action="store_true")
+        parser.add_argument("--sync", action="store_true", help="evaluate in this process instead of the worker")
+        parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
     def handle(self, *args, **o):
-        from retrieval.evaluation import evaluate_run
-        from retrieval.models import ModelRun
+        from readerstudy.cli import wait_for_job
+        from retrieval.evaluation import run_evaluation_execute
+        from retrieval.runs import EVALUATION_REQUEST, evaluation_options, run_evaluation_request
 
         run = run_lookup(o["run"])
+        options = {"ks": o["k"], "ap_definition": o["map_definition"], "gain": o["gain"], "part": o["part"],
+                   "labels": o["labels"], "graded": o["graded_label"]}
         try:
-            result = evaluate_run(run=run, ks=o["k"], ap_definition=o["map_definition"], gain=o["gain"],
-                                  part=o["part"], labels=o["labels"], graded=o["graded_label"])
+            evaluation_options(run=run, options=options)  # a bad option or run is named before anything else
+            if not o["sync"] and not o["no_wait"]:
+                ensure_can_wait()
+            run = run_evaluation_request(run=run, options=options, enqueue=not o["sync"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        run.metrics = {**run.metrics, "retrieval": result}
-        ModelRun.objects.filter(pk=run.pk).update(metrics=run.metrics)
+        if o["sync"]:
+            run_evaluation_execute(run_id=run.pk)
+            run.refresh_from_db()
+        elif o["no_wait"]:
+            self.stdout.write(f"Evaluation of run #{run.pk} queued; the result appears on the run page.")
+            return
+        else:
+            run = wait_for_job(run, stream=self.stderr)
+        outcome = run.metrics.get(EVALUATION_REQUEST) or {}
+        if run.status != JobStatus.SUCCEEDED or not outcome.get("done") or outcome.get("error"):
+            raise CommandError(outcome.get("error") or run.error or f"run #{run.pk} {run.status}")
+        result = run.metrics["retrieval"]
         if o["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return
@@ -49,17 +68,30 @@ def format_table(result: dict) -> str:
     lines = [f"{result['n_queries']} queries ({result['part']} part), metric {result['metric']}, "
              f"relevance: {', '.join(result['labels']) or '—'}; mAP = AP@k over {result['ap_definition']}",
              f"{'metric':<28}{'value':>9}{'random':>9}{'t':>9}{'p':>11}"]
+    others = []
     for key in sorted(k for k in result if k.endswith("_random")):
         name = key[: -len("_random")]
-        if "[" in name or name not in result:
+        if name not in result:
             continue
         t, p = result.get(f"{name}_t"), result.get(f"{name}_p")
-        lines.append(f"{name:<28}{_f(result[name]):>9}{_f(result[key]):>9}{_f(t):>9}{_p(p):>11}")
+        line = f"{name:<28}{_f(result[name]):>9}{_f(result[key]):>9}{_f(t):>9}{_p(p):>11}"
+        if "[" not in name:
+            lines.append(line)
+        elif name.split("[")[1].rstrip("]") != result.get("ap_definition"):
+            others.append(f"{line}  AP / {AP_DEFINITION_NAMES.get(name.split('[')[1].rstrip(']'), '')}")
+    if others:
+        lines.append("mAP@k under the other AP definitions:")
+        lines.extend(others)
     hub = [k for k in result if k.startswith("hubness") or k.startswith("skew") or k.startswith("antihub")]
     for key in sorted(hub):
         lines.append(f"{key:<28}{_f(result[key]):>9}")
-    if "distance_correlation_r" in result:
-        lines.append(f"{'distance correlation r':<28}{_f(result['distance_correlation_r']):>9}")
+    if result.get("label_distance"):
+        lines.append(f"{'label distance correlation r':<28}{_f(result.get('label_distance_correlation_r')):>9}"
+                     f"{'':>18}{_p(result.get('label_distance_correlation_p')):>11}"
+                     f"  label distance: {LABEL_DISTANCES[result['label_distance']]}")
+    if result.get("distance_correlation_r") is not None:
+        lines.append(f"{'distance correlation r':<28}{_f(result['distance_correlation_r']):>9}{'':>18}"
+                     f"{_p(result.get('distance_correlation_p')):>11}  |difference| of {result.get('graded_label') or 'the numeric label'}")
     return "\n".join(lines)
 
 

@@ -10,8 +10,10 @@ from retrieval.models import Image
 
 
 class Command(BaseCommand):
-    help = ("The k images most similar to a collection image (its stored embedding; itself excluded) or to "
-            "an image file (embedded in this process with the run's model).")
+    help = ("The k images most similar to a collection image (--image: its stored embedding looked up in the "
+            "run's FAISS index in this process, no model needed; itself excluded) or to an image file (--file: "
+            "queued like an upload on the web page, embedded by the worker with the run's model, with a progress "
+            "bar; --sync embeds it in this process, which imports torch).")
 
     def add_arguments(self, parser):
         parser.add_argument("run", help="run id or name")
@@ -20,8 +22,11 @@ class Command(BaseCommand):
         group.add_argument("--file", help="a DICOM/PNG/JPEG file")
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--json", action="store_true", dest="as_json")
+        parser.add_argument("--sync", action="store_true",
+                            help="--file: embed in this process instead of the worker (--image always answers here)")
+        parser.add_argument("--no-wait", action="store_true", help="--file: queue the search and return at once")
 
-    def handle(self, *args, run, image, file, k, as_json, **o):
+    def handle(self, *args, run, image, file, k, as_json, sync, no_wait, **o):
         from retrieval import search
 
         run = run_lookup(run)
@@ -29,7 +34,9 @@ class Command(BaseCommand):
             if image is not None:
                 results = search.search_by_image(run=run, image_id=image, k=k)
             else:
-                results = self._file_search(run, file, k)
+                results = self._file_search(run, file, k, sync=sync, no_wait=no_wait)
+                if results is None:
+                    return
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         images = {i.pk: i for i in Image.objects.filter(pk__in=[r["image_id"] for r in results]).prefetch_related("labels")}
@@ -43,15 +50,22 @@ class Command(BaseCommand):
             findings = ", ".join(n for n, v in r["labels"].items() if v == 1.0)
             self.stdout.write(f"{r['rank']:>3}  {r['distance']:.4f}  #{r['image_id']:<6} {r['source_name']}  {findings}")
 
-    def _file_search(self, run, path, k):
-        from pathlib import Path
+    def _file_search(self, run, path, k, *, sync: bool, no_wait: bool) -> list[dict] | None:
+        """The upload-search path of the web page: a search request, embedded by the worker (or here with --sync)."""
+        from readerstudy.cli import wait_for_job
+        from readerstudy.jobs import JobStatus
+        from retrieval.cli import search_file_request
+        from retrieval.search import search_request_execute
 
-        from django.conf import settings
-
-        from retrieval import imaging, search
-
-        try:
-            decoded = imaging.decode_image(Path(path).read_bytes(), max_pixels=settings.IMPORT_MAX_PIXELS)
-        except (OSError, imaging.ImageDecodeError) as exc:
-            raise CommandError(f"{path}: {exc}") from None
-        return search.search_by_vector(run=run, vector=search.embed_pixels(run, decoded.pixels), k=k)
+        req = search_file_request(run=run, path=path, k=k, enqueue=not sync, wait=not sync and not no_wait)
+        if sync:
+            search_request_execute(search_id=req.pk)
+            req.refresh_from_db()
+        elif no_wait:
+            self.stdout.write(f"Search #{req.pk} queued; results at /api/searches/{req.pk}/ once the worker is done.")
+            return None
+        else:
+            req = wait_for_job(req, stream=self.stderr)
+        if req.status != JobStatus.SUCCEEDED:
+            raise CommandError(f"{path}: {req.error or req.status}")
+        return req.results
