@@ -34,7 +34,16 @@ class RunForm(forms.Form):
     runs = forms.CharField(required=False, help_text="ensemble: ids of the fine-tuned runs to combine, comma-separated")
     backbone = forms.CharField(initial="resnet18", help_text="any timm model name, e.g. vit_small_patch16_224, densenet121")
     weights = forms.CharField(initial="pretrained", help_text="'pretrained' (Hugging Face cache), 'random', or a checkpoint path on the server")
-    metric = forms.ChoiceField(choices=[("cosine", "cosine"), ("l2", "Euclidean (L2)")], initial="cosine")
+    metric = forms.ChoiceField(choices=[("", "the method's default"), ("cosine", "cosine"), ("l2", "Euclidean (L2)")],
+                               required=False, help_text="default: cosine; Euclidean on raw penultimate features for "
+                                                         "densenet_cnn, attention and igcbir (papers 001/003)")
+    classifier_run = forms.ModelChoiceField(queryset=None, required=False, empty_label="—",
+                                            help_text="igcbir: the finished classifier run whose saliency maps the "
+                                                      "second network learns from (its task and labels are used "
+                                                      "unless given below)")
+    input_saliency = forms.ChoiceField(choices=[("deep_taylor", "Deep Taylor (LRP); Grad-CAM where it does not apply"),
+                                                ("grad_cam", "Grad-CAM")], initial="deep_taylor", required=False,
+                                       help_text="igcbir: the classifier's saliency method")
     split = forms.ModelChoiceField(queryset=None, required=False, empty_label="create a new 60/30/10 split by patient")
     split_seed = forms.IntegerField(initial=0, required=False)
     task = forms.ChoiceField(choices=[("binary", "binary"), ("multilabel", "multi-label"), ("regression", "regression")], required=False)
@@ -53,6 +62,13 @@ class RunForm(forms.Form):
 
         self.dataset = dataset
         self.fields["split"].queryset = Split.objects.filter(dataset=dataset)
+        self.fields["classifier_run"].queryset = classifier_runs(dataset)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("method") == "igcbir" and not data.get("classifier_run"):
+            self.add_error("classifier_run", "IG-CBIR needs a finished classifier run of this dataset.")
+        return data
 
     def split_or_create(self):
         from retrieval.runs import split_create
@@ -69,13 +85,21 @@ class RunForm(forms.Form):
     def config(self) -> dict:
         d = self.cleaned_data
         listed = lambda v: [x.strip() for x in (v or "").split(",") if x.strip()]  # noqa: E731
-        cfg = {"backbone": d["backbone"].strip(), "weights": d["weights"].strip(), "metric": d["metric"],
-               "batch_size": d["batch_size"]}
+        cfg = {"backbone": d["backbone"].strip(), "weights": d["weights"].strip(), "batch_size": d["batch_size"]}
+        if d["metric"]:  # else the method's own default (config_validate)
+            cfg["metric"] = d["metric"]
         if d["graded_label"]:
             cfg["graded_label"] = d["graded_label"].strip()
         if d["method"] == "ensemble":
-            cfg = {"metric": d["metric"], "runs": [int(x) for x in listed(d["runs"]) if x.isdigit()]}
-        if d["method"] in ("finetune", "densenet_cnn", "attention"):
+            cfg = {**({"metric": d["metric"]} if d["metric"] else {}),
+                   "runs": [int(x) for x in listed(d["runs"]) if x.isdigit()]}
+        if d["method"] == "igcbir":
+            classifier = d["classifier_run"]
+            cfg.update(classifier_run=classifier.pk, input_saliency=d["input_saliency"] or "deep_taylor")
+            if not (d["positive"] or d["labels"] or d["target"]):  # the classifier's task and labels
+                d = {**d, **{k: classifier.config.get(k) for k in ("task", "positive", "negative", "labels", "target")}}
+                d = {**d, **{k: ", ".join(d[k]) for k in ("positive", "negative", "labels") if isinstance(d[k], list)}}
+        if d["method"] in ("finetune", "densenet_cnn", "attention", "igcbir"):
             cfg.update(task=d["task"] or "binary", epochs=d["epochs"], lr=d["lr"])
             cfg.update({"binary": {"positive": listed(d["positive"]), "negative": listed(d["negative"]) or ["No Finding"]},
                         "multilabel": {"labels": listed(d["labels"])},
@@ -85,6 +109,14 @@ class RunForm(forms.Form):
         if d["method"] == "ssim":
             cfg = {"metric": "ssim", **({"graded_label": cfg["graded_label"]} if "graded_label" in cfg else {})}
         return cfg
+
+
+def classifier_runs(dataset):
+    """Finished classifier runs of the dataset: what an IG-CBIR run can take its saliency maps from."""
+    from retrieval.models import ModelRun
+
+    return ModelRun.objects.filter(dataset=dataset, status="succeeded",
+                                   method__in=("finetune", "densenet_cnn", "attention")).order_by("-pk")
 
 
 class SearchForm(forms.Form):

@@ -2,7 +2,9 @@
 
 A method is a name recorded on `ModelRun.method` with a configuration in `ModelRun.config`.
 `METHODS` says whether it trains, how it embeds, and which paper it reproduces; the worker's
-pipeline (retrieval.pipeline) carries it out.
+pipeline (retrieval.pipeline) carries it out. Embeddings are L2-normalised (config features
+"l2_normalised", where metric "l2" ranks like cosine) except for `RAW_L2_METHODS` with metric "l2",
+which keep the raw penultimate features as papers 001/003 rank them (features "raw").
 """
 
 from __future__ import annotations
@@ -30,9 +32,9 @@ METHODS: dict[str, Method] = {
         Method("timm", "Off-the-shelf timm backbone features", False, True, "cosine", "002 (Denner et al.)"),
         Method("finetune", "Fine-tuned timm classifier/regressor embeddings (e.g. a ViT per finding)", True, True,
                "cosine", "000 (Thakrar et al.)"),
-        Method("densenet_cnn", "DenseNet-121 classifier, penultimate 1024-d features, Euclidean", True, True, "l2",
+        Method("densenet_cnn", "DenseNet-121 classifier, raw penultimate 1024-d features, Euclidean", True, True, "l2",
                "001/003 CNN baseline"),
-        Method("attention", "DenseNet-121 with multi-level dual attention, penultimate features", True, True, "l2",
+        Method("attention", "DenseNet-121 with multi-level dual attention, raw penultimate features, Euclidean", True, True, "l2",
                "003 (Silva et al.)"),
         Method("igcbir", "IG-CBIR: a second DenseNet fine-tuned on the classifier's saliency maps", True, True, "l2",
                "001/003 (interpretability-guided CBIR)"),
@@ -45,6 +47,13 @@ METHODS: dict[str, Method] = {
 }
 
 TASKS = ("binary", "multilabel", "regression")
+RAW_L2_METHODS = ("densenet_cnn", "attention", "igcbir")  # papers 001/003: Euclidean on raw penultimate features
+FEATURES = ("l2_normalised", "raw")
+
+
+def normalised_features(config: dict) -> bool:
+    """Whether a run's embeddings are L2-normalised (every run before config 'features' existed was)."""
+    return config.get("features", "l2_normalised") != "raw"
 
 
 def method_get(name: str) -> Method:
@@ -68,12 +77,19 @@ def config_validate(method: str, config: dict) -> dict:
         cfg.setdefault("index", "auto")
         if cfg["metric"] not in ("cosine", "l2"):
             raise ApplicationError("metric must be cosine or l2.")
+        cfg.setdefault("features", "raw" if m.name in RAW_L2_METHODS and cfg["metric"] == "l2" else "l2_normalised")
+        if cfg["features"] not in FEATURES:
+            raise ApplicationError(f"features must be one of {', '.join(FEATURES)}.")
+        if cfg["features"] == "raw" and cfg["metric"] != "l2":
+            raise ApplicationError("Raw (unnormalised) features need the l2 metric; cosine normalises them anyway.")
     if m.name in ("densenet_cnn", "attention"):
         cfg["backbone"] = "densenet121" if m.name == "densenet_cnn" or cfg.get("backbone") == "resnet18" else cfg["backbone"]
     if m.name == "igcbir":
         if not isinstance(cfg.get("classifier_run"), int):
             raise ApplicationError("IG-CBIR needs the id of a finished classifier run (config 'classifier_run').")
         cfg.setdefault("input_saliency", "deep_taylor")
+        if cfg["input_saliency"] not in ("deep_taylor", "grad_cam", "gradient_x_input"):
+            raise ApplicationError("input_saliency must be deep_taylor, grad_cam or gradient_x_input.")
         cfg["backbone"] = "densenet121" if cfg.get("backbone") == "resnet18" else cfg["backbone"]
     if m.name == "ensemble":
         runs = cfg.get("runs") or []

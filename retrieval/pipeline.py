@@ -19,7 +19,7 @@ from django.db.models import Q
 from readerstudy.errors import ApplicationError
 from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
 from retrieval import ranking
-from retrieval.methods import method_get
+from retrieval.methods import method_get, normalised_features
 from retrieval.models import Image, Label, ModelRun, RunStage, SplitPart
 from retrieval.runs import images_missing_from
 
@@ -246,7 +246,8 @@ def _train(run: ModelRun) -> None:
         done = (info["epoch"] - 1) * info["n_batches"] + info["batch"]
         _set(run, live={**info, "epochs": epochs})
         job_progress(run, done=done, total=total,
-                     note=f"epoch {info['epoch']}/{epochs} · batch {info['batch']}/{info['n_batches']} · loss {info['loss']:.4f}")
+                     note=f"epoch {info['epoch']}/{epochs} · batch {info['batch']}/{info['n_batches']} · "
+                          f"loss {info['loss']:.4f}{_val_note(run.history, run.config['task'], val_loader is not None)}")
         counter["n"] += 1
 
     history = fit(model, train_loader, val_loader, task=run.config["task"], epochs=epochs, lr=run.config["lr"],
@@ -257,6 +258,18 @@ def _train(run: ModelRun) -> None:
     save_weights(model, Path(run.artefact_dir) / MODEL_FILE)
     run.metrics = {**run.metrics, "training": {k: history.get(k) for k in ("best_epoch", "best_metric", "metric")}}
     _set(run, metrics=run.metrics)
+
+
+def _val_note(history: list[dict], task: str, has_val: bool) -> str:
+    """" · val AUC 0.812" (the MAE for regression) of the last finished epoch, for the live progress note."""
+    last = next((h.get("val_metric") for h in reversed(history) if h.get("val_metric") is not None), None)
+    if last is None:
+        return ""
+    if not has_val:  # fit() selects by −training loss when the split has no validation images
+        return f" · no val part (−train loss {last:.4f})"
+    if task == "regression":  # fit() maximises −MAE: shown as the MAE itself
+        return f" · val MAE {-last:.4f}"
+    return f" · val AUC {last:.4f}"
 
 
 def _train_rating_metric(run: ModelRun) -> None:
@@ -302,6 +315,8 @@ def _train_rating_metric(run: ModelRun) -> None:
             run.history = [*run.history, entry]
             _set(run, history=run.history, live={**entry, "epochs": total})
             note = f"{phase} epoch {info['epoch']}/{info['epochs']} · loss {info['loss']:.4f}"
+            if entry["val_metric"] is not None:
+                note += f" · val distance r {entry['val_metric']:.3f}"
             job_progress(run, done=offset + info["epoch"], total=total, note=note)
         return report
 
@@ -373,7 +388,7 @@ def _embed(run: ModelRun) -> None:
         _saliency_inputs(run, only=todo)
     dataset = _image_dataset(run, model, todo)
     vectors = embed_images(model, dataset, batch_size=run.config["batch_size"], device=_device(),
-                           num_workers=int(run.config.get("workers", 0)),
+                           num_workers=int(run.config.get("workers", 0)), normalise=normalised_features(run.config),
                            progress=lambda done, total: job_progress(run, done=done, total=total, note=f"embedded {done}/{total}"))
     ids = np.concatenate([old_ids, np.asarray(todo, dtype=np.int64)])
     allv = vectors if old is None else np.concatenate([old, vectors])
@@ -413,50 +428,90 @@ def _saliency_input_dir(run: ModelRun) -> Path:
     return ranking.run_artefact_dir(run) / SALIENCY_INPUT_DIR
 
 
-def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
-    """Papers 001/003: the classifier's saliency of every image, / max |value|, in 3 channels, stored."""
+def igcbir_classifier(run: ModelRun) -> ModelRun:
+    """The finished classifier run whose saliency maps an IG-CBIR run learns from (same dataset)."""
+    classifier = ModelRun.objects.filter(pk=run.config["classifier_run"], dataset=run.dataset_id).first()
+    if (classifier is None or classifier.status != "succeeded" or not method_get(classifier.method).trains
+            or classifier.method in ("rating_metric", "igcbir")):
+        raise ApplicationError("IG-CBIR's classifier_run must be a finished classifier run of the same dataset.")
+    return classifier
+
+
+def igcbir_saliency_model(run: ModelRun):
+    """(classifier model, its transform, saliency method used) of an IG-CBIR run, the method recorded on the run.
+
+    The method is decided once, before the first map: Deep Taylor where the LRP rules cover the
+    classifier, else Grad-CAM (attention networks, ViTs). It is kept in config["input_saliency_used"]
+    (shown with the run's configuration) and in metrics["input_saliency"] with the reason, so that
+    maps of images embedded later and of uploaded queries come from the same method."""
+    from retrieval.ml.saliency import resolve_saliency_method
+
+    classifier = igcbir_classifier(run)
+    model = build_model(classifier).eval()
+    method = run.config.get("input_saliency_used")
+    if not method:
+        method, reason = resolve_saliency_method(model, run.config["input_saliency"])
+        run.config = {**run.config, "input_saliency_used": method}
+        run.metrics = {**run.metrics, "input_saliency": {"requested": run.config["input_saliency"], "used": method,
+                                                         "classifier_run": classifier.pk, "reason": reason}}
+        _set(run, config=run.config, metrics=run.metrics)
+        if reason:
+            log.info("run %s: %s", run.pk, reason)
+    return model, build_transform_for(classifier, model), method
+
+
+def classifier_saliency_input(model, transform, method: str, image) -> np.ndarray:
+    """IG-CBIR's second-network input of one image (PIL or uint8 array): the classifier's saliency,
+    / max |value|, in 3 channels, as float16 (the stored precision, so stored and query inputs agree)."""
     import torch
 
     from retrieval.ml.saliency import saliency_input
 
-    classifier = ModelRun.objects.filter(pk=run.config["classifier_run"], dataset=run.dataset).first()
-    if (classifier is None or classifier.status != "succeeded" or not method_get(classifier.method).trains
-            or classifier.method == "rating_metric"):
-        raise ApplicationError("IG-CBIR's classifier_run must be a finished classifier run of the same dataset.")
+    x = transform(image).unsqueeze(0)
+    with torch.enable_grad():
+        maps = saliency_input(model, x, method)
+    return maps[0].detach().cpu().numpy().astype(np.float16)
+
+
+def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
+    """Papers 001/003: the classifier's saliency of every image, / max |value|, in 3 channels, stored."""
+    from PIL import Image as PILImage
+
     folder = _saliency_input_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     ids = only if only is not None else list(run.dataset.images.order_by("pk").values_list("pk", flat=True))
     ids = [i for i in ids if not (folder / f"{i}.npy").exists()]
-    model = build_model(classifier).eval()
-    transform = build_transform_for(classifier, model)
-    from PIL import Image as PILImage
-
-    method = run.config["input_saliency"]
+    if not ids:
+        return
+    model, transform, method = igcbir_saliency_model(run)
     for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
         with PILImage.open(path) as pil:
-            x = transform(pil).unsqueeze(0)
-        with torch.enable_grad():
-            try:
-                maps = saliency_input(model, x, method)
-            except (ValueError, TypeError):  # e.g. Deep Taylor refused for attention models: Grad-CAM
-                maps = saliency_input(model, x, "grad_cam")
-        np.save(folder / f"{image_id}.npy", maps[0].detach().cpu().numpy().astype(np.float16))
-        job_progress(run, done=n, total=len(ids), note=f"classifier saliency {n}/{len(ids)}")
+            maps = classifier_saliency_input(model, transform, method, pil)
+        np.save(folder / f"{image_id}.npy", maps)
+        job_progress(run, done=n, total=len(ids), note=f"classifier saliency ({method}) {n}/{len(ids)}")
 
 
 def _saliency(run: ModelRun) -> None:
-    """Saliency overlays (Grad-CAM by default; Deep Taylor for CNNs) of the test images, for the UI."""
+    """Saliency overlays of the test images, for the UI: the run's own network (Grad-CAM by default;
+    Deep Taylor for CNNs, Grad-CAM where LRP does not apply), or for IG-CBIR the classifier's saliency
+    map that is the second network's input (the stored saliency input), over the classifier's view."""
     import torch
 
-    from retrieval.ml.saliency import normalise_saliency, overlay_png, saliency
+    from retrieval.ml.saliency import normalise_saliency, overlay_png, resolve_saliency_method, saliency
     from retrieval.runs import split_image_ids
 
     ids = split_image_ids(split=run.split, part=SplitPart.TEST)[: int(run.config.get("saliency_max", 200))]
-    model = build_model(run).eval()
-    transform = build_transform_for(run, model)
     folder = ranking.run_artefact_dir(run) / ranking.SALIENCY_DIR
     folder.mkdir(parents=True, exist_ok=True)
     job_progress(run, done=0, total=len(ids), note="saliency maps")
+    if run.method == "igcbir":
+        return _igcbir_overlays(run, ids)
+    model = build_model(run).eval()
+    transform = build_transform_for(run, model)
+    method, reason = resolve_saliency_method(model, run.config["saliency"])
+    run.metrics = {**run.metrics, "saliency": {"requested": run.config["saliency"], "used": method, "reason": reason,
+                                               "shows": f"{method} of this run's network"}}
+    _set(run, metrics=run.metrics)
     from PIL import Image as PILImage
 
     for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
@@ -464,7 +519,29 @@ def _saliency(run: ModelRun) -> None:
             grey = _network_view(pil.convert("L"), run.config["resize"], run.config["crop"])
             x = transform(pil).unsqueeze(0)
         with torch.enable_grad():
-            sal = normalise_saliency(saliency(model, x, run.config["saliency"]))[0].detach().cpu().numpy()
+            sal = normalise_saliency(saliency(model, x, method))[0].detach().cpu().numpy()
+        ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+        job_progress(run, done=n, total=len(ids), note=f"saliency {n}/{len(ids)}")
+
+
+def _igcbir_overlays(run: ModelRun, ids: list[int]) -> None:
+    """IG-CBIR: each overlay is the stored input of the second network (the classifier's normalised
+    saliency, channel 0) over the image as the classifier sees it; computed first where missing."""
+    from PIL import Image as PILImage
+
+    from retrieval.ml.saliency import overlay_png
+
+    _saliency_inputs(run, only=ids)
+    classifier = igcbir_classifier(run)
+    method = run.config.get("input_saliency_used", run.config["input_saliency"])
+    run.metrics = {**run.metrics, "saliency": {"requested": "classifier", "used": method, "reason": "",
+                                               "shows": f"{method} of classifier run {classifier.pk} (the input "
+                                                        "of the second network)"}}
+    _set(run, metrics=run.metrics)
+    for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
+        with PILImage.open(path) as pil:
+            grey = _network_view(pil.convert("L"), classifier.config["resize"], classifier.config["crop"])
+        sal = np.load(_saliency_input_dir(run) / f"{image_id}.npy")[0].astype(np.float32)
         ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
         job_progress(run, done=n, total=len(ids), note=f"saliency {n}/{len(ids)}")
 

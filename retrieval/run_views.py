@@ -54,8 +54,9 @@ def run_detail(request, pk: int):
     run = get_object_or_404(ModelRun.objects.select_related("dataset", "split"), pk=pk)
     retrieval = run.metrics.get("retrieval") or {}
     return render(request, "retrieval/run_detail.html", {
-        "run": run, "retrieval": retrieval, "rows": metric_rows(retrieval),
+        "run": run, "retrieval": retrieval, "rows": metric_rows(retrieval), "hubness": hubness_rows(retrieval),
         "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
+        "worker_lost": runs.run_worker_lost(run=run),
     })
 
 
@@ -108,17 +109,40 @@ def _curves_png(history: list[dict]) -> bytes:
 
 
 def metric_rows(result: dict) -> list[dict]:
-    """Metric rows with their random baseline and test, in a readable order."""
+    """Metric rows with their random baseline and test, in a readable order.
+
+    mAP@k appears under the chosen AP definition and, below it, under each other definition
+    (`map@k[hits]`, …), each row naming what AP is divided by.
+    """
+    import re
+
+    from retrieval.ml.metrics import AP_DEFINITION_NAMES
+
+    chosen = result.get("ap_definition", "min_k_R")
     rows = []
     for key in sorted(k for k in result if k.endswith("_random")):
         name = key[: -len("_random")]
-        if "[" in name or name not in result:
-            continue
+        match = re.fullmatch(r"(\w+?)@(\d+)(_macro)?(?:\[(\w+)\])?", name)
+        if match is None or name not in result or match.group(4) == chosen:
+            continue  # the chosen definition is the unsuffixed map@k row
+        base, k, macro, definition = match.groups()
+        if base == "map":
+            definition = definition or chosen
         rows.append({"name": name, "value": result[name], "random": result[key],
-                     "t": result.get(f"{name}_t"), "p": result.get(f"{name}_p")})
-    order = {"precision": 0, "map": 1, "ndcg": 2, "ndcg_graded": 3}
-    rows.sort(key=lambda r: (order.get(r["name"].split("@")[0], 9), int(r["name"].split("@")[1].split("_")[0]), r["name"]))
+                     "t": result.get(f"{name}_t"), "p": result.get(f"{name}_p"),
+                     "definition": f"AP / {AP_DEFINITION_NAMES.get(definition, definition)}" if definition else "",
+                     "order": (_METRIC_ORDER.get(base, 9), int(k), bool(macro), definition != chosen, name)})
+    rows.sort(key=lambda r: r["order"])
     return rows
+
+
+_METRIC_ORDER = {"precision": 0, "map": 1, "ndcg": 2, "ndcg_graded": 3}
+
+
+def hubness_rows(result: dict) -> list[dict]:
+    """Per k: skewness of the k-occurrence and the antihub share (images never among anyone's k nearest)."""
+    ks = sorted(int(key.split("@")[1]) for key in result if key.startswith("hubness_skew@"))
+    return [{"k": k, "skew": result.get(f"hubness_skew@{k}"), "antihub": result.get(f"antihub_share@{k}")} for k in ks]
 
 
 @role_required(*BOTH)
@@ -140,7 +164,8 @@ def search_page(request, pk: int):
         query = get_object_or_404(Image, pk=request.GET["image"], dataset=run.dataset)
         k = _bounded_k(request.GET.get("k"))
         try:
-            context.update(query=query, results=_with_images(search.search_by_image(run=run, image_id=query.pk, k=k), run))
+            context.update(query=query, results=_with_images(search.search_by_image(run=run, image_id=query.pk, k=k), run),
+                           query_saliency=ranking.saliency_path(run, query.pk).exists())
         except ApplicationError as exc:
             messages.error(request, exc.message)
     return render(request, "retrieval/search.html", context)
@@ -161,7 +186,8 @@ def _bounded_k(value) -> int:
 
 
 def _with_images(results: list[dict], run: ModelRun | None = None) -> list[dict]:
-    """Results with their image rows, labels and (classifier runs) saliency overlay links."""
+    """Results with their image rows, labels and whether the run stored a saliency overlay of each (shown over
+    the thumbnail by the search page's toggle)."""
     from retrieval.ranking import saliency_path
 
     images = Image.objects.in_bulk([r["image_id"] for r in results])

@@ -109,13 +109,27 @@ def search_request_execute(*, search_id: int) -> None:
 
 
 def embed_pixels(run: ModelRun, pixels: np.ndarray) -> np.ndarray:
-    """Embed one decoded image with the run's model (worker or command line only: imports torch)."""
+    """Embed one decoded image with the run's model (worker or command line only: imports torch).
+
+    IG-CBIR: the second network never sees the image itself. The classifier's saliency map is computed
+    first, exactly as for the stored images (same method, / max |value|, 3 channels, float16), then embedded.
+    """
+    from retrieval.methods import normalised_features
     from retrieval.ml.embed import embed_images
     from retrieval.pipeline import build_transform_for
 
     model = _model(run.pk, run.timings.get("train"))
+    if run.method == "igcbir":
+        import torch
+
+        from retrieval.pipeline import classifier_saliency_input
+
+        classifier, transform, method = _igcbir_classifier(run.pk, run.timings.get("saliency_inputs"))
+        maps = classifier_saliency_input(classifier, transform, method, pixels)
+        return embed_images(model, torch.from_numpy(maps.astype(np.float32))[None], batch_size=1,
+                            normalise=normalised_features(run.config))[0]
     transform = build_transform_for(run, model)
-    return embed_images(model, [pixels], transform=transform, batch_size=1)[0]
+    return embed_images(model, [pixels], transform=transform, batch_size=1, normalise=normalised_features(run.config))[0]
 
 
 @lru_cache(maxsize=2)
@@ -123,3 +137,11 @@ def _model(run_id: int, trained_marker):
     from retrieval.pipeline import build_model
 
     return build_model(ModelRun.objects.get(pk=run_id))
+
+
+@lru_cache(maxsize=2)
+def _igcbir_classifier(run_id: int, saliency_marker):
+    """(classifier model, transform, saliency method) of an IG-CBIR run, as its stored inputs were made."""
+    from retrieval.pipeline import igcbir_saliency_model
+
+    return igcbir_saliency_model(ModelRun.objects.get(pk=run_id))

@@ -102,8 +102,10 @@ def embed_images(
     device: str | torch.device | None = None,
     amp: bool = True,
     progress: Progress | None = None,
+    normalise: bool = True,
 ) -> np.ndarray:
-    """Float32 (n, d) L2-normalised embeddings; the transform defaults to the model's own data config."""
+    """Float32 (n, d) embeddings, L2-normalised unless normalise=False (raw penultimate features, as papers
+    001/003 rank by Euclidean distance); the transform defaults to the model's own data config."""
     if transform is None and not isinstance(images, (Dataset, torch.Tensor)):
         transform = build_transform(data_config(model))
     dataset = as_dataset(images, transform)
@@ -125,7 +127,7 @@ def embed_images(
             for batch in loader:
                 x = batch[0] if isinstance(batch, (list, tuple)) else batch
                 features = pooled_features(model, x.to(device, non_blocking=True)).float()
-                chunks.append(F.normalize(features, dim=1).cpu().numpy())
+                chunks.append((F.normalize(features, dim=1) if normalise else features).cpu().numpy())
                 done += len(x)
                 if progress:
                     progress(done, total)

@@ -2,7 +2,8 @@
 
 Cosine similarity is the inner product of L2-normalised vectors (vectors and queries are normalised
 here, on copies). Scores returned by `search` are cosine similarities (higher is closer) for
-metric "cosine" and squared Euclidean distances (lower is closer) for metric "l2".
+metric "cosine" and squared Euclidean distances (lower is closer) for metric "l2". For "l2" the vectors
+are indexed as given: raw (unnormalised) features stay raw, so L2 ranks differently from cosine.
 
 Our ids live in a separate int64 array (position → id), saved beside the index as ids.npy, rather
 than in an IndexIDMap2: IDMap's label translation runs an unconditional OpenMP loop that stalls

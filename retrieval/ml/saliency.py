@@ -219,6 +219,23 @@ def check_lrp_support(model: nn.Module) -> None:
         )
 
 
+def resolve_saliency_method(model: nn.Module, method: str) -> tuple[str, str]:
+    """(method to use, reason): "deep_taylor" becomes "grad_cam" for models the LRP rules do not cover.
+
+    Decided once per model, before any map is computed, so that every map of a run comes from the
+    same method; the reason ("" when the asked method is used) is for the run's record.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}.")
+    if method != "deep_taylor":
+        return method, ""
+    try:
+        check_lrp_support(model)
+    except NotImplementedError as exc:
+        return "grad_cam", f"Deep Taylor does not apply to this classifier ({exc}); Grad-CAM used instead."
+    return method, ""
+
+
 def _with_gradient_of(output: torch.Tensor, surrogate: torch.Tensor, denominator: torch.Tensor) -> torch.Tensor:
     """Value of `output`, gradient of `surrogate` · output/denominator (0 where it is ≈ 0): the LRP gradient trick."""
     safe = denominator.abs() > _TINY

@@ -35,9 +35,19 @@ def _run(dataset, name, method, split, **cfg):
 def test_densenet_cnn_uses_euclidean_and_stores_saliency_overlays(dataset, client, researcher, reader):
     split = split_create(dataset=dataset)
     run = _run(dataset, "cnn", "densenet_cnn", split, positive=["Cardiomegaly"], **TASK)
-    assert run.config["backbone"] == "densenet121" and run.config["metric"] == "l2"
+    assert run.config["backbone"] == "densenet121" and run.config["metric"] == "l2" and run.config["features"] == "raw"
     ids, vectors = ranking.run_vectors(run=run)
     assert vectors.shape[1] == 1024  # DenseNet-121's penultimate features
+    # Raw features (papers 001/003), not unit vectors: search distances are their Euclidean distances.
+    import numpy as np
+
+    from retrieval.search import search_by_image
+
+    assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
+    hits = search_by_image(run=run, image_id=int(ids[0]), k=5)
+    d = np.linalg.norm(vectors - vectors[0], axis=1)
+    assert [h["distance"] for h in hits] == pytest.approx(np.sort(d)[1:6].tolist(), rel=1e-3, abs=1e-4)
+    assert d[[list(ids).index(h["image_id"]) for h in hits]] == pytest.approx(np.sort(d)[1:6], rel=1e-3, abs=1e-4)
     test_ids = list(split.members.filter(part="test").values_list("image_id", flat=True))[:3]
     assert all(saliency_path(run, i).read_bytes()[:4] == b"\x89PNG" for i in test_ids)
     client.force_login(reader)

@@ -24,6 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--semi-supervised", action="store_true",
                             help="rating_metric: a rating regressor first labels the unrated training images")
         parser.add_argument("--classifier-run", type=int, default=None, help="igcbir: id of the classifier run")
+        parser.add_argument("--input-saliency", choices=["deep_taylor", "grad_cam"], default=None,
+                            help="igcbir: the classifier's saliency, input of the second network (default deep_taylor; "
+                                 "Grad-CAM is used, and recorded, where Deep Taylor does not apply: attention, ViT)")
+        parser.add_argument("--features", choices=["raw", "l2_normalised"], default=None,
+                            help="embeddings: raw penultimate features (default of densenet_cnn/attention/igcbir with "
+                                 "--metric l2, papers 001/003) or L2-normalised (default otherwise)")
         parser.add_argument("--saliency", choices=["grad_cam", "deep_taylor", "gradient_x_input", "none"],
                             default="grad_cam", help="overlays of the test images shown in the UI")
         parser.add_argument("--task", choices=["binary", "multilabel", "regression"], default="binary")
@@ -48,6 +54,10 @@ class Command(BaseCommand):
                "saliency": "" if o["saliency"] == "none" else o["saliency"]}
         if o["classifier_run"] is not None:
             cfg["classifier_run"] = o["classifier_run"]
+        if o["input_saliency"]:
+            cfg["input_saliency"] = o["input_saliency"]
+        if o["features"]:
+            cfg["features"] = o["features"]
         if o["task"] == "binary":
             cfg.update(positive=o["positive"], negative=o["negative"], undersample=not o["no_undersample"])
         elif o["task"] == "multilabel":
