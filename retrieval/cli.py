@@ -55,7 +55,6 @@ def search_file_request(*, run: ModelRun, path: str, k: int, enqueue: bool, wait
     import uuid
     from pathlib import Path
 
-    from retrieval.models import SearchRequest
     from retrieval.search import search_request_create
 
     source = Path(path)
@@ -73,13 +72,7 @@ def search_file_request(*, run: ModelRun, path: str, k: int, enqueue: bool, wait
     except OSError as exc:
         raise CommandError(f"{path}: {exc}") from None
     try:
-        if enqueue:
-            return search_request_create(run=run, upload_path=copy, k=k)
-        # --sync: the same request row, not sent to the broker (search_request_create always queues;
-        # the check below mirrors it).
-        if run.status != JobStatus.SUCCEEDED or run.method == "ssim":
-            raise ApplicationError("Upload search needs a finished embedding run.")
-        return SearchRequest.objects.create(run=run, upload_path=str(copy), k=k)
+        return search_request_create(run=run, upload_path=copy, k=k, enqueue=enqueue)  # --sync: not queued
     except ApplicationError as exc:
         copy.unlink(missing_ok=True)
         raise CommandError(exc.message) from None

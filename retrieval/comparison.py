@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from readerstudy.errors import ApplicationError
-from retrieval.models import Dataset, ModelRun
+from retrieval.models import Dataset
 
 
 def comparison_table(*, dataset: Dataset, split_name: str | None = None, ks=(1, 5, 10)) -> dict:

@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from django.db.models import Q
 
 from readerstudy.errors import ApplicationError
 from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
@@ -100,7 +99,20 @@ def _device():
 
 
 def build_model(run: ModelRun, *, for_training: bool = False):
-    """The run's network: the trained weights once training is done, else the configured backbone."""
+    """The run's network: the trained weights once training is done, else the configured backbone.
+
+    Layers that no weights cover (`weights: random`, a new classifier head) are initialised from the
+    run's seed, so every process — the worker embedding the collection, the one embedding an uploaded
+    query — builds the same network.
+    """
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(run.config.get("seed", 0)))
+        return _build_model(run, for_training=for_training)
+
+
+def _build_model(run: ModelRun, *, for_training: bool):
     from retrieval.ml.backbones import create_backbone, load_weights
 
     cfg = run.config

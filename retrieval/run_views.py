@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 from django.contrib import messages
 from django.db import transaction
@@ -16,7 +15,7 @@ from retrieval import ranking, runs, search
 from retrieval.evaluation import MAP_FILE
 from retrieval.forms import RunForm, SearchForm
 from retrieval.methods import METHODS
-from retrieval.models import Dataset, Image, ModelRun, SearchRequest, Split
+from retrieval.models import Dataset, Image, ModelRun, SearchRequest
 from retrieval.uploads import upload_save
 
 BOTH = (COORDINATOR, RESEARCHER)

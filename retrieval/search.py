@@ -75,14 +75,16 @@ def _ssim_search(*, run: ModelRun, image_id: int, k: int) -> list[dict]:
     return [{"image_id": int(pool[j]), "rank": r, "distance": round(float(d[j]), 6)} for r, j in enumerate(order, 1)]
 
 
-def search_request_create(*, run: ModelRun, upload_path: Path, k: int, created_by=None) -> SearchRequest:
-    """Queue the embedding of an uploaded query image on the worker."""
+def search_request_create(*, run: ModelRun, upload_path: Path, k: int, created_by=None,
+                          enqueue: bool = True) -> SearchRequest:
+    """Record the search for an uploaded query image and queue its embedding on the worker (after commit)."""
     if run.status != JobStatus.SUCCEEDED or run.method == "ssim":
         raise ApplicationError("Upload search needs a finished embedding run.")
     req = SearchRequest.objects.create(run=run, upload_path=str(upload_path), k=k, created_by=created_by)
-    from retrieval.tasks import search_execute
+    if enqueue:
+        from retrieval.tasks import search_execute
 
-    transaction.on_commit(lambda: search_execute.apply_async(kwargs={"search_id": req.pk}))
+        transaction.on_commit(lambda: search_execute.apply_async(kwargs={"search_id": req.pk}))
     return req
 
 

@@ -22,7 +22,7 @@ def pages(image):
         f"/images/{image.pk}/",
         f"/images/{image.pk}/thumbnail/",
         f"/images/{image.pk}/rendition/",
-        f"/api/datasets/",
+        "/api/datasets/",
         f"/api/datasets/{image.dataset_id}/images/",
         f"/api/images/{image.pk}/",
     ]

@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from annotations.models import Answer, CaseFlag, CaseVisit
 from readerstudy import selectors
-from readerstudy.models import AnswerMode, Assignment, StudyStatus
+from readerstudy.models import AnswerMode, StudyStatus
 from tests.reading.factories import study_make
 
 

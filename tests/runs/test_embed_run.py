@@ -78,3 +78,18 @@ def test_missing_pretrained_weights_fail_with_a_clear_message(phantom_dataset, m
     assert run.status == "failed"
     assert "resnet18" in run.error and "random" in run.error  # says which model and how to proceed
     assert not run.error.startswith("Unexpected")
+
+
+def test_a_random_weights_run_embeds_an_upload_like_its_own_images(phantom_dataset):
+    """`weights: random` is seeded by the run: the process that embeds an uploaded query builds the same
+    network as the one that embedded the collection, so an image's upload finds itself at distance ~0."""
+    from django.core.files.storage import default_storage
+    from PIL import Image as PILImage
+
+    run = _run(phantom_dataset, name="random")
+    ids, vectors = ranking.run_vectors(run=run)
+    image = Image.objects.get(pk=int(ids[5]))
+    with PILImage.open(default_storage.path(image.rendition.name)) as pil:
+        pixels = np.asarray(pil)
+    search._model.cache_clear()  # a fresh process: nothing cached from the run's own embedding
+    assert np.allclose(search.embed_pixels(run, pixels), vectors[5], atol=1e-4)
