@@ -157,12 +157,19 @@ class ImportDetailApi(APIView):
 
 class RunOutputSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(source="progress_percent")
+    worker_lost = serializers.SerializerMethodField(
+        help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on.")
+
+    def get_worker_lost(self, run: ModelRun) -> bool:
+        from retrieval.runs import run_worker_lost
+
+        return run_worker_lost(run=run)
 
     class Meta:
         model = ModelRun
         fields = ["id", "dataset", "split", "name", "method", "config", "status", "stage", "progress_done",
                   "progress_total", "percent", "progress_note", "error", "live", "history", "metrics", "timings",
-                  "device", "n_embedded", "created_at", "started_at", "finished_at"]
+                  "device", "n_embedded", "worker_lost", "created_at", "started_at", "finished_at"]
 
 
 class RunListApi(APIView):

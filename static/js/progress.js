@@ -23,7 +23,8 @@
         .then(function (job) {
           render(el, job);
           var finished = ["succeeded", "failed", "cancelled"].indexOf(job.status) >= 0;
-          if (finished) { if (reload) { window.location.reload(); } return; }
+          // worker_lost (model runs): running without a heartbeat; the page offers Resume.
+          if (finished || job.worker_lost) { if (reload) { window.location.reload(); } return; }
           setTimeout(tick, 1000);
         })
         .catch(function () { setTimeout(tick, 3000); });

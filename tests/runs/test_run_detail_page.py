@@ -100,3 +100,13 @@ def test_run_page_shows_antihub_share_per_k_and_every_map_definition(client, dat
     assert "map@5[hits]" not in html
     assert f"r = {result['label_distance_correlation_r']:.3f}" in html and "Jaccard distance" in html
     assert f"r = {result['distance_correlation_r']:.3f}" in html
+
+
+def test_the_run_api_says_when_the_worker_was_lost(client, dataset, researcher, settings):
+    """The progress bar of an open run page stops polling (and reloads into Resume) on worker_lost."""
+    settings.JOB_STALE_SECONDS = 60
+    stale = _run(dataset, name="stale", status="running", heartbeat_at=timezone.now() - timedelta(seconds=600))
+    fresh = _run(dataset, name="fresh", status="running", heartbeat_at=timezone.now() - timedelta(seconds=5))
+    client.force_login(researcher)
+    assert client.get(f"/api/runs/{stale.pk}/").json()["worker_lost"] is True
+    assert client.get(f"/api/runs/{fresh.pk}/").json()["worker_lost"] is False
