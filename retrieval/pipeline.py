@@ -472,21 +472,23 @@ def igcbir_saliency_model(run: ModelRun):
     return model, build_transform_for(classifier, model), method
 
 
-def classifier_saliency_input(model, transform, method: str, image) -> np.ndarray:
-    """IG-CBIR's second-network input of one image (PIL or uint8 array): the classifier's saliency,
-    / max |value|, in 3 channels, as float16 (the stored precision, so stored and query inputs agree)."""
+def classifier_saliency_input(model, transform, method: str, images) -> np.ndarray:
+    """IG-CBIR's second-network inputs (n, 3, H, W) of a list of images (PIL or uint8 arrays): the
+    classifier's saliency, each / its max |value|, in 3 channels, as float16 (the stored precision, so
+    stored and query inputs agree). One batched pass: each map depends on its own image only (eval mode)."""
     import torch
 
     from retrieval.ml.saliency import saliency_input
 
-    x = transform(image).unsqueeze(0)
+    x = torch.stack([transform(image) for image in images])
     with torch.enable_grad():
         maps = saliency_input(model, x, method)
-    return maps[0].detach().cpu().numpy().astype(np.float16)
+    return maps.detach().cpu().numpy().astype(np.float16)
 
 
 def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
-    """Papers 001/003: the classifier's saliency of every image, / max |value|, in 3 channels, stored."""
+    """Papers 001/003: the classifier's saliency of every image, / max |value|, in 3 channels, stored
+    (in batches of the run's batch size: LRP through a DenseNet is a forward and a backward pass)."""
     from PIL import Image as PILImage
 
     folder = _saliency_input_dir(run)
@@ -496,11 +498,19 @@ def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
     if not ids:
         return
     model, transform, method = igcbir_saliency_model(run)
-    for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
-        with PILImage.open(path) as pil:
-            maps = classifier_saliency_input(model, transform, method, pil)
-        np.save(folder / f"{image_id}.npy", maps)
-        job_progress(run, done=n, total=len(ids), note=f"classifier saliency ({method}) {n}/{len(ids)}")
+    size = int(run.config.get("batch_size", 16))
+    paths = _paths(ids)
+    for start in range(0, len(ids), size):
+        images = []
+        for path in paths[start:start + size]:
+            with PILImage.open(path) as pil:
+                pil.load()
+                images.append(pil.copy())
+        maps = classifier_saliency_input(model, transform, method, images)
+        for image_id, one in zip(ids[start:start + size], maps):
+            np.save(folder / f"{image_id}.npy", one)
+        done = min(start + size, len(ids))
+        job_progress(run, done=done, total=len(ids), note=f"classifier saliency ({method}) {done}/{len(ids)}")
 
 
 def _saliency(run: ModelRun) -> None:
@@ -526,14 +536,20 @@ def _saliency(run: ModelRun) -> None:
     _set(run, metrics=run.metrics)
     from PIL import Image as PILImage
 
-    for n, (image_id, path) in enumerate(zip(ids, _paths(ids)), 1):
-        with PILImage.open(path) as pil:
-            grey = _network_view(pil.convert("L"), run.config["resize"], run.config["crop"])
-            x = transform(pil).unsqueeze(0)
+    size = int(run.config.get("batch_size", 16))
+    paths = _paths(ids)
+    for start in range(0, len(ids), size):  # batched: each map depends on its own image only (eval mode)
+        greys, tensors = [], []
+        for path in paths[start:start + size]:
+            with PILImage.open(path) as pil:
+                greys.append(_network_view(pil.convert("L"), run.config["resize"], run.config["crop"]))
+                tensors.append(transform(pil))
         with torch.enable_grad():
-            sal = normalise_saliency(saliency(model, x, method))[0].detach().cpu().numpy()
-        ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
-        job_progress(run, done=n, total=len(ids), note=f"saliency {n}/{len(ids)}")
+            maps = normalise_saliency(saliency(model, torch.stack(tensors), method)).detach().cpu().numpy()
+        for image_id, grey, sal in zip(ids[start:start + size], greys, maps):
+            ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+        done = min(start + size, len(ids))
+        job_progress(run, done=done, total=len(ids), note=f"saliency {done}/{len(ids)}")
 
 
 def _igcbir_overlays(run: ModelRun, ids: list[int]) -> None:

@@ -127,8 +127,8 @@ def embed_pixels(run: ModelRun, pixels: np.ndarray) -> np.ndarray:
         from retrieval.pipeline import classifier_saliency_input
 
         classifier, transform, method = _igcbir_classifier(run.pk, run.timings.get("saliency_inputs"))
-        maps = classifier_saliency_input(classifier, transform, method, pixels)
-        return embed_images(model, torch.from_numpy(maps.astype(np.float32))[None], batch_size=1,
+        maps = classifier_saliency_input(classifier, transform, method, [pixels])
+        return embed_images(model, torch.from_numpy(maps.astype(np.float32)), batch_size=1,
                             normalise=normalised_features(run.config))[0]
     transform = build_transform_for(run, model)
     return embed_images(model, [pixels], transform=transform, batch_size=1, normalise=normalised_features(run.config))[0]
