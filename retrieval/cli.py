@@ -94,6 +94,8 @@ def add_run_options(parser) -> None:
     parser.add_argument("--split", default="default", help="split name (created 60/30/10 by patient if missing)")
     parser.add_argument("--split-seed", type=int, default=0)
     parser.add_argument("--graded-label", default="", help="numeric label for graded nDCG (e.g. weight)")
+    parser.add_argument("--normalisation", choices=["backbone", "dataset"], default="backbone",
+                        help="input mean/std: the backbone's own, or the dataset's (train part, computed at start)")
     parser.add_argument("--sync", action="store_true", help="run in this process instead of the worker")
     parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
@@ -101,7 +103,7 @@ def add_run_options(parser) -> None:
 def common_config(options) -> dict:
     cfg = {"backbone": options["backbone"], "weights": options["weights"], "index": options["index"],
            "resize": options["resize"], "crop": options["crop"], "batch_size": options["batch_size"],
-           "workers": options["workers"]}
+           "workers": options["workers"], "normalisation": options["normalisation"]}
     if options["metric"]:
         cfg["metric"] = options["metric"]
     if options["graded_label"]:

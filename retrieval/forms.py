@@ -44,6 +44,10 @@ class RunForm(forms.Form):
     input_saliency = forms.ChoiceField(choices=[("deep_taylor", "Deep Taylor (LRP); Grad-CAM where it does not apply"),
                                                 ("grad_cam", "Grad-CAM")], initial="deep_taylor", required=False,
                                        help_text="igcbir: the classifier's saliency method")
+    normalisation = forms.ChoiceField(choices=[("backbone", "the backbone's own mean/std"),
+                                               ("dataset", "this dataset's mean/std (train part)")],
+                                      initial="backbone", required=False,
+                                      help_text="input normalisation; the dataset's is computed when the run starts")
     split = forms.ModelChoiceField(queryset=None, required=False, empty_label="create a new 60/30/10 split by patient")
     split_seed = forms.IntegerField(initial=0, required=False)
     task = forms.ChoiceField(choices=[("binary", "binary"), ("multilabel", "multi-label"), ("regression", "regression")], required=False)
@@ -90,6 +94,8 @@ class RunForm(forms.Form):
             cfg["metric"] = d["metric"]
         if d["graded_label"]:
             cfg["graded_label"] = d["graded_label"].strip()
+        if d.get("normalisation") == "dataset":
+            cfg["normalisation"] = "dataset"
         if d["method"] == "ensemble":
             cfg = {**({"metric": d["metric"]} if d["metric"] else {}),
                    "runs": [int(x) for x in listed(d["runs"]) if x.isdigit()]}

@@ -49,6 +49,9 @@ METHODS: dict[str, Method] = {
 TASKS = ("binary", "multilabel", "regression")
 RAW_L2_METHODS = ("densenet_cnn", "attention", "igcbir")  # papers 001/003: Euclidean on raw penultimate features
 FEATURES = ("l2_normalised", "raw")
+#: Input normalisation: the backbone's own mean/std (timm's data config), or the mean/std of the
+#: dataset's own images (split's train part), computed when the run starts and recorded in its config.
+NORMALISATIONS = ("backbone", "dataset")
 
 
 def normalised_features(config: dict) -> bool:
@@ -82,6 +85,12 @@ def config_validate(method: str, config: dict) -> dict:
             raise ApplicationError(f"features must be one of {', '.join(FEATURES)}.")
         if cfg["features"] == "raw" and cfg["metric"] != "l2":
             raise ApplicationError("Raw (unnormalised) features need the l2 metric; cosine normalises them anyway.")
+        cfg.setdefault("normalisation", "backbone")
+        if cfg["normalisation"] not in NORMALISATIONS:
+            raise ApplicationError(f"normalisation must be one of {', '.join(NORMALISATIONS)}.")
+        if cfg["normalisation"] == "dataset" and m.name in ("igcbir", "ensemble"):
+            raise ApplicationError(f"{m.name} runs take their inputs from other runs: normalisation 'dataset' "
+                                   "applies to the runs that see images (the classifier, the members).")
     if m.name in ("densenet_cnn", "attention"):
         cfg["backbone"] = "densenet121" if m.name == "densenet_cnn" or cfg.get("backbone") == "resnet18" else cfg["backbone"]
     if m.name == "igcbir":

@@ -59,6 +59,8 @@ def _expected_errors() -> tuple[type[Exception], ...]:
 
 def _stages(run: ModelRun) -> None:
     method = method_get(run.method)
+    if run.config.get("normalisation") == "dataset" and "mean" not in run.config:
+        _dataset_statistics(run)
     if run.method == "igcbir" and "saliency_inputs" not in run.timings:
         _timed(run, "saliency_inputs", RunStage.TRAINING, _saliency_inputs)
     if method.trains and "train" not in run.timings:
@@ -167,7 +169,40 @@ def build_transform_for(run: ModelRun, model, *, train: bool = False):
     from retrieval.ml.transforms import build_transform
 
     cfg = run.config
-    return build_transform(data_config(model), train=train, resize=cfg["resize"], crop=cfg["crop"])
+    return build_transform(data_config(model), train=train, resize=cfg["resize"], crop=cfg["crop"],
+                           mean=cfg.get("mean"), std=cfg.get("std"))
+
+
+DATASET_STATISTICS_MAX = 2000
+
+
+def _dataset_statistics(run: ModelRun) -> None:
+    """`normalisation: dataset`: per-channel mean and std of the split's train images (all images without a
+    split; a seeded sample of at most DATASET_STATISTICS_MAX), after grey → RGB and the run's resize,
+    recorded in the run's config (mean, std, normalisation_images) before anything is trained or embedded."""
+    from PIL import Image as PILImage
+
+    from retrieval.ml.transforms import dataset_mean_std
+    from retrieval.runs import split_image_ids
+
+    ids = (split_image_ids(split=run.split, part=SplitPart.TRAIN) if run.split_id
+           else list(run.dataset.images.order_by("pk").values_list("pk", flat=True)))
+    if not ids:
+        raise ApplicationError("normalisation 'dataset' needs images in the split's train part.")
+    if len(ids) > DATASET_STATISTICS_MAX:
+        ids = sorted(np.random.default_rng(int(run.config.get("seed", 0))).choice(ids, DATASET_STATISTICS_MAX,
+                                                                                  replace=False).tolist())
+
+    def images():
+        for path in _paths(ids):
+            with PILImage.open(path) as pil:
+                yield pil
+
+    job_progress(run, done=0, total=len(ids), note="dataset mean/std")
+    mean, std = dataset_mean_std(images(), size=int(run.config["resize"]))
+    run.config = {**run.config, "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
+                  "normalisation_images": len(ids)}
+    _set(run, config=run.config)
 
 
 def _paths(image_ids: list[int]) -> list[str]:
