@@ -6,7 +6,7 @@ import pytest
 from PIL import Image as PILImage
 
 from retrieval import phantoms
-from retrieval.models import Dataset
+from retrieval.models import Dataset, ModelRun
 from tests.importing import run_import
 
 # Small and fast on two CPU cores: random-initialised resnet18 at 64 px.
@@ -27,3 +27,15 @@ def make_phantom_dataset(folder, *, n: int, seed: int = 3, size: int = 128, name
 @pytest.fixture
 def phantom_dataset(db, tmp_path):
     return make_phantom_dataset(tmp_path / "phantoms", n=60)
+
+
+def run_inline(dataset, name: str, method: str, split, config: dict) -> ModelRun:
+    """Create a run and carry it out in this process; it must succeed."""
+    from retrieval.pipeline import run_execute
+    from retrieval.runs import run_create
+
+    run = run_create(dataset=dataset, name=name, method=method, config=config, split=split, enqueue=False)
+    run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded", run.error
+    return run

@@ -12,9 +12,8 @@ from PIL import Image as PILImage
 
 from retrieval import pipeline, ranking
 from retrieval.models import Image, SearchRequest
-from retrieval.pipeline import run_execute
 from retrieval.runs import run_create, split_create, split_image_ids
-from tests.runs.conftest import SMALL, make_phantom_dataset
+from tests.runs.conftest import SMALL, make_phantom_dataset, run_inline
 
 pytestmark = pytest.mark.ml
 
@@ -43,11 +42,7 @@ def dataset(db, tmp_path):
 
 
 def _run(dataset, name, method, split, **cfg):
-    run = run_create(dataset=dataset, name=name, method=method, config={**TINY, **cfg}, split=split, enqueue=False)
-    run_execute(run_id=run.pk)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    return run
+    return run_inline(dataset, name, method, split, {**TINY, **cfg})
 
 
 def _stored_input(run, image_id):

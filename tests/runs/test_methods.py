@@ -9,10 +9,9 @@ from django.core.management import call_command
 
 from retrieval import ranking
 from retrieval.models import ModelRun
-from retrieval.pipeline import run_execute
 from retrieval.ranking import saliency_path
 from retrieval.runs import run_create, split_create
-from tests.runs.conftest import SMALL, make_phantom_dataset
+from tests.runs.conftest import SMALL, make_phantom_dataset, run_inline
 
 pytestmark = pytest.mark.ml
 
@@ -25,11 +24,7 @@ def dataset(db, tmp_path):
 
 
 def _run(dataset, name, method, split, **cfg):
-    run = run_create(dataset=dataset, name=name, method=method, config={**SMALL, **cfg}, split=split, enqueue=False)
-    run_execute(run_id=run.pk)
-    run.refresh_from_db()
-    assert run.status == "succeeded", run.error
-    return run
+    return run_inline(dataset, name, method, split, {**SMALL, **cfg})
 
 
 def test_densenet_cnn_uses_euclidean_and_stores_saliency_overlays(dataset, client, researcher, reader):
