@@ -120,18 +120,24 @@ def embed_pixels(run: ModelRun, pixels: np.ndarray) -> np.ndarray:
     from retrieval.ml.embed import embed_images
     from retrieval.pipeline import build_transform_for
 
-    model = _model(run.pk, run.timings.get("train"))
+    model = _model(run.pk, _run_marker(run, "train"))
     if run.method == "igcbir":
         import torch
 
         from retrieval.pipeline import classifier_saliency_input
 
-        classifier, transform, method = _igcbir_classifier(run.pk, run.timings.get("saliency_inputs"))
+        classifier, transform, method = _igcbir_classifier(run.pk, _run_marker(run, "saliency_inputs"))
         maps = classifier_saliency_input(classifier, transform, method, [pixels])
         return embed_images(model, torch.from_numpy(maps.astype(np.float32)), batch_size=1,
                             normalise=normalised_features(run.config))[0]
     transform = build_transform_for(run, model)
     return embed_images(model, [pixels], transform=transform, batch_size=1, normalise=normalised_features(run.config))[0]
+
+
+def _run_marker(run: ModelRun, stage: str) -> tuple:
+    """What a cached network of the run depends on besides its id: when the run was made (an id can
+    come back, e.g. in a test database that was rolled back) and when the stage that wrote it ran."""
+    return (run.created_at.isoformat() if run.created_at else "", run.timings.get(stage))
 
 
 @lru_cache(maxsize=2)
