@@ -28,7 +28,18 @@ INDEX_DIR = "index"
 
 
 def run_execute(*, run_id: int) -> None:
-    """Claim a run and carry out its remaining stages; failures are recorded with a clear message."""
+    """Claim a run and carry out its remaining stages; failures are recorded with a clear message.
+
+    A run waiting for a queued re-evaluation is not re-run: a redelivered `run_execute` message of a
+    finished run does that evaluation, with its recorded options (the evaluation task then finds
+    nothing to claim)."""
+    from retrieval.runs import evaluation_pending
+
+    run = ModelRun.objects.filter(pk=run_id).first()
+    if run is not None and evaluation_pending(run):
+        from retrieval.evaluation import run_evaluation_execute
+
+        return run_evaluation_execute(run_id=run_id)
     if not job_claim(ModelRun, run_id):
         log.info("run %s already claimed or finished", run_id)
         return

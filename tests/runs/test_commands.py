@@ -223,3 +223,24 @@ def test_build_index_sync_adds_new_images_inline(phantom_dataset, tmp_path):
     out = _call("build_index", "cli", "--sync")
     run.refresh_from_db()
     assert "2 new images embedded and indexed" in out and run.n_embedded == before + 2 and run.status == "succeeded"
+
+
+def test_a_redelivered_run_message_does_the_pending_evaluation_not_the_run(phantom_dataset):
+    """acks_late redelivery of a finished run's run_execute while a re-evaluation waits: the requested
+    evaluation is done (its options, not the defaults), and the evaluation task then does nothing."""
+    from retrieval.evaluation import run_evaluation_execute
+    from retrieval.pipeline import run_execute
+    from retrieval.runs import run_evaluation_request
+
+    run = _embedded(phantom_dataset)
+    embedded = dict(run.timings)
+    run_evaluation_request(run=run, options={"ks": [2]}, enqueue=False)
+    run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.metrics["evaluation_request"]["done"]
+    assert "precision@2" in run.metrics["retrieval"] and "precision@5" not in run.metrics["retrieval"]
+    assert run.timings["embed"] == embedded["embed"]  # the run's stages were not redone
+    attempts = run.attempts
+    run_evaluation_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert run.attempts == attempts
