@@ -38,6 +38,11 @@ test-postgres:
 	DATA_DIR=var/test-postgres DEBUG=true DATABASE_URL=$(PG_URL) TEST_REDIS_URL=$(REDIS_URL) \
 		$(PY) -m pytest $(DB_FREE) -m "not ml or worker" $(PYTEST_ARGS)
 
+# ruff (lint rules in pyproject.toml) and import-linter's layering contracts.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
+
 bench: install
 	$(PY) benchmarks/run_all.py
 

@@ -26,7 +26,8 @@ Candidates with equal votes at the cut-off are ordered by ``tie_break``:
 
 from __future__ import annotations
 
-from typing import Callable, Hashable, Mapping, NamedTuple, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike

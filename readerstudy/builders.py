@@ -369,7 +369,7 @@ def case_list_specs(rows: Sequence[CaseListRow], resolve: Callable[[str], int | 
             continue
         first_line[(q, c)] = row.line
         grouped.setdefault(q, []).append((row, c))
-    for q, items in grouped.items():
+    for items in grouped.values():
         errors += _position_errors(items)
     if errors:
         raise CaseListError(errors)

@@ -14,8 +14,15 @@ from django.views.decorators.http import require_POST
 
 from readerstudy import selectors, services
 from readerstudy.errors import ApplicationError
-from readerstudy.forms import (AssignmentAddForm, CaseListForm, CloneForm, QuestionForm, QuestionFormSet,
-                               StudyEditForm, StudyWizardForm)
+from readerstudy.forms import (
+    AssignmentAddForm,
+    CaseListForm,
+    CloneForm,
+    QuestionForm,
+    QuestionFormSet,
+    StudyEditForm,
+    StudyWizardForm,
+)
 from readerstudy.models import Study, StudyQuestion
 from readerstudy.roles import COORDINATOR, RESEARCHER, role_required
 

@@ -6,8 +6,8 @@ model added later is covered without a hand-written data migration.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from functools import wraps
-from typing import Iterable
 
 from django.contrib.auth.mixins import AccessMixin
 from django.contrib.auth.models import Group, Permission

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
+import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Max, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
-import numpy as np
 
 from readerstudy import builders
 from readerstudy.errors import ApplicationError, Conflict

@@ -75,8 +75,8 @@ class RunForm(forms.Form):
         return data
 
     def split_or_create(self):
-        from retrieval.runs import split_create
         from retrieval.models import Split
+        from retrieval.runs import split_create
 
         if self.cleaned_data.get("split"):
             return self.cleaned_data["split"]

@@ -32,8 +32,9 @@ import hashlib
 import io
 import math
 import struct
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
-from typing import Hashable, Literal, Sequence, TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
@@ -315,7 +316,7 @@ def group_series(headers: Sequence[tuple[K, DicomHeader]]) -> list[list[K]]:
 
     groups: list[list[K]] = []
     emitted: set[str] = set()
-    for index, (key, header) in enumerate(headers):
+    for key, header in headers:
         members = volume_members.get(header.series_uid) if _is_volume_slice(header) else None
         if members is None or len(members) < 2:
             groups.append([key])
@@ -1139,8 +1140,8 @@ def _check_pseudo_id(pseudo_id: str) -> str:
 
 def _deidentify_dataset(ds, pseudo_id: str) -> bytes:
     import pydicom
-    from pydicom.dataset import Dataset
     from pydicom.datadict import tag_for_keyword
+    from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence as DicomSequence
 
     _ensure_transfer_syntax(ds)

@@ -41,7 +41,7 @@ class SourceFormat(models.TextChoices):
     JPEG = "jpeg", "JPEG"
 
 
-def _image_path(instance: "Image", kind: str, ext: str) -> str:
+def _image_path(instance: Image, kind: str, ext: str) -> str:
     h = instance.content_hash
     return f"datasets/{instance.dataset_id}/{kind}/{h[:2]}/{h}.{ext}"
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 
 class SourceError(ValueError):

@@ -4,9 +4,9 @@ import io
 
 import numpy as np
 import pytest
+from PIL import Image
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
-from PIL import Image
 
 from retrieval.imaging import ImageDecodeError, decode_image, sniff_format
 

@@ -78,8 +78,7 @@ def test_effusion_raises_the_lateral_lung_base_on_its_side():
         cols = np.flatnonzero(lung.any(axis=0))
         lateral_right = lung[:, cols[0] : cols[0] + 12]  # image left = patient right
         lateral_left = lung[:, cols[-1] - 11 : cols[-1] + 1]
-        base = lambda m: np.flatnonzero(m.any(axis=1))[-1]
-        rises.append(base(lateral_left) - base(lateral_right))
+        rises.append(_lowest_row(lateral_left) - _lowest_row(lateral_right))
     assert rises[0] <= 3
     assert all(b >= a for a, b in zip(rises, rises[1:]))
     assert rises[-1] > 25
@@ -163,3 +162,7 @@ def test_demo_collection_tables_parse_in_both_formats(tmp_path):
         assert row.labels["Consolidation"] == generic[row.key].labels["Opacity"]
         assert row.labels["No Finding"] == generic[row.key].labels["No Finding"]
         assert row.patient_id == generic[row.key].patient_id
+
+
+def _lowest_row(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask.any(axis=1))[-1])

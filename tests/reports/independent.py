@@ -35,7 +35,7 @@ def consensus(sel: np.ndarray, k: int, model_ranks: np.ndarray | None = None) ->
     out = np.zeros(sel.shape[:2], bool)
     for c in range(sel.shape[0]):
         votes = sel[c].sum(1)
-        key = (lambda i: (-votes[i], model_ranks[c, i], i)) if model_ranks is not None else (lambda i: (-votes[i], i))
+        key = (lambda i: (-votes[i], model_ranks[c, i], i)) if model_ranks is not None else (lambda i: (-votes[i], i))  # noqa: B023 (used at once)
         out[c, sorted(range(sel.shape[1]), key=key)[:k]] = True
     return out
 

@@ -13,9 +13,8 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 
-from annotations import exports
+from annotations import exports, services
 from annotations import report as R
-from annotations import services
 from annotations.models import CaseFlag, ImageAnswer
 from readerstudy.models import Assignment, StudyStatus
 from tests.conftest import client_for
