@@ -30,9 +30,10 @@ import logging
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone as dt_timezone
-from typing import Any, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
 from django.db import IntegrityError, transaction
@@ -41,7 +42,7 @@ from django.db.models import Count, Max, Sum
 from annotations import stats as S
 from annotations.models import Answer, AnswerItem, CaseFlag, ReportRun
 from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
+from readerstudy.jobs import JobStatus, job_progress, job_run
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyStatus
 from retrieval.models import Label, ModelRun
 
@@ -86,11 +87,11 @@ class ReportOptions:
         text = json.dumps(self.as_dict(), sort_keys=True) + fingerprint
         return hashlib.sha256(text.encode()).hexdigest()
 
-    def without_bootstrap(self) -> "ReportOptions":
+    def without_bootstrap(self) -> ReportOptions:
         """These options without bootstrap (point estimates only)."""
         return replace(self, n_resamples=0)
 
-    def analysis(self) -> "ReportOptions":
+    def analysis(self) -> ReportOptions:
         """These options with the bootstrap settings reset: what the point estimates depend on."""
         return replace(self, n_resamples=0, seed=0, readers_too=False, level=0.95)
 
@@ -509,7 +510,7 @@ class Analysis:
         """Number of cases in this analysis."""
         return int(self.values.shape[0])
 
-    def subset(self, mask: np.ndarray) -> "Analysis":
+    def subset(self, mask: np.ndarray) -> Analysis:
         """The same analysis restricted to some cases (a subgroup)."""
         methods = {k: MethodView(m.name, m.distances[mask], m.ranks[mask], m.mask[mask])
                    for k, m in self.methods.items()}
@@ -1170,7 +1171,7 @@ def _report_header(inputs: ReportInputs, options: ReportOptions, use: np.ndarray
     study = inputs.arrays.study
     report: dict[str, Any] = {
         "schema": SCHEMA,
-        "generated_at": datetime.now(dt_timezone.utc).isoformat(timespec="seconds"),
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "interim": study.status != StudyStatus.CLOSED,
         "study": _study_info(study),
         "options": options.as_dict(),
@@ -1259,24 +1260,19 @@ def _enqueue(run_id: int) -> None:
     transaction.on_commit(lambda: report_bootstrap.delay(report_run_id=run_id))
 
 
-def report_run_execute(*, report_run_id: int) -> None:
-    """Worker body: claim the run (compare-and-set), compute the report with bootstrap, store it."""
-    if not job_claim(ReportRun, report_run_id):
-        return
-    run = ReportRun.objects.select_related("study", "study__dataset", "study__ground_truth_reader").get(
-        pk=report_run_id)
-    try:
+def report_run_execute(*, report_run_id: int) -> ReportRun | None:
+    """Worker body: claim the run (compare-and-set), compute the report with bootstrap, store it (core runner:
+    any failure is recorded; asking for the same report again retries it, see report_run_start)."""
+
+    def body(run: ReportRun) -> None:
+        run = ReportRun.objects.select_related("study", "study__dataset", "study__ground_truth_reader").get(pk=run.pk)
         options = options_from_dict(run.options)
         result = report_for_study(study=run.study, options=options,
                                   progress=lambda done, total, note: job_progress(run, done=done, total=total,
                                                                                   note=note))
         ReportRun.objects.filter(pk=run.pk).update(result=result, progress_done=4, progress_note="done")
-        job_finish(run, status=JobStatus.SUCCEEDED)
-    except ApplicationError as exc:
-        job_finish(run, status=JobStatus.FAILED, error=exc.message)
-    except Exception as exc:  # noqa: BLE001 - the page must show the failure instead of a stuck bar
-        log.exception("report run %s failed", report_run_id)
-        job_finish(run, status=JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+
+    return job_run(ReportRun, report_run_id, body)
 
 
 def report_run_current(run: ReportRun | None, *, fingerprint: str) -> bool:

@@ -4,8 +4,8 @@ from readerstudy.celery import cpu_task
 
 
 @cpu_task
-def report_bootstrap(*, report_run_id: int) -> None:
+def report_bootstrap(*, report_run_id: int):
     """Compute an agreement report with bootstrap intervals and p-values, and store it on the run."""
     from annotations.report import report_run_execute
 
-    report_run_execute(report_run_id=report_run_id)
+    return report_run_execute(report_run_id=report_run_id)

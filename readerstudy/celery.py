@@ -2,11 +2,17 @@
 
 Tasks take primary keys as keyword arguments, are idempotent (a claim is a compare-and-set
 on the job row) and are acknowledged late, so a job whose worker dies is delivered again.
-GPU workers run with concurrency 1 and prefetch 1: `celery -A readerstudy worker -Q gpu -c 1`.
+Workers are started by `manage.py worker cpu|gpu` (readerstudy.workers: pools and why).
+
+A task whose job ended failed raises `JobFailed` after the failure is recorded on the job row,
+so the worker logs "raised expected: JobFailed('ModelRun 7 failed: …')" at INFO level, without
+a traceback, instead of "succeeded". The message is acknowledged all the same (no redelivery);
+the job is retried from the page or the API.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 
 from celery import Celery
@@ -33,8 +39,24 @@ def route_task(name, args, kwargs, options, task=None, **kw):
 app.conf.task_routes = (route_task,)
 
 
+class JobFailed(Exception):
+    """The task's job ended failed; its row holds the message (see the module docstring)."""
+
+
+def _outcome(func):
+    """Run a task body; raise JobFailed when it returns a job row that ended failed."""
+
+    @functools.wraps(func)
+    def task(**kwargs):
+        job = func(**kwargs)
+        if getattr(job, "status", None) == "failed":
+            raise JobFailed(f"{type(job).__name__} {job.pk} failed: {job.error}")
+
+    return task
+
+
 def _register(func, queue: str, options: dict):
-    task = app.task(**{**_COMMON, **options})(func)
+    task = app.task(**{**_COMMON, "throws": (JobFailed,), **options})(_outcome(func))
     _QUEUE_OF[task.name] = queue
     return task
 

@@ -1,19 +1,31 @@
-"""Long-running work tracked in the database: status, progress and the compare-and-set claim.
+"""Long-running work tracked in the database: status, progress, the compare-and-set claim, one runner.
 
-Every Celery job row (imports, model runs, reports) inherits `TrackedJob`. A task claims its
-row with `job_claim`, an UPDATE ... WHERE status IN (pending, interrupted) that only one
-worker can win, so a task delivered twice does the work once. Progress is written with
-`job_progress` (a single UPDATE, no read-modify-write) and shown by the progress bar.
+Every Celery job row (imports, model runs and their re-evaluations, upload searches, reports)
+inherits `TrackedJob`, and every task body goes through `job_run`: it claims the row with
+`job_claim`, an UPDATE ... WHERE status = pending (or running with a stale heartbeat) that only
+one worker can win, so a task delivered twice does the work once; runs the body; and records the
+end, *whatever* the body raised: an expected error (ApplicationError and the kind's own) with its
+message, anything else as "Unexpected error: Type: message" with the traceback in the worker's log.
+No job is left running by an exception. `job_retry` puts a failed job back to pending.
+Progress is written with `job_progress` (a single UPDATE, no read-modify-write) and shown by the
+progress bar.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+
+from readerstudy.errors import ApplicationError
+
+log = logging.getLogger(__name__)
+UNEXPECTED = "Unexpected error"  # how the message of a failure the code did not foresee begins
 
 
 class JobStatus(models.TextChoices):
@@ -102,3 +114,42 @@ def job_finish(job: TrackedJob, *, status: str, error: str = "") -> None:
     """Record the end of a job."""
     job.status, job.error, job.finished_at = status, error, timezone.now()
     type(job).objects.filter(pk=job.pk).update(status=status, error=error, finished_at=job.finished_at)
+
+
+def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
+    """The message a failed job shows: the error's own for expected errors, else its type and text."""
+    if isinstance(exc, (ApplicationError, *expected)):
+        return getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    return f"{UNEXPECTED}: {type(exc).__name__}: {exc}"
+
+
+def job_run(model: type[TrackedJob], pk: int, body: Callable[[TrackedJob], None], *,
+            expected: tuple[type[BaseException], ...] = ()) -> TrackedJob | None:
+    """Claim job `pk`, run `body(job)` and record how it ended; the job, or None when it was not claimed.
+
+    The body may finish the job itself (job_finish); otherwise returning means succeeded. Any exception
+    fails the job with `failure_message` (unexpected ones are logged with their traceback) and is not
+    re-raised: the worker carries on, and the task reports the failure (readerstudy.celery.JobFailed).
+    """
+    if not job_claim(model, pk):
+        log.info("%s %s already claimed or finished; nothing to do", model.__name__, pk)
+        return None
+    job = model.objects.get(pk=pk)
+    try:
+        body(job)
+    except Exception as exc:
+        if not isinstance(exc, (ApplicationError, *expected)):
+            log.exception("%s %s failed", model.__name__, pk)
+        job_finish(job, status=JobStatus.FAILED, error=failure_message(exc, expected))
+        return job
+    job.refresh_from_db(fields=["status", "error", "finished_at"])  # the body may have finished it
+    if not job.is_finished:
+        job_finish(job, status=JobStatus.SUCCEEDED)
+    return job
+
+
+def job_retry(model: type[TrackedJob], pk: int) -> bool:
+    """Put a failed or cancelled job back to pending (compare-and-set); True if this call did. The caller
+    queues its task."""
+    return model.objects.filter(pk=pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+        status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again", finished_at=None) == 1

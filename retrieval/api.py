@@ -306,7 +306,8 @@ class SearchRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SearchRequest
-        fields = ["id", "run", "status", "percent", "error", "k", "results", "created_at", "finished_at"]
+        fields = ["id", "run", "status", "percent", "progress_done", "progress_total", "progress_note", "error", "k",
+                  "results", "created_at", "finished_at"]
 
 
 class SearchDetailApi(APIView):

@@ -102,19 +102,24 @@ def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k
     return _plain(result)
 
 
-def run_evaluation_execute(*, run_id: int) -> None:
+def run_evaluation_execute(*, run_id: int) -> ModelRun | None:
     """Worker body of a queued re-evaluation (see runs.run_evaluation_request): claim, evaluate, store, finish.
 
     Idempotent: a second delivery finds the run claimed or finished and does nothing; a delivery
-    after the worker was lost (stale heartbeat) evaluates again and overwrites the same keys.
+    after the worker was lost (stale heartbeat) evaluates again and overwrites the same keys. A failed
+    evaluation leaves the run succeeded (its model and index are fine) with the message in `error`;
+    asking for the evaluation again retries it.
     """
-    from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
+    from readerstudy.jobs import job_run
+
+    return job_run(ModelRun, run_id, _evaluation_body)
+
+
+def _evaluation_body(run: ModelRun) -> None:
+    from readerstudy.jobs import JobStatus, failure_message, job_finish, job_progress
     from retrieval.runs import EVALUATION_REQUEST
 
-    if not job_claim(ModelRun, run_id):
-        log.info("evaluation of run %s already claimed or finished", run_id)
-        return
-    run = ModelRun.objects.select_related("dataset", "split").get(pk=run_id)
+    run = ModelRun.objects.select_related("dataset", "split").get(pk=run.pk)
     request = run.metrics.get(EVALUATION_REQUEST) or {"options": {}}
     opts = request["options"]
     job_progress(run, done=0, total=1, note=f"evaluating the {opts.get('part', 'test')} part")
@@ -126,9 +131,9 @@ def run_evaluation_execute(*, run_id: int) -> None:
     try:
         result = evaluate_run(run=run, progress=progress, **opts)
     except Exception as exc:  # the run's model and index are fine: it stays succeeded, the message is shown
-        error = getattr(exc, "message", None) or f"Unexpected error: {type(exc).__name__}: {exc}"
+        error = failure_message(exc)
         if not isinstance(exc, ApplicationError):
-            log.exception("evaluation of run %s failed", run_id)
+            log.exception("evaluation of run %s failed", run.pk)
         metrics = {**run.metrics, EVALUATION_REQUEST: {**request, "done": True, "error": error}}
     else:
         metrics = {**run.metrics, "retrieval": result, "retrieval_note": "",

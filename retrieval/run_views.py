@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods
 
 from readerstudy.errors import ApplicationError
 from readerstudy.roles import COORDINATOR, RESEARCHER, role_required
@@ -175,6 +176,18 @@ def search_upload_result(request, pk: int):
     req = get_object_or_404(SearchRequest.objects.select_related("run", "run__dataset"), pk=pk)
     results = _with_images(req.results, req.run) if req.status == "succeeded" else None
     return render(request, "retrieval/search_upload.html", {"req": req, "run": req.run, "results": results})
+
+
+@role_required(*BOTH)
+@require_http_methods(["POST"])
+def search_upload_retry(request, pk: int):
+    """Queue a failed upload search again (its image is kept after an unexpected failure)."""
+    req = get_object_or_404(SearchRequest, pk=pk)
+    try:
+        search.search_request_retry(req=req)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("retrieval:search-upload", pk=req.pk)
 
 
 def _bounded_k(value) -> int:

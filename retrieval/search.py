@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus, job_claim, job_finish
+from readerstudy.errors import ApplicationError, Conflict
+from readerstudy.jobs import UNEXPECTED, JobStatus, job_progress, job_retry, job_run
 from retrieval import ranking
 from retrieval.models import Image, ModelRun, SearchRequest
 
@@ -82,32 +82,49 @@ def search_request_create(*, run: ModelRun, upload_path: Path, k: int, created_b
         raise ApplicationError("Upload search needs a finished embedding run.")
     req = SearchRequest.objects.create(run=run, upload_path=str(upload_path), k=k, created_by=created_by)
     if enqueue:
-        from retrieval.tasks import search_execute
-
-        transaction.on_commit(lambda: search_execute.apply_async(kwargs={"search_id": req.pk}))
+        _search_enqueue(req)
     return req
 
 
-def search_request_execute(*, search_id: int) -> None:
-    """Worker body: decode + embed the uploaded image, search, store results; remove the upload."""
+def search_request_execute(*, search_id: int) -> SearchRequest | None:
+    """Worker body: decode + embed the uploaded image, search, store results (core runner: any failure is
+    recorded). The upload is removed once the search succeeded or the image proved unreadable; after an
+    unexpected failure it is kept, so the search can be retried (`search_request_retry`)."""
     from retrieval import imaging
 
-    if not job_claim(SearchRequest, search_id):
-        return
-    req = SearchRequest.objects.select_related("run").get(pk=search_id)
-    path = Path(req.upload_path)
-    try:
+    def body(req: SearchRequest) -> None:
         from django.conf import settings
 
-        decoded = imaging.decode_image(path.read_bytes(), max_pixels=settings.IMPORT_MAX_PIXELS)
+        job_progress(req, done=0, total=2, note="decoding and embedding the image")
+        req = SearchRequest.objects.select_related("run").get(pk=req.pk)
+        decoded = imaging.decode_image(Path(req.upload_path).read_bytes(), max_pixels=settings.IMPORT_MAX_PIXELS)
         vector = embed_pixels(req.run, decoded.pixels)
-        req.results = search_by_vector(run=req.run, vector=vector, k=req.k)
-        SearchRequest.objects.filter(pk=req.pk).update(results=req.results)
-        job_finish(req, status=JobStatus.SUCCEEDED)
-    except (imaging.ImageDecodeError, ApplicationError) as exc:
-        job_finish(req, status=JobStatus.FAILED, error=getattr(exc, "message", None) or str(exc))
-    finally:
-        path.unlink(missing_ok=True)
+        job_progress(req, done=1, note="searching the index")
+        results = search_by_vector(run=req.run, vector=vector, k=req.k)
+        SearchRequest.objects.filter(pk=req.pk).update(results=results, progress_done=2, progress_note="done")
+
+    req = job_run(SearchRequest, search_id, body, expected=(imaging.ImageDecodeError,))
+    if req is not None and (req.status == JobStatus.SUCCEEDED or not req.error.startswith(UNEXPECTED)):
+        Path(req.upload_path).unlink(missing_ok=True)
+    return req
+
+
+def search_request_retry(*, req: SearchRequest, enqueue: bool = True) -> SearchRequest:
+    """Queue a failed upload search again (its uploaded image is kept after an unexpected failure)."""
+    if not Path(req.upload_path).is_file():
+        raise Conflict("The uploaded image of this search is gone: upload it again.")
+    if not job_retry(SearchRequest, req.pk):
+        raise Conflict(f"This search is {req.status}; only a failed search can be retried.")
+    req.refresh_from_db()
+    if enqueue:
+        _search_enqueue(req)
+    return req
+
+
+def _search_enqueue(req: SearchRequest) -> None:
+    from retrieval.tasks import search_execute
+
+    transaction.on_commit(lambda: search_execute.apply_async(kwargs={"search_id": req.pk}))
 
 
 def embed_pixels(run: ModelRun, pixels: np.ndarray) -> np.ndarray:

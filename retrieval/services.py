@@ -19,9 +19,10 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
-from retrieval import imaging, labels as label_tables
+from readerstudy.errors import ApplicationError, Conflict
+from readerstudy.jobs import JobStatus, job_progress, job_retry, job_run
+from retrieval import imaging
+from retrieval import labels as label_tables
 from retrieval.models import Dataset, Image, ImportJob, Label, LabelFormat, Rating
 from retrieval.sources import SourceEntry, SourceError, iter_source
 
@@ -76,9 +77,7 @@ def import_job_create(
         remove_sources=remove_sources,
     )
     if enqueue:
-        from retrieval.tasks import import_run
-
-        transaction.on_commit(lambda: import_run.apply_async(kwargs={"job_id": job.pk}))
+        _import_enqueue(job)
     return job
 
 
@@ -104,28 +103,42 @@ class _Run:
         self.report.append({"file": file, "line": line, "status": status, "message": message})
 
 
-def import_job_run(*, job_id: int) -> None:
-    """The import task's body: claim the job, import every file, apply labels, report."""
-    if not job_claim(ImportJob, job_id):
-        log.info("import %s already claimed or finished; nothing to do", job_id)
-        return
-    job = ImportJob.objects.select_related("dataset").get(pk=job_id)
-    run = _Run(job=job)
-    try:
-        _import(run)
-    except (SourceError, label_tables.LabelTableError) as exc:
-        run.note("failed", str(exc), file=Path(job.labels_path if isinstance(exc, label_tables.LabelTableError) else job.source_path).name)
-        _save_report(run)
-        job_finish(job, status=JobStatus.FAILED, error=str(exc))
-        return
-    except Exception as exc:  # an unexpected fault: record it, keep the worker alive
-        log.exception("import %s failed", job_id)
-        _save_report(run)
-        job_finish(job, status=JobStatus.FAILED, error=f"Unexpected error: {exc}")
-        return
-    _save_report(run)
-    job_finish(job, status=JobStatus.SUCCEEDED)
-    _remove_sources(job)
+def import_job_run(*, job_id: int) -> ImportJob | None:
+    """The import task's body: claim the job, import every file, apply labels, report (core runner: any failure
+    is recorded on the job). Sources uploaded for the import are removed once it succeeded; a failed import
+    keeps them, so that it can be retried (`import_job_retry`)."""
+
+    def body(job: ImportJob) -> None:
+        run = _Run(job=job)
+        try:
+            _import(run)
+        except (SourceError, label_tables.LabelTableError) as exc:
+            table = isinstance(exc, label_tables.LabelTableError)
+            run.note("failed", str(exc), file=Path(job.labels_path if table else job.source_path).name)
+            raise
+        finally:
+            _save_report(run)
+
+    job = job_run(ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError))
+    if job is not None and job.status == JobStatus.SUCCEEDED:
+        _remove_sources(job)
+    return job
+
+
+def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
+    """Queue a failed import again, from the same (kept) sources; images it stored before are not duplicated."""
+    if not job_retry(ImportJob, job.pk):
+        raise Conflict(f"Import {job.pk} is {job.status}; only a failed import can be retried.")
+    job.refresh_from_db()
+    if enqueue:
+        _import_enqueue(job)
+    return job
+
+
+def _import_enqueue(job: ImportJob) -> None:
+    from retrieval.tasks import import_run
+
+    transaction.on_commit(lambda: import_run.apply_async(kwargs={"job_id": job.pk}))
 
 
 def _import(run: _Run) -> None:

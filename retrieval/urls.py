@@ -10,6 +10,7 @@ urlpatterns = [
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/import/", views.import_create, name="import-create"),
     path("imports/<int:pk>/", views.import_detail, name="import-detail"),
+    path("imports/<int:pk>/retry/", views.import_retry, name="import-retry"),
     path("images/<int:pk>/", views.image_detail, name="image-detail"),
     path("images/<int:pk>/<str:kind>/", views.image_file, name="image-file"),
 ]
@@ -26,4 +27,5 @@ urlpatterns += [
     path("runs/<int:pk>/saliency/<int:image_id>.png", run_views.run_saliency, name="run-saliency"),
     path("runs/<int:pk>/search/", run_views.search_page, name="search"),
     path("searches/<int:pk>/", run_views.search_upload_result, name="search-upload"),
+    path("searches/<int:pk>/retry/", run_views.search_upload_retry, name="search-retry"),
 ]

@@ -87,6 +87,19 @@ def import_detail(request, pk: int):
     return render(request, "retrieval/import_detail.html", {"job": job})
 
 
+@role_required(COORDINATOR)
+@require_http_methods(["POST"])
+def import_retry(request, pk: int):
+    """Queue a failed import again, from the sources it kept."""
+    job = get_object_or_404(ImportJob, pk=pk)
+    try:
+        services.import_job_retry(job=job)
+        messages.success(request, "Import queued again.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("retrieval:import-detail", pk=job.pk)
+
+
 @login_required
 def image_file(request, pk: int, kind: str):
     """Serve a rendition, thumbnail or (coordinators only) the de-identified original."""

@@ -66,7 +66,7 @@ def test_failure_is_recorded_and_a_new_request_retries(study, monkeypatch, djang
     monkeypatch.setattr(R, "report_for_study", boom)
     R.report_run_execute(report_run_id=run.pk)
     run.refresh_from_db()
-    assert run.status == "failed" and run.error == "RuntimeError: disk full" and run.result is None
+    assert run.status == "failed" and run.error == "Unexpected error: RuntimeError: disk full" and run.result is None
     monkeypatch.undo()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         again, retried = R.report_run_start(study=study, options=OPTIONS)

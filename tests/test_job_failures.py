@@ -1,0 +1,167 @@
+"""No job stays running: every job kind records an unforeseen failure with its message, its task reports the
+failure honestly (JobFailed, not "succeeded"), and the job can be retried to success.
+
+One test per job kind — import, model run, re-evaluation, upload search, report — each with a fault
+injected where the kind's real work happens (a RuntimeError the code does not expect).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from annotations import report as R
+from annotations.models import ReportRun
+from annotations.tasks import report_bootstrap
+from readerstudy.celery import JobFailed
+from readerstudy.errors import Conflict
+from retrieval import services
+from retrieval.models import Image, ImportJob, ModelRun
+from retrieval.tasks import import_run, run_evaluate, run_execute, search_execute
+from tests.factories import png_bytes, write_files
+from tests.reports.conftest import generate_study
+from tests.runs.conftest import SMALL
+
+pytestmark = pytest.mark.django_db
+
+UNEXPECTED = "Unexpected error: RuntimeError: injected fault"
+
+
+def _fault(*args, **kwargs):
+    raise RuntimeError("injected fault")
+
+
+def test_import_failure_is_recorded_and_retried(tmp_path, monkeypatch, caplog):
+    dataset = services.dataset_create(name="d")
+    source = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(4)})
+    job = services.import_job_create(dataset=dataset, source_path=source, enqueue=False)
+    monkeypatch.setattr(services, "_plan_units", _fault)
+    with caplog.at_level(logging.ERROR), pytest.raises(JobFailed, match=f"ImportJob {job.pk} failed: {UNEXPECTED}"):
+        import_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("failed", UNEXPECTED) and job.finished_at is not None
+    assert "Traceback" in caplog.text  # the worker's log keeps the traceback of an unforeseen error
+    assert Path(source).exists()  # the sources stay for the retry
+
+    monkeypatch.undo()
+    services.import_job_retry(job=job, enqueue=False)
+    assert ImportJob.objects.get(pk=job.pk).status == "pending"
+    import_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert (job.status, job.error, job.n_imported, job.attempts) == ("succeeded", "", 4, 2)
+    assert Image.objects.filter(dataset=dataset).count() == 4
+    with pytest.raises(Conflict):
+        services.import_job_retry(job=job, enqueue=False)  # only failed imports
+
+
+@pytest.mark.ml
+def test_run_failure_is_recorded_and_resumed(phantom_dataset, monkeypatch):
+    from retrieval import pipeline
+    from retrieval.runs import run_create, run_resume
+
+    run = run_create(dataset=phantom_dataset, name="r", method="timm", config=SMALL, enqueue=False)
+    monkeypatch.setattr(pipeline, "_index", _fault)
+    with pytest.raises(JobFailed, match=UNEXPECTED):
+        run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("failed", UNEXPECTED)
+    assert "embed" in run.timings  # the stages before the fault are kept
+
+    monkeypatch.undo()
+    run_resume(run=run)
+    run_execute(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.error, run.n_embedded) == ("succeeded", "", 60)
+
+
+@pytest.mark.ml
+def test_evaluation_failure_is_recorded_and_asked_again(phantom_dataset, monkeypatch):
+    from retrieval import evaluation
+    from retrieval.runs import run_create, run_evaluation_request, split_create
+
+    split = split_create(dataset=phantom_dataset)
+    run = run_create(dataset=phantom_dataset, name="r", method="timm", config=SMALL, split=split, enqueue=False)
+    run_execute(run_id=run.pk)
+    run_evaluation_request(run=ModelRun.objects.get(pk=run.pk), options={"ks": [1, 2]}, enqueue=False)
+    monkeypatch.setattr(evaluation, "evaluate_run", _fault)
+    run_evaluate(run_id=run.pk)  # the run itself is fine: it stays succeeded, with the evaluation's message
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("succeeded", f"Evaluation failed: {UNEXPECTED}")
+    assert run.metrics["evaluation_request"]["error"] == UNEXPECTED
+
+    monkeypatch.undo()
+    run_evaluation_request(run=run, options={"ks": [1, 2]}, enqueue=False)
+    run_evaluate(run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("succeeded", "")
+    assert "precision@2" in run.metrics["retrieval"]
+
+
+@pytest.mark.ml
+def test_search_failure_is_recorded_and_retried_with_the_kept_upload(phantom_dataset, monkeypatch, tmp_path):
+    from retrieval import search
+    from retrieval.runs import run_create
+
+    run = run_create(dataset=phantom_dataset, name="r", method="timm", config=SMALL, enqueue=False)
+    run_execute(run_id=run.pk)
+    upload = tmp_path / "query.png"
+    upload.write_bytes(png_bytes(3, size=80))
+    req = search.search_request_create(run=ModelRun.objects.get(pk=run.pk), upload_path=upload, k=3, enqueue=False)
+    monkeypatch.setattr(search, "embed_pixels", _fault)
+    with pytest.raises(JobFailed, match=UNEXPECTED):
+        search_execute(search_id=req.pk)
+    req.refresh_from_db()
+    assert (req.status, req.error) == ("failed", UNEXPECTED) and upload.exists()  # kept: the search can be retried
+
+    monkeypatch.undo()
+    search.search_request_retry(req=req, enqueue=False)
+    search_execute(search_id=req.pk)
+    req.refresh_from_db()
+    assert req.status == "succeeded" and len(req.results) == 3 and not upload.exists()
+
+    # An image the worker cannot read is an expected failure: its message, and the upload is removed.
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    req = search.search_request_create(run=ModelRun.objects.get(pk=run.pk), upload_path=bad, k=3, enqueue=False)
+    with pytest.raises(JobFailed):
+        search_execute(search_id=req.pk)
+    req.refresh_from_db()
+    assert req.status == "failed" and not req.error.startswith("Unexpected") and not bad.exists()
+    with pytest.raises(Conflict, match="upload it again"):
+        search.search_request_retry(req=req, enqueue=False)
+
+
+def test_report_failure_is_recorded_and_retried(tmp_path, monkeypatch):
+    study = generate_study(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open",
+                           run_dir=tmp_path / "runs").study
+    options = R.ReportOptions(n_resamples=50, seed=1)
+    run, _ = R.report_run_start(study=study, options=options)
+    monkeypatch.setattr(R, "report_for_study", _fault)
+    with pytest.raises(JobFailed, match=UNEXPECTED):
+        report_bootstrap(report_run_id=run.pk)
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("failed", UNEXPECTED)
+
+    monkeypatch.undo()
+    again, queued = R.report_run_start(study=study, options=options)  # the same request retries it
+    assert queued and again.pk == run.pk and again.status == "pending"
+    report_bootstrap(report_run_id=run.pk)
+    run.refresh_from_db()
+    assert run.status == "succeeded" and run.result and ReportRun.objects.count() == 1
+
+
+def test_a_task_whose_job_failed_is_logged_as_failed_without_a_traceback(tmp_path, caplog):
+    """What the worker prints: Celery's 'raised expected' line at INFO with the job's message."""
+    dataset = services.dataset_create(name="d")
+    job = services.import_job_create(dataset=dataset, source_path=write_files(tmp_path / "s", {"x.png": b"not"}),
+                                     enqueue=False)
+    ImportJob.objects.filter(pk=job.pk).update(source_path=str(tmp_path / "gone"))  # vanished from the server
+    with caplog.at_level(logging.INFO, logger="celery.app.trace"):
+        result = import_run.apply(kwargs={"job_id": job.pk}, throw=False)
+    assert result.failed() and isinstance(result.result, JobFailed)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error
+    line = next(r for r in caplog.records if "raised expected" in r.getMessage())
+    assert line.levelno == logging.INFO and line.exc_info is None and f"ImportJob {job.pk} failed" in line.getMessage()
