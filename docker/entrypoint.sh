@@ -1,8 +1,9 @@
 #!/bin/sh
 # The container's roles. Settings come from the environment (see README → Configuration).
 #   web         migrate, collectstatic, then gunicorn on :8000
-#   worker-cpu  Celery worker on the cpu queue (imports, statistics, reports)
-#   worker-gpu  Celery worker on the gpu queue (training, embedding, indexing), one task at a time
+#   worker-cpu  Celery worker on the cpu queue (imports, statistics, reports): prefork, one process per core
+#   worker-gpu  Celery worker on the gpu queue (training, embedding, indexing): solo pool, one run at a time
+#   (both command lines come from readerstudy/workers.py, the one definition; `manage.py worker --help`)
 #   demo        the demo collections and accounts (once), then the web server
 #   anything else is run as a command, e.g. `python manage.py createsuperuser`
 set -eu
@@ -17,10 +18,10 @@ case "$role" in
       --access-logfile - --timeout 120
     ;;
   worker-cpu)
-    exec celery -A readerstudy worker -Q cpu -c "${CPU_CONCURRENCY:-2}" -n "cpu@%h" --loglevel "${LOG_LEVEL:-INFO}"
+    exec python manage.py worker cpu
     ;;
   worker-gpu)
-    exec celery -A readerstudy worker -Q gpu -c 1 -n "gpu@%h" --loglevel "${LOG_LEVEL:-INFO}"
+    exec python manage.py worker gpu
     ;;
   demo)
     python manage.py migrate --noinput

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus, job_claim, job_finish, job_progress
+from readerstudy.jobs import JobStatus, job_progress, job_run
 from retrieval import ranking
 from retrieval.methods import method_get, normalised_features
 from retrieval.models import Image, Label, ModelRun, RunStage, SplitPart
@@ -27,8 +27,8 @@ MODEL_FILE = "model.safetensors"
 INDEX_DIR = "index"
 
 
-def run_execute(*, run_id: int) -> None:
-    """Claim a run and carry out its remaining stages; failures are recorded with a clear message.
+def run_execute(*, run_id: int) -> ModelRun | None:
+    """Claim a run and carry out its remaining stages (core runner: any failure is recorded with its message).
 
     A run waiting for a queued re-evaluation is not re-run: a redelivered `run_execute` message of a
     finished run does that evaluation, with its recorded options (the evaluation task then finds
@@ -40,10 +40,11 @@ def run_execute(*, run_id: int) -> None:
         from retrieval.evaluation import run_evaluation_execute
 
         return run_evaluation_execute(run_id=run_id)
-    if not job_claim(ModelRun, run_id):
-        log.info("run %s already claimed or finished", run_id)
-        return
-    run = ModelRun.objects.select_related("dataset", "split").get(pk=run_id)
+    return job_run(ModelRun, run_id, _run_body, expected=_expected_errors())
+
+
+def _run_body(run: ModelRun) -> None:
+    run = ModelRun.objects.select_related("dataset", "split").get(pk=run.pk)
     folder = ranking.run_artefact_dir(run)
     folder.mkdir(parents=True, exist_ok=True)
     if run.artefact_dir != str(folder):
@@ -51,21 +52,35 @@ def run_execute(*, run_id: int) -> None:
         ModelRun.objects.filter(pk=run.pk).update(artefact_dir=run.artefact_dir)
     try:
         _stages(run)
-    except Exception as exc:  # recorded on the run, shown on its page; the worker carries on
-        message = getattr(exc, "message", None) or str(exc)
-        if not isinstance(exc, (ApplicationError, _expected_errors())):
-            log.exception("run %s failed", run_id)
-            message = f"Unexpected error: {type(exc).__name__}: {exc}"
-        job_finish(run, status=JobStatus.FAILED, error=message)
-        return
+    except RuntimeError as exc:
+        if "DataLoader worker" in str(exc):  # torch's words for a loader process that died (e.g. /dev/shm full)
+            raise ApplicationError(
+                f"A DataLoader worker process died ({exc}). Give the worker more shared memory (docker: "
+                f"shm_size), or set the run's DataLoader workers to 0, and resume the run.") from exc
+        raise
     _set(run, stage=RunStage.DONE)
-    job_finish(run, status=JobStatus.SUCCEEDED)
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     from retrieval.ml.backbones import WeightsUnavailableError
 
     return (WeightsUnavailableError, FileNotFoundError)
+
+
+def loader_workers(run: ModelRun) -> int:
+    """The run's DataLoader worker processes, refused with one clear line where processes cannot be started.
+
+    Celery's prefork pool runs tasks in daemonic children, and Python forbids a daemonic process to
+    start processes; `manage.py worker gpu` uses the solo pool, where they can (readerstudy.workers)."""
+    import multiprocessing
+
+    n = int(run.config.get("workers", 0))
+    if n and multiprocessing.current_process().daemon:
+        raise ApplicationError(
+            f"This run uses {n} DataLoader worker process(es), which cannot start inside a daemonic process "
+            f"(a Celery prefork pool): start the GPU worker with `python manage.py worker gpu`, or set the run's "
+            f"DataLoader workers to 0, and resume the run.")
+    return n
 
 
 def _stages(run: ModelRun) -> None:
@@ -271,7 +286,7 @@ def _loader(run, model, ids, targets, *, train: bool):
 
     dataset = _image_dataset(run, model, ids, targets, train=train)
     return DataLoader(dataset, batch_size=run.config["batch_size"], shuffle=train,
-                      num_workers=int(run.config.get("workers", 0)), drop_last=False)
+                      num_workers=loader_workers(run), drop_last=False)
 
 
 # --- stages ----------------------------------------------------------------------------------
@@ -281,7 +296,6 @@ def _train(run: ModelRun) -> None:
         return _train_rating_metric(run)
     from retrieval.ml.backbones import save_weights
     from retrieval.ml.train import fit
-
     from retrieval.runs import split_image_ids
 
     train_ids, y_train = training_targets(run, split_image_ids(split=run.split, part=SplitPart.TRAIN), undersample=run.config.get("undersample", False))
@@ -340,8 +354,13 @@ def _train_rating_metric(run: ModelRun) -> None:
 
     from retrieval.ml.backbones import save_weights
     from retrieval.ml.embed import ImagePathDataset
-    from retrieval.ml.ratings import (REGRESSION_ONLY, DistanceMatrixKLLoss, fit_rating_metric,
-                                      pseudo_label_ratings, set_distance_matrix)
+    from retrieval.ml.ratings import (
+        REGRESSION_ONLY,
+        DistanceMatrixKLLoss,
+        fit_rating_metric,
+        pseudo_label_ratings,
+        set_distance_matrix,
+    )
     from retrieval.rating_runs import rating_sets
     from retrieval.runs import split_image_ids
 
@@ -446,7 +465,7 @@ def _embed(run: ModelRun) -> None:
         _saliency_inputs(run, only=todo)
     dataset = _image_dataset(run, model, todo)
     vectors = embed_images(model, dataset, batch_size=run.config["batch_size"], device=_device(),
-                           num_workers=int(run.config.get("workers", 0)), normalise=normalised_features(run.config),
+                           num_workers=loader_workers(run), normalise=normalised_features(run.config),
                            progress=lambda done, total: job_progress(run, done=done, total=total, note=f"embedded {done}/{total}"))
     ids = np.concatenate([old_ids, np.asarray(todo, dtype=np.int64)])
     allv = vectors if old is None else np.concatenate([old, vectors])

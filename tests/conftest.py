@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from django.conf import settings as django_settings
 
 from readerstudy.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
+from readerstudy.workers import ROLES, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -58,6 +58,14 @@ def researcher(db, django_user_model):
 
 
 @pytest.fixture
+def phantom_dataset(db, tmp_path):
+    """60 imported phantom radiographs with known findings (tests/runs/conftest.py: make_phantom_dataset)."""
+    from tests.runs.conftest import make_phantom_dataset
+
+    return make_phantom_dataset(tmp_path / "phantoms", n=60)
+
+
+@pytest.fixture
 def nobody(db, django_user_model):
     """Logged in, but without any role."""
     return django_user_model.objects.create_user(username="nobody", password="pw-nobody")
@@ -80,9 +88,14 @@ def worker_database_url() -> str:
 
 
 class Worker:
-    """A `celery worker` subprocess consuming the cpu and gpu queues of one broker."""
+    """The platform's workers as users start them (`manage.py worker cpu` and `… gpu`: readerstudy.workers),
+    one process per role, over one broker and the test database.
 
-    def __init__(self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path):
+    Only the environment differs from a user's: the test database, media folders and broker, and
+    JOB_STALE_SECONDS=2 so that the takeover of a killed worker's job is seen within a test."""
+
+    def __init__(self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path,
+                 roles: tuple[str, ...] = ROLES):
         self.broker_url = broker_url
         self.log = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         env = {
@@ -96,22 +109,27 @@ class Worker:
             "DEBUG": "true",
             "JOB_STALE_SECONDS": "2",
         }
-        cmd = [sys.executable, "-m", "celery", "-A", "readerstudy", "worker", "-Q", "cpu,gpu",
-               "-c", "1", "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle",
-               "-n", f"test-{uuid.uuid4().hex[:6]}@%h", "--loglevel", "INFO"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        out = self.log.open("wb")
+        self.procs = [subprocess.Popen(worker_argv(role, name=f"{role}-{uuid.uuid4().hex[:6]}@%h"), cwd=ROOT, env=env,
+                                       stdout=out, stderr=subprocess.STDOUT) for role in roles]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def exited(self) -> int | None:
+        """The exit code of a worker process that ended, else None."""
+        return next((p.returncode for p in self.procs if p.poll() is not None), None)
+
     def stop(self, sig: str = "term") -> None:
-        if self.proc.poll() is None:
-            self.proc.kill() if sig == "kill" else self.proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill() if sig == "kill" else proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
 
 
 def send(task, broker_url: str, **kwargs) -> None:
@@ -128,19 +146,20 @@ def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, worker:
         value = predicate()
         if value:
             return value
-        if worker is not None and worker.proc.poll() is not None:
-            raise AssertionError(f"worker exited with {worker.proc.returncode}:\n{worker.output()[-4000:]}")
+        if worker is not None and worker.exited() is not None:
+            raise AssertionError(f"worker exited with {worker.exited()}:\n{worker.output()[-4000:]}")
         time.sleep(interval)
     raise AssertionError("timed out" + (f"; worker log:\n{worker.output()[-4000:]}" if worker else ""))
 
 
 @pytest.fixture
 def start_worker(transactional_db, settings, tmp_path):
-    """Start a real worker on a broker URL ('filesystem://' or 'redis://...'); stopped at teardown."""
+    """Start the real workers on a broker URL (the embedded `filesystem://localhost/` or 'redis://...'); stopped at
+    teardown. `roles` picks the queues a test needs (default: both, as `make demo` starts them)."""
     workers: list[Worker] = []
 
-    def start(broker_url: str) -> Worker:
-        w = Worker(broker_url, tmp_path, settings.MEDIA_ROOT, settings.ARTEFACT_ROOT)
+    def start(broker_url: str, roles: tuple[str, ...] = ROLES) -> Worker:
+        w = Worker(broker_url, tmp_path, settings.MEDIA_ROOT, settings.ARTEFACT_ROOT, roles)
         workers.append(w)
         return w
 

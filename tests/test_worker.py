@@ -28,9 +28,9 @@ def redis_url():
 
 
 def test_task_through_embedded_filesystem_broker(start_worker):
-    worker = start_worker("filesystem://")
+    worker = start_worker("filesystem://localhost/")
     token = uuid.uuid4().hex
-    send(ping, "filesystem://", token=token)
+    send(ping, "filesystem://localhost/", token=token)
     wait_until(lambda: WorkerPing.objects.filter(token=token).exists(), worker=worker)
 
 

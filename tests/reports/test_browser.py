@@ -62,7 +62,7 @@ def test_report_of_a_study_read_in_the_browser(browser, live_server, reader, oth
     fleiss = ind.fleiss(sel)
     agreement = {u.username: ind.percent(sel[..., r], model) for r, u in enumerate([other_reader, reader])}
 
-    worker = start_worker("filesystem://")
+    worker = start_worker("filesystem://localhost/")
     context, page = _session(browser, live_server)
     login(page, "researcher", "pw-researcher")
     page.goto(f"/reports/studies/{study.pk}/")

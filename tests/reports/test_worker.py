@@ -14,10 +14,10 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 def test_bootstrap_report_on_a_worker(start_worker, generate):
     g = generate(mode="rank_all", n_cases=10, n_readers=3, q=0.5)
-    worker = start_worker("filesystem://")
+    worker = start_worker("filesystem://localhost/")
     run, created = R.report_run_start(study=g.study, options=R.ReportOptions(n_resamples=300, seed=2))
     assert created  # autocommit: on_commit has already sent the message
-    send(report_bootstrap, "filesystem://", report_run_id=run.pk)  # and a duplicate delivery
+    send(report_bootstrap, "filesystem://localhost/", report_run_id=run.pk)  # and a duplicate delivery
     wait_until(lambda: ReportRun.objects.get(pk=run.pk).is_finished, worker=worker, timeout=120)
     run.refresh_from_db()
     assert run.status == "succeeded", (run.error, worker.output()[-3000:])

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from PIL import Image as PILImage
 
 from retrieval import phantoms
@@ -22,11 +21,6 @@ def make_phantom_dataset(folder, *, n: int, seed: int = 3, size: int = 128, name
     job = run_import(source=folder, labels=table, name=name)
     assert job.status == "succeeded" and job.n_imported == len(items), job.report
     return job.dataset
-
-
-@pytest.fixture
-def phantom_dataset(db, tmp_path):
-    return make_phantom_dataset(tmp_path / "phantoms", n=60)
 
 
 def run_inline(dataset, name: str, method: str, split, config: dict) -> ModelRun:

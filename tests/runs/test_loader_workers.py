@@ -62,3 +62,44 @@ def test_command_option_defaults_to_the_setting(command, settings):
     parser = load_command_class("retrieval", command).create_parser("manage.py", command)
     assert parser.parse_args(["ds"]).workers == 3
     assert parser.parse_args(["ds", "--workers", "0"]).workers == 0
+
+
+def _loader_workers_in_a_daemonic_process(queue, workers: int) -> None:
+    from types import SimpleNamespace
+
+    from readerstudy.errors import ApplicationError
+    from retrieval.pipeline import loader_workers
+
+    try:
+        queue.put(loader_workers(SimpleNamespace(config={"workers": workers})))
+    except ApplicationError as exc:
+        queue.put(exc.message)
+
+
+@pytest.mark.parametrize("workers, expected", [(0, 0), (2, "cannot start inside a daemonic process")])
+def test_a_daemonic_process_is_refused_loader_processes_with_one_clear_line(workers, expected):
+    """What a run says when its task runs in Celery's prefork pool (daemonic children) instead of the gpu
+    worker's solo pool: one line naming the remedy, not Python's assertion."""
+    import multiprocessing
+
+    queue = multiprocessing.get_context("fork").Queue()
+    child = multiprocessing.get_context("fork").Process(target=_loader_workers_in_a_daemonic_process,
+                                                        args=(queue, workers), daemon=True)
+    child.start()
+    answer = queue.get(timeout=60)
+    child.join(timeout=60)
+    if isinstance(expected, int):
+        assert answer == expected
+    else:
+        assert expected in answer and "python manage.py worker gpu" in answer and "\n" not in answer
+
+
+def test_the_gpu_worker_runs_tasks_where_loader_processes_may_start():
+    """The gpu role's pool runs tasks in the worker's own (non-daemonic) process; the cpu role's is prefork."""
+    from readerstudy.workers import worker_argv, worker_roles
+
+    roles = worker_roles()
+    assert (roles["gpu"].pool, roles["gpu"].concurrency) == ("solo", 1)
+    assert roles["cpu"].pool == "prefork" and roles["cpu"].concurrency >= 2
+    argv = worker_argv("gpu")
+    assert argv[argv.index("--pool") + 1] == "solo" and argv[argv.index("--queues") + 1] == "gpu"

@@ -23,8 +23,8 @@ def test_training_resumes_from_its_checkpoint_after_the_worker_is_killed(start_w
                      config={**SMALL, "task": "binary", "positive": ["Cardiomegaly"], "undersample": False,
                              "epochs": 6, "batch_size": 4},
                      split=split_create(dataset=dataset))
-    worker = start_worker("filesystem://")
-    send(run_execute, "filesystem://", run_id=run.pk)
+    worker = start_worker("filesystem://localhost/")
+    send(run_execute, "filesystem://localhost/", run_id=run.pk)
     checkpoint = lambda: Path(ModelRun.objects.get(pk=run.pk).artefact_dir or "/nonexistent") / "checkpoints" / "last.pt"  # noqa: E731
     wait_until(lambda: len(ModelRun.objects.get(pk=run.pk).history) >= 2 and checkpoint().exists(), timeout=300, worker=worker)
     worker.stop("kill")
@@ -32,8 +32,8 @@ def test_training_resumes_from_its_checkpoint_after_the_worker_is_killed(start_w
     assert killed.status == "running" and killed.stage == "training"
     epochs_before = len(killed.history)
     wait_until(lambda: bool(run_resume(run=killed)) if _stale(killed) else False, timeout=30)
-    second = start_worker("filesystem://")
-    send(run_execute, "filesystem://", run_id=run.pk)
+    second = start_worker("filesystem://localhost/")
+    send(run_execute, "filesystem://localhost/", run_id=run.pk)
     wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=300, worker=second)
     done = ModelRun.objects.get(pk=run.pk)
     assert done.status == "succeeded", (done.error, worker.output()[-3000:])
