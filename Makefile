@@ -4,6 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/cbir
+DATA_DIR ?= var
 REDIS_URL ?= redis://127.0.0.1:6379/15
 # Tests that need no database run once (on the SQLite pass).
 DB_FREE := --ignore=tests/ml --ignore=tests/stats --ignore=tests/imaging
@@ -22,8 +23,12 @@ $(VENV)/.installed: pyproject.toml
 chromium:
 	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
 
+# The demo serves with DEBUG off (the project's own error pages, static files through WhiteNoise), under a
+# secret key made once and kept in $(DATA_DIR), so sessions survive a restart. DEMO_ARGS: e.g. --addrport.
 demo: install
-	DEBUG=true $(PY) manage.py demo
+	@mkdir -p $(DATA_DIR) && test -s $(DATA_DIR)/secret_key || \
+		$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(DATA_DIR)/secret_key
+	DATA_DIR=$(DATA_DIR) SECRET_KEY_FILE=$(DATA_DIR)/secret_key $(PY) manage.py demo $(DEMO_ARGS)
 
 test: install chromium
 	$(MAKE) --no-print-directory test-sqlite
@@ -31,12 +36,12 @@ test: install chromium
 
 test-sqlite:
 	rm -rf var/test-sqlite
-	DATA_DIR=var/test-sqlite DEBUG=true TEST_REDIS_URL=$(REDIS_URL) $(PY) -m pytest $(PYTEST_ARGS)
+	DATA_DIR=var/test-sqlite DEBUG=true TEST_REDIS_URL=$(REDIS_URL) $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
 
 test-postgres:
 	rm -rf var/test-postgres
 	DATA_DIR=var/test-postgres DEBUG=true DATABASE_URL=$(PG_URL) TEST_REDIS_URL=$(REDIS_URL) \
-		$(PY) -m pytest $(DB_FREE) -m "not ml or worker" $(PYTEST_ARGS)
+		$(PY) -m pytest $(DB_FREE) -m "(not ml or worker or postgres) and not acceptance" $(PYTEST_ARGS)
 
 # ruff (lint rules in pyproject.toml) and import-linter's layering contracts.
 lint: install

@@ -18,9 +18,17 @@ DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
 DEBUG = envbool("DEBUG", False)
 SECRET_KEY = envstr("SECRET_KEY")
+if SECRET_KEY is None and (_key_file := envstr("SECRET_KEY_FILE")):  # e.g. a Docker secret; `make demo` makes one
+    try:
+        SECRET_KEY = Path(_key_file).read_text().strip() or None
+    except OSError as exc:
+        raise ConfigError(f"SECRET_KEY_FILE {_key_file!r} cannot be read: {exc.strerror}") from None
+    if SECRET_KEY is None:
+        raise ConfigError(f"SECRET_KEY_FILE {_key_file!r} is empty")
 if SECRET_KEY is None:
     if not DEBUG:
-        raise ConfigError("SECRET_KEY is required when DEBUG is off (set DEBUG=true for development)")
+        raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off "
+                          "(set DEBUG=true for development)")
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -143,7 +151,9 @@ DATALOADER_WORKERS = envint("DATALOADER_WORKERS", max(0, min(4, _CPUS - 1)), min
 # started with the same DATA_DIR picks the tasks up. Production: CELERY_BROKER_URL=redis://...
 # memory:// only works inside one process (no separate worker sees it); kept for experiments.
 BROKER_SCHEMES = ("filesystem", "redis", "rediss", "sentinel", "amqp", "amqps", "pyamqp", "memory")
-CELERY_BROKER_URL = envurl("CELERY_BROKER_URL", "filesystem://", schemes=BROKER_SCHEMES)
+CELERY_BROKER_URL = envurl("CELERY_BROKER_URL", "filesystem://localhost/", schemes=BROKER_SCHEMES)
+if CELERY_BROKER_URL in ("filesystem://", "filesystem:///"):
+    CELERY_BROKER_URL = "filesystem://localhost/"  # kombu warns "No hostname was supplied" on every connection
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
@@ -197,9 +207,18 @@ X_FRAME_OPTIONS = "DENY"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {
+        "client_errors": {"()": "readerstudy.logfilters.ClientErrorsWithoutTraceback"},
+        "progress_polls": {"()": "readerstudy.logfilters.QuietProgressPolls"},
+    },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
-    # pydicom logs every decoder plugin that fails before another succeeds; the import report
-    # already records files that no plugin decodes.
-    "loggers": {"pydicom": {"level": "CRITICAL"}},
+    "loggers": {
+        # pydicom logs every decoder plugin that fails before another succeeds; the import report
+        # already records files that no plugin decodes.
+        "pydicom": {"level": "CRITICAL"},
+        "django.request": {"filters": ["client_errors"]},
+        # runserver's request lines (Django's default sends them to a handler of its own, replaced here)
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False, "filters": ["progress_polls"]},
+    },
 }

@@ -3,7 +3,7 @@
 import pytest
 from django.core.management import call_command
 
-from readerstudy.demo import DICOM_DATASET, PHANTOM_DATASET, DEMO_RUN
+from readerstudy.demo import DEMO_RUN, DICOM_DATASET, PHANTOM_DATASET
 from readerstudy.roles import has_role
 from retrieval.models import Dataset, Image, ModelRun, Rating
 from retrieval.rating_runs import rating_characteristics
@@ -49,3 +49,36 @@ def test_demo_setup(tmp_path, settings, client, django_user_model, capsys):
 def test_login_page_is_served(client, db):
     html = client.get("/accounts/login/").content.decode()
     assert 'name="username"' in html and 'name="password"' in html
+
+
+@pytest.mark.django_db
+def test_a_second_demo_keeps_passwords_and_sessions_and_requeues_an_unfinished_run(tmp_path, settings, client,
+                                                                                   django_user_model, capsys,
+                                                                                   django_capture_on_commit_callbacks):
+    settings.DATA_DIR = tmp_path
+    call_command("demo", "--setup-only", "--phantoms", "20")
+    assert client.login(username="coordinator", password="demo-coordinator")
+    coordinator_hash = django_user_model.objects.get(username="coordinator").password
+    reader = django_user_model.objects.get(username="reader1")
+    reader.set_password("my-own-password")
+    reader.save()
+    run = ModelRun.objects.get(name=DEMO_RUN)
+    ModelRun.objects.filter(pk=run.pk).update(status="failed", error="Unexpected error: AssertionError: daemonic")
+    capsys.readouterr()
+    with django_capture_on_commit_callbacks() as queued:
+        call_command("demo", "--setup-only", "--phantoms", "20")
+    out = capsys.readouterr().out
+    assert django_user_model.objects.get(username="coordinator").password == coordinator_hash  # sessions stay valid
+    assert client.get("/datasets/").status_code == 200
+    assert "reader1      (changed by its user)" in out and "coordinator  demo-coordinator" in out
+    run.refresh_from_db()
+    assert (run.status, run.error) == ("pending", "") and len(queued) == 1 and "Re-queued the failed run" in out
+    # a run left running by a demo that was stopped mid-training is queued again as well
+    ModelRun.objects.filter(pk=run.pk).update(status="running")
+    with django_capture_on_commit_callbacks() as queued:
+        call_command("demo", "--setup-only", "--phantoms", "20")
+    assert ModelRun.objects.get(pk=run.pk).status == "pending" and len(queued) == 1
+    ModelRun.objects.filter(pk=run.pk).update(status="succeeded")
+    with django_capture_on_commit_callbacks() as queued:
+        call_command("demo", "--setup-only", "--phantoms", "20")
+    assert ModelRun.objects.get(pk=run.pk).status == "succeeded" and not queued

@@ -13,9 +13,15 @@
       "/" + (job.progress_total !== undefined ? job.progress_total : job.total) + " " + (job.progress_note || job.note || "");
   }
 
+  // Polls back off from 1 s to 5 s while nothing changes (a long training epoch), and start again at
+  // 1 s when the job moves. `poll=1` marks them for the server log (readerstudy/logfilters.py).
+  var FIRST_MS = 1000, MAX_MS = 5000;
+
   function poll(el) {
     var url = el.getAttribute("data-job-progress");
+    url += (url.indexOf("?") >= 0 ? "&" : "?") + "poll=1";
     var reload = el.getAttribute("data-reload-when-done") === "1";
+    var delay = FIRST_MS, last = "";
     el.setAttribute("role", "progressbar");
     function tick() {
       fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -25,9 +31,12 @@
           var finished = ["succeeded", "failed", "cancelled"].indexOf(job.status) >= 0;
           // worker_lost (model runs): running without a heartbeat; the page offers Resume.
           if (finished || job.worker_lost) { if (reload) { window.location.reload(); } return; }
-          setTimeout(tick, 1000);
+          var now = JSON.stringify([job.status, job.progress_done, job.done, job.progress_note, job.note]);
+          delay = now === last ? Math.min(MAX_MS, delay * 1.5) : FIRST_MS;
+          last = now;
+          setTimeout(tick, delay);
         })
-        .catch(function () { setTimeout(tick, 3000); });
+        .catch(function () { setTimeout(tick, MAX_MS); });
     }
     tick();
   }

@@ -1,17 +1,17 @@
-"""manage.py demo: migrate, create demo accounts and collections, run web server + worker."""
+"""manage.py demo: migrate, create demo accounts and collections, serve the site with a cpu and a gpu worker."""
 
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
-import sys
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from readerstudy.demo import (
+    DEMO_RUN_DURATION,
     PHANTOM_DATASET,
     demo_collections_import,
     demo_methods_train,
@@ -19,10 +19,11 @@ from readerstudy.demo import (
     demo_studies_create,
     demo_users_create,
 )
+from readerstudy.workers import ROLES, worker_argv
 
 
 class Command(BaseCommand):
-    help = "Set up the demo (accounts, generated collections) and serve it with a worker."
+    help = "Set up the demo (accounts, generated collections, a model run) and serve it with its workers."
 
     def add_arguments(self, parser):
         parser.add_argument("--addrport", default="127.0.0.1:8000")
@@ -44,20 +45,42 @@ class Command(BaseCommand):
             self._train_methods()
         self.stdout.write(self.style.SUCCESS("\nDemo accounts (user / password / role):"))
         for username, password, roles in users:
-            self.stdout.write(f"  {username:<12} {password:<18} {', '.join(roles)}")
+            self.stdout.write(f"  {username:<12} {password or '(changed by its user)':<22} {', '.join(roles)}")
         if setup_only:
             return
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "readerstudy", "worker", "-Q", "cpu,gpu", "-c", "1",
-             "--loglevel", "INFO"],
-            env={**os.environ, "DJANGO_SETTINGS_MODULE": "readerstudy.settings"},
-        )
-        self.stdout.write(self.style.SUCCESS(f"\nWorker started (pid {worker.pid}). Open http://{addrport}/ and log in.\n"))
+        self._serve(addrport)
+
+    def _serve(self, addrport: str) -> None:
+        """runserver in this process, a cpu and a gpu worker beside it (readerstudy.workers: the command lines
+        every launcher uses). SIGTERM stops the workers as Ctrl-C does."""
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "readerstudy.settings"}
+        workers = [subprocess.Popen(worker_argv(role), env=env) for role in ROLES]
+
+        def stop(signum, frame):  # SIGTERM: leave runserver through the same path as Ctrl-C
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGTERM, stop)
+        pids = ", ".join(f"{role} {w.pid}" for role, w in zip(ROLES, workers))
+        self.stdout.write(self.style.SUCCESS(f"\nWorkers started (pids: {pids}); demo pid {os.getpid()}. "
+                                             f"Open http://{addrport}/ and log in.\n"))
+        self.stdout.write(f"The demo run trains in the gpu worker: {DEMO_RUN_DURATION}. Watch it on the "
+                          f"'Model runs' page of {PHANTOM_DATASET!r}.\n")
+        self.stdout.flush()
         try:
             call_command("runserver", addrport, use_reloader=False)
+        except KeyboardInterrupt:
+            pass
         finally:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(timeout=30)
+            signal.signal(signal.SIGTERM, previous)
+            for w in workers:
+                if w.poll() is None:
+                    w.send_signal(signal.SIGTERM)  # warm shutdown: the task in hand is finished or re-queued
+            for w in workers:
+                try:
+                    w.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    w.kill()
+                    w.wait()
 
     def _train_methods(self):
         """Every method on the phantoms' default split, then `compare_methods` on it."""
