@@ -16,10 +16,10 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import services
+from core.errors import Conflict
+from core.roles import ROLES, api_role
 from readerstudy import selectors
-from readerstudy.errors import Conflict
 from readerstudy.models import Assignment, Case, StudyStatus
-from readerstudy.roles import ROLES, api_role
 
 AnyRole = api_role(*ROLES)
 MAX_ITEMS = 500  # no catalogue is larger; bounds what a request may carry

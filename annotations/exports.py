@@ -537,7 +537,7 @@ def export_filename(study, fmt: str, *, interim: bool) -> str:
 def export_file(*, study, options: R.ReportOptions, fmt: str, run=None, group: str = "",
                 report: dict | None = None) -> tuple[bytes, str, str]:
     """(body, content type, file name) of one download; `report` = an already computed report dict."""
-    from readerstudy.errors import ApplicationError
+    from core.errors import ApplicationError
 
     if fmt not in FORMATS:
         raise ApplicationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")

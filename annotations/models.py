@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from readerstudy.jobs import TrackedJob
+from core.jobs import TrackedJob
 
 
 class CaseVisit(models.Model):

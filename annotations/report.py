@@ -41,8 +41,8 @@ from django.db.models import Count, Max, Sum
 
 from annotations import stats as S
 from annotations.models import Answer, AnswerItem, CaseFlag, ReportRun
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus, job_progress, job_run
+from core.errors import ApplicationError
+from core.jobs import JobStatus, job_progress, job_run
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyStatus
 from retrieval.models import Label, ModelRun
 

@@ -19,10 +19,10 @@ from rest_framework.views import APIView
 from annotations import report as R
 from annotations import stats as S
 from annotations.models import ReportRun
-from readerstudy.errors import ApplicationError, Conflict
-from readerstudy.jobs import JobStatus
+from core.errors import ApplicationError, Conflict
+from core.jobs import JobStatus
+from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy.models import Study
-from readerstudy.roles import COORDINATOR, RESEARCHER, api_role
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 

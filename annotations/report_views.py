@@ -21,9 +21,9 @@ from annotations import exports
 from annotations import report as R
 from annotations.figures import report_figure_uris
 from annotations.models import ReportRun
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
+from core.roles import COORDINATOR, RESEARCHER, role_required
 from readerstudy.models import Study
-from readerstudy.roles import COORDINATOR, RESEARCHER, role_required
 
 GROUPS = {"": "no split", "modality": "query modality", "query_class": "query class", "reader": "reader"}
 ANALYSIS_PARAMS = ("p", "tie_break", "runs", "label")

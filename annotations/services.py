@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from annotations.models import Answer, AnswerItem, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
 from annotations.selectors import answer_as_payload
-from readerstudy.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from readerstudy.models import AnswerMode, Assignment, Case, Study, StudyQuestion, StudyStatus
 
 MAX_BEAT_MS = 60_000  # one heartbeat never adds more than this

@@ -1,6 +1,6 @@
 """Celery tasks of the annotations app: thin wrappers that take primary keys."""
 
-from readerstudy.celery import cpu_task
+from core.tasks import cpu_task
 
 
 @cpu_task

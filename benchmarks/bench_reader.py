@@ -56,7 +56,7 @@ def configure(args) -> dict:
         "DATA_DIR": str(data_dir), "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(40),
         "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING",
         "DATABASE_URL": args.database_url or f"sqlite:///{data_dir / 'bench.sqlite3'}",
-        "DB_CONN_MAX_AGE": "60", "DJANGO_SETTINGS_MODULE": "readerstudy.settings",
+        "DB_CONN_MAX_AGE": "60", "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     os.environ.update(env)
     import django
@@ -73,8 +73,8 @@ def build_study(n_readers: int, n_cases: int, n_candidates: int) -> tuple[int, l
     from django.core.management import call_command
     from PIL import Image as PILImage
 
+    from core.roles import READER, user_set_roles
     from readerstudy.models import Assignment, Candidate, Case, Study, StudyStatus
-    from readerstudy.roles import READER, user_set_roles
     from retrieval.models import Dataset, Image
     from retrieval.phantoms import generate_chest_phantoms
 
@@ -114,7 +114,7 @@ def free_port() -> int:
 
 def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess.Popen:
     """gunicorn on loopback; returns once /healthz/ answers."""
-    cmd = [str(ROOT / ".venv/bin/gunicorn"), "readerstudy.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+    cmd = [str(ROOT / ".venv/bin/gunicorn"), "config.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
            "-k", "gthread", "--threads", str(threads), "--log-level", "warning"]
     if not Path(cmd[0]).exists():
         cmd[0] = "gunicorn"

@@ -36,7 +36,7 @@ GOAL_BOOTSTRAP_S = 15.0
 
 def setup_django(tmp: Path) -> None:
     """Settings on a throw-away DATA_DIR (SQLite there unless DATABASE_URL is set), migrated."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     os.environ["DATA_DIR"] = str(tmp)
     os.environ.setdefault("DEBUG", "true")
     import django

@@ -1,5 +1,1 @@
-"""The Django project package and the reader-study domain."""
-
-from readerstudy.celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""Reader studies: design, case builders, cases, assignments, coordinator and reader pages, API."""

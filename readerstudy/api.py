@@ -15,10 +15,10 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy import services
 from readerstudy.forms import MAX_CASE_LIST_BYTES
 from readerstudy.models import AnswerMode, Study, StudyQuestion
-from readerstudy.roles import COORDINATOR, RESEARCHER, api_role
 from retrieval.models import Dataset, SplitPart
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)

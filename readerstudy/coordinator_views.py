@@ -12,8 +12,9 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from core.errors import ApplicationError
+from core.roles import COORDINATOR, RESEARCHER, role_required
 from readerstudy import selectors, services
-from readerstudy.errors import ApplicationError
 from readerstudy.forms import (
     AssignmentAddForm,
     CaseListForm,
@@ -24,7 +25,6 @@ from readerstudy.forms import (
     StudyWizardForm,
 )
 from readerstudy.models import Study, StudyQuestion
-from readerstudy.roles import COORDINATOR, RESEARCHER, role_required
 
 CASES_PER_PAGE = 10
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
-from readerstudy.jobs import JobStatus
-from readerstudy.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
+from core.jobs import JobStatus
+from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
 
 DEMO_USERS = [
     ("coordinator", "demo-coordinator", [COORDINATOR]),

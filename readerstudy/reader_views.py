@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
 from annotations import services
+from core.roles import ROLES, role_required
 from readerstudy import selectors
 from readerstudy.models import Assignment, StudyStatus
-from readerstudy.roles import ROLES, role_required
 
 
 def _assignment_or_404(request, study_id: int) -> Assignment:

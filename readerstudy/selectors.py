@@ -26,10 +26,10 @@ from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.urls import reverse
 
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus
+from core.errors import ApplicationError
+from core.jobs import JobStatus
+from core.roles import ROLES, has_role
 from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
-from readerstudy.roles import ROLES, has_role
 
 READABLE = (StudyStatus.OPEN, StudyStatus.CLOSED)
 

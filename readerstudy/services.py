@@ -26,10 +26,10 @@ from django.db.models import Count, Max, Prefetch, QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
+from core.errors import ApplicationError, Conflict
+from core.roles import READER, has_role
 from readerstudy import builders
-from readerstudy.errors import ApplicationError, Conflict
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
-from readerstudy.roles import READER, has_role
 from retrieval.models import Dataset, Label, ModelRun, Split, SplitPart
 
 STRATIFIED_RANDOM, KNN_FARTHEST, TOP_N, POOLED, CASE_LIST = (

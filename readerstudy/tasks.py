@@ -1,6 +1,6 @@
 """Platform-level tasks."""
 
-from readerstudy.celery import cpu_task
+from core.tasks import cpu_task
 
 
 @cpu_task

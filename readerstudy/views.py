@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
 
-from readerstudy.roles import COORDINATOR, RESEARCHER, has_role
+from core.roles import COORDINATOR, RESEARCHER, has_role
 
 
 @login_required

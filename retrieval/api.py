@@ -12,7 +12,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from readerstudy.roles import COORDINATOR, RESEARCHER, api_role
+from core.roles import COORDINATOR, RESEARCHER, api_role
 from retrieval import selectors, services
 from retrieval.models import Dataset, Image, ImportJob, LabelFormat, ModelRun, SearchRequest, Split
 from retrieval.uploads import upload_save

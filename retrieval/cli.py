@@ -5,9 +5,9 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import CommandError
 
-from readerstudy.cli import wait_for_job
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus
+from core.cli import wait_for_job
+from core.errors import ApplicationError
+from core.jobs import JobStatus
 from retrieval.models import Dataset, ModelRun, Split
 
 

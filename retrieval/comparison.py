@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.models import Dataset
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval import ranking
 from retrieval.models import Label, ModelRun, RunStage, SplitPart
 
@@ -110,13 +110,13 @@ def run_evaluation_execute(*, run_id: int) -> ModelRun | None:
     evaluation leaves the run succeeded (its model and index are fine) with the message in `error`;
     asking for the evaluation again retries it.
     """
-    from readerstudy.jobs import job_run
+    from core.jobs import job_run
 
     return job_run(ModelRun, run_id, _evaluation_body)
 
 
 def _evaluation_body(run: ModelRun) -> None:
-    from readerstudy.jobs import JobStatus, failure_message, job_finish, job_progress
+    from core.jobs import JobStatus, failure_message, job_finish, job_progress
     from retrieval.runs import EVALUATION_REQUEST
 
     run = ModelRun.objects.select_related("dataset", "split").get(pk=run.pk)

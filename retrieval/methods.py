@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 
 
 @dataclass(frozen=True)

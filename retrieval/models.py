@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from readerstudy.jobs import TrackedJob
+from core.jobs import TrackedJob
 
 
 def _new_salt() -> str:

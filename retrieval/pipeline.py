@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus, job_progress, job_run
+from core.errors import ApplicationError
+from core.jobs import JobStatus, job_progress, job_run
 from retrieval import ranking
 from retrieval.methods import method_get, normalised_features
 from retrieval.models import Image, Label, ModelRun, RunStage, SplitPart
@@ -71,7 +71,7 @@ def loader_workers(run: ModelRun) -> int:
     """The run's DataLoader worker processes, refused with one clear line where processes cannot be started.
 
     Celery's prefork pool runs tasks in daemonic children, and Python forbids a daemonic process to
-    start processes; `manage.py worker gpu` uses the solo pool, where they can (readerstudy.workers)."""
+    start processes; `manage.py worker gpu` uses the solo pool, where they can (core.workers)."""
     import multiprocessing
 
     n = int(run.config.get("workers", 0))

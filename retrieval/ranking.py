@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.models import ModelRun
 
 EMBEDDINGS_FILE = "embeddings.npy"

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.models import Dataset, Rating
 
 

@@ -10,8 +10,8 @@ from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from readerstudy.errors import ApplicationError
-from readerstudy.roles import COORDINATOR, RESEARCHER, role_required
+from core.errors import ApplicationError
+from core.roles import COORDINATOR, RESEARCHER, role_required
 from retrieval import ranking, runs, search
 from retrieval.evaluation import MAP_FILE
 from retrieval.forms import RunForm, SearchForm

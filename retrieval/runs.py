@@ -6,8 +6,8 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
-from readerstudy.errors import ApplicationError, Conflict
-from readerstudy.jobs import JobStatus
+from core.errors import ApplicationError, Conflict
+from core.jobs import JobStatus
 from retrieval.methods import config_validate, method_get
 from retrieval.models import Dataset, Image, ModelRun, Split, SplitMember, SplitPart
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from django.db import transaction
 
-from readerstudy.errors import ApplicationError, Conflict
-from readerstudy.jobs import UNEXPECTED, JobStatus, job_progress, job_retry, job_run
+from core.errors import ApplicationError, Conflict
+from core.jobs import UNEXPECTED, JobStatus, job_progress, job_retry, job_run
 from retrieval import ranking
 from retrieval.models import Image, ModelRun, SearchRequest
 

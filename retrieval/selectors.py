@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Prefetch, QuerySet
 
-from readerstudy.roles import COORDINATOR, RESEARCHER, has_role
+from core.roles import COORDINATOR, RESEARCHER, has_role
 from retrieval.models import Dataset, Image, ImportJob, Label
 
 

@@ -19,8 +19,8 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from readerstudy.errors import ApplicationError, Conflict
-from readerstudy.jobs import JobStatus, job_progress, job_retry, job_run
+from core.errors import ApplicationError, Conflict
+from core.jobs import JobStatus, job_progress, job_retry, job_run
 from retrieval import imaging
 from retrieval import labels as label_tables
 from retrieval.models import Dataset, Image, ImportJob, Label, LabelFormat, Rating

@@ -1,7 +1,7 @@
 """Celery tasks of the image collection: thin wrappers that take primary keys and return the job row
-(readerstudy.celery turns a failed one into an honest JobFailed outcome)."""
+(config.celery turns a failed one into an honest JobFailed outcome)."""
 
-from readerstudy.celery import cpu_task, gpu_task
+from core.tasks import cpu_task, gpu_task
 from retrieval import services
 
 

@@ -12,8 +12,8 @@ from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods
 
-from readerstudy.errors import ApplicationError
-from readerstudy.roles import COORDINATOR, RESEARCHER, has_role, role_required
+from core.errors import ApplicationError
+from core.roles import COORDINATOR, RESEARCHER, has_role, role_required
 from retrieval import selectors, services
 from retrieval.forms import DatasetForm, ImportUploadForm
 from retrieval.models import Dataset, Image, ImportJob

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from django.conf import settings as django_settings
 
-from readerstudy.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
-from readerstudy.workers import ROLES, worker_argv
+from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
+from core.workers import ROLES, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -88,7 +88,7 @@ def worker_database_url() -> str:
 
 
 class Worker:
-    """The platform's workers as users start them (`manage.py worker cpu` and `… gpu`: readerstudy.workers),
+    """The platform's workers as users start them (`manage.py worker cpu` and `… gpu`: core.workers),
     one process per role, over one broker and the test database.
 
     Only the environment differs from a user's: the test database, media folders and broker, and
@@ -134,7 +134,7 @@ class Worker:
 
 def send(task, broker_url: str, **kwargs) -> None:
     """Publish a task message to the given broker (whatever the test process is configured for)."""
-    from readerstudy.celery import app
+    from config.celery import app
 
     with app.connection_for_write(broker_url) as conn, conn.Producer() as producer:
         task.apply_async(kwargs=kwargs, producer=producer)

@@ -1,7 +1,7 @@
 """The README's journey with the product's own launch: `make demo`, its own workers, a real browser.
 
 `make demo` is started as a newcomer starts it (a fresh data folder, no settings in the environment:
-SQLite, the embedded broker, DEBUG off, the demo's workers from readerstudy.workers). The test waits
+SQLite, the embedded broker, DEBUG off, the demo's workers from core.workers). The test waits
 for the demo run to finish *in the demo's gpu worker*, then in Chromium:
 
 1. the coordinator searches with an uploaded image (embedded by the demo's cpu worker) and sees the
@@ -273,7 +273,7 @@ def _check_server_log(log: str) -> None:
     assert "Traceback" not in log, log[-5000:]
     assert "No hostname was supplied" not in log
     assert not re.search(r"favicon\.ico.*\b404\b", log)
-    assert "daemonic processes" not in log
+    assert "daemonic processes" not in log and "AVX2" not in log
     assert re.search(r'"GET /runs/\d+/search/\?image=\d+&k=5 HTTP/1.1" 200', log)  # request lines are logged …
     assert "poll=1" not in log and not re.search(r'"GET /api/searches/\d+/', log)  # … but not the progress polls
     assert re.search(r"Task retrieval\.tasks\.run_execute\[[^\]]+\] succeeded", log), "the demo run's task"

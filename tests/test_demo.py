@@ -3,8 +3,8 @@
 import pytest
 from django.core.management import call_command
 
+from core.roles import has_role
 from readerstudy.demo import DEMO_RUN, DICOM_DATASET, PHANTOM_DATASET
-from readerstudy.roles import has_role
 from retrieval.models import Dataset, Image, ModelRun, Rating
 from retrieval.rating_runs import rating_characteristics
 

@@ -15,8 +15,8 @@ import pytest
 from annotations import report as R
 from annotations.models import ReportRun
 from annotations.tasks import report_bootstrap
-from readerstudy.celery import JobFailed
-from readerstudy.errors import Conflict
+from core.errors import Conflict
+from core.tasks import JobFailed
 from retrieval import services
 from retrieval.models import Image, ImportJob, ModelRun
 from retrieval.tasks import import_run, run_evaluate, run_execute, search_execute

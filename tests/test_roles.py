@@ -2,7 +2,7 @@
 
 from django.contrib.auth.models import Group
 
-from readerstudy.roles import COORDINATOR, READER, RESEARCHER, has_role, user_set_roles
+from core.roles import COORDINATOR, READER, RESEARCHER, has_role, user_set_roles
 
 
 def test_groups_created_by_migrate(db):

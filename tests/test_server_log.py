@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from readerstudy.logfilters import QuietProgressPolls
+from core.logfilters import QuietProgressPolls
 from tests.conftest import client_for
 
 

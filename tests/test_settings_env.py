@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from readerstudy.env import ConfigError, envbool, envint, envlist
+from core.env import ConfigError, envbool, envint, envlist
 
 
 def test_envbool_accepts_true_false(monkeypatch):
@@ -38,7 +38,7 @@ def test_envlist_splits_commas(monkeypatch):
 
 def _load_settings(**env):
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
-    return subprocess.run([sys.executable, "-c", "import readerstudy.settings"], env={**base, **env},
+    return subprocess.run([sys.executable, "-c", "import config.settings"], env={**base, **env},
                           capture_output=True, text=True)
 
 
@@ -81,7 +81,7 @@ def test_bad_broker_url_is_named(tmp_path, url):
 @pytest.mark.parametrize("url", ["filesystem://", "redis://127.0.0.1:6379/15", "rediss://cache:6380/0",
                                  "amqp://guest@localhost//", "memory://"])
 def test_broker_urls_the_platform_uses_load(tmp_path, url):
-    code = "from django.conf import settings; import readerstudy.settings as s; print(s.CELERY_BROKER_URL)"
+    code = "from django.conf import settings; import config.settings as s; print(s.CELERY_BROKER_URL)"
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**base, "DEBUG": "true", "CELERY_BROKER_URL": url, "DATA_DIR": str(tmp_path)})
@@ -98,7 +98,7 @@ def test_production_settings_load_with_secret_key(tmp_path):
 def test_secret_key_from_a_file(tmp_path):
     key = tmp_path / "secret_key"
     key.write_text("k" * 50 + "\n")
-    code = "import readerstudy.settings as s; print(s.SECRET_KEY, s.DEBUG)"
+    code = "import config.settings as s; print(s.SECRET_KEY, s.DEBUG)"
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             env={**base, "SECRET_KEY_FILE": str(key), "DATA_DIR": str(tmp_path)})

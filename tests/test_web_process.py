@@ -10,12 +10,12 @@ django.setup()
 from django.urls import get_resolver
 get_resolver().url_patterns  # imports every view and API module
 from django.test import Client
-import readerstudy.urls, retrieval.api, retrieval.run_views, retrieval.search, retrieval.evaluation
+import config.urls, retrieval.api, retrieval.run_views, retrieval.search, retrieval.evaluation
 print('torch' in sys.modules, 'timm' in sys.modules)
 """
 
 
 def test_views_do_not_import_torch(tmp_path):
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "readerstudy.settings", "DEBUG": "true", "DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "true", "DATA_DIR": str(tmp_path)}
     out = subprocess.run([sys.executable, "-c", CODE], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"], out.stderr

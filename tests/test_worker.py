@@ -61,7 +61,7 @@ def test_import_runs_on_worker_over_redis_with_progress(start_worker, redis_url,
 
 
 def test_tasks_are_routed_to_their_queue_and_acknowledged_late():
-    from readerstudy.celery import app
+    from config.celery import app
 
     assert app.amqp.router.route({}, import_run.name)["queue"].name == "cpu"
     assert import_run.acks_late and import_run.reject_on_worker_lost

@@ -37,7 +37,7 @@ def _read_study(page, study, username: str) -> None:
 
 
 def test_three_readers_complete_a_study(page, django_user_model):
-    from readerstudy.roles import READER, user_set_roles
+    from core.roles import READER, user_set_roles
 
     readers = []
     for name in PICKS:

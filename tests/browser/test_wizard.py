@@ -7,9 +7,9 @@ from collections import Counter
 import pytest
 from playwright.sync_api import expect
 
+from core.roles import READER, user_set_roles
 from readerstudy.builders import allocate
 from readerstudy.models import Assignment, Candidate, Study
-from readerstudy.roles import READER, user_set_roles
 from retrieval.models import Label
 from tests.browser.conftest import ARTIFACTS, login
 from tests.factories import csv_bytes, png_bytes, write_files

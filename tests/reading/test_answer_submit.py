@@ -6,7 +6,7 @@ import pytest
 
 from annotations import services
 from annotations.models import Answer, AnswerItem, AnswerRevision, ImageAnswer
-from readerstudy.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from readerstudy.models import AnswerMode, Assignment, StudyStatus
 from tests.reading.factories import answer_payload, study_make
 

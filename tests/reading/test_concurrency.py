@@ -9,7 +9,7 @@ from django.db import connection
 
 from annotations import services
 from annotations.models import Answer, AnswerItem
-from readerstudy.errors import Conflict
+from core.errors import Conflict
 from readerstudy.models import Assignment
 from tests.reading.factories import assign, study_make
 

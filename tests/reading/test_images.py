@@ -92,7 +92,7 @@ def test_refused_to_anyone_not_assigned(client, request, django_user_model, sett
     _, _, candidates = _mine(setting, reader)
     if persona == "unassigned_reader":
         user = django_user_model.objects.create_user(username="stranger")
-        from readerstudy.roles import READER, user_set_roles
+        from core.roles import READER, user_set_roles
 
         user_set_roles(user=user, roles=[READER])
         client.force_login(user)

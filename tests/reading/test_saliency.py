@@ -206,7 +206,7 @@ def test_others_are_refused(client, request, reader, sal_study, persona, expecte
 
 
 def test_a_reader_of_another_study_is_not_found(client, django_user_model, sal_study):
-    from readerstudy.roles import READER, user_set_roles
+    from core.roles import READER, user_set_roles
 
     stranger = django_user_model.objects.create_user(username="stranger", password="pw")
     user_set_roles(user=stranger, roles=[READER])

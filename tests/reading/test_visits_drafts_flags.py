@@ -8,7 +8,7 @@ import pytest
 
 from annotations import services
 from annotations.models import CaseFlag, CaseVisit
-from readerstudy.errors import ApplicationError, Conflict
+from core.errors import ApplicationError, Conflict
 from readerstudy.models import AnswerMode, Assignment
 from tests.reading.factories import study_make
 

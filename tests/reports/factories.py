@@ -28,9 +28,9 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from annotations.models import Answer, AnswerItem, CaseFlag
-from readerstudy.jobs import JobStatus
+from core.jobs import JobStatus
+from core.roles import READER, user_set_roles
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyStatus
-from readerstudy.roles import READER, user_set_roles
 from retrieval.models import Dataset, Image, Label, ModelRun
 
 _seq = itertools.count(1)

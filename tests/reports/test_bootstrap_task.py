@@ -8,7 +8,7 @@ from django.utils import timezone
 from annotations import report as R
 from annotations.models import Answer, ReportRun
 from annotations.tasks import report_bootstrap
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 
 OPTIONS = R.ReportOptions(n_resamples=200, seed=1)
 

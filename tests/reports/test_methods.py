@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from annotations import report as R
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus
+from core.errors import ApplicationError
+from core.jobs import JobStatus
 from retrieval.models import Dataset, ModelRun
 from tests.reports import independent as ind
 from tests.studies.factories import make_run

@@ -125,7 +125,7 @@ def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_co
 
 
 def test_evaluate_queued_is_a_job_on_the_cpu_queue_that_runs_once(phantom_dataset, django_capture_on_commit_callbacks):
-    from readerstudy.celery import app
+    from config.celery import app
     from retrieval.tasks import run_evaluate
 
     run = _embedded(phantom_dataset)

@@ -25,9 +25,9 @@ def _call(*args) -> tuple[str, str]:
 @pytest.fixture
 def bounded_wait(monkeypatch):
     """The commands wait without limit; a broken worker must fail the test, not hang it."""
-    import readerstudy.cli
+    import core.cli
 
-    monkeypatch.setattr(readerstudy.cli, "wait_for_job", functools.partial(readerstudy.cli.wait_for_job, timeout=240))
+    monkeypatch.setattr(core.cli, "wait_for_job", functools.partial(core.cli.wait_for_job, timeout=240))
 
 
 def test_evaluate_and_search_file_through_the_worker_match_sync(start_worker, tmp_path, bounded_wait):

@@ -14,7 +14,7 @@ from tests.importing import run_import
 
 def _setting(**env) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k != "DATALOADER_WORKERS"}
-    code = "import readerstudy.settings as s; print(s.DATALOADER_WORKERS)"
+    code = "import config.settings as s; print(s.DATALOADER_WORKERS)"
     return subprocess.run([sys.executable, "-c", code], env={**base, "DEBUG": "true", **env},
                           capture_output=True, text=True)
 
@@ -67,7 +67,7 @@ def test_command_option_defaults_to_the_setting(command, settings):
 def _loader_workers_in_a_daemonic_process(queue, workers: int) -> None:
     from types import SimpleNamespace
 
-    from readerstudy.errors import ApplicationError
+    from core.errors import ApplicationError
     from retrieval.pipeline import loader_workers
 
     try:
@@ -96,7 +96,7 @@ def test_a_daemonic_process_is_refused_loader_processes_with_one_clear_line(work
 
 def test_the_gpu_worker_runs_tasks_where_loader_processes_may_start():
     """The gpu role's pool runs tasks in the worker's own (non-daemonic) process; the cpu role's is prefork."""
-    from readerstudy.workers import worker_argv, worker_roles
+    from core.workers import worker_argv, worker_roles
 
     roles = worker_roles()
     assert (roles["gpu"].pool, roles["gpu"].concurrency) == ("solo", 1)

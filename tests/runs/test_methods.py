@@ -69,7 +69,7 @@ def test_ensemble_concatenates_the_per_finding_models(dataset):
 
 
 def test_ensemble_needs_two_runs(dataset):
-    from readerstudy.errors import ApplicationError
+    from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="at least two"):
         run_create(dataset=dataset, name="e", method="ensemble", config={"runs": [1]}, enqueue=False)
@@ -108,7 +108,7 @@ def test_igcbir_trains_a_second_network_on_the_classifier_saliency(dataset):
 
 
 def test_igcbir_needs_a_classifier_run(dataset):
-    from readerstudy.errors import ApplicationError
+    from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="classifier run"):
         run_create(dataset=dataset, name="ig", method="igcbir", config={"positive": ["Cardiomegaly"]},

@@ -5,7 +5,7 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.methods import config_validate
 from retrieval.models import Image
 from retrieval.pipeline import build_model, build_transform_for, run_execute

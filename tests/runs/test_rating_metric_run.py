@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval import phantoms, ranking
 from retrieval.models import ModelRun, Rating
 from retrieval.pipeline import run_execute

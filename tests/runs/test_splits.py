@@ -2,7 +2,7 @@
 
 import pytest
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.models import Image, SplitMember
 from retrieval.runs import split_create
 

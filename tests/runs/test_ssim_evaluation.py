@@ -12,7 +12,7 @@ from PIL import Image as PILImage
 from scipy import stats
 from skimage.metrics import structural_similarity
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval import ranking
 from retrieval.comparison import comparison_table
 from retrieval.evaluation import MAP_FILE, SSIM_FILE, evaluate_run

@@ -66,7 +66,7 @@ def _binary_targets_follow_the_task_definition(trained):
 
 
 def test_training_needs_a_split(db, tmp_path):
-    from readerstudy.errors import ApplicationError
+    from core.errors import ApplicationError
 
     dataset = make_phantom_dataset(tmp_path / "q", n=10, name="nosplit")
     with pytest.raises(ApplicationError, match="needs a split"):

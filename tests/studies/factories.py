@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 from django.utils import timezone
 
-from readerstudy.jobs import JobStatus
+from core.jobs import JobStatus
 from retrieval.models import Dataset, Image, Label, ModelRun, Split, SplitMember
 
 

@@ -7,8 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from core.errors import ApplicationError
 from readerstudy import services
-from readerstudy.errors import ApplicationError
 from readerstudy.models import AnswerMode, Candidate, Case, Study
 from retrieval.models import Dataset, Label
 from tests.studies.factories import make_images, make_run, make_split

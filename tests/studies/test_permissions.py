@@ -19,7 +19,7 @@ NO_ROLE_HERE = ["nobody", "reader", "other_reader"]
 @pytest.fixture
 def world(assigned, reader, other_reader, coordinator, researcher, nobody, django_user_model):
     """A study with two readers and a question, a third reader not assigned yet; every persona exists."""
-    from readerstudy.roles import READER, user_set_roles
+    from core.roles import READER, user_set_roles
 
     third = django_user_model.objects.create_user("third_reader", password="x")
     user_set_roles(user=third, roles=[READER])

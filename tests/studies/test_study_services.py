@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from annotations.models import Answer
+from core.errors import ApplicationError, Conflict
 from readerstudy import services
-from readerstudy.errors import ApplicationError, Conflict
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from tests.studies.factories import answer
 
@@ -57,7 +57,7 @@ def test_update_checks_k_against_the_catalogues(study):
 
 
 def test_ground_truth_reader_must_be_assigned(assigned, reader, django_user_model):
-    from readerstudy.roles import READER, user_set_roles
+    from core.roles import READER, user_set_roles
 
     outsider = django_user_model.objects.create_user("r3", password="x")
     user_set_roles(user=outsider, roles=[READER])

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotations import exports
 from annotations import report as R
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from readerstudy.models import Study
 
 

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+from core.workers import ROLES, worker_argv
 from readerstudy.demo import (
     DEMO_RUN_DURATION,
     PHANTOM_DATASET,
@@ -19,7 +20,6 @@ from readerstudy.demo import (
     demo_studies_create,
     demo_users_create,
 )
-from readerstudy.workers import ROLES, worker_argv
 
 
 class Command(BaseCommand):
@@ -51,9 +51,9 @@ class Command(BaseCommand):
         self._serve(addrport)
 
     def _serve(self, addrport: str) -> None:
-        """runserver in this process, a cpu and a gpu worker beside it (readerstudy.workers: the command lines
+        """runserver in this process, a cpu and a gpu worker beside it (core.workers: the command lines
         every launcher uses). SIGTERM stops the workers as Ctrl-C does."""
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "readerstudy.settings"}
+        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings"}
         workers = [subprocess.Popen(worker_argv(role), env=env) for role in ROLES]
 
         def stop(signum, frame):  # SIGTERM: leave runserver through the same path as Ctrl-C

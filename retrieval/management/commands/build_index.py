@@ -2,7 +2,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.cli import ensure_can_wait, follow, run_lookup
 
 

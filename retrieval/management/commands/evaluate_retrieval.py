@@ -4,8 +4,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus
+from core.errors import ApplicationError
+from core.jobs import JobStatus
 from retrieval.cli import ensure_can_wait, run_lookup
 from retrieval.ml.metrics import AP_DEFINITION_NAMES, AP_DEFINITIONS, LABEL_DISTANCES
 
@@ -31,7 +31,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
     def handle(self, *args, **o):
-        from readerstudy.cli import wait_for_job
+        from core.cli import wait_for_job
         from retrieval.evaluation import run_evaluation_execute
         from retrieval.runs import EVALUATION_REQUEST, evaluation_options, run_evaluation_request
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.cli import wait_for_job
-from readerstudy.errors import ApplicationError
-from readerstudy.jobs import JobStatus
+from core.cli import wait_for_job
+from core.errors import ApplicationError
+from core.jobs import JobStatus
 from retrieval import services
 from retrieval.models import Dataset, LabelFormat
 

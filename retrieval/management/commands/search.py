@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 from retrieval.cli import run_lookup
 from retrieval.models import Image
 
@@ -52,8 +52,8 @@ class Command(BaseCommand):
 
     def _file_search(self, run, path, k, *, sync: bool, no_wait: bool) -> list[dict] | None:
         """The upload-search path of the web page: a search request, embedded by the worker (or here with --sync)."""
-        from readerstudy.cli import wait_for_job
-        from readerstudy.jobs import JobStatus
+        from core.cli import wait_for_job
+        from core.jobs import JobStatus
         from retrieval.cli import search_file_request
         from retrieval.search import search_request_execute
 

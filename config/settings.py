@@ -1,6 +1,6 @@
 """Settings for the CBIR reader-study platform.
 
-Everything comes from the environment through the typed helpers in readerstudy.env; one
+Everything comes from the environment through the typed helpers in core.env; one
 module serves development, tests and production. See the configuration table in README.md.
 """
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from readerstudy.env import ConfigError, envbool, envint, envlist, envstr, envurl
+from core.env import ConfigError, envbool, envint, envlist, envstr, envurl
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "core",
     "readerstudy",
     "retrieval",
     "annotations",
@@ -59,9 +60,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "readerstudy.urls"
-WSGI_APPLICATION = "readerstudy.wsgi.application"
-ASGI_APPLICATION = "readerstudy.asgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
 
 TEMPLATES = [
     {
@@ -73,7 +74,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "readerstudy.roles.roles_context",
+                "core.roles.roles_context",
             ],
         },
     },
@@ -185,7 +186,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "readerstudy.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
@@ -208,8 +209,8 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {
-        "client_errors": {"()": "readerstudy.logfilters.ClientErrorsWithoutTraceback"},
-        "progress_polls": {"()": "readerstudy.logfilters.QuietProgressPolls"},
+        "client_errors": {"()": "core.logfilters.ClientErrorsWithoutTraceback"},
+        "progress_polls": {"()": "core.logfilters.QuietProgressPolls"},
     },
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
@@ -217,6 +218,8 @@ LOGGING = {
         # pydicom logs every decoder plugin that fails before another succeeds; the import report
         # already records files that no plugin decodes.
         "pydicom": {"level": "CRITICAL"},
+        # faiss tells at INFO, in every worker process, which of its builds it loaded
+        "faiss.loader": {"level": "WARNING"},
         "django.request": {"filters": ["client_errors"]},
         # runserver's request lines (Django's default sends them to a handler of its own, replaced here)
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False, "filters": ["progress_polls"]},

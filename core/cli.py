@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-from readerstudy.jobs import TrackedJob
+from core.jobs import TrackedJob
 
 
 def wait_for_job(job: TrackedJob, *, stream=sys.stderr, poll: float = 0.5, timeout: float | None = None) -> TrackedJob:

@@ -30,7 +30,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from readerstudy.env import envint, envstr
+from core.env import envint, envstr
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def worker_argv(role: str, *, name: str | None = None, loglevel: str | None = No
     if spec is None:
         raise ValueError(f"unknown worker role {role!r}: use one of {', '.join(ROLES)}")
     return [
-        sys.executable, "-m", "celery", "-A", "readerstudy", "worker",
+        sys.executable, "-m", "celery", "-A", "config", "worker",
         "--queues", ",".join(spec.queues),
         "--pool", spec.pool,
         "--concurrency", str(spec.concurrency),

@@ -1,4 +1,4 @@
-"""manage.py worker cpu|gpu: start a Celery worker of one role (see readerstudy.workers)."""
+"""manage.py worker cpu|gpu: start a Celery worker of one role (see core.workers)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 from django.core.management.base import BaseCommand
 
-from readerstudy.workers import ROLES, worker_argv, worker_roles
+from core.workers import ROLES, worker_argv, worker_roles
 
 
 class Command(BaseCommand):

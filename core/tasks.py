@@ -1,8 +1,10 @@
-"""The Celery application and the two task decorators (one per queue kind).
+"""The task decorators, one per queue kind, and the honest outcome of a failed job.
 
 Tasks take primary keys as keyword arguments, are idempotent (a claim is a compare-and-set
 on the job row) and are acknowledged late, so a job whose worker dies is delivered again.
-Workers are started by `manage.py worker cpu|gpu` (readerstudy.workers: pools and why).
+They are shared tasks: the Celery application (config.celery) routes each to the queue its
+decorator names (`route_task`). Workers are started by `manage.py worker cpu|gpu`
+(core.workers: pools and why).
 
 A task whose job ended failed raises `JobFailed` after the failure is recorded on the job row,
 so the worker logs "raised expected: JobFailed('ModelRun 7 failed: …')" at INFO level, without
@@ -13,15 +15,8 @@ the job is retried from the page or the API.
 from __future__ import annotations
 
 import functools
-import os
 
-from celery import Celery
-
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "readerstudy.settings")
-
-app = Celery("readerstudy")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks()
+from celery import shared_task
 
 CPU_QUEUE = "cpu"
 GPU_QUEUE = "gpu"
@@ -34,9 +29,6 @@ def route_task(name, args, kwargs, options, task=None, **kw):
     """Celery router: the queue a task was declared for (task_routes, not the deprecated attribute)."""
     queue = _QUEUE_OF.get(name)
     return {"queue": queue} if queue else None
-
-
-app.conf.task_routes = (route_task,)
 
 
 class JobFailed(Exception):
@@ -56,7 +48,7 @@ def _outcome(func):
 
 
 def _register(func, queue: str, options: dict):
-    task = app.task(**{**_COMMON, "throws": (JobFailed,), **options})(_outcome(func))
+    task = shared_task(**{**_COMMON, "throws": (JobFailed,), **options})(_outcome(func))
     _QUEUE_OF[task.name] = queue
     return task
 

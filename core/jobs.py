@@ -22,7 +22,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from readerstudy.errors import ApplicationError
+from core.errors import ApplicationError
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Unexpected error"  # how the message of a failure the code did not foresee begins
@@ -129,7 +129,7 @@ def job_run(model: type[TrackedJob], pk: int, body: Callable[[TrackedJob], None]
 
     The body may finish the job itself (job_finish); otherwise returning means succeeded. Any exception
     fails the job with `failure_message` (unexpected ones are logged with their traceback) and is not
-    re-raised: the worker carries on, and the task reports the failure (readerstudy.celery.JobFailed).
+    re-raised: the worker carries on, and the task reports the failure (core.tasks.JobFailed).
     """
     if not job_claim(model, pk):
         log.info("%s %s already claimed or finished; nothing to do", model.__name__, pk)
