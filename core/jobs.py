@@ -22,7 +22,7 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
 
-from core.errors import ApplicationError
+from core.errors import ApplicationError, Conflict
 
 log = logging.getLogger(__name__)
 UNEXPECTED = "Unexpected error"  # how the message of a failure the code did not foresee begins
@@ -148,8 +148,12 @@ def job_run(model: type[TrackedJob], pk: int, body: Callable[[TrackedJob], None]
     return job
 
 
-def job_retry(model: type[TrackedJob], pk: int) -> bool:
-    """Put a failed or cancelled job back to pending (compare-and-set); True if this call did. The caller
-    queues its task."""
-    return model.objects.filter(pk=pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
-        status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again", finished_at=None) == 1
+def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
+    """Put a failed or cancelled job back to pending (a compare-and-set: two clicks queue it once) and return
+    it fresh; Conflict, naming `what`, for a job in any other state. The caller queues its task."""
+    retried = type(job).objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+        status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again", finished_at=None)
+    job.refresh_from_db()
+    if not retried:
+        raise Conflict(f"{what} is {job.status}; only a failed one can be retried.")
+    return job

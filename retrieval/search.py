@@ -113,9 +113,7 @@ def search_request_retry(*, req: SearchRequest, enqueue: bool = True) -> SearchR
     """Queue a failed upload search again (its uploaded image is kept after an unexpected failure)."""
     if not Path(req.upload_path).is_file():
         raise Conflict("The uploaded image of this search is gone: upload it again.")
-    if not job_retry(SearchRequest, req.pk):
-        raise Conflict(f"This search is {req.status}; only a failed search can be retried.")
-    req.refresh_from_db()
+    req = job_retry(req, what="This search")
     if enqueue:
         _search_enqueue(req)
     return req

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from core.errors import ApplicationError, Conflict
+from core.errors import ApplicationError
 from core.jobs import JobStatus, job_progress, job_retry, job_run
 from retrieval import imaging
 from retrieval import labels as label_tables
@@ -127,9 +127,7 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
 
 def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
     """Queue a failed import again, from the same (kept) sources; images it stored before are not duplicated."""
-    if not job_retry(ImportJob, job.pk):
-        raise Conflict(f"Import {job.pk} is {job.status}; only a failed import can be retried.")
-    job.refresh_from_db()
+    job = job_retry(job, what=f"Import {job.pk}")
     if enqueue:
         _import_enqueue(job)
     return job
