@@ -95,8 +95,8 @@ _DESCRIPTIONS = {
 
 
 DEMO_RUN = "demo: resnet18 trained on Cardiomegaly"
-#: Random initialisation (nothing is downloaded), sized to finish in the demo's gpu worker in a few minutes
-#: on two CPU cores while beating random retrieval on the phantoms (tests/test_demo_run.py proves both).
+#: Random initialisation (nothing is downloaded), sized to finish in the demo's gpu worker in about a minute
+#: on two CPU cores while beating random retrieval on the phantoms (tests/test_acceptance_demo.py proves both).
 DEMO_RUN_CONFIG = {
     "backbone": "resnet18", "weights": "random", "task": "binary", "positive": ["Cardiomegaly"],
     "negative": ["No Finding"], "undersample": False, "epochs": 8, "lr": 3e-3, "resize": 108, "crop": 96,

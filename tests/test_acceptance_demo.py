@@ -2,7 +2,7 @@
 
 `make demo` is started as a newcomer starts it (a fresh data folder, no settings in the environment:
 SQLite, the embedded broker, DEBUG off, the demo's workers from core.workers). The test waits
-for the demo run to finish *in the demo's gpu worker*, then in Chromium:
+for the demo run to finish *in the demo's gpu worker* and to beat random retrieval, then in Chromium:
 
 1. the coordinator searches with an uploaded image (embedded by the demo's cpu worker) and sees the
    run's saliency overlays, then builds a k-nearest + k-farthest study under the demo run and opens it;
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import signal
@@ -116,13 +117,19 @@ def _query(data_dir: Path, sql: str, *args) -> list[tuple]:
 
 
 def _wait_for_demo_run(demo: Demo, timeout: float = 900) -> tuple[int, float]:
-    """(run id, seconds from serving to finished) once the demo run is finished; fails unless it succeeded."""
+    """(run id, seconds from serving to finished) once the demo run is finished; fails unless it succeeded and
+    its retrieval on the test part beats random (P@5 above the random expectation, t-test p < 0.05)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        rows = _query(demo.data_dir, "SELECT id, status, error FROM retrieval_modelrun WHERE name = ?", DEMO_RUN)
+        rows = _query(demo.data_dir, "SELECT id, status, error, metrics FROM retrieval_modelrun WHERE name = ?",
+                      DEMO_RUN)
         if rows and rows[0][1] in ("succeeded", "failed", "cancelled"):
-            run_id, status, error = rows[0]
+            run_id, status, error, metrics = rows[0]
             assert status == "succeeded", f"the demo run is {status}: {error}\n{demo.output()[-5000:]}"
+            retrieval = json.loads(metrics)["retrieval"]
+            assert retrieval["n_queries"] >= 50, retrieval["n_queries"]
+            assert retrieval["precision@5"] > retrieval["precision@5_random"] and retrieval["precision@5_p"] < 0.05, \
+                {k: v for k, v in retrieval.items() if k.startswith("precision@5")}
             return run_id, time.monotonic() - start
         assert demo.proc.poll() is None, demo.output()[-5000:]
         time.sleep(2)
