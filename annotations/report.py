@@ -45,6 +45,7 @@ from core.errors import ApplicationError
 from core.jobs import JobStatus, job_progress, job_run
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyStatus
 from retrieval.models import Label, ModelRun
+from retrieval.runs import ranking
 
 log = logging.getLogger(__name__)
 
@@ -384,40 +385,27 @@ def _report_runs(study: Study, run_ids: tuple[int, ...] | None) -> list[ModelRun
 
 
 def _run_distances(run: ModelRun, arrays: StudyArrays) -> tuple[np.ndarray, str]:
-    """(C, M) distances of each catalogue under a run, embeddings loaded once; reason when incomplete."""
-    from retrieval import ranking
-
+    """(C, M) distances of each catalogue under a run (its ranker: embeddings loaded once, each SSIM
+    rendition read once); the reason when some cases could not be ranked."""
     d = np.full(arrays.candidate_ids.shape, np.nan)
     if run.status != JobStatus.SUCCEEDED:
         return d, f"the run is {run.status}, not finished"
-    if run.method == "ssim":
-        return _ssim_distances(run, arrays)
     try:
-        ids, vectors = ranking.run_vectors(run=run)
+        ranker = ranking.ranker_for(run)
     except ApplicationError as exc:
         return d, exc.message
-    order = np.argsort(ids, kind="stable")
-    qpos = _lookup(ids[order], order, arrays.query_ids)
-    cpos = _lookup(ids[order], order, arrays.image_ids)
-    ok = (qpos >= 0) & (cpos >= 0).all(axis=1)
-    metric = ranking.run_metric(run)  # the run's own metric, exactly as retrieval.ranking applies it
-    for c in np.flatnonzero(ok):
-        d[c] = ranking.pairwise_distances(vectors[qpos[c]], vectors[cpos[c]], metric)
-    missing = int((~ok).sum())
-    return d, f"no embedding for the images of {missing} of {len(ok)} cases" if missing else ""
-
-
-def _ssim_distances(run: ModelRun, arrays: StudyArrays) -> tuple[np.ndarray, str]:
-    """SSIM runs have no embeddings: each catalogue is compared image by image."""
-    from retrieval import ranking
-
-    d = np.full(arrays.candidate_ids.shape, np.nan)
-    reasons = []
+    missing, reasons = 0, []
     for c, (q, cands) in enumerate(zip(arrays.query_ids, arrays.image_ids)):
+        cands = [int(i) for i in cands]
+        if not all(ranker.has(i) for i in [int(q), *cands]):
+            missing += 1
+            continue
         try:
-            d[c] = ranking.run_distances(run=run, query_id=int(q), candidate_ids=[int(i) for i in cands])
+            d[c] = ranker.rank(int(q), cands)
         except (ApplicationError, OSError, ValueError) as exc:
             reasons.append(getattr(exc, "message", None) or str(exc))
+    if missing:
+        return d, f"no embedding for the images of {missing} of {len(d)} cases"
     return d, (f"{len(reasons)} cases could not be compared: {reasons[0]}" if reasons else "")
 
 

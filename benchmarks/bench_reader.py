@@ -75,8 +75,8 @@ def build_study(n_readers: int, n_cases: int, n_candidates: int) -> tuple[int, l
 
     from core.roles import READER, user_set_roles
     from readerstudy.models import Assignment, Candidate, Case, Study, StudyStatus
+    from retrieval.imports.phantoms import generate_chest_phantoms
     from retrieval.models import Dataset, Image
-    from retrieval.phantoms import generate_chest_phantoms
 
     call_command("migrate", verbosity=0)
     run = secrets.token_hex(3)

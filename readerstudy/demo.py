@@ -9,6 +9,13 @@ from django.contrib.auth import get_user_model
 
 from core.jobs import JobStatus
 from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
+from readerstudy import services
+from readerstudy.models import Study
+from retrieval.imports import ingest, phantoms
+from retrieval.imports import services as imports
+from retrieval.models import Dataset, ModelRun
+from retrieval.runs.services import run_create, run_enqueue, run_resume
+from retrieval.runs.splits import split_create
 
 DEMO_USERS = [
     ("coordinator", "demo-coordinator", [COORDINATOR]),
@@ -40,37 +47,32 @@ def demo_users_create() -> list[tuple[str, str | None, list[str]]]:
 
 def demo_collections_import(*, n_phantoms: int = 240, seed: int = 7, stdout=None) -> None:
     """Generate the phantom collection and the DICOM samples and import both (inline)."""
-    from retrieval import services
-    from retrieval.models import Dataset
-
     folder = Path(settings.DATA_DIR) / "demo"
     coordinator = get_user_model().objects.filter(username="coordinator").first()
     for name, make in ((PHANTOM_DATASET, _phantoms), (DICOM_DATASET, _dicoms)):
         if Dataset.objects.filter(name=name, images__isnull=False).exists():
             continue
-        dataset = Dataset.objects.filter(name=name).first() or services.dataset_create(
+        dataset = Dataset.objects.filter(name=name).first() or imports.dataset_create(
             name=name, description=_DESCRIPTIONS[name], created_by=coordinator
         )
         source, labels, fmt = make(folder, n_phantoms, seed)
-        job = services.import_job_create(dataset=dataset, source_path=source, labels_path=labels,
+        job = imports.import_job_create(dataset=dataset, source_path=source, labels_path=labels,
                                          label_format=fmt, created_by=coordinator, enqueue=False)
-        services.import_job_run(job_id=job.pk)
+        ingest.import_job_run(job_id=job.pk)
         job.refresh_from_db()
         if stdout:
             stdout.write(f"{name}: {job.n_imported} images, {job.n_labels} labels ({job.status})\n")
         ratings = folder / "ratings.csv"
         if name == PHANTOM_DATASET and ratings.exists():  # simulated readers' ratings, for paper 004's method
-            job = services.import_job_create(dataset=dataset, labels_path=str(ratings), label_format="generic",
+            job = imports.import_job_create(dataset=dataset, labels_path=str(ratings), label_format="generic",
                                              created_by=coordinator, enqueue=False)
-            services.import_job_run(job_id=job.pk)
+            ingest.import_job_run(job_id=job.pk)
             if stdout:
                 stdout.write(f"{name}: ratings of three simulated readers imported "
                              f"({dataset.images.filter(ratings__isnull=False).distinct().count()} images)\n")
 
 
 def _phantoms(folder: Path, n: int, seed: int):
-    from retrieval import phantoms
-
     target = folder / "phantoms"
     csv_path = phantoms.write_demo_collection(target, n, seed)
     for table in target.glob("*.csv"):  # label tables live beside the images, not among them
@@ -79,8 +81,6 @@ def _phantoms(folder: Path, n: int, seed: int):
 
 
 def _dicoms(folder: Path, n: int, seed: int):
-    from retrieval import phantoms
-
     target = folder / "dicom"
     phantoms.demo_dicoms(target)
     return target, "", "generic"
@@ -110,8 +110,6 @@ DEMO_SPLIT_FRACTIONS = (0.5, 0.2, 0.3)
 
 def demo_split(dataset):
     """The phantoms' "default" split (made once)."""
-    from retrieval.runs import split_create
-
     return (dataset.splits.filter(name="default").first()
             or split_create(dataset=dataset, name="default", seed=0, fractions=DEMO_SPLIT_FRACTIONS))
 
@@ -122,9 +120,6 @@ def demo_run_queue(*, stdout=None) -> None:
     The demo starts its own workers after this, so a run still marked running belongs to a worker of an
     earlier demo that is gone: it is handed back to the queue (the claim lets one worker take it), and
     training resumes from its last checkpoint."""
-    from retrieval.models import Dataset, ModelRun
-    from retrieval.runs import run_create, run_enqueue, run_resume
-
     dataset = Dataset.objects.filter(name=PHANTOM_DATASET).first()
     if dataset is None:
         return
@@ -156,12 +151,6 @@ DEMO_STUDIES = (
 
 def demo_studies_create(*, stdout=None) -> None:
     """Two open studies on the phantoms (stratified random catalogues of 10) for the demo readers."""
-    from django.contrib.auth import get_user_model
-
-    from readerstudy import services
-    from readerstudy.models import Study
-    from retrieval.models import Dataset
-
     dataset = Dataset.objects.filter(name=PHANTOM_DATASET).first()
     if dataset is None:
         return
@@ -214,9 +203,7 @@ def demo_methods_train(*, dataset, split, epochs: int = 8, resize: int = 108, cr
                        overlays: bool = True, stdout=None) -> list:
     """Train every method of DEMO_METHOD_RUNS on `split` in this process (inline, in order), skipping runs
     that already succeeded; returns the runs. `manage.py demo --methods` and the tests use it."""
-    from retrieval.models import ModelRun
-    from retrieval.pipeline import run_execute
-    from retrieval.runs import run_create
+    from retrieval.runs.stages import run_execute
 
     size = {"weights": "random", "resize": resize, "crop": crop, "batch_size": 16}
     if not overlays:

@@ -201,8 +201,8 @@ def study_run_ids(*, study: Study) -> list[int]:
 
 def run_has_saliency(run) -> bool:
     """A finished classifier run (a trained method with `saliency` configured) that wrote overlays."""
-    from retrieval.methods import METHODS
-    from retrieval.ranking import SALIENCY_DIR, run_artefact_dir
+    from retrieval.runs.methods import METHODS
+    from retrieval.runs.ranking import SALIENCY_DIR, run_artefact_dir
 
     method = METHODS.get(run.method)
     if run.status != JobStatus.SUCCEEDED or method is None or not method.trains or not run.config.get("saliency"):
@@ -228,7 +228,7 @@ def study_saliency_run(*, study: Study):
 
 def reader_saliency_images(*, study: Study, image_ids: list[int]) -> set[int]:
     """Those of the images that readers of this study see with an overlay (none unless `show_saliency`)."""
-    from retrieval.ranking import saliency_path
+    from retrieval.runs.ranking import saliency_path
 
     run = study_saliency_run(study=study) if study.show_saliency else None
     if run is None:
@@ -242,7 +242,7 @@ def reader_saliency_file(*, assignment: Assignment, case: Case, key: str) -> Pat
     None when the study does not show saliency, has no saliency run, `key` names no image of this
     case for this reader, or the run holds no overlay of that image.
     """
-    from retrieval.ranking import saliency_path
+    from retrieval.runs.ranking import saliency_path
 
     study = assignment.study
     run = study_saliency_run(study=study) if study.show_saliency else None

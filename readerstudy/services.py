@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-import numpy as np
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Count, Max, Prefetch, QuerySet
@@ -31,6 +30,7 @@ from core.roles import READER, has_role
 from readerstudy import builders
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from retrieval.models import Dataset, Label, ModelRun, Split, SplitPart
+from retrieval.runs.ranking import neighbours_fn
 
 STRATIFIED_RANDOM, KNN_FARTHEST, TOP_N, POOLED, CASE_LIST = (
     "stratified_random", "knn_farthest", "top_n", "pooled", "case_list")
@@ -397,13 +397,13 @@ def _call_builder(builder: str, cfg: dict, queries: list[int], pool: list[int], 
         return builders.stratified_random(queries, pool, _classes(dataset, cfg["class_label"]), cfg["n"], seed=seed,
                                           allocation=cfg["allocation"])
     if builder == KNN_FARTHEST:
-        return builders.knn_and_farthest(queries, _neighbours_fn(runs[0], pool), cfg["k"], seed=seed,
+        return builders.knn_and_farthest(queries, neighbours_fn(runs[0], pool), cfg["k"], seed=seed,
                                          method=runs[0].method, run=runs[0].pk)
     if builder == TOP_N:
-        return builders.top_n(queries, _neighbours_fn(runs[0], pool), cfg["n"], seed=seed,
+        return builders.top_n(queries, neighbours_fn(runs[0], pool), cfg["n"], seed=seed,
                               method=runs[0].method, run=runs[0].pk)
     names = _method_names(runs)
-    return builders.pooled(queries, {names[r.pk]: _neighbours_fn(r, pool) for r in runs}, cfg["per_method"],
+    return builders.pooled(queries, {names[r.pk]: neighbours_fn(r, pool) for r in runs}, cfg["per_method"],
                            seed=seed, runs={names[r.pk]: r.pk for r in runs})
 
 
@@ -423,7 +423,7 @@ def _split(dataset: Dataset, split_id: int) -> Split | None:
 
 
 def _runs(dataset: Dataset, run_ids: list[int]) -> list[ModelRun]:
-    from retrieval.methods import METHODS
+    from retrieval.runs.methods import METHODS
 
     found = {r.pk: r for r in ModelRun.objects.filter(pk__in=run_ids)}
     runs = []
@@ -454,7 +454,7 @@ def _check_ssim_cost(runs: list[ModelRun], queries: list[int], pool: list[int]) 
 
 def _embedded_ids(runs: list[ModelRun]) -> set[int] | None:
     """Image ids embedded by every run (None without runs); ApplicationError when a run has none."""
-    from retrieval.ranking import run_vectors
+    from retrieval.runs.ranking import run_vectors
 
     common = None
     for run in runs:
@@ -487,39 +487,6 @@ def _label_text(num: float | None, text: str) -> str:
     if num is None:
         return text
     return str(int(num)) if float(num).is_integer() else str(num)
-
-
-def _neighbours_fn(run: ModelRun, pool: list[int]) -> builders.NeighboursFn:
-    from retrieval.ranking import run_neighbours
-
-    if run.method == "ssim":
-        return _ssim_neighbours_fn(run, pool)
-
-    def neighbours(query_id: int, k: int, farthest: bool = False) -> list[tuple[int, int, float]]:
-        return run_neighbours(run=run, query_id=query_id, k=k, pool_ids=pool, farthest=farthest)
-
-    return neighbours
-
-
-def _ssim_neighbours_fn(run: ModelRun, pool: list[int]) -> builders.NeighboursFn:
-    """Neighbours under an SSIM run: every pool rendition loaded once, each query's distances computed once."""
-    from retrieval.methods import ssim_distance, ssim_greys
-    from retrieval.ranking import ranked_neighbours
-
-    size = int(run.config.get("size", 128))
-    greys = ssim_greys(pool, size)
-    last: dict[int, tuple[list[int], np.ndarray]] = {}
-
-    def neighbours(query_id: int, k: int, farthest: bool = False) -> list[tuple[int, int, float]]:
-        if query_id not in last:
-            query = greys[query_id] if query_id in greys else ssim_greys([query_id], size)[query_id]
-            ids = [i for i in pool if i != query_id]
-            last.clear()
-            last[query_id] = ids, np.array([ssim_distance(query, greys[i]) for i in ids])
-        ids, distances = last[query_id]
-        return ranked_neighbours(ids, distances, k, farthest=farthest)
-
-    return neighbours
 
 
 # --- Readers and questions ----------------------------------------------------------------------

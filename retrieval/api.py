@@ -13,9 +13,13 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.roles import COORDINATOR, RESEARCHER, api_role
-from retrieval import selectors, services
+from retrieval import selectors
+from retrieval.imports import services
+from retrieval.imports.uploads import upload_save
 from retrieval.models import Dataset, Image, ImportJob, LabelFormat, ModelRun, SearchRequest, Split
-from retrieval.uploads import upload_save
+from retrieval.runs import index, search
+from retrieval.runs import services as runs
+from retrieval.runs.services import run_worker_lost
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 CoordinatorOnly = api_role(COORDINATOR)
@@ -161,8 +165,6 @@ class RunOutputSerializer(serializers.ModelSerializer):
         help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on.")
 
     def get_worker_lost(self, run: ModelRun) -> bool:
-        from retrieval.runs import run_worker_lost
-
         return run_worker_lost(run=run)
 
     class Meta:
@@ -195,8 +197,6 @@ class RunCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={202: RunOutputSerializer})
     def post(self, request, pk: int):
-        from retrieval import runs
-
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -228,8 +228,6 @@ class SplitCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request, pk: int):
-        from retrieval import runs
-
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -250,8 +248,6 @@ class RunResumeApi(APIView):
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     def post(self, request, pk: int):
-        from retrieval import runs
-
         run = runs.run_resume(run=get_object_or_404(ModelRun, pk=pk))
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -277,20 +273,16 @@ class SearchApi(APIView):
     @extend_schema(parameters=[OpenApiParameter("image", int, required=True), OpenApiParameter("k", int)],
                    responses=SearchResultSerializer(many=True))
     def get(self, request, pk: int):
-        from retrieval import search
-
         run = get_object_or_404(ModelRun, pk=pk)
         query = serializers.IntegerField().run_validation(request.query_params.get("image"))
         k = serializers.IntegerField(min_value=1, max_value=100).run_validation(request.query_params.get("k", 10))
         get_object_or_404(Image, pk=query, dataset=run.dataset)
-        results = search.search_by_image(run=run, image_id=query, k=k)
+        results = index.search_by_image(run=run, image_id=query, k=k)
         images = Image.objects.prefetch_related("labels").in_bulk([r["image_id"] for r in results])
         return Response(SearchResultSerializer([{**r, "image": images[r["image_id"]]} for r in results], many=True).data)
 
     @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
-        from retrieval import search
-
         run = get_object_or_404(ModelRun, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

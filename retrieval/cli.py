@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
+import uuid
+from pathlib import Path
+
 from django.conf import settings
 from django.core.management.base import CommandError
+from django.db import connection
 
 from core.cli import wait_for_job
 from core.errors import ApplicationError
 from core.jobs import JobStatus
 from retrieval.models import Dataset, ModelRun, Split
+from retrieval.runs.search import search_request_create
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create
 
 
 def dataset_lookup(value: str) -> Dataset:
@@ -30,8 +38,6 @@ def run_lookup(value: str) -> ModelRun:
 
 def split_for(dataset: Dataset, name: str, seed: int) -> Split:
     """The dataset's split of that name, created (60/30/10 by patient) when missing."""
-    from retrieval.runs import split_create
-
     split = Split.objects.filter(dataset=dataset, name=name).first()
     return split or split_create(dataset=dataset, name=name, seed=seed)
 
@@ -39,8 +45,6 @@ def split_for(dataset: Dataset, name: str, seed: int) -> Split:
 def ensure_can_wait() -> None:
     """Refuse to queue-and-wait inside an open transaction: the job is sent when it commits, so the wait would
     never end (a script or test calling the command inside `atomic`)."""
-    from django.db import connection
-
     if connection.in_atomic_block:
         raise CommandError("Called inside an open database transaction: the job would only be queued when it "
                            "commits, so waiting for the worker here would never end. Use --sync (run it in this "
@@ -51,12 +55,6 @@ def search_file_request(*, run: ModelRun, path: str, k: int, enqueue: bool, wait
     """A search request for an image file, as the web page's upload makes: the file is copied to
     UPLOAD_ROOT/search (the task removes its copy when done, never the caller's file). `wait`: the
     caller will wait for the worker (refused inside a transaction, see ensure_can_wait)."""
-    import shutil
-    import uuid
-    from pathlib import Path
-
-    from retrieval.search import search_request_create
-
     source = Path(path)
     if not source.is_file():
         raise CommandError(f"{path}: no such file")
@@ -113,8 +111,6 @@ def common_config(options) -> dict:
 
 def create_and_follow(command, *, dataset, name, method, config, split, sync, no_wait) -> ModelRun:
     """Create the run, then run it inline (--sync), queue it, or queue and wait with a progress bar."""
-    from retrieval.runs import run_create
-
     if not sync and not no_wait:
         ensure_can_wait()
     try:
@@ -127,7 +123,7 @@ def create_and_follow(command, *, dataset, name, method, config, split, sync, no
 
 def follow(command, run: ModelRun, *, sync: bool, no_wait: bool) -> ModelRun:
     if sync:
-        from retrieval.pipeline import run_execute
+        from retrieval.runs.stages import run_execute
 
         run_execute(run_id=run.pk)
     elif no_wait:

@@ -1,7 +1,8 @@
 from django import forms
 
-from retrieval.methods import METHODS
-from retrieval.models import LabelFormat
+from retrieval.models import LabelFormat, ModelRun, Split
+from retrieval.runs.methods import METHODS
+from retrieval.runs.splits import split_create
 
 
 class DatasetForm(forms.Form):
@@ -62,7 +63,6 @@ class RunForm(forms.Form):
 
     def __init__(self, *args, dataset, **kwargs):
         super().__init__(*args, **kwargs)
-        from retrieval.models import Split
 
         self.dataset = dataset
         self.fields["split"].queryset = Split.objects.filter(dataset=dataset)
@@ -75,9 +75,6 @@ class RunForm(forms.Form):
         return data
 
     def split_or_create(self):
-        from retrieval.models import Split
-        from retrieval.runs import split_create
-
         if self.cleaned_data.get("split"):
             return self.cleaned_data["split"]
         if self.cleaned_data["method"] == "ssim" and not Split.objects.filter(dataset=self.dataset).exists():
@@ -119,8 +116,6 @@ class RunForm(forms.Form):
 
 def classifier_runs(dataset):
     """Finished classifier runs of the dataset: what an IG-CBIR run can take its saliency maps from."""
-    from retrieval.models import ModelRun
-
     return ModelRun.objects.filter(dataset=dataset, status="succeeded",
                                    method__in=("finetune", "densenet_cnn", "attention")).order_by("-pk")
 

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 
+import matplotlib
+import matplotlib.pyplot as plt
 from django.contrib import messages
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
@@ -12,12 +15,16 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
-from retrieval import ranking, runs, search
-from retrieval.evaluation import MAP_FILE
 from retrieval.forms import RunForm, SearchForm
-from retrieval.methods import METHODS
+from retrieval.imports.uploads import upload_save
+from retrieval.ml.metrics import AP_DEFINITION_NAMES
 from retrieval.models import Dataset, Image, ModelRun, SearchRequest
-from retrieval.uploads import upload_save
+from retrieval.runs import index, ranking, search
+from retrieval.runs import services as runs
+from retrieval.runs.comparison import comparison_table
+from retrieval.runs.evaluation import MAP_FILE
+from retrieval.runs.methods import METHODS
+from retrieval.runs.ranking import saliency_path
 
 BOTH = (COORDINATOR, RESEARCHER)
 
@@ -87,10 +94,7 @@ def run_figure(request, pk: int, name: str):
 
 
 def _curves_png(history: list[dict]) -> bytes:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
@@ -114,10 +118,6 @@ def metric_rows(result: dict) -> list[dict]:
     mAP@k appears under the chosen AP definition and, below it, under each other definition
     (`map@k[hits]`, …), each row naming what AP is divided by.
     """
-    import re
-
-    from retrieval.ml.metrics import AP_DEFINITION_NAMES
-
     chosen = result.get("ap_definition", "min_k_R")
     rows = []
     for key in sorted(k for k in result if k.endswith("_random")):
@@ -164,7 +164,7 @@ def search_page(request, pk: int):
         query = get_object_or_404(Image, pk=request.GET["image"], dataset=run.dataset)
         k = _bounded_k(request.GET.get("k"))
         try:
-            context.update(query=query, results=_with_images(search.search_by_image(run=run, image_id=query.pk, k=k), run),
+            context.update(query=query, results=_with_images(index.search_by_image(run=run, image_id=query.pk, k=k), run),
                            query_saliency=ranking.saliency_path(run, query.pk).exists())
         except ApplicationError as exc:
             messages.error(request, exc.message)
@@ -200,8 +200,6 @@ def _bounded_k(value) -> int:
 def _with_images(results: list[dict], run: ModelRun | None = None) -> list[dict]:
     """Results with their image rows, labels and whether the run stored a saliency overlay of each (shown over
     the thumbnail by the search page's toggle)."""
-    from retrieval.ranking import saliency_path
-
     images = Image.objects.in_bulk([r["image_id"] for r in results])
     for image in images.values():
         image.label_list = list(image.labels.all())
@@ -216,8 +214,6 @@ def _with_images(results: list[dict], run: ModelRun | None = None) -> list[dict]
 @role_required(*BOTH)
 def run_saliency(request, pk: int, image_id: int):
     """The saliency overlay of an image under a classifier run (PNG), when the run computed one."""
-    from retrieval.ranking import saliency_path
-
     run = get_object_or_404(ModelRun, pk=pk)
     path = saliency_path(run, image_id)
     if not path.exists():
@@ -227,16 +223,12 @@ def run_saliency(request, pk: int, image_id: int):
 
 def saliency_runs_for(image: Image) -> list[ModelRun]:
     """Finished runs of the image's dataset that hold a saliency overlay of it."""
-    from retrieval.ranking import saliency_path
-
     return [r for r in image.dataset.runs.filter(status="succeeded") if saliency_path(r, image.pk).exists()]
 
 
 @role_required(*BOTH)
 def compare(request, pk: int):
     """Every finished method of the dataset on one split, beside random retrieval."""
-    from retrieval.comparison import comparison_table
-
     dataset = get_object_or_404(Dataset, pk=pk)
     split = request.GET.get("split") or None
     table = comparison_table(dataset=dataset, split_name=split, ks=(1, 5, 10))

@@ -14,10 +14,12 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, has_role, role_required
-from retrieval import selectors, services
+from retrieval import selectors
 from retrieval.forms import DatasetForm, ImportUploadForm
+from retrieval.imports import services
+from retrieval.imports.uploads import upload_save
 from retrieval.models import Dataset, Image, ImportJob
-from retrieval.uploads import upload_save
+from retrieval.run_views import saliency_runs_for
 
 
 @role_required(COORDINATOR, RESEARCHER)
@@ -58,8 +60,6 @@ def dataset_detail(request, pk: int):
 
 @role_required(COORDINATOR, RESEARCHER)
 def image_detail(request, pk: int):
-    from retrieval.run_views import saliency_runs_for
-
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
     return render(request, "retrieval/image_detail.html", {"image": image, "labels": image.labels.order_by("name"),
                                                            "saliency_runs": saliency_runs_for(image)})

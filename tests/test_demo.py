@@ -6,7 +6,7 @@ from django.core.management import call_command
 from core.roles import has_role
 from readerstudy.demo import DEMO_RUN, DICOM_DATASET, PHANTOM_DATASET
 from retrieval.models import Dataset, Image, ModelRun, Rating
-from retrieval.rating_runs import rating_characteristics
+from retrieval.runs.ratings import rating_characteristics
 
 
 @pytest.mark.django_db

@@ -128,7 +128,7 @@ def test_failed_import_does_not_touch_stored_images(tmp_path, settings):
 
 
 def test_failure_while_storing_leaves_no_files(tmp_path, settings, monkeypatch):
-    from retrieval import services
+    from retrieval.imports import services
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")

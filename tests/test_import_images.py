@@ -131,11 +131,11 @@ def test_reimport_is_idempotent(tmp_path):
 
 
 def test_running_the_same_job_twice_does_nothing_twice(tmp_path):
-    from retrieval import services
+    from retrieval.imports import ingest
 
     src = write_files(tmp_path / "s", {"a.png": png_bytes(1)})
     job = run_import(source=src)
-    services.import_job_run(job_id=job.pk)  # a redelivered message
+    ingest.import_job_run(job_id=job.pk)  # a redelivered message
     job.refresh_from_db()
     assert Image.objects.count() == 1 and job.n_imported == 1 and job.attempts == 1
 

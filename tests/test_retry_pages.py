@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval import services
+from retrieval.imports import services
 from retrieval.models import ImportJob, ModelRun, SearchRequest
 from tests.conftest import client_for
 from tests.factories import png_bytes, write_files

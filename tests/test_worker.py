@@ -42,7 +42,7 @@ def test_task_through_redis(start_worker, redis_url):
 
 
 def test_import_runs_on_worker_over_redis_with_progress(start_worker, redis_url, tmp_path, settings):
-    from retrieval import services
+    from retrieval.imports import services
 
     dataset = services.dataset_create(name="w")
     src = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(6)})

@@ -39,8 +39,8 @@ from readerstudy import selectors
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_users_create
 from readerstudy.models import Assignment, Candidate, Case, Study
 from retrieval.models import Dataset, Label
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_create
+from retrieval.runs.services import run_create
+from retrieval.runs.stages import run_execute
 from tests.browser.conftest import login, shot, tile_keys, wait_reader_ready
 from tests.reports import independent as ind
 from tests.reports import stored_answers as stored

@@ -3,7 +3,7 @@
 import numpy as np
 
 from retrieval.imaging import decode_image, group_series, middle, read_dicom_header, sniff_format
-from retrieval.phantoms import CT_SERIES_SLICES, demo_dicoms
+from retrieval.imports.phantoms import CT_SERIES_SLICES, demo_dicoms
 
 
 def test_demo_dicoms_decode_and_group(tmp_path):

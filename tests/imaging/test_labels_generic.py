@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.labels import LabelTableError, parse_label_table
+from retrieval.imports.labels import LabelTableError, parse_label_table
 
 
 def test_numbers_text_patient_and_view():

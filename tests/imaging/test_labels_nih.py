@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.labels import NIH_FINDINGS, NIH_LABELS, LabelTableError, parse_label_table
+from retrieval.imports.labels import NIH_FINDINGS, NIH_LABELS, LabelTableError, parse_label_table
 
 HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from retrieval.imaging import DicomHeader, group_series, middle, read_dicom_header
-from retrieval.phantoms import write_ct_series
+from retrieval.imports.phantoms import write_ct_series
 
 from .samples import CT5N_SERIES, dataset_bytes, sample_bytes
 

@@ -10,7 +10,7 @@ from django.core.files.storage import default_storage
 
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from retrieval.models import Dataset, Image, Label, ModelRun
-from retrieval.ranking import saliency_path
+from retrieval.runs.ranking import saliency_path
 from tests.factories import png_bytes
 
 _seq = itertools.count(1)

@@ -12,7 +12,7 @@ import numpy as np
 
 from annotations.models import AnswerItem
 from readerstudy.models import Candidate
-from retrieval import ranking
+from retrieval.runs import ranking
 
 FIELD = {"choose_k": "selected", "rank_all": "rank", "rate": "rating"}
 

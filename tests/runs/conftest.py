@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image as PILImage
 
-from retrieval import phantoms
+from retrieval.imports import phantoms
 from retrieval.models import Dataset, ModelRun
 from tests.importing import run_import
 
@@ -25,8 +25,8 @@ def make_phantom_dataset(folder, *, n: int, seed: int = 3, size: int = 128, name
 
 def run_inline(dataset, name: str, method: str, split, config: dict) -> ModelRun:
     """Create a run and carry it out in this process; it must succeed."""
-    from retrieval.pipeline import run_execute
-    from retrieval.runs import run_create
+    from retrieval.runs.services import run_create
+    from retrieval.runs.stages import run_execute
 
     run = run_create(dataset=dataset, name=name, method=method, config=config, split=split, enqueue=False)
     run_execute(run_id=run.pk)

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from retrieval import ranking
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_create, split_create
+from retrieval.runs import ranking
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create
+from retrieval.runs.stages import run_execute
 from tests.ml.test_clip import TINY, tiny  # noqa: F401 (the fixture registering the tiny open_clip config)
 
 pytestmark = pytest.mark.ml

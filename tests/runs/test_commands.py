@@ -7,7 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from retrieval.models import ModelRun
+from retrieval.models import Evaluation, ModelRun
 
 pytestmark = pytest.mark.ml
 
@@ -114,10 +114,11 @@ def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_co
                                   "--labels", "Cardiomegaly", "Effusion"))
     assert queued == []  # --sync sends nothing to the broker
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.stage == "done" and run.error == "" and run.attempts == attempts + 1
+    assert run.status == "succeeded" and run.stage == "done" and run.error == "" and run.attempts == attempts
     assert run.metrics["retrieval"] == report and report["labels"] == ["Cardiomegaly", "Effusion"]
-    request = run.metrics["evaluation_request"]
-    assert request["done"] and request["error"] == "" and request["options"]["ks"] == [1]
+    evaluation = run.evaluations.get()  # the evaluation is its own job; the run was never re-opened
+    assert (evaluation.status, evaluation.error, evaluation.attempts) == ("succeeded", "", 1)
+    assert evaluation.options["ks"] == [1] and evaluation.result == report
     assert report["label_distance"] == "jaccard" and -1 <= report["label_distance_correlation_r"] <= 1
     table = _call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--sync")
     assert "label distance correlation r" in table and "Jaccard distance" in table
@@ -126,24 +127,25 @@ def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_co
 
 def test_evaluate_queued_is_a_job_on_the_cpu_queue_that_runs_once(phantom_dataset, django_capture_on_commit_callbacks):
     from config.celery import app
-    from retrieval.tasks import run_evaluate
+    from retrieval.tasks import evaluation_execute, run_evaluate
 
     run = _embedded(phantom_dataset)
-    attempts = run.attempts
     with django_capture_on_commit_callbacks() as queued:
         out = _call("evaluate_retrieval", str(run.pk), "--k", "1", "--no-wait")
     assert "queued" in out and len(queued) == 1
-    pending = ModelRun.objects.get(pk=run.pk)
-    assert (pending.status, pending.stage) == ("pending", "evaluating")
-    assert app.amqp.router.route({}, run_evaluate.name)["queue"].name == "cpu"
-    assert run_evaluate.acks_late and run_evaluate.reject_on_worker_lost
-    with pytest.raises(CommandError, match="only a finished run can be evaluated"):
+    evaluation = run.evaluations.get()
+    assert evaluation.status == "pending" and ModelRun.objects.get(pk=run.pk).status == "succeeded"
+    for task in (evaluation_execute, run_evaluate):
+        assert app.amqp.router.route({}, task.name)["queue"].name == "cpu"
+        assert task.acks_late and task.reject_on_worker_lost
+    with pytest.raises(CommandError, match="already has an evaluation queued or running"):
         _call("evaluate_retrieval", str(run.pk), "--sync")  # no second evaluation while one is queued
-    run_evaluate(run_id=run.pk)  # what the worker does with the message
-    run_evaluate(run_id=run.pk)  # delivered twice: the claim lets one run
-    done = ModelRun.objects.get(pk=run.pk)
-    assert done.status == "succeeded" and done.attempts == attempts + 1
-    assert done.metrics["retrieval"]["ks"] == [1] and (done.progress_done, done.progress_total) == (1, 1)
+    run_evaluate(run_id=run.pk)  # a message queued by the version before Evaluation jobs: the pending one runs
+    evaluation_execute(evaluation_id=evaluation.pk)  # delivered again: the claim lets one run
+    evaluation.refresh_from_db()
+    assert evaluation.status == "succeeded" and evaluation.attempts == 1
+    assert (evaluation.progress_done, evaluation.progress_total) == (1, 1)
+    assert ModelRun.objects.get(pk=run.pk).metrics["retrieval"]["ks"] == [1] == evaluation.result["ks"]
 
 
 def test_failed_evaluation_leaves_the_run_usable_with_the_message(phantom_dataset):
@@ -152,7 +154,9 @@ def test_failed_evaluation_leaves_the_run_usable_with_the_message(phantom_datase
     with pytest.raises(CommandError, match="have a value of 'no_such_number'"):
         _call("evaluate_retrieval", str(run.pk), "--graded-label", "no_such_number", "--sync")
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.error.startswith("Evaluation failed: Only 0 images")
+    failed = run.evaluations.get()
+    assert failed.status == "failed" and failed.error.startswith("Only 0 images")
+    assert run.status == "succeeded" and run.error == ""
     assert run.metrics["retrieval"] == before  # the last good evaluation is kept
     _call("evaluate_retrieval", str(run.pk), "--k", "1", "--sync")
     run.refresh_from_db()
@@ -208,7 +212,7 @@ def test_waiting_inside_an_open_transaction_is_refused_before_anything_is_queued
         with pytest.raises(CommandError, match="open database transaction.*--sync"):
             _call(*args)
     run.refresh_from_db()
-    assert run.status == "succeeded" and "evaluation_request" not in run.metrics
+    assert run.status == "succeeded" and not run.evaluations.exists()
     assert not ModelRun.objects.filter(name="other").exists()
 
 
@@ -225,22 +229,21 @@ def test_build_index_sync_adds_new_images_inline(phantom_dataset, tmp_path):
     assert "2 new images embedded and indexed" in out and run.n_embedded == before + 2 and run.status == "succeeded"
 
 
-def test_a_redelivered_run_message_does_the_pending_evaluation_not_the_run(phantom_dataset):
-    """acks_late redelivery of a finished run's run_execute while a re-evaluation waits: the requested
-    evaluation is done (its options, not the defaults), and the evaluation task then does nothing."""
-    from retrieval.evaluation import run_evaluation_execute
-    from retrieval.pipeline import run_execute
-    from retrieval.runs import run_evaluation_request
+def test_a_redelivered_run_message_of_a_finished_run_does_nothing_while_an_evaluation_waits(phantom_dataset):
+    """acks_late redelivery of a finished run's run_execute: the run is not claimed again (its stages are not
+    redone) and the queued evaluation, a job of its own, is untouched until its own task runs."""
+    from retrieval.runs.evaluation import evaluation_execute
+    from retrieval.runs.services import evaluation_request
+    from retrieval.runs.stages import run_execute
 
     run = _embedded(phantom_dataset)
-    embedded = dict(run.timings)
-    run_evaluation_request(run=run, options={"ks": [2]}, enqueue=False)
-    run_execute(run_id=run.pk)
+    embedded, attempts = dict(run.timings), run.attempts
+    evaluation = evaluation_request(run=run, options={"ks": [2]}, enqueue=False)
+    assert run_execute(run_id=run.pk) is None
     run.refresh_from_db()
-    assert run.status == "succeeded" and run.metrics["evaluation_request"]["done"]
+    assert (run.status, run.attempts, run.timings) == ("succeeded", attempts, embedded)
+    assert Evaluation.objects.get(pk=evaluation.pk).status == "pending"
+    evaluation_execute(evaluation_id=evaluation.pk)
+    run.refresh_from_db()
     assert "precision@2" in run.metrics["retrieval"] and "precision@5" not in run.metrics["retrieval"]
-    assert run.timings["embed"] == embedded["embed"]  # the run's stages were not redone
-    attempts = run.attempts
-    run_evaluation_execute(run_id=run.pk)
-    run.refresh_from_db()
-    assert run.attempts == attempts
+    assert run.timings["embed"] == embedded["embed"] and run.attempts == attempts

@@ -19,7 +19,7 @@ from readerstudy import services as study_services
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_methods_train
 from readerstudy.models import AnswerMode
 from retrieval.models import Dataset
-from retrieval.runs import split_create
+from retrieval.runs.splits import split_create
 
 pytestmark = [pytest.mark.ml, pytest.mark.django_db]
 

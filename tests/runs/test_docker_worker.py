@@ -18,7 +18,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from retrieval.models import ModelRun
-from retrieval.runs import run_create, split_create
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create
 from retrieval.tasks import run_execute
 from tests.conftest import ROOT, send, wait_until, worker_database_url
 from tests.runs.conftest import SMALL, make_phantom_dataset

@@ -10,9 +10,11 @@ import pytest
 from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
-from retrieval import pipeline, ranking
 from retrieval.models import Image, SearchRequest
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs import stages as pipeline
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
 from tests.runs.conftest import SMALL, make_phantom_dataset, run_inline
 
 pytestmark = pytest.mark.ml
@@ -79,8 +81,9 @@ def test_igcbir_on_an_attention_classifier_uses_grad_cam_and_says_so(dataset):
 
 
 def test_igcbir_queries_and_overlays_are_the_classifier_saliency(dataset, tmp_path, settings):
-    from retrieval import imaging, search
+    from retrieval import imaging
     from retrieval.ml.saliency import overlay_png
+    from retrieval.runs import search_job
 
     split = split_create(dataset=dataset, fractions=(0.5, 0.2, 0.3))
     classifier = _run(dataset, "cnn", "finetune", split, **{**TASK, "saliency": ""})
@@ -101,11 +104,11 @@ def test_igcbir_queries_and_overlays_are_the_classifier_saliency(dataset, tmp_pa
     query = Image.objects.get(pk=int(ids[3]))
     data = query.rendition.open("rb").read()
     pixels = imaging.decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS).pixels
-    assert np.allclose(search.embed_pixels(ig, pixels), vectors[3], atol=1e-4)
+    assert np.allclose(search_job.embed_pixels(ig, pixels), vectors[3], atol=1e-4)
     upload = tmp_path / "query.png"
     shutil.copyfile(default_storage.path(query.rendition.name), upload)
     req = SearchRequest.objects.create(run=ig, upload_path=str(upload), k=3)
-    search.search_request_execute(search_id=req.pk)
+    search_job.search_request_execute(search_id=req.pk)
     req.refresh_from_db()
     assert req.status == "succeeded", req.error
     assert req.results[0]["image_id"] == query.pk and req.results[0]["distance"] < 1e-3

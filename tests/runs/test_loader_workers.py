@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from retrieval.models import ModelRun
-from retrieval.runs import run_create
+from retrieval.runs.services import run_create
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 
@@ -68,7 +68,7 @@ def _loader_workers_in_a_daemonic_process(queue, workers: int) -> None:
     from types import SimpleNamespace
 
     from core.errors import ApplicationError
-    from retrieval.pipeline import loader_workers
+    from retrieval.runs.networks import loader_workers
 
     try:
         queue.put(loader_workers(SimpleNamespace(config={"workers": workers})))

@@ -6,10 +6,12 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from core.errors import ApplicationError
-from retrieval.methods import config_validate
 from retrieval.models import Image
-from retrieval.pipeline import build_model, build_transform_for, run_execute
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs.methods import config_validate
+from retrieval.runs.networks import build_model, build_transform_for
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.runs.conftest import SMALL
 
 pytestmark = pytest.mark.ml

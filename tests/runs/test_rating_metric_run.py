@@ -7,11 +7,13 @@ import pytest
 from scipy import stats
 
 from core.errors import ApplicationError
-from retrieval import phantoms, ranking
+from retrieval.imports import phantoms
 from retrieval.models import ModelRun, Rating
-from retrieval.pipeline import run_execute
-from retrieval.rating_runs import rating_characteristics, rating_sets
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs.ratings import rating_characteristics, rating_sets
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.importing import run_import
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
@@ -74,8 +76,8 @@ def test_configuration_errors_are_clear(rated, tmp_path):
 
 @pytest.mark.ml
 def test_default_schedule_is_the_pure_modules_paper_schedule():
-    from retrieval.methods import config_validate
     from retrieval.ml.ratings import PAPER_SCHEDULE
+    from retrieval.runs.methods import config_validate
 
     assert config_validate("rating_metric", {})["schedule"] == [list(s) for s in PAPER_SCHEDULE]
 
@@ -170,7 +172,7 @@ def test_run_page_shows_the_rating_evaluation(rated, client, researcher):
 
 @pytest.mark.ml
 def test_rating_evaluation_of_a_large_test_part_uses_a_recorded_sample(rated, monkeypatch):
-    from retrieval import pipeline
+    from retrieval.runs import stages as pipeline
 
     dataset, split = rated
     monkeypatch.setattr(pipeline, "RATING_EVAL_MAX", 10)

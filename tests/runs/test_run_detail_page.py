@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from django.utils import timezone
 
+from core.errors import Conflict
 from retrieval.ml.metrics import evaluate_retrieval
 from retrieval.models import ModelRun
-from retrieval.runs import split_create
+from retrieval.runs.splits import split_create
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 
@@ -63,21 +64,32 @@ def test_resuming_a_run_whose_worker_was_lost_queues_it_again(client, dataset, r
     assert "worker lost" not in html and "data-job-progress" in html
 
 
-def test_a_lost_re_evaluation_is_resumed_as_an_evaluation(dataset, settings, monkeypatch,
-                                                          django_capture_on_commit_callbacks):
+def test_an_evaluation_whose_worker_was_lost_does_not_block_the_next(dataset, settings,
+                                                                     django_capture_on_commit_callbacks):
     from retrieval import tasks
-    from retrieval.runs import run_resume
+    from retrieval.models import Evaluation
+    from retrieval.runs.services import evaluation_request
 
     settings.JOB_STALE_SECONDS = 60
-    run = _run(dataset, status="running", stage="evaluating", heartbeat_at=timezone.now() - timedelta(seconds=600),
-               split=split_create(dataset=dataset),
-               metrics={"evaluation_request": {"options": {"ks": [1]}, "done": False, "error": ""}})
+    run = _run(dataset, status="succeeded", split=split_create(dataset=dataset))
+    lost = Evaluation.objects.create(run=run, options={"ks": [1]}, status="running",
+                                     heartbeat_at=timezone.now() - timedelta(seconds=600))
+    live = Evaluation.objects.create(run=run, options={"ks": [1]}, status="running", heartbeat_at=timezone.now())
+    with pytest.raises(Conflict, match="already has an evaluation"):
+        evaluation_request(run=run, options={"ks": [3]})
+    lost.refresh_from_db()
+    assert lost.status == "failed" and "worker was lost" in lost.error  # recorded, not left running for ever
+    Evaluation.objects.filter(pk=live.pk).update(status="succeeded")
     sent = []
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        run_resume(run=run)
-    monkeypatch.setattr(tasks.run_evaluate, "apply_async", lambda **kw: sent.append(kw))
-    callbacks[0]()
-    assert sent == [{"kwargs": {"run_id": run.pk}}]
+        fresh = evaluation_request(run=run, options={"ks": [3]})
+    assert fresh.status == "pending" and fresh.options["ks"] == [3]
+    tasks.evaluation_execute.apply_async = lambda **kw: sent.append(kw)
+    try:
+        callbacks[0]()
+    finally:
+        del tasks.evaluation_execute.apply_async
+    assert sent == [{"kwargs": {"evaluation_id": fresh.pk}}]
 
 
 def test_run_page_shows_antihub_share_per_k_and_every_map_definition(client, dataset, researcher):

@@ -70,7 +70,7 @@ def test_form_keeps_the_method_default_metric(client, dataset, coordinator, meth
 
 def test_unknown_input_saliency_and_raw_cosine_are_refused(dataset, classifier):
     from core.errors import ApplicationError
-    from retrieval.methods import config_validate
+    from retrieval.runs.methods import config_validate
 
     with pytest.raises(ApplicationError, match="input_saliency must be"):
         config_validate("igcbir", {"classifier_run": classifier.pk, "positive": ["Effusion"], "input_saliency": "occlusion"})

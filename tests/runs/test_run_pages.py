@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from retrieval.models import Image, ModelRun
-from retrieval.runs import split_create
+from retrieval.runs.splits import split_create
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 
@@ -82,8 +82,8 @@ def test_upload_search_runs_on_the_worker_and_removes_the_upload(client, finishe
                                                                  django_capture_on_commit_callbacks, monkeypatch):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from retrieval import search
     from retrieval.models import SearchRequest
+    from retrieval.runs import search_job
 
     client.force_login(coordinator)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
@@ -91,8 +91,8 @@ def test_upload_search_runs_on_the_worker_and_removes_the_upload(client, finishe
     req = SearchRequest.objects.get()
     assert response.status_code == 302 and len(callbacks) == 1
     # the worker's body, with the model's embedding replaced by a stored vector (no torch in this test)
-    monkeypatch.setattr(search, "embed_pixels", lambda run, pixels: finished_run.vectors[5])
-    search.search_request_execute(search_id=req.pk)
+    monkeypatch.setattr(search_job, "embed_pixels", lambda run, pixels: finished_run.vectors[5])
+    search_job.search_request_execute(search_id=req.pk)
     req.refresh_from_db()
     assert req.status == "succeeded" and req.results[0]["image_id"] == int(finished_run.ids[5])
     assert not __import__("pathlib").Path(req.upload_path).exists()
@@ -102,14 +102,14 @@ def test_upload_search_runs_on_the_worker_and_removes_the_upload(client, finishe
 def test_corrupt_upload_fails_the_search_with_a_message(client, finished_run, coordinator, django_capture_on_commit_callbacks):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from retrieval import search
     from retrieval.models import SearchRequest
+    from retrieval.runs import search_job
 
     client.force_login(coordinator)
     with django_capture_on_commit_callbacks(execute=False):
         client.post(f"/runs/{finished_run.pk}/search/", {"file": SimpleUploadedFile("q.png", b"\x89PNG broken"), "k": 3})
     req = SearchRequest.objects.get()
-    search.search_request_execute(search_id=req.pk)
+    search_job.search_request_execute(search_id=req.pk)
     req.refresh_from_db()
     assert req.status == "failed" and req.error
     assert req.error in client.get(f"/searches/{req.pk}/").content.decode()

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from retrieval.models import ModelRun
-from retrieval.runs import run_create, run_resume, split_create
+from retrieval.runs.services import run_create, run_resume
+from retrieval.runs.splits import split_create
 from retrieval.tasks import run_execute
 from tests.conftest import send, wait_until
 from tests.runs.conftest import SMALL, make_phantom_dataset

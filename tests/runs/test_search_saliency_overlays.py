@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from retrieval import ranking
 from retrieval.models import Image, ModelRun
-from retrieval.runs import split_create
+from retrieval.runs import ranking
+from retrieval.runs.splits import split_create
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 

@@ -13,13 +13,15 @@ from scipy import stats
 from skimage.metrics import structural_similarity
 
 from core.errors import ApplicationError
-from retrieval import ranking
-from retrieval.comparison import comparison_table
-from retrieval.evaluation import MAP_FILE, SSIM_FILE, evaluate_run
 from retrieval.ml.metrics import evaluate_retrieval
 from retrieval.models import Image, Label, ModelRun
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs.comparison import comparison_table
+from retrieval.runs.evaluation import MAP_FILE, evaluate_run
+from retrieval.runs.ranking import SSIM_FILE
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.runs.conftest import make_phantom_dataset
 
 SIZE = 48  # SSIM on 48 px renditions: every pair of ~10 test images in well under a second
@@ -193,7 +195,7 @@ def test_the_matrix_is_reused_for_the_same_images_and_size(dataset, split, monke
     def refuse(a, b):
         raise AssertionError("recomputed an SSIM pair")
 
-    monkeypatch.setattr("retrieval.methods.ssim_distance", refuse)
+    monkeypatch.setattr("retrieval.runs.ranking.ssim_distance", refuse)
     assert evaluate_run(run=run, ks=(1,)) == result
     run.config = {**run.config, "size": SIZE + 8}
     with pytest.raises(AssertionError, match="recomputed"):

@@ -2,10 +2,12 @@
 
 import pytest
 
-from retrieval import ranking
 from retrieval.models import ModelRun
-from retrieval.pipeline import run_execute, training_targets
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs.data import training_targets
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
 pytestmark = pytest.mark.ml

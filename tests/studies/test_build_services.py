@@ -146,9 +146,15 @@ def test_a_run_without_embeddings_is_refused_with_the_ranking_message(dataset, i
 
 def test_an_ssim_run_builds_catalogues_from_its_own_ranking(tmp_path):
     """SSIM (papers 001/003) has no embeddings: it compares each query with every pool image."""
-    from retrieval.methods import ssim_distances
-    from retrieval.models import ModelRun
+    from PIL import Image as PILImage
+    from skimage.metrics import structural_similarity
+
+    from retrieval.models import Image, ModelRun
     from tests.runs.conftest import make_phantom_dataset
+
+    def grey(image_id):  # independently of the ranker: skimage on the rendition, greyscale, bilinear 32 px
+        with Image.objects.get(pk=image_id).rendition.open("rb") as fh:
+            return np.asarray(PILImage.open(fh).convert("L").resize((32, 32), PILImage.BILINEAR), dtype=float)
 
     dataset = make_phantom_dataset(tmp_path / "p", n=16, size=64)
     run = ModelRun.objects.create(dataset=dataset, name="ssim", method="ssim", status="succeeded",
@@ -160,7 +166,8 @@ def test_an_ssim_run_builds_catalogues_from_its_own_ranking(tmp_path):
     assert study.cases.count() == 3
     for case in study.cases.all():
         others = [i for i in everything if i != case.query_id]
-        d = dict(zip(others, ssim_distances(query_id=case.query_id, candidate_ids=others, config=run.config)))
+        q = grey(case.query_id)
+        d = {i: 1 - structural_similarity(q, grey(i), data_range=255) for i in others}
         order = sorted(others, key=lambda i: (d[i], others.index(i)))
         cands = catalogue(case)
         assert {c.image_id for c in cands if c.provenance[0]["set"] == "nearest"} == set(order[:2])

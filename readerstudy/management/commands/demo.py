@@ -20,6 +20,7 @@ from readerstudy.demo import (
     demo_studies_create,
     demo_users_create,
 )
+from retrieval.models import Dataset
 
 
 class Command(BaseCommand):
@@ -84,8 +85,6 @@ class Command(BaseCommand):
 
     def _train_methods(self):
         """Every method on the phantoms' default split, then `compare_methods` on it."""
-        from retrieval.models import Dataset
-
         dataset = Dataset.objects.get(name=PHANTOM_DATASET)
         split = dataset.splits.get(name="default")
         demo_methods_train(dataset=dataset, split=split, stdout=self.stdout)

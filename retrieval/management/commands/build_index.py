@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
 from retrieval.cli import ensure_can_wait, follow, run_lookup
+from retrieval.runs.services import run_add_new_images
 
 
 class Command(BaseCommand):
@@ -16,8 +17,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
     def handle(self, *args, run, sync, no_wait, **o):
-        from retrieval.runs import run_add_new_images
-
         run = run_lookup(run)
         if not sync and not no_wait:
             ensure_can_wait()

@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from retrieval.cli import dataset_lookup
-from retrieval.comparison import comparison_table
+from retrieval.runs.comparison import comparison_table
 
 
 class Command(BaseCommand):

@@ -4,10 +4,13 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.cli import wait_for_job
 from core.errors import ApplicationError
 from core.jobs import JobStatus
 from retrieval.cli import ensure_can_wait, run_lookup
 from retrieval.ml.metrics import AP_DEFINITION_NAMES, AP_DEFINITIONS, LABEL_DISTANCES
+from retrieval.runs.evaluation import evaluation_execute
+from retrieval.runs.services import evaluation_options, evaluation_request
 
 
 class Command(BaseCommand):
@@ -31,10 +34,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
     def handle(self, *args, **o):
-        from core.cli import wait_for_job
-        from retrieval.evaluation import run_evaluation_execute
-        from retrieval.runs import EVALUATION_REQUEST, evaluation_options, run_evaluation_request
-
         run = run_lookup(o["run"])
         options = {"ks": o["k"], "ap_definition": o["map_definition"], "gain": o["gain"], "part": o["part"],
                    "labels": o["labels"], "graded": o["graded_label"]}
@@ -42,21 +41,20 @@ class Command(BaseCommand):
             evaluation_options(run=run, options=options)  # a bad option or run is named before anything else
             if not o["sync"] and not o["no_wait"]:
                 ensure_can_wait()
-            run = run_evaluation_request(run=run, options=options, enqueue=not o["sync"])
+            evaluation = evaluation_request(run=run, options=options, enqueue=not o["sync"])
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         if o["sync"]:
-            run_evaluation_execute(run_id=run.pk)
-            run.refresh_from_db()
+            evaluation_execute(evaluation_id=evaluation.pk)
+            evaluation.refresh_from_db()
         elif o["no_wait"]:
-            self.stdout.write(f"Evaluation of run #{run.pk} queued; the result appears on the run page.")
+            self.stdout.write(f"Evaluation #{evaluation.pk} of run #{run.pk} queued; the result appears on the run page.")
             return
         else:
-            run = wait_for_job(run, stream=self.stderr)
-        outcome = run.metrics.get(EVALUATION_REQUEST) or {}
-        if run.status != JobStatus.SUCCEEDED or not outcome.get("done") or outcome.get("error"):
-            raise CommandError(outcome.get("error") or run.error or f"run #{run.pk} {run.status}")
-        result = run.metrics["retrieval"]
+            evaluation = wait_for_job(evaluation, stream=self.stderr)
+        if evaluation.status != JobStatus.SUCCEEDED:
+            raise CommandError(evaluation.error or f"evaluation #{evaluation.pk} {evaluation.status}")
+        result = evaluation.result
         if o["json"]:
             self.stdout.write(json.dumps(result, indent=2))
             return

@@ -4,9 +4,12 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
+from core.cli import wait_for_job
 from core.errors import ApplicationError
-from retrieval.cli import run_lookup
+from core.jobs import JobStatus
+from retrieval.cli import run_lookup, search_file_request
 from retrieval.models import Image
+from retrieval.runs.index import search_by_image
 
 
 class Command(BaseCommand):
@@ -27,12 +30,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="--file: queue the search and return at once")
 
     def handle(self, *args, run, image, file, k, as_json, sync, no_wait, **o):
-        from retrieval import search
-
         run = run_lookup(run)
         try:
             if image is not None:
-                results = search.search_by_image(run=run, image_id=image, k=k)
+                results = search_by_image(run=run, image_id=image, k=k)
             else:
                 results = self._file_search(run, file, k, sync=sync, no_wait=no_wait)
                 if results is None:
@@ -52,10 +53,7 @@ class Command(BaseCommand):
 
     def _file_search(self, run, path, k, *, sync: bool, no_wait: bool) -> list[dict] | None:
         """The upload-search path of the web page: a search request, embedded by the worker (or here with --sync)."""
-        from core.cli import wait_for_job
-        from core.jobs import JobStatus
-        from retrieval.cli import search_file_request
-        from retrieval.search import search_request_execute
+        from retrieval.runs.search_job import search_request_execute  # --sync: this process embeds (torch)
 
         req = search_file_request(run=run, path=path, k=k, enqueue=not sync, wait=not sync and not no_wait)
         if sync:

@@ -29,7 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pydicom
+import pydicom.data
 from PIL import Image
+from pydicom.uid import generate_uid
 
 CARDIOMEGALY_CTR = 0.5
 EFFUSION_HEIGHT = 0.08
@@ -491,8 +494,6 @@ def demo_dicoms(folder: str | Path) -> list[Path]:
     unshifted original. It has the soft-tissue window (W 400 / L 40) that the GE private
     tags of CT_small record, so the NLST-style "window from the file" path is shown.
     """
-    import pydicom.data
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
@@ -510,10 +511,6 @@ def demo_dicoms(folder: str | Path) -> list[Path]:
 
 def write_ct_series(folder: str | Path, slices: int = CT_SERIES_SLICES) -> list[Path]:
     """A deterministic single-frame CT series (files named out of slice order)."""
-    import pydicom
-    import pydicom.data
-    from pydicom.uid import generate_uid
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     source = pydicom.data.get_testdata_file("CT_small.dcm")

@@ -1,7 +1,7 @@
-"""Services (writes) of the image collection: datasets, imports, pseudonyms.
+"""The import's body (worker, CPU queue): every file of a source decoded, de-identified, stored, labelled.
 
-The import runs in a Celery task (`retrieval.tasks.import_run`); `import_job_run` is its body
-and is also what `manage.py import_images --sync` calls. Each image is stored atomically: its
+`import_job_run` is the body of the `retrieval.tasks.import_run` task and is also what
+`manage.py import_images --sync` calls. Each image is stored atomically: its
 files are written, then its rows are created in one transaction; if anything fails the files
 are removed again, so a failed file leaves nothing behind and never touches stored images.
 """
@@ -19,25 +19,13 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
-from core.errors import ApplicationError
-from core.jobs import JobStatus, job_progress, job_retry, job_run
+from core.jobs import JobStatus, job_progress, job_run
 from retrieval import imaging
-from retrieval import labels as label_tables
-from retrieval.models import Dataset, Image, ImportJob, Label, LabelFormat, Rating
-from retrieval.sources import SourceEntry, SourceError, iter_source
+from retrieval.imports import labels as label_tables
+from retrieval.imports.sources import SourceEntry, SourceError, iter_source
+from retrieval.models import Dataset, Image, ImportJob, Label, Rating
 
 log = logging.getLogger(__name__)
-
-
-def dataset_create(*, name: str, description: str = "", created_by=None) -> Dataset:
-    """Create an empty dataset (names are unique)."""
-    name = name.strip()
-    if not name:
-        raise ApplicationError("A dataset needs a name.")
-    if Dataset.objects.filter(name=name).exists():
-        raise ApplicationError(f"A dataset named {name!r} already exists.")
-    return Dataset.objects.create(name=name, description=description, created_by=created_by)
-
 
 def patient_pseudonym(*, dataset: Dataset, patient_id: str | None) -> str:
     """A stable pseudonym for a patient within a dataset (HMAC-SHA256 under the dataset's key)."""
@@ -45,40 +33,6 @@ def patient_pseudonym(*, dataset: Dataset, patient_id: str | None) -> str:
         return ""
     digest = hmac.new(dataset.pseudonym_key.encode(), str(patient_id).strip().encode(), hashlib.sha256)
     return "P" + digest.hexdigest()[:11].upper()
-
-
-def import_job_create(
-    *,
-    dataset: Dataset,
-    source_path: str | Path = "",
-    labels_path: str | Path = "",
-    label_format: str = LabelFormat.GENERIC,
-    created_by=None,
-    remove_sources: bool = False,
-    enqueue: bool = True,
-) -> ImportJob:
-    """Record an import and queue it for the worker once the transaction commits.
-
-    With enqueue=False the caller runs `import_job_run` itself (`import_images --sync`).
-    """
-    if label_format not in LabelFormat.values:
-        raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
-    if not source_path and not labels_path:
-        raise ApplicationError("Give a folder or archive of images, a label table, or both.")
-    for what, p in (("Image source", source_path), ("Label table", labels_path)):
-        if p and not Path(p).exists():
-            raise ApplicationError(f"{what} {p} does not exist on the server.")
-    job = ImportJob.objects.create(
-        dataset=dataset,
-        created_by=created_by,
-        source_path=str(source_path),
-        labels_path=str(labels_path),
-        label_format=label_format,
-        remove_sources=remove_sources,
-    )
-    if enqueue:
-        _import_enqueue(job)
-    return job
 
 
 @dataclass
@@ -123,20 +77,6 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     if job is not None and job.status == JobStatus.SUCCEEDED:
         _remove_sources(job)
     return job
-
-
-def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
-    """Queue a failed import again, from the same (kept) sources; images it stored before are not duplicated."""
-    job = job_retry(job, what=f"Import {job.pk}")
-    if enqueue:
-        _import_enqueue(job)
-    return job
-
-
-def _import_enqueue(job: ImportJob) -> None:
-    from retrieval.tasks import import_run
-
-    transaction.on_commit(lambda: import_run.apply_async(kwargs={"job_id": job.pk}))
 
 
 def _import(run: _Run) -> None:
@@ -424,3 +364,5 @@ def _remove_sources(job: ImportJob) -> None:
         if path is None or not path.exists() or not path.resolve().is_relative_to(settings.UPLOAD_ROOT):
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+

@@ -6,6 +6,7 @@ from collections import Counter
 
 from core.errors import ApplicationError
 from retrieval.models import Dataset
+from retrieval.runs.evaluation import evaluate_run
 
 
 def comparison_table(*, dataset: Dataset, split_name: str | None = None, ks=(1, 5, 10)) -> dict:
@@ -13,8 +14,6 @@ def comparison_table(*, dataset: Dataset, split_name: str | None = None, ks=(1, 
 
     SSIM runs are rows like the others, evaluated from their pairwise SSIM matrix (capped by eval_max).
     """
-    from retrieval.evaluation import evaluate_run
-
     runs = list(dataset.runs.filter(status="succeeded", split__isnull=False).select_related("split").order_by("created_at", "pk"))
     if split_name is None and runs:
         split_name = Counter(r.split.name for r in runs).most_common(1)[0][0]

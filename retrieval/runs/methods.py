@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from core.errors import ApplicationError
 
 
@@ -160,33 +158,3 @@ def _rating_config(cfg: dict) -> dict:
     return cfg
 
 
-def ssim_distances(*, query_id: int, candidate_ids: list[int], config: dict) -> np.ndarray:
-    """1 − SSIM between the query's rendition and each candidate's, resized to config['size']."""
-    greys = ssim_greys([query_id, *candidate_ids], int(config.get("size", 128)))
-    return np.array([ssim_distance(greys[query_id], greys[c]) for c in candidate_ids])
-
-
-def ssim_greys(image_ids: list[int], size: int) -> dict[int, np.ndarray]:
-    """Each image's greyscale rendition resized to size×size, in [0, 1], loaded once per image id."""
-    from retrieval.models import Image
-
-    images = {i.pk: i for i in Image.objects.filter(pk__in=image_ids)}
-    missing = [i for i in image_ids if i not in images]
-    if missing:
-        raise ApplicationError(f"No image with id {missing[0]}.")
-    return {pk: _grey(image, size) for pk, image in images.items()}
-
-
-def ssim_distance(a: np.ndarray, b: np.ndarray) -> float:
-    """1 − SSIM of two greyscale arrays in [0, 1] (skimage defaults, data range 1): what SSIM runs rank by."""
-    from skimage.metrics import structural_similarity
-
-    return 1.0 - structural_similarity(a, b, data_range=1.0)
-
-
-def _grey(image, size: int) -> np.ndarray:
-    from PIL import Image as PILImage
-
-    with image.rendition.open("rb") as fh:
-        pil = PILImage.open(fh).convert("L").resize((size, size), PILImage.Resampling.BILINEAR)
-    return np.asarray(pil, dtype=np.float64) / 255.0

@@ -1,47 +1,19 @@
-"""Services of model runs and splits: create, queue, resume (no torch: the worker does the work)."""
+"""Services of model runs and their evaluations: create, queue, resume, retry (no torch: the worker does the work)."""
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
-from core.jobs import JobStatus
-from retrieval.methods import config_validate, method_get
-from retrieval.models import Dataset, Image, ModelRun, Split, SplitMember, SplitPart
-
-
-def split_create(*, dataset: Dataset, name: str = "default", seed: int = 0,
-                 fractions: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> Split:
-    """Split a dataset's images by patient into train/val/test (images without a patient stand alone)."""
-    from retrieval.ml.splits import split_by_patient
-
-    if Split.objects.filter(dataset=dataset, name=name).exists():
-        raise ApplicationError(f"Dataset {dataset.name!r} already has a split named {name!r}.")
-    if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
-        raise ApplicationError("fractions must be three non-negative numbers adding up to 1.")
-    images = list(dataset.images.order_by("pk").values_list("pk", "patient_pseudo_id"))
-    if not images:
-        raise ApplicationError(f"Dataset {dataset.name!r} has no images to split.")
-    # Patients numbered in order of their first image, not by pseudonym: pseudonyms depend on the dataset's
-    # secret, so ordering by them would give a different split of the same collection on every re-import.
-    first_seen: dict[str, int] = {}
-    patients = [first_seen.setdefault(p or f"image-{pk}", len(first_seen)) for pk, p in images]
-    parts = split_by_patient(patients, fractions=fractions, seed=seed)
-    with transaction.atomic():
-        split = Split.objects.create(dataset=dataset, name=name, seed=seed, fractions=list(fractions))
-        SplitMember.objects.bulk_create(
-            SplitMember(split=split, image_id=pk, part=str(part)) for (pk, _), part in zip(images, parts)
-        )
-    return split
-
-
-def split_image_ids(*, split: Split, part: str) -> list[int]:
-    """Image ids of one part of a split, sorted."""
-    if part not in SplitPart.values:
-        raise ApplicationError(f"part must be one of {', '.join(SplitPart.values)}.")
-    return list(split.members.filter(part=part).order_by("image_id").values_list("image_id", flat=True))
+from core.jobs import JobStatus, job_retry
+from retrieval.ml.metrics import AP_DEFINITIONS, GAINS
+from retrieval.models import Dataset, Evaluation, ModelRun, Split, SplitPart
+from retrieval.runs.methods import config_validate, method_get
+from retrieval.runs.ratings import rating_characteristics
+from retrieval.tasks import evaluation_execute, run_execute
 
 
 def run_create(*, dataset: Dataset, name: str, method: str, config: dict | None = None, split: Split | None = None,
@@ -73,8 +45,6 @@ def run_create(*, dataset: Dataset, name: str, method: str, config: dict | None 
 
 def _checked_characteristics(dataset: Dataset, asked: list[str] | None) -> list[str]:
     """Paper 004: the rated characteristics a rating-metric run learns from (default: all of the dataset's)."""
-    from retrieval.rating_runs import rating_characteristics
-
     known = rating_characteristics(dataset)
     unknown = [n for n in asked or [] if n not in known]
     if unknown:
@@ -85,45 +55,33 @@ def _checked_characteristics(dataset: Dataset, asked: list[str] | None) -> list[
 
 def run_enqueue(*, run: ModelRun) -> None:
     """Send the run to the GPU queue once the current transaction commits."""
-    from retrieval.tasks import run_execute
-
     transaction.on_commit(lambda: run_execute.apply_async(kwargs={"run_id": run.pk}))
 
 
-EVALUATION_REQUEST = "evaluation_request"  # metrics key: the options of a queued re-evaluation and its outcome
+def evaluation_request(*, run: ModelRun, options: dict | None = None, created_by=None,
+                       enqueue: bool = True) -> Evaluation:
+    """Queue a re-evaluation of a finished run (its own job, on the CPU queue: numpy/scipy, no torch).
 
-
-def run_evaluation_request(*, run: ModelRun, options: dict | None = None, enqueue: bool = True) -> ModelRun:
-    """Queue a re-evaluation of a finished run on the CPU queue (numpy/scipy, no torch).
-
-    The run itself is the job: a compare-and-set moves it from succeeded to pending (stage
-    "evaluating"), the worker claims it like any job, reports progress and sets it back to
-    succeeded; the options are kept in metrics["evaluation_request"] with the outcome, so the
-    task takes only the run's id. A failed evaluation leaves the run succeeded (its model,
-    embeddings and index are unaffected) with the message in `error`.
-    """
-    from retrieval.models import RunStage
-
+    The options are checked before anything is recorded. One evaluation of a run at a time: a pending
+    or live one makes this a Conflict; one whose worker was lost (no heartbeat for JOB_STALE_SECONDS)
+    is recorded as failed first, so a lost worker never blocks the run."""
     opts = evaluation_options(run=run, options=options)
-    queued = ModelRun.objects.filter(pk=run.pk, status=JobStatus.SUCCEEDED).update(
-        status=JobStatus.PENDING, stage=RunStage.EVALUATING, error="", progress_done=0, progress_total=0,
-        progress_note="evaluation queued")
-    if not queued:
-        run.refresh_from_db()
-        raise Conflict(f"Run {run.name!r} is {run.status}; only a finished run can be evaluated.")
-    run.refresh_from_db()
-    # Only the winner of the compare-and-set above gets here, and no worker touches a pending run's metrics.
-    run.metrics = {**run.metrics, EVALUATION_REQUEST: {"options": opts, "done": False, "error": ""}}
-    ModelRun.objects.filter(pk=run.pk).update(metrics=run.metrics)
+    stale = timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
+    with transaction.atomic():
+        ModelRun.objects.select_for_update().filter(pk=run.pk).first()  # serialise requests of one run
+        Evaluation.objects.filter(run=run, status=JobStatus.RUNNING, heartbeat_at__lt=stale).update(
+            status=JobStatus.FAILED, finished_at=timezone.now(),
+            error=f"The worker was lost (no heartbeat for {settings.JOB_STALE_SECONDS} s): evaluate again.")
+        if run.evaluations.filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists():
+            raise Conflict(f"Run {run.name!r} already has an evaluation queued or running.")
+        evaluation = Evaluation.objects.create(run=run, options=opts, created_by=created_by)
     if enqueue:
-        evaluation_enqueue(run=run)
-    return run
+        evaluation_enqueue(evaluation=evaluation)
+    return evaluation
 
 
 def evaluation_options(*, run: ModelRun, options: dict | None = None) -> dict:
     """The evaluation options with their defaults, checked (ApplicationError), before anything is queued."""
-    from retrieval.ml.metrics import AP_DEFINITIONS, GAINS
-
     opts = {"ks": [1, 3, 5, 10], "ap_definition": "min_k_R", "gain": "exp", "part": SplitPart.TEST,
             "labels": None, "graded": None, **(options or {})}
     if unknown := set(opts) - {"ks", "ap_definition", "gain", "part", "labels", "graded"}:
@@ -143,23 +101,21 @@ def evaluation_options(*, run: ModelRun, options: dict | None = None) -> dict:
     return opts
 
 
-def evaluation_enqueue(*, run: ModelRun) -> None:
-    """Send a run's evaluation to the CPU queue once the current transaction commits."""
-    from retrieval.tasks import run_evaluate
+def evaluation_retry(*, evaluation: Evaluation, enqueue: bool = True) -> Evaluation:
+    """Queue a failed evaluation again, with its recorded options."""
+    evaluation = job_retry(evaluation, what="This evaluation")
+    if enqueue:
+        evaluation_enqueue(evaluation=evaluation)
+    return evaluation
 
-    transaction.on_commit(lambda: run_evaluate.apply_async(kwargs={"run_id": run.pk}))
 
-
-def evaluation_pending(run: ModelRun) -> bool:
-    """Is the run's current job a re-evaluation (not yet finished) rather than the run's own stages?"""
-    request = run.metrics.get(EVALUATION_REQUEST)
-    return bool(request) and not request.get("done")
+def evaluation_enqueue(*, evaluation: Evaluation) -> None:
+    """Send an evaluation to the CPU queue once the current transaction commits."""
+    transaction.on_commit(lambda: evaluation_execute.apply_async(kwargs={"evaluation_id": evaluation.pk}))
 
 
 def run_worker_lost(*, run: ModelRun) -> bool:
     """A running run whose heartbeat is older than JOB_STALE_SECONDS: its worker died (killed, out of memory)."""
-    from django.utils import timezone
-
     if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
         return False
     return (timezone.now() - run.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
@@ -167,18 +123,12 @@ def run_worker_lost(*, run: ModelRun) -> bool:
 
 def run_resume(*, run: ModelRun) -> ModelRun:
     """Queue a failed or interrupted run again; finished stages are kept, training resumes from its checkpoint."""
-    from django.conf import settings
-    from django.utils import timezone
-
     stale = timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
     resumable = Q(status=JobStatus.FAILED) | Q(status=JobStatus.CANCELLED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
     if not ModelRun.objects.filter(resumable, pk=run.pk).update(status=JobStatus.PENDING, error=""):
         raise Conflict(f"Run {run.name!r} is {run.status}; only failed, cancelled or stalled runs can be resumed.")
     run.refresh_from_db()
-    if evaluation_pending(run):  # the worker was lost during a re-evaluation: evaluate again
-        evaluation_enqueue(run=run)
-    else:
-        run_enqueue(run=run)
+    run_enqueue(run=run)
     return run
 
 
@@ -195,7 +145,3 @@ def run_add_new_images(*, run: ModelRun, enqueue: bool = True) -> ModelRun:
     return run
 
 
-def images_missing_from(*, run: ModelRun, embedded_ids) -> list[int]:
-    """Images of the run's dataset that have no embedding yet."""
-    return list(Image.objects.filter(dataset=run.dataset).exclude(pk__in=list(embedded_ids))
-                .order_by("pk").values_list("pk", flat=True))
