@@ -20,8 +20,14 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from core.jobs import JobStatus, job_progress, job_run
-from retrieval import imaging
 from retrieval.imports import labels as label_tables
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.deid import deidentify_dicom
+from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
+from retrieval.imports.imaging.errors import ImageDecodeError
+from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
+from retrieval.imports.imaging.series import group_series, middle
+from retrieval.imports.imaging.sniff import content_hash, sniff_format
 from retrieval.imports.sources import SourceEntry, SourceError, iter_source
 from retrieval.models import Dataset, Image, ImportJob, Label, Rating
 
@@ -41,7 +47,7 @@ class _Unit:
 
     entry: SourceEntry
     slices: int = 1
-    header: imaging.DicomHeader | None = None
+    header: DicomHeader | None = None
 
 
 @dataclass
@@ -103,7 +109,7 @@ def _import(run: _Run) -> None:
 def _plan_units(run: _Run) -> list[_Unit]:
     """Read headers, refuse what is unsafe or not an image, and group DICOM series."""
     units: list[_Unit] = []
-    dicoms: list[tuple[str, imaging.DicomHeader]] = []
+    dicoms: list[tuple[str, DicomHeader]] = []
     entries: dict[str, SourceEntry] = {}
     sops: dict[str, str] = {}
     sources = iter_source(run.job.source_path, max_bytes=settings.IMPORT_MAX_FILE_BYTES,
@@ -122,13 +128,13 @@ def _plan_units(run: _Run) -> list[_Unit]:
         except Exception as exc:  # zipfile raises several kinds on corrupt members
             run.note("failed", f"could not be read: {exc}", file=entry.name)
             continue
-        kind = imaging.sniff_format(data)
+        kind = sniff_format(data)
         if kind is None:
             run.note("failed", "not a DICOM, PNG or JPEG file", file=entry.name)
         elif kind == "dicom":
             try:
-                header = imaging.read_dicom_header(data)
-            except imaging.ImageDecodeError as exc:
+                header = read_dicom_header(data)
+            except ImageDecodeError as exc:
                 run.note("failed", str(exc), file=entry.name)
                 continue
             first = sops.setdefault(header.sop_instance_uid, entry.name) if header.sop_instance_uid else entry.name
@@ -140,8 +146,8 @@ def _plan_units(run: _Run) -> list[_Unit]:
         else:
             units.append(_Unit(entry=entry))
     headers = dict(dicoms)
-    for group in imaging.group_series(dicoms):
-        key = imaging.middle(group)
+    for group in group_series(dicoms):
+        key = middle(group)
         units.append(_Unit(entry=entries[key], slices=len(group), header=headers[key]))
         if len(group) > 1:
             run.note("info", f"series of {len(group)} slices: the middle slice was imported", file=key)
@@ -155,7 +161,7 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
     except Exception as exc:
         run.note("failed", f"could not be read: {exc}", file=name)
         return
-    digest = imaging.content_hash(data)
+    digest = content_hash(data)
     duplicate = _find_duplicate(dataset, digest, unit.header.sop_instance_uid if unit.header else None)
     if duplicate is not None:
         if duplicate.import_job_id == job.pk and duplicate.pk not in run.stored:  # an earlier attempt stored it
@@ -165,8 +171,8 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
         run.note("skipped", f"duplicate of {duplicate.source_name} (same {'content' if duplicate.content_hash == digest else 'SOPInstanceUID'})", file=name)
         return
     try:
-        decoded = imaging.decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS)
-    except imaging.ImageDecodeError as exc:
+        decoded = decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS)
+    except ImageDecodeError as exc:
         run.note("failed", str(exc), file=name)
         return
     except Exception as exc:  # a decoder fault on this file must not stop the others
@@ -183,7 +189,7 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
     except IntegrityError:
         run.note("skipped", "duplicate (stored by a concurrent import)", file=name)
         return
-    except imaging.ImageDecodeError as exc:
+    except ImageDecodeError as exc:
         run.note("failed", str(exc), file=name)
         return
     run.stored.add(image.pk)
@@ -196,7 +202,7 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
 def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings) -> Image:
     """Write original (de-identified for DICOM), rendition and thumbnail, then the rows."""
     dataset = job.dataset
-    original = imaging.deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS") if decoded.source_format == "dicom" else data
+    original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS") if decoded.source_format == "dicom" else data
     image = Image(
         dataset=dataset,
         import_job=job,
@@ -221,9 +227,9 @@ def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings
     files = {
         "original": (f"datasets/{dataset.pk}/original/{digest[:2]}/{digest}.{ext}", original),
         "rendition": (f"datasets/{dataset.pk}/rendition/{digest[:2]}/{digest}.png",
-                      imaging.make_rendition(decoded.pixels, max_side=settings.RENDITION_MAX_SIDE)),
+                      make_rendition(decoded.pixels, max_side=settings.RENDITION_MAX_SIDE)),
         "thumbnail": (f"datasets/{dataset.pk}/thumbnail/{digest[:2]}/{digest}.png",
-                      imaging.make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE)),
+                      make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE)),
     }
     written: list[str] = []
     try:

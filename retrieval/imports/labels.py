@@ -74,7 +74,7 @@ _DELIMITERS = (",", ";", "\t")
 #: lower-cased with everything but letters and digits removed: "Patient's Name", "patient_name"
 #: and "PatientName" are all "patientname"). They mirror the
 #: person- and place-identifying DICOM attributes the importer blanks or removes
-#: (retrieval.imaging.BLANKED_KEYWORDS / REMOVED_KEYWORDS: PatientName, PatientBirthDate,
+#: (retrieval.imports.imaging.deid.BLANKED_KEYWORDS / REMOVED_KEYWORDS: PatientName, PatientBirthDate,
 #: OtherPatientIDs, MedicalRecordLocator, PatientAddress, PatientTelephoneNumbers,
 #: AccessionNumber, InstitutionName, ReferringPhysicianName, …) plus the usual spreadsheet
 #: spellings of the same things (dob, mrn, phone, email, ssn, …). The patient id column itself

@@ -11,7 +11,8 @@ import torch
 from django.conf import settings
 
 from core.jobs import UNEXPECTED, JobStatus, job_progress, job_run
-from retrieval import imaging
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.ml.embed import embed_images
 from retrieval.models import ModelRun, SearchRequest
 from retrieval.runs.index import search_by_vector
@@ -26,13 +27,13 @@ def search_request_execute(*, search_id: int) -> SearchRequest | None:
     def body(req: SearchRequest) -> None:
         job_progress(req, done=0, total=2, note="decoding and embedding the image")
         req = SearchRequest.objects.select_related("run").get(pk=req.pk)
-        decoded = imaging.decode_image(Path(req.upload_path).read_bytes(), max_pixels=settings.IMPORT_MAX_PIXELS)
+        decoded = decode_image(Path(req.upload_path).read_bytes(), max_pixels=settings.IMPORT_MAX_PIXELS)
         vector = embed_pixels(req.run, decoded.pixels)
         job_progress(req, done=1, note="searching the index")
         results = search_by_vector(run=req.run, vector=vector, k=req.k)
         SearchRequest.objects.filter(pk=req.pk).update(results=results, progress_done=2, progress_note="done")
 
-    req = job_run(SearchRequest, search_id, body, expected=(imaging.ImageDecodeError,))
+    req = job_run(SearchRequest, search_id, body, expected=(ImageDecodeError,))
     if req is not None and (req.status == JobStatus.SUCCEEDED or not req.error.startswith(UNEXPECTED)):
         Path(req.upload_path).unlink(missing_ok=True)
     return req

@@ -81,7 +81,7 @@ def test_igcbir_on_an_attention_classifier_uses_grad_cam_and_says_so(dataset):
 
 
 def test_igcbir_queries_and_overlays_are_the_classifier_saliency(dataset, tmp_path, settings):
-    from retrieval import imaging
+    from retrieval.imports.imaging.decode import decode_image
     from retrieval.ml.saliency import overlay_png
     from retrieval.runs import search_job
 
@@ -103,7 +103,7 @@ def test_igcbir_queries_and_overlays_are_the_classifier_saliency(dataset, tmp_pa
     ids, vectors = ranking.run_vectors(run=ig)
     query = Image.objects.get(pk=int(ids[3]))
     data = query.rendition.open("rb").read()
-    pixels = imaging.decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS).pixels
+    pixels = decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS).pixels
     assert np.allclose(search_job.embed_pixels(ig, pixels), vectors[3], atol=1e-4)
     upload = tmp_path / "query.png"
     shutil.copyfile(default_storage.path(query.rendition.name), upload)
