@@ -43,6 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
+
 GOAL_P95_MS = 100.0
 K = 5
 
@@ -298,6 +301,7 @@ def main() -> int:
     parser.add_argument("--think-ms", type=float, default=0,
                         help="mean pause between a reader's cases (0: read as fast as possible)")
     parser.add_argument("--json", action="store_true")
+    add_record_arguments(parser)
     args = parser.parse_args()
     load_before = os.getloadavg()[0]  # other work on the machine skews the numbers: reported
 
@@ -339,8 +343,31 @@ def main() -> int:
                           "submit_p95": lat["submit"]["p95_ms"] <= GOAL_P95_MS,
                           "zero_lost": result["integrity"]["lost"] == 0 and not out["errors"]}
     print(json.dumps(result, indent=2) if args.json else _table(result))
+    _record(result, args)
     integrity = result["integrity"]
     return 0 if not (integrity["lost"] or integrity["duplicates"] or integrity["wrong_items"] or out["errors"]) else 1
+
+
+def _record(result: dict, args: argparse.Namespace) -> None:
+    """The section `reader.<database>.<readers>r.think<ms>` of docs/benchmarks.md (benchmarks/record.py)."""
+    s, lat, integ, met = result["setup"], result["latency"], result["integrity"], result["goal_met"]
+    names = {"page": "case page", "page_and_renditions": f"page + {s['candidates'] + 1} renditions",
+             "rendition": "one rendition", "draft": "draft", "submit": "submit", "healthz": "/healthz/ (baseline)"}
+    table = markdown_table(["request", "n", "p50 ms", "p95 ms"],
+                           [[label, lat[key]["n"], lat[key]["p50_ms"], lat[key]["p95_ms"]] for key, label in names.items()])
+    database = "postgresql" if s["database"].startswith("postgres") else s["database"]
+    record("reader", table, variant=f"{database}.{s['readers']}r.think{s['think_ms']:.0f}", args=args,
+           title=f"{s['readers']} reader{'s' if s['readers'] != 1 else ''}, {s['think_ms']:.0f} ms think time, "
+                 f"{database}",
+           notes=f"{s['cases']} cases, choose {s['k']} of {s['candidates']}, {s['server']}; load average at start "
+                 f"{s['load_average_at_start']}; {lat['wall_seconds']} s, {lat['case_reads_per_second']} case reads/s. "
+                 f"Page p50 / `/healthz/` p50 = {lat['ratio_page_p50_to_healthz_p50']}, submit p50 / `/healthz/` p50 = "
+                 f"{lat['ratio_submit_p50_to_healthz_p50']}. Answers: {integ['submitted']} submitted, "
+                 f"{integ['stored']} stored, {integ['lost']} lost, {integ['duplicates']} duplicated, "
+                 f"{integ['wrong_items']} wrong items; {len(result['errors'])} errors. Goal p95 ≤ "
+                 f"{result['goal_p95_ms']:.0f} ms for page and submit, zero lost: page "
+                 f"{'met' if met['page_p95'] else '**not met**'}, submit {'met' if met['submit_p95'] else '**not met**'}, "
+                 f"answers {'met' if met['zero_lost'] else '**not met**'}.")
 
 
 def _table(result: dict) -> str:

@@ -30,6 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
+
 GOAL_REPORT_S = 2.0
 GOAL_BOOTSTRAP_S = 15.0
 
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="choose_k,rank_all,rate")
     parser.add_argument("--blas-threads", type=int, default=None,
                         help="OpenBLAS/OpenMP threads (e.g. 1 on a busy machine: threaded BLAS then spins)")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
     if args.blas_threads:  # before numpy is imported (django.setup imports it)
         for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -141,7 +144,27 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['load_from_db_s']:>7.3f} {r['statistics_and_tables_s']:>8.3f} "
                   f"{r['overhead_ratio']:>6.1f} {r['report_bootstrap_s']:>15.2f}"
                   f"{'' if r['goal_report_met'] and r['goal_bootstrap_met'] else '  GOAL MISSED'}")
+    _record(rows, engine, ok, args)
     return 0 if ok else 1
+
+
+def _record(rows: list[dict], engine: str, ok: bool, args: argparse.Namespace) -> None:
+    """The section `report.<database>` of docs/benchmarks.md (benchmarks/record.py)."""
+    table = markdown_table(
+        ["mode", "cases × readers × candidates", "pure stats", "report", "= load from DB", "+ statistics & tables",
+         "ratio", f"+ {args.resamples:,} resamples"],
+        [[r["mode"], f"{r['cases']:,} × {r['readers']} × {r['candidates']}", f"{r['baseline_stats_s']:.3f} s",
+          f"{r['report_s']:.2f} s", f"{r['load_from_db_s']:.2f} s", f"{r['statistics_and_tables_s']:.2f} s",
+          f"{r['overhead_ratio']:.0f}", f"{r['report_bootstrap_s']:.1f} s"] for r in rows])
+    missed = [f"{r['mode']} ({'report' if not r['goal_report_met'] else 'bootstrap'})" for r in rows
+              if not (r["goal_report_met"] and r["goal_bootstrap_met"])]
+    size = "" if (args.cases, args.readers, args.candidates) == (1000, 10, 10) else (
+        f".{args.cases}x{args.readers}x{args.candidates}")
+    record("report", table, variant=f"{engine}{size}", title=f"Agreement report from the database ({engine})",
+           args=args,
+           notes=f"BLAS threads: {args.blas_threads or 'default'}. Goals: report ≤ {GOAL_REPORT_S:g} s, "
+                 f"≤ {GOAL_BOOTSTRAP_S:g} s with bootstrap — "
+                 + ("met in every mode." if ok else f"**missed**: {', '.join(missed)}."))
 
 
 if __name__ == "__main__":
