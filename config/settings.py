@@ -1,7 +1,7 @@
 """Settings for the CBIR reader-study platform.
 
 Everything comes from the environment through the typed helpers in core.env; one
-module serves development, tests and production. See the configuration table in README.md.
+module serves development, tests and production. See the configuration table in docs/configuration.md.
 """
 
 from __future__ import annotations

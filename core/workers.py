@@ -1,7 +1,7 @@
 """The one definition of a Celery worker of this platform: `worker_argv(role)`.
 
 Everything that starts a worker builds its command line here: `manage.py worker <role>` (the
-README and `docker/entrypoint.sh`), `manage.py demo` and the tests' worker fixture. Nothing
+docs/install.md#workers and `docker/entrypoint.sh`), `manage.py demo` and the tests' worker fixture. Nothing
 else spells out queues, pools or concurrency.
 
 Two roles, one per queue, each with the pool its work needs:

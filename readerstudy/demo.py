@@ -102,7 +102,7 @@ DEMO_RUN_CONFIG = {
     "negative": ["No Finding"], "undersample": False, "epochs": 8, "lr": 3e-3, "resize": 108, "crop": 96,
     "batch_size": 16, "graded_label": "ctr", "eval_labels": ["Cardiomegaly"],
 }
-#: What the command says of the demo run's duration (measured; see README → "What the demo contains").
+#: What the command says of the demo run's duration (measured; see docs/demo.md).
 DEMO_RUN_DURATION = "about a minute on two CPU cores, seconds on a GPU"
 #: The demo's split: 50/20/30 by patient, so that ~70 test queries give the evaluation some power.
 DEMO_SPLIT_FRACTIONS = (0.5, 0.2, 0.3)
@@ -177,7 +177,7 @@ def demo_studies_create(*, stdout=None) -> None:
 #: finding (its relevance: same class), the cardiothoracic ratio the graded label. "{classifier}" and
 #: "{members}" are filled with the ids of runs trained before. Random initialisation throughout: the
 #: demo downloads no weights, so the numbers show that the pipelines learn, not the papers' accuracy.
-#: Two choices differ from the papers' defaults, for that reason (measured, see the README):
+#: Two choices differ from the papers' defaults, for that reason (measured, see docs/methods.md):
 #: - the DenseNet methods rank by cosine, not Euclidean distance on raw features: trained from scratch
 #:   on a hundred images, their feature norms vary widely (coefficient of variation 0.2–1.3) and
 #:   Euclidean distance follows the norm, not the finding (P@5 at chance; cosine: well above);
