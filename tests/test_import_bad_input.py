@@ -128,12 +128,12 @@ def test_failed_import_does_not_touch_stored_images(tmp_path, settings):
 
 
 def test_failure_while_storing_leaves_no_files(tmp_path, settings, monkeypatch):
-    from retrieval.imports import services
+    from retrieval.imports import ingest
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services.Label.objects, "bulk_create", explode)
+    monkeypatch.setattr(ingest.Label.objects, "bulk_create", explode)
     labels = tmp_path / "l.csv"
     labels.write_bytes(csv_bytes([["filename", "grade"], ["a.png", "1"]]))
     job = run_import(source=write_files(tmp_path / "s", {"a.png": png_bytes(1)}), labels=labels)

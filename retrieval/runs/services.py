@@ -67,11 +67,11 @@ def evaluation_request(*, run: ModelRun, options: dict | None = None, created_by
     is recorded as failed first, so a lost worker never blocks the run."""
     opts = evaluation_options(run=run, options=options)
     stale = timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
+    Evaluation.objects.filter(run=run, status=JobStatus.RUNNING, heartbeat_at__lt=stale).update(
+        status=JobStatus.FAILED, finished_at=timezone.now(),
+        error=f"The worker was lost (no heartbeat for {settings.JOB_STALE_SECONDS} s): evaluate again.")
     with transaction.atomic():
         ModelRun.objects.select_for_update().filter(pk=run.pk).first()  # serialise requests of one run
-        Evaluation.objects.filter(run=run, status=JobStatus.RUNNING, heartbeat_at__lt=stale).update(
-            status=JobStatus.FAILED, finished_at=timezone.now(),
-            error=f"The worker was lost (no heartbeat for {settings.JOB_STALE_SECONDS} s): evaluate again.")
         if run.evaluations.filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists():
             raise Conflict(f"Run {run.name!r} already has an evaluation queued or running.")
         evaluation = Evaluation.objects.create(run=run, options=opts, created_by=created_by)
