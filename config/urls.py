@@ -18,7 +18,7 @@ api_patterns = [
     path("", include("retrieval.api_urls")),
     path("", include("readerstudy.api_urls")),
     path("", include("annotations.api_urls")),
-    path("", include("annotations.report_api_urls")),
+    path("", include("reports.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
@@ -38,5 +38,5 @@ urlpatterns = [
     path("", include("retrieval.urls")),
     path("studies/", include("readerstudy.coordinator_urls")),
     path("read/", include("readerstudy.reader_urls")),
-    path("reports/", include("annotations.report_urls")),
+    path("reports/", include("reports.urls")),
 ]

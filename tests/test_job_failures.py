@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
-from annotations.tasks import report_bootstrap
 from core.errors import Conflict
 from core.tasks import JobFailed
+from reports import report as R
+from reports.models import ReportRun
+from reports.tasks import report_bootstrap
 from retrieval import services
 from retrieval.models import Image, ImportJob, ModelRun
 from retrieval.tasks import import_run, run_evaluate, run_execute, search_execute

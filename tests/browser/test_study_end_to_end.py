@@ -33,11 +33,11 @@ from playwright.sync_api import expect
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import exports
 from annotations.models import Answer, AnswerItem
 from readerstudy import selectors
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_users_create
 from readerstudy.models import Assignment, Candidate, Case, Study
+from reports import exports
 from retrieval.models import Dataset, Label
 from retrieval.pipeline import run_execute
 from retrieval.runs import run_create

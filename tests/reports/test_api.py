@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
+from reports import report as R
+from reports.models import ReportRun
 from retrieval.models import Dataset, ModelRun
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from annotations import report as R
-from annotations.models import Answer, ReportRun
-from annotations.tasks import report_bootstrap
+from annotations.models import Answer
 from core.errors import ApplicationError
+from reports import report as R
+from reports.models import ReportRun
+from reports.tasks import report_bootstrap
 
 OPTIONS = R.ReportOptions(n_resamples=200, seed=1)
 

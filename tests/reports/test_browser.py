@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from annotations import exports
 from annotations.models import AnswerItem
+from reports import exports
 from tests.browser.conftest import ARTIFACTS, login, open_reader_page
 from tests.reading.factories import study_make
 from tests.reports import independent as ind

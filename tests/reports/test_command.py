@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotations import report as R
+from reports import report as R
 
 
 @pytest.fixture

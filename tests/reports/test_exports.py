@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotations import exports
-from annotations import report as R
 from readerstudy.models import StudyStatus
+from reports import exports
+from reports import report as R
 from tests.conftest import client_for
 from tests.reports import independent as ind
 

@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 
-from annotations import exports, services
-from annotations import report as R
+from annotations import services
 from annotations.models import CaseFlag, ImageAnswer
 from readerstudy.models import Assignment, StudyStatus
+from reports import exports
+from reports import report as R
 from tests.conftest import client_for
 from tests.reading.factories import study_make
 

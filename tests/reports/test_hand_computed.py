@@ -7,8 +7,8 @@ import itertools
 import numpy as np
 import pytest
 
-from annotations import exports
-from annotations import report as R
+from reports import exports
+from reports import report as R
 
 # Choose 2 of 4, two cases, readers A, B, C (candidate positions 0-3):
 #   case 1: A {0,1}  B {0,1}  C {0,2}      votes 3, 2, 1, 0

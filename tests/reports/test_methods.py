@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
 from core.errors import ApplicationError
 from core.jobs import JobStatus
+from reports import report as R
 from retrieval.models import Dataset, ModelRun
 from tests.reports import independent as ind
 from tests.studies.factories import make_run

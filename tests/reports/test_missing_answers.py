@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
 from annotations.models import AnswerItem
 from readerstudy.models import Assignment, Candidate
+from reports import report as R
 from tests.reports import independent as ind
 
 

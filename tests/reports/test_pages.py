@@ -7,8 +7,9 @@ import re
 import pytest
 from django.utils import timezone
 
-from annotations import report as R
-from annotations.models import Answer, ReportRun
+from annotations.models import Answer
+from reports import report as R
+from reports.models import ReportRun
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
 from readerstudy.models import Assignment, StudyStatus
+from reports import report as R
+from reports.models import ReportRun
 
 PERSONAS = ["anonymous", "nobody", "reader", "other_reader", "researcher", "coordinator"]
 ALLOWED = {"researcher", "coordinator"}

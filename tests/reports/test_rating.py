@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotations import report as R
+from reports import report as R
 from tests.reports import independent as ind
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
+from reports import report as R
 from tests.reports import independent as ind
 
 

@@ -7,15 +7,15 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import report as R
-from annotations import stats as S
+from reports import report as R
+from reports import stats as S
 from tests.reports import independent as ind
 
 N_RESAMPLES, SEED = 700, 3
 
 
 def _draws(n_cases: int, n_resamples: int = N_RESAMPLES, seed: int = SEED, batch: int = 500) -> np.ndarray:
-    """The case indices of each resample, drawn as annotations.stats.bootstrap_ci draws them (batches of 500)."""
+    """The case indices of each resample, drawn as reports.stats.bootstrap_ci draws them (batches of 500)."""
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases))
                            for s in range(0, n_resamples, batch)])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
-from annotations.tasks import report_bootstrap
+from reports import report as R
+from reports.models import ReportRun
+from reports.tasks import report_bootstrap
 from tests.conftest import send, wait_until
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -4,7 +4,7 @@ Data flow
 ---------
 ``report_inputs(study=..., options=...)`` loads the study's answers into a
 (cases × candidates × readers) array and ranks every catalogue under every available method;
-``report_build(inputs, options)`` calls ``annotations.stats`` and assembles ONE JSON-ready dict,
+``report_build(inputs, options)`` calls ``reports.stats`` and assembles ONE JSON-ready dict,
 the one that the page, the API, the downloads and ``manage.py agreement_report`` all serve.
 ``report_run_start`` / ``report_run_execute`` compute the same dict with bootstrap confidence
 intervals and p-values on the worker and store it in a ``ReportRun``.
@@ -39,11 +39,12 @@ import numpy as np
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Sum
 
-from annotations import stats as S
-from annotations.models import Answer, AnswerItem, CaseFlag, ReportRun
+from annotations.models import Answer, AnswerItem, CaseFlag
 from core.errors import ApplicationError
 from core.jobs import JobStatus, job_progress, job_run
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyStatus
+from reports import stats as S
+from reports.models import ReportRun
 from retrieval.models import Label, ModelRun
 
 log = logging.getLogger(__name__)
@@ -1255,7 +1256,7 @@ def report_run_start(*, study: Study, options: ReportOptions, created_by=None) -
 
 
 def _enqueue(run_id: int) -> None:
-    from annotations.tasks import report_bootstrap
+    from reports.tasks import report_bootstrap
 
     transaction.on_commit(lambda: report_bootstrap.delay(report_run_id=run_id))
 

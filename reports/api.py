@@ -16,13 +16,13 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import report as R
-from annotations import stats as S
-from annotations.models import ReportRun
 from core.errors import ApplicationError, Conflict
 from core.jobs import JobStatus
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy.models import Study
+from reports import report as R
+from reports import stats as S
+from reports.models import ReportRun
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 

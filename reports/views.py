@@ -17,13 +17,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotations import exports
-from annotations import report as R
-from annotations.figures import report_figure_uris
-from annotations.models import ReportRun
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
 from readerstudy.models import Study
+from reports import exports
+from reports import report as R
+from reports.figures import report_figure_uris
+from reports.models import ReportRun
 
 GROUPS = {"": "no split", "modality": "query modality", "query_class": "query class", "reader": "reader"}
 ANALYSIS_PARAMS = ("p", "tie_break", "runs", "label")

@@ -1,6 +1,6 @@
 """Exports of an agreement report: tables, long CSV, questions CSV, JSON, iMRMC-style CSV, printable HTML and PDF.
 
-Every export is computed from the same objects as the report page (annotations.report), so a
+Every export is computed from the same objects as the report page (reports.report), so a
 number in a download is the number on the page. Column meanings: README.md, "Exports and their columns".
 
 iMRMC mapping (one row per reader × case × modality, columns readerID, caseID, modalityID, score;
@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 from django.template.loader import render_to_string
 
-from annotations import report as R
-from annotations import stats as S
 from annotations.models import Answer, CaseFlag, CaseVisit
 from readerstudy.models import AnswerMode
+from reports import report as R
+from reports import stats as S
 
 IMRMC_COLUMNS = ["readerID", "caseID", "modalityID", "score"]
 
@@ -451,7 +451,7 @@ def imrmc_csv(inputs: R.ReportInputs, options: R.ReportOptions) -> str:
 
 def report_html(report: dict, *, group: str = "") -> str:
     """A standalone HTML page (inline CSS, figures as base64 PNG) to print or archive."""
-    from annotations.figures import report_figure_uris
+    from reports.figures import report_figure_uris
 
     return render_to_string("reports/printable.html", {
         "report": report, "tables": report_tables(report, group=group), "figures": report_figure_uris(report),
@@ -490,7 +490,7 @@ def report_pdf(report: dict, *, group: str = "") -> bytes:
     """A PDF (matplotlib PdfPages): text pages with the tables, then one page per figure."""
     from matplotlib.backends.backend_pdf import PdfPages
 
-    from annotations.figures import _figure, report_figures
+    from reports.figures import _figure, report_figures
 
     buf = io.BytesIO()
     lines = _text_lines(report, group)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from annotations import exports
-from annotations import report as R
 from core.errors import ApplicationError
 from readerstudy.models import Study
+from reports import exports
+from reports import report as R
 
 
 class Command(BaseCommand):
