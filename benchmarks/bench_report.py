@@ -1,4 +1,4 @@
-"""Benchmark of the agreement report from the database (reports.report) on a large study.
+"""Benchmark of the agreement report from the database (reports.build) on a large study.
 
 Usage: python benchmarks/bench_report.py [--json] [--cases 1000] [--readers 10] [--candidates 10]
                                          [--resamples 2000] [--modes choose_k,rank_all,rate] [--blas-threads 1]
@@ -79,21 +79,23 @@ def _baseline(gen, mode: str, k: int) -> None:
 
 def bench_mode(mode: str, args, tmp: Path) -> dict:
     """Generate one study of the mode in the database and time the report without and with bootstrap."""
-    from reports import report as R
+    from reports.analysis import report_inputs
+    from reports.build import report_build, report_for_study
+    from reports.options import options_parse
     from tests.reports.factories import generate_study
 
     gen, t_gen = timed(generate_study, mode=mode, n_cases=args.cases, n_candidates=args.candidates,
                        n_readers=args.readers, k=args.candidates // 2, q=0.6, seed=1, run_dir=tmp / "runs",
                        name=f"bench {mode} {time.time_ns()}")
-    plain = R.options_parse(class_label="finding")
-    R.report_for_study(study=gen.study, options=plain)  # warm-up: imports, embeddings cache, BLAS
+    plain = options_parse(class_label="finding")
+    report_for_study(study=gen.study, options=plain)  # warm-up: imports, embeddings cache, BLAS
     baseline(gen, mode, args.candidates // 2)
     _, t_base = timed(baseline, gen, mode, args.candidates // 2)
-    report, t_report = timed(R.report_for_study, study=gen.study, options=plain)
-    inputs, t_load = timed(R.report_inputs, study=gen.study, options=plain)
-    _, t_build = timed(R.report_build, inputs, plain)
-    boot = R.options_parse(class_label="finding", n_resamples=args.resamples, seed=0)
-    booted, t_boot = timed(R.report_for_study, study=gen.study, options=boot)
+    report, t_report = timed(report_for_study, study=gen.study, options=plain)
+    inputs, t_load = timed(report_inputs, study=gen.study, options=plain)
+    _, t_build = timed(report_build, inputs, plain)
+    boot = options_parse(class_label="finding", n_resamples=args.resamples, seed=0)
+    booted, t_boot = timed(report_for_study, study=gen.study, options=boot)
     assert report["n_cases"] == args.cases and booted["uncertainty"]["n_resamples"] == args.resamples
     return {
         "mode": mode, "cases": args.cases, "readers": args.readers, "candidates": args.candidates,
