@@ -7,6 +7,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from annotations import reader_views
 from readerstudy import views
 
 handler400 = "readerstudy.views.error_400"
@@ -25,7 +26,7 @@ api_patterns = [
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", reader_views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     # Pages name their icon; this answers browsers and tools that ask for /favicon.ico regardless.
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
@@ -37,6 +38,6 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("", include("retrieval.urls")),
     path("studies/", include("readerstudy.coordinator_urls")),
-    path("read/", include("readerstudy.reader_urls")),
+    path("read/", include("annotations.reader_urls")),
     path("reports/", include("reports.urls")),
 ]

@@ -33,8 +33,8 @@ from playwright.sync_api import expect
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_users_create
 from readerstudy.models import Assignment, Candidate, Case, Study
 from reports import tables

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.models import Assignment
 from tests.browser.conftest import login, shot, wait_reader_ready
 from tests.reading.factories import study_make
