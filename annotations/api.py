@@ -15,10 +15,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import services
+from annotations import selectors, services
 from core.errors import Conflict
 from core.roles import ROLES, api_role
-from readerstudy import selectors
 from readerstudy.models import Assignment, Case, StudyStatus
 
 AnyRole = api_role(*ROLES)

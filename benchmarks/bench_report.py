@@ -1,4 +1,4 @@
-"""Benchmark of the agreement report from the database (annotations.report) on a large study.
+"""Benchmark of the agreement report from the database (reports.build) on a large study.
 
 Usage: python benchmarks/bench_report.py [--json] [--cases 1000] [--readers 10] [--candidates 10]
                                          [--resamples 2000] [--modes choose_k,rank_all,rate] [--blas-threads 1]
@@ -9,7 +9,7 @@ folder, or the database named by DATABASE_URL), then the FULL report is timed fr
 database: loading the answers, ranking every catalogue under the model run, every statistic,
 the subgroup tables; once without bootstrap (goal ≤ 2 s) and once with 2,000 bootstrap
 resamples and as many permutations for the p-values (goal ≤ 15 s).
-Baseline, in the same run: the pure statistics (annotations.stats.choose_k_summary /
+Baseline, in the same run: the pure statistics (reports.stats.choose_k_summary /
 ranking_summary / icc + pairwise weighted kappa) on arrays already in memory; the ratio
 report / baseline is the overhead of the database layer and of everything the report adds
 (subgroup and per-reader tables, extra statistics); `load` and `build` split the report time
@@ -65,7 +65,7 @@ def baseline(gen, mode: str, k: int) -> None:
 def _baseline(gen, mode: str, k: int) -> None:
     import numpy as np
 
-    from annotations import stats as S
+    from reports import stats as S
 
     ranks = {"model": gen.model_ranks}
     if mode == "choose_k":
@@ -81,21 +81,23 @@ def _baseline(gen, mode: str, k: int) -> None:
 
 def bench_mode(mode: str, args, tmp: Path) -> dict:
     """Generate one study of the mode in the database and time the report without and with bootstrap."""
-    from annotations import report as R
+    from reports.analysis import report_inputs
+    from reports.build import report_build, report_for_study
+    from reports.options import options_parse
     from tests.reports.factories import generate_study
 
     gen, t_gen = timed(generate_study, mode=mode, n_cases=args.cases, n_candidates=args.candidates,
                        n_readers=args.readers, k=args.candidates // 2, q=0.6, seed=1, run_dir=tmp / "runs",
                        name=f"bench {mode} {time.time_ns()}")
-    plain = R.options_parse(class_label="finding")
-    R.report_for_study(study=gen.study, options=plain)  # warm-up: imports, embeddings cache, BLAS
+    plain = options_parse(class_label="finding")
+    report_for_study(study=gen.study, options=plain)  # warm-up: imports, embeddings cache, BLAS
     baseline(gen, mode, args.candidates // 2)
     _, t_base = timed(baseline, gen, mode, args.candidates // 2)
-    report, t_report = timed(R.report_for_study, study=gen.study, options=plain)
-    inputs, t_load = timed(R.report_inputs, study=gen.study, options=plain)
-    _, t_build = timed(R.report_build, inputs, plain)
-    boot = R.options_parse(class_label="finding", n_resamples=args.resamples, seed=0)
-    booted, t_boot = timed(R.report_for_study, study=gen.study, options=boot)
+    report, t_report = timed(report_for_study, study=gen.study, options=plain)
+    inputs, t_load = timed(report_inputs, study=gen.study, options=plain)
+    _, t_build = timed(report_build, inputs, plain)
+    boot = options_parse(class_label="finding", n_resamples=args.resamples, seed=0)
+    booted, t_boot = timed(report_for_study, study=gen.study, options=boot)
     assert report["n_cases"] == args.cases and booted["uncertainty"]["n_resamples"] == args.resamples
     return {
         "mode": mode, "cases": args.cases, "readers": args.readers, "candidates": args.candidates,

@@ -1,4 +1,4 @@
-"""Benchmark of annotations.stats on a large simulated reader study, against a naive baseline.
+"""Benchmark of reports.stats on a large simulated reader study, against a naive baseline.
 
 Usage: python benchmarks/bench_stats.py [--json] [--cases 1000] [--baseline-resamples 100]
 
@@ -29,8 +29,8 @@ from sklearn.metrics import cohen_kappa_score, ndcg_score  # noqa: E402
 from statsmodels.stats.inter_rater import aggregate_raters  # noqa: E402
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss  # noqa: E402
 
-from annotations import stats as S  # noqa: E402
 from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
+from reports import stats as S  # noqa: E402
 
 GOAL_REPORT_S = 2.0
 GOAL_BOOTSTRAP_S = 15.0

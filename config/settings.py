@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "readerstudy",
     "retrieval",
     "annotations",
+    "reports",
 ]
 
 MIDDLEWARE = [

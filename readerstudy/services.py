@@ -6,7 +6,9 @@ mode, k, rating range, questions and what readers are shown are locked (clone th
 change them); name, instructions, revisions and the ground-truth reader stay editable.
 
 The reads used by the coordinator pages and API are at the end of this module (`study_list`,
-`study_progress`, ...): `readerstudy/selectors.py` belongs to the reader side.
+`study_progress`, ...); what readers see of a study is annotations.selectors. Answers are read
+here only through the reverse relations of cases and assignments (`answers`, `flags`): the
+studies layer imports nothing from reading.
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from core.roles import READER, has_role
 from readerstudy import builders
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from retrieval.models import Dataset, Label, ModelRun, Split, SplitPart
-from retrieval.runs.ranking import neighbours_fn
+from retrieval.runs.methods import METHODS
+from retrieval.runs.ranking import neighbours_fn, run_vectors
 
 STRATIFIED_RANDOM, KNN_FARTHEST, TOP_N, POOLED, CASE_LIST = (
     "stratified_random", "knn_farthest", "top_n", "pooled", "case_list")
@@ -55,9 +58,7 @@ ALWAYS_EDITABLE = ("name", "instructions", "allow_revisions", "ground_truth_read
 
 def study_has_answers(*, study: Study) -> bool:
     """True once any reader has submitted an answer in the study."""
-    from annotations.models import Answer
-
-    return Answer.objects.filter(case__study=study).exists()
+    return study.cases.filter(answers__isnull=False).exists()
 
 
 def _refuse_if_answered(study: Study, what: str) -> None:
@@ -423,8 +424,6 @@ def _split(dataset: Dataset, split_id: int) -> Split | None:
 
 
 def _runs(dataset: Dataset, run_ids: list[int]) -> list[ModelRun]:
-    from retrieval.runs.methods import METHODS
-
     found = {r.pk: r for r in ModelRun.objects.filter(pk__in=run_ids)}
     runs = []
     for run_id in run_ids:
@@ -454,8 +453,6 @@ def _check_ssim_cost(runs: list[ModelRun], queries: list[int], pool: list[int]) 
 
 def _embedded_ids(runs: list[ModelRun]) -> set[int] | None:
     """Image ids embedded by every run (None without runs); ApplicationError when a run has none."""
-    from retrieval.runs.ranking import run_vectors
-
     common = None
     for run in runs:
         if run.method == "ssim":  # ranks any image with a rendition: no restriction
@@ -511,14 +508,12 @@ def assignment_add(*, study: Study, reader, seed: int | None = None) -> Assignme
 
 def assignment_remove(*, study: Study, reader) -> None:
     """Remove a reader who has not answered yet (their drafts and flags go with them)."""
-    from annotations.models import Answer
-
     with transaction.atomic():
         study = _lock(study)
         assignment = study.assignments.filter(reader=reader).first()
         if assignment is None:
             raise ApplicationError(f"{reader.get_username()} is not a reader of {study.name!r}.")
-        if Answer.objects.filter(assignment=assignment).exists():
+        if assignment.answers.exists():
             raise Conflict(f"{reader.get_username()} has already answered in {study.name!r}; "
                            "a reader with answers cannot be removed.")
         assignment.delete()
@@ -644,17 +639,15 @@ def eligible_readers() -> QuerySet:
 
 def study_progress(*, study: Study) -> list[dict]:
     """Per reader: answered/total cases, median active time per case, flags, last answer."""
-    from annotations.models import Answer, CaseFlag
-
     total = study.cases.count()
     times: dict[int, list[int]] = defaultdict(list)
     last: dict[int, Any] = {}
-    for assignment_id, ms, at in Answer.objects.filter(assignment__study=study).values_list(
-            "assignment_id", "active_ms", "submitted_at"):
+    for assignment_id, ms, at in study.assignments.values_list("pk", "answers__active_ms", "answers__submitted_at"):
+        if at is None:  # a reader without answers (the outer join's empty row)
+            continue
         times[assignment_id].append(ms)
         last[assignment_id] = max(at, last.get(assignment_id, at))
-    flags = dict(CaseFlag.objects.filter(assignment__study=study).values("assignment_id")
-                 .annotate(n=Count("id")).values_list("assignment_id", "n"))
+    flags = dict(study.assignments.annotate(n=Count("flags")).values_list("pk", "n"))
     rows = []
     for a in study.assignments.select_related("reader").order_by("reader__username"):
         done = len(times[a.pk])

@@ -1,26 +1,10 @@
-"""Platform pages: the role dashboard, the health check and the error pages."""
+"""Platform pages: the health check and the error pages (the role dashboard is annotations.reader_views.home)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
-
-from core.roles import COORDINATOR, RESEARCHER, has_role
-
-
-@login_required
-def home(request):
-    """The role dashboard: my reading studies (if any are assigned) and, for staff, the collections."""
-    from readerstudy.selectors import reader_study_list
-
-    context = {"reader_studies": reader_study_list(user=request.user)}
-    if has_role(request.user, COORDINATOR, RESEARCHER):
-        from retrieval.selectors import dataset_list
-
-        context["datasets"] = dataset_list()[:20]
-    return render(request, "home.html", context)
 
 
 def healthz(request):

@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
-from annotations.tasks import report_bootstrap
 from core.errors import Conflict
 from core.tasks import JobFailed
+from reports import build
+from reports.models import ReportRun
+from reports.options import ReportOptions
+from reports.tasks import report_bootstrap, report_run_start
 from retrieval.imports import ingest, services
 from retrieval.models import Image, ImportJob, ModelRun
 from retrieval.tasks import evaluation_execute, import_run, run_execute, search_execute
@@ -141,16 +142,16 @@ def test_search_failure_is_recorded_and_retried_with_the_kept_upload(phantom_dat
 def test_report_failure_is_recorded_and_retried(tmp_path, monkeypatch):
     study = generate_study(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open",
                            run_dir=tmp_path / "runs").study
-    options = R.ReportOptions(n_resamples=50, seed=1)
-    run, _ = R.report_run_start(study=study, options=options)
-    monkeypatch.setattr(R, "report_for_study", _fault)
+    options = ReportOptions(n_resamples=50, seed=1)
+    run, _ = report_run_start(study=study, options=options)
+    monkeypatch.setattr(build, "report_for_study", _fault)
     with pytest.raises(JobFailed, match=UNEXPECTED):
         report_bootstrap(report_run_id=run.pk)
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", UNEXPECTED)
 
     monkeypatch.undo()
-    again, queued = R.report_run_start(study=study, options=options)  # the same request retries it
+    again, queued = report_run_start(study=study, options=options)  # the same request retries it
     assert queued and again.pk == run.pk and again.status == "pending"
     report_bootstrap(report_run_id=run.pk)
     run.refresh_from_db()

@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from annotations import report as report_module
-from annotations.models import ReportRun
-from annotations.tasks import report_bootstrap
+from reports import build
+from reports.models import ReportRun
+from reports.options import ReportOptions
+from reports.tasks import report_bootstrap, report_run_start
 from core.errors import ApplicationError
 from core.jobs import UNEXPECTED, TrackedJob
 from core.tasks import JobFailed
@@ -126,21 +127,21 @@ def _report_kind(tmp_path, phantom_dataset) -> Kind:
     study = generate_study(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open",
                            run_dir=tmp_path / "runs").study
     seeds = itertools.count(1)
-    last: dict[int, report_module.ReportOptions] = {}
+    last: dict[int, ReportOptions] = {}
 
     def new():
-        options = report_module.ReportOptions(n_resamples=50, seed=next(seeds))
-        run, queued = report_module.report_run_start(study=study, options=options)
+        options = ReportOptions(n_resamples=50, seed=next(seeds))
+        run, queued = report_run_start(study=study, options=options)
         assert queued
         last[run.pk] = options
         return run
 
     def retry(run):  # asking for the same report again retries it
-        again, queued = report_module.report_run_start(study=study, options=last[run.pk])
+        again, queued = report_run_start(study=study, options=last[run.pk])
         assert queued and again.pk == run.pk
         return again
 
-    return Kind(ReportRun, new, lambda pk: report_bootstrap(report_run_id=pk), (report_module, "report_for_study"),
+    return Kind(ReportRun, new, lambda pk: report_bootstrap(report_run_id=pk), (build, "report_for_study"),
                 retry, lambda run: bool(run.result))
 
 

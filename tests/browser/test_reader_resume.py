@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from annotations import selectors
 from annotations.models import Answer, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
-from readerstudy import selectors
 from readerstudy.models import Assignment, Case
 from tests.browser.conftest import key_at, login, open_reader_page, shot, wait_reader_ready
 from tests.reading.factories import study_make

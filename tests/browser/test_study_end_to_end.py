@@ -33,11 +33,11 @@ from playwright.sync_api import expect
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import exports
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_users_create
 from readerstudy.models import Assignment, Candidate, Case, Study
+from reports import tables
 from retrieval.models import Dataset, Label
 from retrieval.runs.services import run_create
 from retrieval.runs.stages import run_execute
@@ -423,7 +423,7 @@ def check_choose_k_report(page, study, sel: np.ndarray, runs) -> None:
     fleiss = ind.fleiss(sel)
     page.goto(f"/reports/studies/{study.pk}/")
     expect(page.locator(".interim-banner")).to_contain_text("Interim report")
-    expect(page.locator("tr", has_text="Fleiss κ").locator("td").nth(1)).to_have_text(exports.fmt(fleiss))
+    expect(page.locator("tr", has_text="Fleiss κ").locator("td").nth(1)).to_have_text(tables.fmt(fleiss))
     shot(page, "e2e-report-choose-k")
     distances = {r.name: stored.catalogue_distances(r, study) for r in runs}
     for tie_break, tie_ranks in (("index", None), ("model", ind.ranks_of(distances[runs[0].name]))):

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.models import Assignment
 from tests.browser.conftest import login, shot, wait_reader_ready
 from tests.reading.factories import study_make
@@ -68,6 +68,6 @@ def test_three_readers_complete_a_study(page, django_user_model):
     table = np.array([[AnswerItem.objects.get(answer__case=case, answer__assignment__reader=user, candidate=cand).selected
                        for user in readers] for case in cases for cand in case.candidates.order_by("pk")], dtype=int)
     expected = fleiss_kappa(aggregate_raters(table, n_cat=2)[0])
-    from annotations import stats
+    from reports import stats
 
     assert stats.fleiss_kappa(table) == pytest.approx(expected)

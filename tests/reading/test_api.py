@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from annotations import selectors
 from annotations.models import Answer, CaseFlag, CaseVisit
-from readerstudy import selectors
 from readerstudy.models import AnswerMode, StudyStatus
 from tests.reading.factories import study_make
 

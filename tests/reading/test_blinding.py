@@ -11,8 +11,7 @@ import re
 
 import pytest
 
-from annotations import services
-from readerstudy import selectors
+from annotations import selectors, services
 from readerstudy.models import Assignment, Candidate, Case
 from tests.reading.factories import study_make
 

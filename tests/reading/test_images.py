@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import services
-from readerstudy import selectors
+from annotations import selectors, services
 from readerstudy.models import Assignment, StudyStatus
 from tests.reading.factories import answer_payload, assign, study_make
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from annotations import services
-from readerstudy import selectors
+from annotations import selectors, services
 from readerstudy.models import Assignment
 from tests.reading.factories import study_make
 

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from annotations import services
+from annotations import selectors, services
 from annotations.models import CaseVisit
-from readerstudy import selectors
 from readerstudy.models import StudyStatus
 
 

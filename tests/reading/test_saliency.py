@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from readerstudy import selectors
+from annotations import selectors
 from readerstudy.models import Assignment, StudyStatus
+from readerstudy.selectors import study_saliency_run
 from tests.reading.factories import assign, overlay_bytes, saliency_run_make, study_make
 
 RUN_NAME = "cnn-zqxrun"
@@ -60,9 +61,9 @@ def test_the_first_classifier_run_with_maps_in_builder_order_is_used(db):
     off_the_shelf = saliency_run_make(study.dataset, name="vit", method="timm", overlays=[image])
     a = saliency_run_make(study.dataset, name="a", overlays=[image])
     b = saliency_run_make(study.dataset, name="b", method="finetune", overlays=[image])
-    assert selectors.study_saliency_run(study=_build_from(study, off_the_shelf.pk, a.pk, b.pk)) == a
-    assert selectors.study_saliency_run(study=_build_from(study, b.pk, a.pk)) == b
-    assert selectors.study_saliency_run(study=_build_from(study, a.pk, builder="knn_farthest")) == a
+    assert study_saliency_run(study=_build_from(study, off_the_shelf.pk, a.pk, b.pk)) == a
+    assert study_saliency_run(study=_build_from(study, b.pk, a.pk)) == b
+    assert study_saliency_run(study=_build_from(study, a.pk, builder="knn_farthest")) == a
 
 
 @pytest.mark.parametrize("unfit", [
@@ -76,16 +77,16 @@ def test_runs_without_usable_maps_are_skipped(db, unfit):
     study = study_make(n_cases=1, n_candidates=2, show_saliency=True)
     image = study.cases.get().query_id
     bad = saliency_run_make(study.dataset, name="bad", **{"overlays": [image], **unfit})
-    assert selectors.study_saliency_run(study=_build_from(study, bad.pk)) is None
+    assert study_saliency_run(study=_build_from(study, bad.pk)) is None
     good = saliency_run_make(study.dataset, name="good", overlays=[image])
-    assert selectors.study_saliency_run(study=_build_from(study, bad.pk, good.pk)) == good
+    assert study_saliency_run(study=_build_from(study, bad.pk, good.pk)) == good
 
 
 def test_studies_built_without_a_run_have_no_saliency_run(db):
     study = study_make(n_cases=1, n_candidates=2, show_saliency=True, builder="case_list",
                        builder_config={"file_name": "cases.csv"})
     saliency_run_make(study.dataset, overlays=[study.cases.get().query_id])  # a run exists, but not the study's
-    assert selectors.study_saliency_run(study=study) is None
+    assert study_saliency_run(study=study) is None
 
 
 # --- what the reader's page and JSON carry --------------------------------------------------------
@@ -105,7 +106,7 @@ def test_payload_names_overlays_of_the_images_that_have_one(client, reader, sal_
 
 def test_nothing_of_the_run_reaches_the_reader(client, reader, sal_study):
     client.force_login(reader)
-    run = selectors.study_saliency_run(study=sal_study)
+    run = study_saliency_run(study=sal_study)
     texts = [client.get(f"/read/{sal_study.pk}/case/1/").content.decode(),
              client.get(f"/api/reading/studies/{sal_study.pk}/cases/1/").content.decode()]
     response = client.get(_url(sal_study, 1, "query"))

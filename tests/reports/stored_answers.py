@@ -1,9 +1,9 @@
 """A study's stored answers and a run's distances as arrays, read straight from the rows and files.
 
-Independent of `annotations.report`: the ORM rows are walked with plain loops, and distances are
-computed here from the run's embedding files (cosine: 1 − the dot product of unit vectors). The
-arrays use the report's documented order: cases by position, candidates by catalogue position,
-readers by user name.
+Independent of the report code (reports.inputs, reports.methods): the ORM rows are walked with plain
+loops, and distances are computed here from the run's embedding files (cosine: 1 − the dot product of
+unit vectors). The arrays use the report's documented order: cases by position, candidates by
+catalogue position, readers by user name.
 """
 
 from __future__ import annotations

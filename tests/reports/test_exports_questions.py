@@ -13,10 +13,11 @@ import pandas as pd
 import pytest
 from django.core.management import call_command
 
-from annotations import exports, services
-from annotations import report as R
+from annotations import services
 from annotations.models import CaseFlag, ImageAnswer
 from readerstudy.models import Assignment, StudyStatus
+from reports import exports
+from reports.options import ReportOptions
 from tests.conftest import client_for
 from tests.reading.factories import study_make
 
@@ -119,7 +120,7 @@ def test_command_writes_the_same_questions_csv(client, researcher, answered, tmp
     call_command("agreement_report", str(answered.pk), "--format", "questions", "--out", str(tmp_path))
     written = next(tmp_path.glob("*-questions.csv")).read_bytes()
     assert written == _download(client_for(client, researcher), answered, "questions").content
-    body, _, _ = exports.export_file(study=answered, options=R.ReportOptions(), fmt="questions")
+    body, _, _ = exports.export_file(study=answered, options=ReportOptions(), fmt="questions")
     assert body == written
 
 
@@ -130,6 +131,6 @@ def test_report_page_offers_the_questions_download(client, researcher, answered)
 
 def test_study_without_questions_gives_a_header_only(generate):
     g = generate(mode="choose_k", n_cases=3, n_readers=2)
-    body, _, name = exports.export_file(study=g.study, options=R.ReportOptions(), fmt="questions")
+    body, _, name = exports.export_file(study=g.study, options=ReportOptions(), fmt="questions")
     assert body.decode() == ",".join(exports.QUESTION_COLUMNS) + "\n" and name.endswith("-questions.csv")
     assert pd.read_csv(io.BytesIO(body)).empty

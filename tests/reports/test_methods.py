@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
 from core.errors import ApplicationError
 from core.jobs import JobStatus
+from reports.build import report_for_study
+from reports.options import options_parse
 from retrieval.models import Dataset, ModelRun
 from tests.reports import independent as ind
 from tests.studies.factories import make_run
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def _method(report, name):
@@ -90,4 +91,4 @@ def test_runs_of_another_dataset_are_refused(generate):
     with pytest.raises(ApplicationError, match="not runs of this study's dataset"):
         _report(g, runs=f"{other.pk}")
     with pytest.raises(ApplicationError, match="whole numbers"):
-        R.options_parse(runs="abc")
+        options_parse(runs="abc")

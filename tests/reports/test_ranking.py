@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
@@ -16,7 +17,7 @@ def study(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_methods_and_readers_scored_against_the_ground_truth_reader(study):

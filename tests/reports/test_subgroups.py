@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
+from reports import subgroups
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_modality_groups_add_up_to_the_whole_ranking_report(generate):
@@ -67,7 +69,7 @@ def test_by_reader_tables(generate):
 
 
 def test_too_many_groups_are_not_tabulated(generate, monkeypatch):
-    monkeypatch.setattr(R, "MAX_GROUPS", 2)
+    monkeypatch.setattr(subgroups, "MAX_GROUPS", 2)
     g = generate(mode="rate", n_cases=6, n_readers=2, modalities=("CR", "CT", "MR"))
     split = _report(g)["subgroups"]["modality"]
     assert split["groups"] == {} and "too many" in split["note"]

@@ -7,15 +7,16 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import report as R
-from annotations import stats as S
+from reports import stats as S
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 N_RESAMPLES, SEED = 700, 3
 
 
 def _draws(n_cases: int, n_resamples: int = N_RESAMPLES, seed: int = SEED, batch: int = 500) -> np.ndarray:
-    """The case indices of each resample, drawn as annotations.stats.bootstrap_ci draws them (batches of 500)."""
+    """The case indices of each resample, drawn as reports.stats.bootstrap_ci draws them (batches of 500)."""
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases))
                            for s in range(0, n_resamples, batch)])
@@ -36,7 +37,7 @@ def ranked(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(n_resamples=N_RESAMPLES, seed=SEED, **kw))
+    return report_for_study(study=g.study, options=options_parse(n_resamples=N_RESAMPLES, seed=SEED, **kw))
 
 
 def test_report_states_resamples_seed_and_unit(choose):
@@ -71,7 +72,7 @@ def test_ndcg_interval_equals_a_naive_case_bootstrap(ranked):
 
 def test_same_seed_same_intervals_other_seed_other_intervals(choose):
     a, b = _report(choose)["choose_k"], _report(choose)["choose_k"]
-    c = R.report_for_study(study=choose.study, options=R.options_parse(n_resamples=N_RESAMPLES, seed=SEED + 1))
+    c = report_for_study(study=choose.study, options=options_parse(n_resamples=N_RESAMPLES, seed=SEED + 1))
     assert a["fleiss_kappa"] == b["fleiss_kappa"]
     assert a["fleiss_kappa"]["ci_low"] != c["choose_k"]["fleiss_kappa"]["ci_low"]
 
@@ -85,7 +86,7 @@ def test_readers_too_resamples_readers_where_the_statistic_allows_it(choose):
 
 
 def test_no_bootstrap_means_no_intervals_and_no_p_values(choose):
-    report = R.report_for_study(study=choose.study, options=R.options_parse())
+    report = report_for_study(study=choose.study, options=options_parse())
     assert report["uncertainty"] is None and report["tests"] is None
     assert report["choose_k"]["fleiss_kappa"]["ci_low"] is None
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import choose_k_study
 

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import stats as S
+from reports import stats as S
 
 PINGOUIN = {
     "ICC1": "ICC(1,1)", "ICC2": "ICC(A,1)", "ICC3": "ICC(C,1)",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import random_permutation_ranks, ranking_study
 

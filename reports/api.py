@@ -16,13 +16,15 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import report as R
-from annotations import stats as S
-from annotations.models import ReportRun
 from core.errors import ApplicationError, Conflict
 from core.jobs import JobStatus
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy.models import Study
+from reports import stats as S
+from reports.jobs import report_latest
+from reports.models import ReportRun
+from reports.options import DEFAULT_RESAMPLES, MAX_RESAMPLES, ReportOptions, options_parse
+from reports.tasks import report_run_start
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 
@@ -38,9 +40,9 @@ class _AnalysisSerializer(serializers.Serializer):
                                         help_text="label of the query images that defines the query class")
 
 
-def _options(data: dict, **extra) -> R.ReportOptions:
-    return R.options_parse(p=data.get("p"), tie_break=data.get("tie_break"), runs=data.get("runs"),
-                           class_label=data.get("class_label", ""), **extra)
+def _options(data: dict, **extra) -> ReportOptions:
+    return options_parse(p=data.get("p"), tie_break=data.get("tie_break"), runs=data.get("runs"),
+                         class_label=data.get("class_label", ""), **extra)
 
 
 @extend_schema_serializer(component_name="ReportRun")
@@ -78,7 +80,7 @@ class ReportDetailApi(APIView):
         query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         options = _options(query.validated_data)
-        report, _ = R.report_latest(study=study, options=options)
+        report, _ = report_latest(study=study, options=options)
         return Response(report)
 
 
@@ -89,7 +91,7 @@ class ReportBootstrapStartApi(APIView):
 
     @extend_schema_serializer(component_name="ReportBootstrapInput")
     class InputSerializer(_AnalysisSerializer):
-        n_resamples = serializers.IntegerField(min_value=1, max_value=R.MAX_RESAMPLES, default=R.DEFAULT_RESAMPLES)
+        n_resamples = serializers.IntegerField(min_value=1, max_value=MAX_RESAMPLES, default=DEFAULT_RESAMPLES)
         seed = serializers.IntegerField(min_value=0, max_value=2**32 - 1, default=0)
         readers_too = serializers.BooleanField(default=False, help_text="resample readers as well as cases")
         level = serializers.FloatField(min_value=0.5, max_value=0.999, default=0.95)
@@ -102,7 +104,7 @@ class ReportBootstrapStartApi(APIView):
         v = data.validated_data
         options = _options(v, n_resamples=v["n_resamples"], seed=v["seed"], readers_too=v["readers_too"],
                            level=v["level"])
-        run, created = R.report_run_start(study=study, options=options, created_by=request.user)
+        run, created = report_run_start(study=study, options=options, created_by=request.user)
         return Response(ReportRunSerializer(run).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
 
 

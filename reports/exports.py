@@ -1,7 +1,8 @@
-"""Exports of an agreement report: tables, long CSV, questions CSV, JSON, iMRMC-style CSV, printable HTML and PDF.
+"""Exports of an agreement report: long CSV, questions CSV, JSON, iMRMC-style CSV, printable HTML and PDF.
 
-Every export is computed from the same objects as the report page (annotations.report), so a
-number in a download is the number on the page. Column meanings: README.md, "Exports and their columns".
+Every export is computed from the same objects as the report page (reports.build and the arrays
+of reports.inputs), so a number in a download is the number on the page. Column meanings:
+README.md, "Exports and their columns".
 
 iMRMC mapping (one row per reader × case × modality, columns readerID, caseID, modalityID, score;
 no truth rows: the scores are not ROC ratings but per-case performance, for iMRMC's
@@ -24,196 +25,28 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 from django.template.loader import render_to_string
+from django.utils.text import slugify
+from matplotlib.backends.backend_pdf import PdfPages
 
-from annotations import report as R
-from annotations import stats as S
-from annotations.models import Answer, CaseFlag, CaseVisit
-from readerstudy.models import AnswerMode
+from annotations.models import Answer, AnswerItem, CaseFlag, CaseVisit, ImageAnswer
+from core.errors import ApplicationError
+from readerstudy.models import AnswerMode, StudyQuestion
+from reports import stats as S
+from reports.analysis import Analysis, ReportInputs, analysed_cases, analysis_for, quiet, report_inputs
+from reports.choose_k import per_case_agreement
+from reports.figures import new_figure, report_figure_uris, report_figures
+from reports.inputs import VALUE_FIELD, StudyArrays, query_classes, study_arrays
+from reports.jobs import report_latest
+from reports.options import ReportOptions
+from reports.tables import report_tables
 
 IMRMC_COLUMNS = ["readerID", "caseID", "modalityID", "score"]
-
-
-# ============================================================================================
-# Tables (page, printable HTML and PDF share them)
-# ============================================================================================
-
-
-def fmt(value: Any, digits: int = 3) -> str:
-    """A number, or an estimate dict as 'value [low, high]', or '—'."""
-    if isinstance(value, dict):
-        est = fmt(value.get("estimate"), digits)
-        if value.get("ci_low") is None or est == "—":
-            return est
-        return f"{est} [{fmt(value['ci_low'], digits)}, {fmt(value['ci_high'], digits)}]"
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (int, np.integer)):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.{digits}f}"
-    return str(value)
-
-
-def fmt_p(p: float | None) -> str:
-    """A p-value with three decimals, '< 0.001' below that."""
-    if p is None:
-        return "—"
-    return "< 0.001" if p < 0.001 else f"{p:.3f}"
-
-
-def _table(title: str, columns: list[str], rows: list[list], note: str = "") -> dict:
-    return {"title": title, "columns": columns, "rows": [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows],
-            "note": note}
-
-
-def _readers_table(report: dict) -> dict:
-    rows = [[r["name"], r["n_answered"], r["n_answered_complete"], r["complete"],
-             fmt(r["median_active_s"], 1), r["n_flags"]] + (["yes" if r["is_ground_truth"] else ""]
-                                                             if report["section"] == "ranking" else [])
-            for r in report["readers"]]
-    columns = ["reader", "answers", "complete answers", "answered every case", "median active s", "flags"]
-    columns += ["ground truth"] if report["section"] == "ranking" else []
-    return _table("Readers", columns, rows, report["data"]["note"])
-
-
-def _methods_table(report: dict) -> dict:
-    rows = [[m["name"], m["source"], m["run_id"] if m["run_id"] is not None else "—", m["n_cases"],
-             m["reason"] or ""] for m in report["methods"]]
-    note = ("A method ranks a catalogue by its distances (lower = closer): model runs of the dataset and "
-            "methods named in the candidates' provenance.")
-    return _table("Methods", ["method", "source", "run", "cases it can rank", "note"], rows, note)
-
-
-def _matrix_table(title: str, readers: list[str], matrix: list | None, note: str = "") -> list[dict]:
-    if not matrix:
-        return []
-    return [_table(title, ["reader"] + readers, [[r] + row for r, row in zip(readers, matrix)], note)]
-
-
-def _choose_tables(report: dict) -> list[dict]:
-    s = report["choose_k"]
-    ck = s["consensus"]
-    inter = _table("Agreement between readers", ["statistic", "value"], [
-        ["Fleiss κ", fmt(s["fleiss_kappa"])],
-        ["Mean pairwise % agreement", fmt(s["mean_pairwise_agreement"], 1)],
-        ["Krippendorff α (nominal)", fmt(s["krippendorff_alpha"])],
-        ["Mean pairwise Cohen κ", fmt(s["mean_pairwise_cohen_kappa"])],
-        ["Chance agreement of two random selections of k (%)", fmt(s["chance_agreement"], 1)],
-    ], f"{s['n_items']} items = {s['n_cases']} cases × {s['n_candidates']} candidates, each selected or not "
-       f"by every reader (k = {s['k']}).")
-    avail = {k: m for k, m in s["methods"].items() if m["available"]}
-    methods = _table("Consensus against each method (pooled over items)",
-                     ["method", "cases", "Cohen κ vs consensus", "% agreement with consensus",
-                      "mean reader % agreement"],
-                     [[k, m["n_cases"], fmt(m["cohen_kappa_vs_consensus"]), fmt(m["agreement_with_consensus"], 1),
-                       fmt(m["mean_reader_agreement"], 1)] for k, m in avail.items()],
-                     f"Consensus: the k candidates with most votes; ties: {ck['tie_break']}; "
-                     f"{ck['n_cases_tie_broken']} cases needed the tie-break. "
-                     "Each method selects its k nearest in the catalogue.")
-    per_reader = [[r, fmt(ck["reader_agreement"][r], 1)] + [fmt(m["reader_agreement"][r], 1) for m in avail.values()]
-                  for r in s["readers"]]
-    per_reader.append(["mean", fmt(ck["mean_reader_agreement"], 1)]
-                      + [fmt(m["mean_reader_agreement"], 1) for m in avail.values()])
-    table2 = _table("% agreement of each reader (Table 2)", ["reader", "consensus"] + list(avail), per_reader,
-                    "Share of the reader's (case, candidate) items that match the reference selection.")
-    return [inter, methods, table2] + _matrix_table("Pairwise Cohen κ", s["readers"], s["pairwise_cohen_kappa"])
-
-
-def _ranking_tables(report: dict) -> list[dict]:
-    s = report["ranking"]
-    metrics = s["metrics"]
-    rows = [[name, c["kind"], c["n_cases"]] + [fmt(c["metrics"][m]) for m in metrics]
-            for name, c in s["compared"].items()]
-    rows.append(["random order (expected)", "baseline", ""] + [fmt(s["random"].get(m)) for m in metrics])
-    if s["other_readers_mean"]:
-        rows.append(["other readers (mean)", "inter-rater", ""] + [fmt(s["other_readers_mean"][m]) for m in metrics])
-        rows.append(["inter-rater band (min–max)", "inter-rater", ""]
-                    + [f"{fmt(s['inter_rater_band'][m][0])}–{fmt(s['inter_rater_band'][m][1])}" for m in metrics])
-    main = _table(f"Orders scored against {s['ground_truth']}'s ranking", ["compared", "kind", "cases"] + metrics,
-                  rows, f"Ground truth: {s['ground_truth']} ({s['ground_truth_source']}). Relevance {s['relevance']}, "
-                        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row.")
-    return [main] + _matrix_table("Mean Kendall τ between readers", s["readers"], s["reader_kendall_tau"])
-
-
-def _rating_tables(report: dict) -> list[dict]:
-    s = report["rating"]
-    wk = s["weighted_kappa"] or {}
-    inter = _table("Agreement between readers", ["statistic", "value"], [
-        *[[name, fmt(v)] for name, v in s["icc"].items()],
-        ["Mean quadratic-weighted κ", fmt(wk.get("mean"))],
-        ["Mean linear-weighted κ", fmt(wk.get("mean_linear"))],
-        ["Krippendorff α (ordinal)", fmt(s["krippendorff_alpha_ordinal"])],
-        ["Krippendorff α (interval)", fmt(s["krippendorff_alpha_interval"])],
-    ], f"{s['n_items']} items (case × candidate) rated {s['scale'][0]}–{s['scale'][1]} by every reader; "
-       "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2).")
-    rows = [[k, m["n_cases"], fmt(m["correlation"]["spearman"]), fmt_p(m["correlation"]["spearman_p"]),
-             fmt(m["correlation"]["pearson"]), fmt_p(m["correlation"]["pearson_p"]), fmt(m["mean_case_spearman"])]
-            for k, m in s["methods"].items() if m["available"]]
-    corr = _table("Ratings against model distances",
-                  ["method", "cases", "Spearman ρ", "p", "Pearson r", "p", "mean per-case Spearman ρ"], rows,
-                  "Mean rating over readers per item against the method's distance; a negative correlation means "
-                  "readers rate the images the model finds close as more similar.")
-    means = _table("Mean rating per reader", ["reader", "mean rating"],
-                   [[r, fmt(v, 2)] for r, v in s["reader_mean_rating"].items()])
-    return [inter, corr, means] + _matrix_table("Quadratic-weighted κ between readers", s["readers"], wk.get("matrix"))
-
-
-def _tests_table(report: dict) -> list[dict]:
-    tests = report.get("tests")
-    if not tests:
-        return []
-    rows = []
-    for method, res in tests["vs_random"].items():
-        if "permutation_p" in res:
-            rows.append([f"{method} vs random", res["statistic"], res["n"], fmt(res["mean_difference"]),
-                         fmt_p(res["permutation_p"]), fmt_p(res["ttest_p"])])
-        else:
-            for metric, r in res.items():
-                rows.append([f"{method} vs random", metric, report["ranking"]["compared"][method]["n_cases"],
-                             fmt(r["statistic"] - r["null_mean"]), fmt_p(r["p_value"]), "—"])
-    for r in tests["method_vs_method"]:
-        rows.append([f"{r['a']} vs {r['b']}", r["metric"], r["n"], fmt(r["mean_difference"]),
-                     fmt_p(r["permutation_p"]), fmt_p(r["ttest_p"])])
-    u = report["uncertainty"]
-    return [_table("Hypothesis tests", ["comparison", "statistic", "cases", "difference", "permutation p",
-                                        "paired t-test p"], rows,
-                   f"{u['n_permutations']} permutations, seed {u['seed']}. Methods vs random: choose-k compares the "
-                   "per-case reader agreement with the chance level of a random k (one-sided sign-flip test); "
-                   "rankings permute each catalogue's order (one-sided); ratings test the per-case Spearman ρ "
-                   "against 0. Methods against each other: two-sided sign-flip test on their common cases.")]
-
-
-def subgroup_table(report: dict, group: str) -> list[dict]:
-    """The subgroup table of one split ('modality', 'query_class' or 'reader'): one row per group × block."""
-    split = (report.get("subgroups") or {}).get(group)
-    if not split or not split["groups"]:
-        return [_table(f"By {group.replace('_', ' ')}", ["group"], [], (split or {}).get("note") or "Not computed.")]
-    blocks = [b for g in split["groups"].values() for b in g["statistics"].values()]
-    columns = list(dict.fromkeys(c for b in blocks for c in b))
-    rows = [[name, g["n_cases"], row] + [fmt(stats.get(c)) for c in columns]
-            for name, g in split["groups"].items() for row, stats in g["statistics"].items()]
-    return [_table(f"By {split['key']}", ["group", "cases", "row"] + columns, rows,
-                   (split.get("note") or "") + " Point estimates recomputed on each group's cases.")]
-
-
-MODE_TABLES = {"choose_k": _choose_tables, "ranking": _ranking_tables, "rating": _rating_tables}
-
-
-def report_tables(report: dict, *, group: str = "") -> list[dict]:
-    """Every table of the report as {title, columns, rows (strings), note}."""
-    tables = [_readers_table(report), _methods_table(report)]
-    if report.get(report["section"]):
-        tables += MODE_TABLES[report["section"]](report) + _tests_table(report)
-    if group and report.get("subgroups"):
-        tables += subgroup_table(report, group)
-    return tables
 
 
 # ============================================================================================
@@ -244,13 +77,11 @@ def _answer_meta(study) -> tuple[dict, dict, dict]:
 
 
 def _shown_positions(study) -> dict[tuple[int, int], int | None]:
-    from annotations.models import AnswerItem
-
     return {(a, c): pos for a, c, pos in AnswerItem.objects.filter(answer__assignment__study=study).values_list(
         "answer__assignment_id", "candidate_id", "shown_position")}
 
 
-def _method_columns(inputs: R.ReportInputs) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def _method_columns(inputs: ReportInputs) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
     """Per method: (distances, ranks, choose-k selection) over all loaded cases (NaN where unavailable)."""
     study = inputs.arrays.study
     out = {}
@@ -265,7 +96,7 @@ def _method_columns(inputs: R.ReportInputs) -> dict[str, tuple[np.ndarray, np.nd
     return out
 
 
-def long_columns(inputs: R.ReportInputs) -> list[str]:
+def long_columns(inputs: ReportInputs) -> list[str]:
     """Column names of the long CSV (method columns per method of the report)."""
     columns = ["study_id", "reader_id", "reader", "case_id", "case_position", "query_image_id", "query_modality"]
     columns += ["query_class"] if inputs.classes is not None else []
@@ -285,15 +116,15 @@ def _cell(value: float) -> Any:
     return int(value) if float(value).is_integer() else float(value)
 
 
-def long_rows(inputs: R.ReportInputs) -> Iterable[dict]:
+def long_rows(inputs: ReportInputs) -> Iterable[dict]:
     """Rows of the long CSV (every analysed reader × every loaded case × every candidate)."""
     a = inputs.arrays
     study = a.study
     answers, visits, flags = _answer_meta(study)
     shown = _shown_positions(study)
-    use = R.analysed_cases(a)
+    use = analysed_cases(a)
     methods = _method_columns(inputs)
-    field = R.VALUE_FIELD[study.mode]
+    field = VALUE_FIELD[study.mode]
     for r, reader in enumerate(a.readers):
         for c, case_id in enumerate(a.case_ids.tolist()):
             key = (reader.assignment_id, case_id)
@@ -319,7 +150,7 @@ def long_rows(inputs: R.ReportInputs) -> Iterable[dict]:
                 yield row
 
 
-def long_csv(inputs: R.ReportInputs) -> str:
+def long_csv(inputs: ReportInputs) -> str:
     """The long-format CSV as text."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=long_columns(inputs), lineterminator="\n")
@@ -337,15 +168,12 @@ QUESTION_COLUMNS = ["study_id", "reader_id", "reader", "case_id", "case_position
                     "shown_position", "question", "question_text", "value", "answered", "in_analysis"]
 
 
-def question_rows(arrays: R.StudyArrays, classes: list[str] | None = None) -> Iterable[dict]:
+def question_rows(arrays: StudyArrays, classes: list[str] | None = None) -> Iterable[dict]:
     """Rows of the questions CSV: the long CSV's readers and cases, each image a question applies to.
 
     `image` is "query" or "candidate" (then `candidate_id`/`candidate_position` join the long CSV);
     `value` is the reader's answer, empty when they gave none (`answered` = 0: no answer to the case).
     """
-    from annotations.models import ImageAnswer
-    from readerstudy.models import StudyQuestion
-
     study = arrays.study
     questions = list(StudyQuestion.objects.filter(study=study).order_by("position", "pk"))
     if not questions:
@@ -354,7 +182,7 @@ def question_rows(arrays: R.StudyArrays, classes: list[str] | None = None) -> It
               .values_list("answer__assignment_id", "answer__case_id", "question_id", "image_id", "value")}
     answered = set(Answer.objects.filter(assignment__study=study).values_list("assignment_id", "case_id"))
     shown = _shown_positions(study)
-    use = R.analysed_cases(arrays)
+    use = analysed_cases(arrays)
     for reader in arrays.readers:
         for c, case_id in enumerate(arrays.case_ids.tolist()):
             key = (reader.assignment_id, case_id)
@@ -375,7 +203,7 @@ def question_rows(arrays: R.StudyArrays, classes: list[str] | None = None) -> It
                                value=values.get((*key, q.pk, image_id), ""))
 
 
-def questions_csv(arrays: R.StudyArrays, classes: list[str] | None = None) -> str:
+def questions_csv(arrays: StudyArrays, classes: list[str] | None = None) -> str:
     """The questions CSV as text (a header only when the study asks no per-image question)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=QUESTION_COLUMNS, lineterminator="\n")
@@ -389,18 +217,18 @@ def questions_csv(arrays: R.StudyArrays, classes: list[str] | None = None) -> st
 # ============================================================================================
 
 
-def _imrmc_choose(an: R.Analysis) -> Iterable[tuple]:
+def _imrmc_choose(an: Analysis) -> Iterable[tuple]:
     sel = an.values.astype(bool)
     for key, m in an.methods.items():
         if not m.mask.any():
             continue
-        scores = R.per_case_agreement(sel[m.mask], S.model_selection(m.ranks[m.mask], an.k)) / 100.0
+        scores = per_case_agreement(sel[m.mask], S.model_selection(m.ranks[m.mask], an.k)) / 100.0
         for c, case_id in enumerate(an.case_ids[m.mask].tolist()):
             for r, reader in enumerate(an.readers):
                 yield reader, case_id, key, float(scores[c, r])
 
 
-def _imrmc_rank(an: R.Analysis, p: tuple[int, ...]) -> Iterable[tuple]:
+def _imrmc_rank(an: Analysis, p: tuple[int, ...]) -> Iterable[tuple]:
     ranks = an.values.astype(int)
     for key, m in an.methods.items():
         if not m.mask.any():
@@ -412,21 +240,21 @@ def _imrmc_rank(an: R.Analysis, p: tuple[int, ...]) -> Iterable[tuple]:
                     yield reader, case_id, f"{key}@ndcg{q}", float(score)
 
 
-def _imrmc_rate(an: R.Analysis) -> Iterable[tuple]:
+def _imrmc_rate(an: Analysis) -> Iterable[tuple]:
     x = an.values.astype(float)
     for key, m in an.methods.items():
         if not m.mask.any():
             continue
-        rho = R._quiet(S.spearman_rho, np.moveaxis(x[m.mask], -1, 1), m.distances[m.mask][:, None, :])
+        rho = quiet(S.spearman_rho, np.moveaxis(x[m.mask], -1, 1), m.distances[m.mask][:, None, :])
         for c, case_id in enumerate(an.case_ids[m.mask].tolist()):
             for r, reader in enumerate(an.readers):
                 if not np.isnan(rho[c, r]):
                     yield reader, case_id, key, float(rho[c, r])
 
 
-def imrmc_rows(inputs: R.ReportInputs, options: R.ReportOptions) -> list[tuple]:
+def imrmc_rows(inputs: ReportInputs, options: ReportOptions) -> list[tuple]:
     """(readerID, caseID, modalityID, score) rows over the analysed cases (mapping: module docstring)."""
-    an = R.analysis_for(inputs, R.analysed_cases(inputs.arrays))
+    an = analysis_for(inputs, analysed_cases(inputs.arrays))
     mode = inputs.arrays.study.mode
     if mode == AnswerMode.CHOOSE_K:
         return list(_imrmc_choose(an))
@@ -435,7 +263,7 @@ def imrmc_rows(inputs: R.ReportInputs, options: R.ReportOptions) -> list[tuple]:
     return list(_imrmc_rate(an))
 
 
-def imrmc_csv(inputs: R.ReportInputs, options: R.ReportOptions) -> str:
+def imrmc_csv(inputs: ReportInputs, options: ReportOptions) -> str:
     """The iMRMC-style CSV as text (header readerID,caseID,modalityID,score)."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -451,8 +279,6 @@ def imrmc_csv(inputs: R.ReportInputs, options: R.ReportOptions) -> str:
 
 def report_html(report: dict, *, group: str = "") -> str:
     """A standalone HTML page (inline CSS, figures as base64 PNG) to print or archive."""
-    from annotations.figures import report_figure_uris
-
     return render_to_string("reports/printable.html", {
         "report": report, "tables": report_tables(report, group=group), "figures": report_figure_uris(report),
     })
@@ -481,23 +307,17 @@ def _uncertainty_text(report: dict) -> str:
 
 
 def _wrap(text: str, width: int) -> list[str]:
-    import textwrap
-
     return textwrap.wrap(text, width) if text else []
 
 
 def report_pdf(report: dict, *, group: str = "") -> bytes:
     """A PDF (matplotlib PdfPages): text pages with the tables, then one page per figure."""
-    from matplotlib.backends.backend_pdf import PdfPages
-
-    from annotations.figures import _figure, report_figures
-
     buf = io.BytesIO()
     lines = _text_lines(report, group)
     per_page = 62
     with PdfPages(buf, metadata={"Title": f"Agreement report: {report['study']['name']}"}) as pdf:
         for start in range(0, len(lines), per_page):
-            fig = _figure(11.69, 8.27)
+            fig = new_figure(11.69, 8.27)
             fig.set_layout_engine(None)
             fig.text(0.03, 0.97, "\n".join(lines[start:start + per_page]), va="top", ha="left", family="monospace",
                      fontsize=6.5)
@@ -527,31 +347,27 @@ _FILE_KIND = {"csv": "long", "questions": "questions"}
 
 def export_filename(study, fmt: str, *, interim: bool) -> str:
     """A safe file name: the study id and a slug of its name, never anything from the answers."""
-    from django.utils.text import slugify
-
     slug = slugify(study.name)[:40] or "study"
     return f"study-{study.pk}-{slug}{'-interim' if interim else ''}-{_FILE_KIND.get(fmt, 'report')}." \
            f"{FORMATS[fmt][1]}"
 
 
-def export_file(*, study, options: R.ReportOptions, fmt: str, run=None, group: str = "",
+def export_file(*, study, options: ReportOptions, fmt: str, run=None, group: str = "",
                 report: dict | None = None) -> tuple[bytes, str, str]:
     """(body, content type, file name) of one download; `report` = an already computed report dict."""
-    from core.errors import ApplicationError
-
     if fmt not in FORMATS:
         raise ApplicationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
     interim = study.status != "closed"
     if fmt == "questions":
-        arrays = R.study_arrays(study=study)
-        classes = R.query_classes(arrays=arrays, label=options.class_label) if options.class_label else None
+        arrays = study_arrays(study=study)
+        classes = query_classes(arrays=arrays, label=options.class_label) if options.class_label else None
         return questions_csv(arrays, classes).encode(), FORMATS[fmt][0], export_filename(study, fmt, interim=interim)
     if fmt in ("csv", "imrmc"):
-        inputs = R.report_inputs(study=study, options=options)
+        inputs = report_inputs(study=study, options=options)
         text = long_csv(inputs) if fmt == "csv" else imrmc_csv(inputs, options)
         return text.encode(), FORMATS[fmt][0], export_filename(study, fmt, interim=interim)
     if report is None:
-        report, _ = R.report_latest(study=study, options=options, run=run)
+        report, _ = report_latest(study=study, options=options, run=run)
     body = {"json": lambda: report_json(report).encode(), "html": lambda: report_html(report, group=group).encode(),
             "pdf": lambda: report_pdf(report, group=group)}[fmt]()
     return body, FORMATS[fmt][0], export_filename(study, fmt, interim=report["interim"])

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from readerstudy import reader_views as views
+from annotations import reader_views as views
 
 app_name = "reading"
 

@@ -22,7 +22,8 @@ CONSENSUS_COLOUR = "#444444"
 RANDOM_COLOUR = "#c0392b"
 
 
-def _figure(width: float, height: float) -> Figure:
+def new_figure(width: float, height: float) -> Figure:
+    """An empty figure on the Agg canvas (no pyplot state)."""
     fig = Figure(figsize=(width, height), dpi=110, layout="constrained")
     FigureCanvasAgg(fig)
     return fig
@@ -52,7 +53,7 @@ def ndcg_boxplots(report: dict) -> Figure | None:
         return None
     values, kinds = section["per_case"]["values"], {n: c["kind"] for n, c in section["compared"].items()}
     names = [n for n in values if kinds.get(n) == "method"] + [n for n in values if kinds.get(n) == "reader"]
-    fig = _figure(max(5.0, 1.0 + 0.7 * len(names)) * len(section["p"]) / 1.4, 3.8)
+    fig = new_figure(max(5.0, 1.0 + 0.7 * len(names)) * len(section["p"]) / 1.4, 3.8)
     axes = fig.subplots(1, len(section["p"]), squeeze=False)[0]
     for ax, q in zip(axes, section["p"]):
         data = [_finite(values[n][f"ndcg@{q}"]) for n in names]
@@ -76,7 +77,7 @@ def agreement_bars(report: dict) -> Figure | None:
     series = {"consensus": section["consensus"]["reader_agreement"]}
     series |= {key: m["reader_agreement"] for key, m in section["methods"].items() if m["available"]}
     readers = section["readers"]
-    fig = _figure(max(6.5, 2.5 + 0.5 * len(readers) * len(series)), 3.6)
+    fig = new_figure(max(6.5, 2.5 + 0.5 * len(readers) * len(series)), 3.6)
     ax = fig.subplots()
     width = 0.8 / len(series)
     x = np.arange(len(readers))
@@ -125,7 +126,7 @@ def reader_heatmap(report: dict) -> Figure | None:
     matrix, readers, title = found
     m = np.asarray([[np.nan if v is None else v for v in row] for row in matrix], float)
     size = 2.5 + 0.45 * len(readers)
-    fig = _figure(size + 1.0, size)
+    fig = new_figure(size + 1.0, size)
     ax = fig.subplots()
     image = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu")
     for (i, j), v in np.ndenumerate(m):
@@ -146,7 +147,7 @@ def rating_by_rank(report: dict) -> Figure | None:
     lines = {k: m["mean_rating_by_model_rank"] for k, m in section["methods"].items() if m["available"]}
     if not lines:
         return None
-    fig = _figure(5.5, 3.4)
+    fig = new_figure(5.5, 3.4)
     ax = fig.subplots()
     for name, values in lines.items():
         ax.plot(range(1, len(values) + 1), [np.nan if v is None else v for v in values], "o-", label=name)

@@ -1,6 +1,7 @@
-"""Reader pages: my studies, a study's intro, the case page with its images and overlays, the end and closed pages.
+"""Reader pages: the home dashboard, my studies, a study's intro, the case page with its images and overlays,
+the end and closed pages.
 
-Thin: access and reads come from readerstudy.selectors, the one write (opening a case starts
+Thin: access and reads come from annotations.selectors, the one write (opening a case starts
 its timing) from annotations.services. Drafts, answers, flags and heartbeats go through the
 reading API (annotations.api) from static/js/reader.js.
 """
@@ -8,15 +9,16 @@ reading API (annotations.api) from static/js/reader.js.
 from __future__ import annotations
 
 from django.contrib import messages
+from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
-from annotations import services
-from core.roles import ROLES, role_required
-from readerstudy import selectors
+from annotations import selectors, services
+from core.roles import COORDINATOR, RESEARCHER, ROLES, has_role, role_required
 from readerstudy.models import Assignment, StudyStatus
+from retrieval.selectors import dataset_list
 
 
 def _assignment_or_404(request, study_id: int) -> Assignment:
@@ -29,6 +31,15 @@ def _assignment_or_404(request, study_id: int) -> Assignment:
 
 def _is_closed(assignment: Assignment) -> bool:
     return assignment.study.status != StudyStatus.OPEN
+
+
+@login_required
+def home(request):
+    """The role dashboard: my reading studies (if any are assigned) and, for staff, the collections."""
+    context = {"reader_studies": selectors.reader_study_list(user=request.user)}
+    if has_role(request.user, COORDINATOR, RESEARCHER):
+        context["datasets"] = dataset_list()[:20]
+    return render(request, "home.html", context)
 
 
 @role_required(*ROLES)

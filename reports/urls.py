@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotations import report_views as views
+from reports import views
 
 app_name = "reports"
 urlpatterns = [

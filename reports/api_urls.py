@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from annotations import report_api as api
+from reports import api
 
 urlpatterns = [
     path("reports/studies/<int:pk>/", api.ReportDetailApi.as_view(), name="api-report-detail"),

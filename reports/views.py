@@ -2,8 +2,8 @@
 
 Readers and users without a role get 403, anonymous users the login page. The page computes
 the point estimates synchronously (well under 2 s for 1,000 cases × 10 readers); bootstrap
-intervals and p-values are computed by a worker task (`annotations.tasks.report_bootstrap`)
-and shown when ready, with a progress bar meanwhile.
+intervals and p-values are computed by a worker task (`reports.tasks.report_bootstrap`) and shown
+when ready, with a progress bar meanwhile.
 """
 
 from __future__ import annotations
@@ -17,13 +17,17 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from annotations import exports
-from annotations import report as R
-from annotations.figures import report_figure_uris
-from annotations.models import ReportRun
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
 from readerstudy.models import Study
+from reports import exports
+from reports.figures import report_figure_uris
+from reports.inputs import query_label_names, study_fingerprint
+from reports.jobs import report_latest, report_run_find
+from reports.models import ReportRun
+from reports.options import DEFAULT_RESAMPLES, ReportOptions, options_from_dict, options_parse
+from reports.tables import report_tables
+from reports.tasks import report_run_start
 
 GROUPS = {"": "no split", "modality": "query modality", "query_class": "query class", "reader": "reader"}
 ANALYSIS_PARAMS = ("p", "tie_break", "runs", "label")
@@ -37,13 +41,13 @@ def report_index(request):
     return render(request, "reports/index.html", {"studies": studies})
 
 
-def _options(params, study: Study) -> R.ReportOptions:
+def _options(params, study: Study) -> ReportOptions:
     """Analysis options from query/form parameters (the class label defaults to the builder's)."""
     label = params.get("label")
     if label is None:
         label = (study.builder_config or {}).get("class_label", "") if isinstance(study.builder_config, dict) else ""
-    return R.options_parse(p=params.get("p"), tie_break=params.get("tie_break"), runs=params.get("runs"),
-                           class_label=label)
+    return options_parse(p=params.get("p"), tie_break=params.get("tie_break"), runs=params.get("runs"),
+                         class_label=label)
 
 
 def _run(params, study: Study) -> ReportRun | None:
@@ -56,7 +60,7 @@ def _run(params, study: Study) -> ReportRun | None:
     return get_object_or_404(ReportRun, pk=int(value), study=study)
 
 
-def _query(options: R.ReportOptions, *, run: ReportRun | None = None, group: str = "") -> str:
+def _query(options: ReportOptions, *, run: ReportRun | None = None, group: str = "") -> str:
     """The query string that reproduces these options (links, downloads, redirects)."""
     params = {"p": ",".join(map(str, options.p)), "tie_break": options.tie_break, "label": options.class_label}
     if options.runs is not None:
@@ -75,17 +79,17 @@ def report_study(request, pk: int):
     group = request.GET.get("group", "") if request.GET.get("group", "") in GROUPS else ""
     try:
         run = _run(request.GET, study)
-        options = R.options_from_dict(run.options) if run else _options(request.GET, study)
-        report, shown = R.report_latest(study=study, options=options, run=run)
+        options = options_from_dict(run.options) if run else _options(request.GET, study)
+        report, shown = report_latest(study=study, options=options, run=run)
     except ApplicationError as exc:
         return render(request, "reports/study_report.html", {"study": study, "error": exc.message,
                                                             "groups": GROUPS}, status=400)
     return render(request, "reports/study_report.html", _context(study, report, options, group, run or
-                                                                 R.report_run_find(study=study, options=options),
+                                                                 report_run_find(study=study, options=options),
                                                                  shown))
 
 
-def _context(study: Study, report: dict, options: R.ReportOptions, group: str, run: ReportRun | None,
+def _context(study: Study, report: dict, options: ReportOptions, group: str, run: ReportRun | None,
              shown: ReportRun | None) -> dict:
     query = _query(options, run=shown, group=group)
     return {
@@ -94,14 +98,14 @@ def _context(study: Study, report: dict, options: R.ReportOptions, group: str, r
         "options": options,
         "group": group,
         "groups": GROUPS,
-        "labels": R.query_label_names(study=study),
-        "tables": exports.report_tables(report, group=group),
+        "labels": query_label_names(study=study),
+        "tables": report_tables(report, group=group),
         "figures": report_figure_uris(report),
         "run": run,
         "shown_run": shown,
-        "stale": bool(shown and shown.result and shown.result.get("fingerprint") != R.study_fingerprint(study=study)),
+        "stale": bool(shown and shown.result and shown.result.get("fingerprint") != study_fingerprint(study=study)),
         "downloads": [(fmt, reverse("reports:download", args=[study.pk, fmt]) + "?" + query) for fmt in exports.FORMATS],
-        "default_resamples": R.DEFAULT_RESAMPLES,
+        "default_resamples": DEFAULT_RESAMPLES,
         "analysis_query": _query(options, group=group),
     }
 
@@ -113,11 +117,11 @@ def report_bootstrap_start(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
     try:
         analysis = _options(request.POST, study)
-        options = R.options_parse(**{**analysis.as_dict(), "n_resamples": request.POST.get("n_resamples") or
-                                     R.DEFAULT_RESAMPLES, "seed": request.POST.get("seed") or 0,
-                                     "readers_too": request.POST.get("readers_too", ""),
-                                     "level": request.POST.get("level") or 0.95})
-        run, created = R.report_run_start(study=study, options=options, created_by=request.user)
+        options = options_parse(**{**analysis.as_dict(), "n_resamples": request.POST.get("n_resamples") or
+                                   DEFAULT_RESAMPLES, "seed": request.POST.get("seed") or 0,
+                                   "readers_too": request.POST.get("readers_too", ""),
+                                   "level": request.POST.get("level") or 0.95})
+        run, created = report_run_start(study=study, options=options, created_by=request.user)
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return redirect(reverse("reports:study", args=[pk]) + "?" + urlencode(
@@ -137,7 +141,7 @@ def report_download(request, pk: int, fmt: str):
     group = request.GET.get("group", "") if request.GET.get("group", "") in GROUPS else ""
     try:
         run = _run(request.GET, study)
-        options = R.options_from_dict(run.options) if run else _options(request.GET, study)
+        options = options_from_dict(run.options) if run else _options(request.GET, study)
         body, content_type, filename = exports.export_file(study=study, options=options, fmt=fmt, run=run,
                                                            group=group)
     except ApplicationError as exc:
