@@ -35,6 +35,9 @@ from scipy import stats as sps
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
+from retrieval.ml.metrics import discounts, ndcg_from_gains  # the one nDCG (numpy only)
+from retrieval.ml.metrics import gain as _gain
+
 TIE_BREAK_RULES = {
     "model": "votes desc, then lower model rank, then lower catalogue index",
     "index": "votes desc, then lower catalogue index",
@@ -331,20 +334,6 @@ def relevance_from_ranks(ranks: ArrayLike, n: int | None = None) -> np.ndarray:
     return (n + 1 - r) / 2.0 + 0.5
 
 
-def _gain(relevance: np.ndarray, gain: str) -> np.ndarray:
-    """Exponential (2^rel - 1, as in papers 001/003) or linear (rel) gain."""
-    if gain == "exp":
-        return np.exp2(relevance) - 1.0
-    if gain == "linear":
-        return relevance
-    raise ValueError(f"gain must be 'exp' or 'linear', not {gain!r}")
-
-
-def _discounts(p: int) -> np.ndarray:
-    """1 / log2(i + 1) for positions i = 1..p."""
-    return 1.0 / np.log2(np.arange(2, p + 2))
-
-
 def ranks_from_scores(scores: ArrayLike, *, higher_is_closer: bool = True) -> np.ndarray:
     """1-based ranks along the last axis (rank 1 = most similar); equal scores: lower index first."""
     s = np.asarray(scores, float)
@@ -376,18 +365,15 @@ def ndcg_at(
     ref = np.asarray(reference_ranks)
     g = _gain(relevance_from_ranks(ref), gain)
     p = min(p, ref.shape[-1])
-    disc = _discounts(p)
     order = np.argsort(ranks, axis=-1, kind="stable")[..., :p]
-    dcg = np.take_along_axis(g, order, axis=-1) @ disc
-    idcg = -np.sort(-g, axis=-1)[..., :p] @ disc
-    out = dcg / idcg
+    out = ndcg_from_gains(np.take_along_axis(g, order, axis=-1), -np.sort(-g, axis=-1)[..., :p])
     return float(out) if np.ndim(out) == 0 else out
 
 
 def expected_random_ndcg(n: int, p: int, *, gain: str = "exp") -> float:
     """Exact mean nDCG@p of a uniformly random order of n candidates (each slot: the mean gain)."""
     g = _gain(relevance_from_ranks(np.arange(1, n + 1)), gain)
-    disc = _discounts(min(p, n))
+    disc = discounts(min(p, n))
     return float(g.mean() * disc.sum() / (g[: len(disc)] @ disc))
 
 
@@ -628,7 +614,7 @@ def permutation_test_vs_random(
     observed = float(np.mean(ndcg_at(method_ranks, ref, p, gain=gain)))
     g = _gain(relevance_from_ranks(ref), gain)
     p = min(p, ref.shape[-1])
-    disc = _discounts(p)
+    disc = discounts(p)
     idcg = -np.sort(-g, axis=-1)[..., :p] @ disc
     rng = np.random.default_rng(seed)
     null = []

@@ -239,10 +239,11 @@ def discounts(k: int) -> np.ndarray:
 
 
 def ndcg_from_gains(gains: np.ndarray, ideal_gains: np.ndarray) -> np.ndarray:
-    """Per-query DCG of the retrieved gains over the DCG of the ideal gains (0 where the ideal DCG is 0)."""
+    """DCG of the retrieved gains over the DCG of the ideal gains along the last axis (0 where the ideal DCG
+    is 0): the one nDCG of the platform, used by the retrieval metrics and by the reports' reader rankings."""
     gains = np.asarray(gains, dtype=np.float64)
-    dcg = gains @ discounts(gains.shape[1])
-    idcg = np.asarray(ideal_gains, dtype=np.float64) @ discounts(gains.shape[1])
+    dcg = gains @ discounts(gains.shape[-1])
+    idcg = np.asarray(ideal_gains, dtype=np.float64) @ discounts(gains.shape[-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(idcg > 0, dcg / idcg, 0.0)
 
