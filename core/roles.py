@@ -26,8 +26,9 @@ _ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "retrieval": ("add", "change", "delete", "view"),
         "readerstudy": ("add", "change", "delete", "view"),
         "annotations": ("view",),
+        "reports": ("view",),
     },
-    RESEARCHER: {"retrieval": ("view",), "readerstudy": ("view",), "annotations": ("view",)},
+    RESEARCHER: {"retrieval": ("view",), "readerstudy": ("view",), "annotations": ("view",), "reports": ("view",)},
     READER: {},
 }
 

@@ -20,13 +20,13 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
+from core.errors import ApplicationError
+from core.jobs import UNEXPECTED, TrackedJob
+from core.tasks import JobFailed
 from reports import build
 from reports.models import ReportRun
 from reports.options import ReportOptions
 from reports.tasks import report_bootstrap, report_run_start
-from core.errors import ApplicationError
-from core.jobs import UNEXPECTED, TrackedJob
-from core.tasks import JobFailed
 from retrieval.imports import ingest, services
 from retrieval.models import Evaluation, ImportJob, ModelRun, SearchRequest
 from retrieval.tasks import evaluation_execute, import_run, run_execute, search_execute

@@ -31,7 +31,12 @@ COLUMN_RENAMES: dict[tuple[str, str], str] = {}
 # - Rows a migration rewrites on purpose: old table → function from the old row (a dict, columns already
 #   renamed) to the row expected now; a column a migration drops must be removed from the dict here, e.g.
 #   "django_content_type": lambda row: {**row, "app_label": "reports"} if row["model"] == "reportrun" else row
-VALUE_CHANGES: dict[str, Callable[[dict], dict]] = {}
+VALUE_CHANGES: dict[str, Callable[[dict], dict]] = {
+    # ReportRun moved from annotations to reports with its table (reports/0001): its content type moves with
+    # it, so its permissions and admin log entries keep pointing at it.
+    "django_content_type": lambda row: (
+        {**row, "app_label": "reports"} if (row["app_label"], row["model"]) == ("annotations", "reportrun") else row),
+}
 # SQLite's own bookkeeping (the AUTOINCREMENT counters), not data.
 NOT_DATA = {"sqlite_sequence"}
 # Tables that belong to no model: Django's record of applied migrations.
