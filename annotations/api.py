@@ -51,6 +51,7 @@ def next_url(*, assignment: Assignment) -> str:
 
 # --- shared serializers (unique component names for the schema) ---------------------------------
 
+
 @extend_schema_serializer(component_name="ReadingImageAnswer")
 class ImageAnswerSerializer(serializers.Serializer):
     question = serializers.CharField(max_length=50)
@@ -74,6 +75,7 @@ class SelectionSerializer(serializers.Serializer):
 
 
 # --- endpoints ----------------------------------------------------------------------------------
+
 
 class ReadingStudyListApi(APIView):
     """My studies (open and closed) with progress."""
@@ -131,8 +133,9 @@ class ReadingCaseDetailApi(APIView):
             key = serializers.CharField()
             position = serializers.IntegerField()
             url = serializers.CharField(help_text=IMAGE_HELP)
-            labels = serializers.ListField(child=serializers.CharField(), required=False,
-                                           help_text="only when the study shows candidate labels")
+            labels = serializers.ListField(
+                child=serializers.CharField(), required=False, help_text="only when the study shows candidate labels"
+            )
             saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
 
         @extend_schema_serializer(component_name="ReadingQuestion")
@@ -196,8 +199,9 @@ class AnswerSubmitApi(APIView):
     @extend_schema_serializer(component_name="ReadingAnswerInput")
     class InputSerializer(SelectionSerializer):
         client_token = serializers.RegexField(r"^[A-Za-z0-9_-]{8,64}$", help_text="one per submission (a UUID)")
-        active_ms_delta = serializers.IntegerField(min_value=0, default=0,
-                                                   help_text="active time since the last heartbeat")
+        active_ms_delta = serializers.IntegerField(
+            min_value=0, default=0, help_text="active time since the last heartbeat"
+        )
 
     @extend_schema_serializer(component_name="ReadingAnswerSubmitted")
     class OutputSerializer(serializers.Serializer):
@@ -213,11 +217,19 @@ class AnswerSubmitApi(APIView):
         data.is_valid(raise_exception=True)
         keymap = selectors.candidate_keymap(assignment=assignment, case=case)
         payload = selectors.reader_payload_to_ids(data=data.validated_data, keymap=keymap)
-        answer = services.answer_submit(assignment=assignment, case=case, payload=payload,
-                                        client_token=data.validated_data["client_token"],
-                                        active_ms_delta=data.validated_data["active_ms_delta"])
-        out = {"revision": answer.revision, "submitted_at": answer.submitted_at, "replayed": answer.replayed,
-               "next_url": next_url(assignment=assignment)}
+        answer = services.answer_submit(
+            assignment=assignment,
+            case=case,
+            payload=payload,
+            client_token=data.validated_data["client_token"],
+            active_ms_delta=data.validated_data["active_ms_delta"],
+        )
+        out = {
+            "revision": answer.revision,
+            "submitted_at": answer.submitted_at,
+            "replayed": answer.replayed,
+            "next_url": next_url(assignment=assignment),
+        }
         return Response(self.OutputSerializer(out).data, status=200 if answer.replayed else 201)
 
 

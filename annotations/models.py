@@ -55,7 +55,9 @@ class AnswerItem(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["answer", "candidate"], name="item_unique_candidate"),
-            models.UniqueConstraint(fields=["answer", "rank"], condition=Q(rank__isnull=False), name="item_unique_rank"),
+            models.UniqueConstraint(
+                fields=["answer", "rank"], condition=Q(rank__isnull=False), name="item_unique_rank"
+            ),
             models.CheckConstraint(condition=Q(rank__isnull=True) | Q(rank__gte=1), name="item_rank_positive"),
             # Exactly one of the three answers per item. Which one the study's mode asks for needs a
             # join the database cannot check; answer_submit does.

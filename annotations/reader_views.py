@@ -55,8 +55,10 @@ def study_intro(request, study_id: int):
     if _is_closed(assignment):
         return redirect("reading:closed", study_id)
     order = selectors.reader_order(assignment=assignment)
-    cases = [{"index": i, "done": cid in order.answered, "open": order.can_open(i)}
-             for i, cid in enumerate(order.case_ids, start=1)]
+    cases = [
+        {"index": i, "done": cid in order.answered, "open": order.can_open(i)}
+        for i, cid in enumerate(order.case_ids, start=1)
+    ]
     return render(request, "reader/study_intro.html", {"study": assignment.study, "order": order, "cases": cases})
 
 
@@ -102,8 +104,9 @@ def case_saliency(request, study_id: int, index: int, key: str):
     order = selectors.reader_order(assignment=assignment)
     if _is_closed(assignment) or not order.can_open(index):
         raise Http404("No such case among yours.")
-    path = selectors.reader_saliency_file(assignment=assignment, case=selectors.reader_case(order=order, index=index),
-                                          key=key)
+    path = selectors.reader_saliency_file(
+        assignment=assignment, case=selectors.reader_case(order=order, index=index), key=key
+    )
     if path is None:
         raise Http404("No saliency overlay for this image.")
     response = FileResponse(path.open("rb"), content_type="image/png", filename="saliency.png")
@@ -147,14 +150,22 @@ def case_image(request, study_id: int, index: int, key: str):
 def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict) -> dict:
     """Template context of the case page: the payload, API addresses, neighbours, prefetches."""
     study = assignment.study
-    api = {name.replace("-", "_"): reverse(f"api-reading-{name}", args=[study.pk, index])
-           for name in ("case", "draft", "answer", "heartbeat", "flag", "flag-clear")}
+    api = {
+        name.replace("-", "_"): reverse(f"api-reading-{name}", args=[study.pk, index])
+        for name in ("case", "draft", "answer", "heartbeat", "flag", "flag-clear")
+    }
     next_case = selectors.reader_case(order=order, index=index + 1)
     prefetch = selectors.case_image_urls(assignment=assignment, case=next_case, index=index + 1) if next_case else []
     questions = payload["questions"]
     return {
-        "study": study, "payload": payload, "index": index, "total": order.total, "done": order.done,
-        "candidates": payload["candidates"], "api": api, "prefetch": prefetch,
+        "study": study,
+        "payload": payload,
+        "index": index,
+        "total": order.total,
+        "done": order.done,
+        "candidates": payload["candidates"],
+        "api": api,
+        "prefetch": prefetch,
         "query_questions": [q for q in questions if q["applies_to"] != "candidates"],
         "candidate_questions": [q for q in questions if q["applies_to"] != "query"],
         "previous_index": index - 1 if index > 1 else None,

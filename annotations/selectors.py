@@ -40,6 +40,7 @@ QUERY_KEY = "query"  # how a reader's address names the query image (candidate k
 
 # --- access -------------------------------------------------------------------------------------
 
+
 def reader_assignment(*, user, study_id: int) -> Assignment | None:
     """The user's assignment to an open or closed study (None: no role, not assigned, or a draft)."""
     if not has_role(user, *ROLES):
@@ -69,6 +70,7 @@ def reader_study_list(*, user) -> list[Assignment]:
 
 
 # --- the reader's order -------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ReaderOrder:
@@ -117,6 +119,7 @@ def next_case_for(assignment: Assignment) -> Case | None:
 
 # --- blinded candidates -------------------------------------------------------------------------
 
+
 def candidate_key(*, assignment: Assignment, candidate_id: int) -> str:
     """The opaque name of a candidate for one reader (stable, unguessable, not ordered)."""
     msg = f"reading-candidate:{assignment.pk}:{assignment.seed}:{candidate_id}".encode()
@@ -142,6 +145,7 @@ def candidate_keymap(*, assignment: Assignment, case: Case) -> dict[str, int]:
 
 def reader_payload_to_ids(*, data: dict, keymap: dict[str, int]) -> dict:
     """Translate a reader's answer or draft (candidate keys, "query") into the services' shape (ids)."""
+
     def cid(key):
         if key not in keymap:
             raise ApplicationError("Not a candidate of this case.", {"candidate": str(key)[:40]})
@@ -155,8 +159,11 @@ def reader_payload_to_ids(*, data: dict, keymap: dict[str, int]) -> dict:
         out["ratings"] = {cid(k): r for k, r in data["ratings"].items()}
     if "image_answers" in data:
         out["image_answers"] = [
-            {"question": a["question"], "candidate": None if a["image"] == "query" else cid(a["image"]),
-             "value": a["value"]}
+            {
+                "question": a["question"],
+                "candidate": None if a["image"] == "query" else cid(a["image"]),
+                "value": a["value"],
+            }
             for a in data["image_answers"]
         ]
     return out
@@ -174,8 +181,11 @@ def reader_payload_to_keys(*, payload: dict, keymap: dict[str, int]) -> dict:
         "ranking": [key(c) for c in payload.get("ranking", []) if key(c)],
         "ratings": {key(c): r for c, r in payload.get("ratings", {}).items() if key(c)},
         "image_answers": [
-            {"question": a["question"], "image": "query" if a["candidate"] is None else key(a["candidate"]),
-             "value": a["value"]}
+            {
+                "question": a["question"],
+                "image": "query" if a["candidate"] is None else key(a["candidate"]),
+                "value": a["value"],
+            }
             for a in payload.get("image_answers", [])
             if a["candidate"] is None or key(a["candidate"])
         ],
@@ -183,6 +193,7 @@ def reader_payload_to_keys(*, payload: dict, keymap: dict[str, int]) -> dict:
 
 
 # --- saliency overlays ---------------------------------------------------------------------------
+
 
 def reader_saliency_images(*, study: Study, image_ids: list[int]) -> set[int]:
     """Those of the images that readers of this study see with an overlay (none unless `show_saliency`)."""
@@ -230,6 +241,7 @@ def reader_image_etag(*, assignment: Assignment, image) -> str:
 
 
 # --- the case a reader sees ---------------------------------------------------------------------
+
 
 def reader_image_url(*, study_id: int, index: int, key: str) -> str:
     """Where the reader loads the rendition of case `index`'s query ("query") or candidate `key`: no image id."""
@@ -279,14 +291,21 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     if case.query_id in maps:
         query["saliency"] = overlay(QUERY_KEY)
     return {
-        "study": {"id": study.pk, "name": study.name, "mode": study.mode, "k": study.k,
-                  "rating_min": study.rating_min, "rating_max": study.rating_max,
-                  "allow_revisions": study.allow_revisions},
+        "study": {
+            "id": study.pk,
+            "name": study.name,
+            "mode": study.mode,
+            "k": study.k,
+            "rating_min": study.rating_min,
+            "rating_max": study.rating_max,
+            "allow_revisions": study.allow_revisions,
+        },
         "case": {"index": index, "total": order.total, "done": order.done},
         "query": query,
-        "candidates": [_candidate_out(c, image(c.key), study.show_candidate_labels,
-                                      overlay(c.key) if c.image_id in maps else None)
-                       for c in candidates],
+        "candidates": [
+            _candidate_out(c, image(c.key), study.show_candidate_labels, overlay(c.key) if c.image_id in maps else None)
+            for c in candidates
+        ],
         "questions": _questions(study_id=study.pk),
         "draft": reader_payload_to_keys(payload=reader_draft(assignment=assignment, case=case), keymap=keymap),
         "answer": _answer_out(answer, keymap),
@@ -314,11 +333,15 @@ def _questions(*, study_id: int) -> list[dict]:
 def _answer_out(answer, keymap: dict[str, int]) -> dict | None:
     if answer is None:
         return None
-    return {**reader_payload_to_keys(payload=answer_as_payload(answer), keymap=keymap),
-            "revision": answer.revision, "submitted_at": answer.submitted_at.isoformat()}
+    return {
+        **reader_payload_to_keys(payload=answer_as_payload(answer), keymap=keymap),
+        "revision": answer.revision,
+        "submitted_at": answer.submitted_at.isoformat(),
+    }
 
 
 # --- the reader's own answers, drafts and flags ----------------------------------------------------
+
 
 def answer_as_payload(answer: Answer) -> dict:
     """An answer in the services' payload shape (candidate ids), plus its token and timing."""

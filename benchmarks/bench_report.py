@@ -86,9 +86,18 @@ def bench_mode(mode: str, args, tmp: Path) -> dict:
     from reports.options import options_parse
     from tests.reports.factories import generate_study
 
-    gen, t_gen = timed(generate_study, mode=mode, n_cases=args.cases, n_candidates=args.candidates,
-                       n_readers=args.readers, k=args.candidates // 2, q=0.6, seed=1, run_dir=tmp / "runs",
-                       name=f"bench {mode} {time.time_ns()}")
+    gen, t_gen = timed(
+        generate_study,
+        mode=mode,
+        n_cases=args.cases,
+        n_candidates=args.candidates,
+        n_readers=args.readers,
+        k=args.candidates // 2,
+        q=0.6,
+        seed=1,
+        run_dir=tmp / "runs",
+        name=f"bench {mode} {time.time_ns()}",
+    )
     plain = options_parse(class_label="finding")
     report_for_study(study=gen.study, options=plain)  # warm-up: imports, embeddings cache, BLAS
     baseline(gen, mode, args.candidates // 2)
@@ -100,12 +109,20 @@ def bench_mode(mode: str, args, tmp: Path) -> dict:
     booted, t_boot = timed(report_for_study, study=gen.study, options=boot)
     assert report["n_cases"] == args.cases and booted["uncertainty"]["n_resamples"] == args.resamples
     return {
-        "mode": mode, "cases": args.cases, "readers": args.readers, "candidates": args.candidates,
-        "generate_s": round(t_gen, 2), "baseline_stats_s": round(t_base, 4), "report_s": round(t_report, 3),
-        "load_from_db_s": round(t_load, 3), "statistics_and_tables_s": round(t_build, 3),
-        "overhead_ratio": round(t_report / t_base, 1), "report_bootstrap_s": round(t_boot, 2),
+        "mode": mode,
+        "cases": args.cases,
+        "readers": args.readers,
+        "candidates": args.candidates,
+        "generate_s": round(t_gen, 2),
+        "baseline_stats_s": round(t_base, 4),
+        "report_s": round(t_report, 3),
+        "load_from_db_s": round(t_load, 3),
+        "statistics_and_tables_s": round(t_build, 3),
+        "overhead_ratio": round(t_report / t_base, 1),
+        "report_bootstrap_s": round(t_boot, 2),
         "resamples": args.resamples,
-        "goal_report_met": t_report <= GOAL_REPORT_S, "goal_bootstrap_met": t_boot <= GOAL_BOOTSTRAP_S,
+        "goal_report_met": t_report <= GOAL_REPORT_S,
+        "goal_bootstrap_met": t_boot <= GOAL_BOOTSTRAP_S,
     }
 
 
@@ -117,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=10)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--modes", default="choose_k,rank_all,rate")
-    parser.add_argument("--blas-threads", type=int, default=None,
-                        help="OpenBLAS/OpenMP threads (e.g. 1 on a busy machine: threaded BLAS then spins)")
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="OpenBLAS/OpenMP threads (e.g. 1 on a busy machine: threaded BLAS then spins)",
+    )
     add_record_arguments(parser)
     args = parser.parse_args(argv)
     if args.blas_threads:  # before numpy is imported (django.setup imports it)
@@ -133,19 +154,35 @@ def main(argv: list[str] | None = None) -> int:
         engine = connection.vendor
     ok = all(r["goal_report_met"] and r["goal_bootstrap_met"] for r in rows)
     if args.json:
-        print(json.dumps({"database": engine, "blas_threads": args.blas_threads or "default", "goals_s": {"report": GOAL_REPORT_S, "bootstrap": GOAL_BOOTSTRAP_S},
-                          "results": rows, "ok": ok}, indent=1))
+        print(
+            json.dumps(
+                {
+                    "database": engine,
+                    "blas_threads": args.blas_threads or "default",
+                    "goals_s": {"report": GOAL_REPORT_S, "bootstrap": GOAL_BOOTSTRAP_S},
+                    "results": rows,
+                    "ok": ok,
+                },
+                indent=1,
+            )
+        )
     else:
-        print(f"database: {engine}; BLAS threads: {args.blas_threads or 'default'}; "
-              f"goals: report ≤ {GOAL_REPORT_S} s, bootstrap ≤ {GOAL_BOOTSTRAP_S} s")
-        print(f"{'mode':9} {'C×R×M':>14} {'stats (s)':>10} {'report (s)':>11} {'= load':>7} {'+ build':>8} "
-              f"{'ratio':>6} {'+bootstrap (s)':>15}")
+        print(
+            f"database: {engine}; BLAS threads: {args.blas_threads or 'default'}; "
+            f"goals: report ≤ {GOAL_REPORT_S} s, bootstrap ≤ {GOAL_BOOTSTRAP_S} s"
+        )
+        print(
+            f"{'mode':9} {'C×R×M':>14} {'stats (s)':>10} {'report (s)':>11} {'= load':>7} {'+ build':>8} "
+            f"{'ratio':>6} {'+bootstrap (s)':>15}"
+        )
         for r in rows:
             size = f"{r['cases']}×{r['readers']}×{r['candidates']}"
-            print(f"{r['mode']:9} {size:>14} {r['baseline_stats_s']:>10.4f} {r['report_s']:>11.3f} "
-                  f"{r['load_from_db_s']:>7.3f} {r['statistics_and_tables_s']:>8.3f} "
-                  f"{r['overhead_ratio']:>6.1f} {r['report_bootstrap_s']:>15.2f}"
-                  f"{'' if r['goal_report_met'] and r['goal_bootstrap_met'] else '  GOAL MISSED'}")
+            print(
+                f"{r['mode']:9} {size:>14} {r['baseline_stats_s']:>10.4f} {r['report_s']:>11.3f} "
+                f"{r['load_from_db_s']:>7.3f} {r['statistics_and_tables_s']:>8.3f} "
+                f"{r['overhead_ratio']:>6.1f} {r['report_bootstrap_s']:>15.2f}"
+                f"{'' if r['goal_report_met'] and r['goal_bootstrap_met'] else '  GOAL MISSED'}"
+            )
     _record(rows, engine, ok, args)
     return 0 if ok else 1
 
@@ -153,20 +190,50 @@ def main(argv: list[str] | None = None) -> int:
 def _record(rows: list[dict], engine: str, ok: bool, args: argparse.Namespace) -> None:
     """The section `report.<database>` of docs/benchmarks.md (benchmarks/record.py)."""
     table = markdown_table(
-        ["mode", "cases × readers × candidates", "pure stats", "report", "= load from DB", "+ statistics & tables",
-         "ratio", f"+ {args.resamples:,} resamples"],
-        [[r["mode"], f"{r['cases']:,} × {r['readers']} × {r['candidates']}", f"{r['baseline_stats_s']:.3f} s",
-          f"{r['report_s']:.2f} s", f"{r['load_from_db_s']:.2f} s", f"{r['statistics_and_tables_s']:.2f} s",
-          f"{r['overhead_ratio']:.0f}", f"{r['report_bootstrap_s']:.1f} s"] for r in rows])
-    missed = [f"{r['mode']} ({'report' if not r['goal_report_met'] else 'bootstrap'})" for r in rows
-              if not (r["goal_report_met"] and r["goal_bootstrap_met"])]
-    size = "" if (args.cases, args.readers, args.candidates) == (1000, 10, 10) else (
-        f".{args.cases}x{args.readers}x{args.candidates}")
-    record("report", table, variant=f"{engine}{size}", title=f"Agreement report from the database ({engine})",
-           args=args,
-           notes=f"BLAS threads: {args.blas_threads or 'default'}. Goals: report ≤ {GOAL_REPORT_S:g} s, "
-                 f"≤ {GOAL_BOOTSTRAP_S:g} s with bootstrap — "
-                 + ("met in every mode." if ok else f"**missed**: {', '.join(missed)}."))
+        [
+            "mode",
+            "cases × readers × candidates",
+            "pure stats",
+            "report",
+            "= load from DB",
+            "+ statistics & tables",
+            "ratio",
+            f"+ {args.resamples:,} resamples",
+        ],
+        [
+            [
+                r["mode"],
+                f"{r['cases']:,} × {r['readers']} × {r['candidates']}",
+                f"{r['baseline_stats_s']:.3f} s",
+                f"{r['report_s']:.2f} s",
+                f"{r['load_from_db_s']:.2f} s",
+                f"{r['statistics_and_tables_s']:.2f} s",
+                f"{r['overhead_ratio']:.0f}",
+                f"{r['report_bootstrap_s']:.1f} s",
+            ]
+            for r in rows
+        ],
+    )
+    missed = [
+        f"{r['mode']} ({'report' if not r['goal_report_met'] else 'bootstrap'})"
+        for r in rows
+        if not (r["goal_report_met"] and r["goal_bootstrap_met"])
+    ]
+    size = (
+        ""
+        if (args.cases, args.readers, args.candidates) == (1000, 10, 10)
+        else (f".{args.cases}x{args.readers}x{args.candidates}")
+    )
+    record(
+        "report",
+        table,
+        variant=f"{engine}{size}",
+        title=f"Agreement report from the database ({engine})",
+        args=args,
+        notes=f"BLAS threads: {args.blas_threads or 'default'}. Goals: report ≤ {GOAL_REPORT_S:g} s, "
+        f"≤ {GOAL_BOOTSTRAP_S:g} s with bootstrap — "
+        + ("met in every mode." if ok else f"**missed**: {', '.join(missed)}."),
+    )
 
 
 if __name__ == "__main__":

@@ -75,10 +75,16 @@ class RecordError(ValueError):
 def add_record_arguments(parser: argparse.ArgumentParser) -> None:
     """`--no-record` (print only) and `--record-to PATH` (another file than docs/benchmarks.md)."""
     group = parser.add_argument_group("recording (benchmarks/record.py)")
-    group.add_argument("--no-record", action="store_true",
-                       help="print the results only; leave docs/benchmarks.md unchanged")
-    group.add_argument("--record-to", type=Path, default=None, metavar="PATH",
-                       help=f"write the results section into PATH instead of {RESULTS.relative_to(ROOT)}")
+    group.add_argument(
+        "--no-record", action="store_true", help="print the results only; leave docs/benchmarks.md unchanged"
+    )
+    group.add_argument(
+        "--record-to",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"write the results section into PATH instead of {RESULTS.relative_to(ROOT)}",
+    )
 
 
 def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
@@ -112,8 +118,13 @@ def gpu_names() -> list[str]:
     if not shutil.which("nvidia-smi"):
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     return [line.strip() for line in out.splitlines() if line.strip()]
@@ -134,10 +145,17 @@ def machine() -> str:
 def commit() -> str:
     """The measured commit (short hash), with '+ uncommitted changes' when the work tree differs."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown commit"
     return f"{head} + uncommitted changes" if dirty else head
@@ -155,18 +173,28 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return "python " + shlex.join(argv)
 
 
-def section_text(name: str, body: str, *, title: str | None = None, notes: str = "",
-                 when: dt.datetime | None = None, where: str | None = None, code: str | None = None,
-                 command: str | None = None) -> str:
+def section_text(
+    name: str,
+    body: str,
+    *,
+    title: str | None = None,
+    notes: str = "",
+    when: dt.datetime | None = None,
+    where: str | None = None,
+    code: str | None = None,
+    command: str | None = None,
+) -> str:
     """The Markdown between a section's markers (markers excluded)."""
     when = when or dt.datetime.now(dt.UTC)
-    lines = [f"**{title or name}** — recorded {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC by the script",
-             "",
-             f"- machine: {where if where is not None else machine()}",
-             f"- commit: {code if code is not None else commit()}",
-             f"- command: `{command if command is not None else command_line()}`",
-             "",
-             body.strip()]
+    lines = [
+        f"**{title or name}** — recorded {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC by the script",
+        "",
+        f"- machine: {where if where is not None else machine()}",
+        f"- commit: {code if code is not None else commit()}",
+        f"- command: `{command if command is not None else command_line()}`",
+        "",
+        body.strip(),
+    ]
     if notes.strip():
         lines += ["", notes.strip()]
     return "\n".join(lines)
@@ -215,8 +243,16 @@ def replace_section(text: str, name: str, content: str) -> str:
     return text.rstrip("\n") + f"\n\n### {family}\n\n{new}\n"
 
 
-def record(name: str, body: str, *, variant: str = "", title: str | None = None, notes: str = "",
-           args: argparse.Namespace | None = None, path: Path | None = None) -> Path | None:
+def record(
+    name: str,
+    body: str,
+    *,
+    variant: str = "",
+    title: str | None = None,
+    notes: str = "",
+    args: argparse.Namespace | None = None,
+    path: Path | None = None,
+) -> Path | None:
     """Write the section `name[.variant]` of the results file (see the module docstring).
 
     Returns the file written, or None when `args.no_record` is set."""
@@ -228,8 +264,9 @@ def record(name: str, body: str, *, variant: str = "", title: str | None = None,
     text = target.read_text(encoding="utf-8") if target.exists() else "# Benchmarks\n"
     updated = replace_section(text, full, content)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.",
-                                     delete=False) as handle:
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
+    ) as handle:
         handle.write(updated)
     os.chmod(handle.name, target.stat().st_mode & 0o777 if target.exists() else 0o644)
     os.replace(handle.name, target)

@@ -31,8 +31,10 @@ def main() -> int:
     parser.add_argument("--full", action="store_true", help="FAISS at 100k and 1M vectors")
     parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md unchanged")
     args = parser.parse_args()
-    plan = [c if c[0] != "bench_faiss.py" or not args.full else ["bench_faiss.py", "--sizes", "100000", "1000000"]
-            for c in QUICK]
+    plan = [
+        c if c[0] != "bench_faiss.py" or not args.full else ["bench_faiss.py", "--sizes", "100000", "1000000"]
+        for c in QUICK
+    ]
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "true")}
     failed = []
     for command in plan:

@@ -27,8 +27,9 @@ if SECRET_KEY is None and (_key_file := envstr("SECRET_KEY_FILE")):  # e.g. a Do
         raise ConfigError(f"SECRET_KEY_FILE {_key_file!r} is empty")
 if SECRET_KEY is None:
     if not DEBUG:
-        raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off "
-                          "(set DEBUG=true for development)")
+        raise ConfigError(
+            "SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off (set DEBUG=true for development)"
+        )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -88,8 +89,10 @@ try:
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if not DATABASES["default"].get("NAME"):  # e.g. postgres://user@host:5432/ names no database
-    raise ConfigError(f"DATABASE_URL names no database: give it as the path, e.g. "
-                      f"postgres://user@host:5432/cbir (got {DATABASE_URL!r})")
+    raise ConfigError(
+        f"DATABASE_URL names no database: give it as the path, e.g. "
+        f"postgres://user@host:5432/cbir (got {DATABASE_URL!r})"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a worker process started by the tests sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}

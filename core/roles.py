@@ -52,8 +52,8 @@ def user_roles(user) -> set[str]:
         return set()
     cached = getattr(user, "_cbir_roles", None)
     if cached is None:
-        cached = set(ROLES) if user.is_superuser else set(
-            user.groups.filter(name__in=ROLES).values_list("name", flat=True)
+        cached = (
+            set(ROLES) if user.is_superuser else set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
         )
         user._cbir_roles = cached
     return cached

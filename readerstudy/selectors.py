@@ -21,7 +21,8 @@ def study_run_ids(*, study: Study) -> list[int]:
     """
     cfg = study.builder_config or {}
     ids = ([cfg["run"]] if isinstance(cfg.get("run"), int) else []) + [
-        r for r in cfg.get("runs") or [] if isinstance(r, int)]
+        r for r in cfg.get("runs") or [] if isinstance(r, int)
+    ]
     return list(dict.fromkeys(ids))
 
 

@@ -36,7 +36,12 @@ from retrieval.runs.methods import METHODS
 from retrieval.runs.ranking import neighbours_fn, run_vectors
 
 STRATIFIED_RANDOM, KNN_FARTHEST, TOP_N, POOLED, CASE_LIST = (
-    "stratified_random", "knn_farthest", "top_n", "pooled", "case_list")
+    "stratified_random",
+    "knn_farthest",
+    "top_n",
+    "pooled",
+    "case_list",
+)
 BUILDERS: dict[str, str] = {
     STRATIFIED_RANDOM: "Random catalogue stratified by class (papers 001/003)",
     KNN_FARTHEST: "k nearest + k farthest under a model run (paper 000)",
@@ -56,6 +61,7 @@ ALWAYS_EDITABLE = ("name", "instructions", "allow_revisions", "ground_truth_read
 
 # --- Study design -------------------------------------------------------------------------------
 
+
 def study_has_answers(*, study: Study) -> bool:
     """True once any reader has submitted an answer in the study."""
     return study.cases.filter(answers__isnull=False).exists()
@@ -63,8 +69,10 @@ def study_has_answers(*, study: Study) -> bool:
 
 def _refuse_if_answered(study: Study, what: str) -> None:
     if study_has_answers(study=study):
-        raise Conflict(f"Study {study.name!r} already has answers: {what} would invalidate them. "
-                       "Clone the study to change its design.")
+        raise Conflict(
+            f"Study {study.name!r} already has answers: {what} would invalidate them. "
+            "Clone the study to change its design."
+        )
 
 
 def _lock(study: Study) -> Study:
@@ -98,7 +106,9 @@ def _clean_design(mode: str, k: int | None, rating_min: int, rating_max: int) ->
 
 def _check_ground_truth_reader(user) -> None:
     if user is not None and not has_role(user, READER):
-        raise ApplicationError(f"{user.get_username()} is not a reader: the ground-truth reader must have the reader role.")
+        raise ApplicationError(
+            f"{user.get_username()} is not a reader: the ground-truth reader must have the reader role."
+        )
 
 
 def new_seed() -> int:
@@ -106,19 +116,40 @@ def new_seed() -> int:
     return secrets.randbelow(2**31)
 
 
-def study_create(*, name: str, dataset: Dataset, mode: str, k: int | None = None, instructions: str = "",
-                 rating_min: int = 1, rating_max: int = 5, allow_revisions: bool = False,
-                 show_candidate_labels: bool = False, show_saliency: bool = False, seed: int | None = None,
-                 ground_truth_reader=None, created_by=None) -> Study:
+def study_create(
+    *,
+    name: str,
+    dataset: Dataset,
+    mode: str,
+    k: int | None = None,
+    instructions: str = "",
+    rating_min: int = 1,
+    rating_max: int = 5,
+    allow_revisions: bool = False,
+    show_candidate_labels: bool = False,
+    show_saliency: bool = False,
+    seed: int | None = None,
+    ground_truth_reader=None,
+    created_by=None,
+) -> Study:
     """Create a draft study (no cases yet: build them with `study_build_cases` or a case list)."""
     k = _clean_design(mode, k, rating_min, rating_max)
     _check_ground_truth_reader(ground_truth_reader)
     seed = new_seed() if seed is None else _seed(seed)
     return Study.objects.create(
-        name=_clean_name(name), dataset=dataset, mode=mode, k=k, instructions=instructions or "",
-        rating_min=rating_min, rating_max=rating_max, allow_revisions=allow_revisions,
-        show_candidate_labels=show_candidate_labels, show_saliency=show_saliency, seed=seed,
-        ground_truth_reader=ground_truth_reader, created_by=created_by,
+        name=_clean_name(name),
+        dataset=dataset,
+        mode=mode,
+        k=k,
+        instructions=instructions or "",
+        rating_min=rating_min,
+        rating_max=rating_max,
+        allow_revisions=allow_revisions,
+        show_candidate_labels=show_candidate_labels,
+        show_saliency=show_saliency,
+        seed=seed,
+        ground_truth_reader=ground_truth_reader,
+        created_by=created_by,
     )
 
 
@@ -189,27 +220,39 @@ def study_clone(*, study: Study, name: str, created_by=None) -> Study:
     """A new draft with the same design, questions, cases and catalogues (provenance kept); no readers, no answers."""
     study = Study.objects.get(pk=study.pk)  # the stored design, not a caller's stale copy
     copy = study_create(
-        name=name, dataset=study.dataset, mode=study.mode, k=study.k, instructions=study.instructions,
-        rating_min=study.rating_min, rating_max=study.rating_max, allow_revisions=study.allow_revisions,
-        show_candidate_labels=study.show_candidate_labels, show_saliency=study.show_saliency,
-        seed=study.seed, created_by=created_by,
+        name=name,
+        dataset=study.dataset,
+        mode=study.mode,
+        k=study.k,
+        instructions=study.instructions,
+        rating_min=study.rating_min,
+        rating_max=study.rating_max,
+        allow_revisions=study.allow_revisions,
+        show_candidate_labels=study.show_candidate_labels,
+        show_saliency=study.show_saliency,
+        seed=study.seed,
+        created_by=created_by,
     )
     copy.builder, copy.builder_config = study.builder, {**study.builder_config, "cloned_from": study.pk}
     copy.save(update_fields=["builder", "builder_config"])
     StudyQuestion.objects.bulk_create(
-        StudyQuestion(study=copy, key=q.key, text=q.text, choices=q.choices, applies_to=q.applies_to,
-                      position=q.position) for q in study.questions.all()
+        StudyQuestion(
+            study=copy, key=q.key, text=q.text, choices=q.choices, applies_to=q.applies_to, position=q.position
+        )
+        for q in study.questions.all()
     )
     cases = list(study.cases.prefetch_related("candidates"))
     new_cases = Case.objects.bulk_create(Case(study=copy, position=c.position, query_id=c.query_id) for c in cases)
     Candidate.objects.bulk_create(
         Candidate(case=new, image_id=cand.image_id, position=cand.position, provenance=cand.provenance)
-        for old, new in zip(cases, new_cases) for cand in old.candidates.all()
+        for old, new in zip(cases, new_cases)
+        for cand in old.candidates.all()
     )
     return copy
 
 
 # --- Cases and catalogues -----------------------------------------------------------------------
+
 
 def _catalogue_sizes(study: Study) -> list[int]:
     return list(study.cases.annotate(n=Count("candidates")).values_list("n", flat=True))
@@ -245,15 +288,18 @@ def _write_cases(study: Study, specs: Sequence[builders.CaseSpec]) -> None:
     cases = Case.objects.bulk_create(Case(study=study, position=n, query_id=q) for n, (q, _) in enumerate(specs))
     Candidate.objects.bulk_create(
         Candidate(case=case, image_id=image_id, position=p, provenance=prov)
-        for case, (_, catalogue) in zip(cases, specs) for p, (image_id, prov) in enumerate(catalogue)
+        for case, (_, catalogue) in zip(cases, specs)
+        for p, (image_id, prov) in enumerate(catalogue)
     )
 
 
 def study_build_cases(*, study: Study, builder: str, config: dict, seed: int) -> Study:
     """(Re)build a study's cases with a builder; refused once answers exist. Returns the study."""
     if builder not in BUILDERS or builder == CASE_LIST:
-        raise ApplicationError(f"Unknown builder {builder!r}; use one of "
-                               f"{', '.join(b for b in BUILDERS if b != CASE_LIST)} (or upload a case list).")
+        raise ApplicationError(
+            f"Unknown builder {builder!r}; use one of "
+            f"{', '.join(b for b in BUILDERS if b != CASE_LIST)} (or upload a case list)."
+        )
     seed = _seed(seed)
     with transaction.atomic():
         study = _lock(study)
@@ -272,14 +318,18 @@ def study_load_case_list(*, study: Study, data: bytes, seed: int | None = None, 
         study = _lock(study)
         _refuse_if_answered(study, "replacing the cases")
         try:
-            specs = builders.case_list_specs(builders.parse_case_list_csv(data), _image_resolver(study.dataset),
-                                             seed=seed)
+            specs = builders.case_list_specs(
+                builders.parse_case_list_csv(data), _image_resolver(study.dataset), seed=seed
+            )
         except builders.BuildError as exc:
             raise ApplicationError(exc.message, {"errors": exc.errors}) from None
         _write_cases(study, specs)
         study.builder, study.seed = CASE_LIST, seed
-        study.builder_config = {"file_name": file_name[:200], "sha256": hashlib.sha256(data).hexdigest(),
-                                "n_cases": len(specs)}
+        study.builder_config = {
+            "file_name": file_name[:200],
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "n_cases": len(specs),
+        }
         study.save(update_fields=["builder", "builder_config", "seed"])
     return study
 
@@ -306,8 +356,12 @@ def _image_resolver(dataset: Dataset) -> Callable[[str], int | None]:
 
 # Builder configuration: (key, kind, default); None default = required.
 _COMMON_CONFIG = (
-    ("n_queries", int, None), ("split", "id", 0), ("query_part", str, SplitPart.TEST),
-    ("query_label", str, ""), ("allocation", str, "proportional"), ("pool_part", str, ALL_IMAGES),
+    ("n_queries", int, None),
+    ("split", "id", 0),
+    ("query_part", str, SplitPart.TEST),
+    ("query_label", str, ""),
+    ("allocation", str, "proportional"),
+    ("pool_part", str, ALL_IMAGES),
     ("exclude_queries", bool, True),
 )
 _BUILDER_CONFIG = {
@@ -382,8 +436,9 @@ def _specs_for(study: Study, builder: str, cfg: dict, seed: int) -> list[builder
     catalogue_pool = _pool(dataset, split, cfg["pool_part"], embedded)
     try:
         strata = _classes(dataset, cfg["query_label"]) if cfg["query_label"] else None
-        queries = builders.sample_queries(query_pool, cfg["n_queries"], seed=seed, strata=strata,
-                                          allocation=cfg["allocation"])
+        queries = builders.sample_queries(
+            query_pool, cfg["n_queries"], seed=seed, strata=strata, allocation=cfg["allocation"]
+        )
         if cfg["exclude_queries"]:
             catalogue_pool = sorted(set(catalogue_pool) - set(queries))
         _check_ssim_cost(runs, queries, catalogue_pool)
@@ -392,20 +447,29 @@ def _specs_for(study: Study, builder: str, cfg: dict, seed: int) -> list[builder
         raise ApplicationError(exc.message, {"errors": exc.errors}) from None
 
 
-def _call_builder(builder: str, cfg: dict, queries: list[int], pool: list[int], runs: list[ModelRun], seed: int,
-                  dataset: Dataset) -> list[builders.CaseSpec]:
+def _call_builder(
+    builder: str, cfg: dict, queries: list[int], pool: list[int], runs: list[ModelRun], seed: int, dataset: Dataset
+) -> list[builders.CaseSpec]:
     if builder == STRATIFIED_RANDOM:
-        return builders.stratified_random(queries, pool, _classes(dataset, cfg["class_label"]), cfg["n"], seed=seed,
-                                          allocation=cfg["allocation"])
+        return builders.stratified_random(
+            queries, pool, _classes(dataset, cfg["class_label"]), cfg["n"], seed=seed, allocation=cfg["allocation"]
+        )
     if builder == KNN_FARTHEST:
-        return builders.knn_and_farthest(queries, neighbours_fn(runs[0], pool), cfg["k"], seed=seed,
-                                         method=runs[0].method, run=runs[0].pk)
+        return builders.knn_and_farthest(
+            queries, neighbours_fn(runs[0], pool), cfg["k"], seed=seed, method=runs[0].method, run=runs[0].pk
+        )
     if builder == TOP_N:
-        return builders.top_n(queries, neighbours_fn(runs[0], pool), cfg["n"], seed=seed,
-                              method=runs[0].method, run=runs[0].pk)
+        return builders.top_n(
+            queries, neighbours_fn(runs[0], pool), cfg["n"], seed=seed, method=runs[0].method, run=runs[0].pk
+        )
     names = _method_names(runs)
-    return builders.pooled(queries, {names[r.pk]: neighbours_fn(r, pool) for r in runs}, cfg["per_method"],
-                           seed=seed, runs={names[r.pk]: r.pk for r in runs})
+    return builders.pooled(
+        queries,
+        {names[r.pk]: neighbours_fn(r, pool) for r in runs},
+        cfg["per_method"],
+        seed=seed,
+        runs={names[r.pk]: r.pk for r in runs},
+    )
 
 
 def _method_names(runs: list[ModelRun]) -> dict[int, str]:
@@ -448,7 +512,8 @@ def _check_ssim_cost(runs: list[ModelRun], queries: list[int], pool: list[int]) 
         raise ApplicationError(
             f"SSIM compares image pairs directly: {len(queries)} queries × {len(pool)} pool images is {pairs:,} "
             f"comparisons, more than the {SSIM_BUILD_MAX_PAIRS:,} a study build allows. Take the pool from a split "
-            "part (e.g. the test part) or build fewer cases.")
+            "part (e.g. the test part) or build fewer cases."
+        )
 
 
 def _embedded_ids(runs: list[ModelRun]) -> set[int] | None:
@@ -472,8 +537,9 @@ def _pool(dataset: Dataset, split: Split | None, part: str, embedded: set[int] |
 
 def _classes(dataset: Dataset, label_name: str) -> dict[int, str]:
     """image id → class (the value of one label, e.g. 'finding' = 'effusion' or 'Cardiomegaly' = '1')."""
-    rows = Label.objects.filter(image__dataset=dataset, name=label_name).values_list("image_id", "value_num",
-                                                                                      "value_text")
+    rows = Label.objects.filter(image__dataset=dataset, name=label_name).values_list(
+        "image_id", "value_num", "value_text"
+    )
     classes = {i: _label_text(num, text) for i, num, text in rows}
     if not classes:
         raise ApplicationError(f"No image of dataset {dataset.name!r} has a label named {label_name!r}.")
@@ -487,6 +553,7 @@ def _label_text(num: float | None, text: str) -> str:
 
 
 # --- Readers and questions ----------------------------------------------------------------------
+
 
 def assignment_seed(*, study_seed: int, reader_id: int) -> int:
     """A reader's seed derived from the study seed and the reader id (reproducible, 63 bits)."""
@@ -514,8 +581,10 @@ def assignment_remove(*, study: Study, reader) -> None:
         if assignment is None:
             raise ApplicationError(f"{reader.get_username()} is not a reader of {study.name!r}.")
         if assignment.answers.exists():
-            raise Conflict(f"{reader.get_username()} has already answered in {study.name!r}; "
-                           "a reader with answers cannot be removed.")
+            raise Conflict(
+                f"{reader.get_username()} has already answered in {study.name!r}; "
+                "a reader with answers cannot be removed."
+            )
         assignment.delete()
         if study.ground_truth_reader_id == reader.pk:
             study.ground_truth_reader = None
@@ -541,8 +610,9 @@ def _clean_choices(choices: Sequence[str]) -> list[str]:
     return cleaned
 
 
-def question_add(*, study: Study, text: str, choices: Sequence[str], applies_to: str = StudyQuestion.AppliesTo.ALL,
-                 key: str = "") -> StudyQuestion:
+def question_add(
+    *, study: Study, text: str, choices: Sequence[str], applies_to: str = StudyQuestion.AppliesTo.ALL, key: str = ""
+) -> StudyQuestion:
     """Add a per-image question (e.g. "pleural effusion?" yes/no/unsure); refused once answers exist."""
     text = (text or "").strip()
     if not text or len(text) > 300:
@@ -554,8 +624,14 @@ def question_add(*, study: Study, text: str, choices: Sequence[str], applies_to:
         study = _lock(study)
         _refuse_if_answered(study, "adding a question")
         position = (study.questions.aggregate(m=Max("position"))["m"] or 0) + 1
-        return StudyQuestion.objects.create(study=study, key=_question_key(study, text, key), text=text,
-                                            choices=choices, applies_to=applies_to, position=position)
+        return StudyQuestion.objects.create(
+            study=study,
+            key=_question_key(study, text, key),
+            text=text,
+            choices=choices,
+            applies_to=applies_to,
+            position=position,
+        )
 
 
 def question_remove(*, study: Study, question: StudyQuestion) -> None:
@@ -570,10 +646,21 @@ def question_remove(*, study: Study, question: StudyQuestion) -> None:
 
 # --- The wizard: everything at once, or a dry run for the review step ---------------------------
 
+
 @transaction.atomic
-def study_setup(*, design: dict, builder: str, config: dict, seed: int, readers: Sequence = (),
-                questions: Sequence[dict] = (), case_list: bytes | None = None, case_list_name: str = "",
-                created_by=None, dry_run: bool = False) -> Study | dict:
+def study_setup(
+    *,
+    design: dict,
+    builder: str,
+    config: dict,
+    seed: int,
+    readers: Sequence = (),
+    questions: Sequence[dict] = (),
+    case_list: bytes | None = None,
+    case_list_name: str = "",
+    created_by=None,
+    dry_run: bool = False,
+) -> Study | dict:
     """Create a study with its questions, cases and readers in one transaction (all or nothing).
 
     With dry_run the same work is done and rolled back, and a summary is returned for review.
@@ -625,11 +712,14 @@ def _summary(study: Study) -> dict:
 
 # --- Reads for the coordinator pages and API ----------------------------------------------------
 
+
 def study_list() -> QuerySet[Study]:
     """Studies with their case and reader counts, newest first."""
-    return Study.objects.select_related("dataset").annotate(
-        n_cases=Count("cases", distinct=True), n_readers=Count("assignments", distinct=True)
-    ).order_by("-created_at")
+    return (
+        Study.objects.select_related("dataset")
+        .annotate(n_cases=Count("cases", distinct=True), n_readers=Count("assignments", distinct=True))
+        .order_by("-created_at")
+    )
 
 
 def eligible_readers() -> QuerySet:
@@ -652,20 +742,33 @@ def study_progress(*, study: Study) -> list[dict]:
     for a in study.assignments.select_related("reader").order_by("reader__username"):
         done = len(times[a.pk])
         median = statistics.median(times[a.pk]) / 1000 if times[a.pk] else None
-        rows.append({
-            "assignment_id": a.pk, "reader_id": a.reader_id, "reader": a.reader.get_username(), "seed": a.seed,
-            "done": done, "total": total, "percent": round(100 * done / total) if total else 0,
-            "median_seconds": median, "flags": flags.get(a.pk, 0), "last_answer_at": last.get(a.pk),
-            "is_ground_truth": a.reader_id == study.ground_truth_reader_id,
-        })
+        rows.append(
+            {
+                "assignment_id": a.pk,
+                "reader_id": a.reader_id,
+                "reader": a.reader.get_username(),
+                "seed": a.seed,
+                "done": done,
+                "total": total,
+                "percent": round(100 * done / total) if total else 0,
+                "median_seconds": median,
+                "flags": flags.get(a.pk, 0),
+                "last_answer_at": last.get(a.pk),
+                "is_ground_truth": a.reader_id == study.ground_truth_reader_id,
+            }
+        )
     return rows
 
 
 def study_cases(*, study: Study) -> QuerySet[Case]:
     """The cases in canonical order with query and candidates (with provenance) prefetched."""
-    return study.cases.select_related("query").prefetch_related(
-        Prefetch("candidates", queryset=Candidate.objects.select_related("image").order_by("position"))
-    ).order_by("position")
+    return (
+        study.cases.select_related("query")
+        .prefetch_related(
+            Prefetch("candidates", queryset=Candidate.objects.select_related("image").order_by("position"))
+        )
+        .order_by("position")
+    )
 
 
 def dataset_label_names(*, dataset_ids: Iterable[int] | None = None) -> dict[int, list[str]]:

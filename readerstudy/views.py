@@ -15,7 +15,12 @@ def healthz(request):
 
 
 def error_400(request, exception=None):
-    return render(request, "errors/error.html", {"code": 400, "title": "Bad request", "message": "The request could not be understood."}, status=400)
+    return render(
+        request,
+        "errors/error.html",
+        {"code": 400, "title": "Bad request", "message": "The request could not be understood."},
+        status=400,
+    )
 
 
 def error_403(request, exception=None):
@@ -24,8 +29,18 @@ def error_403(request, exception=None):
 
 
 def error_404(request, exception=None):
-    return render(request, "errors/error.html", {"code": 404, "title": "Not found", "message": "There is nothing at this address."}, status=404)
+    return render(
+        request,
+        "errors/error.html",
+        {"code": 404, "title": "Not found", "message": "There is nothing at this address."},
+        status=404,
+    )
 
 
 def error_500(request):
-    return render(request, "errors/error.html", {"code": 500, "title": "Server error", "message": "Something went wrong on our side; the error was logged."}, status=500)
+    return render(
+        request,
+        "errors/error.html",
+        {"code": 500, "title": "Server error", "message": "Something went wrong on our side; the error was logged."},
+        status=500,
+    )

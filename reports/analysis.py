@@ -69,8 +69,9 @@ class Analysis:
 
     def subset(self, mask: np.ndarray) -> Analysis:
         """The same analysis restricted to some cases (a subgroup)."""
-        methods = {k: MethodView(m.name, m.distances[mask], m.ranks[mask], m.mask[mask])
-                   for k, m in self.methods.items()}
+        methods = {
+            k: MethodView(m.name, m.distances[mask], m.ranks[mask], m.mask[mask]) for k, m in self.methods.items()
+        }
         return replace(self, values=self.values[mask], case_ids=self.case_ids[mask], methods=methods)
 
 
@@ -105,8 +106,16 @@ def analysis_for(inputs: ReportInputs, cases: np.ndarray) -> Analysis:
         values = values.astype(bool)
     elif a.study.mode == AnswerMode.RANK_ALL:
         values = values.astype(int)
-    return Analysis(a.study.mode, values, a.case_ids[cases], [r.name for r in a.readers], ground_truth(a)[0],
-                    methods, a.study.k, (a.study.rating_min, a.study.rating_max))
+    return Analysis(
+        a.study.mode,
+        values,
+        a.case_ids[cases],
+        [r.name for r in a.readers],
+        ground_truth(a)[0],
+        methods,
+        a.study.k,
+        (a.study.rating_min, a.study.rating_max),
+    )
 
 
 def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 0, **kwargs) -> dict | None:
@@ -116,8 +125,9 @@ def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 
     readers = n_readers if (o.readers_too and n_readers >= 2) else None
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = S.bootstrap_ci(statistic, n_cases, n_resamples=o.n_resamples, seed=o.seed, level=o.level,
-                             n_readers=readers, **kwargs)
+        res = S.bootstrap_ci(
+            statistic, n_cases, n_resamples=o.n_resamples, seed=o.seed, level=o.level, n_readers=readers, **kwargs
+        )
     resampled = res["resampled"].replace("clusters", "cases")  # the clusters are the cases' items
     return {"low": res["low"], "high": res["high"], "resampled": resampled, "n_failed": res["n_failed"]}
 
@@ -166,8 +176,13 @@ def paired_tests(a: np.ndarray, b: np.ndarray, o: ReportOptions, alternative: st
     """Sign-flip permutation test and paired t-test of per-case values a − b."""
     perm = S.paired_permutation_test(a, b, n_resamples=o.n_resamples, seed=o.seed, alternative=alternative)
     ttest = quiet(S.paired_ttest, a, b, alternative=alternative)
-    return {"n": perm["n"], "mean_difference": perm["statistic"], "permutation_p": perm["p_value"],
-            "ttest_p": ttest["p_value"], "alternative": alternative}
+    return {
+        "n": perm["n"],
+        "mean_difference": perm["statistic"],
+        "permutation_p": perm["p_value"],
+        "ttest_p": ttest["p_value"],
+        "alternative": alternative,
+    }
 
 
 def method_pairs(per_case: dict[str, np.ndarray], o: ReportOptions, metric: str) -> list[dict]:
@@ -175,7 +190,7 @@ def method_pairs(per_case: dict[str, np.ndarray], o: ReportOptions, metric: str)
     keys = list(per_case)
     out = []
     for i, a in enumerate(keys):
-        for b in keys[i + 1:]:
+        for b in keys[i + 1 :]:
             ok = ~(np.isnan(per_case[a]) | np.isnan(per_case[b]))
             if ok.sum() >= 2:
                 out.append({"a": a, "b": b, "metric": metric, **paired_tests(per_case[a][ok], per_case[b][ok], o)})

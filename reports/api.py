@@ -30,19 +30,39 @@ CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 
 
 class _AnalysisSerializer(serializers.Serializer):
-    p = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=1000), required=False,
-                              allow_empty=False, help_text="nDCG cut-offs (default 3 and 10)")
-    tie_break = serializers.ChoiceField(choices=sorted(S.TIE_BREAK_RULES), required=False,
-                                        help_text="consensus tie-break of choose-k studies (default index)")
-    runs = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False, allow_null=True,
-                                 help_text="model run ids (default: every finished run of the dataset)")
-    class_label = serializers.CharField(required=False, allow_blank=True, max_length=100,
-                                        help_text="label of the query images that defines the query class")
+    p = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=1000),
+        required=False,
+        allow_empty=False,
+        help_text="nDCG cut-offs (default 3 and 10)",
+    )
+    tie_break = serializers.ChoiceField(
+        choices=sorted(S.TIE_BREAK_RULES),
+        required=False,
+        help_text="consensus tie-break of choose-k studies (default index)",
+    )
+    runs = serializers.ListField(
+        child=serializers.IntegerField(min_value=1),
+        required=False,
+        allow_null=True,
+        help_text="model run ids (default: every finished run of the dataset)",
+    )
+    class_label = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        max_length=100,
+        help_text="label of the query images that defines the query class",
+    )
 
 
 def _options(data: dict, **extra) -> ReportOptions:
-    return options_parse(p=data.get("p"), tie_break=data.get("tie_break"), runs=data.get("runs"),
-                         class_label=data.get("class_label", ""), **extra)
+    return options_parse(
+        p=data.get("p"),
+        tie_break=data.get("tie_break"),
+        runs=data.get("runs"),
+        class_label=data.get("class_label", ""),
+        **extra,
+    )
 
 
 @extend_schema_serializer(component_name="ReportRun")
@@ -55,8 +75,20 @@ class ReportRunSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ReportRun
-        fields = ["id", "study", "status", "percent", "done", "total", "note", "error", "options", "created_at",
-                  "finished_at", "result_url"]
+        fields = [
+            "id",
+            "study",
+            "status",
+            "percent",
+            "done",
+            "total",
+            "note",
+            "error",
+            "options",
+            "created_at",
+            "finished_at",
+            "result_url",
+        ]
 
     def get_result_url(self, obj) -> str | None:
         return reverse("api-report-run-result", args=[obj.pk]) if obj.status == JobStatus.SUCCEEDED else None
@@ -102,10 +134,13 @@ class ReportBootstrapStartApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        options = _options(v, n_resamples=v["n_resamples"], seed=v["seed"], readers_too=v["readers_too"],
-                           level=v["level"])
+        options = _options(
+            v, n_resamples=v["n_resamples"], seed=v["seed"], readers_too=v["readers_too"], level=v["level"]
+        )
         run, created = report_run_start(study=study, options=options, created_by=request.user)
-        return Response(ReportRunSerializer(run).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK)
+        return Response(
+            ReportRunSerializer(run).data, status=status.HTTP_202_ACCEPTED if created else status.HTTP_200_OK
+        )
 
 
 class ReportRunDetailApi(APIView):

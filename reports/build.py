@@ -47,10 +47,15 @@ MODES = {AnswerMode.CHOOSE_K: choose_k, AnswerMode.RANK_ALL: ranking, AnswerMode
 
 def _study_info(study: Study) -> dict:
     return {
-        "id": study.pk, "name": study.name, "mode": study.mode, "k": study.k,
-        "rating_scale": [study.rating_min, study.rating_max], "status": study.status,
+        "id": study.pk,
+        "name": study.name,
+        "mode": study.mode,
+        "k": study.k,
+        "rating_scale": [study.rating_min, study.rating_max],
+        "status": study.status,
         "dataset": {"id": study.dataset_id, "name": study.dataset.name},
-        "builder": study.builder, "seed": study.seed,
+        "builder": study.builder,
+        "seed": study.seed,
         "ground_truth_reader": study.ground_truth_reader.username if study.ground_truth_reader_id else None,
     }
 
@@ -59,11 +64,16 @@ def _data_block(inputs: ReportInputs, use: np.ndarray) -> dict:
     """How many cases and readers the statistics use, and why the others are left out."""
     a = inputs.arrays
     n_use, n_readers = int(use.sum()), len(a.readers)
-    note = (f"Statistics use the {n_use} of {a.n_cases_total} cases answered by all {n_readers} readers."
-            if n_readers else "No reader has answered yet.")
+    note = (
+        f"Statistics use the {n_use} of {a.n_cases_total} cases answered by all {n_readers} readers."
+        if n_readers
+        else "No reader has answered yet."
+    )
     if a.excluded_case_ids:
-        note += (f" {len(a.excluded_case_ids)} cases with a catalogue size other than "
-                 f"{a.candidate_ids.shape[1]} are left out.")
+        note += (
+            f" {len(a.excluded_case_ids)} cases with a catalogue size other than "
+            f"{a.candidate_ids.shape[1]} are left out."
+        )
     if a.excluded_readers:
         note += f" Readers without any answer are left out: {', '.join(a.excluded_readers)}."
     return {
@@ -82,28 +92,41 @@ def _readers_block(inputs: ReportInputs) -> list[dict]:
     gt, _ = ground_truth(a)
     answered = a.answered
     n_loaded = len(a.case_ids)
-    return [{"id": r.user_id, "name": r.name, "n_answered": r.n_answered,
-             "n_answered_complete": int(answered[:, i].sum()),
-             "complete": bool(answered[:, i].all()) and n_loaded > 0,
-             "is_ground_truth": a.study.mode == AnswerMode.RANK_ALL and i == gt,
-             "median_active_s": r.median_active_s, "n_flags": r.n_flags}
-            for i, r in enumerate(a.readers)]
+    return [
+        {
+            "id": r.user_id,
+            "name": r.name,
+            "n_answered": r.n_answered,
+            "n_answered_complete": int(answered[:, i].sum()),
+            "complete": bool(answered[:, i].all()) and n_loaded > 0,
+            "is_ground_truth": a.study.mode == AnswerMode.RANK_ALL and i == gt,
+            "median_active_s": r.median_active_s,
+            "n_flags": r.n_flags,
+        }
+        for i, r in enumerate(a.readers)
+    ]
 
 
 def _uncertainty_block(o: ReportOptions) -> dict | None:
     if not o.n_resamples:
         return None
-    return {"n_resamples": o.n_resamples, "seed": o.seed, "level": o.level, "method": "percentile bootstrap",
-            "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
-            "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
-            "n_permutations": o.n_resamples}
+    return {
+        "n_resamples": o.n_resamples,
+        "seed": o.seed,
+        "level": o.level,
+        "method": "percentile bootstrap",
+        "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
+        "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
+        "n_permutations": o.n_resamples,
+    }
 
 
 Progress = Callable[[int, int, str], None]
 
 
-def report_build(inputs: ReportInputs, options: ReportOptions, *, progress: Progress | None = None,
-                 fingerprint: str = "") -> dict:
+def report_build(
+    inputs: ReportInputs, options: ReportOptions, *, progress: Progress | None = None, fingerprint: str = ""
+) -> dict:
     """The whole report as a JSON-ready dict (see docs/README-reports.md for every key).
 
     BLAS runs single-threaded here: the matrices are small, web and worker processes compute
@@ -114,8 +137,7 @@ def report_build(inputs: ReportInputs, options: ReportOptions, *, progress: Prog
         return _report_build(inputs, options, progress=progress, fingerprint=fingerprint)
 
 
-def _report_build(inputs: ReportInputs, options: ReportOptions, *, progress: Progress | None,
-                  fingerprint: str) -> dict:
+def _report_build(inputs: ReportInputs, options: ReportOptions, *, progress: Progress | None, fingerprint: str) -> dict:
     """report_build's body."""
     tick = progress or (lambda done, total, note: None)
     study = inputs.arrays.study
@@ -137,8 +159,9 @@ def _report_build(inputs: ReportInputs, options: ReportOptions, *, progress: Pro
     return jsonable(report)
 
 
-def _report_header(inputs: ReportInputs, options: ReportOptions, use: np.ndarray, an: Analysis,
-                   fingerprint: str) -> dict:
+def _report_header(
+    inputs: ReportInputs, options: ReportOptions, use: np.ndarray, an: Analysis, fingerprint: str
+) -> dict:
     """Study, options, data coverage, readers and methods; the mode sections start empty."""
     study = inputs.arrays.study
     report: dict[str, Any] = {
@@ -165,8 +188,9 @@ def _report_header(inputs: ReportInputs, options: ReportOptions, use: np.ndarray
 def report_for_study(*, study: Study, options: ReportOptions, progress: Progress | None = None) -> dict:
     """Load and build in one call (command line, downloads, API)."""
     fingerprint = study_fingerprint(study=study)
-    return report_build(report_inputs(study=study, options=options), options, progress=progress,
-                        fingerprint=fingerprint)
+    return report_build(
+        report_inputs(study=study, options=options), options, progress=progress, fingerprint=fingerprint
+    )
 
 
 def jsonable(value: Any) -> Any:

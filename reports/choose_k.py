@@ -47,18 +47,25 @@ def _inter_reader_choose(sel: np.ndarray, o: ReportOptions) -> dict:
     """Fleiss κ, mean pairwise agreement, pairwise Cohen κ and Krippendorff α between readers."""
     n_cases, _, n_readers = sel.shape
     if n_readers < 2:
-        return {"fleiss_kappa": est(None), "mean_pairwise_agreement": est(None),
-                "krippendorff_alpha": est(None), "pairwise_cohen_kappa": None, "mean_pairwise_cohen_kappa": None}
+        return {
+            "fleiss_kappa": est(None),
+            "mean_pairwise_agreement": est(None),
+            "krippendorff_alpha": est(None),
+            "pairwise_cohen_kappa": None,
+            "mean_pairwise_cohen_kappa": None,
+        }
     stats = S.agreement_stats(sel, n_cat=2)
     items = sel.reshape(-1, n_readers)
     pairwise = S.pairwise_cohen_kappa(items, labels=[False, True])
     off = ~np.eye(n_readers, dtype=bool)
     per_case_pair = (stats.agree * off).sum((1, 2)) / (off.sum() * stats.n_items)
     return {
-        "fleiss_kappa": est(S.fleiss_kappa_from_stats(stats),
-                            ci(S.fleiss_statistic(stats), n_cases, o, n_readers=n_readers)),
-        "mean_pairwise_agreement": est(100.0 * S.mean_pairwise_agreement(stats),
-                                       ci(S.mean_statistic(100.0 * per_case_pair), n_cases, o)),
+        "fleiss_kappa": est(
+            S.fleiss_kappa_from_stats(stats), ci(S.fleiss_statistic(stats), n_cases, o, n_readers=n_readers)
+        ),
+        "mean_pairwise_agreement": est(
+            100.0 * S.mean_pairwise_agreement(stats), ci(S.mean_statistic(100.0 * per_case_pair), n_cases, o)
+        ),
         "krippendorff_alpha": est(S.krippendorff_alpha(items.astype(float))),
         "pairwise_cohen_kappa": pairwise.tolist(),
         "mean_pairwise_cohen_kappa": float(pairwise[off].mean()),
@@ -71,10 +78,12 @@ def _agreement_block(sel: np.ndarray, reference: np.ndarray, readers: list[str],
     pooled = S.reader_agreement(sel, reference)
     n = len(per_case)
     return {
-        "reader_agreement": {name: est(pooled[r], ci(S.mean_statistic(per_case[:, r]), n, o))
-                             for r, name in enumerate(readers)},
-        "mean_reader_agreement": est(float(pooled.mean()),
-                                     ci(reader_mean_statistic(per_case), n, o, n_readers=len(readers))),
+        "reader_agreement": {
+            name: est(pooled[r], ci(S.mean_statistic(per_case[:, r]), n, o)) for r, name in enumerate(readers)
+        },
+        "mean_reader_agreement": est(
+            float(pooled.mean()), ci(reader_mean_statistic(per_case), n, o, n_readers=len(readers))
+        ),
     }
 
 
@@ -90,8 +99,9 @@ def _choose_method(sel: np.ndarray, consensus: np.ndarray, m: MethodView, an: An
     return {
         "available": True,
         "n_cases": n,
-        "cohen_kappa_vs_consensus": est(S.cohen_kappa(cons, chosen, labels=[False, True]),
-                                        ci(S.kappa_statistic(conf), n, o)),
+        "cohen_kappa_vs_consensus": est(
+            S.cohen_kappa(cons, chosen, labels=[False, True]), ci(S.kappa_statistic(conf), n, o)
+        ),
         "agreement_with_consensus": est(S.percent_agreement(cons, chosen), ci(S.mean_statistic(agree_cases), n, o)),
         **_agreement_block(s, chosen, an.readers, o),
     }
@@ -102,8 +112,9 @@ def section(an: Analysis, o: ReportOptions) -> dict:
     sel = an.values.astype(bool)
     n_cases, n_cand, _ = sel.shape
     _, tb_ranks, rule = _tie_breaker(an, o)
-    consensus = S.consensus_selection(sel, an.k, model_ranks=tb_ranks,
-                                      tie_break="model" if tb_ranks is not None else "index")
+    consensus = S.consensus_selection(
+        sel, an.k, model_ranks=tb_ranks, tie_break="model" if tb_ranks is not None else "index"
+    )
     k = an.k
     return {
         "k": k,
@@ -141,20 +152,29 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
     for key, v in per_case.items():
         x = v[~np.isnan(v)]
         if len(x) >= 2:
-            vs_random[key] = {"statistic": "mean reader % agreement", "chance": chance,
-                              **paired_tests(x, np.full(len(x), chance), o, alternative="greater")}
+            vs_random[key] = {
+                "statistic": "mean reader % agreement",
+                "chance": chance,
+                **paired_tests(x, np.full(len(x), chance), o, alternative="greater"),
+            }
     return {"vs_random": vs_random, "method_vs_method": method_pairs(per_case, o, "mean reader % agreement")}
 
 
 def headline(section: dict) -> dict[str, dict[str, float | None]]:
     """The headline numbers of a section as {row: {statistic: value}} (a block of a subgroup table)."""
-    rows = {"readers": {"fleiss_kappa": section["fleiss_kappa"]["estimate"],
-                        "mean_pairwise_agreement": section["mean_pairwise_agreement"]["estimate"]},
-            "consensus": {"mean_reader_agreement": section["consensus"]["mean_reader_agreement"]["estimate"]}}
+    rows = {
+        "readers": {
+            "fleiss_kappa": section["fleiss_kappa"]["estimate"],
+            "mean_pairwise_agreement": section["mean_pairwise_agreement"]["estimate"],
+        },
+        "consensus": {"mean_reader_agreement": section["consensus"]["mean_reader_agreement"]["estimate"]},
+    }
     for key, m in section["methods"].items():
         if m["available"]:
-            rows[key] = {"kappa_vs_consensus": m["cohen_kappa_vs_consensus"]["estimate"],
-                         "mean_reader_agreement": m["mean_reader_agreement"]["estimate"]}
+            rows[key] = {
+                "kappa_vs_consensus": m["cohen_kappa_vs_consensus"]["estimate"],
+                "mean_reader_agreement": m["mean_reader_agreement"]["estimate"],
+            }
     return rows
 
 
@@ -162,6 +182,9 @@ def reader_statistics(an: Analysis, section: dict, o: ReportOptions, reader: int
     """One reader's % agreement with the consensus and with each method's k nearest."""
     name = an.readers[reader]
     stats = {"consensus": {"agreement": section["consensus"]["reader_agreement"][name]["estimate"]}}
-    stats |= {k: {"agreement": m["reader_agreement"][name]["estimate"]}
-              for k, m in section["methods"].items() if m["available"]}
+    stats |= {
+        k: {"agreement": m["reader_agreement"][name]["estimate"]}
+        for k, m in section["methods"].items()
+        if m["available"]
+    }
     return stats

@@ -66,19 +66,34 @@ def report_json(report: dict) -> str:
 
 def _answer_meta(study) -> tuple[dict, dict, dict]:
     """Per (assignment, case): answer fields, visit active ms, and the flag's comment (flagged pairs only)."""
-    answers = {(a, c): {"submitted_at": t.isoformat(), "active_ms": ms, "revision": rev}
-               for a, c, t, ms, rev in Answer.objects.filter(assignment__study=study).values_list(
-                   "assignment_id", "case_id", "submitted_at", "active_ms", "revision")}
-    visits = {(a, c): ms for a, c, ms in CaseVisit.objects.filter(assignment__study=study).values_list(
-        "assignment_id", "case_id", "active_ms")}
-    flags = {(a, c): comment for a, c, comment in CaseFlag.objects.filter(assignment__study=study).values_list(
-        "assignment_id", "case_id", "comment")}
+    answers = {
+        (a, c): {"submitted_at": t.isoformat(), "active_ms": ms, "revision": rev}
+        for a, c, t, ms, rev in Answer.objects.filter(assignment__study=study).values_list(
+            "assignment_id", "case_id", "submitted_at", "active_ms", "revision"
+        )
+    }
+    visits = {
+        (a, c): ms
+        for a, c, ms in CaseVisit.objects.filter(assignment__study=study).values_list(
+            "assignment_id", "case_id", "active_ms"
+        )
+    }
+    flags = {
+        (a, c): comment
+        for a, c, comment in CaseFlag.objects.filter(assignment__study=study).values_list(
+            "assignment_id", "case_id", "comment"
+        )
+    }
     return answers, visits, flags
 
 
 def _shown_positions(study) -> dict[tuple[int, int], int | None]:
-    return {(a, c): pos for a, c, pos in AnswerItem.objects.filter(answer__assignment__study=study).values_list(
-        "answer__assignment_id", "candidate_id", "shown_position")}
+    return {
+        (a, c): pos
+        for a, c, pos in AnswerItem.objects.filter(answer__assignment__study=study).values_list(
+            "answer__assignment_id", "candidate_id", "shown_position"
+        )
+    }
 
 
 def _method_columns(inputs: ReportInputs) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
@@ -100,9 +115,24 @@ def long_columns(inputs: ReportInputs) -> list[str]:
     """Column names of the long CSV (method columns per method of the report)."""
     columns = ["study_id", "reader_id", "reader", "case_id", "case_position", "query_image_id", "query_modality"]
     columns += ["query_class"] if inputs.classes is not None else []
-    columns += ["candidate_id", "candidate_image_id", "candidate_position", "shown_position", "selected", "rank",
-                "rating", "answered", "in_analysis", "submitted_at", "answer_active_ms", "visit_active_ms",
-                "revision", "flagged", "flag_comment", "provenance"]
+    columns += [
+        "candidate_id",
+        "candidate_image_id",
+        "candidate_position",
+        "shown_position",
+        "selected",
+        "rank",
+        "rating",
+        "answered",
+        "in_analysis",
+        "submitted_at",
+        "answer_active_ms",
+        "visit_active_ms",
+        "revision",
+        "flagged",
+        "flag_comment",
+        "provenance",
+    ]
     for m in inputs.methods:
         columns += [f"{m.key}__distance", f"{m.key}__rank"]
         columns += [f"{m.key}__selected"] if inputs.arrays.study.mode == AnswerMode.CHOOSE_K else []
@@ -129,19 +159,37 @@ def long_rows(inputs: ReportInputs) -> Iterable[dict]:
         for c, case_id in enumerate(a.case_ids.tolist()):
             key = (reader.assignment_id, case_id)
             ans = answers.get(key)
-            base = {"study_id": study.pk, "reader_id": reader.user_id, "reader": reader.name, "case_id": case_id,
-                    "case_position": c, "query_image_id": int(a.query_ids[c]), "query_modality": a.modality[c],
-                    "answered": int(ans is not None), "in_analysis": int(use[c]),
-                    "submitted_at": ans["submitted_at"] if ans else "",
-                    "answer_active_ms": ans["active_ms"] if ans else "", "visit_active_ms": visits.get(key, ""),
-                    "revision": ans["revision"] if ans else "", "flagged": int(key in flags),
-                    "flag_comment": flags.get(key, "")}
+            base = {
+                "study_id": study.pk,
+                "reader_id": reader.user_id,
+                "reader": reader.name,
+                "case_id": case_id,
+                "case_position": c,
+                "query_image_id": int(a.query_ids[c]),
+                "query_modality": a.modality[c],
+                "answered": int(ans is not None),
+                "in_analysis": int(use[c]),
+                "submitted_at": ans["submitted_at"] if ans else "",
+                "answer_active_ms": ans["active_ms"] if ans else "",
+                "visit_active_ms": visits.get(key, ""),
+                "revision": ans["revision"] if ans else "",
+                "flagged": int(key in flags),
+                "flag_comment": flags.get(key, ""),
+            }
             if inputs.classes is not None:
                 base["query_class"] = inputs.classes[c]
             for j, cand_id in enumerate(a.candidate_ids[c].tolist()):
-                row = dict(base, candidate_id=cand_id, candidate_image_id=int(a.image_ids[c, j]), candidate_position=j,
-                           shown_position=shown.get((reader.assignment_id, cand_id), "") or "",
-                           selected="", rank="", rating="", provenance=json.dumps(a.provenance[c][j]))
+                row = dict(
+                    base,
+                    candidate_id=cand_id,
+                    candidate_image_id=int(a.image_ids[c, j]),
+                    candidate_position=j,
+                    shown_position=shown.get((reader.assignment_id, cand_id), "") or "",
+                    selected="",
+                    rank="",
+                    rating="",
+                    provenance=json.dumps(a.provenance[c][j]),
+                )
                 row[field] = _cell(a.values[c, j, r])
                 for mkey, (dist, ranks, chosen) in methods.items():
                     row[f"{mkey}__distance"], row[f"{mkey}__rank"] = _cell(dist[c, j]), _cell(ranks[c, j])
@@ -163,9 +211,26 @@ def long_csv(inputs: ReportInputs) -> str:
 # Questions CSV: one row per reader × case × image × per-image question
 # ============================================================================================
 
-QUESTION_COLUMNS = ["study_id", "reader_id", "reader", "case_id", "case_position", "query_image_id",
-                    "query_modality", "query_class", "image", "image_id", "candidate_id", "candidate_position",
-                    "shown_position", "question", "question_text", "value", "answered", "in_analysis"]
+QUESTION_COLUMNS = [
+    "study_id",
+    "reader_id",
+    "reader",
+    "case_id",
+    "case_position",
+    "query_image_id",
+    "query_modality",
+    "query_class",
+    "image",
+    "image_id",
+    "candidate_id",
+    "candidate_position",
+    "shown_position",
+    "question",
+    "question_text",
+    "value",
+    "answered",
+    "in_analysis",
+]
 
 
 def question_rows(arrays: StudyArrays, classes: list[str] | None = None) -> Iterable[dict]:
@@ -178,29 +243,51 @@ def question_rows(arrays: StudyArrays, classes: list[str] | None = None) -> Iter
     questions = list(StudyQuestion.objects.filter(study=study).order_by("position", "pk"))
     if not questions:
         return
-    values = {(a, c, q, i): v for a, c, q, i, v in ImageAnswer.objects.filter(answer__assignment__study=study)
-              .values_list("answer__assignment_id", "answer__case_id", "question_id", "image_id", "value")}
+    values = {
+        (a, c, q, i): v
+        for a, c, q, i, v in ImageAnswer.objects.filter(answer__assignment__study=study).values_list(
+            "answer__assignment_id", "answer__case_id", "question_id", "image_id", "value"
+        )
+    }
     answered = set(Answer.objects.filter(assignment__study=study).values_list("assignment_id", "case_id"))
     shown = _shown_positions(study)
     use = analysed_cases(arrays)
     for reader in arrays.readers:
         for c, case_id in enumerate(arrays.case_ids.tolist()):
             key = (reader.assignment_id, case_id)
-            base = {"study_id": study.pk, "reader_id": reader.user_id, "reader": reader.name, "case_id": case_id,
-                    "case_position": c, "query_image_id": int(arrays.query_ids[c]),
-                    "query_modality": arrays.modality[c], "query_class": classes[c] if classes is not None else "",
-                    "answered": int(key in answered), "in_analysis": int(use[c])}
+            base = {
+                "study_id": study.pk,
+                "reader_id": reader.user_id,
+                "reader": reader.name,
+                "case_id": case_id,
+                "case_position": c,
+                "query_image_id": int(arrays.query_ids[c]),
+                "query_modality": arrays.modality[c],
+                "query_class": classes[c] if classes is not None else "",
+                "answered": int(key in answered),
+                "in_analysis": int(use[c]),
+            }
             images = [("query", int(arrays.query_ids[c]), "", "", "")] + [
                 ("candidate", int(arrays.image_ids[c, j]), cand, j, shown.get((reader.assignment_id, cand)) or "")
-                for j, cand in enumerate(arrays.candidate_ids[c].tolist())]
+                for j, cand in enumerate(arrays.candidate_ids[c].tolist())
+            ]
             for kind, image_id, cand, position, seen in images:
                 for q in questions:
                     if q.applies_to != StudyQuestion.AppliesTo.ALL and q.applies_to != (
-                            "query" if kind == "query" else "candidates"):
+                        "query" if kind == "query" else "candidates"
+                    ):
                         continue
-                    yield dict(base, image=kind, image_id=image_id, candidate_id=cand, candidate_position=position,
-                               shown_position=seen, question=q.key, question_text=q.text,
-                               value=values.get((*key, q.pk, image_id), ""))
+                    yield dict(
+                        base,
+                        image=kind,
+                        image_id=image_id,
+                        candidate_id=cand,
+                        candidate_position=position,
+                        shown_position=seen,
+                        question=q.key,
+                        question_text=q.text,
+                        value=values.get((*key, q.pk, image_id), ""),
+                    )
 
 
 def questions_csv(arrays: StudyArrays, classes: list[str] | None = None) -> str:
@@ -279,17 +366,28 @@ def imrmc_csv(inputs: ReportInputs, options: ReportOptions) -> str:
 
 def report_html(report: dict, *, group: str = "") -> str:
     """A standalone HTML page (inline CSS, figures as base64 PNG) to print or archive."""
-    return render_to_string("reports/printable.html", {
-        "report": report, "tables": report_tables(report, group=group), "figures": report_figure_uris(report),
-    })
+    return render_to_string(
+        "reports/printable.html",
+        {
+            "report": report,
+            "tables": report_tables(report, group=group),
+            "figures": report_figure_uris(report),
+        },
+    )
 
 
 def _text_lines(report: dict, group: str) -> list[str]:
     """The report's header and tables as fixed-width text lines (PDF pages)."""
     s = report["study"]
-    lines = [f"Agreement report: {s['name']}", f"mode {s['mode']} · status {s['status']}"
-             + (" · INTERIM (the study is not closed)" if report["interim"] else "")
-             + f" · generated {report['generated_at']}", report["data"]["note"], _uncertainty_text(report), ""]
+    lines = [
+        f"Agreement report: {s['name']}",
+        f"mode {s['mode']} · status {s['status']}"
+        + (" · INTERIM (the study is not closed)" if report["interim"] else "")
+        + f" · generated {report['generated_at']}",
+        report["data"]["note"],
+        _uncertainty_text(report),
+        "",
+    ]
     for t in report_tables(report, group=group):
         widths = [max(len(str(x)) for x in [c] + [row[i] for row in t["rows"]]) for i, c in enumerate(t["columns"])]
         lines += [t["title"], "  ".join(c.ljust(w) for c, w in zip(t["columns"], widths))]
@@ -302,8 +400,10 @@ def _uncertainty_text(report: dict) -> str:
     u = report.get("uncertainty")
     if not u:
         return "Uncertainty: not computed (no bootstrap)."
-    return (f"Uncertainty: {int(u['level'] * 100)} % {u['method']} over {u['unit']}, "
-            f"{u['n_resamples']} resamples, seed {u['seed']}.")
+    return (
+        f"Uncertainty: {int(u['level'] * 100)} % {u['method']} over {u['unit']}, "
+        f"{u['n_resamples']} resamples, seed {u['seed']}."
+    )
 
 
 def _wrap(text: str, width: int) -> list[str]:
@@ -319,8 +419,15 @@ def report_pdf(report: dict, *, group: str = "") -> bytes:
         for start in range(0, len(lines), per_page):
             fig = new_figure(11.69, 8.27)
             fig.set_layout_engine(None)
-            fig.text(0.03, 0.97, "\n".join(lines[start:start + per_page]), va="top", ha="left", family="monospace",
-                     fontsize=6.5)
+            fig.text(
+                0.03,
+                0.97,
+                "\n".join(lines[start : start + per_page]),
+                va="top",
+                ha="left",
+                family="monospace",
+                fontsize=6.5,
+            )
             pdf.savefig(fig)
         for _, title, fig in report_figures(report):
             fig.suptitle(title, fontsize=9)
@@ -348,12 +455,12 @@ _FILE_KIND = {"csv": "long", "questions": "questions"}
 def export_filename(study, fmt: str, *, interim: bool) -> str:
     """A safe file name: the study id and a slug of its name, never anything from the answers."""
     slug = slugify(study.name)[:40] or "study"
-    return f"study-{study.pk}-{slug}{'-interim' if interim else ''}-{_FILE_KIND.get(fmt, 'report')}." \
-           f"{FORMATS[fmt][1]}"
+    return f"study-{study.pk}-{slug}{'-interim' if interim else ''}-{_FILE_KIND.get(fmt, 'report')}.{FORMATS[fmt][1]}"
 
 
-def export_file(*, study, options: ReportOptions, fmt: str, run=None, group: str = "",
-                report: dict | None = None) -> tuple[bytes, str, str]:
+def export_file(
+    *, study, options: ReportOptions, fmt: str, run=None, group: str = "", report: dict | None = None
+) -> tuple[bytes, str, str]:
     """(body, content type, file name) of one download; `report` = an already computed report dict."""
     if fmt not in FORMATS:
         raise ApplicationError(f"Unknown format {fmt!r}; use one of {', '.join(FORMATS)}.")
@@ -368,6 +475,9 @@ def export_file(*, study, options: ReportOptions, fmt: str, run=None, group: str
         return text.encode(), FORMATS[fmt][0], export_filename(study, fmt, interim=interim)
     if report is None:
         report, _ = report_latest(study=study, options=options, run=run)
-    body = {"json": lambda: report_json(report).encode(), "html": lambda: report_html(report, group=group).encode(),
-            "pdf": lambda: report_pdf(report, group=group)}[fmt]()
+    body = {
+        "json": lambda: report_json(report).encode(),
+        "html": lambda: report_html(report, group=group).encode(),
+        "pdf": lambda: report_pdf(report, group=group),
+    }[fmt]()
     return body, FORMATS[fmt][0], export_filename(study, fmt, interim=report["interim"])

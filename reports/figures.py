@@ -60,8 +60,13 @@ def ndcg_boxplots(report: dict) -> Figure | None:
         box = ax.boxplot(data, patch_artist=True, widths=0.6)
         for patch, name in zip(box["boxes"], names):
             patch.set_facecolor(METHOD_COLOUR if kinds[name] == "method" else READER_COLOUR)
-        ax.axhline(section["random"][f"ndcg@{q}"], color=RANDOM_COLOUR, ls="--", lw=1,
-                   label=f"random order ({section['random'][f'ndcg@{q}']:.2f})")
+        ax.axhline(
+            section["random"][f"ndcg@{q}"],
+            color=RANDOM_COLOUR,
+            ls="--",
+            lw=1,
+            label=f"random order ({section['random'][f'ndcg@{q}']:.2f})",
+        )
         ax.set_xticks(range(1, len(names) + 1), names, rotation=30, ha="right", fontsize=8)
         ax.set_title(f"nDCG@{q} vs {section['ground_truth']}", fontsize=10)
         ax.set_ylim(0, 1.02)
@@ -86,8 +91,13 @@ def agreement_bars(report: dict) -> Figure | None:
         err = _error_bars(per_reader, readers)
         colour = CONSENSUS_COLOUR if name == "consensus" else None
         ax.bar(x + (i - (len(series) - 1) / 2) * width, est, width, yerr=err, label=name, color=colour, capsize=2)
-    ax.axhline(section["chance_agreement"], color=RANDOM_COLOUR, ls="--", lw=1,
-               label=f"chance ({section['chance_agreement']:.0f} %)")
+    ax.axhline(
+        section["chance_agreement"],
+        color=RANDOM_COLOUR,
+        ls="--",
+        lw=1,
+        label=f"chance ({section['chance_agreement']:.0f} %)",
+    )
     ax.set_xticks(x, readers, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("% agreement")
     ax.set_ylim(0, 100)
@@ -130,8 +140,15 @@ def reader_heatmap(report: dict) -> Figure | None:
     ax = fig.subplots()
     image = ax.imshow(m, vmin=-1, vmax=1, cmap="RdBu")
     for (i, j), v in np.ndenumerate(m):
-        ax.text(j, i, "—" if np.isnan(v) else f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if abs(np.nan_to_num(v)) > 0.6 else "black")
+        ax.text(
+            j,
+            i,
+            "—" if np.isnan(v) else f"{v:.2f}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if abs(np.nan_to_num(v)) > 0.6 else "black",
+        )
     ax.set_xticks(range(len(readers)), readers, rotation=45, ha="right", fontsize=7)
     ax.set_yticks(range(len(readers)), readers, fontsize=7)
     fig.colorbar(image, ax=ax, shrink=0.8)

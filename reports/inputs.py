@@ -58,11 +58,15 @@ class StudyArrays:
 
 def _study_cases(study: Study) -> tuple[list[dict], dict[int, list[tuple]]]:
     """The study's cases (canonical order) and, per case id, its candidates in catalogue order."""
-    cases = list(Case.objects.filter(study=study).order_by("position")
-                 .values("id", "position", "query_id", "query__modality"))
+    cases = list(
+        Case.objects.filter(study=study).order_by("position").values("id", "position", "query_id", "query__modality")
+    )
     candidates: dict[int, list[tuple]] = {c["id"]: [] for c in cases}
-    rows = (Candidate.objects.filter(case__study=study).order_by("case_id", "position")
-            .values_list("case_id", "id", "image_id", "provenance"))
+    rows = (
+        Candidate.objects.filter(case__study=study)
+        .order_by("case_id", "position")
+        .values_list("case_id", "id", "image_id", "provenance")
+    )
     for case_id, cand_id, image_id, provenance in rows:
         candidates[case_id].append((cand_id, image_id, provenance))
     return cases, candidates
@@ -79,15 +83,23 @@ def _catalogue_size(candidates: dict[int, list]) -> int:
 
 def _study_readers(study: Study) -> list[ReaderInfo]:
     """Assigned readers ordered by user name, with answer counts, median active time and flags."""
-    readers = [ReaderInfo(a["reader_id"], a["id"], a["reader__username"])
-               for a in Assignment.objects.filter(study=study).order_by("reader__username")
-               .values("id", "reader_id", "reader__username")]
+    readers = [
+        ReaderInfo(a["reader_id"], a["id"], a["reader__username"])
+        for a in Assignment.objects.filter(study=study)
+        .order_by("reader__username")
+        .values("id", "reader_id", "reader__username")
+    ]
     times: dict[int, list[int]] = {}
     for assignment_id, active_ms in Answer.objects.filter(assignment__study=study).values_list(
-            "assignment_id", "active_ms"):
+        "assignment_id", "active_ms"
+    ):
         times.setdefault(assignment_id, []).append(active_ms)
-    flags = dict(CaseFlag.objects.filter(assignment__study=study).values_list("assignment_id")
-                 .annotate(n=Count("id")).values_list("assignment_id", "n"))
+    flags = dict(
+        CaseFlag.objects.filter(assignment__study=study)
+        .values_list("assignment_id")
+        .annotate(n=Count("id"))
+        .values_list("assignment_id", "n")
+    )
     for r in readers:
         ms = times.get(r.assignment_id, [])
         r.n_answered, r.n_flags = len(ms), flags.get(r.assignment_id, 0)
@@ -108,8 +120,11 @@ def _answer_values(study: Study, readers: list[ReaderInfo], candidate_ids: np.nd
     """(C*M, R) float values of the study's mode (selected as 0/1, rank, rating); NaN = missing."""
     field_name = VALUE_FIELD[study.mode]
     values = np.full((candidate_ids.size, len(readers)), np.nan)
-    rows = list(AnswerItem.objects.filter(answer__assignment__study=study)
-                .values_list("answer__assignment_id", "candidate_id", field_name))
+    rows = list(
+        AnswerItem.objects.filter(answer__assignment__study=study).values_list(
+            "answer__assignment_id", "candidate_id", field_name
+        )
+    )
     if not rows or not readers:
         return values
     arr = np.array(rows, dtype=float)
@@ -155,7 +170,8 @@ def study_arrays(*, study: Study) -> StudyArrays:
 def query_classes(*, arrays: StudyArrays, label: str) -> list[str]:
     """The value of a label on each case's query image ('(missing)' when the image has none)."""
     rows = Label.objects.filter(image_id__in=arrays.query_ids.tolist(), name=label).values_list(
-        "image_id", "value_num", "value_text")
+        "image_id", "value_num", "value_text"
+    )
     found = {i: _label_text(num, text) for i, num, text in rows}
     return [found.get(int(q), "(missing)") for q in arrays.query_ids]
 
@@ -168,20 +184,36 @@ def _label_text(num: float | None, text: str) -> str:
 
 def query_label_names(*, study: Study) -> list[str]:
     """Names of the labels carried by the study's query images (for the subgroup selector)."""
-    return list(Label.objects.filter(image_id__in=Case.objects.filter(study=study).values("query_id"))
-                .order_by("name").values_list("name", flat=True).distinct())
+    return list(
+        Label.objects.filter(image_id__in=Case.objects.filter(study=study).values("query_id"))
+        .order_by("name")
+        .values_list("name", flat=True)
+        .distinct()
+    )
 
 
 def study_fingerprint(*, study: Study) -> str:
     """Hash of everything a report depends on: answers, revisions, cases, readers, runs, status."""
     answers = Answer.objects.filter(assignment__study=study).aggregate(
-        n=Count("id"), last=Max("submitted_at"), revisions=Sum("revision"), ids=Sum("id"))
+        n=Count("id"), last=Max("submitted_at"), revisions=Sum("revision"), ids=Sum("id")
+    )
     parts = [
-        study.status, study.mode, study.k, study.rating_min, study.rating_max, study.ground_truth_reader_id,
-        answers["n"], str(answers["last"]), answers["revisions"], answers["ids"],
+        study.status,
+        study.mode,
+        study.k,
+        study.rating_min,
+        study.rating_max,
+        study.ground_truth_reader_id,
+        answers["n"],
+        str(answers["last"]),
+        answers["revisions"],
+        answers["ids"],
         list(Assignment.objects.filter(study=study).order_by("id").values_list("id", flat=True)),
         Candidate.objects.filter(case__study=study).aggregate(n=Count("id"), ids=Sum("id")),
-        list(ModelRun.objects.filter(dataset_id=study.dataset_id, status=JobStatus.SUCCEEDED)
-             .order_by("id").values_list("id", "finished_at")),
+        list(
+            ModelRun.objects.filter(dataset_id=study.dataset_id, status=JobStatus.SUCCEEDED)
+            .order_by("id")
+            .values_list("id", "finished_at")
+        ),
     ]
     return hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()

@@ -35,9 +35,11 @@ def report_run_execute(*, report_run_id: int) -> ReportRun | None:
     def body(run: ReportRun) -> None:
         run = ReportRun.objects.select_related("study", "study__dataset", "study__ground_truth_reader").get(pk=run.pk)
         options = options_from_dict(run.options)
-        result = build.report_for_study(study=run.study, options=options,
-                                        progress=lambda done, total, note: job_progress(run, done=done, total=total,
-                                                                                        note=note))
+        result = build.report_for_study(
+            study=run.study,
+            options=options,
+            progress=lambda done, total, note: job_progress(run, done=done, total=total, note=note),
+        )
         ReportRun.objects.filter(pk=run.pk).update(result=result, progress_done=4, progress_note="done")
 
     return job_run(ReportRun, report_run_id, body)
@@ -45,12 +47,14 @@ def report_run_execute(*, report_run_id: int) -> ReportRun | None:
 
 def report_run_current(run: ReportRun | None, *, fingerprint: str) -> bool:
     """True when a run succeeded on data identical to the given fingerprint (computed at execution)."""
-    return bool(run and run.status == JobStatus.SUCCEEDED and run.result
-                and run.result.get("fingerprint") == fingerprint)
+    return bool(
+        run and run.status == JobStatus.SUCCEEDED and run.result and run.result.get("fingerprint") == fingerprint
+    )
 
 
-def report_latest(*, study: Study, options: ReportOptions,
-                  run: ReportRun | None = None) -> tuple[dict, ReportRun | None]:
+def report_latest(
+    *, study: Study, options: ReportOptions, run: ReportRun | None = None
+) -> tuple[dict, ReportRun | None]:
     """The report to show or download: the given run's result, a current bootstrap result, else a fresh one."""
     fingerprint = study_fingerprint(study=study)
     if run is not None and run.status == JobStatus.SUCCEEDED and run.result:

@@ -42,8 +42,15 @@ class Method:
     def describe(self, cases: np.ndarray | None = None) -> dict:
         """Summary row of the methods table (over the analysed cases when given)."""
         ok = self.available if cases is None else self.available[cases]
-        return {"key": self.key, "name": self.name, "source": self.source, "run_id": self.run_id,
-                "available": bool(ok.any()), "n_cases": int(ok.sum()), "reason": self.reason}
+        return {
+            "key": self.key,
+            "name": self.name,
+            "source": self.source,
+            "run_id": self.run_id,
+            "available": bool(ok.any()),
+            "n_cases": int(ok.sum()),
+            "reason": self.reason,
+        }
 
 
 def _provenance_distances(arrays: StudyArrays) -> dict[tuple[str, int | None], np.ndarray]:
@@ -121,8 +128,10 @@ def _coverage_reason(d: np.ndarray) -> str:
     missing = int(np.isnan(d).any(axis=1).sum())
     if not missing:
         return ""
-    return (f"has no distance for every candidate in {missing} of {len(d)} cases "
-            "(it did not propose every candidate of those catalogues)")
+    return (
+        f"has no distance for every candidate in {missing} of {len(d)} cases "
+        "(it did not propose every candidate of those catalogues)"
+    )
 
 
 def report_methods(*, arrays: StudyArrays, runs: tuple[int, ...] | None = None) -> list[Method]:

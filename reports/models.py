@@ -25,8 +25,9 @@ class ReportRun(TrackedJob):
     key = models.CharField(max_length=64)
     fingerprint = models.CharField(max_length=64)
     result = models.JSONField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         db_table = "annotations_reportrun"  # created by the annotations app before the move

@@ -65,9 +65,17 @@ def _int_list(value: Any, name: str, *, low: int, high: int) -> tuple[int, ...]:
     return out
 
 
-def options_parse(*, p: Any = None, tie_break: Any = None, n_resamples: Any = None, seed: Any = None,
-                  readers_too: Any = None, level: Any = None, runs: Any = None, class_label: Any = None,
-                  ) -> ReportOptions:
+def options_parse(
+    *,
+    p: Any = None,
+    tie_break: Any = None,
+    n_resamples: Any = None,
+    seed: Any = None,
+    readers_too: Any = None,
+    level: Any = None,
+    runs: Any = None,
+    class_label: Any = None,
+) -> ReportOptions:
     """Validated ReportOptions from user input (None = default); ApplicationError names the problem."""
     o = ReportOptions()
     out: dict[str, Any] = {}

@@ -35,8 +35,9 @@ def _ranking_per_case(an: Analysis, o: ReportOptions, gt: int) -> tuple[dict, di
     for key, m in an.methods.items():
         if key in full or not m.mask.any():
             continue
-        part = _ranking_summary(ranks[m.mask][..., [gt]], {key: m.ranks[m.mask]}, 0, o,
-                                [an.readers[gt]])["per_case"][key]
+        part = _ranking_summary(ranks[m.mask][..., [gt]], {key: m.ranks[m.mask]}, 0, o, [an.readers[gt]])["per_case"][
+            key
+        ]
         per_case[key] = {metric: scatter(v, m.mask) for metric, v in part.items()}
         kinds[key], n[key] = "method", int(m.mask.sum())
     return per_case, kinds, n
@@ -82,8 +83,17 @@ def section(an: Analysis, o: ReportOptions, *, gt_source: str = "") -> dict:
     compared = {name: _compared_block(per_case[name], kinds[name], n[name], metrics, o) for name in per_case}
     random = {f"ndcg@{q}": S.expected_random_ndcg(n_cand, q) for q in o.p} if n_cand else {}
     random.update(kendall_tau=0.0, spearman_rho=0.0)
-    band = {met: [min(compared[r]["metrics"][met]["estimate"] for r in others),
-                  max(compared[r]["metrics"][met]["estimate"] for r in others)] for met in metrics} if others else {}
+    band = (
+        {
+            met: [
+                min(compared[r]["metrics"][met]["estimate"] for r in others),
+                max(compared[r]["metrics"][met]["estimate"] for r in others),
+            ]
+            for met in metrics
+        }
+        if others
+        else {}
+    )
     return {
         "n_cases": n_cases,
         "n_candidates": n_cand,
@@ -100,9 +110,12 @@ def section(an: Analysis, o: ReportOptions, *, gt_source: str = "") -> dict:
         "inter_rater_band": band,
         "other_readers_mean": _other_readers_mean(per_case, others, metrics, o),
         "reader_kendall_tau": _reader_tau_matrix(an.values.astype(int)) if an.values.shape[-1] > 1 else None,
-        "per_case": {"case_ids": an.case_ids.tolist(),
-                     "values": {name: {met: np.asarray(v).tolist() for met, v in vals.items()}
-                                for name, vals in per_case.items()}},
+        "per_case": {
+            "case_ids": an.case_ids.tolist(),
+            "values": {
+                name: {met: np.asarray(v).tolist() for met, v in vals.items()} for name, vals in per_case.items()
+            },
+        },
     }
 
 
@@ -114,9 +127,11 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
         if m.mask.sum() < 2:
             continue
         vs_random[key] = {
-            f"ndcg@{q}": S.permutation_test_vs_random(m.ranks[m.mask], truth[m.mask], p=q, n_resamples=o.n_resamples,
-                                                      seed=o.seed)
-            for q in o.p}
+            f"ndcg@{q}": S.permutation_test_vs_random(
+                m.ranks[m.mask], truth[m.mask], p=q, n_resamples=o.n_resamples, seed=o.seed
+            )
+            for q in o.p
+        }
     values = section["per_case"]["values"]
     pairs = []
     for metric in _metric_names(o):

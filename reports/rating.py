@@ -29,8 +29,9 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
         return S.icc(x, kind="ICC2")
 
     out = {name: est(S.icc(items, kind=kind)) for name, kind in ICC_KINDS.items()}
-    interval = (ci(stat, len(items), o, n_readers=items.shape[1], vectorized=False, cluster=cluster)
-                if n_cases >= 2 else None)
+    interval = (
+        ci(stat, len(items), o, n_readers=items.shape[1], vectorized=False, cluster=cluster) if n_cases >= 2 else None
+    )
     out["ICC(A,1)"] = est(out["ICC(A,1)"]["estimate"], interval)
     return out
 
@@ -44,8 +45,9 @@ def _weighted_kappa_block(x: np.ndarray, labels: np.ndarray, o: ReportOptions) -
     return {
         "weights": "quadratic",
         "matrix": matrix.tolist(),
-        "mean": est(float(matrix[off].mean()), ci(_weighted_kappa_statistic(x, labels), n_cases, o)
-                    if o.n_resamples else None),
+        "mean": est(
+            float(matrix[off].mean()), ci(_weighted_kappa_statistic(x, labels), n_cases, o) if o.n_resamples else None
+        ),
         "mean_linear": float(linear[off].mean()),
     }
 
@@ -77,12 +79,16 @@ def _rating_method(x: np.ndarray, m: MethodView, an: Analysis, o: ReportOptions)
         "available": True,
         "n_cases": n,
         "correlation": quiet(S.distance_rating_correlation, r.reshape(-1, r.shape[-1]), d.ravel()),
-        "per_reader_spearman": {name: quiet(S.distance_rating_correlation, r[..., i].ravel(), d.ravel())["spearman"]
-                                for i, name in enumerate(an.readers)},
-        "mean_case_spearman": est(float(case_mean.mean()) if len(case_mean) else None,
-                                  ci(S.mean_statistic(case_mean), len(case_mean), o)),
+        "per_reader_spearman": {
+            name: quiet(S.distance_rating_correlation, r[..., i].ravel(), d.ravel())["spearman"]
+            for i, name in enumerate(an.readers)
+        },
+        "mean_case_spearman": est(
+            float(case_mean.mean()) if len(case_mean) else None, ci(S.mean_statistic(case_mean), len(case_mean), o)
+        ),
         "mean_rating_by_model_rank": np.nanmean(
-            np.take_along_axis(r.mean(-1), np.argsort(m.ranks[m.mask], axis=1), axis=1), axis=0).tolist(),
+            np.take_along_axis(r.mean(-1), np.argsort(m.ranks[m.mask], axis=1), axis=1), axis=0
+        ).tolist(),
     }
 
 
@@ -100,8 +106,9 @@ def section(an: Analysis, o: ReportOptions) -> dict:
         "n_candidates": n_cand,
         "n_items": n_cases * n_cand,
         "readers": an.readers,
-        "reader_mean_rating": {name: float(items[:, i].mean()) if len(items) else None
-                               for i, name in enumerate(an.readers)},
+        "reader_mean_rating": {
+            name: float(items[:, i].mean()) if len(items) else None for i, name in enumerate(an.readers)
+        },
         "icc": quiet(_icc_block, items, n_cases, n_cand, o),
         "weighted_kappa": _weighted_kappa_block(x, labels, o) if inter else None,
         "krippendorff_alpha_ordinal": est(quiet(S.krippendorff_alpha, items, level="ordinal") if inter else None),
@@ -128,12 +135,18 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
 
 def headline(section: dict) -> dict[str, dict[str, float | None]]:
     """ICC(A,1) and mean weighted κ between readers, each method's correlations (a block of a subgroup table)."""
-    rows = {"readers": {"icc_a1": section["icc"]["ICC(A,1)"]["estimate"],
-                        "mean_weighted_kappa": (section["weighted_kappa"] or {}).get("mean", {}).get("estimate")}}
+    rows = {
+        "readers": {
+            "icc_a1": section["icc"]["ICC(A,1)"]["estimate"],
+            "mean_weighted_kappa": (section["weighted_kappa"] or {}).get("mean", {}).get("estimate"),
+        }
+    }
     for key, m in section["methods"].items():
         if m["available"]:
-            rows[key] = {"spearman": m["correlation"]["spearman"],
-                         "mean_case_spearman": m["mean_case_spearman"]["estimate"]}
+            rows[key] = {
+                "spearman": m["correlation"]["spearman"],
+                "mean_case_spearman": m["mean_case_spearman"]["estimate"],
+            }
     return rows
 
 

@@ -141,9 +141,7 @@ def confusion_matrix(a: ArrayLike, b: ArrayLike, *, labels: ArrayLike | None = N
     return np.bincount(codes[: len(a)] * k + codes[len(a) :], minlength=k * k).reshape(k, k).astype(float)
 
 
-def cohen_kappa(
-    a: ArrayLike, b: ArrayLike, *, weights: str | None = None, labels: ArrayLike | None = None
-) -> float:
+def cohen_kappa(a: ArrayLike, b: ArrayLike, *, weights: str | None = None, labels: ArrayLike | None = None) -> float:
     """Cohen's kappa (optionally linear/quadratic weighted), as sklearn.metrics.cohen_kappa_score."""
     return kappa_from_confusion(confusion_matrix(a, b, labels=labels), weights=weights)
 
@@ -425,7 +423,9 @@ def ranking_summary(
     random.update(kendall_tau=0.0, spearman_rho=0.0)
     other = [name for name in compared if kinds[name] == "reader"]
     # the inter-rater band needs at least one reader besides the ground truth
-    band = {key: (min(means[o][key] for o in other), max(means[o][key] for o in other)) for key in random} if other else {}
+    band = (
+        {key: (min(means[o][key] for o in other), max(means[o][key] for o in other)) for key in random} if other else {}
+    )
     return {
         "n_cases": n_cases,
         "n_candidates": n_cand,

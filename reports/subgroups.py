@@ -32,22 +32,31 @@ def _split(an: Analysis, keys: list[str], o: ReportOptions, mode: ModuleType) ->
 
 def _by_reader(an: Analysis, section: dict, o: ReportOptions, mode: ModuleType) -> dict:
     """One block per reader: agreement (choose-k), methods scored against that reader (ranking), ratings."""
-    rows = {name: {"n_cases": an.n_cases, "statistics": mode.reader_statistics(an, section, o, i)}
-            for i, name in enumerate(an.readers)}
+    rows = {
+        name: {"n_cases": an.n_cases, "statistics": mode.reader_statistics(an, section, o, i)}
+        for i, name in enumerate(an.readers)
+    }
     return {"groups": rows, "note": mode.BY_READER_NOTE}
 
 
-def subgroups(inputs: ReportInputs, use: np.ndarray, an: Analysis, section: dict, o: ReportOptions,
-              mode: ModuleType) -> dict:
+def subgroups(
+    inputs: ReportInputs, use: np.ndarray, an: Analysis, section: dict, o: ReportOptions, mode: ModuleType
+) -> dict:
     """Subgroup tables: by query modality, by query class (when a label is chosen), by reader.
 
     `mode` is the study's answer-mode module (reports.choose_k, reports.ranking or reports.rating).
     """
     plain = o.without_bootstrap()
-    out = {"modality": {"key": "query modality",
-                        **_split(an, [m for m, u in zip(inputs.arrays.modality, use) if u], plain, mode)}}
+    out = {
+        "modality": {
+            "key": "query modality",
+            **_split(an, [m for m, u in zip(inputs.arrays.modality, use) if u], plain, mode),
+        }
+    }
     if inputs.classes is not None:
-        out["query_class"] = {"key": f"query label {o.class_label!r}",
-                              **_split(an, [c for c, u in zip(inputs.classes, use) if u], plain, mode)}
+        out["query_class"] = {
+            "key": f"query label {o.class_label!r}",
+            **_split(an, [c for c, u in zip(inputs.classes, use) if u], plain, mode),
+        }
     out["reader"] = {"key": "reader", **_by_reader(an, section, plain, mode)}
     return out

@@ -35,25 +35,41 @@ def fmt_p(p: float | None) -> str:
 
 
 def _table(title: str, columns: list[str], rows: list[list], note: str = "") -> dict:
-    return {"title": title, "columns": columns, "rows": [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows],
-            "note": note}
+    return {
+        "title": title,
+        "columns": columns,
+        "rows": [[c if isinstance(c, str) else fmt(c) for c in r] for r in rows],
+        "note": note,
+    }
 
 
 def _readers_table(report: dict) -> dict:
-    rows = [[r["name"], r["n_answered"], r["n_answered_complete"], r["complete"],
-             fmt(r["median_active_s"], 1), r["n_flags"]] + (["yes" if r["is_ground_truth"] else ""]
-                                                             if report["section"] == "ranking" else [])
-            for r in report["readers"]]
+    rows = [
+        [
+            r["name"],
+            r["n_answered"],
+            r["n_answered_complete"],
+            r["complete"],
+            fmt(r["median_active_s"], 1),
+            r["n_flags"],
+        ]
+        + (["yes" if r["is_ground_truth"] else ""] if report["section"] == "ranking" else [])
+        for r in report["readers"]
+    ]
     columns = ["reader", "answers", "complete answers", "answered every case", "median active s", "flags"]
     columns += ["ground truth"] if report["section"] == "ranking" else []
     return _table("Readers", columns, rows, report["data"]["note"])
 
 
 def _methods_table(report: dict) -> dict:
-    rows = [[m["name"], m["source"], m["run_id"] if m["run_id"] is not None else "—", m["n_cases"],
-             m["reason"] or ""] for m in report["methods"]]
-    note = ("A method ranks a catalogue by its distances (lower = closer): model runs of the dataset and "
-            "methods named in the candidates' provenance.")
+    rows = [
+        [m["name"], m["source"], m["run_id"] if m["run_id"] is not None else "—", m["n_cases"], m["reason"] or ""]
+        for m in report["methods"]
+    ]
+    note = (
+        "A method ranks a catalogue by its distances (lower = closer): model runs of the dataset and "
+        "methods named in the candidates' provenance."
+    )
     return _table("Methods", ["method", "source", "run", "cases it can rank", "note"], rows, note)
 
 
@@ -66,68 +82,117 @@ def _matrix_table(title: str, readers: list[str], matrix: list | None, note: str
 def _choose_tables(report: dict) -> list[dict]:
     s = report["choose_k"]
     ck = s["consensus"]
-    inter = _table("Agreement between readers", ["statistic", "value"], [
-        ["Fleiss κ", fmt(s["fleiss_kappa"])],
-        ["Mean pairwise % agreement", fmt(s["mean_pairwise_agreement"], 1)],
-        ["Krippendorff α (nominal)", fmt(s["krippendorff_alpha"])],
-        ["Mean pairwise Cohen κ", fmt(s["mean_pairwise_cohen_kappa"])],
-        ["Chance agreement of two random selections of k (%)", fmt(s["chance_agreement"], 1)],
-    ], f"{s['n_items']} items = {s['n_cases']} cases × {s['n_candidates']} candidates, each selected or not "
-       f"by every reader (k = {s['k']}).")
+    inter = _table(
+        "Agreement between readers",
+        ["statistic", "value"],
+        [
+            ["Fleiss κ", fmt(s["fleiss_kappa"])],
+            ["Mean pairwise % agreement", fmt(s["mean_pairwise_agreement"], 1)],
+            ["Krippendorff α (nominal)", fmt(s["krippendorff_alpha"])],
+            ["Mean pairwise Cohen κ", fmt(s["mean_pairwise_cohen_kappa"])],
+            ["Chance agreement of two random selections of k (%)", fmt(s["chance_agreement"], 1)],
+        ],
+        f"{s['n_items']} items = {s['n_cases']} cases × {s['n_candidates']} candidates, each selected or not "
+        f"by every reader (k = {s['k']}).",
+    )
     avail = {k: m for k, m in s["methods"].items() if m["available"]}
-    methods = _table("Consensus against each method (pooled over items)",
-                     ["method", "cases", "Cohen κ vs consensus", "% agreement with consensus",
-                      "mean reader % agreement"],
-                     [[k, m["n_cases"], fmt(m["cohen_kappa_vs_consensus"]), fmt(m["agreement_with_consensus"], 1),
-                       fmt(m["mean_reader_agreement"], 1)] for k, m in avail.items()],
-                     f"Consensus: the k candidates with most votes; ties: {ck['tie_break']}; "
-                     f"{ck['n_cases_tie_broken']} cases needed the tie-break. "
-                     "Each method selects its k nearest in the catalogue.")
-    per_reader = [[r, fmt(ck["reader_agreement"][r], 1)] + [fmt(m["reader_agreement"][r], 1) for m in avail.values()]
-                  for r in s["readers"]]
-    per_reader.append(["mean", fmt(ck["mean_reader_agreement"], 1)]
-                      + [fmt(m["mean_reader_agreement"], 1) for m in avail.values()])
-    table2 = _table("% agreement of each reader (Table 2)", ["reader", "consensus"] + list(avail), per_reader,
-                    "Share of the reader's (case, candidate) items that match the reference selection.")
+    methods = _table(
+        "Consensus against each method (pooled over items)",
+        ["method", "cases", "Cohen κ vs consensus", "% agreement with consensus", "mean reader % agreement"],
+        [
+            [
+                k,
+                m["n_cases"],
+                fmt(m["cohen_kappa_vs_consensus"]),
+                fmt(m["agreement_with_consensus"], 1),
+                fmt(m["mean_reader_agreement"], 1),
+            ]
+            for k, m in avail.items()
+        ],
+        f"Consensus: the k candidates with most votes; ties: {ck['tie_break']}; "
+        f"{ck['n_cases_tie_broken']} cases needed the tie-break. "
+        "Each method selects its k nearest in the catalogue.",
+    )
+    per_reader = [
+        [r, fmt(ck["reader_agreement"][r], 1)] + [fmt(m["reader_agreement"][r], 1) for m in avail.values()]
+        for r in s["readers"]
+    ]
+    per_reader.append(
+        ["mean", fmt(ck["mean_reader_agreement"], 1)] + [fmt(m["mean_reader_agreement"], 1) for m in avail.values()]
+    )
+    table2 = _table(
+        "% agreement of each reader (Table 2)",
+        ["reader", "consensus"] + list(avail),
+        per_reader,
+        "Share of the reader's (case, candidate) items that match the reference selection.",
+    )
     return [inter, methods, table2] + _matrix_table("Pairwise Cohen κ", s["readers"], s["pairwise_cohen_kappa"])
 
 
 def _ranking_tables(report: dict) -> list[dict]:
     s = report["ranking"]
     metrics = s["metrics"]
-    rows = [[name, c["kind"], c["n_cases"]] + [fmt(c["metrics"][m]) for m in metrics]
-            for name, c in s["compared"].items()]
+    rows = [
+        [name, c["kind"], c["n_cases"]] + [fmt(c["metrics"][m]) for m in metrics] for name, c in s["compared"].items()
+    ]
     rows.append(["random order (expected)", "baseline", ""] + [fmt(s["random"].get(m)) for m in metrics])
     if s["other_readers_mean"]:
         rows.append(["other readers (mean)", "inter-rater", ""] + [fmt(s["other_readers_mean"][m]) for m in metrics])
-        rows.append(["inter-rater band (min–max)", "inter-rater", ""]
-                    + [f"{fmt(s['inter_rater_band'][m][0])}–{fmt(s['inter_rater_band'][m][1])}" for m in metrics])
-    main = _table(f"Orders scored against {s['ground_truth']}'s ranking", ["compared", "kind", "cases"] + metrics,
-                  rows, f"Ground truth: {s['ground_truth']} ({s['ground_truth_source']}). Relevance {s['relevance']}, "
-                        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row.")
+        rows.append(
+            ["inter-rater band (min–max)", "inter-rater", ""]
+            + [f"{fmt(s['inter_rater_band'][m][0])}–{fmt(s['inter_rater_band'][m][1])}" for m in metrics]
+        )
+    main = _table(
+        f"Orders scored against {s['ground_truth']}'s ranking",
+        ["compared", "kind", "cases"] + metrics,
+        rows,
+        f"Ground truth: {s['ground_truth']} ({s['ground_truth_source']}). Relevance {s['relevance']}, "
+        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row.",
+    )
     return [main] + _matrix_table("Mean Kendall τ between readers", s["readers"], s["reader_kendall_tau"])
 
 
 def _rating_tables(report: dict) -> list[dict]:
     s = report["rating"]
     wk = s["weighted_kappa"] or {}
-    inter = _table("Agreement between readers", ["statistic", "value"], [
-        *[[name, fmt(v)] for name, v in s["icc"].items()],
-        ["Mean quadratic-weighted κ", fmt(wk.get("mean"))],
-        ["Mean linear-weighted κ", fmt(wk.get("mean_linear"))],
-        ["Krippendorff α (ordinal)", fmt(s["krippendorff_alpha_ordinal"])],
-        ["Krippendorff α (interval)", fmt(s["krippendorff_alpha_interval"])],
-    ], f"{s['n_items']} items (case × candidate) rated {s['scale'][0]}–{s['scale'][1]} by every reader; "
-       "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2).")
-    rows = [[k, m["n_cases"], fmt(m["correlation"]["spearman"]), fmt_p(m["correlation"]["spearman_p"]),
-             fmt(m["correlation"]["pearson"]), fmt_p(m["correlation"]["pearson_p"]), fmt(m["mean_case_spearman"])]
-            for k, m in s["methods"].items() if m["available"]]
-    corr = _table("Ratings against model distances",
-                  ["method", "cases", "Spearman ρ", "p", "Pearson r", "p", "mean per-case Spearman ρ"], rows,
-                  "Mean rating over readers per item against the method's distance; a negative correlation means "
-                  "readers rate the images the model finds close as more similar.")
-    means = _table("Mean rating per reader", ["reader", "mean rating"],
-                   [[r, fmt(v, 2)] for r, v in s["reader_mean_rating"].items()])
+    inter = _table(
+        "Agreement between readers",
+        ["statistic", "value"],
+        [
+            *[[name, fmt(v)] for name, v in s["icc"].items()],
+            ["Mean quadratic-weighted κ", fmt(wk.get("mean"))],
+            ["Mean linear-weighted κ", fmt(wk.get("mean_linear"))],
+            ["Krippendorff α (ordinal)", fmt(s["krippendorff_alpha_ordinal"])],
+            ["Krippendorff α (interval)", fmt(s["krippendorff_alpha_interval"])],
+        ],
+        f"{s['n_items']} items (case × candidate) rated {s['scale'][0]}–{s['scale'][1]} by every reader; "
+        "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2).",
+    )
+    rows = [
+        [
+            k,
+            m["n_cases"],
+            fmt(m["correlation"]["spearman"]),
+            fmt_p(m["correlation"]["spearman_p"]),
+            fmt(m["correlation"]["pearson"]),
+            fmt_p(m["correlation"]["pearson_p"]),
+            fmt(m["mean_case_spearman"]),
+        ]
+        for k, m in s["methods"].items()
+        if m["available"]
+    ]
+    corr = _table(
+        "Ratings against model distances",
+        ["method", "cases", "Spearman ρ", "p", "Pearson r", "p", "mean per-case Spearman ρ"],
+        rows,
+        "Mean rating over readers per item against the method's distance; a negative correlation means "
+        "readers rate the images the model finds close as more similar.",
+    )
+    means = _table(
+        "Mean rating per reader",
+        ["reader", "mean rating"],
+        [[r, fmt(v, 2)] for r, v in s["reader_mean_rating"].items()],
+    )
     return [inter, corr, means] + _matrix_table("Quadratic-weighted κ between readers", s["readers"], wk.get("matrix"))
 
 
@@ -138,22 +203,51 @@ def _tests_table(report: dict) -> list[dict]:
     rows = []
     for method, res in tests["vs_random"].items():
         if "permutation_p" in res:
-            rows.append([f"{method} vs random", res["statistic"], res["n"], fmt(res["mean_difference"]),
-                         fmt_p(res["permutation_p"]), fmt_p(res["ttest_p"])])
+            rows.append(
+                [
+                    f"{method} vs random",
+                    res["statistic"],
+                    res["n"],
+                    fmt(res["mean_difference"]),
+                    fmt_p(res["permutation_p"]),
+                    fmt_p(res["ttest_p"]),
+                ]
+            )
         else:
             for metric, r in res.items():
-                rows.append([f"{method} vs random", metric, report["ranking"]["compared"][method]["n_cases"],
-                             fmt(r["statistic"] - r["null_mean"]), fmt_p(r["p_value"]), "—"])
+                rows.append(
+                    [
+                        f"{method} vs random",
+                        metric,
+                        report["ranking"]["compared"][method]["n_cases"],
+                        fmt(r["statistic"] - r["null_mean"]),
+                        fmt_p(r["p_value"]),
+                        "—",
+                    ]
+                )
     for r in tests["method_vs_method"]:
-        rows.append([f"{r['a']} vs {r['b']}", r["metric"], r["n"], fmt(r["mean_difference"]),
-                     fmt_p(r["permutation_p"]), fmt_p(r["ttest_p"])])
+        rows.append(
+            [
+                f"{r['a']} vs {r['b']}",
+                r["metric"],
+                r["n"],
+                fmt(r["mean_difference"]),
+                fmt_p(r["permutation_p"]),
+                fmt_p(r["ttest_p"]),
+            ]
+        )
     u = report["uncertainty"]
-    return [_table("Hypothesis tests", ["comparison", "statistic", "cases", "difference", "permutation p",
-                                        "paired t-test p"], rows,
-                   f"{u['n_permutations']} permutations, seed {u['seed']}. Methods vs random: choose-k compares the "
-                   "per-case reader agreement with the chance level of a random k (one-sided sign-flip test); "
-                   "rankings permute each catalogue's order (one-sided); ratings test the per-case Spearman ρ "
-                   "against 0. Methods against each other: two-sided sign-flip test on their common cases.")]
+    return [
+        _table(
+            "Hypothesis tests",
+            ["comparison", "statistic", "cases", "difference", "permutation p", "paired t-test p"],
+            rows,
+            f"{u['n_permutations']} permutations, seed {u['seed']}. Methods vs random: choose-k compares the "
+            "per-case reader agreement with the chance level of a random k (one-sided sign-flip test); "
+            "rankings permute each catalogue's order (one-sided); ratings test the per-case Spearman ρ "
+            "against 0. Methods against each other: two-sided sign-flip test on their common cases.",
+        )
+    ]
 
 
 def subgroup_table(report: dict, group: str) -> list[dict]:
@@ -163,10 +257,19 @@ def subgroup_table(report: dict, group: str) -> list[dict]:
         return [_table(f"By {group.replace('_', ' ')}", ["group"], [], (split or {}).get("note") or "Not computed.")]
     blocks = [b for g in split["groups"].values() for b in g["statistics"].values()]
     columns = list(dict.fromkeys(c for b in blocks for c in b))
-    rows = [[name, g["n_cases"], row] + [fmt(stats.get(c)) for c in columns]
-            for name, g in split["groups"].items() for row, stats in g["statistics"].items()]
-    return [_table(f"By {split['key']}", ["group", "cases", "row"] + columns, rows,
-                   (split.get("note") or "") + " Point estimates recomputed on each group's cases.")]
+    rows = [
+        [name, g["n_cases"], row] + [fmt(stats.get(c)) for c in columns]
+        for name, g in split["groups"].items()
+        for row, stats in g["statistics"].items()
+    ]
+    return [
+        _table(
+            f"By {split['key']}",
+            ["group", "cases", "row"] + columns,
+            rows,
+            (split.get("note") or "") + " Point estimates recomputed on each group's cases.",
+        )
+    ]
 
 
 MODE_TABLES = {"choose_k": _choose_tables, "ranking": _ranking_tables, "rating": _rating_tables}

@@ -34,14 +34,25 @@ def report_run_start(*, study: Study, options: ReportOptions, created_by=None) -
     try:
         with transaction.atomic():
             run, created = ReportRun.objects.get_or_create(
-                study=study, key=key,
-                defaults={"options": options.as_dict(), "fingerprint": fingerprint, "created_by": created_by,
-                          "progress_total": 4, "progress_note": "queued"})
+                study=study,
+                key=key,
+                defaults={
+                    "options": options.as_dict(),
+                    "fingerprint": fingerprint,
+                    "created_by": created_by,
+                    "progress_total": 4,
+                    "progress_note": "queued",
+                },
+            )
     except IntegrityError:  # a concurrent identical request created it first
         run, created = ReportRun.objects.get(study=study, key=key), False
-    retried = not created and ReportRun.objects.filter(
-        pk=run.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
-        status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again") == 1
+    retried = (
+        not created
+        and ReportRun.objects.filter(pk=run.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
+            status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again"
+        )
+        == 1
+    )
     if created or retried:
         run_id = run.pk
         transaction.on_commit(lambda: report_bootstrap.delay(report_run_id=run_id))

@@ -37,7 +37,8 @@ ANALYSIS_PARAMS = ("p", "tie_break", "runs", "label")
 def report_index(request):
     """Every study with a link to its report."""
     studies = Study.objects.select_related("dataset").annotate(
-        n_cases=Count("cases", distinct=True), n_readers=Count("assignments", distinct=True))
+        n_cases=Count("cases", distinct=True), n_readers=Count("assignments", distinct=True)
+    )
     return render(request, "reports/index.html", {"studies": studies})
 
 
@@ -46,8 +47,9 @@ def _options(params, study: Study) -> ReportOptions:
     label = params.get("label")
     if label is None:
         label = (study.builder_config or {}).get("class_label", "") if isinstance(study.builder_config, dict) else ""
-    return options_parse(p=params.get("p"), tie_break=params.get("tie_break"), runs=params.get("runs"),
-                         class_label=label)
+    return options_parse(
+        p=params.get("p"), tie_break=params.get("tie_break"), runs=params.get("runs"), class_label=label
+    )
 
 
 def _run(params, study: Study) -> ReportRun | None:
@@ -82,15 +84,19 @@ def report_study(request, pk: int):
         options = options_from_dict(run.options) if run else _options(request.GET, study)
         report, shown = report_latest(study=study, options=options, run=run)
     except ApplicationError as exc:
-        return render(request, "reports/study_report.html", {"study": study, "error": exc.message,
-                                                            "groups": GROUPS}, status=400)
-    return render(request, "reports/study_report.html", _context(study, report, options, group, run or
-                                                                 report_run_find(study=study, options=options),
-                                                                 shown))
+        return render(
+            request, "reports/study_report.html", {"study": study, "error": exc.message, "groups": GROUPS}, status=400
+        )
+    return render(
+        request,
+        "reports/study_report.html",
+        _context(study, report, options, group, run or report_run_find(study=study, options=options), shown),
+    )
 
 
-def _context(study: Study, report: dict, options: ReportOptions, group: str, run: ReportRun | None,
-             shown: ReportRun | None) -> dict:
+def _context(
+    study: Study, report: dict, options: ReportOptions, group: str, run: ReportRun | None, shown: ReportRun | None
+) -> dict:
     query = _query(options, run=shown, group=group)
     return {
         "study": study,
@@ -104,7 +110,9 @@ def _context(study: Study, report: dict, options: ReportOptions, group: str, run
         "run": run,
         "shown_run": shown,
         "stale": bool(shown and shown.result and shown.result.get("fingerprint") != study_fingerprint(study=study)),
-        "downloads": [(fmt, reverse("reports:download", args=[study.pk, fmt]) + "?" + query) for fmt in exports.FORMATS],
+        "downloads": [
+            (fmt, reverse("reports:download", args=[study.pk, fmt]) + "?" + query) for fmt in exports.FORMATS
+        ],
         "default_resamples": DEFAULT_RESAMPLES,
         "analysis_query": _query(options, group=group),
     }
@@ -117,19 +125,31 @@ def report_bootstrap_start(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
     try:
         analysis = _options(request.POST, study)
-        options = options_parse(**{**analysis.as_dict(), "n_resamples": request.POST.get("n_resamples") or
-                                   DEFAULT_RESAMPLES, "seed": request.POST.get("seed") or 0,
-                                   "readers_too": request.POST.get("readers_too", ""),
-                                   "level": request.POST.get("level") or 0.95})
+        options = options_parse(
+            **{
+                **analysis.as_dict(),
+                "n_resamples": request.POST.get("n_resamples") or DEFAULT_RESAMPLES,
+                "seed": request.POST.get("seed") or 0,
+                "readers_too": request.POST.get("readers_too", ""),
+                "level": request.POST.get("level") or 0.95,
+            }
+        )
         run, created = report_run_start(study=study, options=options, created_by=request.user)
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return redirect(reverse("reports:study", args=[pk]) + "?" + urlencode(
-            {k: request.POST[k] for k in ANALYSIS_PARAMS if k in request.POST}))
-    messages.success(request, f"Bootstrap with {options.n_resamples} resamples "
-                              f"{'queued' if created else 'already computed or running'} (report run #{run.pk}).")
-    return redirect(reverse("reports:study", args=[pk]) + "?" + _query(options, run=run,
-                                                                       group=request.POST.get("group", "")))
+        return redirect(
+            reverse("reports:study", args=[pk])
+            + "?"
+            + urlencode({k: request.POST[k] for k in ANALYSIS_PARAMS if k in request.POST})
+        )
+    messages.success(
+        request,
+        f"Bootstrap with {options.n_resamples} resamples "
+        f"{'queued' if created else 'already computed or running'} (report run #{run.pk}).",
+    )
+    return redirect(
+        reverse("reports:study", args=[pk]) + "?" + _query(options, run=run, group=request.POST.get("group", ""))
+    )
 
 
 @role_required(COORDINATOR, RESEARCHER)
@@ -142,8 +162,7 @@ def report_download(request, pk: int, fmt: str):
     try:
         run = _run(request.GET, study)
         options = options_from_dict(run.options) if run else _options(request.GET, study)
-        body, content_type, filename = exports.export_file(study=study, options=options, fmt=fmt, run=run,
-                                                           group=group)
+        body, content_type, filename = exports.export_file(study=study, options=options, fmt=fmt, run=run, group=group)
     except ApplicationError as exc:
         return HttpResponseBadRequest(exc.message, content_type="text/plain; charset=utf-8")
     response = HttpResponse(body, content_type=content_type)

@@ -17,7 +17,15 @@ class LabelInline(admin.TabularInline):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ("thumb", "source_name", "dataset", "source_format", "modality", "view_position", "patient_pseudo_id")
+    list_display = (
+        "thumb",
+        "source_name",
+        "dataset",
+        "source_format",
+        "modality",
+        "view_position",
+        "patient_pseudo_id",
+    )
     list_filter = ("dataset", "source_format", "modality", "view_position")
     search_fields = ("source_name", "patient_pseudo_id", "sop_instance_uid")
     readonly_fields = [f.name for f in Image._meta.fields]

@@ -41,10 +41,27 @@ class ImageOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "dataset", "source_name", "source_format", "patient_pseudo_id", "study_uid", "series_uid",
-            "sop_instance_uid", "modality", "view_position", "width", "height", "frames", "slices_in_series",
-            "window_center", "window_width", "window_source", "content_hash", "labels",
-            "thumbnail_url", "rendition_url",
+            "id",
+            "dataset",
+            "source_name",
+            "source_format",
+            "patient_pseudo_id",
+            "study_uid",
+            "series_uid",
+            "sop_instance_uid",
+            "modality",
+            "view_position",
+            "width",
+            "height",
+            "frames",
+            "slices_in_series",
+            "window_center",
+            "window_width",
+            "window_source",
+            "content_hash",
+            "labels",
+            "thumbnail_url",
+            "rendition_url",
         ]
 
     def get_thumbnail_url(self, obj) -> str:
@@ -91,8 +108,9 @@ class ImageListApi(APIView):
     @extend_schema(responses=ImageOutputSerializer(many=True))
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset, pk=pk)
-        qs = selectors.image_list(dataset=dataset, label=request.query_params.get("label", ""),
-                                  value=request.query_params.get("value", ""))
+        qs = selectors.image_list(
+            dataset=dataset, label=request.query_params.get("label", ""), value=request.query_params.get("value", "")
+        )
         paginator = LimitOffsetPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ImageOutputSerializer(page, many=True).data)
@@ -113,9 +131,23 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportJob
         fields = [
-            "id", "dataset", "status", "progress_done", "progress_total", "percent", "progress_note", "error",
-            "label_format", "n_imported", "n_skipped", "n_failed", "n_labels", "report",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "dataset",
+            "status",
+            "progress_done",
+            "progress_total",
+            "percent",
+            "progress_note",
+            "error",
+            "label_format",
+            "n_imported",
+            "n_skipped",
+            "n_failed",
+            "n_labels",
+            "report",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
 
@@ -145,9 +177,14 @@ class ImportCreateApi(APIView):
         archive = upload_save(v["archive"], kind="archives") if v.get("archive") else ""
         labels = upload_save(v["labels"], kind="labels") if v.get("labels") else ""
         with transaction.atomic():
-            job = services.import_job_create(dataset=dataset, source_path=archive, labels_path=labels,
-                                             label_format=v["label_format"], created_by=request.user,
-                                             remove_sources=True)
+            job = services.import_job_create(
+                dataset=dataset,
+                source_path=archive,
+                labels_path=labels,
+                label_format=v["label_format"],
+                created_by=request.user,
+                remove_sources=True,
+            )
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -162,16 +199,39 @@ class ImportDetailApi(APIView):
 class RunOutputSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(source="progress_percent")
     worker_lost = serializers.SerializerMethodField(
-        help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on.")
+        help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on."
+    )
 
     def get_worker_lost(self, run: ModelRun) -> bool:
         return run_worker_lost(run=run)
 
     class Meta:
         model = ModelRun
-        fields = ["id", "dataset", "split", "name", "method", "config", "status", "stage", "progress_done",
-                  "progress_total", "percent", "progress_note", "error", "live", "history", "metrics", "timings",
-                  "device", "n_embedded", "worker_lost", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "dataset",
+            "split",
+            "name",
+            "method",
+            "config",
+            "status",
+            "stage",
+            "progress_done",
+            "progress_total",
+            "percent",
+            "progress_note",
+            "error",
+            "live",
+            "history",
+            "metrics",
+            "timings",
+            "device",
+            "n_embedded",
+            "worker_lost",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
 
 
 class RunListApi(APIView):
@@ -203,8 +263,14 @@ class RunCreateApi(APIView):
         v = data.validated_data
         split = get_object_or_404(Split, pk=v["split"], dataset=dataset) if v.get("split") else None
         with transaction.atomic():
-            run = runs.run_create(dataset=dataset, name=v["name"], method=v["method"], config=v["config"],
-                                  split=split, created_by=request.user)
+            run = runs.run_create(
+                dataset=dataset,
+                name=v["name"],
+                method=v["method"],
+                config=v["config"],
+                split=split,
+                created_by=request.user,
+            )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -217,7 +283,9 @@ class SplitCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, default="default")
         seed = serializers.IntegerField(default=0)
-        fractions = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3, default=[0.6, 0.3, 0.1])
+        fractions = serializers.ListField(
+            child=serializers.FloatField(), min_length=3, max_length=3, default=[0.6, 0.3, 0.1]
+        )
 
     @extend_schema_serializer(component_name="Split")
     class OutputSerializer(serializers.Serializer):
@@ -231,7 +299,9 @@ class SplitCreateApi(APIView):
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        split = runs.split_create(dataset=dataset, **{**data.validated_data, "fractions": tuple(data.validated_data["fractions"])})
+        split = runs.split_create(
+            dataset=dataset, **{**data.validated_data, "fractions": tuple(data.validated_data["fractions"])}
+        )
         return Response(self.OutputSerializer(split).data, status=status.HTTP_201_CREATED)
 
 
@@ -270,8 +340,10 @@ class SearchApi(APIView):
         file = serializers.FileField()
         k = serializers.IntegerField(min_value=1, max_value=100, default=10)
 
-    @extend_schema(parameters=[OpenApiParameter("image", int, required=True), OpenApiParameter("k", int)],
-                   responses=SearchResultSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("image", int, required=True), OpenApiParameter("k", int)],
+        responses=SearchResultSerializer(many=True),
+    )
     def get(self, request, pk: int):
         run = get_object_or_404(ModelRun, pk=pk)
         query = serializers.IntegerField().run_validation(request.query_params.get("image"))
@@ -279,7 +351,9 @@ class SearchApi(APIView):
         get_object_or_404(Image, pk=query, dataset=run.dataset)
         results = index.search_by_image(run=run, image_id=query, k=k)
         images = Image.objects.prefetch_related("labels").in_bulk([r["image_id"] for r in results])
-        return Response(SearchResultSerializer([{**r, "image": images[r["image_id"]]} for r in results], many=True).data)
+        return Response(
+            SearchResultSerializer([{**r, "image": images[r["image_id"]]} for r in results], many=True).data
+        )
 
     @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
@@ -287,8 +361,12 @@ class SearchApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with transaction.atomic():
-            req = search.search_request_create(run=run, upload_path=upload_save(data.validated_data["file"], kind="search"),
-                                               k=data.validated_data["k"], created_by=request.user)
+            req = search.search_request_create(
+                run=run,
+                upload_path=upload_save(data.validated_data["file"], kind="search"),
+                k=data.validated_data["k"],
+                created_by=request.user,
+            )
         return Response(SearchRequestSerializer(req).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -298,8 +376,20 @@ class SearchRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SearchRequest
-        fields = ["id", "run", "status", "percent", "progress_done", "progress_total", "progress_note", "error", "k",
-                  "results", "created_at", "finished_at"]
+        fields = [
+            "id",
+            "run",
+            "status",
+            "percent",
+            "progress_done",
+            "progress_total",
+            "progress_note",
+            "error",
+            "k",
+            "results",
+            "created_at",
+            "finished_at",
+        ]
 
 
 class SearchDetailApi(APIView):

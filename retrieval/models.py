@@ -231,8 +231,9 @@ class ModelRun(TrackedJob):
     timings = models.JSONField(default=dict, blank=True, help_text="seconds per stage")
     artefact_dir = models.CharField(max_length=500, blank=True)
     n_embedded = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -249,8 +250,9 @@ class SearchRequest(TrackedJob):
     """A search with an uploaded image: embedded on the worker, results stored for the page."""
 
     run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="searches")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     upload_path = models.CharField(max_length=500)
     k = models.PositiveSmallIntegerField(default=10)
     results = models.JSONField(default=list, blank=True)
@@ -266,8 +268,9 @@ class Evaluation(TrackedJob):
     run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="evaluations")
     options = models.JSONField(default=dict, blank=True)
     result = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]

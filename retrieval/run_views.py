@@ -33,9 +33,16 @@ BOTH = (COORDINATOR, RESEARCHER)
 def run_list(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     form = RunForm(dataset=dataset)
-    return render(request, "retrieval/run_list.html", {
-        "dataset": dataset, "runs": dataset.runs.select_related("split"), "form": form, "methods": METHODS.values(),
-    })
+    return render(
+        request,
+        "retrieval/run_list.html",
+        {
+            "dataset": dataset,
+            "runs": dataset.runs.select_related("split"),
+            "form": form,
+            "methods": METHODS.values(),
+        },
+    )
 
 
 @role_required(*BOTH)
@@ -46,8 +53,14 @@ def run_create(request, pk: int):
         try:
             with transaction.atomic():
                 split = form.split_or_create()
-                run = runs.run_create(dataset=dataset, name=form.cleaned_data["name"], method=form.cleaned_data["method"],
-                                      config=form.config(), split=split, created_by=request.user)
+                run = runs.run_create(
+                    dataset=dataset,
+                    name=form.cleaned_data["name"],
+                    method=form.cleaned_data["method"],
+                    config=form.config(),
+                    split=split,
+                    created_by=request.user,
+                )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
@@ -60,11 +73,18 @@ def run_create(request, pk: int):
 def run_detail(request, pk: int):
     run = get_object_or_404(ModelRun.objects.select_related("dataset", "split"), pk=pk)
     retrieval = run.metrics.get("retrieval") or {}
-    return render(request, "retrieval/run_detail.html", {
-        "run": run, "retrieval": retrieval, "rows": metric_rows(retrieval), "hubness": hubness_rows(retrieval),
-        "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
-        "worker_lost": runs.run_worker_lost(run=run),
-    })
+    return render(
+        request,
+        "retrieval/run_detail.html",
+        {
+            "run": run,
+            "retrieval": retrieval,
+            "rows": metric_rows(retrieval),
+            "hubness": hubness_rows(retrieval),
+            "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
+            "worker_lost": runs.run_worker_lost(run=run),
+        },
+    )
 
 
 @role_required(*BOTH)
@@ -128,10 +148,17 @@ def metric_rows(result: dict) -> list[dict]:
         base, k, macro, definition = match.groups()
         if base == "map":
             definition = definition or chosen
-        rows.append({"name": name, "value": result[name], "random": result[key],
-                     "t": result.get(f"{name}_t"), "p": result.get(f"{name}_p"),
-                     "definition": f"AP / {AP_DEFINITION_NAMES.get(definition, definition)}" if definition else "",
-                     "order": (_METRIC_ORDER.get(base, 9), int(k), bool(macro), definition != chosen, name)})
+        rows.append(
+            {
+                "name": name,
+                "value": result[name],
+                "random": result[key],
+                "t": result.get(f"{name}_t"),
+                "p": result.get(f"{name}_p"),
+                "definition": f"AP / {AP_DEFINITION_NAMES.get(definition, definition)}" if definition else "",
+                "order": (_METRIC_ORDER.get(base, 9), int(k), bool(macro), definition != chosen, name),
+            }
+        )
     rows.sort(key=lambda r: r["order"])
     return rows
 
@@ -154,8 +181,12 @@ def search_page(request, pk: int):
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
-                req = search.search_request_create(run=run, upload_path=upload_save(form.cleaned_data["file"], kind="search"),
-                                                   k=form.cleaned_data["k"], created_by=request.user)
+                req = search.search_request_create(
+                    run=run,
+                    upload_path=upload_save(form.cleaned_data["file"], kind="search"),
+                    k=form.cleaned_data["k"],
+                    created_by=request.user,
+                )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
@@ -164,8 +195,11 @@ def search_page(request, pk: int):
         query = get_object_or_404(Image, pk=request.GET["image"], dataset=run.dataset)
         k = _bounded_k(request.GET.get("k"))
         try:
-            context.update(query=query, results=_with_images(index.search_by_image(run=run, image_id=query.pk, k=k), run),
-                           query_saliency=ranking.saliency_path(run, query.pk).exists())
+            context.update(
+                query=query,
+                results=_with_images(index.search_by_image(run=run, image_id=query.pk, k=k), run),
+                query_saliency=ranking.saliency_path(run, query.pk).exists(),
+            )
         except ApplicationError as exc:
             messages.error(request, exc.message)
     return render(request, "retrieval/search.html", context)
@@ -232,5 +266,8 @@ def compare(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     split = request.GET.get("split") or None
     table = comparison_table(dataset=dataset, split_name=split, ks=(1, 5, 10))
-    return render(request, "retrieval/compare.html", {"dataset": dataset, "table": table,
-                                                      "splits": dataset.splits.values_list("name", flat=True)})
+    return render(
+        request,
+        "retrieval/compare.html",
+        {"dataset": dataset, "table": table, "splits": dataset.splits.values_list("name", flat=True)},
+    )

@@ -16,8 +16,15 @@ from core.workers import ROLES, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -94,8 +101,9 @@ class Worker:
     Only the environment differs from a user's: the test database, media folders and broker, and
     JOB_STALE_SECONDS=2 so that the takeover of a killed worker's job is seen within a test."""
 
-    def __init__(self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path,
-                 roles: tuple[str, ...] = ROLES):
+    def __init__(
+        self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path, roles: tuple[str, ...] = ROLES
+    ):
         self.broker_url = broker_url
         self.log = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         env = {
@@ -110,8 +118,16 @@ class Worker:
             "JOB_STALE_SECONDS": "2",
         }
         out = self.log.open("wb")
-        self.procs = [subprocess.Popen(worker_argv(role, name=f"{role}-{uuid.uuid4().hex[:6]}@%h"), cwd=ROOT, env=env,
-                                       stdout=out, stderr=subprocess.STDOUT) for role in roles]
+        self.procs = [
+            subprocess.Popen(
+                worker_argv(role, name=f"{role}-{uuid.uuid4().hex[:6]}@%h"),
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            for role in roles
+        ]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

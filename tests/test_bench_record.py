@@ -46,8 +46,15 @@ DOC = DOC.replace("<!-- /bench:postgresql -->", "<!-- /bench:report.postgresql -
 
 def fixed(name, body, **kw):
     """section_text with the machine, commit and command given, so the result is exact."""
-    return R.section_text(name, body, when=dt.datetime(2026, 12, 6, 13, 5, tzinfo=dt.UTC), where="2 cores · X",
-                          code="abc1234", command="python benchmarks/bench_x.py", **kw)
+    return R.section_text(
+        name,
+        body,
+        when=dt.datetime(2026, 12, 6, 13, 5, tzinfo=dt.UTC),
+        where="2 cores · X",
+        code="abc1234",
+        command="python benchmarks/bench_x.py",
+        **kw,
+    )
 
 
 def test_replaces_only_its_own_section():
@@ -77,17 +84,21 @@ def test_new_variant_goes_after_the_last_section_of_its_benchmark():
 def test_new_benchmark_is_appended_under_a_heading():
     out = R.replace_section(DOC, "methods", "| method | P@5 |\n|---|---|")
     assert out.startswith(DOC.rstrip("\n"))
-    assert out.rstrip().endswith("### methods\n\n<!-- bench:methods -->\n| method | P@5 |\n|---|---|\n"
-                                 "<!-- /bench:methods -->")
+    assert out.rstrip().endswith(
+        "### methods\n\n<!-- bench:methods -->\n| method | P@5 |\n|---|---|\n<!-- /bench:methods -->"
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("<!-- bench:a -->\nx\n", "never closed"),
-    ("<!-- bench:a -->\n<!-- bench:b -->\n<!-- /bench:b -->\n<!-- /bench:a -->", "opens inside"),
-    ("<!-- bench:a -->\n<!-- /bench:b -->", "closes bench:a"),
-    ("<!-- /bench:a -->", "closes nothing"),
-    ("<!-- bench:a -->\n<!-- /bench:a -->\n<!-- bench:a -->\n<!-- /bench:a -->", "twice"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("<!-- bench:a -->\nx\n", "never closed"),
+        ("<!-- bench:a -->\n<!-- bench:b -->\n<!-- /bench:b -->\n<!-- /bench:a -->", "opens inside"),
+        ("<!-- bench:a -->\n<!-- /bench:b -->", "closes bench:a"),
+        ("<!-- /bench:a -->", "closes nothing"),
+        ("<!-- bench:a -->\n<!-- /bench:a -->\n<!-- bench:a -->\n<!-- /bench:a -->", "twice"),
+    ],
+)
 def test_broken_markers_are_refused(text, message):
     with pytest.raises(R.RecordError, match=message):
         R.replace_section(text, "a", "new")
@@ -107,9 +118,11 @@ def test_bad_names_are_refused(name):
 
 def test_section_states_date_machine_commit_command_table_and_notes():
     text = fixed("stats", R.markdown_table(["a", "b"], [[1, "x|y"]]), title="Statistics", notes="Goal met.")
-    assert text == ("**Statistics** — recorded 2026-12-06 13:05 UTC by the script\n\n"
-                    "- machine: 2 cores · X\n- commit: abc1234\n- command: `python benchmarks/bench_x.py`\n\n"
-                    "| a | b |\n|---|---|\n| 1 | x\\|y |\n\nGoal met.")
+    assert text == (
+        "**Statistics** — recorded 2026-12-06 13:05 UTC by the script\n\n"
+        "- machine: 2 cores · X\n- commit: abc1234\n- command: `python benchmarks/bench_x.py`\n\n"
+        "| a | b |\n|---|---|\n| 1 | x\\|y |\n\nGoal met."
+    )
 
 
 def test_markdown_table_refuses_a_short_row():
@@ -162,7 +175,8 @@ def test_every_benchmark_script_records_its_results():
     for script in scripts:
         source = script.read_text(encoding="utf-8")
         assert "from benchmarks.record import" in source and re.search(r"\brecord\(", source), (
-            f"{script.name} does not call benchmarks.record.record()")
+            f"{script.name} does not call benchmarks.record.record()"
+        )
         assert "add_record_arguments(" in source, f"{script.name} lacks --no-record / --record-to"
     run_all = (ROOT / "benchmarks" / "run_all.py").read_text(encoding="utf-8")
     for script in scripts:

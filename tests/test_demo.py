@@ -52,9 +52,9 @@ def test_login_page_is_served(client, db):
 
 
 @pytest.mark.django_db
-def test_a_second_demo_keeps_passwords_and_sessions_and_requeues_an_unfinished_run(tmp_path, settings, client,
-                                                                                   django_user_model, capsys,
-                                                                                   django_capture_on_commit_callbacks):
+def test_a_second_demo_keeps_passwords_and_sessions_and_requeues_an_unfinished_run(
+    tmp_path, settings, client, django_user_model, capsys, django_capture_on_commit_callbacks
+):
     settings.DATA_DIR = tmp_path
     call_command("demo", "--setup-only", "--phantoms", "20")
     assert client.login(username="coordinator", password="demo-coordinator")

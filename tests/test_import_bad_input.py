@@ -19,12 +19,15 @@ def _stored_files(settings):
 
 def test_non_image_and_truncated_dicom_are_reported_good_files_import(tmp_path, settings):
     dicom = dicom_sample()
-    src = write_files(tmp_path / "s", {
-        "good.png": png_bytes(1),
-        "notes.docx": b"PK\x03\x04 not really an image",
-        "broken.dcm": dicom[: len(dicom) // 2],
-        "empty.png": b"",
-    })
+    src = write_files(
+        tmp_path / "s",
+        {
+            "good.png": png_bytes(1),
+            "notes.docx": b"PK\x03\x04 not really an image",
+            "broken.dcm": dicom[: len(dicom) // 2],
+            "empty.png": b"",
+        },
+    )
     job = run_import(source=src)
     assert job.status == "succeeded"
     assert job.n_imported == 1 and job.n_failed == 3

@@ -140,8 +140,9 @@ def test_search_failure_is_recorded_and_retried_with_the_kept_upload(phantom_dat
 
 
 def test_report_failure_is_recorded_and_retried(tmp_path, monkeypatch):
-    study = generate_study(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open",
-                           run_dir=tmp_path / "runs").study
+    study = generate_study(
+        mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open", run_dir=tmp_path / "runs"
+    ).study
     options = ReportOptions(n_resamples=50, seed=1)
     run, _ = report_run_start(study=study, options=options)
     monkeypatch.setattr(build, "report_for_study", _fault)
@@ -161,8 +162,9 @@ def test_report_failure_is_recorded_and_retried(tmp_path, monkeypatch):
 def test_a_task_whose_job_failed_is_logged_as_failed_without_a_traceback(tmp_path, caplog):
     """What the worker prints: Celery's 'raised expected' line at INFO with the job's message."""
     dataset = services.dataset_create(name="d")
-    job = services.import_job_create(dataset=dataset, source_path=write_files(tmp_path / "s", {"x.png": b"not"}),
-                                     enqueue=False)
+    job = services.import_job_create(
+        dataset=dataset, source_path=write_files(tmp_path / "s", {"x.png": b"not"}), enqueue=False
+    )
     ImportJob.objects.filter(pk=job.pk).update(source_path=str(tmp_path / "gone"))  # vanished from the server
     with caplog.at_level(logging.INFO, logger="celery.app.trace"):
         result = import_run.apply(kwargs={"job_id": job.pk}, throw=False)

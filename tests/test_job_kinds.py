@@ -56,8 +56,14 @@ def _import_kind(tmp_path, phantom_dataset) -> Kind:
         source = write_files(tmp_path / f"s{n}", {f"{i}.png": png_bytes(10 * n + i) for i in range(3)})
         return services.import_job_create(dataset=dataset, source_path=source, enqueue=False)
 
-    return Kind(ImportJob, new, lambda pk: import_run(job_id=pk), (ingest, "_plan_units"),
-                lambda job: services.import_job_retry(job=job, enqueue=False), lambda job: job.n_imported == 3)
+    return Kind(
+        ImportJob,
+        new,
+        lambda pk: import_run(job_id=pk),
+        (ingest, "_plan_units"),
+        lambda job: services.import_job_retry(job=job, enqueue=False),
+        lambda job: job.n_imported == 3,
+    )
 
 
 def _run_kind(tmp_path, phantom_dataset) -> Kind:
@@ -67,14 +73,19 @@ def _run_kind(tmp_path, phantom_dataset) -> Kind:
     counter = itertools.count()
 
     def new():
-        return run_create(dataset=phantom_dataset, name=f"r{next(counter)}", method="timm", config=SMALL,
-                          enqueue=False)
+        return run_create(dataset=phantom_dataset, name=f"r{next(counter)}", method="timm", config=SMALL, enqueue=False)
 
     def retry(run):
         return run_resume(run=run)
 
-    return Kind(ModelRun, new, lambda pk: run_execute(run_id=pk), (stages, "_index"), retry,
-                lambda run: run.n_embedded == 60 and run.stage == "done")
+    return Kind(
+        ModelRun,
+        new,
+        lambda pk: run_execute(run_id=pk),
+        (stages, "_index"),
+        retry,
+        lambda run: run.n_embedded == 60 and run.stage == "done",
+    )
 
 
 def _finished_run(phantom_dataset) -> ModelRun:
@@ -82,8 +93,7 @@ def _finished_run(phantom_dataset) -> ModelRun:
     from retrieval.runs.splits import split_create
 
     split = split_create(dataset=phantom_dataset)
-    run = run_create(dataset=phantom_dataset, name="finished", method="timm", config=SMALL, split=split,
-                     enqueue=False)
+    run = run_create(dataset=phantom_dataset, name="finished", method="timm", config=SMALL, split=split, enqueue=False)
     run_execute(run_id=run.pk)
     return ModelRun.objects.get(pk=run.pk)
 
@@ -100,11 +110,21 @@ def _evaluation_kind(tmp_path, phantom_dataset) -> Kind:
 
     def done(ev):
         shown = ModelRun.objects.get(pk=run.pk)
-        return ("precision@2" in ev.result and shown.metrics["retrieval"] == ev.result
-                and shown.status == "succeeded" and shown.error == "")
+        return (
+            "precision@2" in ev.result
+            and shown.metrics["retrieval"] == ev.result
+            and shown.status == "succeeded"
+            and shown.error == ""
+        )
 
-    return Kind(Evaluation, new, lambda pk: evaluation_execute(evaluation_id=pk), (evaluation, "evaluate_run"),
-                lambda ev: evaluation_retry(evaluation=ev, enqueue=False), done)
+    return Kind(
+        Evaluation,
+        new,
+        lambda pk: evaluation_execute(evaluation_id=pk),
+        (evaluation, "evaluate_run"),
+        lambda ev: evaluation_retry(evaluation=ev, enqueue=False),
+        done,
+    )
 
 
 def _search_kind(tmp_path, phantom_dataset) -> Kind:
@@ -118,14 +138,20 @@ def _search_kind(tmp_path, phantom_dataset) -> Kind:
         upload.write_bytes(png_bytes(3, size=80))
         return search.search_request_create(run=run, upload_path=upload, k=3, enqueue=False)
 
-    return Kind(SearchRequest, new, lambda pk: search_execute(search_id=pk), (search_job, "embed_pixels"),
-                lambda req: search.search_request_retry(req=req, enqueue=False),
-                lambda req: len(req.results) == 3 and not Path(req.upload_path).exists())
+    return Kind(
+        SearchRequest,
+        new,
+        lambda pk: search_execute(search_id=pk),
+        (search_job, "embed_pixels"),
+        lambda req: search.search_request_retry(req=req, enqueue=False),
+        lambda req: len(req.results) == 3 and not Path(req.upload_path).exists(),
+    )
 
 
 def _report_kind(tmp_path, phantom_dataset) -> Kind:
-    study = generate_study(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open",
-                           run_dir=tmp_path / "runs").study
+    study = generate_study(
+        mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open", run_dir=tmp_path / "runs"
+    ).study
     seeds = itertools.count(1)
     last: dict[int, ReportOptions] = {}
 
@@ -141,12 +167,23 @@ def _report_kind(tmp_path, phantom_dataset) -> Kind:
         assert queued and again.pk == run.pk
         return again
 
-    return Kind(ReportRun, new, lambda pk: report_bootstrap(report_run_id=pk), (build, "report_for_study"),
-                retry, lambda run: bool(run.result))
+    return Kind(
+        ReportRun,
+        new,
+        lambda pk: report_bootstrap(report_run_id=pk),
+        (build, "report_for_study"),
+        retry,
+        lambda run: bool(run.result),
+    )
 
 
-KINDS = {"import": _import_kind, "run": _run_kind, "evaluation": _evaluation_kind, "search": _search_kind,
-         "report": _report_kind}
+KINDS = {
+    "import": _import_kind,
+    "run": _run_kind,
+    "evaluation": _evaluation_kind,
+    "search": _search_kind,
+    "report": _report_kind,
+}
 NEEDS_TORCH = {"run", "evaluation", "search"}
 
 

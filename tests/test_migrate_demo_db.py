@@ -35,7 +35,8 @@ VALUE_CHANGES: dict[str, Callable[[dict], dict]] = {
     # ReportRun moved from annotations to reports with its table (reports/0001): its content type moves with
     # it, so its permissions and admin log entries keep pointing at it.
     "django_content_type": lambda row: (
-        {**row, "app_label": "reports"} if (row["app_label"], row["model"]) == ("annotations", "reportrun") else row),
+        {**row, "app_label": "reports"} if (row["app_label"], row["model"]) == ("annotations", "reportrun") else row
+    ),
 }
 # SQLite's own bookkeeping (the AUTOINCREMENT counters), not data.
 NOT_DATA = {"sqlite_sequence"}
@@ -65,10 +66,17 @@ def _short(value) -> str:
 
 
 def _manage(*args: str, db: Path, data_dir: Path, **extra_env: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}", "DEBUG": "true", "DATA_DIR": str(data_dir),
-           "DJANGO_SETTINGS_MODULE": "config.settings", **extra_env}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{db}",
+        "DEBUG": "true",
+        "DATA_DIR": str(data_dir),
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        **extra_env,
+    }
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 # Run by `manage.py shell -c` on the migrated copy: every installed model (auto-created m2m tables included)
@@ -170,7 +178,9 @@ def test_the_orm_reads_every_old_row_through_the_model_that_owns_its_table(migra
         _, after = _rows(new, target)
         orm = read[target]
         if sorted(map(str, orm["pks"])) != sorted(map(str, after)):
-            problems.append(f"{target} ({orm['model']}): the ORM reads {len(orm['pks'])} rows, the table has {len(after)}")
+            problems.append(
+                f"{target} ({orm['model']}): the ORM reads {len(orm['pks'])} rows, the table has {len(after)}"
+            )
         missing = set(map(str, before)) - set(map(str, orm["pks"]))
         if missing:
             problems.append(f"{target} ({orm['model']}): {len(missing)} old rows not read by the ORM")

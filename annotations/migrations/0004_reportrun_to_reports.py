@@ -7,15 +7,14 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0003_answeritem_one_value'),
-        ('reports', '0001_initial'),
+        ("annotations", "0003_answeritem_one_value"),
+        ("reports", "0001_initial"),
     ]
 
     operations = [
         migrations.SeparateDatabaseAndState(
-            state_operations=[migrations.DeleteModel(name='ReportRun')],
+            state_operations=[migrations.DeleteModel(name="ReportRun")],
             database_operations=[],
         ),
     ]

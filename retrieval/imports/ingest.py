@@ -33,6 +33,7 @@ from retrieval.models import Dataset, Image, ImportJob, Label, Rating
 
 log = logging.getLogger(__name__)
 
+
 def patient_pseudonym(*, dataset: Dataset, patient_id: str | None) -> str:
     """A stable pseudonym for a patient within a dataset (HMAC-SHA256 under the dataset's key)."""
     if not patient_id or not str(patient_id).strip():
@@ -112,8 +113,9 @@ def _plan_units(run: _Run) -> list[_Unit]:
     dicoms: list[tuple[str, DicomHeader]] = []
     entries: dict[str, SourceEntry] = {}
     sops: dict[str, str] = {}
-    sources = iter_source(run.job.source_path, max_bytes=settings.IMPORT_MAX_FILE_BYTES,
-                          max_members=settings.IMPORT_MAX_ARCHIVE_MEMBERS)
+    sources = iter_source(
+        run.job.source_path, max_bytes=settings.IMPORT_MAX_FILE_BYTES, max_members=settings.IMPORT_MAX_ARCHIVE_MEMBERS
+    )
     for count, entry in enumerate(sources, 1):
         if count % 50 == 0:
             job_progress(run.job, note=f"scanning: {count} files read")
@@ -168,7 +170,12 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
             run.matched_keys.update(_keys_for(run, duplicate.source_name))
             _count(job, "n_imported")
             return
-        run.note("skipped", f"duplicate of {duplicate.source_name} (same {'content' if duplicate.content_hash == digest else 'SOPInstanceUID'})", file=name)
+        run.note(
+            "skipped",
+            f"duplicate of {duplicate.source_name} "
+            f"(same {'content' if duplicate.content_hash == digest else 'SOPInstanceUID'})",
+            file=name,
+        )
         return
     try:
         decoded = decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS)
@@ -184,8 +191,17 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
     patient = decoded.patient_id or next((r.patient_id for r in rows if r.patient_id), None)
     pseudo = patient_pseudonym(dataset=dataset, patient_id=patient)
     try:
-        image = _store_image(job=job, name=name, data=data, digest=digest, decoded=decoded, pseudo=pseudo, unit=unit,
-                             row=row, ratings=ratings)
+        image = _store_image(
+            job=job,
+            name=name,
+            data=data,
+            digest=digest,
+            decoded=decoded,
+            pseudo=pseudo,
+            unit=unit,
+            row=row,
+            ratings=ratings,
+        )
     except IntegrityError:
         run.note("skipped", "duplicate (stored by a concurrent import)", file=name)
         return
@@ -226,10 +242,14 @@ def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings
     ext = {"dicom": "dcm", "png": "png", "jpeg": "jpg"}[decoded.source_format]
     files = {
         "original": (f"datasets/{dataset.pk}/original/{digest[:2]}/{digest}.{ext}", original),
-        "rendition": (f"datasets/{dataset.pk}/rendition/{digest[:2]}/{digest}.png",
-                      make_rendition(decoded.pixels, max_side=settings.RENDITION_MAX_SIDE)),
-        "thumbnail": (f"datasets/{dataset.pk}/thumbnail/{digest[:2]}/{digest}.png",
-                      make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE)),
+        "rendition": (
+            f"datasets/{dataset.pk}/rendition/{digest[:2]}/{digest}.png",
+            make_rendition(decoded.pixels, max_side=settings.RENDITION_MAX_SIDE),
+        ),
+        "thumbnail": (
+            f"datasets/{dataset.pk}/thumbnail/{digest[:2]}/{digest}.png",
+            make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE),
+        ),
     }
     written: list[str] = []
     try:
@@ -301,14 +321,22 @@ def _apply_labels_to_existing(run: _Run) -> int:
         images = by_name.get(key) or by_name.get(_norm(PurePosixPath(key).name)) or []
         if len(images) != 1:
             for row in rows:
-                why = "names no imported file" if not images else f"matches {len(images)} files; use the full relative path"
-                run.note("warning", f"label row for {row.key!r} {why}", file=Path(run.job.labels_path).name, line=row.line)
+                why = (
+                    "names no imported file"
+                    if not images
+                    else f"matches {len(images)} files; use the full relative path"
+                )
+                run.note(
+                    "warning", f"label row for {row.key!r} {why}", file=Path(run.job.labels_path).name, line=row.line
+                )
             continue
         row, ratings = _split_rows(rows)
         with transaction.atomic():
-            for name, value in (row.labels.items() if row else ()):
+            for name, value in row.labels.items() if row else ():
                 obj = _label_objects(images[0], {name: value})[0]
-                Label.objects.update_or_create(image=images[0], name=obj.name, defaults={"value_num": obj.value_num, "value_text": obj.value_text})
+                Label.objects.update_or_create(
+                    image=images[0], name=obj.name, defaults={"value_num": obj.value_num, "value_text": obj.value_text}
+                )
                 added += 1
             for rater, values in ratings:
                 Rating.objects.update_or_create(image=images[0], rater=rater, defaults={"values": values})
@@ -370,5 +398,3 @@ def _remove_sources(job: ImportJob) -> None:
         if path is None or not path.exists() or not path.resolve().is_relative_to(settings.UPLOAD_ROOT):
             continue
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-
-

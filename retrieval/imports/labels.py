@@ -80,29 +80,92 @@ _DELIMITERS = (",", ";", "\t")
 #: spellings of the same things (dob, mrn, phone, email, ssn, …). The patient id column itself
 #: (`patient_id`, `subject_id`) is not dropped: it is pseudonymised. Patient characteristics that
 #: the DICOM profile retains (sex, age, size, weight) stay labels.
-IDENTIFIER_COLUMNS: frozenset[str] = frozenset({
-    # names
-    "name", "patientname", "patientsname", "fullname", "firstname", "lastname", "surname", "givenname",
-    "familyname", "middlename", "maidenname", "patientbirthname", "patientmotherbirthname",
-    "mothersmaidenname", "otherpatientnames", "personname",
-    # birth
-    "birthdate", "dateofbirth", "dob", "birthday", "patientbirthdate", "patientbirthtime", "birthtime",
-    # identifiers other than the (pseudonymised) patient id
-    "mrn", "medicalrecordnumber", "medicalrecordno", "medicalrecordlocator", "recordnumber", "hospitalnumber",
-    "otherpatientids", "issuerofpatientid", "ssn", "socialsecuritynumber", "nhsnumber", "insurancenumber",
-    "insuranceplanidentification", "admissionid", "serviceepisodeid", "accessionnumber", "accession",
-    "accessionno", "accnumber",
-    # addresses and contact
-    "address", "patientaddress", "personaddress", "streetaddress", "street", "postcode", "postalcode", "zip",
-    "zipcode", "regionofresidence", "countryofresidence", "phone", "phonenumber", "telephone",
-    "telephonenumber", "patienttelephonenumbers", "persontelephonenumbers", "patienttelecominformation",
-    "mobile", "email", "emailaddress",
-    # where and by whom
-    "institution", "institutionname", "institutionaddress", "institutionaldepartmentname", "hospital",
-    "referringphysician", "referringphysicianname", "referringphysicianaddress",
-    "referringphysiciantelephonenumbers", "performingphysicianname", "physiciansofrecord",
-    "nameofphysiciansreadingstudy", "requestingphysician", "operatorsname",
-})
+IDENTIFIER_COLUMNS: frozenset[str] = frozenset(
+    {
+        # names
+        "name",
+        "patientname",
+        "patientsname",
+        "fullname",
+        "firstname",
+        "lastname",
+        "surname",
+        "givenname",
+        "familyname",
+        "middlename",
+        "maidenname",
+        "patientbirthname",
+        "patientmotherbirthname",
+        "mothersmaidenname",
+        "otherpatientnames",
+        "personname",
+        # birth
+        "birthdate",
+        "dateofbirth",
+        "dob",
+        "birthday",
+        "patientbirthdate",
+        "patientbirthtime",
+        "birthtime",
+        # identifiers other than the (pseudonymised) patient id
+        "mrn",
+        "medicalrecordnumber",
+        "medicalrecordno",
+        "medicalrecordlocator",
+        "recordnumber",
+        "hospitalnumber",
+        "otherpatientids",
+        "issuerofpatientid",
+        "ssn",
+        "socialsecuritynumber",
+        "nhsnumber",
+        "insurancenumber",
+        "insuranceplanidentification",
+        "admissionid",
+        "serviceepisodeid",
+        "accessionnumber",
+        "accession",
+        "accessionno",
+        "accnumber",
+        # addresses and contact
+        "address",
+        "patientaddress",
+        "personaddress",
+        "streetaddress",
+        "street",
+        "postcode",
+        "postalcode",
+        "zip",
+        "zipcode",
+        "regionofresidence",
+        "countryofresidence",
+        "phone",
+        "phonenumber",
+        "telephone",
+        "telephonenumber",
+        "patienttelephonenumbers",
+        "persontelephonenumbers",
+        "patienttelecominformation",
+        "mobile",
+        "email",
+        "emailaddress",
+        # where and by whom
+        "institution",
+        "institutionname",
+        "institutionaddress",
+        "institutionaldepartmentname",
+        "hospital",
+        "referringphysician",
+        "referringphysicianname",
+        "referringphysicianaddress",
+        "referringphysiciantelephonenumbers",
+        "performingphysicianname",
+        "physiciansofrecord",
+        "nameofphysiciansreadingstudy",
+        "requestingphysician",
+        "operatorsname",
+    }
+)
 
 
 def is_identifier_column(column: str) -> bool:
@@ -158,10 +221,7 @@ def _decode(data: bytes) -> str:
     if not data or not data.strip():
         raise LabelTableError("empty table: no header line")
     if data.startswith(b"PK\x03\x04"):
-        raise LabelTableError(
-            "this is a ZIP file (an Excel .xlsx workbook?), not a CSV table: "
-            "export the sheet as CSV"
-        )
+        raise LabelTableError("this is a ZIP file (an Excel .xlsx workbook?), not a CSV table: export the sheet as CSV")
     if data.startswith(b"\xd0\xcf\x11\xe0"):
         raise LabelTableError("this is an Excel .xls workbook, not a CSV table: export it as CSV")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
@@ -172,8 +232,7 @@ def _decode(data: bytes) -> str:
     nul = data.find(b"\x00")
     if nul >= 0:
         raise LabelTableError(
-            f"binary data, not a CSV text table (NUL byte at byte {nul}); "
-            "expected UTF-8 or Latin-1 text"
+            f"binary data, not a CSV text table (NUL byte at byte {nul}); expected UTF-8 or Latin-1 text"
         )
     try:
         text = data.decode("utf-8-sig")
@@ -186,9 +245,7 @@ def _decode(data: bytes) -> str:
             text = data.decode("latin-1")
     controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\r\n")
     if controls > max(2, len(text) // 200):
-        raise LabelTableError(
-            f"binary data, not a CSV text table ({controls} control characters)"
-        )
+        raise LabelTableError(f"binary data, not a CSV text table ({controls} control characters)")
     return text
 
 
@@ -216,8 +273,7 @@ def _read_table(data: bytes) -> _Table:
             records.append((start, cells))
     except csv.Error as exc:
         raise LabelTableError(
-            f"malformed CSV in the record starting at line {previous_end + 1}: {exc} "
-            "(check the quoting)"
+            f"malformed CSV in the record starting at line {previous_end + 1}: {exc} (check the quoting)"
         ) from None
     if header is None:
         raise LabelTableError("empty table: no header line")
@@ -233,9 +289,7 @@ def _read_table(data: bytes) -> _Table:
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
         raise LabelTableError(f"duplicate column name(s) in the header: {', '.join(duplicates)}")
-    if len(header) == 1 and delimiter == "," and len(records) and any(
-        len(r) > 1 for _, r in records[:20]
-    ):
+    if len(header) == 1 and delimiter == "," and len(records) and any(len(r) > 1 for _, r in records[:20]):
         raise LabelTableError("the header has a single column but the rows have several")
     width = len(header)
     kept: list[tuple[int, list[str]]] = []
@@ -261,13 +315,9 @@ def _find_column(header: list[str], candidates: tuple[str, ...]) -> int | None:
     return None
 
 
-def _missing_column(
-    name: str, header: list[str], alternatives: tuple[str, ...] = ()
-) -> LabelTableError:
+def _missing_column(name: str, header: list[str], alternatives: tuple[str, ...] = ()) -> LabelTableError:
     also = f" (or {', '.join(alternatives)})" if alternatives else ""
-    return LabelTableError(
-        f"required column {name!r}{also} not found; columns found: {', '.join(header)}"
-    )
+    return LabelTableError(f"required column {name!r}{also} not found; columns found: {', '.join(header)}")
 
 
 def _number(text: str, delimiter: str = ",") -> float | None:
@@ -331,16 +381,12 @@ def _parse_nih(table: _Table, filename_column: str | None):
                     continue
                 canonical = _NIH_CANONICAL.get(_norm(name))
                 if canonical is None:
-                    problems.append(
-                        (line, f"{key}: unknown finding {name!r} ignored "
-                               f"(known: {', '.join(NIH_LABELS)})")
-                    )
+                    problems.append((line, f"{key}: unknown finding {name!r} ignored (known: {', '.join(NIH_LABELS)})"))
                     continue
                 present.add(canonical)
             if NIH_NO_FINDING in present and len(present) > 1:
                 problems.append(
-                    (line, f"{key}: 'No Finding' together with "
-                           f"{', '.join(sorted(present - {NIH_NO_FINDING}))}")
+                    (line, f"{key}: 'No Finding' together with {', '.join(sorted(present - {NIH_NO_FINDING}))}")
                 )
             if present:
                 labels.update({name: 1.0 if name in present else 0.0 for name in NIH_LABELS})
@@ -369,14 +415,10 @@ def _parse_nih(table: _Table, filename_column: str | None):
 
 def _parse_chexpert(table: _Table, filename_column: str | None):
     header = table.header
-    key_index = _column_or_error(
-        header, filename_column, _CHEXPERT_KEY_COLUMNS, "Path", ("dicom_id", "filename")
-    )
+    key_index = _column_or_error(header, filename_column, _CHEXPERT_KEY_COLUMNS, "Path", ("dicom_id", "filename"))
     observations = {
         index: name
-        for index, name in (
-            (i, _canonical_observation(h)) for i, h in enumerate(header)
-        )
+        for index, name in ((i, _canonical_observation(h)) for i, h in enumerate(header))
         if name is not None
     }
     if not observations:
@@ -404,9 +446,7 @@ def _parse_chexpert(table: _Table, filename_column: str | None):
                 continue  # not mentioned: missing, not negative
             value = _number(text)
             if value not in (1.0, 0.0, -1.0):
-                problems.append(
-                    (line, f"{key}: {name} value {text!r} is not 1, 0, -1 or blank")
-                )
+                problems.append((line, f"{key}: {name} value {text!r} is not 1, 0, -1 or blank"))
                 continue
             labels[name] = value
         if sex_index is not None and cells[sex_index]:
@@ -425,9 +465,7 @@ def _parse_chexpert(table: _Table, filename_column: str | None):
         if view is None and frontal_index is not None:
             if cells[frontal_index].strip().lower() == "lateral":
                 view = "LATERAL"
-        rows.append(
-            LabelRow(key=key, labels=labels, patient_id=patient_id, view_position=view, line=line)
-        )
+        rows.append(LabelRow(key=key, labels=labels, patient_id=patient_id, view_position=view, line=line))
     return rows, sorted(problems)
 
 
@@ -460,8 +498,9 @@ def _parse_generic(table: _Table, filename_column: str | None):
     for index, column in enumerate(header):
         if index not in special and is_identifier_column(column):
             special.add(index)
-            problems.append((table.header_line,
-                             f"column {column!r} looks like a patient identifier and was not imported"))
+            problems.append(
+                (table.header_line, f"column {column!r} looks like a patient identifier and was not imported")
+            )
     for line, cells in table.records:
         key = cells[key_index]
         if not key:

@@ -101,25 +101,27 @@ def _plain(values: dict) -> dict[str, float | int | str]:
 
 
 def _patient_habitus(rng: np.random.Generator) -> dict[str, float | int | str]:
-    return _plain({
-        "thorax_half_width": rng.uniform(0.60, 0.72),
-        "soft_tissue": rng.uniform(0.07, 0.20),
-        "apex": rng.uniform(-0.80, -0.70),
-        "diaphragm": rng.uniform(0.50, 0.60),
-        "right_dome_raise": rng.uniform(0.0, 0.03),
-        "heart_offset": rng.uniform(0.04, 0.09),
-        "heart_half_height": rng.uniform(0.18, 0.22),
-        "rib_spacing": rng.uniform(0.085, 0.105),
-        "rib_phase": rng.uniform(0.0, 1.0),
-        "tissue_density": rng.uniform(0.48, 0.58),
-        "lung_density": rng.uniform(0.14, 0.22),
-        "texture_seed": int(rng.integers(0, 2**31 - 1)),
-        "base_ctr": rng.uniform(0.37, 0.63),
-        "effusion_prone": rng.uniform(0.2, 0.8),
-        "opacity_prone": rng.uniform(0.2, 0.8),
-        "age": int(rng.integers(25, 90)),
-        "sex": "M" if rng.random() < 0.5 else "F",
-    })
+    return _plain(
+        {
+            "thorax_half_width": rng.uniform(0.60, 0.72),
+            "soft_tissue": rng.uniform(0.07, 0.20),
+            "apex": rng.uniform(-0.80, -0.70),
+            "diaphragm": rng.uniform(0.50, 0.60),
+            "right_dome_raise": rng.uniform(0.0, 0.03),
+            "heart_offset": rng.uniform(0.04, 0.09),
+            "heart_half_height": rng.uniform(0.18, 0.22),
+            "rib_spacing": rng.uniform(0.085, 0.105),
+            "rib_phase": rng.uniform(0.0, 1.0),
+            "tissue_density": rng.uniform(0.48, 0.58),
+            "lung_density": rng.uniform(0.14, 0.22),
+            "texture_seed": int(rng.integers(0, 2**31 - 1)),
+            "base_ctr": rng.uniform(0.37, 0.63),
+            "effusion_prone": rng.uniform(0.2, 0.8),
+            "opacity_prone": rng.uniform(0.2, 0.8),
+            "age": int(rng.integers(25, 90)),
+            "sex": "M" if rng.random() < 0.5 else "F",
+        }
+    )
 
 
 def _image_params(rng: np.random.Generator, habitus: dict) -> dict[str, float | int | str]:
@@ -130,27 +132,29 @@ def _image_params(rng: np.random.Generator, habitus: dict) -> dict[str, float | 
     opacity = 0.0
     if rng.random() < habitus["opacity_prone"]:
         opacity = rng.uniform(0.1, 1.0)
-    return _plain({
-        "ctr": round(ctr, 4),
-        "effusion_height": round(float(effusion), 4),
-        "effusion_side": str(rng.choice(["left", "right", "both"])),
-        "opacity": round(float(opacity), 4),
-        "opacity_side": str(rng.choice(["left", "right"])),
-        "opacity_lateral": rng.uniform(0.35, 0.75),
-        "opacity_vertical": rng.uniform(0.30, 0.70),
-        "opacity_radius": rng.uniform(0.14, 0.22),
-        "opacity_seed": int(rng.integers(0, 2**31 - 1)),
-        "view_position": "PA" if rng.random() < 0.7 else "AP",
-        "rotation_deg": float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)),
-        "scale": rng.uniform(0.96, 1.04),
-        "shift_x": rng.normal(0.0, 0.015),
-        "shift_y": rng.normal(0.0, 0.015),
-        "inspiration": rng.normal(0.0, 0.015),
-        "noise": rng.uniform(0.008, 0.02),
-        "contrast": rng.uniform(0.9, 1.1),
-        "brightness": rng.normal(0.0, 0.02),
-        "noise_seed": int(rng.integers(0, 2**31 - 1)),
-    })
+    return _plain(
+        {
+            "ctr": round(ctr, 4),
+            "effusion_height": round(float(effusion), 4),
+            "effusion_side": str(rng.choice(["left", "right", "both"])),
+            "opacity": round(float(opacity), 4),
+            "opacity_side": str(rng.choice(["left", "right"])),
+            "opacity_lateral": rng.uniform(0.35, 0.75),
+            "opacity_vertical": rng.uniform(0.30, 0.70),
+            "opacity_radius": rng.uniform(0.14, 0.22),
+            "opacity_seed": int(rng.integers(0, 2**31 - 1)),
+            "view_position": "PA" if rng.random() < 0.7 else "AP",
+            "rotation_deg": float(np.clip(rng.normal(0.0, 1.0), -2.0, 2.0)),
+            "scale": rng.uniform(0.96, 1.04),
+            "shift_x": rng.normal(0.0, 0.015),
+            "shift_y": rng.normal(0.0, 0.015),
+            "inspiration": rng.normal(0.0, 0.015),
+            "noise": rng.uniform(0.008, 0.02),
+            "contrast": rng.uniform(0.9, 1.1),
+            "brightness": rng.normal(0.0, 0.02),
+            "noise_seed": int(rng.integers(0, 2**31 - 1)),
+        }
+    )
 
 
 # --------------------------------------------------------------------------- rendering
@@ -180,9 +184,7 @@ def render_chest(habitus: dict, params: dict, size: int = 512) -> np.ndarray:
         image = Image.fromarray(density, mode="F").resize((size, size), Image.Resampling.BICUBIC)
         density = np.asarray(image, dtype=np.float32).copy()
     image_rng = np.random.default_rng(int(params["noise_seed"]))
-    density += image_rng.standard_normal(density.shape, dtype=np.float32) * np.float32(
-        params["noise"]
-    )
+    density += image_rng.standard_normal(density.shape, dtype=np.float32) * np.float32(params["noise"])
     return np.clip(np.rint(density * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -272,9 +274,7 @@ def _render_density(habitus: dict, params: dict, size: int) -> np.ndarray:
     if effusion > 0:
         side = params["effusion_side"]
         side_mask = 1.0 if side == "both" else (right if side == "right" else ~right).astype(f32)
-        level = d_side - f32(effusion * lung_height) * (
-            f32(0.6) + f32(0.8) * lateral_fraction * lateral_fraction
-        )
+        level = d_side - f32(effusion * lung_height) * (f32(0.6) + f32(0.8) * lateral_fraction * lateral_fraction)
         fluid = _step(v - level, f32(0.02)) * lung * side_mask
         density += (tissue - density) * f32(0.85) * fluid
 
@@ -298,11 +298,7 @@ def _render_density(habitus: dict, params: dict, size: int) -> np.ndarray:
         density += f32(0.42 * opacity) * patchy * lung
 
     # Bones: spine, posterior ribs, clavicles; scapulae over the lungs in AP views.
-    thorax = (
-        _step(f32(tw + 0.03) - a, edge)
-        * _step(f32(d) - v, f32(0.05))
-        * _step(v - f32(apex - 0.05), edge)
-    )
+    thorax = _step(f32(tw + 0.03) - a, edge) * _step(f32(d) - v, f32(0.05)) * _step(v - f32(apex - 0.05), edge)
     density += f32(0.08) * _step(f32(0.06) - a, f32(0.03)) * soft
     spacing = float(habitus["rib_spacing"])
     ar = a / f32(tw)
@@ -431,8 +427,9 @@ RATED_CHARACTERISTICS = ("heart_size", "effusion", "opacity")
 DEMO_RATERS = ("reader A", "reader B", "reader C")
 
 
-def simulated_ratings(ctr: float, effusion_height: float, opacity: float, rng: np.random.Generator,
-                      n_raters: int = len(DEMO_RATERS)) -> np.ndarray:
+def simulated_ratings(
+    ctr: float, effusion_height: float, opacity: float, rng: np.random.Generator, n_raters: int = len(DEMO_RATERS)
+) -> np.ndarray:
     """(n_raters, 3) integer ratings 1–5 of heart size, effusion and opacity from a phantom's known
     parameters; each reader is off by one on about two ratings in five, as readers disagree."""
     truth = np.array([1 + 4 * (ctr - 0.35) / 0.3, 1 + 4 * min(effusion_height / 0.3, 1.0), 1 + 4 * min(opacity, 1.0)])
@@ -464,8 +461,11 @@ def write_demo_collection(folder: str | Path, n: int, seed: int) -> Path:
     for phantom in phantoms:
         Image.fromarray(phantom.pixels, mode="L").save(folder / phantom.filename, compress_level=3)
     write_nih_style_csv(phantoms, folder / "Data_Entry_2017.csv")
-    write_rating_csv(((p.filename, p.params["ctr"], p.params["effusion_height"], p.params["opacity"]) for p in phantoms),
-                     folder / "ratings.csv", seed=seed)
+    write_rating_csv(
+        ((p.filename, p.params["ctr"], p.params["effusion_height"], p.params["opacity"]) for p in phantoms),
+        folder / "ratings.csv",
+        seed=seed,
+    )
     return write_generic_csv(phantoms, folder / "labels.csv")
 
 

@@ -72,5 +72,3 @@ def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
 
 def _import_enqueue(job: ImportJob) -> None:
     transaction.on_commit(lambda: import_run.apply_async(kwargs={"job_id": job.pk}))
-
-

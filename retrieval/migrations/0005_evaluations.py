@@ -17,9 +17,12 @@ def requests_to_evaluations(apps, schema_editor):
         done, error = bool(request.get("done")), request.get("error") or ""
         status = ("failed" if error else "succeeded") if done else "pending"
         Evaluation.objects.create(
-            run=run, options=request.get("options") or {}, status=status,
+            run=run,
+            options=request.get("options") or {},
+            status=status,
             error=f"Evaluation failed: {error}" if error else "",
-            result=run.metrics.get("retrieval", {}) if status == "succeeded" else {})
+            result=run.metrics.get("retrieval", {}) if status == "succeeded" else {},
+        )
         fields = {"metrics": run.metrics}
         if not done and run.status in ("pending", "running"):
             fields.update(status="succeeded", stage="done", error="")
@@ -35,40 +38,69 @@ def evaluations_to_requests(apps, schema_editor):
     for run in ModelRun.objects.filter(evaluations__isnull=False).distinct().iterator():
         latest = Evaluation.objects.filter(run=run).order_by("-pk").first()
         done = latest.status in ("succeeded", "failed", "cancelled")
-        run.metrics[REQUEST] = {"options": latest.options, "done": done,
-                                "error": latest.error.removeprefix("Evaluation failed: ")}
+        run.metrics[REQUEST] = {
+            "options": latest.options,
+            "done": done,
+            "error": latest.error.removeprefix("Evaluation failed: "),
+        }
         ModelRun.objects.filter(pk=run.pk).update(metrics=run.metrics)
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retrieval', '0004_ratings'),
+        ("retrieval", "0004_ratings"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Evaluation',
+            name="Evaluation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=16)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('progress_note', models.CharField(blank=True, max_length=300)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('options', models.JSONField(blank=True, default=dict)),
-                ('result', models.JSONField(blank=True, default=dict)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('run', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='evaluations', to='retrieval.modelrun')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("progress_note", models.CharField(blank=True, max_length=300)),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("options", models.JSONField(blank=True, default=dict)),
+                ("result", models.JSONField(blank=True, default=dict)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "run",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="evaluations", to="retrieval.modelrun"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.RunPython(requests_to_evaluations, evaluations_to_requests),

@@ -60,8 +60,10 @@ def create_backbone(
 
 def _create_open_clip(name: str, *, weights: str | os.PathLike[str], num_classes: int) -> nn.Module:
     if num_classes:
-        raise ValueError(f"{OPEN_CLIP_PREFIX}{name} is an off-the-shelf image encoder: it cannot be fine-tuned as a "
-                         "classifier here (use it with the off-the-shelf method, or a timm backbone for training).")
+        raise ValueError(
+            f"{OPEN_CLIP_PREFIX}{name} is an off-the-shelf image encoder: it cannot be fine-tuned as a "
+            "classifier here (use it with the off-the-shelf method, or a timm backbone for training)."
+        )
     if weights == PRETRAINED:
         return create_clip_image_encoder(name)
     return create_clip_image_encoder(name, weights=weights)

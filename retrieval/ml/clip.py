@@ -117,8 +117,9 @@ def create_clip_image_encoder(name: str, weights: str | os.PathLike[str] | None 
     else:
         _hub_files(hub_id.removeprefix(HF_PREFIX))
     open_clip = _import_open_clip()
-    args: dict[str, Any] = ({"cache_dir": str(hf_cache_dir())} if hub_id
-                            else {"pretrained": str(Path(weights).expanduser())})  # type: ignore[arg-type]
+    args: dict[str, Any] = (
+        {"cache_dir": str(hf_cache_dir())} if hub_id else {"pretrained": str(Path(weights).expanduser())}
+    )  # type: ignore[arg-type]
     try:
         model = open_clip.create_model_and_transforms(hub_id or name, **args)[0]
     except (OSError, RuntimeError) as exc:  # a file not cached (offline mode), no such config, wrong checkpoint

@@ -43,8 +43,13 @@ def training_targets(run: ModelRun, image_ids: list[int], *, undersample: bool):
     if cfg["task"] == "binary":
         names = list(dict.fromkeys([*cfg["positive"], *cfg["negative"]]))
         values = np.nan_to_num(label_matrix(image_ids, names), nan=0.0) == 1
-        idx, y = binary_task({n: values[:, j] for j, n in enumerate(names)}, cfg["positive"], cfg["negative"],
-                             undersample=undersample, seed=cfg["seed"])
+        idx, y = binary_task(
+            {n: values[:, j] for j, n in enumerate(names)},
+            cfg["positive"],
+            cfg["negative"],
+            undersample=undersample,
+            seed=cfg["seed"],
+        )
         return [image_ids[i] for i in idx], np.asarray(y, dtype=np.float32).reshape(-1, 1)
     if cfg["task"] == "multilabel":
         values = label_matrix(image_ids, cfg["labels"])
@@ -56,7 +61,9 @@ def training_targets(run: ModelRun, image_ids: list[int], *, undersample: bool):
 
 def images_missing_from(*, run: ModelRun, embedded_ids) -> list[int]:
     """Images of the run's dataset that have no embedding yet."""
-    return list(Image.objects.filter(dataset=run.dataset).exclude(pk__in=list(embedded_ids))
-                .order_by("pk").values_list("pk", flat=True))
-
-
+    return list(
+        Image.objects.filter(dataset=run.dataset)
+        .exclude(pk__in=list(embedded_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )

@@ -38,10 +38,17 @@ def eval_label_names(run: ModelRun) -> list[str]:
         return list(cfg["positive"])
     if cfg.get("task") == "multilabel":
         return list(cfg["labels"])
-    names = (Label.objects.filter(image__dataset=run.dataset, value_num__in=[0.0, 1.0])
-             .values_list("name", flat=True).distinct())
-    numeric_other = set(Label.objects.filter(image__dataset=run.dataset, value_num__isnull=False)
-                        .exclude(value_num__in=[0.0, 1.0]).values_list("name", flat=True).distinct())
+    names = (
+        Label.objects.filter(image__dataset=run.dataset, value_num__in=[0.0, 1.0])
+        .values_list("name", flat=True)
+        .distinct()
+    )
+    numeric_other = set(
+        Label.objects.filter(image__dataset=run.dataset, value_num__isnull=False)
+        .exclude(value_num__in=[0.0, 1.0])
+        .values_list("name", flat=True)
+        .distinct()
+    )
     return sorted(set(names) - numeric_other)
 
 
@@ -50,9 +57,18 @@ def graded_label_name(run: ModelRun) -> str | None:
     return cfg.get("graded_label") or (cfg.get("target") if cfg.get("task") == "regression" else None)
 
 
-def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k_R", gain: str = "exp",
-                 part: str = SplitPart.TEST, labels: list[str] | None = None, graded: str | None = None,
-                 draw_map: bool = True, progress: Callable[[int, int], None] | None = None) -> dict:
+def evaluate_run(
+    *,
+    run: ModelRun,
+    ks=(1, 3, 5, 10),
+    ap_definition: str = "min_k_R",
+    gain: str = "exp",
+    part: str = SplitPart.TEST,
+    labels: list[str] | None = None,
+    graded: str | None = None,
+    draw_map: bool = True,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict:
     """Retrieval metrics (each beside its random baseline and a t-test) over a part of the run's split.
 
     Embedding runs rank by their embeddings. SSIM runs have none: they rank by the pairwise 1 − SSIM
@@ -78,11 +94,14 @@ def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k
     if graded:
         numeric = label_matrix(query_ids, [graded])[:, 0]
         if np.isnan(numeric).any():
-            query_ids, label_values, numeric = _take(np.flatnonzero(~np.isnan(numeric)), query_ids, label_values,
-                                                     numeric)
+            query_ids, label_values, numeric = _take(
+                np.flatnonzero(~np.isnan(numeric)), query_ids, label_values, numeric
+            )
         if len(query_ids) < 3:
-            raise ApplicationError(f"Only {len(query_ids)} images of the {part} part have a value of {graded!r}; "
-                                   f"at least 3 are needed for graded relevance.")
+            raise ApplicationError(
+                f"Only {len(query_ids)} images of the {part} part have a value of {graded!r}; "
+                f"at least 3 are needed for graded relevance."
+            )
     if ssim:
         n_part = len(query_ids)
         keep, note = _ssim_sample(run, n_part, part)
@@ -90,8 +109,9 @@ def evaluate_run(*, run: ModelRun, ks=(1, 3, 5, 10), ap_definition: str = "min_k
         x, metric = ranker.matrix(query_ids, progress), "precomputed"
     else:
         x, metric = ranker.rows(query_ids), ranking.run_metric(run)
-    result = evaluate_retrieval(x, label_values, numeric, ks=tuple(ks), metric=metric,
-                                ap_definition=ap_definition, gain_kind=gain)
+    result = evaluate_retrieval(
+        x, label_values, numeric, ks=tuple(ks), metric=metric, ap_definition=ap_definition, gain_kind=gain
+    )
     result.update({"part": part, "labels": names, "graded_label": graded or "", "ks": list(ks)})
     if ssim:
         result.update({"metric": "ssim", "n_part_images": n_part, "note": note})
@@ -121,15 +141,20 @@ def _evaluation_body(evaluation: Evaluation) -> None:
     with transaction.atomic():  # the run's shown metrics: read-modify-write under the row lock
         locked = ModelRun.objects.select_for_update().get(pk=run.pk)
         ModelRun.objects.filter(pk=run.pk).update(
-            metrics={**locked.metrics, "retrieval": result, "retrieval_note": "", "evaluation": evaluation.pk})
+            metrics={**locked.metrics, "retrieval": result, "retrieval_note": "", "evaluation": evaluation.pk}
+        )
     job_progress(evaluation, done=1, total=1, note="evaluated")
 
 
-def _take(keep: np.ndarray, query_ids: list[int], label_values: np.ndarray | None,
-          numeric: np.ndarray | None) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
+def _take(
+    keep: np.ndarray, query_ids: list[int], label_values: np.ndarray | None, numeric: np.ndarray | None
+) -> tuple[list[int], np.ndarray | None, np.ndarray | None]:
     """The kept queries (indices) with their label rows and numeric values."""
-    return ([query_ids[i] for i in keep], None if label_values is None else label_values[keep],
-            None if numeric is None else numeric[keep])
+    return (
+        [query_ids[i] for i in keep],
+        None if label_values is None else label_values[keep],
+        None if numeric is None else numeric[keep],
+    )
 
 
 def _ssim_sample(run: ModelRun, n: int, part: str) -> tuple[np.ndarray, str]:
@@ -141,8 +166,10 @@ def _ssim_sample(run: ModelRun, n: int, part: str) -> tuple[np.ndarray, str]:
         return np.arange(n), ""
     seed = int(run.config.get("seed", 0))
     keep = np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-    return keep, (f"SSIM compares every pair of images: evaluated on a random sample of {cap} of the {n} "
-                  f"{part} images (eval_max {cap}, seed {seed}).")
+    return keep, (
+        f"SSIM compares every pair of images: evaluated on a random sample of {cap} of the {n} "
+        f"{part} images (eval_max {cap}, seed {seed})."
+    )
 
 
 def _label_values(run: ModelRun, image_ids: list[int], names: list[str]) -> np.ndarray:

@@ -37,13 +37,16 @@ def search_by_vector(*, run: ModelRun, vector: np.ndarray, k: int, exclude: int 
     """Top-k (image id, distance, rank) for a query vector, the query image itself excluded."""
     if not 1 <= k <= 200:
         raise ApplicationError("k must be between 1 and 200.")
-    scores, ids = run_index(run).search(vector[None, :].astype(np.float32), k,
-                                        exclude_ids=[exclude if exclude is not None else -1])
+    scores, ids = run_index(run).search(
+        vector[None, :].astype(np.float32), k, exclude_ids=[exclude if exclude is not None else -1]
+    )
     out = []
     for rank, (score, image_id) in enumerate(zip(scores[0], ids[0]), 1):
         if image_id < 0:
             continue
-        distance = 1.0 - float(score) if run.config.get("metric", "cosine") == "cosine" else float(np.sqrt(max(score, 0)))
+        distance = (
+            1.0 - float(score) if run.config.get("metric", "cosine") == "cosine" else float(np.sqrt(max(score, 0)))
+        )
         out.append({"image_id": int(image_id), "rank": rank, "distance": round(distance, 6)})
     return out
 
@@ -61,9 +64,11 @@ def search_by_image(*, run: ModelRun, image_id: int, k: int = 10) -> list[dict]:
 
 def _ssim_search(*, run: ModelRun, image_id: int, k: int) -> list[dict]:
     """SSIM runs have no index: rank (at most SSIM_SEARCH_POOL) images of the collection directly."""
-    pool = list(Image.objects.filter(dataset=run.dataset).exclude(pk=image_id).order_by("pk")
-                .values_list("pk", flat=True)[:SSIM_SEARCH_POOL])
+    pool = list(
+        Image.objects.filter(dataset=run.dataset)
+        .exclude(pk=image_id)
+        .order_by("pk")
+        .values_list("pk", flat=True)[:SSIM_SEARCH_POOL]
+    )
     neighbours = ranking.ranked_neighbours(pool, ranking.ranker_for(run).rank(image_id, pool), k)
     return [{"image_id": i, "rank": r, "distance": round(d, 6)} for i, r, d in neighbours]
-
-

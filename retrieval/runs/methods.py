@@ -28,19 +28,56 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("timm", "Off-the-shelf timm backbone features", False, True, "cosine", "002 (Denner et al.)"),
-        Method("finetune", "Fine-tuned timm classifier/regressor embeddings (e.g. a ViT per finding)", True, True,
-               "cosine", "000 (Thakrar et al.)"),
-        Method("densenet_cnn", "DenseNet-121 classifier, raw penultimate 1024-d features, Euclidean", True, True, "l2",
-               "001/003 CNN baseline"),
-        Method("attention", "DenseNet-121 with multi-level dual attention, raw penultimate features, Euclidean", True, True, "l2",
-               "003 (Silva et al.)"),
-        Method("igcbir", "IG-CBIR: a second DenseNet fine-tuned on the classifier's saliency maps", True, True, "l2",
-               "001/003 (interpretability-guided CBIR)"),
-        Method("ensemble", "Per-finding classifiers ensembled into one multi-label embedding", False, True, "cosine",
-               "000 (Thakrar et al.)"),
+        Method(
+            "finetune",
+            "Fine-tuned timm classifier/regressor embeddings (e.g. a ViT per finding)",
+            True,
+            True,
+            "cosine",
+            "000 (Thakrar et al.)",
+        ),
+        Method(
+            "densenet_cnn",
+            "DenseNet-121 classifier, raw penultimate 1024-d features, Euclidean",
+            True,
+            True,
+            "l2",
+            "001/003 CNN baseline",
+        ),
+        Method(
+            "attention",
+            "DenseNet-121 with multi-level dual attention, raw penultimate features, Euclidean",
+            True,
+            True,
+            "l2",
+            "003 (Silva et al.)",
+        ),
+        Method(
+            "igcbir",
+            "IG-CBIR: a second DenseNet fine-tuned on the classifier's saliency maps",
+            True,
+            True,
+            "l2",
+            "001/003 (interpretability-guided CBIR)",
+        ),
+        Method(
+            "ensemble",
+            "Per-finding classifiers ensembled into one multi-label embedding",
+            False,
+            True,
+            "cosine",
+            "000 (Thakrar et al.)",
+        ),
         Method("ssim", "Structural similarity on the resized images", False, False, "ssim", "001/003 baseline"),
-        Method("rating_metric", "Rating-based metric learning: a 128-d embedding trained on readers' rating vectors "
-               "(logcosh rating regression + distance-matrix KL)", True, True, "l2", "004 (Loyman & Greenspan)"),
+        Method(
+            "rating_metric",
+            "Rating-based metric learning: a 128-d embedding trained on readers' rating vectors "
+            "(logcosh rating regression + distance-matrix KL)",
+            True,
+            True,
+            "l2",
+            "004 (Loyman & Greenspan)",
+        ),
     )
 }
 
@@ -87,10 +124,14 @@ def config_validate(method: str, config: dict) -> dict:
         if cfg["normalisation"] not in NORMALISATIONS:
             raise ApplicationError(f"normalisation must be one of {', '.join(NORMALISATIONS)}.")
         if cfg["normalisation"] == "dataset" and m.name in ("igcbir", "ensemble"):
-            raise ApplicationError(f"{m.name} runs take their inputs from other runs: normalisation 'dataset' "
-                                   "applies to the runs that see images (the classifier, the members).")
+            raise ApplicationError(
+                f"{m.name} runs take their inputs from other runs: normalisation 'dataset' "
+                "applies to the runs that see images (the classifier, the members)."
+            )
     if m.name in ("densenet_cnn", "attention"):
-        cfg["backbone"] = "densenet121" if m.name == "densenet_cnn" or cfg.get("backbone") == "resnet18" else cfg["backbone"]
+        cfg["backbone"] = (
+            "densenet121" if m.name == "densenet_cnn" or cfg.get("backbone") == "resnet18" else cfg["backbone"]
+        )
     if m.name == "igcbir":
         if not isinstance(cfg.get("classifier_run"), int):
             raise ApplicationError("IG-CBIR needs the id of a finished classifier run (config 'classifier_run').")
@@ -143,12 +184,20 @@ def _rating_config(cfg: dict) -> dict:
     cfg.setdefault("semi_supervised", False)
     cfg.setdefault("regressor_epochs", cfg["epochs"])
     schedule = cfg["schedule"]
-    if (not isinstance(schedule, list) or not schedule
-            or any(not isinstance(s, list) or len(s) != 3 or not all(isinstance(v, (int, float)) for v in s)
-                   for s in schedule) or schedule[0][0] != 1):
-        raise ApplicationError("schedule must be a list of [first epoch, regression weight, similarity weight] "
-                               "starting at epoch 1.")
-    if cfg["target_scale"] != "auto" and not (isinstance(cfg["target_scale"], (int, float)) and cfg["target_scale"] > 0):
+    if (
+        not isinstance(schedule, list)
+        or not schedule
+        or any(
+            not isinstance(s, list) or len(s) != 3 or not all(isinstance(v, (int, float)) for v in s) for s in schedule
+        )
+        or schedule[0][0] != 1
+    ):
+        raise ApplicationError(
+            "schedule must be a list of [first epoch, regression weight, similarity weight] starting at epoch 1."
+        )
+    if cfg["target_scale"] != "auto" and not (
+        isinstance(cfg["target_scale"], (int, float)) and cfg["target_scale"] > 0
+    ):
         raise ApplicationError("target_scale must be 'auto' or a positive number.")
     if not isinstance(cfg["embed_dim"], int) or cfg["embed_dim"] < 2:
         raise ApplicationError("embed_dim must be an integer ≥ 2.")
@@ -156,5 +205,3 @@ def _rating_config(cfg: dict) -> dict:
     if names is not None and (not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names)):
         raise ApplicationError("characteristics must be a list of rated characteristic names.")
     return cfg
-
-

@@ -49,7 +49,8 @@ def loader_workers(run: ModelRun) -> int:
         raise ApplicationError(
             f"This run uses {n} DataLoader worker process(es), which cannot start inside a daemonic process "
             f"(a Celery prefork pool): start the GPU worker with `python manage.py worker gpu`, or set the run's "
-            f"DataLoader workers to 0, and resume the run.")
+            f"DataLoader workers to 0, and resume the run."
+        )
     return n
 
 
@@ -80,8 +81,11 @@ def _build_model(run: ModelRun, *, for_training: bool):
         return _ensemble_model(run)
     if run.method == "rating_metric":
         weights = cfg["weights"] if for_training or not trained.exists() else "random"
-        model = RatingMetricNet(create_backbone(cfg["backbone"], weights=weights, num_classes=0),
-                                embed_dim=int(cfg["embed_dim"]), n_ratings=len(cfg["characteristics"]))
+        model = RatingMetricNet(
+            create_backbone(cfg["backbone"], weights=weights, num_classes=0),
+            embed_dim=int(cfg["embed_dim"]),
+            n_ratings=len(cfg["characteristics"]),
+        )
         if not for_training and trained.exists():
             load_weights(model, trained)
         return model
@@ -117,8 +121,14 @@ def _ensemble_model(run: ModelRun):
 
 def build_transform_for(run: ModelRun, model, *, train: bool = False):
     cfg = run.config
-    return build_transform(data_config(model), train=train, resize=cfg["resize"], crop=cfg["crop"],
-                           mean=cfg.get("mean"), std=cfg.get("std"))
+    return build_transform(
+        data_config(model),
+        train=train,
+        resize=cfg["resize"],
+        crop=cfg["crop"],
+        mean=cfg.get("mean"),
+        std=cfg.get("std"),
+    )
 
 
 def image_dataset(run, model, ids, targets=None, *, train: bool = False):
@@ -130,8 +140,9 @@ def image_dataset(run, model, ids, targets=None, *, train: bool = False):
 
 def run_loader(run, model, ids, targets, *, train: bool):
     dataset = image_dataset(run, model, ids, targets, train=train)
-    return DataLoader(dataset, batch_size=run.config["batch_size"], shuffle=train,
-                      num_workers=loader_workers(run), drop_last=False)
+    return DataLoader(
+        dataset, batch_size=run.config["batch_size"], shuffle=train, num_workers=loader_workers(run), drop_last=False
+    )
 
 
 def seed_everything(seed: int) -> None:
@@ -151,8 +162,12 @@ def saliency_input_dir(run: ModelRun) -> Path:
 def igcbir_classifier(run: ModelRun) -> ModelRun:
     """The finished classifier run whose saliency maps an IG-CBIR run learns from (same dataset)."""
     classifier = ModelRun.objects.filter(pk=run.config["classifier_run"], dataset=run.dataset_id).first()
-    if (classifier is None or classifier.status != "succeeded" or not method_get(classifier.method).trains
-            or classifier.method in ("rating_metric", "igcbir")):
+    if (
+        classifier is None
+        or classifier.status != "succeeded"
+        or not method_get(classifier.method).trains
+        or classifier.method in ("rating_metric", "igcbir")
+    ):
         raise ApplicationError("IG-CBIR's classifier_run must be a finished classifier run of the same dataset.")
     return classifier
 
@@ -170,8 +185,15 @@ def igcbir_saliency_model(run: ModelRun):
     if not method:
         method, reason = resolve_saliency_method(model, run.config["input_saliency"])
         run.config = {**run.config, "input_saliency_used": method}
-        run.metrics = {**run.metrics, "input_saliency": {"requested": run.config["input_saliency"], "used": method,
-                                                         "classifier_run": classifier.pk, "reason": reason}}
+        run.metrics = {
+            **run.metrics,
+            "input_saliency": {
+                "requested": run.config["input_saliency"],
+                "used": method,
+                "classifier_run": classifier.pk,
+                "reason": reason,
+            },
+        }
         run_set(run, config=run.config, metrics=run.metrics)
         if reason:
             log.info("run %s: %s", run.pk, reason)
@@ -186,5 +208,3 @@ def classifier_saliency_input(model, transform, method: str, images) -> np.ndarr
     with torch.enable_grad():
         maps = saliency_input(model, x, method)
     return maps.detach().cpu().numpy().astype(np.float16)
-
-

@@ -218,14 +218,16 @@ def neighbours_fn(run: ModelRun, pool_ids: Sequence[int] | None = None) -> Neigh
     return neighbours
 
 
-def run_neighbours(*, run: ModelRun, query_id: int, k: int, pool_ids: list[int] | None = None,
-                   farthest: bool = False) -> list[tuple[int, int, float]]:
+def run_neighbours(
+    *, run: ModelRun, query_id: int, k: int, pool_ids: list[int] | None = None, farthest: bool = False
+) -> list[tuple[int, int, float]]:
     """The k nearest (or farthest) images to one query under a run (see `neighbours_fn`)."""
     return neighbours_fn(run, pool_ids)(query_id, k, farthest=farthest)
 
 
-def ranked_neighbours(ids: list[int], distances: np.ndarray, k: int, *,
-                      farthest: bool = False) -> list[tuple[int, int, float]]:
+def ranked_neighbours(
+    ids: list[int], distances: np.ndarray, k: int, *, farthest: bool = False
+) -> list[tuple[int, int, float]]:
     """The k nearest (or farthest) of `ids` by `distances` as (id, rank, distance); rank 1 = nearest, ties by order."""
     order = np.argsort(distances, kind="stable")
     ranks = np.empty(len(order), dtype=int)

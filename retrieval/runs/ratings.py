@@ -35,8 +35,9 @@ def rating_sets(image_ids: list[int], names: list[str]) -> tuple[list[int], list
     left out of that image's set (the set distance needs whole vectors). Order follows `image_ids`.
     """
     by_image: dict[int, list[list[float]]] = defaultdict(list)
-    for image_id, values in (Rating.objects.filter(image_id__in=image_ids)
-                             .order_by("image_id", "rater").values_list("image_id", "values")):
+    for image_id, values in (
+        Rating.objects.filter(image_id__in=image_ids).order_by("image_id", "rater").values_list("image_id", "values")
+    ):
         if all(isinstance(values.get(n), (int, float)) and not isinstance(values.get(n), bool) for n in names):
             by_image[image_id].append([float(values[n]) for n in names])
     ids = [i for i in image_ids if by_image.get(i)]

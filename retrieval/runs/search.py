@@ -14,8 +14,9 @@ from retrieval.models import ModelRun, SearchRequest
 from retrieval.tasks import search_execute
 
 
-def search_request_create(*, run: ModelRun, upload_path: Path, k: int, created_by=None,
-                          enqueue: bool = True) -> SearchRequest:
+def search_request_create(
+    *, run: ModelRun, upload_path: Path, k: int, created_by=None, enqueue: bool = True
+) -> SearchRequest:
     """Record the search for an uploaded query image and queue its embedding on the worker (after commit)."""
     if run.status != JobStatus.SUCCEEDED or run.method == "ssim":
         raise ApplicationError("Upload search needs a finished embedding run.")
@@ -37,5 +38,3 @@ def search_request_retry(*, req: SearchRequest, enqueue: bool = True) -> SearchR
 
 def _search_enqueue(req: SearchRequest) -> None:
     transaction.on_commit(lambda: search_execute.apply_async(kwargs={"search_id": req.pk}))
-
-

@@ -24,6 +24,7 @@ def search_request_execute(*, search_id: int) -> SearchRequest | None:
     """Worker body: decode + embed the uploaded image, search, store results (core runner: any failure is
     recorded). The upload is removed once the search succeeded or the image proved unreadable; after an
     unexpected failure it is kept, so the search can be retried (`search_request_retry`)."""
+
     def body(req: SearchRequest) -> None:
         job_progress(req, done=0, total=2, note="decoding and embedding the image")
         req = SearchRequest.objects.select_related("run").get(pk=req.pk)
@@ -49,10 +50,13 @@ def embed_pixels(run: ModelRun, pixels: np.ndarray) -> np.ndarray:
     if run.method == "igcbir":
         classifier, transform, method = _igcbir_classifier(run.pk, _run_marker(run, "saliency_inputs"))
         maps = classifier_saliency_input(classifier, transform, method, [pixels])
-        return embed_images(model, torch.from_numpy(maps.astype(np.float32)), batch_size=1,
-                            normalise=normalised_features(run.config))[0]
+        return embed_images(
+            model, torch.from_numpy(maps.astype(np.float32)), batch_size=1, normalise=normalised_features(run.config)
+        )[0]
     transform = build_transform_for(run, model)
-    return embed_images(model, [pixels], transform=transform, batch_size=1, normalise=normalised_features(run.config))[0]
+    return embed_images(model, [pixels], transform=transform, batch_size=1, normalise=normalised_features(run.config))[
+        0
+    ]
 
 
 def _run_marker(run: ModelRun, stage: str) -> tuple:
@@ -70,5 +74,3 @@ def _model(run_id: int, trained_marker):
 def _igcbir_classifier(run_id: int, saliency_marker):
     """(classifier model, transform, saliency method) of an IG-CBIR run, as its stored inputs were made."""
     return igcbir_saliency_model(ModelRun.objects.get(pk=run_id))
-
-

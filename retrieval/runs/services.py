@@ -16,8 +16,16 @@ from retrieval.runs.ratings import rating_characteristics
 from retrieval.tasks import evaluation_execute, run_execute
 
 
-def run_create(*, dataset: Dataset, name: str, method: str, config: dict | None = None, split: Split | None = None,
-               created_by=None, enqueue: bool = True) -> ModelRun:
+def run_create(
+    *,
+    dataset: Dataset,
+    name: str,
+    method: str,
+    config: dict | None = None,
+    split: Split | None = None,
+    created_by=None,
+    enqueue: bool = True,
+) -> ModelRun:
     """Record a model run (validated configuration) and queue it on the GPU queue after commit."""
     name = name.strip()
     if not name:
@@ -36,8 +44,9 @@ def run_create(*, dataset: Dataset, name: str, method: str, config: dict | None 
         config.setdefault("workers", settings.DATALOADER_WORKERS)
     if method == "rating_metric":
         config["characteristics"] = _checked_characteristics(dataset, config.get("characteristics"))
-    run = ModelRun.objects.create(dataset=dataset, name=name, method=method, split=split,
-                                  config=config, created_by=created_by)
+    run = ModelRun.objects.create(
+        dataset=dataset, name=name, method=method, split=split, config=config, created_by=created_by
+    )
     if enqueue:
         run_enqueue(run=run)
     return run
@@ -48,8 +57,10 @@ def _checked_characteristics(dataset: Dataset, asked: list[str] | None) -> list[
     known = rating_characteristics(dataset)
     unknown = [n for n in asked or [] if n not in known]
     if unknown:
-        raise ApplicationError(f"No ratings of {', '.join(map(repr, unknown))} in {dataset.name!r}; "
-                               f"rated characteristics: {', '.join(known)}.")
+        raise ApplicationError(
+            f"No ratings of {', '.join(map(repr, unknown))} in {dataset.name!r}; "
+            f"rated characteristics: {', '.join(known)}."
+        )
     return list(asked) if asked else known
 
 
@@ -58,8 +69,9 @@ def run_enqueue(*, run: ModelRun) -> None:
     transaction.on_commit(lambda: run_execute.apply_async(kwargs={"run_id": run.pk}))
 
 
-def evaluation_request(*, run: ModelRun, options: dict | None = None, created_by=None,
-                       enqueue: bool = True) -> Evaluation:
+def evaluation_request(
+    *, run: ModelRun, options: dict | None = None, created_by=None, enqueue: bool = True
+) -> Evaluation:
     """Queue a re-evaluation of a finished run (its own job, on the CPU queue: numpy/scipy, no torch).
 
     The options are checked before anything is recorded. One evaluation of a run at a time: a pending
@@ -68,8 +80,10 @@ def evaluation_request(*, run: ModelRun, options: dict | None = None, created_by
     opts = evaluation_options(run=run, options=options)
     stale = timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
     Evaluation.objects.filter(run=run, status=JobStatus.RUNNING, heartbeat_at__lt=stale).update(
-        status=JobStatus.FAILED, finished_at=timezone.now(),
-        error=f"The worker was lost (no heartbeat for {settings.JOB_STALE_SECONDS} s): evaluate again.")
+        status=JobStatus.FAILED,
+        finished_at=timezone.now(),
+        error=f"The worker was lost (no heartbeat for {settings.JOB_STALE_SECONDS} s): evaluate again.",
+    )
     with transaction.atomic():
         ModelRun.objects.select_for_update().filter(pk=run.pk).first()  # serialise requests of one run
         if run.evaluations.filter(status__in=[JobStatus.PENDING, JobStatus.RUNNING]).exists():
@@ -82,8 +96,15 @@ def evaluation_request(*, run: ModelRun, options: dict | None = None, created_by
 
 def evaluation_options(*, run: ModelRun, options: dict | None = None) -> dict:
     """The evaluation options with their defaults, checked (ApplicationError), before anything is queued."""
-    opts = {"ks": [1, 3, 5, 10], "ap_definition": "min_k_R", "gain": "exp", "part": SplitPart.TEST,
-            "labels": None, "graded": None, **(options or {})}
+    opts = {
+        "ks": [1, 3, 5, 10],
+        "ap_definition": "min_k_R",
+        "gain": "exp",
+        "part": SplitPart.TEST,
+        "labels": None,
+        "graded": None,
+        **(options or {}),
+    }
     if unknown := set(opts) - {"ks", "ap_definition", "gain", "part", "labels", "graded"}:
         raise ApplicationError(f"Unknown evaluation option(s): {', '.join(sorted(unknown))}.")
     if not opts["ks"] or not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in opts["ks"]):
@@ -124,7 +145,9 @@ def run_worker_lost(*, run: ModelRun) -> bool:
 def run_resume(*, run: ModelRun) -> ModelRun:
     """Queue a failed or interrupted run again; finished stages are kept, training resumes from its checkpoint."""
     stale = timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
-    resumable = Q(status=JobStatus.FAILED) | Q(status=JobStatus.CANCELLED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
+    resumable = (
+        Q(status=JobStatus.FAILED) | Q(status=JobStatus.CANCELLED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
+    )
     if not ModelRun.objects.filter(resumable, pk=run.pk).update(status=JobStatus.PENDING, error=""):
         raise Conflict(f"Run {run.name!r} is {run.status}; only failed, cancelled or stalled runs can be resumed.")
     run.refresh_from_db()
@@ -143,5 +166,3 @@ def run_add_new_images(*, run: ModelRun, enqueue: bool = True) -> ModelRun:
     if enqueue:
         run_enqueue(run=run)
     return run
-
-

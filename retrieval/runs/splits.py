@@ -9,8 +9,9 @@ from retrieval.ml.splits import split_by_patient
 from retrieval.models import Dataset, Split, SplitMember, SplitPart
 
 
-def split_create(*, dataset: Dataset, name: str = "default", seed: int = 0,
-                 fractions: tuple[float, float, float] = (0.6, 0.3, 0.1)) -> Split:
+def split_create(
+    *, dataset: Dataset, name: str = "default", seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.3, 0.1)
+) -> Split:
     """Split a dataset's images by patient into train/val/test (images without a patient stand alone)."""
     if Split.objects.filter(dataset=dataset, name=name).exists():
         raise ApplicationError(f"Dataset {dataset.name!r} already has a split named {name!r}.")

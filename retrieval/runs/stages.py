@@ -67,7 +67,8 @@ def _run_body(run: ModelRun) -> None:
         if "DataLoader worker" in str(exc):  # torch's words for a loader process that died (e.g. /dev/shm full)
             raise ApplicationError(
                 f"A DataLoader worker process died ({exc}). Give the worker more shared memory (docker: "
-                f"shm_size), or set the run's DataLoader workers to 0, and resume the run.") from exc
+                f"shm_size), or set the run's DataLoader workers to 0, and resume the run."
+            ) from exc
         raise
     run_set(run, stage=RunStage.DONE)
 
@@ -111,13 +112,19 @@ def _dataset_statistics(run: ModelRun) -> None:
     """`normalisation: dataset`: per-channel mean and std of the split's train images (all images without a
     split; a seeded sample of at most DATASET_STATISTICS_MAX), after grey → RGB and the run's resize,
     recorded in the run's config (mean, std, normalisation_images) before anything is trained or embedded."""
-    ids = (split_image_ids(split=run.split, part=SplitPart.TRAIN) if run.split_id
-           else list(run.dataset.images.order_by("pk").values_list("pk", flat=True)))
+    ids = (
+        split_image_ids(split=run.split, part=SplitPart.TRAIN)
+        if run.split_id
+        else list(run.dataset.images.order_by("pk").values_list("pk", flat=True))
+    )
     if not ids:
         raise ApplicationError("normalisation 'dataset' needs images in the split's train part.")
     if len(ids) > DATASET_STATISTICS_MAX:
-        ids = sorted(np.random.default_rng(int(run.config.get("seed", 0))).choice(ids, DATASET_STATISTICS_MAX,
-                                                                                  replace=False).tolist())
+        ids = sorted(
+            np.random.default_rng(int(run.config.get("seed", 0)))
+            .choice(ids, DATASET_STATISTICS_MAX, replace=False)
+            .tolist()
+        )
 
     def images():
         for path in image_paths(ids):
@@ -126,8 +133,12 @@ def _dataset_statistics(run: ModelRun) -> None:
 
     job_progress(run, done=0, total=len(ids), note="dataset mean/std")
     mean, std = dataset_mean_std(images(), size=int(run.config["resize"]))
-    run.config = {**run.config, "mean": [round(v, 6) for v in mean], "std": [round(v, 6) for v in std],
-                  "normalisation_images": len(ids)}
+    run.config = {
+        **run.config,
+        "mean": [round(v, 6) for v in mean],
+        "std": [round(v, 6) for v in std],
+        "normalisation_images": len(ids),
+    }
     run_set(run, config=run.config)
 
 
@@ -148,9 +159,15 @@ def _embed(run: ModelRun) -> None:
     if run.method == "igcbir":
         _saliency_inputs(run, only=todo)
     dataset = image_dataset(run, model, todo)
-    vectors = embed_images(model, dataset, batch_size=run.config["batch_size"], device=run_device(),
-                           num_workers=loader_workers(run), normalise=normalised_features(run.config),
-                           progress=lambda done, total: job_progress(run, done=done, total=total, note=f"embedded {done}/{total}"))
+    vectors = embed_images(
+        model,
+        dataset,
+        batch_size=run.config["batch_size"],
+        device=run_device(),
+        num_workers=loader_workers(run),
+        normalise=normalised_features(run.config),
+        progress=lambda done, total: job_progress(run, done=done, total=total, note=f"embedded {done}/{total}"),
+    )
     ids = np.concatenate([old_ids, np.asarray(todo, dtype=np.int64)])
     allv = vectors if old is None else np.concatenate([old, vectors])
     _atomic_npy(folder / ranking.EMBEDDINGS_FILE, allv.astype(np.float32))
@@ -194,12 +211,12 @@ def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
     paths = image_paths(ids)
     for start in range(0, len(ids), size):
         images = []
-        for path in paths[start:start + size]:
+        for path in paths[start : start + size]:
             with PILImage.open(path) as pil:
                 pil.load()
                 images.append(pil.copy())
         maps = classifier_saliency_input(model, transform, method, images)
-        for image_id, one in zip(ids[start:start + size], maps):
+        for image_id, one in zip(ids[start : start + size], maps):
             np.save(folder / f"{image_id}.npy", one)
         done = min(start + size, len(ids))
         job_progress(run, done=done, total=len(ids), note=f"classifier saliency ({method}) {done}/{len(ids)}")
@@ -218,21 +235,28 @@ def _saliency(run: ModelRun) -> None:
     model = build_model(run).eval()
     transform = build_transform_for(run, model)
     method, reason = resolve_saliency_method(model, run.config["saliency"])
-    run.metrics = {**run.metrics, "saliency": {"requested": run.config["saliency"], "used": method, "reason": reason,
-                                               "shows": f"{method} of this run's network"}}
+    run.metrics = {
+        **run.metrics,
+        "saliency": {
+            "requested": run.config["saliency"],
+            "used": method,
+            "reason": reason,
+            "shows": f"{method} of this run's network",
+        },
+    }
     run_set(run, metrics=run.metrics)
 
     size = int(run.config.get("batch_size", 16))
     paths = image_paths(ids)
     for start in range(0, len(ids), size):  # batched: each map depends on its own image only (eval mode)
         greys, tensors = [], []
-        for path in paths[start:start + size]:
+        for path in paths[start : start + size]:
             with PILImage.open(path) as pil:
                 greys.append(_network_view(pil.convert("L"), run.config["resize"], run.config["crop"]))
                 tensors.append(transform(pil))
         with torch.enable_grad():
             maps = normalise_saliency(saliency(model, torch.stack(tensors), method)).detach().cpu().numpy()
-        for image_id, grey, sal in zip(ids[start:start + size], greys, maps):
+        for image_id, grey, sal in zip(ids[start : start + size], greys, maps):
             ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
         done = min(start + size, len(ids))
         job_progress(run, done=done, total=len(ids), note=f"saliency {done}/{len(ids)}")
@@ -244,9 +268,15 @@ def _igcbir_overlays(run: ModelRun, ids: list[int]) -> None:
     _saliency_inputs(run, only=ids)
     classifier = igcbir_classifier(run)
     method = run.config.get("input_saliency_used", run.config["input_saliency"])
-    run.metrics = {**run.metrics, "saliency": {"requested": "classifier", "used": method, "reason": "",
-                                               "shows": f"{method} of classifier run {classifier.pk} (the input "
-                                                        "of the second network)"}}
+    run.metrics = {
+        **run.metrics,
+        "saliency": {
+            "requested": "classifier",
+            "used": method,
+            "reason": "",
+            "shows": f"{method} of classifier run {classifier.pk} (the input of the second network)",
+        },
+    }
     run_set(run, metrics=run.metrics)
     for n, (image_id, path) in enumerate(zip(ids, image_paths(ids)), 1):
         with PILImage.open(path) as pil:
@@ -290,14 +320,16 @@ def _rating_evaluation(run: ModelRun) -> dict | None:
         return None  # no ratings in this dataset
     ids, vectors = ranking.run_vectors(run=run)
     position = {int(i): n for n, i in enumerate(ids)}
-    test_ids, test_sets = rating_sets([i for i in split_image_ids(split=run.split, part=SplitPart.TEST)
-                                       if i in position], names)
+    test_ids, test_sets = rating_sets(
+        [i for i in split_image_ids(split=run.split, part=SplitPart.TEST) if i in position], names
+    )
     if len(test_ids) < 3:
         return None
     note = ""
     if len(test_ids) > RATING_EVAL_MAX:  # set distances of every pair: O(n²) in items and readers²
-        keep = np.sort(np.random.default_rng(int(run.config.get("seed", 0))).choice(len(test_ids), RATING_EVAL_MAX,
-                                                                                     replace=False))
+        keep = np.sort(
+            np.random.default_rng(int(run.config.get("seed", 0))).choice(len(test_ids), RATING_EVAL_MAX, replace=False)
+        )
         note = f"a random sample of {RATING_EVAL_MAX} of the {len(test_ids)} rated test images"
         test_ids, test_sets = [test_ids[i] for i in keep], [test_sets[i] for i in keep]
     out = evaluate_embeddings(vectors[[position[i] for i in test_ids]], test_sets)

@@ -50,7 +50,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def outcome(call, data):
-    """"ok" or "error"; anything but ImageDecodeError propagates and fails the test."""
+    """ "ok" or "error"; anything but ImageDecodeError propagates and fails the test."""
     try:
         result = call(data)
     except ImageDecodeError as exc:

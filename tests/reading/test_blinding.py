@@ -17,13 +17,19 @@ from tests.reading.factories import study_make
 
 MARK = "zqxsecret"
 IMAGE_PK_BASE = 73_190_000  # image ids in rank order, long enough to be found in any text
-IMAGE_ADDRESS = re.compile(r'/read/\d+/case/\d+/(?:image|saliency)/(?:query|[0-9a-f]{16})\.png')
+IMAGE_ADDRESS = re.compile(r"/read/\d+/case/\d+/(?:image|saliency)/(?:query|[0-9a-f]{16})\.png")
 
 
 @pytest.fixture
 def secret_study(reader, other_reader):
-    return study_make(readers=[reader, other_reader], marker=MARK, n_cases=2, n_candidates=4,
-                      instructions="Pick the most similar.", image_pk_base=IMAGE_PK_BASE)
+    return study_make(
+        readers=[reader, other_reader],
+        marker=MARK,
+        n_cases=2,
+        n_candidates=4,
+        instructions="Pick the most similar.",
+        image_pk_base=IMAGE_PK_BASE,
+    )
 
 
 def _reader_texts(client, study) -> dict[str, str]:
@@ -32,8 +38,15 @@ def _reader_texts(client, study) -> dict[str, str]:
     Pages and JSON of case 1, then every image address they name (case 1's images and case 2's
     prefetched ones): fetched, and their headers kept.
     """
-    addresses = ["/", "/read/", f"/read/{study.pk}/", f"/read/{study.pk}/start/", f"/read/{study.pk}/case/1/",
-                 "/api/reading/studies/", f"/api/reading/studies/{study.pk}/cases/1/"]
+    addresses = [
+        "/",
+        "/read/",
+        f"/read/{study.pk}/",
+        f"/read/{study.pk}/start/",
+        f"/read/{study.pk}/case/1/",
+        "/api/reading/studies/",
+        f"/api/reading/studies/{study.pk}/cases/1/",
+    ]
     texts = {}
     for address in addresses:
         response = client.get(address)
@@ -89,11 +102,17 @@ def test_no_image_id_reaches_the_reader_on_later_cases_either(client, reader, se
     client.force_login(reader)
     first = client.get(f"/api/reading/studies/{secret_study.pk}/cases/1/").json()
     keys = [c["key"] for c in first["candidates"][:2]]
-    client.post(f"/api/reading/studies/{secret_study.pk}/cases/1/answer/",
-                {"selected": keys, "client_token": "token-blind-1"}, content_type="application/json")
-    for address in (f"/read/{secret_study.pk}/case/1/", f"/read/{secret_study.pk}/case/2/",
-                    f"/api/reading/studies/{secret_study.pk}/cases/1/",
-                    f"/api/reading/studies/{secret_study.pk}/cases/2/"):
+    client.post(
+        f"/api/reading/studies/{secret_study.pk}/cases/1/answer/",
+        {"selected": keys, "client_token": "token-blind-1"},
+        content_type="application/json",
+    )
+    for address in (
+        f"/read/{secret_study.pk}/case/1/",
+        f"/read/{secret_study.pk}/case/2/",
+        f"/api/reading/studies/{secret_study.pk}/cases/1/",
+        f"/api/reading/studies/{secret_study.pk}/cases/2/",
+    ):
         response = client.get(address)
         assert response.status_code == 200
         text = response.content.decode()
@@ -133,8 +152,9 @@ def test_other_readers_answers_drafts_and_flags_stay_theirs(client, reader, othe
         case = Case.objects.get(pk=cid)
         ids = list(case.candidates.values_list("pk", flat=True))
         services.flag_set(assignment=theirs, case=case, comment="otherreadersflag")
-        services.answer_submit(assignment=theirs, case=case, payload={"selected": ids[:2]},
-                               client_token=f"token-o{cid}")
+        services.answer_submit(
+            assignment=theirs, case=case, payload={"selected": ids[:2]}, client_token=f"token-o{cid}"
+        )
     client.force_login(reader)
     payload = client.get(f"/api/reading/studies/{secret_study.pk}/cases/1/").json()
     assert payload["answer"] is None and payload["flag"] is None

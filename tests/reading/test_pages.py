@@ -22,8 +22,9 @@ def _answer(assignment, index):
     order = selectors.reader_order(assignment=assignment)
     case = selectors.reader_case(order=order, index=index)
     ids = list(case.candidates.values_list("pk", flat=True))
-    services.answer_submit(assignment=assignment, case=case, payload={"selected": ids[:2]},
-                           client_token=f"token-page-{index}")
+    services.answer_submit(
+        assignment=assignment, case=case, payload={"selected": ids[:2]}, client_token=f"token-page-{index}"
+    )
 
 
 def test_intro_shows_task_and_start(logged_in, study):

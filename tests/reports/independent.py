@@ -55,8 +55,9 @@ def ndcg(method_ranks: np.ndarray, truth_ranks: np.ndarray, p: int) -> np.ndarra
     """Per-case nDCG@p with scikit-learn: gains 2**rel - 1 as y_true, -rank as the score."""
     n = truth_ranks.shape[1]
     gains = 2.0 ** ((n + 1 - truth_ranks) / 2 + 0.5) - 1
-    return np.array([ndcg_score(gains[c:c + 1], -method_ranks[c:c + 1].astype(float), k=p)
-                     for c in range(len(gains))])
+    return np.array(
+        [ndcg_score(gains[c : c + 1], -method_ranks[c : c + 1].astype(float), k=p) for c in range(len(gains))]
+    )
 
 
 def kendall(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -76,8 +77,7 @@ def icc(items: np.ndarray) -> dict[str, float]:
     import pingouin as pg
 
     n, r = items.shape
-    df = pd.DataFrame({"item": np.repeat(np.arange(n), r), "reader": np.tile(np.arange(r), n),
-                       "rating": items.ravel()})
+    df = pd.DataFrame({"item": np.repeat(np.arange(n), r), "reader": np.tile(np.arange(r), n), "rating": items.ravel()})
     table = pg.intraclass_corr(data=df, targets="item", raters="reader", ratings="rating").set_index("Type")
     names = {"ICC2": "ICC(A,1)", "ICC3": "ICC(C,1)", "ICC2k": "ICC(A,k)"}  # pingouin 0.7 names the types so
     return {ours: float(table.loc[name, "ICC"]) for ours, name in names.items()}

@@ -20,8 +20,9 @@ FIELD = {"choose_k": "selected", "rank_all": "rank", "rate": "rating"}
 def catalogue(study) -> tuple[list[int], list[int], np.ndarray]:
     """(case ids, query image ids, (C, M) candidate image ids) in canonical order (equal-size catalogues)."""
     cases = list(study.cases.order_by("position"))
-    images = [list(Candidate.objects.filter(case=c).order_by("position").values_list("image_id", flat=True))
-              for c in cases]
+    images = [
+        list(Candidate.objects.filter(case=c).order_by("position").values_list("image_id", flat=True)) for c in cases
+    ]
     return [c.pk for c in cases], [c.query_id for c in cases], np.array(images)
 
 

@@ -28,8 +28,10 @@ def test_get_report_with_options(api, study):
     assert "query_class" in data["subgroups"] and data["uncertainty"] is None
 
 
-@pytest.mark.parametrize("query, message", [("?p=0", "between 1 and 1000"), ("?tie_break=coin", "valid choice"),
-                                            ("?runs=a", "whole numbers")])
+@pytest.mark.parametrize(
+    "query, message",
+    [("?p=0", "between 1 and 1000"), ("?tie_break=coin", "valid choice"), ("?runs=a", "whole numbers")],
+)
 def test_bad_query_is_400(api, study, query, message):
     response = api.get(f"/api/reports/studies/{study.pk}/{query}")
     assert response.status_code == 400 and message in response.content.decode()

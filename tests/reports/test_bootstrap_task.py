@@ -53,8 +53,9 @@ def test_new_answers_make_a_new_run_and_the_old_one_stale(study):
     run.refresh_from_db()
     assert report_run_current(run, fingerprint=study_fingerprint(study=study))
     assignment = study.assignments.order_by("reader__username").first()
-    Answer.objects.create(assignment=assignment, case=study.cases.order_by("position").last(),
-                          submitted_at=timezone.now())
+    Answer.objects.create(
+        assignment=assignment, case=study.cases.order_by("position").last(), submitted_at=timezone.now()
+    )
     assert not report_run_current(run, fingerprint=study_fingerprint(study=study))
     newer, created = report_run_start(study=study, options=OPTIONS)
     assert created and newer.pk != run.pk
@@ -81,8 +82,9 @@ def test_failure_is_recorded_and_a_new_request_retries(study, monkeypatch, djang
 
 
 def test_application_error_message_is_kept(study):
-    run = ReportRun.objects.create(study=study, options={**OPTIONS.as_dict(), "runs": [999999]}, key="x",
-                                   fingerprint="y")
+    run = ReportRun.objects.create(
+        study=study, options={**OPTIONS.as_dict(), "runs": [999999]}, key="x", fingerprint="y"
+    )
     report_run_execute(report_run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "failed" and "not runs of this study's dataset" in run.error

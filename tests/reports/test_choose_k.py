@@ -46,9 +46,11 @@ def test_consensus_and_model_match_an_independent_sort(study, tie_break):
     for r, reader in enumerate(study.readers):
         assert m["reader_agreement"][reader.username]["estimate"] == pytest.approx(ind.percent(sel[..., r], model))
         assert s["consensus"]["reader_agreement"][reader.username]["estimate"] == pytest.approx(
-            ind.percent(sel[..., r], cons))
+            ind.percent(sel[..., r], cons)
+        )
     assert m["mean_reader_agreement"]["estimate"] == pytest.approx(
-        np.mean([ind.percent(sel[..., r], model) for r in range(4)]))
+        np.mean([ind.percent(sel[..., r], model) for r in range(4)])
+    )
     votes = np.sort(sel.sum(-1), axis=1)[:, ::-1]
     assert s["consensus"]["n_cases_tie_broken"] == int((votes[:, 4] == votes[:, 5]).sum())
 
@@ -80,4 +82,5 @@ def test_single_reader_gives_method_agreement_without_inter_reader_statistics(ge
     model = ind.k_nearest(g.distances, 5)
     m = s["methods"][g.run.name]
     assert m["reader_agreement"][g.readers[0].username]["estimate"] == pytest.approx(
-        ind.percent(g.values[..., 0].astype(bool), model))
+        ind.percent(g.values[..., 0].astype(bool), model)
+    )

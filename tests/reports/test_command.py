@@ -38,7 +38,11 @@ def test_json_with_bootstrap_by_id_and_by_name(study):
 def test_csv_imrmc_html_pdf(study, tmp_path):
     assert len(pd.read_csv(io.StringIO(_run(str(study.pk), "--format", "csv")))) == 3 * 6 * 10
     assert list(pd.read_csv(io.StringIO(_run(str(study.pk), "--format", "imrmc"))).columns) == [
-        "readerID", "caseID", "modalityID", "score"]
+        "readerID",
+        "caseID",
+        "modalityID",
+        "score",
+    ]
     out = tmp_path / "r.html"
     _run(str(study.pk), "--format", "html", "--out", str(out), "--bootstrap", "30", "--group", "reader")
     assert "By reader" in out.read_text() and "30 resamples" in out.read_text()

@@ -57,8 +57,17 @@ def test_long_csv_loads_in_pandas_and_reproduces_table_2(client, researcher, cho
     with_consensus = (merged.selected == merged.consensus).groupby(merged.reader).mean() * 100
     for reader, value in with_consensus.items():
         assert value == pytest.approx(report["choose_k"]["consensus"]["reader_agreement"][reader]["estimate"])
-    assert set(df.columns) >= {"submitted_at", "answer_active_ms", "visit_active_ms", "shown_position", "provenance",
-                               f"{key}__distance", f"{key}__rank", "query_image_id", "candidate_image_id"}
+    assert set(df.columns) >= {
+        "submitted_at",
+        "answer_active_ms",
+        "visit_active_ms",
+        "shown_position",
+        "provenance",
+        f"{key}__distance",
+        f"{key}__rank",
+        "query_image_id",
+        "candidate_image_id",
+    }
     assert json.loads(df.provenance.iloc[0])[0]["run"] == choose.run.pk
 
 
@@ -70,7 +79,8 @@ def test_long_csv_of_a_ranking_study_reproduces_ndcg(client, researcher, generat
     ranks = truth["rank"].to_numpy().reshape(8, 10)
     model = truth[f"{g.run.name}__rank"].to_numpy().reshape(8, 10)
     assert ind.ndcg(model, ranks, 10).mean() == pytest.approx(
-        report["ranking"]["compared"][g.run.name]["metrics"]["ndcg@10"]["estimate"])
+        report["ranking"]["compared"][g.run.name]["metrics"]["ndcg@10"]["estimate"]
+    )
 
 
 def test_imrmc_file_loads_and_matches_the_report(client, researcher, choose):
@@ -82,7 +92,9 @@ def test_imrmc_file_loads_and_matches_the_report(client, researcher, choose):
     per_reader = df.groupby("readerID").score.mean() * 100
     for reader, value in per_reader.items():
         assert value == pytest.approx(report["choose_k"]["methods"][key]["reader_agreement"][reader]["estimate"])
-    assert df.score.mean() * 100 == pytest.approx(report["choose_k"]["methods"][key]["mean_reader_agreement"]["estimate"])
+    assert df.score.mean() * 100 == pytest.approx(
+        report["choose_k"]["methods"][key]["mean_reader_agreement"]["estimate"]
+    )
 
 
 def test_imrmc_of_ranking_and_rating_studies(client, researcher, generate):
@@ -93,10 +105,12 @@ def test_imrmc_of_ranking_and_rating_studies(client, researcher, generate):
     gt = df[df.readerID == report["ranking"]["ground_truth"]]
     for p in (3, 10):
         assert gt[gt.modalityID == f"{g.run.name}@ndcg{p}"].score.mean() == pytest.approx(
-            report["ranking"]["compared"][g.run.name]["metrics"][f"ndcg@{p}"]["estimate"])
+            report["ranking"]["compared"][g.run.name]["metrics"][f"ndcg@{p}"]["estimate"]
+        )
     other = g.readers[1].username
     assert df[(df.readerID == other) & (df.modalityID == f"{g.run.name}@ndcg10")].score.mean() == pytest.approx(
-        report["subgroups"]["reader"]["groups"][other]["statistics"][g.run.name]["ndcg@10"])
+        report["subgroups"]["reader"]["groups"][other]["statistics"][g.run.name]["ndcg@10"]
+    )
     r = generate(mode="rate", n_cases=6, n_readers=2, q=0.8, seed=3)
     df = pd.read_csv(io.BytesIO(_get(c, r, "imrmc").content))
     rep = report_for_study(study=r.study, options=ReportOptions())

@@ -86,8 +86,14 @@ def test_imrmc_scores_by_hand(hand):
     names = [r.username for r in hand.readers]
     got = {(reader, case): score for reader, case, modality, score in rows if modality == "model"}
     c1, c2 = hand.case_ids.tolist()
-    expected = {(names[0], c1): 0.5, (names[0], c2): 0.5, (names[1], c1): 0.5, (names[1], c2): 1.0,
-                (names[2], c1): 1.0, (names[2], c2): 0.5}
+    expected = {
+        (names[0], c1): 0.5,
+        (names[0], c2): 0.5,
+        (names[1], c1): 0.5,
+        (names[1], c2): 1.0,
+        (names[2], c1): 1.0,
+        (names[2], c2): 0.5,
+    }
     assert got == pytest.approx(expected)
 
 

@@ -61,8 +61,17 @@ def test_bootstrap_from_the_page(page, generate, django_capture_on_commit_callba
     g = generate(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open")
     url = f"/reports/studies/{g.study.pk}/"
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = page.post(url + "bootstrap/", {"n_resamples": "120", "seed": "2", "readers_too": "1",
-                                                  "p": "3,10", "tie_break": "model", "label": "finding"})
+        response = page.post(
+            url + "bootstrap/",
+            {
+                "n_resamples": "120",
+                "seed": "2",
+                "readers_too": "1",
+                "p": "3,10",
+                "tie_break": "model",
+                "label": "finding",
+            },
+        )
     run = ReportRun.objects.get()
     assert response.status_code == 302 and f"run={run.pk}" in response["Location"] and len(callbacks) == 1
     assert run.options["tie_break"] == "model" and run.options["readers_too"] is True
@@ -87,8 +96,14 @@ def test_bootstrap_with_bad_input_writes_nothing(page, generate):
 
 def test_failed_bootstrap_is_shown(page, generate):
     g = generate(mode="choose_k", n_cases=3, n_readers=2)
-    run = ReportRun.objects.create(study=g.study, options=ReportOptions(n_resamples=5).as_dict(), key="k",
-                                   fingerprint="f", status="failed", error="worker lost")
+    run = ReportRun.objects.create(
+        study=g.study,
+        options=ReportOptions(n_resamples=5).as_dict(),
+        key="k",
+        fingerprint="f",
+        status="failed",
+        error="worker lost",
+    )
     assert "failed: worker lost" in _html(page.get(f"/reports/studies/{g.study.pk}/?run={run.pk}"))
 
 

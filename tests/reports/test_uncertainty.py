@@ -18,8 +18,9 @@ N_RESAMPLES, SEED = 700, 3
 def _draws(n_cases: int, n_resamples: int = N_RESAMPLES, seed: int = SEED, batch: int = 500) -> np.ndarray:
     """The case indices of each resample, drawn as reports.stats.bootstrap_ci draws them (batches of 500)."""
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases))
-                           for s in range(0, n_resamples, batch)])
+    return np.concatenate(
+        [rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases)) for s in range(0, n_resamples, batch)]
+    )
 
 
 def _ci(values: list[float]) -> list[float]:
@@ -56,7 +57,9 @@ def test_fleiss_and_kappa_intervals_equal_a_naive_case_bootstrap(choose):
     cons, model = ind.consensus(sel, 5), ind.k_nearest(choose.distances, 5)
     kappa = [cohen_kappa_score(cons[i].ravel(), model[i].ravel()) for i in idx]
     m = s["methods"][choose.run.name]
-    assert [m["cohen_kappa_vs_consensus"]["ci_low"], m["cohen_kappa_vs_consensus"]["ci_high"]] == pytest.approx(_ci(kappa))
+    assert [m["cohen_kappa_vs_consensus"]["ci_low"], m["cohen_kappa_vs_consensus"]["ci_high"]] == pytest.approx(
+        _ci(kappa)
+    )
     agree = [np.mean([ind.percent(sel[i][..., r], model[i]) for r in range(3)]) for i in idx]
     assert [m["mean_reader_agreement"]["ci_low"], m["mean_reader_agreement"]["ci_high"]] == pytest.approx(_ci(agree))
     assert m["cohen_kappa_vs_consensus"]["resampled"] == "cases"

@@ -36,7 +36,9 @@ def test_embed_search_evaluate_sequence(phantom_dataset):
     results = json.loads(_call("search", "cli", "--image", str(image_id), "--k", "4", "--json"))
     assert len(results) == 4 and image_id not in [r["image_id"] for r in results]
     assert all("Cardiomegaly" in r["labels"] for r in results)
-    report = json.loads(_call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--json", "--map-definition", "R", "--sync"))
+    report = json.loads(
+        _call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--json", "--map-definition", "R", "--sync")
+    )
     assert report["ap_definition"] == "R" and "map@3" in report and "map@3[hits]" in report
     assert "precision@3_random" in report and "precision@5" not in report
     table = _call("evaluate_retrieval", str(run.pk), "--k", "1", "3", "--sync")
@@ -66,8 +68,20 @@ def test_unknown_dataset_and_bad_file_are_clear_errors(phantom_dataset, tmp_path
 
 
 def test_train_command_binary_task(phantom_dataset):
-    out = _call("train", phantom_dataset.name, *SMALL_ARGS, "--task", "binary", "--positive", "Cardiomegaly",
-                "--epochs", "1", "--name", "t", "--sync")
+    out = _call(
+        "train",
+        phantom_dataset.name,
+        *SMALL_ARGS,
+        "--task",
+        "binary",
+        "--positive",
+        "Cardiomegaly",
+        "--epochs",
+        "1",
+        "--name",
+        "t",
+        "--sync",
+    )
     assert "succeeded" in out
     run = ModelRun.objects.get(name="t")
     assert run.config["positive"] == ["Cardiomegaly"] and run.config["negative"] == ["No Finding"]
@@ -80,8 +94,22 @@ def test_train_without_positive_labels_is_refused(phantom_dataset):
 
 
 def test_train_command_runs_a_papers_method(phantom_dataset):
-    out = _call("train", phantom_dataset.name, *SMALL_ARGS, "--method", "densenet_cnn", "--positive", "Effusion",
-                "--epochs", "1", "--saliency", "none", "--name", "cnn", "--sync")
+    out = _call(
+        "train",
+        phantom_dataset.name,
+        *SMALL_ARGS,
+        "--method",
+        "densenet_cnn",
+        "--positive",
+        "Effusion",
+        "--epochs",
+        "1",
+        "--saliency",
+        "none",
+        "--name",
+        "cnn",
+        "--sync",
+    )
     assert "succeeded" in out
     run = ModelRun.objects.get(name="cnn")
     assert run.method == "densenet_cnn" and run.config["backbone"] == "densenet121" and run.config["metric"] == "l2"
@@ -91,8 +119,25 @@ def test_train_command_runs_a_papers_method(phantom_dataset):
 
 
 def test_regression_run_is_evaluated_on_binned_classes_and_graded_relevance(phantom_dataset):
-    _call("train", phantom_dataset.name, *SMALL_ARGS, "--task", "regression", "--target", "ctr",
-          "--bins", "0.45", "0.55", "--epochs", "1", "--saliency", "none", "--name", "ctr", "--sync")
+    _call(
+        "train",
+        phantom_dataset.name,
+        *SMALL_ARGS,
+        "--task",
+        "regression",
+        "--target",
+        "ctr",
+        "--bins",
+        "0.45",
+        "0.55",
+        "--epochs",
+        "1",
+        "--saliency",
+        "none",
+        "--name",
+        "ctr",
+        "--sync",
+    )
     run = ModelRun.objects.get(name="ctr")
     metrics = run.metrics.get("retrieval") or {}
     assert run.status == "succeeded" and run.config["bins"] == [0.45, 0.55]
@@ -106,12 +151,24 @@ def _embedded(dataset, name="cli", split=True):
 
 
 def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_correlation(
-        phantom_dataset, django_capture_on_commit_callbacks):
+    phantom_dataset, django_capture_on_commit_callbacks
+):
     run = _embedded(phantom_dataset)
     attempts = run.attempts
     with django_capture_on_commit_callbacks() as queued:
-        report = json.loads(_call("evaluate_retrieval", str(run.pk), "--k", "1", "--json", "--sync",
-                                  "--labels", "Cardiomegaly", "Effusion"))
+        report = json.loads(
+            _call(
+                "evaluate_retrieval",
+                str(run.pk),
+                "--k",
+                "1",
+                "--json",
+                "--sync",
+                "--labels",
+                "Cardiomegaly",
+                "Effusion",
+            )
+        )
     assert queued == []  # --sync sends nothing to the broker
     run.refresh_from_db()
     assert run.status == "succeeded" and run.stage == "done" and run.error == "" and run.attempts == attempts
@@ -163,8 +220,9 @@ def test_failed_evaluation_leaves_the_run_usable_with_the_message(phantom_datase
     assert run.error == "" and run.metrics["retrieval"]["ks"] == [1]
 
 
-def test_search_file_sync_uses_the_upload_search_path_inline(phantom_dataset, tmp_path, settings,
-                                                             django_capture_on_commit_callbacks):
+def test_search_file_sync_uses_the_upload_search_path_inline(
+    phantom_dataset, tmp_path, settings, django_capture_on_commit_callbacks
+):
     from retrieval.models import SearchRequest
     from tests.factories import png_bytes
 
@@ -175,16 +233,18 @@ def test_search_file_sync_uses_the_upload_search_path_inline(phantom_dataset, tm
         results = json.loads(_call("search", "cli", "--file", str(query), "--k", "5", "--json", "--sync"))
     assert queued == []
     req = SearchRequest.objects.get(run=run)
-    assert req.status == "succeeded" and req.results == [{k: r[k] for k in ("image_id", "rank", "distance")}
-                                                          for r in results]
+    assert req.status == "succeeded" and req.results == [
+        {k: r[k] for k in ("image_id", "rank", "distance")} for r in results
+    ]
     assert [r["rank"] for r in results] == [1, 2, 3, 4, 5]
     assert all(a["distance"] <= b["distance"] for a, b in zip(results, results[1:]))
     assert query.exists()  # the caller's file is never removed, only the worker's copy
     assert not any((settings.UPLOAD_ROOT / "search").iterdir())
 
 
-def test_search_file_queued_goes_to_the_worker_as_a_search_request(phantom_dataset, tmp_path,
-                                                                    django_capture_on_commit_callbacks):
+def test_search_file_queued_goes_to_the_worker_as_a_search_request(
+    phantom_dataset, tmp_path, django_capture_on_commit_callbacks
+):
     from retrieval.models import SearchRequest
     from retrieval.tasks import search_execute
     from tests.factories import png_bytes
@@ -207,8 +267,11 @@ def test_waiting_inside_an_open_transaction_is_refused_before_anything_is_queued
     # pytest-django runs this test inside a transaction, as a script calling the command in `atomic` would:
     # the job would only be sent on commit, so queue-and-wait would never end.
     run = _embedded(phantom_dataset)
-    for args in (("evaluate_retrieval", "cli"), ("build_index", "cli"),
-                 ("embed", phantom_dataset.name, *SMALL_ARGS, "--name", "other")):
+    for args in (
+        ("evaluate_retrieval", "cli"),
+        ("build_index", "cli"),
+        ("embed", phantom_dataset.name, *SMALL_ARGS, "--name", "other"),
+    ):
         with pytest.raises(CommandError, match="open database transaction.*--sync"):
             _call(*args)
     run.refresh_from_db()
@@ -222,8 +285,10 @@ def test_build_index_sync_adds_new_images_inline(phantom_dataset, tmp_path):
 
     run = _embedded(phantom_dataset, split=False)
     before = run.n_embedded
-    run_import(source=write_files(tmp_path / "new", {"n1.png": png_bytes(91), "n2.png": png_bytes(92)}),
-               dataset=phantom_dataset)
+    run_import(
+        source=write_files(tmp_path / "new", {"n1.png": png_bytes(91), "n2.png": png_bytes(92)}),
+        dataset=phantom_dataset,
+    )
     out = _call("build_index", "cli", "--sync")
     run.refresh_from_db()
     assert "2 new images embedded and indexed" in out and run.n_embedded == before + 2 and run.status == "succeeded"

@@ -31,8 +31,7 @@ def test_every_trained_method_beats_random_retrieval_on_the_demo_collection(sett
     # 50/20/30: about 36 test queries, so that "beats random" is a significance test with some power.
     split = split_create(dataset=dataset, name="eval", seed=1, fractions=(0.5, 0.2, 0.3))
     runs = demo_methods_train(dataset=dataset, split=split, epochs=8, resize=72, crop=64, overlays=False)
-    assert sorted(r.method for r in runs) == ["attention", "densenet_cnn", "ensemble", "finetune", "finetune",
-                                              "igcbir"]
+    assert sorted(r.method for r in runs) == ["attention", "densenet_cnn", "ensemble", "finetune", "finetune", "igcbir"]
 
     out = StringIO()
     call_command("compare_methods", dataset.name, "--split", "eval", "--k", "5", "10", "--json", stdout=out)
@@ -44,8 +43,12 @@ def test_every_trained_method_beats_random_retrieval_on_the_demo_collection(sett
     # Each run builds the paper-000 catalogues (5 nearest + 5 farthest) of a reader study.
     for run in runs:
         study = study_services.study_create(name=run.name, dataset=dataset, mode=AnswerMode.CHOOSE_K, k=5)
-        study_services.study_build_cases(study=study, builder=study_services.KNN_FARTHEST,
-                                         config={"n_queries": 4, "run": run.pk, "k": 5, "split": split.pk}, seed=3)
+        study_services.study_build_cases(
+            study=study,
+            builder=study_services.KNN_FARTHEST,
+            config={"n_queries": 4, "run": run.pk, "k": 5, "split": split.pk},
+            seed=3,
+        )
         assert study.cases.count() == 4
         for case in study.cases.all():
             provenance = [c.provenance[0] for c in case.candidates.all()]

@@ -14,8 +14,14 @@ pytestmark = pytest.mark.ml
 
 
 def _run(dataset, name="emb", **cfg):
-    run = run_create(dataset=dataset, name=name, method="timm", config={**SMALL, **cfg},
-                     split=split_create(dataset=dataset, name=name, fractions=(0.6, 0.1, 0.3)), enqueue=False)
+    run = run_create(
+        dataset=dataset,
+        name=name,
+        method="timm",
+        config={**SMALL, **cfg},
+        split=split_create(dataset=dataset, name=name, fractions=(0.6, 0.1, 0.3)),
+        enqueue=False,
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     return run

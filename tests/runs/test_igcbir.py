@@ -57,13 +57,28 @@ def test_igcbir_on_an_attention_classifier_uses_grad_cam_and_says_so(dataset):
     split = split_create(dataset=dataset)
     size = {"resize": 72, "crop": 64}  # Grad-CAM of the attention layer on a 2×2 grid, not a constant 1×1
     # The classifier's weights do not matter here, only its layers: an untrained (random) finished run.
-    attention = run_create(dataset=dataset, name="att", method="attention", split=split, enqueue=False,
-                           config={**TINY, **TASK, **size, "saliency": ""})
+    attention = run_create(
+        dataset=dataset,
+        name="att",
+        method="attention",
+        split=split,
+        enqueue=False,
+        config={**TINY, **TASK, **size, "saliency": ""},
+    )
     ranking.run_artefact_dir(attention).mkdir(parents=True)
-    save_weights(networks.build_model(attention, for_training=True), ranking.run_artefact_dir(attention) / "model.safetensors")
+    save_weights(
+        networks.build_model(attention, for_training=True), ranking.run_artefact_dir(attention) / "model.safetensors"
+    )
     type(attention).objects.filter(pk=attention.pk).update(status="succeeded")
-    ig = _run(dataset, "ig", "igcbir", split, classifier_run=attention.pk, input_saliency="deep_taylor",
-              **{**TASK, **SECOND, **size})
+    ig = _run(
+        dataset,
+        "ig",
+        "igcbir",
+        split,
+        classifier_run=attention.pk,
+        input_saliency="deep_taylor",
+        **{**TASK, **SECOND, **size},
+    )
     assert ig.config["input_saliency"] == "deep_taylor" and ig.config["input_saliency_used"] == "grad_cam"
     record = ig.metrics["input_saliency"]
     assert record["used"] == "grad_cam" and "Deep Taylor does not apply" in record["reason"]
@@ -75,7 +90,9 @@ def test_igcbir_on_an_attention_classifier_uses_grad_cam_and_says_so(dataset):
     stored = _stored_input(ig, image.pk).astype(np.float32)
     assert np.allclose(stored, expected.astype(np.float32), atol=2e-3)
     maps = [_stored_input(ig, i).astype(np.float32)[0] for i in dataset.images.values_list("pk", flat=True)]
-    assert sum(np.abs(m).max() == pytest.approx(1.0, abs=1e-3) and m.std() > 0.01 for m in maps) >= 8  # maps, not constants
+    assert (
+        sum(np.abs(m).max() == pytest.approx(1.0, abs=1e-3) and m.std() > 0.01 for m in maps) >= 8
+    )  # maps, not constants
     assert ranking.run_vectors(run=ig)[1].shape[0] == 16
 
 

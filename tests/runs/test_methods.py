@@ -95,8 +95,15 @@ def test_comparison_table_lists_every_method_beside_random(dataset):
 def test_igcbir_trains_a_second_network_on_the_classifier_saliency(dataset):
     split = split_create(dataset=dataset)
     classifier = _run(dataset, "cnn", "densenet_cnn", split, positive=["Cardiomegaly"], **{**TASK, "saliency": ""})
-    ig = _run(dataset, "ig", "igcbir", split, classifier_run=classifier.pk, positive=["Cardiomegaly"],
-              **{**TASK, "saliency": ""})
+    ig = _run(
+        dataset,
+        "ig",
+        "igcbir",
+        split,
+        classifier_run=classifier.pk,
+        positive=["Cardiomegaly"],
+        **{**TASK, "saliency": ""},
+    )
     import numpy as np
 
     folder = ranking.run_artefact_dir(ig) / "saliency_inputs"
@@ -112,5 +119,11 @@ def test_igcbir_needs_a_classifier_run(dataset):
     from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="classifier run"):
-        run_create(dataset=dataset, name="ig", method="igcbir", config={"positive": ["Cardiomegaly"]},
-                   split=split_create(dataset=dataset), enqueue=False)
+        run_create(
+            dataset=dataset,
+            name="ig",
+            method="igcbir",
+            config={"positive": ["Cardiomegaly"]},
+            split=split_create(dataset=dataset),
+            enqueue=False,
+        )

@@ -16,12 +16,15 @@ from tests.importing import run_import
 
 @pytest.fixture
 def dataset(db, tmp_path):
-    return run_import(source=write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(6)}), name="page").dataset
+    return run_import(
+        source=write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(6)}), name="page"
+    ).dataset
 
 
 def _run(dataset, **fields) -> ModelRun:
-    return ModelRun.objects.create(dataset=dataset, name=fields.pop("name", "r"), method="timm",
-                                   config={"metric": "cosine"}, **fields)
+    return ModelRun.objects.create(
+        dataset=dataset, name=fields.pop("name", "r"), method="timm", config={"metric": "cosine"}, **fields
+    )
 
 
 def test_running_run_with_a_stale_heartbeat_shows_worker_lost_and_resume(client, dataset, researcher, settings):
@@ -44,8 +47,9 @@ def test_running_run_with_a_fresh_heartbeat_polls_and_offers_no_resume(client, d
     assert f'data-job-progress="/api/runs/{run.pk}/"' in html and 'data-reload-when-done="1"' in html
 
 
-def test_resuming_a_run_whose_worker_was_lost_queues_it_again(client, dataset, researcher, settings, monkeypatch,
-                                                              django_capture_on_commit_callbacks):
+def test_resuming_a_run_whose_worker_was_lost_queues_it_again(
+    client, dataset, researcher, settings, monkeypatch, django_capture_on_commit_callbacks
+):
     from retrieval import tasks
 
     settings.JOB_STALE_SECONDS = 60
@@ -64,16 +68,18 @@ def test_resuming_a_run_whose_worker_was_lost_queues_it_again(client, dataset, r
     assert "worker lost" not in html and "data-job-progress" in html
 
 
-def test_an_evaluation_whose_worker_was_lost_does_not_block_the_next(dataset, settings,
-                                                                     django_capture_on_commit_callbacks):
+def test_an_evaluation_whose_worker_was_lost_does_not_block_the_next(
+    dataset, settings, django_capture_on_commit_callbacks
+):
     from retrieval import tasks
     from retrieval.models import Evaluation
     from retrieval.runs.services import evaluation_request
 
     settings.JOB_STALE_SECONDS = 60
     run = _run(dataset, status="succeeded", split=split_create(dataset=dataset))
-    lost = Evaluation.objects.create(run=run, options={"ks": [1]}, status="running",
-                                     heartbeat_at=timezone.now() - timedelta(seconds=600))
+    lost = Evaluation.objects.create(
+        run=run, options={"ks": [1]}, status="running", heartbeat_at=timezone.now() - timedelta(seconds=600)
+    )
     live = Evaluation.objects.create(run=run, options={"ks": [1]}, status="running", heartbeat_at=timezone.now())
     with pytest.raises(Conflict, match="already has an evaluation"):
         evaluation_request(run=run, options={"ks": [3]})
@@ -95,20 +101,21 @@ def test_an_evaluation_whose_worker_was_lost_does_not_block_the_next(dataset, se
 def test_run_page_shows_antihub_share_per_k_and_every_map_definition(client, dataset, researcher):
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, (40, 3))
-    result = evaluate_retrieval(rng.normal(size=(40, 6)), labels, rng.normal(size=40), ks=(1, 5),
-                                ap_definition="hits")
+    result = evaluate_retrieval(rng.normal(size=(40, 6)), labels, rng.normal(size=40), ks=(1, 5), ap_definition="hits")
     result = {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in result.items()}
     result.update(part="test", labels=["A", "B", "C"], graded_label="w", ks=[1, 5])
     run = _run(dataset, status="succeeded", split=split_create(dataset=dataset), metrics={"retrieval": result})
     client.force_login(researcher)
     html = client.get(f"/runs/{run.pk}/").content.decode()
     for k in (3, 5, 7, 11, 17):
-        assert f"<td>{k}</td><td>{result[f'hubness_skew@{k}']:.2f}</td><td>{result[f'antihub_share@{k}']:.3f}</td>" in html
+        assert (
+            f"<td>{k}</td><td>{result[f'hubness_skew@{k}']:.2f}</td><td>{result[f'antihub_share@{k}']:.3f}</td>" in html
+        )
     # the chosen definition (hits) is the plain map@k row; the others are listed under their own names
-    assert f"<td>map@5</td><td class=\"muted\">AP / hits in the top k</td><td>{result['map@5']:.3f}</td>" in html
+    assert f'<td>map@5</td><td class="muted">AP / hits in the top k</td><td>{result["map@5"]:.3f}</td>' in html
     for definition, name in (("min_k_R", "min(k, R)"), ("R", "R (all relevant)"), ("k", "k")):
         value = result[f"map@5[{definition}]"]
-        assert f"<td>map@5[{definition}]</td><td class=\"muted\">AP / {name}</td><td>{value:.3f}</td>" in html
+        assert f'<td>map@5[{definition}]</td><td class="muted">AP / {name}</td><td>{value:.3f}</td>' in html
     assert "map@5[hits]" not in html
     assert f"r = {result['label_distance_correlation_r']:.3f}" in html and "Jaccard distance" in html
     assert f"r = {result['distance_correlation_r']:.3f}" in html

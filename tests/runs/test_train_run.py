@@ -18,11 +18,26 @@ def trained(db, tmp_path):
     # 96 px crops: at 64 px the margin over random retrieval was too thin to hold on every machine.
     dataset = make_phantom_dataset(tmp_path / "p", n=150, seed=11, size=128)
     split = split_create(dataset=dataset, seed=2, fractions=(0.5, 0.2, 0.3))
-    run = run_create(dataset=dataset, name="cardio", method="finetune",
-                     config={**SMALL, "task": "binary", "positive": ["Cardiomegaly"], "negative": ["No Finding"],
-                             "undersample": False, "epochs": 10, "lr": 3e-3, "eval_labels": ["Cardiomegaly"],
-                             "graded_label": "ctr", "resize": 108, "crop": 96},
-                     split=split, enqueue=False)
+    run = run_create(
+        dataset=dataset,
+        name="cardio",
+        method="finetune",
+        config={
+            **SMALL,
+            "task": "binary",
+            "positive": ["Cardiomegaly"],
+            "negative": ["No Finding"],
+            "undersample": False,
+            "epochs": 10,
+            "lr": 3e-3,
+            "eval_labels": ["Cardiomegaly"],
+            "graded_label": "ctr",
+            "resize": 108,
+            "crop": 96,
+        },
+        split=split,
+        enqueue=False,
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     return run

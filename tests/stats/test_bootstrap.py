@@ -48,9 +48,7 @@ def test_cluster_labels_on_items_equal_case_level_bootstrap():
 def test_vectorised_and_index_paths_agree(cluster):
     x = np.random.default_rng(4).normal(size=40)
     fast = S.bootstrap_ci(S.mean_statistic(x), 40, seed=5, n_resamples=400, cluster=cluster, batch_size=150)
-    slow = S.bootstrap_ci(
-        lambda idx: x[idx].mean(), 40, seed=5, n_resamples=400, cluster=cluster, vectorized=False
-    )
+    slow = S.bootstrap_ci(lambda idx: x[idx].mean(), 40, seed=5, n_resamples=400, cluster=cluster, vectorized=False)
     for key in ("estimate", "low", "high"):
         assert fast[key] == pytest.approx(slow[key])
 

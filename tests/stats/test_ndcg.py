@@ -122,7 +122,9 @@ def test_ranking_summary_with_a_single_reader_has_no_band():
     from reports.stats import ranking_summary
 
     rng = np.random.default_rng(0)
-    readers = np.stack([np.stack([rng.permutation(5) + 1 for _ in range(4)])], axis=-1)  # 4 cases, 5 candidates, 1 reader
+    readers = np.stack(
+        [np.stack([rng.permutation(5) + 1 for _ in range(4)])], axis=-1
+    )  # 4 cases, 5 candidates, 1 reader
     out = ranking_summary(readers, {"model": readers[..., 0]}, p=(3,))
     assert out["inter_rater_band"] == {}
     assert out["mean"]["model"]["ndcg@3"] == 1.0

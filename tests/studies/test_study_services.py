@@ -17,14 +17,18 @@ BUILD = {"n_queries": 4, "n": 10, "class_label": "finding"}
 
 # --- design ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"name": " "}, "needs a name"),
-    ({"mode": "vote"}, "Unknown answer mode 'vote'"),
-    ({"k": None}, "Choose k needs k"),
-    ({"k": 0}, "Choose k needs k"),
-    ({"mode": AnswerMode.RATE, "rating_min": 5, "rating_max": 5}, "rating range"),
-    ({"seed": -3}, "seed must be a whole number"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"name": " "}, "needs a name"),
+        ({"mode": "vote"}, "Unknown answer mode 'vote'"),
+        ({"k": None}, "Choose k needs k"),
+        ({"k": 0}, "Choose k needs k"),
+        ({"mode": AnswerMode.RATE, "rating_min": 5, "rating_max": 5}, "rating range"),
+        ({"seed": -3}, "seed must be a whole number"),
+    ],
+)
 def test_create_refuses_bad_designs(dataset, kwargs, message):
     args = {"name": "S", "dataset": dataset, "mode": AnswerMode.CHOOSE_K, "k": 5, **kwargs}
     with pytest.raises(ApplicationError, match=message):
@@ -69,10 +73,17 @@ def test_ground_truth_reader_must_be_assigned(assigned, reader, django_user_mode
 
 # --- locks once answers exist ----------------------------------------------------------------
 
-@pytest.mark.parametrize("change", [
-    {"mode": AnswerMode.RANK_ALL}, {"k": 4}, {"rating_max": 7}, {"show_candidate_labels": True},
-    {"show_saliency": True},
-])
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mode": AnswerMode.RANK_ALL},
+        {"k": 4},
+        {"rating_max": 7},
+        {"show_candidate_labels": True},
+        {"show_saliency": True},
+    ],
+)
 def test_design_changes_are_refused_once_answered(assigned, reader, change):
     answer(assigned, reader)
     with pytest.raises(Conflict, match="already has answers") as exc:
@@ -83,11 +94,22 @@ def test_design_changes_are_refused_once_answered(assigned, reader, change):
 
 def test_name_instructions_revisions_and_ground_truth_stay_editable(assigned, reader):
     answer(assigned, reader)
-    services.study_update(study=assigned, name="Renamed", instructions="Pick 5.", allow_revisions=True,
-                          ground_truth_reader=reader, mode=AnswerMode.CHOOSE_K, k=5)  # unchanged values pass
+    services.study_update(
+        study=assigned,
+        name="Renamed",
+        instructions="Pick 5.",
+        allow_revisions=True,
+        ground_truth_reader=reader,
+        mode=AnswerMode.CHOOSE_K,
+        k=5,
+    )  # unchanged values pass
     study = Study.objects.get()
     assert (study.name, study.instructions, study.allow_revisions, study.ground_truth_reader) == (
-        "Renamed", "Pick 5.", True, reader)
+        "Renamed",
+        "Pick 5.",
+        True,
+        reader,
+    )
 
 
 def test_rebuilding_or_replacing_cases_is_refused_once_answered(assigned, reader):
@@ -118,24 +140,29 @@ def test_everything_is_editable_before_the_first_answer(assigned):
 
 # --- questions -------------------------------------------------------------------------------
 
+
 def test_question_keys_are_unique_slugs(study):
     a = services.question_add(study=study, text="Pleural effusion?", choices=["yes", "no", "unsure"])
     b = services.question_add(study=study, text="Pleural effusion?", choices=["yes", "no"], applies_to="query")
     assert (a.key, b.key, a.position, b.position) == ("pleural-effusion", "pleural-effusion-2", 1, 2)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"text": "", "choices": ["y", "n"]}, "needs a text"),
-    ({"text": "Q?", "choices": ["only"]}, "between 2 and 12"),
-    ({"text": "Q?", "choices": ["Yes", "yes"]}, "same choice twice"),
-    ({"text": "Q?", "choices": ["y", "n"], "applies_to": "everyone"}, "applies_to must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"text": "", "choices": ["y", "n"]}, "needs a text"),
+        ({"text": "Q?", "choices": ["only"]}, "between 2 and 12"),
+        ({"text": "Q?", "choices": ["Yes", "yes"]}, "same choice twice"),
+        ({"text": "Q?", "choices": ["y", "n"], "applies_to": "everyone"}, "applies_to must be one of"),
+    ],
+)
 def test_bad_questions_are_refused(study, kwargs, message):
     with pytest.raises(ApplicationError, match=message):
         services.question_add(study=study, **kwargs)
 
 
 # --- readers ---------------------------------------------------------------------------------
+
 
 def test_assignment_seeds_are_distinct_and_reproducible(study, reader, other_reader):
     a = services.assignment_add(study=study, reader=reader)
@@ -180,6 +207,7 @@ def test_removing_the_ground_truth_reader_clears_it(assigned, other_reader):
 
 # --- lifecycle -------------------------------------------------------------------------------
 
+
 def test_open_needs_cases_and_readers(dataset, images, reader):
     study = services.study_create(name="S", dataset=dataset, mode=AnswerMode.RANK_ALL)
     with pytest.raises(ApplicationError, match="no cases yet"):
@@ -205,6 +233,7 @@ def test_open_close_reopen(assigned):
 
 # --- clone -----------------------------------------------------------------------------------
 
+
 def test_clone_copies_design_questions_cases_and_provenance_not_readers_or_answers(assigned, reader, coordinator):
     services.question_add(study=assigned, text="Effusion?", choices=["yes", "no"])
     services.study_update(study=assigned, ground_truth_reader=reader, instructions="Pick 5")
@@ -212,15 +241,28 @@ def test_clone_copies_design_questions_cases_and_provenance_not_readers_or_answe
     answer(assigned, reader)
     copy = services.study_clone(study=assigned, name="Copy", created_by=coordinator)
     assert (copy.mode, copy.k, copy.seed, copy.instructions, copy.builder, copy.dataset_id) == (
-        assigned.mode, assigned.k, assigned.seed, "Pick 5", assigned.builder, assigned.dataset_id)
+        assigned.mode,
+        assigned.k,
+        assigned.seed,
+        "Pick 5",
+        assigned.builder,
+        assigned.dataset_id,
+    )
     assert copy.status == StudyStatus.DRAFT and copy.ground_truth_reader is None
     assert copy.builder_config == {**assigned.builder_config, "cloned_from": assigned.pk}
     assert list(copy.questions.values_list("key", "text", "choices")) == list(
-        assigned.questions.values_list("key", "text", "choices"))
+        assigned.questions.values_list("key", "text", "choices")
+    )
 
     def snapshot(study):
-        return [(c.position, c.query_id, [(x.position, x.image_id, x.provenance) for x in c.candidates.order_by("position")])
-                for c in study.cases.order_by("position")]
+        return [
+            (
+                c.position,
+                c.query_id,
+                [(x.position, x.image_id, x.provenance) for x in c.candidates.order_by("position")],
+            )
+            for c in study.cases.order_by("position")
+        ]
 
     assert snapshot(copy) == snapshot(assigned)
     assert not copy.assignments.exists()
@@ -238,10 +280,14 @@ def test_clone_needs_a_new_name(study):
 
 # --- the wizard's all-in-one setup ---------------------------------------------------------
 
+
 def setup_args(dataset, readers, **overrides):
     args = {
         "design": {"name": "Wizard", "dataset": dataset, "mode": AnswerMode.CHOOSE_K, "k": 5},
-        "builder": services.STRATIFIED_RANDOM, "config": BUILD, "seed": 77, "readers": readers,
+        "builder": services.STRATIFIED_RANDOM,
+        "config": BUILD,
+        "seed": 77,
+        "readers": readers,
         "questions": [{"text": "Effusion?", "choices": ["yes", "no"]}],
     }
     return {**args, **overrides}
@@ -256,7 +302,11 @@ def test_setup_dry_run_writes_nothing_and_summarises(dataset, images, reader):
     summary = services.study_setup(**setup_args(dataset, [reader]), dry_run=True)
     assert not Study.objects.exists() and not Case.objects.exists()
     assert (summary["n_cases"], summary["catalogue_min"], summary["catalogue_max"], summary["readers"]) == (
-        4, 10, 10, ["reader"])
+        4,
+        10,
+        10,
+        ["reader"],
+    )
     assert len(summary["example_candidates"]) == 10
 
 
@@ -275,6 +325,7 @@ def test_setup_assigns_the_ground_truth_reader(dataset, images, reader, other_re
 
 # --- progress --------------------------------------------------------------------------------
 
+
 def test_progress_counts_answers_times_and_flags(assigned, reader, other_reader):
     from annotations.models import CaseFlag
 
@@ -289,5 +340,8 @@ def test_progress_counts_answers_times_and_flags(assigned, reader, other_reader)
     assert rows["reader"]["median_seconds"] == 4.0 and rows["reader"]["flags"] == 1
     assert rows["reader"]["last_answer_at"] is not None and not rows["reader"]["is_ground_truth"]
     assert (rows["other_reader"]["done"], rows["other_reader"]["median_seconds"], rows["other_reader"]["flags"]) == (
-        0, None, 0)
+        0,
+        None,
+        0,
+    )
     assert rows["other_reader"]["is_ground_truth"]

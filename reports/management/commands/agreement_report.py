@@ -26,8 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("study", help="study id or exact name")
         parser.add_argument("--format", default="json", choices=sorted(exports.FORMATS))
         parser.add_argument("--out", help="output file (default: standard output; required for pdf)")
-        parser.add_argument("--bootstrap", type=int, default=DEFAULT_RESAMPLES,
-                            help=f"bootstrap resamples and permutations (default {DEFAULT_RESAMPLES}; 0 = none)")
+        parser.add_argument(
+            "--bootstrap",
+            type=int,
+            default=DEFAULT_RESAMPLES,
+            help=f"bootstrap resamples and permutations (default {DEFAULT_RESAMPLES}; 0 = none)",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--readers-too", action="store_true", help="resample readers as well as cases")
         parser.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
@@ -35,23 +39,37 @@ class Command(BaseCommand):
         parser.add_argument("--p", default="3,10", help="nDCG cut-offs (default 3,10)")
         parser.add_argument("--tie-break", default="index", choices=sorted(S.TIE_BREAK_RULES))
         parser.add_argument("--class-label", default=None, help="query label defining the query class")
-        parser.add_argument("--group", default="", choices=["", "modality", "query_class", "reader"],
-                            help="subgroup table in the HTML/PDF")
+        parser.add_argument(
+            "--group",
+            default="",
+            choices=["", "modality", "query_class", "reader"],
+            help="subgroup table in the HTML/PDF",
+        )
 
     def handle(self, *args, **opts):
         study = self._study(opts["study"])
         label = opts["class_label"]
         if label is None:
-            label = (study.builder_config or {}).get("class_label", "") if isinstance(study.builder_config, dict) else ""
+            label = (
+                (study.builder_config or {}).get("class_label", "") if isinstance(study.builder_config, dict) else ""
+            )
         try:
-            options = options_parse(p=opts["p"], tie_break=opts["tie_break"], n_resamples=opts["bootstrap"],
-                                    seed=opts["seed"], readers_too=opts["readers_too"], level=opts["level"],
-                                    runs=opts["runs"], class_label=label)
+            options = options_parse(
+                p=opts["p"],
+                tie_break=opts["tie_break"],
+                n_resamples=opts["bootstrap"],
+                seed=opts["seed"],
+                readers_too=opts["readers_too"],
+                level=opts["level"],
+                runs=opts["runs"],
+                class_label=label,
+            )
             report = None
             if opts["format"] in ("json", "html", "pdf"):
                 report = report_for_study(study=study, options=options, progress=self._progress)
-            body, _, name = exports.export_file(study=study, options=options, fmt=opts["format"], report=report,
-                                                group=opts["group"])
+            body, _, name = exports.export_file(
+                study=study, options=options, fmt=opts["format"], report=report, group=opts["group"]
+            )
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         self._write(body, opts["out"], opts["format"], name)

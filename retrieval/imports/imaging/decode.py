@@ -55,9 +55,7 @@ class DecodedImage:
     frame_index: int = 0
 
 
-def decode_image(
-    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None
-) -> DecodedImage:
+def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:
     """Decode DICOM, PNG or JPEG bytes into display-ready 8-bit pixels.
 
     The pixel budget (Rows×Columns×frames for DICOM, width×height for PNG/JPEG) is checked
@@ -83,9 +81,7 @@ def _check_pixel_budget(width: int, height: int, frames: int, max_pixels: int) -
     total = width * height * frames
     if total > max_pixels:
         size = f"{width}×{height}" + (f"×{frames} frames" if frames > 1 else "")
-        raise ImageDecodeError(
-            f"image of {size} pixels exceeds the limit of {max_pixels:,} pixels"
-        )
+        raise ImageDecodeError(f"image of {size} pixels exceeds the limit of {max_pixels:,} pixels")
 
 
 # ---- PNG / JPEG
@@ -186,9 +182,7 @@ def _decode_dicom(data: bytes, *, max_pixels: int, frame: int | None) -> Decoded
         arr = arr[0]
     expected = (rows, columns) if samples == 1 else (rows, columns, 3)
     if tuple(arr.shape) != expected:
-        raise ImageDecodeError(
-            f"decoded pixel array has shape {tuple(arr.shape)}, header says {expected}"
-        )
+        raise ImageDecodeError(f"decoded pixel array has shape {tuple(arr.shape)}, header says {expected}")
 
     window_center = window_width = None
     window_source = None
@@ -196,9 +190,7 @@ def _decode_dicom(data: bytes, *, max_pixels: int, frame: int | None) -> Decoded
         pixels = colour_to_display(arr, ds, photometric)
     else:
         values = modality_values(arr, ds, index)
-        pixels, window_center, window_width, window_source = voi_to_display(
-            values, arr, ds, index
-        )
+        pixels, window_center, window_width, window_source = voi_to_display(values, arr, ds, index)
         if photometric == "MONOCHROME1":
             pixels = 255 - pixels
     return DecodedImage(

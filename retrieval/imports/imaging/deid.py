@@ -269,9 +269,7 @@ def _check_pseudo_id(pseudo_id: str) -> str:
         raise ValueError("pseudo_id must be a non-empty string")
     pseudo_id = pseudo_id.strip()
     if len(pseudo_id) > 64 or "\\" in pseudo_id or any(ord(c) < 32 for c in pseudo_id):
-        raise ValueError(
-            "pseudo_id must be at most 64 characters without backslashes or control characters"
-        )
+        raise ValueError("pseudo_id must be at most 64 characters without backslashes or control characters")
     return pseudo_id
 
 

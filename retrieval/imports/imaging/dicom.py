@@ -38,9 +38,7 @@ def read_dataset(data: bytes, *, stop_before_pixels: bool):
     """Parse DICOM bytes or raise ImageDecodeError (never another exception type)."""
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
     if not has_preamble and not looks_like_raw_dicom(data):
-        raise ImageDecodeError(
-            "not a DICOM file (no 'DICM' marker at byte 128 and no DICOM data set at the start)"
-        )
+        raise ImageDecodeError("not a DICOM file (no 'DICM' marker at byte 128 and no DICOM data set at the start)")
     try:
         ds = dcmread_bytes(data, stop_before_pixels=stop_before_pixels)
         # pydicom parses lazily: touch every top-level element now, so that a corrupt
@@ -147,9 +145,7 @@ def _frames(ds) -> int:
 def _dimensions(ds) -> tuple[int, int]:
     rows, columns = element_int(ds, "Rows"), element_int(ds, "Columns")
     if rows is None or columns is None:
-        raise ImageDecodeError(
-            f"DICOM without an image (no Rows/Columns; SOP class {sop_class_name(ds)})"
-        )
+        raise ImageDecodeError(f"DICOM without an image (no Rows/Columns; SOP class {sop_class_name(ds)})")
     if rows < 1 or columns < 1:
         raise ImageDecodeError(f"DICOM image of {columns}×{rows} pixels has no pixels")
     return rows, columns

@@ -17,4 +17,3 @@ def short_reason(exc: BaseException, limit: int = 200) -> str:
     first = text[0] if text else ""
     message = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return message if len(message) <= limit else message[: limit - 1] + "…"
-

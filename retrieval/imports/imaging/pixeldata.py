@@ -57,9 +57,7 @@ def check_decodable(ds, *, rows: int, columns: int, frames: int, samples: int) -
     ]
     if not plugins:
         missing = [
-            reason
-            for reason in decoder.missing_dependencies
-            if reason.split(" ")[0] not in UNSAFE_DECODER_PLUGINS
+            reason for reason in decoder.missing_dependencies if reason.split(" ")[0] not in UNSAFE_DECODER_PLUGINS
         ]
         raise ImageDecodeError(
             f"unsupported transfer syntax {uid} ({uid.name}) and no decoder plugin installed"
@@ -81,10 +79,7 @@ def _check_codestream_size(ds, *, rows: int, columns: int, frames: int) -> None:
     head = b"".join(first[:4])[:65536]
     size = _codestream_size(head)
     if size is not None and (size[0] > columns or size[1] > rows):
-        raise ImageDecodeError(
-            f"compressed frame is {size[0]}×{size[1]} pixels but the header says "
-            f"{columns}×{rows}"
-        )
+        raise ImageDecodeError(f"compressed frame is {size[0]}×{size[1]} pixels but the header says {columns}×{rows}")
 
 
 def _codestream_size(head: bytes) -> tuple[int, int] | None:

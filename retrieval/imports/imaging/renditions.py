@@ -20,9 +20,7 @@ def _as_pillow(pixels: np.ndarray) -> Image.Image:
     raise ValueError(f"pixels must be H×W or H×W×3, got shape {arr.shape}")
 
 
-def make_rendition(
-    pixels: np.ndarray, *, max_side: int = 1024, fmt: Literal["PNG", "WEBP", "JPEG"] = "PNG"
-) -> bytes:
+def make_rendition(pixels: np.ndarray, *, max_side: int = 1024, fmt: Literal["PNG", "WEBP", "JPEG"] = "PNG") -> bytes:
     """Encoded image whose long side is at most `max_side` (Lanczos, aspect kept, never
     upscaled). PNG is lossless; WEBP/JPEG use quality 90."""
     if max_side < 1:
@@ -47,8 +45,6 @@ def make_rendition(
     return out.getvalue()
 
 
-def make_thumbnail(
-    pixels: np.ndarray, *, max_side: int = 256, fmt: Literal["PNG", "WEBP", "JPEG"] = "PNG"
-) -> bytes:
+def make_thumbnail(pixels: np.ndarray, *, max_side: int = 256, fmt: Literal["PNG", "WEBP", "JPEG"] = "PNG") -> bytes:
     """A small rendition for grids and lists (long side ≤ `max_side`)."""
     return make_rendition(pixels, max_side=max_side, fmt=fmt)

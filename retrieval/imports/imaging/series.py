@@ -42,11 +42,7 @@ def group_series(headers: Sequence[tuple[K, DicomHeader]]) -> list[list[K]]:
 
 
 def _is_volume_slice(header: DicomHeader) -> bool:
-    return (
-        header.series_uid is not None
-        and header.frames == 1
-        and (header.modality or "").upper() in VOLUME_MODALITIES
-    )
+    return header.series_uid is not None and header.frames == 1 and (header.modality or "").upper() in VOLUME_MODALITIES
 
 
 def _slice_sort_key(member: tuple[int, Hashable, DicomHeader]):

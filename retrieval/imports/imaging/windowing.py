@@ -68,9 +68,7 @@ def modality_values(arr: np.ndarray, ds, index: int) -> np.ndarray:
             return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
         except Exception as exc:
             raise ImageDecodeError(f"invalid Modality LUT Sequence: {short_reason(exc)}") from exc
-    slope = _first_number(
-        _functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope")
-    )
+    slope = _first_number(_functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"))
     intercept = _first_number(
         _functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept")
     )
@@ -110,9 +108,9 @@ def window_sigmoid(values: np.ndarray, center: float, width: float) -> np.ndarra
 def voi_to_display(values: np.ndarray, stored: np.ndarray, ds, index: int):
     center = _first_number(_functional_group_value(ds, index, "FrameVOILUTSequence", "WindowCenter"))
     width = _first_number(_functional_group_value(ds, index, "FrameVOILUTSequence", "WindowWidth"))
-    function = str(
-        _functional_group_value(ds, index, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR"
-    ).strip().upper()
+    function = (
+        str(_functional_group_value(ds, index, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR").strip().upper()
+    )
     if center is not None and width is not None:
         if function == "SIGMOID" and width > 0:
             return window_sigmoid(values, center, width), center, width, "dicom"
@@ -134,9 +132,7 @@ def _apply_voi_lut_sequence(values: np.ndarray, ds) -> np.ndarray | None:
         bits = int(item.LUTDescriptor[2])
         out = apply_voi_lut(np.rint(values).astype(np.int64), ds, index=0, prefer_lut=True)
         top = float(2**bits - 1) if 1 <= bits <= 16 else float(np.max(out) or 1)
-        return np.clip(np.rint(np.asarray(out, dtype=np.float64) * (255.0 / top)), 0, 255).astype(
-            np.uint8
-        )
+        return np.clip(np.rint(np.asarray(out, dtype=np.float64) * (255.0 / top)), 0, 255).astype(np.uint8)
     except Exception:
         return None
 

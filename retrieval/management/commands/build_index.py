@@ -8,8 +8,10 @@ from retrieval.runs.services import run_add_new_images
 
 
 class Command(BaseCommand):
-    help = ("Bring a run's FAISS index up to date: images imported after the run are embedded and added "
-            "incrementally (the index is built from the stored embeddings when it does not exist).")
+    help = (
+        "Bring a run's FAISS index up to date: images imported after the run are embedded and added "
+        "incrementally (the index is built from the stored embeddings when it does not exist)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("run", help="run id or name")

@@ -13,10 +13,12 @@ from retrieval.runs.index import search_by_image
 
 
 class Command(BaseCommand):
-    help = ("The k images most similar to a collection image (--image: its stored embedding looked up in the "
-            "run's FAISS index in this process, no model needed; itself excluded) or to an image file (--file: "
-            "queued like an upload on the web page, embedded by the worker with the run's model, with a progress "
-            "bar; --sync embeds it in this process, which imports torch).")
+    help = (
+        "The k images most similar to a collection image (--image: its stored embedding looked up in the "
+        "run's FAISS index in this process, no model needed; itself excluded) or to an image file (--file: "
+        "queued like an upload on the web page, embedded by the worker with the run's model, with a progress "
+        "bar; --sync embeds it in this process, which imports torch)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("run", help="run id or name")
@@ -25,8 +27,11 @@ class Command(BaseCommand):
         group.add_argument("--file", help="a DICOM/PNG/JPEG file")
         parser.add_argument("--k", type=int, default=10)
         parser.add_argument("--json", action="store_true", dest="as_json")
-        parser.add_argument("--sync", action="store_true",
-                            help="--file: embed in this process instead of the worker (--image always answers here)")
+        parser.add_argument(
+            "--sync",
+            action="store_true",
+            help="--file: embed in this process instead of the worker (--image always answers here)",
+        )
         parser.add_argument("--no-wait", action="store_true", help="--file: queue the search and return at once")
 
     def handle(self, *args, run, image, file, k, as_json, sync, no_wait, **o):
@@ -40,7 +45,9 @@ class Command(BaseCommand):
                     return
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        images = {i.pk: i for i in Image.objects.filter(pk__in=[r["image_id"] for r in results]).prefetch_related("labels")}
+        images = {
+            i.pk: i for i in Image.objects.filter(pk__in=[r["image_id"] for r in results]).prefetch_related("labels")
+        }
         for r in results:
             r["source_name"] = images[r["image_id"]].source_name
             r["labels"] = {lab.name: lab.value for lab in images[r["image_id"]].labels.all()}
@@ -49,7 +56,9 @@ class Command(BaseCommand):
             return
         for r in results:
             findings = ", ".join(n for n, v in r["labels"].items() if v == 1.0)
-            self.stdout.write(f"{r['rank']:>3}  {r['distance']:.4f}  #{r['image_id']:<6} {r['source_name']}  {findings}")
+            self.stdout.write(
+                f"{r['rank']:>3}  {r['distance']:.4f}  #{r['image_id']:<6} {r['source_name']}  {findings}"
+            )
 
     def _file_search(self, run, path, k, *, sync: bool, no_wait: bool) -> list[dict] | None:
         """The upload-search path of the web page: a search request, embedded by the worker (or here with --sync)."""
