@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from core.roles import COORDINATOR, RESEARCHER, api_role
-from readerstudy import services
+from readerstudy import building, selectors, services
 from readerstudy.forms import MAX_CASE_LIST_BYTES
 from readerstudy.models import AnswerMode, Study, StudyQuestion
 from retrieval.models import Dataset, SplitPart
@@ -117,7 +117,7 @@ class StudyListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
-        return Response(self.OutputSerializer(services.study_list(), many=True).data)
+        return Response(self.OutputSerializer(selectors.study_list(), many=True).data)
 
 
 class StudyDetailApi(APIView):
@@ -224,7 +224,7 @@ class StudyBuildApi(APIView):
 
     @extend_schema_serializer(component_name="StudyBuildInput")
     class InputSerializer(serializers.Serializer):
-        builder = serializers.ChoiceField(choices=[b for b in services.BUILDERS if b != services.CASE_LIST])
+        builder = serializers.ChoiceField(choices=[b for b in building.BUILDERS if b != building.CASE_LIST])
         seed = serializers.IntegerField(
             min_value=0, max_value=2**63 - 1, required=False, help_text="default: the study's seed"
         )
@@ -235,7 +235,7 @@ class StudyBuildApi(APIView):
             required=False, allow_blank=True, help_text="stratify queries by this label's classes"
         )
         pool_part = serializers.ChoiceField(
-            choices=[(services.ALL_IMAGES, "every image of the dataset"), *SplitPart.choices],
+            choices=[(building.ALL_IMAGES, "every image of the dataset"), *SplitPart.choices],
             required=False,
             help_text="default all",
         )
@@ -261,7 +261,7 @@ class StudyBuildApi(APIView):
         data.is_valid(raise_exception=True)
         config = dict(data.validated_data)
         builder, seed = config.pop("builder"), config.pop("seed", study.seed)
-        return _study_response(services.study_build_cases(study=study, builder=builder, config=config, seed=seed))
+        return _study_response(building.study_build_cases(study=study, builder=builder, config=config, seed=seed))
 
 
 class StudyCaseListApi(APIView):
@@ -285,7 +285,7 @@ class StudyCaseListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        study = services.study_load_case_list(
+        study = building.study_load_case_list(
             study=_study(pk), data=upload.read(), seed=data.validated_data.get("seed"), file_name=upload.name
         )
         return _study_response(study)
@@ -325,7 +325,7 @@ class StudyCasesApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, pk: int):
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(services.study_cases(study=_study(pk)), request, view=self)
+        page = paginator.paginate_queryset(selectors.study_cases(study=_study(pk)), request, view=self)
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -361,7 +361,7 @@ class StudyProgressApi(APIView):
                     "study": study.pk,
                     "status": study.status,
                     "n_cases": study.cases.count(),
-                    "readers": services.study_progress(study=study),
+                    "readers": selectors.study_progress(study=study),
                 }
             ).data
         )

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
-from readerstudy import selectors, services
+from readerstudy import building, selectors, services, wizard
 from readerstudy.forms import (
     AssignmentAddForm,
     CaseListForm,
@@ -31,7 +31,7 @@ CASES_PER_PAGE = 10
 
 @role_required(COORDINATOR, RESEARCHER)
 def study_list(request):
-    return render(request, "studies/study_list.html", {"studies": services.study_list()})
+    return render(request, "studies/study_list.html", {"studies": selectors.study_list()})
 
 
 @role_required(COORDINATOR)
@@ -63,14 +63,14 @@ def study_create(request):
             "form": form,
             "questions": questions,
             "summary": summary,
-            "labels_by_dataset": {str(k): v for k, v in services.dataset_label_names().items()},
+            "labels_by_dataset": {str(k): v for k, v in selectors.dataset_label_names().items()},
         },
     )
 
 
 def _setup(request, form: StudyWizardForm, questions, *, dry_run: bool):
     upload = form.cleaned_data.get("case_list")
-    return services.study_setup(
+    return wizard.study_setup(
         design=form.design(),
         builder=form.cleaned_data["builder"],
         config=form.builder_config(),
@@ -87,13 +87,13 @@ def _setup(request, form: StudyWizardForm, questions, *, dry_run: bool):
 @role_required(COORDINATOR, RESEARCHER)
 def study_detail(request, pk: int):
     study = get_object_or_404(Study.objects.select_related("dataset", "ground_truth_reader", "created_by"), pk=pk)
-    page = Paginator(services.study_cases(study=study), CASES_PER_PAGE).get_page(request.GET.get("page"))
+    page = Paginator(selectors.study_cases(study=study), CASES_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,
         "studies/study_detail.html",
         {
             "study": study,
-            "progress": services.study_progress(study=study),
+            "progress": selectors.study_progress(study=study),
             "locked": services.study_has_answers(study=study),
             "page": page,
             "questions": study.questions.all(),
@@ -233,7 +233,7 @@ def case_list_upload(request, pk: int):
     upload = form.cleaned_data["case_list"]
     _run(
         request,
-        lambda: services.study_load_case_list(
+        lambda: building.study_load_case_list(
             study=study, data=upload.read(), seed=form.cleaned_data["seed"], file_name=upload.name
         ),
         "The case list replaced the study's cases.",

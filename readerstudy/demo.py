@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 
 from core.jobs import JobStatus
 from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
-from readerstudy import services
+from readerstudy import building, services
 from readerstudy.models import Study
 from retrieval.imports import ingest, phantoms
 from retrieval.imports import services as imports
@@ -199,7 +199,7 @@ def demo_studies_create(*, stdout=None) -> None:
             ground_truth_reader=readers[0] if mode == "rank_all" else None,
             created_by=users.filter(username="coordinator").first(),
         )
-        services.study_build_cases(
+        building.study_build_cases(
             study=study,
             builder="stratified_random",
             seed=2026,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 
-from readerstudy import services
+from readerstudy import building, selectors, services
 from readerstudy.models import AnswerMode, StudyQuestion
 from retrieval.models import Dataset, ModelRun, Split, SplitPart
 
@@ -79,7 +79,7 @@ class StudyWizardForm(forms.Form):
     show_candidate_labels = forms.BooleanField(required=False, help_text="Readers see the candidates' labels.")
     show_saliency = forms.BooleanField(required=False, help_text="Readers see saliency overlays where available.")
     # 3. Builder, sizes and seed
-    builder = forms.ChoiceField(choices=list(services.BUILDERS.items()), initial=services.STRATIFIED_RANDOM)
+    builder = forms.ChoiceField(choices=list(building.BUILDERS.items()), initial=building.STRATIFIED_RANDOM)
     seed = forms.IntegerField(
         min_value=0, max_value=2**63 - 1, help_text="Recorded with the study: the same seed rebuilds the same cases."
     )
@@ -101,7 +101,7 @@ class StudyWizardForm(forms.Form):
         help_text="Optional: a label name; queries keep its class proportions.",
     )
     pool_part = forms.ChoiceField(
-        choices=[(services.ALL_IMAGES, "Every image of the dataset"), *SplitPart.choices],
+        choices=[(building.ALL_IMAGES, "Every image of the dataset"), *SplitPart.choices],
         required=False,
         label="Candidate pool",
     )
@@ -156,10 +156,10 @@ class StudyWizardForm(forms.Form):
     )
     # 4. Readers
     readers = UsernameMultipleChoiceField(
-        queryset=services.eligible_readers(), required=False, widget=forms.CheckboxSelectMultiple
+        queryset=selectors.eligible_readers(), required=False, widget=forms.CheckboxSelectMultiple
     )
     ground_truth_reader = UsernameChoiceField(
-        queryset=services.eligible_readers(),
+        queryset=selectors.eligible_readers(),
         required=False,
         empty_label="None",
         help_text="Papers 001/003: R1's answers are the ground truth.",
@@ -207,20 +207,20 @@ class StudyWizardForm(forms.Form):
     )
     # Which builder shows which field (wizard.js hides the others; the server ignores them).
     BUILDER_FIELDS = {
-        "n_queries": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "split": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "query_part": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "query_label": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "pool_part": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "exclude_queries": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "catalogue_size": (services.STRATIFIED_RANDOM, services.TOP_N),
-        "class_label": (services.STRATIFIED_RANDOM,),
-        "allocation": services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,),
-        "nearest_k": (services.KNN_FARTHEST,),
-        "run": (services.KNN_FARTHEST, services.TOP_N),
-        "runs": (services.POOLED,),
-        "per_method": (services.POOLED,),
-        "case_list": (services.CASE_LIST,),
+        "n_queries": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "split": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "query_part": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "query_label": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "pool_part": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "exclude_queries": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "catalogue_size": (building.STRATIFIED_RANDOM, building.TOP_N),
+        "class_label": (building.STRATIFIED_RANDOM,),
+        "allocation": building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,),
+        "nearest_k": (building.KNN_FARTHEST,),
+        "run": (building.KNN_FARTHEST, building.TOP_N),
+        "runs": (building.POOLED,),
+        "per_method": (building.POOLED,),
+        "case_list": (building.CASE_LIST,),
     }
 
     MODE_FIELDS = {"k": (AnswerMode.CHOOSE_K,), "rating_min": (AnswerMode.RATE,), "rating_max": (AnswerMode.RATE,)}
@@ -229,8 +229,8 @@ class StudyWizardForm(forms.Form):
         super().__init__(*args, **kwargs)
         if not self.is_bound:
             self.initial.setdefault("seed", services.new_seed())
-        self.fields["readers"].queryset = services.eligible_readers()
-        self.fields["ground_truth_reader"].queryset = services.eligible_readers()
+        self.fields["readers"].queryset = selectors.eligible_readers()
+        self.fields["ground_truth_reader"].queryset = selectors.eligible_readers()
 
     def sections(self) -> list[dict]:
         """Per wizard section: id, title and its fields, each with the builders and modes that use it."""
@@ -256,15 +256,15 @@ class StudyWizardForm(forms.Form):
         if data.get("mode") == AnswerMode.CHOOSE_K and not data.get("k"):
             self.add_error("k", "Choose k needs k (how many candidates each reader picks).")
         builder = data.get("builder")
-        if builder in services.RUN_BUILDERS + (services.STRATIFIED_RANDOM,) and not data.get("n_queries"):
+        if builder in building.RUN_BUILDERS + (building.STRATIFIED_RANDOM,) and not data.get("n_queries"):
             self.add_error("n_queries", "How many queries (cases) should the study have?")
-        if builder == services.STRATIFIED_RANDOM and not data.get("class_label"):
+        if builder == building.STRATIFIED_RANDOM and not data.get("class_label"):
             self.add_error("class_label", "The stratified random builder needs the label whose values are the classes.")
-        if builder in (services.KNN_FARTHEST, services.TOP_N) and not data.get("run"):
+        if builder in (building.KNN_FARTHEST, building.TOP_N) and not data.get("run"):
             self.add_error("run", "This builder ranks with a model run: choose one.")
-        if builder == services.POOLED and not data.get("runs"):
+        if builder == building.POOLED and not data.get("runs"):
             self.add_error("runs", "Pooling needs at least one model run.")
-        if builder == services.CASE_LIST and not data.get("case_list"):
+        if builder == building.CASE_LIST and not data.get("case_list"):
             self.add_error("case_list", "Choose the case-list CSV file.")
         if data.get("case_list") and data["case_list"].size > MAX_CASE_LIST_BYTES:
             self.add_error("case_list", "The case list is larger than 5 MB.")
@@ -298,7 +298,7 @@ class StudyWizardForm(forms.Form):
     def builder_config(self) -> dict:
         """The builder's configuration as `study_build_cases` records it."""
         d, builder = self.cleaned_data, self.cleaned_data["builder"]
-        if builder == services.CASE_LIST:
+        if builder == building.CASE_LIST:
             return {}
         config = {
             "n_queries": d["n_queries"],
@@ -306,14 +306,14 @@ class StudyWizardForm(forms.Form):
             "query_part": d.get("query_part") or SplitPart.TEST,
             "query_label": d.get("query_label", ""),
             "allocation": d.get("allocation") or "proportional",
-            "pool_part": d.get("pool_part") or services.ALL_IMAGES,
+            "pool_part": d.get("pool_part") or building.ALL_IMAGES,
             "exclude_queries": d.get("exclude_queries", False),
         }
-        if builder == services.STRATIFIED_RANDOM:
+        if builder == building.STRATIFIED_RANDOM:
             config.update(n=d["catalogue_size"] or 10, class_label=d["class_label"])
-        elif builder == services.KNN_FARTHEST:
+        elif builder == building.KNN_FARTHEST:
             config.update(run=d["run"].pk, k=d["nearest_k"] or 5)
-        elif builder == services.TOP_N:
+        elif builder == building.TOP_N:
             config.update(run=d["run"].pk, n=d["catalogue_size"] or 10)
         else:
             config.update(runs=[r.pk for r in d["runs"]], per_method=d["per_method"] or 5)
@@ -367,7 +367,7 @@ class StudyEditForm(forms.Form):
 
     def __init__(self, *args, study, locked: bool, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["ground_truth_reader"].queryset = services.eligible_readers().filter(assignments__study=study)
+        self.fields["ground_truth_reader"].queryset = selectors.eligible_readers().filter(assignments__study=study)
         self.fields["ground_truth_reader"].help_text = "One of the study's readers."
         if locked:
             for name in services.LOCKED_ONCE_ANSWERED:
@@ -380,7 +380,7 @@ class AssignmentAddForm(forms.Form):
 
     def __init__(self, *args, study, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["reader"].queryset = services.eligible_readers().exclude(assignments__study=study)
+        self.fields["reader"].queryset = selectors.eligible_readers().exclude(assignments__study=study)
 
 
 class CloneForm(forms.Form):

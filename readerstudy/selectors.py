@@ -6,9 +6,18 @@ The model runs a study was built from, and the one run whose saliency overlays i
 
 from __future__ import annotations
 
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Count, Prefetch, QuerySet
+
 from core.jobs import JobStatus
-from readerstudy.models import Study
-from retrieval.models import ModelRun
+from core.roles import READER
+from readerstudy.models import Candidate, Case, Study
+from retrieval.models import Label, ModelRun
 from retrieval.runs.methods import METHODS
 from retrieval.runs.ranking import SALIENCY_DIR, run_artefact_dir
 
@@ -46,3 +55,75 @@ def study_saliency_run(*, study: Study):
     ids = study_run_ids(study=study)
     runs = ModelRun.objects.filter(pk__in=ids, dataset_id=study.dataset_id).in_bulk()
     return next((runs[i] for i in ids if i in runs and run_has_saliency(runs[i])), None)
+
+
+# --- Reads for the coordinator pages and API ----------------------------------------------------
+
+
+def study_list() -> QuerySet[Study]:
+    """Studies with their case and reader counts, newest first."""
+    return (
+        Study.objects.select_related("dataset")
+        .annotate(n_cases=Count("cases", distinct=True), n_readers=Count("assignments", distinct=True))
+        .order_by("-created_at")
+    )
+
+
+def eligible_readers() -> QuerySet:
+    """Active users with the reader role (the choices when assigning readers)."""
+    return get_user_model().objects.filter(groups__name=READER, is_active=True).distinct().order_by("username")
+
+
+def study_progress(*, study: Study) -> list[dict]:
+    """Per reader: answered/total cases, median active time per case, flags, last answer."""
+    total = study.cases.count()
+    times: dict[int, list[int]] = defaultdict(list)
+    last: dict[int, Any] = {}
+    for assignment_id, ms, at in study.assignments.values_list("pk", "answers__active_ms", "answers__submitted_at"):
+        if at is None:  # a reader without answers (the outer join's empty row)
+            continue
+        times[assignment_id].append(ms)
+        last[assignment_id] = max(at, last.get(assignment_id, at))
+    flags = dict(study.assignments.annotate(n=Count("flags")).values_list("pk", "n"))
+    rows = []
+    for a in study.assignments.select_related("reader").order_by("reader__username"):
+        done = len(times[a.pk])
+        median = statistics.median(times[a.pk]) / 1000 if times[a.pk] else None
+        rows.append(
+            {
+                "assignment_id": a.pk,
+                "reader_id": a.reader_id,
+                "reader": a.reader.get_username(),
+                "seed": a.seed,
+                "done": done,
+                "total": total,
+                "percent": round(100 * done / total) if total else 0,
+                "median_seconds": median,
+                "flags": flags.get(a.pk, 0),
+                "last_answer_at": last.get(a.pk),
+                "is_ground_truth": a.reader_id == study.ground_truth_reader_id,
+            }
+        )
+    return rows
+
+
+def study_cases(*, study: Study) -> QuerySet[Case]:
+    """The cases in canonical order with query and candidates (with provenance) prefetched."""
+    return (
+        study.cases.select_related("query")
+        .prefetch_related(
+            Prefetch("candidates", queryset=Candidate.objects.select_related("image").order_by("position"))
+        )
+        .order_by("position")
+    )
+
+
+def dataset_label_names(*, dataset_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+    """dataset id → its label names (the class choices of the wizard)."""
+    qs = Label.objects.values_list("image__dataset_id", "name").distinct().order_by("image__dataset_id", "name")
+    if dataset_ids is not None:
+        qs = qs.filter(image__dataset_id__in=list(dataset_ids))
+    names: dict[int, list[str]] = defaultdict(list)
+    for ds, name in qs:
+        names[ds].append(name)
+    return dict(names)

@@ -15,6 +15,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
+from readerstudy import building
 from readerstudy import services as study_services
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_methods_train
 from readerstudy.models import AnswerMode
@@ -43,9 +44,9 @@ def test_every_trained_method_beats_random_retrieval_on_the_demo_collection(sett
     # Each run builds the paper-000 catalogues (5 nearest + 5 farthest) of a reader study.
     for run in runs:
         study = study_services.study_create(name=run.name, dataset=dataset, mode=AnswerMode.CHOOSE_K, k=5)
-        study_services.study_build_cases(
+        building.study_build_cases(
             study=study,
-            builder=study_services.KNN_FARTHEST,
+            builder=building.KNN_FARTHEST,
             config={"n_queries": 4, "run": run.pk, "k": 5, "split": split.pk},
             seed=3,
         )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.errors import ApplicationError
-from readerstudy import services
+from readerstudy import building, services
 from readerstudy.models import AnswerMode, Candidate, Case, Study
 from retrieval.models import Dataset, Label
 from tests.studies.factories import make_images, make_run, make_split
@@ -35,9 +35,9 @@ def brute_force(vectors, image_ids, query_id):
 
 def test_knn_farthest_under_a_run_stores_the_true_neighbours_with_provenance(dataset, images, vectors, run):
     study = new_study(dataset)
-    services.study_build_cases(
+    building.study_build_cases(
         study=study,
-        builder=services.KNN_FARTHEST,
+        builder=building.KNN_FARTHEST,
         config={"n_queries": 5, "run": run.pk, "k": 5, "exclude_queries": False},
         seed=1,
     )
@@ -61,9 +61,9 @@ def test_knn_farthest_under_a_run_stores_the_true_neighbours_with_provenance(dat
 
 def test_rebuilding_with_the_same_seed_gives_the_same_cases(dataset, images, run):
     def build(seed):
-        study = services.study_build_cases(
+        study = building.study_build_cases(
             study=Study.objects.get(name="S"),
-            builder=services.KNN_FARTHEST,
+            builder=building.KNN_FARTHEST,
             config={"n_queries": 4, "run": run.pk},
             seed=seed,
         )
@@ -80,8 +80,8 @@ def test_queries_default_to_the_test_part_and_never_appear_as_candidates(dataset
     parts = {img.pk: ("test" if n % 4 == 0 else "train") for n, img in enumerate(images)}
     split = make_split(dataset, parts)
     study = new_study(dataset)
-    services.study_build_cases(
-        study=study, builder=services.TOP_N, config={"n_queries": 6, "run": run.pk, "n": 8, "split": split.pk}, seed=3
+    building.study_build_cases(
+        study=study, builder=building.TOP_N, config={"n_queries": 6, "run": run.pk, "n": 8, "split": split.pk}, seed=3
     )
     queries = set(study.cases.values_list("query_id", flat=True))
     assert len(queries) == 6 and all(parts[q] == "test" for q in queries)
@@ -93,9 +93,9 @@ def test_pool_part_restricts_the_candidates(dataset, images, run):
     parts = {img.pk: ("test" if n % 4 == 0 else "train") for n, img in enumerate(images)}
     split = make_split(dataset, parts)
     study = new_study(dataset)
-    services.study_build_cases(
+    building.study_build_cases(
         study=study,
-        builder=services.KNN_FARTHEST,
+        builder=building.KNN_FARTHEST,
         config={"n_queries": 3, "run": run.pk, "split": split.pk, "pool_part": "train"},
         seed=3,
     )
@@ -106,9 +106,9 @@ def test_pool_part_restricts_the_candidates(dataset, images, run):
 
 def test_stratified_random_uses_the_label_classes(dataset, images):
     study = new_study(dataset, mode=AnswerMode.RANK_ALL)
-    services.study_build_cases(
+    building.study_build_cases(
         study=study,
-        builder=services.STRATIFIED_RANDOM,
+        builder=building.STRATIFIED_RANDOM,
         config={"n_queries": 5, "n": 10, "class_label": "finding", "query_label": "finding"},
         seed=2,
     )
@@ -129,9 +129,9 @@ def test_pooled_records_each_run_that_proposed_an_image(dataset, images, vectors
     noisy = vectors + np.random.default_rng(1).normal(scale=0.6, size=vectors.shape).astype(np.float32)
     other = make_run(dataset, tmp_path / "run-cnn", ids, noisy, name="cnn", method="finetune")
     study = new_study(dataset, mode=AnswerMode.RANK_ALL)
-    services.study_build_cases(
+    building.study_build_cases(
         study=study,
-        builder=services.POOLED,
+        builder=building.POOLED,
         config={"n_queries": 6, "runs": [run.pk, other.pk], "per_method": 4, "exclude_queries": False},
         seed=1,
     )
@@ -156,8 +156,8 @@ def test_a_run_of_another_dataset_is_refused(dataset, images, run):
     make_images(elsewhere, ["x"] * 12)
     study = new_study(elsewhere)
     with pytest.raises(ApplicationError, match="does not exist in dataset 'Other'"):
-        services.study_build_cases(
-            study=study, builder=services.KNN_FARTHEST, config={"n_queries": 2, "run": run.pk}, seed=0
+        building.study_build_cases(
+            study=study, builder=building.KNN_FARTHEST, config={"n_queries": 2, "run": run.pk}, seed=0
         )
 
 
@@ -166,8 +166,8 @@ def test_a_run_without_embeddings_is_refused_with_the_ranking_message(dataset, i
     run.status = "running"
     run.save()
     with pytest.raises(ApplicationError, match="has no embeddings yet"):
-        services.study_build_cases(
-            study=new_study(dataset), builder=services.TOP_N, config={"n_queries": 2, "run": run.pk}, seed=0
+        building.study_build_cases(
+            study=new_study(dataset), builder=building.TOP_N, config={"n_queries": 2, "run": run.pk}, seed=0
         )
 
 
@@ -188,9 +188,9 @@ def test_an_ssim_run_builds_catalogues_from_its_own_ranking(tmp_path):
         dataset=dataset, name="ssim", method="ssim", status="succeeded", config={"metric": "ssim", "size": 32}
     )
     study = new_study(dataset, k=2)
-    services.study_build_cases(
+    building.study_build_cases(
         study=study,
-        builder=services.KNN_FARTHEST,
+        builder=building.KNN_FARTHEST,
         config={"n_queries": 3, "run": run.pk, "k": 2, "exclude_queries": False},
         seed=4,
     )
@@ -213,10 +213,10 @@ def test_an_ssim_run_builds_catalogues_from_its_own_ranking(tmp_path):
 def test_an_ssim_build_beyond_its_pair_budget_is_refused_before_any_work(dataset, images, run, monkeypatch):
     run.method = "ssim"
     run.save()
-    monkeypatch.setattr(services, "SSIM_BUILD_MAX_PAIRS", 20)
+    monkeypatch.setattr(building, "SSIM_BUILD_MAX_PAIRS", 20)
     study = new_study(dataset)
     with pytest.raises(ApplicationError, match=r"SSIM compares image pairs directly: 3 queries × \d+ pool images"):
-        services.study_build_cases(study=study, builder=services.TOP_N, config={"n_queries": 3, "run": run.pk}, seed=0)
+        building.study_build_cases(study=study, builder=building.TOP_N, config={"n_queries": 3, "run": run.pk}, seed=0)
     assert not study.cases.exists()
 
 
@@ -224,8 +224,8 @@ def test_only_embedded_images_become_queries_or_candidates(dataset, images, vect
     half = images[:20]
     run = make_run(dataset, tmp_path / "half", [i.pk for i in half], vectors[:20])
     study = new_study(dataset)
-    services.study_build_cases(
-        study=study, builder=services.KNN_FARTHEST, config={"n_queries": 10, "run": run.pk}, seed=0
+    building.study_build_cases(
+        study=study, builder=building.KNN_FARTHEST, config={"n_queries": 10, "run": run.pk}, seed=0
     )
     used = set(study.cases.values_list("query_id", flat=True)) | set(
         Candidate.objects.filter(case__study=study).values_list("image_id", flat=True)
@@ -250,7 +250,7 @@ def test_only_embedded_images_become_queries_or_candidates(dataset, images, vect
 def test_bad_configurations_are_refused_and_nothing_is_written(dataset, images, config, message):
     study = new_study(dataset)
     with pytest.raises(ApplicationError) as exc:
-        services.study_build_cases(study=study, builder=services.STRATIFIED_RANDOM, config=config, seed=0)
+        building.study_build_cases(study=study, builder=building.STRATIFIED_RANDOM, config=config, seed=0)
     assert message.lower() in exc.value.message.lower()
     assert not Case.objects.exists()
 
@@ -258,9 +258,9 @@ def test_bad_configurations_are_refused_and_nothing_is_written(dataset, images, 
 def test_a_failed_rebuild_keeps_the_old_cases(study):
     before = list(Candidate.objects.filter(case__study=study).values_list("pk", flat=True))
     with pytest.raises(ApplicationError):
-        services.study_build_cases(
+        building.study_build_cases(
             study=study,
-            builder=services.STRATIFIED_RANDOM,
+            builder=building.STRATIFIED_RANDOM,
             config={"n_queries": 2, "n": 10, "class_label": "nope"},
             seed=1,
         )
@@ -269,7 +269,7 @@ def test_a_failed_rebuild_keeps_the_old_cases(study):
 
 def test_unknown_builder_is_refused(dataset):
     with pytest.raises(ApplicationError, match="Unknown builder 'magic'"):
-        services.study_build_cases(study=new_study(dataset), builder="magic", config={}, seed=0)
+        building.study_build_cases(study=new_study(dataset), builder="magic", config={}, seed=0)
 
 
 # --- case lists ------------------------------------------------------------------------------
@@ -281,7 +281,7 @@ def test_case_list_resolves_ids_source_names_and_base_names(dataset, images):
         f"query,candidate\n{a.pk},{b.source_name}\n{a.pk},003.png\n{b.source_name},{a.pk}\n{b.source_name},{c.pk}\n"
     ).encode()
     study = new_study(dataset, mode=AnswerMode.RANK_ALL)
-    services.study_load_case_list(study=study, data=data, file_name="cases.csv")
+    building.study_load_case_list(study=study, data=data, file_name="cases.csv")
     cases = list(study.cases.order_by("position"))
     assert [x.query_id for x in cases] == [a.pk, b.pk]
     assert {x.image_id for x in catalogue(cases[0])} == {b.pk, d.pk}
@@ -294,7 +294,7 @@ def test_case_list_errors_are_listed_per_line_and_nothing_is_written(dataset, im
         f"query,candidate\n{images[0].pk},{images[1].pk}\n{images[0].pk},missing.png\nx.png,{images[2].pk}\n".encode()
     )
     with pytest.raises(ApplicationError) as exc:
-        services.study_load_case_list(study=new_study(dataset, mode=AnswerMode.RATE), data=data)
+        building.study_load_case_list(study=new_study(dataset, mode=AnswerMode.RATE), data=data)
     assert exc.value.extra["errors"] == [
         "line 3: no image 'missing.png' in the dataset",
         "line 4: no image 'x.png' in the dataset",
@@ -307,4 +307,4 @@ def test_case_list_cannot_name_images_of_another_dataset(dataset, images):
     foreign = make_images(other, ["x", "y"])
     data = f"query,candidate\n{images[0].pk},{foreign[0].pk}\n".encode()
     with pytest.raises(ApplicationError, match=f"no image '{foreign[0].pk}'"):
-        services.study_load_case_list(study=new_study(dataset, mode=AnswerMode.RATE), data=data)
+        building.study_load_case_list(study=new_study(dataset, mode=AnswerMode.RATE), data=data)

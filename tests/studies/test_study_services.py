@@ -6,7 +6,7 @@ import pytest
 
 from annotations.models import Answer
 from core.errors import ApplicationError, Conflict
-from readerstudy import services
+from readerstudy import building, selectors, services, wizard
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from tests.studies.factories import answer
 
@@ -116,9 +116,9 @@ def test_rebuilding_or_replacing_cases_is_refused_once_answered(assigned, reader
     answer(assigned, reader)
     cases = list(Case.objects.values_list("pk", "query_id"))
     with pytest.raises(Conflict, match="rebuilding the cases would invalidate them"):
-        services.study_build_cases(study=assigned, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=9)
+        building.study_build_cases(study=assigned, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=9)
     with pytest.raises(Conflict, match="replacing the cases"):
-        services.study_load_case_list(study=assigned, data=b"query,candidate\n1,2\n")
+        building.study_load_case_list(study=assigned, data=b"query,candidate\n1,2\n")
     assert list(Case.objects.values_list("pk", "query_id")) == cases
 
 
@@ -133,7 +133,7 @@ def test_questions_are_locked_once_answered(assigned, reader):
 
 
 def test_everything_is_editable_before_the_first_answer(assigned):
-    services.study_build_cases(study=assigned, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=9)
+    building.study_build_cases(study=assigned, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=9)
     services.study_update(study=assigned, mode=AnswerMode.RANK_ALL)
     assert Study.objects.get().seed == 9 and Case.objects.count() == 4
 
@@ -212,7 +212,7 @@ def test_open_needs_cases_and_readers(dataset, images, reader):
     study = services.study_create(name="S", dataset=dataset, mode=AnswerMode.RANK_ALL)
     with pytest.raises(ApplicationError, match="no cases yet"):
         services.study_open(study=study)
-    services.study_build_cases(study=study, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=1)
+    building.study_build_cases(study=study, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=1)
     with pytest.raises(ApplicationError, match="no readers yet"):
         services.study_open(study=study)
     services.assignment_add(study=study, reader=reader)
@@ -268,7 +268,7 @@ def test_clone_copies_design_questions_cases_and_provenance_not_readers_or_answe
     assert not copy.assignments.exists()
     assert Answer.objects.filter(case__study=copy).count() == 0 and Answer.objects.count() == 1
     assert not services.study_has_answers(study=copy)
-    services.study_build_cases(study=copy, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=3)  # not locked
+    building.study_build_cases(study=copy, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=3)  # not locked
     assert Candidate.objects.filter(case__study=assigned).count() == 40
 
 
@@ -284,7 +284,7 @@ def test_clone_needs_a_new_name(study):
 def setup_args(dataset, readers, **overrides):
     args = {
         "design": {"name": "Wizard", "dataset": dataset, "mode": AnswerMode.CHOOSE_K, "k": 5},
-        "builder": services.STRATIFIED_RANDOM,
+        "builder": building.STRATIFIED_RANDOM,
         "config": BUILD,
         "seed": 77,
         "readers": readers,
@@ -294,12 +294,12 @@ def setup_args(dataset, readers, **overrides):
 
 
 def test_setup_creates_everything(dataset, images, reader, other_reader, coordinator):
-    study = services.study_setup(**setup_args(dataset, [reader, other_reader]), created_by=coordinator)
+    study = wizard.study_setup(**setup_args(dataset, [reader, other_reader]), created_by=coordinator)
     assert (study.cases.count(), study.assignments.count(), study.questions.count(), study.seed) == (4, 2, 1, 77)
 
 
 def test_setup_dry_run_writes_nothing_and_summarises(dataset, images, reader):
-    summary = services.study_setup(**setup_args(dataset, [reader]), dry_run=True)
+    summary = wizard.study_setup(**setup_args(dataset, [reader]), dry_run=True)
     assert not Study.objects.exists() and not Case.objects.exists()
     assert (summary["n_cases"], summary["catalogue_min"], summary["catalogue_max"], summary["readers"]) == (
         4,
@@ -312,14 +312,14 @@ def test_setup_dry_run_writes_nothing_and_summarises(dataset, images, reader):
 
 def test_setup_is_all_or_nothing(dataset, images, reader):
     with pytest.raises(ApplicationError, match="(?i)no image of dataset 'Chest' has a label named 'nope'"):
-        services.study_setup(**setup_args(dataset, [reader], config={**BUILD, "class_label": "nope"}))
+        wizard.study_setup(**setup_args(dataset, [reader], config={**BUILD, "class_label": "nope"}))
     assert not Study.objects.exists() and not StudyQuestion.objects.exists()
 
 
 def test_setup_assigns_the_ground_truth_reader(dataset, images, reader, other_reader):
     args = setup_args(dataset, [reader])
     args["design"]["ground_truth_reader"] = other_reader
-    study = services.study_setup(**args)
+    study = wizard.study_setup(**args)
     assert set(study.assignments.values_list("reader__username", flat=True)) == {"reader", "other_reader"}
 
 
@@ -335,7 +335,7 @@ def test_progress_counts_answers_times_and_flags(assigned, reader, other_reader)
         Answer.objects.filter(pk=a.pk).update(active_ms=ms)
     CaseFlag.objects.create(assignment=assigned.assignments.get(reader=reader), case=cases[0], comment="label?")
     study = services.study_update(study=assigned, ground_truth_reader=other_reader)
-    rows = {r["reader"]: r for r in services.study_progress(study=study)}
+    rows = {r["reader"]: r for r in selectors.study_progress(study=study)}
     assert (rows["reader"]["done"], rows["reader"]["total"], rows["reader"]["percent"]) == (3, 4, 75)
     assert rows["reader"]["median_seconds"] == 4.0 and rows["reader"]["flags"] == 1
     assert rows["reader"]["last_answer_at"] is not None and not rows["reader"]["is_ground_truth"]
