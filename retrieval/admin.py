@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from retrieval.models import Dataset, Image, ImportJob, Label
+from retrieval.models import Dataset, Evaluation, Image, ImportJob, Label
 
 
 @admin.register(Dataset)
@@ -41,3 +41,10 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ("pk", "dataset", "status", "n_imported", "n_skipped", "n_failed", "created_at")
     list_filter = ("status", "dataset")
     readonly_fields = [f.name for f in ImportJob._meta.fields]
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(admin.ModelAdmin):
+    list_display = ("pk", "run", "status", "created_at", "finished_at")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in Evaluation._meta.fields]

@@ -83,6 +83,7 @@ def run_detail(request, pk: int):
             "hubness": hubness_rows(retrieval),
             "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
             "worker_lost": runs.run_worker_lost(run=run),
+            "evaluations": run.evaluations.order_by("-pk")[:10],
         },
     )
 

@@ -129,3 +129,27 @@ def test_the_run_api_says_when_the_worker_was_lost(client, dataset, researcher, 
     client.force_login(researcher)
     assert client.get(f"/api/runs/{stale.pk}/").json()["worker_lost"] is True
     assert client.get(f"/api/runs/{fresh.pk}/").json()["worker_lost"] is False
+
+
+def test_run_page_lists_its_re_evaluations_with_their_outcome(client, dataset, researcher):
+    from retrieval.models import Evaluation
+
+    run = _run(dataset, status="succeeded", split=split_create(dataset=dataset))
+    Evaluation.objects.create(
+        run=run,
+        options={"ks": [1, 3], "part": "test", "ap_definition": "min_k_R"},
+        status="failed",
+        error="Only 0 images of the test part have a value of 'w'",
+    )
+    Evaluation.objects.create(
+        run=run,
+        options={"ks": [5], "part": "val", "ap_definition": "hits"},
+        status="running",
+        progress_done=1,
+        progress_total=4,
+    )
+    client.force_login(researcher)
+    html = client.get(f"/runs/{run.pk}/").content.decode()
+    assert 'id="evaluations"' in html
+    assert "k 1, 3 · test · mAP min_k_R" in html and "failed: Only 0 images of the test part" in html
+    assert "k 5 · val · mAP hits" in html and "running 25%" in html
