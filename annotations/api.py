@@ -8,6 +8,8 @@ answers are simply not found.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -16,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors, services
-from core.errors import Conflict
+from core.errors import ApplicationError, Conflict
 from core.roles import ROLES, api_role
 from readerstudy.models import Assignment, Case, StudyStatus
 
@@ -39,6 +41,15 @@ def reading_target(*, user, study_id: int, index: int) -> tuple[Assignment, sele
     if not order.can_open(index):
         raise Conflict(f"Answer case {order.next_index} first.", {"next_case": order.next_index})
     return assignment, order, selectors.reader_case(order=order, index=index)
+
+
+@contextmanager
+def keys_in_errors(keymap: dict[str, int]):
+    """Refusals of the services (which speak candidate ids) reach the reader with candidate keys only."""
+    try:
+        yield
+    except ApplicationError as error:
+        raise selectors.reader_error_to_keys(error=error, keymap=keymap) from None
 
 
 def next_url(*, assignment: Assignment) -> str:
@@ -187,7 +198,8 @@ class DraftSaveApi(APIView):
         data.is_valid(raise_exception=True)
         keymap = selectors.candidate_keymap(assignment=assignment, case=case)
         draft = selectors.reader_payload_to_ids(data=data.validated_data, keymap=keymap)
-        visit = services.draft_save(assignment=assignment, case=case, draft=draft)
+        with keys_in_errors(keymap):
+            visit = services.draft_save(assignment=assignment, case=case, draft=draft)
         return Response(self.OutputSerializer({"saved_at": visit.last_seen_at}).data)
 
 
@@ -217,13 +229,14 @@ class AnswerSubmitApi(APIView):
         data.is_valid(raise_exception=True)
         keymap = selectors.candidate_keymap(assignment=assignment, case=case)
         payload = selectors.reader_payload_to_ids(data=data.validated_data, keymap=keymap)
-        answer = services.answer_submit(
-            assignment=assignment,
-            case=case,
-            payload=payload,
-            client_token=data.validated_data["client_token"],
-            active_ms_delta=data.validated_data["active_ms_delta"],
-        )
+        with keys_in_errors(keymap):
+            answer = services.answer_submit(
+                assignment=assignment,
+                case=case,
+                payload=payload,
+                client_token=data.validated_data["client_token"],
+                active_ms_delta=data.validated_data["active_ms_delta"],
+            )
         out = {
             "revision": answer.revision,
             "submitted_at": answer.submitted_at,

@@ -192,6 +192,23 @@ def reader_payload_to_keys(*, payload: dict, keymap: dict[str, int]) -> dict:
     }
 
 
+def reader_error_to_keys(*, error: ApplicationError, keymap: dict[str, int]) -> ApplicationError:
+    """The services' refusal as the reader may see it: images by "query" or candidate key, never by id.
+
+    Only `missing` (unanswered image questions) names images; any other candidate field the services
+    might add is dropped rather than passed on with an id in it.
+    """
+    keys = {cid: key for key, cid in keymap.items()}
+    extra = {k: v for k, v in error.extra.items() if k not in ("missing", "candidate", "candidates")}
+    if "missing" in error.extra:
+        extra["missing"] = [
+            {"question": m["question"], "image": QUERY_KEY if m["candidate"] is None else keys.get(m["candidate"])}
+            for m in error.extra["missing"]
+        ]
+    error.extra = extra
+    return error
+
+
 # --- saliency overlays ---------------------------------------------------------------------------
 
 

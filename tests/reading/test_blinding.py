@@ -163,3 +163,35 @@ def test_other_readers_answers_drafts_and_flags_stay_theirs(client, reader, othe
     for text in _reader_texts(client, secret_study).values():
         assert "otherreadersflag" not in text
     assert client.get("/api/reading/studies/").json()[0]["n_done"] == 0
+
+
+def test_an_unanswered_image_question_names_candidates_by_key_not_id(client, reader):
+    """Issue 12, High 1: one failed submission per candidate must not map keys to ids (ids follow ranks)."""
+    study = study_make(
+        readers=[reader],
+        n_cases=1,
+        n_candidates=3,
+        questions=[{"key": "effusion", "text": "Effusion?", "choices": ["yes", "no"], "applies_to": "all"}],
+    )
+    client.force_login(reader)
+    keys = [c["key"] for c in client.get(f"/api/reading/studies/{study.pk}/cases/1/").json()["candidates"]]
+    ids = set(Candidate.objects.filter(case__study=study).values_list("pk", flat=True))
+    answers = [{"question": "effusion", "image": "query", "value": "no"}]  # every candidate left unanswered
+    response = client.post(
+        f"/api/reading/studies/{study.pk}/cases/1/answer/",
+        {"selected": keys[:2], "image_answers": answers, "client_token": "token-missing-1"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    missing = response.json()["extra"]["missing"]
+    assert sorted(m["image"] for m in missing) == sorted(keys)
+    assert all(set(m) == {"question", "image"} for m in missing)
+    for value in json.loads(response.content.decode())["extra"]["missing"]:
+        assert value["image"] not in {str(i) for i in ids} and not isinstance(value["image"], int)
+    # the query named the reader's way too
+    response = client.post(
+        f"/api/reading/studies/{study.pk}/cases/1/answer/",
+        {"selected": keys[:2], "image_answers": [], "client_token": "token-missing-2"},
+        content_type="application/json",
+    )
+    assert {m["image"] for m in response.json()["extra"]["missing"]} == {"query", *keys}
