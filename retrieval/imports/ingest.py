@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -21,6 +20,7 @@ from django.db import IntegrityError, transaction
 
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
+from retrieval.imports import uploads
 from retrieval.imports.imaging.decode import decode_image
 from retrieval.imports.imaging.deid import deidentify_dicom
 from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
@@ -66,8 +66,10 @@ class _Run:
 
 def import_job_run(*, job_id: int) -> ImportJob | None:
     """The import task's body: claim the job, import every file, apply labels, report (core runner: any failure
-    is recorded on the job). Sources uploaded for the import are removed once it succeeded; a failed import
-    keeps them, so that it can be retried (`import_job_retry`)."""
+    is recorded on the job). Sources uploaded for the import are removed once it succeeded or failed on them
+    (an unusable archive or table); an unexpected failure keeps them for a retry (`import_job_retry`), at most
+    IMPORT_UPLOAD_KEEP_HOURS (retrieval.imports.uploads)."""
+    refused = []
 
     def body(job: ImportJob) -> None:
         run = _Run(job=job)
@@ -76,13 +78,15 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         except (SourceError, label_tables.LabelTableError) as exc:
             table = isinstance(exc, label_tables.LabelTableError)
             run.note("failed", str(exc), file=Path(job.labels_path if table else job.source_path).name)
+            refused.append(exc)
             raise
         finally:
             _save_report(run)
 
+    uploads.uploads_expired_remove()
     job = job_run(ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError))
-    if job is not None and job.status == JobStatus.SUCCEEDED:
-        _remove_sources(job)
+    if job is not None and (job.status == JobStatus.SUCCEEDED or (job.status == JobStatus.FAILED and refused)):
+        uploads.uploads_remove(job)
     return job
 
 
@@ -388,13 +392,3 @@ def _save_report(run: _Run) -> None:
     job.n_failed = sum(1 for r in run.report if r["status"] == "failed")
     job.n_skipped = sum(1 for r in run.report if r["status"] == "skipped")
     ImportJob.objects.filter(pk=job.pk).update(report=job.report, n_failed=job.n_failed, n_skipped=job.n_skipped)
-
-
-def _remove_sources(job: ImportJob) -> None:
-    if not job.remove_sources:
-        return
-    for p in (job.source_path, job.labels_path):
-        path = Path(p) if p else None
-        if path is None or not path.exists() or not path.resolve().is_relative_to(settings.UPLOAD_ROOT):
-            continue
-        shutil.rmtree(path) if path.is_dir() else path.unlink()

@@ -11,7 +11,8 @@ from pathlib import Path
 from django.db import transaction
 
 from core.errors import ApplicationError
-from core.jobs import job_retry
+from core.jobs import JobStatus, job_retry
+from retrieval.imports.uploads import uploads_gone
 from retrieval.models import Dataset, ImportJob, LabelFormat
 from retrieval.tasks import import_run
 
@@ -63,7 +64,15 @@ def import_job_create(
 
 
 def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
-    """Queue a failed import again, from the same (kept) sources; images it stored before are not duplicated."""
+    """Queue a failed import again, from the same (kept) sources; images it stored before are not duplicated.
+
+    Refused when its uploads were removed (it failed on them, or the retry window passed): upload again.
+    """
+    if job.status == JobStatus.FAILED and uploads_gone(job):
+        raise ApplicationError(
+            f"Import {job.pk}'s uploaded files were removed after it failed (they hold patient identifiers): "
+            "upload them again in a new import."
+        )
     job = job_retry(job, what=f"Import {job.pk}")
     if enqueue:
         _import_enqueue(job)
