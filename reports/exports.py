@@ -2,7 +2,8 @@
 
 Every export is computed from the same objects as the report page (reports.build and the arrays
 of reports.inputs), so a number in a download is the number on the page. Column meanings:
-README.md, "Exports and their columns".
+README.md, "Exports and their columns". Every CSV is written by `core.csvsafe.csv_text`: a text cell a
+spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading apostrophe.
 
 iMRMC mapping (one row per reader × case × modality, columns readerID, caseID, modalityID, score;
 no truth rows: the scores are not ROC ratings but per-case performance, for iMRMC's
@@ -22,7 +23,6 @@ mean with its MRMC variance):
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import textwrap
@@ -35,6 +35,7 @@ from django.utils.text import slugify
 from matplotlib.backends.backend_pdf import PdfPages
 
 from annotations.models import Answer, AnswerItem, CaseFlag, CaseVisit, ImageAnswer
+from core.csvsafe import csv_text
 from core.errors import ApplicationError
 from readerstudy.models import AnswerMode, StudyQuestion
 from reports import stats as S
@@ -200,11 +201,7 @@ def long_rows(inputs: ReportInputs) -> Iterable[dict]:
 
 def long_csv(inputs: ReportInputs) -> str:
     """The long-format CSV as text."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=long_columns(inputs), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(long_rows(inputs))
-    return buf.getvalue()
+    return csv_text(long_rows(inputs), header=long_columns(inputs), dicts=True)
 
 
 # ============================================================================================
@@ -292,11 +289,7 @@ def question_rows(arrays: StudyArrays, classes: list[str] | None = None) -> Iter
 
 def questions_csv(arrays: StudyArrays, classes: list[str] | None = None) -> str:
     """The questions CSV as text (a header only when the study asks no per-image question)."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=QUESTION_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(question_rows(arrays, classes))
-    return buf.getvalue()
+    return csv_text(question_rows(arrays, classes), header=QUESTION_COLUMNS, dicts=True)
 
 
 # ============================================================================================
@@ -352,11 +345,7 @@ def imrmc_rows(inputs: ReportInputs, options: ReportOptions) -> list[tuple]:
 
 def imrmc_csv(inputs: ReportInputs, options: ReportOptions) -> str:
     """The iMRMC-style CSV as text (header readerID,caseID,modalityID,score)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(IMRMC_COLUMNS)
-    writer.writerows(imrmc_rows(inputs, options))
-    return buf.getvalue()
+    return csv_text(imrmc_rows(inputs, options), header=IMRMC_COLUMNS)
 
 
 # ============================================================================================
