@@ -134,6 +134,8 @@ MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 UPLOAD_ROOT = Path(envstr("UPLOAD_ROOT", str(DATA_DIR / "uploads"))).resolve()
 # A failed import's uploads, kept for a retry only after an unexpected failure, at most this long.
 IMPORT_UPLOAD_KEEP_HOURS = envint("IMPORT_UPLOAD_KEEP_HOURS", 24, minimum=0)
+# The only folder a run's `weights` may name a checkpoint file in (anything else: one generic refusal).
+WEIGHTS_DIR = Path(envstr("WEIGHTS_DIR", str(DATA_DIR / "checkpoints"))).resolve()
 # Model runs: checkpoints, embeddings, FAISS indexes (not served).
 ARTEFACT_ROOT = Path(envstr("ARTEFACT_ROOT", str(DATA_DIR / "artefacts"))).resolve()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024

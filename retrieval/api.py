@@ -20,6 +20,7 @@ from retrieval.models import Dataset, Image, ImportJob, LabelFormat, ModelRun, S
 from retrieval.runs import index, search
 from retrieval.runs import services as runs
 from retrieval.runs.services import run_worker_lost
+from retrieval.runs.splits import split_create
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 CoordinatorOnly = api_role(COORDINATOR)
@@ -246,7 +247,7 @@ class RunListApi(APIView):
 class RunCreateApi(APIView):
     """Queue a model run (method + configuration) on the GPU queue."""
 
-    permission_classes = [CoordinatorOrResearcher]
+    permission_classes = [CoordinatorOnly]
 
     @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(serializers.Serializer):
@@ -277,7 +278,7 @@ class RunCreateApi(APIView):
 class SplitCreateApi(APIView):
     """Split a dataset into train/val/test by patient."""
 
-    permission_classes = [CoordinatorOrResearcher]
+    permission_classes = [CoordinatorOnly]
 
     @extend_schema_serializer(component_name="SplitCreateInput")
     class InputSerializer(serializers.Serializer):
@@ -299,7 +300,7 @@ class SplitCreateApi(APIView):
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        split = runs.split_create(
+        split = split_create(
             dataset=dataset, **{**data.validated_data, "fractions": tuple(data.validated_data["fractions"])}
         )
         return Response(self.OutputSerializer(split).data, status=status.HTTP_201_CREATED)
@@ -314,7 +315,7 @@ class RunDetailApi(APIView):
 
 
 class RunResumeApi(APIView):
-    permission_classes = [CoordinatorOrResearcher]
+    permission_classes = [CoordinatorOnly]
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     def post(self, request, pk: int):

@@ -86,7 +86,7 @@ def add_run_options(parser) -> None:
     parser.add_argument(
         "--weights",
         default="pretrained",
-        help="'pretrained' (from the Hugging Face cache), 'random', or a local checkpoint file",
+        help="'pretrained' (from the Hugging Face cache), 'random', or a checkpoint file in WEIGHTS_DIR",
     )
     parser.add_argument("--metric", choices=["cosine", "l2"], default=None)
     parser.add_argument("--index", choices=["auto", "flat", "hnsw", "ivf"], default="auto")

@@ -41,7 +41,8 @@ class RunForm(forms.Form):
     )
     weights = forms.CharField(
         initial="pretrained",
-        help_text="'pretrained' (Hugging Face cache), 'random', or a checkpoint path on the server",
+        help_text="'pretrained' (Hugging Face cache), 'random', or the name of a checkpoint in the server's "
+        "checkpoint folder (WEIGHTS_DIR)",
     )
     metric = forms.ChoiceField(
         choices=[("", "the method's default"), ("cosine", "cosine"), ("l2", "Euclidean (L2)")],

@@ -26,7 +26,7 @@ from retrieval.runs.evaluation import MAP_FILE
 from retrieval.runs.methods import METHODS
 from retrieval.runs.ranking import saliency_path
 
-BOTH = (COORDINATOR, RESEARCHER)
+BOTH = (COORDINATOR, RESEARCHER)  # reads; starting and resuming runs (and making splits) is coordinators' work
 
 
 @role_required(*BOTH)
@@ -45,7 +45,7 @@ def run_list(request, pk: int):
     )
 
 
-@role_required(*BOTH)
+@role_required(COORDINATOR)
 def run_create(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     form = RunForm(request.POST or None, dataset=dataset)
@@ -88,7 +88,7 @@ def run_detail(request, pk: int):
     )
 
 
-@role_required(*BOTH)
+@role_required(COORDINATOR)
 def run_resume(request, pk: int):
     run = get_object_or_404(ModelRun, pk=pk)
     if request.method == "POST":

@@ -10,6 +10,9 @@ which keep the raw penultimate features as papers 001/003 rank them (features "r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
 
 from core.errors import ApplicationError
 
@@ -102,13 +105,44 @@ def method_get(name: str) -> Method:
         raise ApplicationError(f"Unknown retrieval method {name!r}; known: {', '.join(sorted(METHODS))}.") from None
 
 
+WEIGHT_KEYWORDS = ("pretrained", "random")
+WEIGHTS_REFUSED = (
+    "weights must be 'pretrained', 'random' or the name of a checkpoint file in the server's checkpoint "
+    "folder (WEIGHTS_DIR); an administrator places checkpoints there."
+)
+
+
+def weights_checked(value) -> str:
+    """'pretrained', 'random', or a checkpoint's name relative to WEIGHTS_DIR (what the run's config stores).
+
+    Anything else — a path outside the folder, `..`, a link leading out, a file that is not there — gets the
+    same message, so the answer never tells whether a file exists elsewhere on the server.
+    """
+    if value in WEIGHT_KEYWORDS:
+        return value
+    if not isinstance(value, str) or not value.strip() or "\x00" in value:
+        raise ApplicationError(WEIGHTS_REFUSED)
+    root = Path(settings.WEIGHTS_DIR).resolve()
+    path = (root / value.strip()).resolve()  # an absolute value stays itself
+    if not path.is_relative_to(root) or path == root or not path.is_file():
+        raise ApplicationError(WEIGHTS_REFUSED)
+    return path.relative_to(root).as_posix()
+
+
+def weights_source(value: str) -> str:
+    """What the network builder loads: the keyword, or the checkpoint's path in WEIGHTS_DIR (checked again)."""
+    if value in WEIGHT_KEYWORDS:
+        return value
+    return str(Path(settings.WEIGHTS_DIR).resolve() / weights_checked(value))
+
+
 def config_validate(method: str, config: dict) -> dict:
     """Fill defaults and check a run configuration before anything is queued."""
     m = method_get(method)
     cfg = {"metric": m.default_metric, "seed": 0, **config}
     if m.embeds:
         cfg.setdefault("backbone", "resnet18")
-        cfg.setdefault("weights", "pretrained")
+        cfg["weights"] = weights_checked(cfg.get("weights", "pretrained"))
         cfg.setdefault("resize", 256)
         cfg.setdefault("crop", 224)
         cfg.setdefault("batch_size", 32)

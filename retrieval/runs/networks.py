@@ -31,7 +31,7 @@ from retrieval.ml.transforms import build_transform
 from retrieval.models import ModelRun
 from retrieval.runs import ranking
 from retrieval.runs.data import image_paths, run_set
-from retrieval.runs.methods import method_get
+from retrieval.runs.methods import method_get, weights_source
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def _build_model(run: ModelRun, *, for_training: bool):
     if run.method == "ensemble":
         return _ensemble_model(run)
     if run.method == "rating_metric":
-        weights = cfg["weights"] if for_training or not trained.exists() else "random"
+        weights = weights_source(cfg["weights"]) if for_training or not trained.exists() else "random"
         model = RatingMetricNet(
             create_backbone(cfg["backbone"], weights=weights, num_classes=0),
             embed_dim=int(cfg["embed_dim"]),
@@ -91,19 +91,19 @@ def _build_model(run: ModelRun, *, for_training: bool):
         return model
     if run.method == "attention":
         n_out = len(cfg.get("labels", [])) if cfg["task"] == "multilabel" else 1
-        weights = cfg["weights"] if for_training or not trained.exists() else "random"
+        weights = weights_source(cfg["weights"]) if for_training or not trained.exists() else "random"
         model = DualAttentionDenseNet(num_classes=n_out, backbone=cfg["backbone"], weights=weights)
         if not for_training and trained.exists():
             load_weights(model, trained)
         return model
     if method_get(run.method).trains:
         n_out = len(cfg.get("labels", [])) if cfg["task"] == "multilabel" else 1
-        weights = cfg["weights"] if for_training or not trained.exists() else "random"
+        weights = weights_source(cfg["weights"]) if for_training or not trained.exists() else "random"
         model = create_backbone(cfg["backbone"], weights=weights, num_classes=n_out)
         if not for_training and trained.exists():
             load_weights(model, trained)
         return model
-    return create_backbone(cfg["backbone"], weights=cfg["weights"], num_classes=0)
+    return create_backbone(cfg["backbone"], weights=weights_source(cfg["weights"]), num_classes=0)
 
 
 def _ensemble_model(run: ModelRun):

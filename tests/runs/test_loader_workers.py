@@ -52,9 +52,9 @@ def test_runs_get_the_default_unless_they_say_otherwise(dataset, settings):
     )  # loads no batches
 
 
-def test_web_form_runs_use_the_default(client, dataset, researcher, settings, django_capture_on_commit_callbacks):
+def test_web_form_runs_use_the_default(client, dataset, coordinator, settings, django_capture_on_commit_callbacks):
     settings.DATALOADER_WORKERS = 2
-    client.force_login(researcher)
+    client.force_login(coordinator)
     response = client.post(
         f"/datasets/{dataset.pk}/runs/new/",
         {

@@ -27,11 +27,16 @@ def _run(dataset, **fields) -> ModelRun:
     )
 
 
-def test_running_run_with_a_stale_heartbeat_shows_worker_lost_and_resume(client, dataset, researcher, settings):
+def test_running_run_with_a_stale_heartbeat_shows_worker_lost_and_resume(
+    client, dataset, coordinator, researcher, settings
+):
     settings.JOB_STALE_SECONDS = 60
     beat = timezone.now() - timedelta(seconds=600)
     run = _run(dataset, status="running", stage="embedding", heartbeat_at=beat, progress_done=3, progress_total=6)
-    client.force_login(researcher)
+    client.force_login(researcher)  # sees that the worker was lost, cannot resume (coordinators' work)
+    html = client.get(f"/runs/{run.pk}/").content.decode()
+    assert "worker lost — no heartbeat since " in html and ">Resume</button>" not in html
+    client.force_login(coordinator)
     html = client.get(f"/runs/{run.pk}/").content.decode()
     assert "worker lost — no heartbeat since " + timezone.localtime(beat).strftime("%Y-%m-%d %H:%M:%S") in html
     assert f'action="/runs/{run.pk}/resume/"' in html and ">Resume</button>" in html
@@ -48,14 +53,14 @@ def test_running_run_with_a_fresh_heartbeat_polls_and_offers_no_resume(client, d
 
 
 def test_resuming_a_run_whose_worker_was_lost_queues_it_again(
-    client, dataset, researcher, settings, monkeypatch, django_capture_on_commit_callbacks
+    client, dataset, coordinator, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     from retrieval import tasks
 
     settings.JOB_STALE_SECONDS = 60
     run = _run(dataset, status="running", stage="training", heartbeat_at=timezone.now() - timedelta(seconds=600))
     sent = []
-    client.force_login(researcher)
+    client.force_login(coordinator)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(f"/runs/{run.pk}/resume/")
     assert response.status_code == 302 and response["Location"] == f"/runs/{run.pk}/"
