@@ -88,8 +88,12 @@ def _study_response(study: Study, code: int = status.HTTP_200_OK) -> Response:
     return Response(StudyOutputSerializer(study).data, status=code)
 
 
-def _study(pk: int) -> Study:
-    return get_object_or_404(Study, pk=pk)
+def _study(pk: int, *, blinded_for=None) -> Study:
+    """The study; with `blinded_for`, a read refused (403) to that user while they are one of its readers."""
+    study = get_object_or_404(Study, pk=pk)
+    if blinded_for is not None:
+        selectors.study_blinding_check(user=blinded_for, study=study)
+    return study
 
 
 def _reader(user_id: int):
@@ -125,7 +129,7 @@ class StudyDetailApi(APIView):
 
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request, pk: int):
-        return _study_response(_study(pk))
+        return _study_response(_study(pk, blinded_for=request.user))
 
 
 class StudyCreateApi(APIView):
@@ -325,7 +329,9 @@ class StudyCasesApi(APIView):
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, pk: int):
         paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(selectors.study_cases(study=_study(pk)), request, view=self)
+        page = paginator.paginate_queryset(
+            selectors.study_cases(study=_study(pk, blinded_for=request.user)), request, view=self
+        )
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -354,7 +360,7 @@ class StudyProgressApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, pk: int):
-        study = _study(pk)
+        study = _study(pk, blinded_for=request.user)
         return Response(
             self.OutputSerializer(
                 {

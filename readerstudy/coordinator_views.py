@@ -87,6 +87,7 @@ def _setup(request, form: StudyWizardForm, questions, *, dry_run: bool):
 @role_required(COORDINATOR, RESEARCHER)
 def study_detail(request, pk: int):
     study = get_object_or_404(Study.objects.select_related("dataset", "ground_truth_reader", "created_by"), pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     page = Paginator(selectors.study_cases(study=study), CASES_PER_PAGE).get_page(request.GET.get("page"))
     return render(
         request,

@@ -12,11 +12,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Prefetch, QuerySet
 
 from core.jobs import JobStatus
 from core.roles import READER
-from readerstudy.models import Candidate, Case, Study
+from readerstudy.models import Assignment, Candidate, Case, Study, StudyStatus
 from retrieval.models import Label, ModelRun
 from retrieval.runs.methods import METHODS
 from retrieval.runs.ranking import SALIENCY_DIR, run_artefact_dir
@@ -127,3 +128,26 @@ def dataset_label_names(*, dataset_ids: Iterable[int] | None = None) -> dict[int
     for ds, name in qs:
         names[ds].append(name)
     return dict(names)
+
+
+# --- blinding of readers who hold a second role -------------------------------------------------
+
+BLINDED_MESSAGE = (
+    "You are one of this study's readers: its cases with their provenance, the readers' progress and answers "
+    "and its report stay closed to you until the study is closed (or you are removed from its readers)."
+)
+
+
+def study_reader_blinded(*, user, study: Study) -> bool:
+    """True when `user` (a coordinator, researcher or superuser too) is assigned to read this study, not closed."""
+    return (
+        study.status != StudyStatus.CLOSED
+        and getattr(user, "is_authenticated", False)
+        and Assignment.objects.filter(study_id=study.pk, reader_id=user.pk).exists()
+    )
+
+
+def study_blinding_check(*, user, study: Study) -> None:
+    """Refuse (403) a study-level read that carries provenance, progress or answers to one of its readers."""
+    if study_reader_blinded(user=user, study=study):
+        raise PermissionDenied(BLINDED_MESSAGE)

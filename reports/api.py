@@ -20,6 +20,7 @@ from core.errors import ApplicationError, Conflict
 from core.jobs import JobStatus
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy.models import Study
+from readerstudy.selectors import study_blinding_check
 from reports import stats as S
 from reports.jobs import report_latest
 from reports.models import ReportRun
@@ -109,6 +110,7 @@ class ReportDetailApi(APIView):
     @extend_schema(parameters=[InputSerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
         study = get_object_or_404(Study, pk=pk)
+        study_blinding_check(user=request.user, study=study)
         query = self.InputSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
         options = _options(query.validated_data)
@@ -131,6 +133,7 @@ class ReportBootstrapStartApi(APIView):
     @extend_schema(request=InputSerializer, responses={202: ReportRunSerializer, 200: ReportRunSerializer})
     def post(self, request, pk: int):
         study = get_object_or_404(Study, pk=pk)
+        study_blinding_check(user=request.user, study=study)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
@@ -150,7 +153,9 @@ class ReportRunDetailApi(APIView):
 
     @extend_schema(responses=ReportRunSerializer)
     def get(self, request, pk: int):
-        return Response(ReportRunSerializer(get_object_or_404(ReportRun, pk=pk)).data)
+        run = get_object_or_404(ReportRun.objects.select_related("study"), pk=pk)
+        study_blinding_check(user=request.user, study=run.study)
+        return Response(ReportRunSerializer(run).data)
 
 
 class ReportRunResultApi(APIView):
@@ -160,7 +165,8 @@ class ReportRunResultApi(APIView):
 
     @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, pk: int):
-        run = get_object_or_404(ReportRun, pk=pk)
+        run = get_object_or_404(ReportRun.objects.select_related("study"), pk=pk)
+        study_blinding_check(user=request.user, study=run.study)
         if run.status == JobStatus.FAILED:
             raise ApplicationError(f"The report failed: {run.error}", status_code=status.HTTP_409_CONFLICT)
         if run.status != JobStatus.SUCCEEDED:

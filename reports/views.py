@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
 from readerstudy.models import Study
+from readerstudy.selectors import study_blinding_check
 from reports import exports
 from reports.figures import report_figure_uris
 from reports.inputs import query_label_names, study_fingerprint
@@ -78,6 +79,7 @@ def _query(options: ReportOptions, *, run: ReportRun | None = None, group: str =
 def report_study(request, pk: int):
     """The report page: tables, figures, subgroup selector, bootstrap box, downloads."""
     study = get_object_or_404(Study.objects.select_related("dataset", "ground_truth_reader"), pk=pk)
+    study_blinding_check(user=request.user, study=study)
     group = request.GET.get("group", "") if request.GET.get("group", "") in GROUPS else ""
     try:
         run = _run(request.GET, study)
@@ -123,6 +125,7 @@ def _context(
 def report_bootstrap_start(request, pk: int):
     """Queue the report with bootstrap intervals and p-values, then back to the page (with its progress bar)."""
     study = get_object_or_404(Study, pk=pk)
+    study_blinding_check(user=request.user, study=study)
     try:
         analysis = _options(request.POST, study)
         options = options_parse(
@@ -156,6 +159,7 @@ def report_bootstrap_start(request, pk: int):
 def report_download(request, pk: int, fmt: str):
     """One export as an attachment (json, csv, questions, imrmc, html, pdf)."""
     study = get_object_or_404(Study.objects.select_related("dataset", "ground_truth_reader"), pk=pk)
+    study_blinding_check(user=request.user, study=study)
     if fmt not in exports.FORMATS:
         return HttpResponseBadRequest(f"Unknown format; use one of {', '.join(exports.FORMATS)}.")
     group = request.GET.get("group", "") if request.GET.get("group", "") in GROUPS else ""
