@@ -79,8 +79,9 @@ def user_set_roles(*, user, roles: Iterable[str]) -> None:
 
 
 def roles_context(request) -> dict:
-    """Template context: `roles` and one boolean per role."""
-    roles = user_roles(request.user)
+    """Template context: `roles` and one boolean per role (none when the auth middleware has not run:
+    an error page for a request refused earlier, e.g. a bad Host header)."""
+    roles = user_roles(getattr(request, "user", None))
     return {"roles": roles, **{f"is_{r}": r in roles for r in ROLES}}
 
 

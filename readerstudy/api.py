@@ -10,11 +10,11 @@ from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.http import BoundedLimitOffsetPagination
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy import building, selectors, services
 from readerstudy.forms import MAX_CASE_LIST_BYTES
@@ -328,7 +328,7 @@ class StudyCasesApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, pk: int):
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(
             selectors.study_cases(study=_study(pk, blinded_for=request.user)), request, view=self
         )

@@ -7,11 +7,11 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.http import BoundedLimitOffsetPagination
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from retrieval import selectors
 from retrieval.imports import services
@@ -20,7 +20,7 @@ from retrieval.models import Dataset, Image, ImportJob, LabelFormat, ModelRun, S
 from retrieval.runs import index, search
 from retrieval.runs import services as runs
 from retrieval.runs.services import run_worker_lost
-from retrieval.runs.splits import split_create
+from retrieval.runs.splits import MAX_SEED, split_create
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 CoordinatorOnly = api_role(COORDINATOR)
@@ -112,7 +112,7 @@ class ImageListApi(APIView):
         qs = selectors.image_list(
             dataset=dataset, label=request.query_params.get("label", ""), value=request.query_params.get("value", "")
         )
-        paginator = LimitOffsetPagination()
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ImageOutputSerializer(page, many=True).data)
 
@@ -253,7 +253,13 @@ class RunCreateApi(APIView):
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         method = serializers.CharField()
-        config = serializers.JSONField(required=False, default=dict)
+        config = serializers.JSONField(required=False, default=dict, help_text="an object")
+
+        def validate_config(self, value):
+            if not isinstance(value, dict):
+                raise serializers.ValidationError("config must be a JSON object.")
+            return value
+
         split = serializers.IntegerField(required=False, allow_null=True, help_text="split id")
 
     @extend_schema(request=InputSerializer, responses={202: RunOutputSerializer})
@@ -283,7 +289,7 @@ class SplitCreateApi(APIView):
     @extend_schema_serializer(component_name="SplitCreateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, default="default")
-        seed = serializers.IntegerField(default=0)
+        seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SEED)
         fractions = serializers.ListField(
             child=serializers.FloatField(), min_length=3, max_length=3, default=[0.6, 0.3, 0.1]
         )

@@ -193,7 +193,10 @@ def search_page(request, pk: int):
         else:
             return redirect("retrieval:search-upload", pk=req.pk)
     elif request.GET.get("image"):
-        query = get_object_or_404(Image, pk=request.GET["image"], dataset=run.dataset)
+        if not request.GET["image"].isdecimal() or len(request.GET["image"]) > 18:
+            messages.error(request, f"{request.GET['image'][:40]!r} is not an image id.")
+            return render(request, "retrieval/search.html", context, status=400)
+        query = get_object_or_404(Image, pk=int(request.GET["image"]), dataset=run.dataset)
         k = _bounded_k(request.GET.get("k"))
         try:
             context.update(

@@ -136,9 +136,24 @@ def weights_source(value: str) -> str:
     return str(Path(settings.WEIGHTS_DIR).resolve() / weights_checked(value))
 
 
+def _holds_nul(value) -> bool:
+    """True when a NUL character is in any key or text of a JSON value."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(v) for v in value)
+    return False
+
+
 def config_validate(method: str, config: dict) -> dict:
     """Fill defaults and check a run configuration before anything is queued."""
     m = method_get(method)
+    if not isinstance(config, dict):
+        raise ApplicationError("A run's configuration must be an object (a JSON object of options).")
+    if _holds_nul(config):  # PostgreSQL's jsonb cannot hold a NUL character
+        raise ApplicationError("A run's configuration cannot contain a NUL character (\\x00).")
     cfg = {"metric": m.default_metric, "seed": 0, **config}
     if m.embeds:
         cfg.setdefault("backbone", "resnet18")

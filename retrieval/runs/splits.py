@@ -8,6 +8,8 @@ from core.errors import ApplicationError
 from retrieval.ml.splits import split_by_patient
 from retrieval.models import Dataset, Split, SplitMember, SplitPart
 
+MAX_SEED = 2**32 - 1
+
 
 def split_create(
     *, dataset: Dataset, name: str = "default", seed: int = 0, fractions: tuple[float, float, float] = (0.6, 0.3, 0.1)
@@ -15,6 +17,8 @@ def split_create(
     """Split a dataset's images by patient into train/val/test (images without a patient stand alone)."""
     if Split.objects.filter(dataset=dataset, name=name).exists():
         raise ApplicationError(f"Dataset {dataset.name!r} already has a split named {name!r}.")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ApplicationError(f"A split's seed is a whole number from 0 to {MAX_SEED}.")
     if len(fractions) != 3 or any(f < 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
         raise ApplicationError("fractions must be three non-negative numbers adding up to 1.")
     images = list(dataset.images.order_by("pk").values_list("pk", "patient_pseudo_id"))
