@@ -23,16 +23,14 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
     if items.shape[0] < 2 or items.shape[1] < 2:
         return {name: est(None) for name in ICC_KINDS}
     cluster = np.repeat(np.arange(n_cases), n_cand)
-
-    def stat(idx: np.ndarray, ridx: np.ndarray | None = None) -> float:
-        x = items[idx] if ridx is None else items[np.ix_(idx, ridx)]
-        return S.icc(x, kind="ICC2")
-
     out = {name: est(S.icc(items, kind=kind)) for name, kind in ICC_KINDS.items()}
+    stat = S.icc_statistic(items, kind="ICC2")
     interval = (
         ci(stat, len(items), o, n_readers=items.shape[1], vectorized=False, cluster=cluster) if n_cases >= 2 else None
     )
     out["ICC(A,1)"] = est(out["ICC(A,1)"]["estimate"], interval)
+    if interval and "readers" in interval["resampled"]:
+        out["ICC(A,1)"] |= {"readers_rule": S.ICC_READERS_RULE, "n_failed": interval["n_failed"]}
     return out
 
 

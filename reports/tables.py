@@ -152,6 +152,13 @@ def _ranking_tables(report: dict) -> list[dict]:
     return [main] + _matrix_table("Mean Kendall τ between readers", s["readers"], s["reader_kendall_tau"])
 
 
+def _icc_rule_note(icc: dict) -> str:
+    """How the ICC(A,1) interval treats a reader drawn more than once (only when readers were resampled)."""
+    if not icc.get("readers_rule"):
+        return ""
+    return f" ICC(A,1) interval: {icc['readers_rule']}; {icc['n_failed']} resamples dropped."
+
+
 def _rating_tables(report: dict) -> list[dict]:
     s = report["rating"]
     wk = s["weighted_kappa"] or {}
@@ -166,7 +173,8 @@ def _rating_tables(report: dict) -> list[dict]:
             ["Krippendorff α (interval)", fmt(s["krippendorff_alpha_interval"])],
         ],
         f"{s['n_items']} items (case × candidate) rated {s['scale'][0]}–{s['scale'][1]} by every reader; "
-        "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2).",
+        "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2)."
+        + _icc_rule_note(s["icc"]["ICC(A,1)"]),
     )
     rows = [
         [

@@ -10,6 +10,7 @@ from sklearn.metrics import cohen_kappa_score
 from reports import stats as S
 from reports.build import report_for_study
 from reports.options import options_parse
+from reports.tables import report_tables
 from tests.reports import independent as ind
 
 N_RESAMPLES, SEED = 700, 3
@@ -131,3 +132,26 @@ def test_rating_intervals(generate):
     assert icc["ci_low"] < icc["estimate"] < icc["ci_high"] and icc["resampled"] == "cases"
     wk = s["weighted_kappa"]["mean"]
     assert wk["ci_low"] <= wk["estimate"] <= wk["ci_high"]
+
+
+def test_readers_too_icc_counts_distinct_readers_and_says_so(generate):
+    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=9)
+    report = _report(g, readers_too=True)
+    icc = report["rating"]["icc"]["ICC(A,1)"]
+    assert icc["resampled"] == "cases+readers" and icc["ci_high"] < 1.0
+    assert "distinct" in icc["readers_rule"] and icc["n_failed"] > 0
+    assert icc["readers_rule"] in " ".join(t["note"] for t in report_tables(report))  # the page says it too
+    # the interval is a naive loop over the same draws with np.unique(readers) as the raters
+    items = g.values.astype(float).reshape(-1, 3)
+    rng = np.random.default_rng(SEED)
+    values = []
+    for start in range(0, N_RESAMPLES, 500):
+        b = min(500, N_RESAMPLES - start)
+        cases = rng.integers(0, 15, size=(b, 15))
+        readers = rng.integers(0, 3, size=(b, 3))
+        for c, r in zip(cases, readers):
+            rows = np.concatenate([np.arange(6 * i, 6 * i + 6) for i in np.sort(c)])
+            cols = np.unique(r)
+            values.append(S.icc(items[np.ix_(rows, cols)]) if len(cols) >= 2 else np.nan)
+    assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(_ci(values))
+    assert icc["n_failed"] == int(np.isnan(values).sum())
