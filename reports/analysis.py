@@ -134,9 +134,20 @@ def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 
 
 def est(value: Any, interval: dict | None = None) -> dict:
     """A statistic with its (optional) confidence interval (from `ci`)."""
-    out = {"estimate": None if value is None else float(value), "ci_low": None, "ci_high": None, "resampled": None}
+    out = {
+        "estimate": None if value is None else float(value),
+        "ci_low": None,
+        "ci_high": None,
+        "resampled": None,
+        "n_failed": None,
+    }
     if interval:
-        out.update(ci_low=interval["low"], ci_high=interval["high"], resampled=interval["resampled"])
+        out.update(
+            ci_low=interval["low"],
+            ci_high=interval["high"],
+            resampled=interval["resampled"],
+            n_failed=interval["n_failed"],
+        )
     return out
 
 

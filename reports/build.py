@@ -118,6 +118,10 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
         "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
         "n_permutations": o.n_resamples,
+        "failed_resamples": (
+            "a resample whose statistic is undefined (e.g. one distinct reader drawn: no pair of readers) is "
+            "dropped; every interval's n_failed counts them and the percentiles use the rest"
+        ),
     }
 
 

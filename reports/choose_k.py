@@ -99,6 +99,8 @@ def _choose_method(sel: np.ndarray, consensus: np.ndarray, m: MethodView, an: An
     return {
         "available": True,
         "n_cases": n,
+        "ties": S.TIES_RULE,
+        "n_cases_with_tied_distances": int(S.tied_cases(m.distances[m.mask]).sum()),
         "cohen_kappa_vs_consensus": est(
             S.cohen_kappa(cons, chosen, labels=[False, True]), ci(S.kappa_statistic(conf), n, o)
         ),

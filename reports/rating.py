@@ -15,6 +15,11 @@ from reports.options import ReportOptions
 
 NAME = "rating"
 BY_READER_NOTE = ""
+CASE_SPEARMAN_RULE = (
+    "per case, the Spearman ρ of each reader's ratings with the distances, averaged over readers; a reader "
+    "with constant ratings in a case (ρ undefined) is left out of that case's mean (n_left_out reader-cases), "
+    "and a case where every reader is constant is left out of the mean over cases"
+)
 ICC_KINDS = {"ICC(A,1)": "ICC2", "ICC(C,1)": "ICC3", "ICC(A,k)": "ICC2k"}
 
 
@@ -83,7 +88,8 @@ def _rating_method(x: np.ndarray, m: MethodView, an: Analysis, o: ReportOptions)
         },
         "mean_case_spearman": est(
             float(case_mean.mean()) if len(case_mean) else None, ci(S.mean_statistic(case_mean), len(case_mean), o)
-        ),
+        )
+        | {"rule": CASE_SPEARMAN_RULE, "n_left_out": int(np.isnan(per_case).sum()), "n_cases_used": len(case_mean)},
         "mean_rating_by_model_rank": np.nanmean(
             np.take_along_axis(r.mean(-1), np.argsort(m.ranks[m.mask], axis=1), axis=1), axis=0
         ).tolist(),

@@ -17,11 +17,20 @@ Consensus tie-break rule (choose-k studies)
 The consensus selects exactly ``k`` candidates, ordered by number of reader votes (descending).
 Candidates with equal votes at the cut-off are ordered by ``tie_break``:
 
-* ``'model'`` (default): the candidate the model ranks closer (lower model rank) wins; remaining
-  ties (equal model ranks) go to the lower catalogue index.  Falls back to ``'index'`` when no
-  model ranks are given.  Note that this favours the tie-breaking model when consensus is later
-  compared with that same model, so the number of tie-broken cases is always reported.
-* ``'index'``: the lower catalogue index wins (model-independent).
+* ``'index'`` (the report's default, ``ReportOptions.tie_break``): the lower catalogue index wins
+  (model-independent).
+* ``'model'`` (the default of ``consensus_selection`` and ``choose_k_summary`` called directly): the
+  candidate the model ranks closer (lower model rank) wins; remaining ties (equal model ranks) go to
+  the lower catalogue index.  Falls back to ``'index'`` when no model ranks are given.  Note that this
+  favours the tie-breaking model when consensus is later compared with that same model, so the
+  number of tie-broken cases is always reported.
+
+Ties in a method's distances
+----------------------------
+``ranks_from_scores`` breaks equal distances by the lower catalogue position (``TIES_RULE``); the
+k nearest of choose-k, nDCG@p, Kendall τ and Spearman ρ all use these tie-broken ranks.
+``ndcg_tie_averaged`` is the alternative: the expected nDCG over every order of the tied candidates
+(McSherry & Najork 2008); the report shows it beside nDCG when a method has ties.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
 from retrieval.ml.metrics import discounts, ndcg_from_gains  # the one nDCG (numpy only)
 from retrieval.ml.metrics import gain as _gain
+
+TIES_RULE = "equal distances are ordered by the lower catalogue position (ties broken, not averaged)"
 
 TIE_BREAK_RULES = {
     "model": "votes desc, then lower model rank, then lower catalogue index",
@@ -366,6 +377,32 @@ def ndcg_at(
     order = np.argsort(ranks, axis=-1, kind="stable")[..., :p]
     out = ndcg_from_gains(np.take_along_axis(g, order, axis=-1), -np.sort(-g, axis=-1)[..., :p])
     return float(out) if np.ndim(out) == 0 else out
+
+
+def tied_cases(distances: ArrayLike) -> np.ndarray:
+    """(...,) True for each case (last axis: candidates) in which two candidates have equal distances."""
+    d = np.sort(np.asarray(distances, float), axis=-1)
+    return (np.diff(d, axis=-1) == 0).any(-1)
+
+
+def ndcg_tie_averaged(distances: ArrayLike, reference_ranks: ArrayLike, p: int, *, gain: str = "exp") -> np.ndarray:
+    """(n_cases,) nDCG@p averaged over every order of tied distances (McSherry & Najork 2008).
+
+    Each position held by a group of equal distances gets the group's mean gain: the expected DCG
+    when the tied candidates are ordered at random. Without ties it equals ``ndcg_at``.
+    """
+    d = np.atleast_2d(np.asarray(distances, float))
+    ref = np.atleast_2d(np.asarray(reference_ranks))
+    g = _gain(relevance_from_ranks(ref), gain)
+    p = min(p, ref.shape[-1])
+    disc = discounts(p)
+    out = np.empty(len(d))
+    for c in range(len(d)):
+        order = np.argsort(d[c], kind="stable")
+        group = np.concatenate([[0], np.cumsum(np.diff(d[c][order]) != 0)])
+        mean_gain = np.bincount(group, weights=g[c][order]) / np.bincount(group)
+        out[c] = (mean_gain[group[:p]] @ disc) / (-np.sort(-g[c])[:p] @ disc)
+    return out
 
 
 def expected_random_ndcg(n: int, p: int, *, gain: str = "exp") -> float:

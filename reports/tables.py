@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from reports.stats import TIES_RULE
+
 
 def fmt(value: Any, digits: int = 3) -> str:
     """A number, or an estimate dict as 'value [low, high]', or '—'."""
@@ -111,7 +113,8 @@ def _choose_tables(report: dict) -> list[dict]:
         ],
         f"Consensus: the k candidates with most votes; ties: {ck['tie_break']}; "
         f"{ck['n_cases_tie_broken']} cases needed the tie-break. "
-        "Each method selects its k nearest in the catalogue.",
+        "Each method selects its k nearest in the catalogue; "
+        + _ties_note({k: m["n_cases_with_tied_distances"] for k, m in avail.items()}),
     )
     per_reader = [
         [r, fmt(ck["reader_agreement"][r], 1)] + [fmt(m["reader_agreement"][r], 1) for m in avail.values()]
@@ -142,12 +145,25 @@ def _ranking_tables(report: dict) -> list[dict]:
             ["inter-rater band (min–max)", "inter-rater", ""]
             + [f"{fmt(s['inter_rater_band'][m][0])}–{fmt(s['inter_rater_band'][m][1])}" for m in metrics]
         )
+    for name, t in s["tie_averaged"].items():
+        row = [f"{name} (tie-averaged)", "method", t["n_cases_with_ties"]]
+        rows.append(row + [fmt(t.get(m)) if m.startswith("ndcg@") else "—" for m in metrics])
+    conv = s["conventions"]
     main = _table(
         f"Orders scored against {s['ground_truth']}'s ranking",
         ["compared", "kind", "cases"] + metrics,
         rows,
         f"Ground truth: {s['ground_truth']} ({s['ground_truth_source']}). Relevance {s['relevance']}, "
-        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row.",
+        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row. "
+        f"Ties in a method's distances: {conv['ties']}"
+        + (
+            "; the tie-averaged rows give the expected nDCG over every order of the tied candidates "
+            "(their 'cases' column: cases with ties)"
+            if s["tie_averaged"]
+            else " (no method has tied distances here)"
+        )
+        + f". {conv['tau_rho']}."
+        + (f" The {conv['cutoffs']}." if conv["cutoffs"] else ""),
     )
     return [main] + _matrix_table("Mean Kendall τ between readers", s["readers"], s["reader_kendall_tau"])
 
@@ -157,6 +173,16 @@ def _icc_rule_note(icc: dict) -> str:
     if not icc.get("readers_rule"):
         return ""
     return f" ICC(A,1) interval: {icc['readers_rule']}; {icc['n_failed']} resamples dropped."
+
+
+def _ties_note(tied: dict[str, int]) -> str:
+    """Ties in the methods' distances: the rule and how many cases have them, per method."""
+    counts = ", ".join(f"{k}: {n}" for k, n in tied.items())
+    return f"ties in a method's distances: {TIES_RULE}" + (f" (cases with ties: {counts})." if counts else ".")
+
+
+def _case_spearman_rules(s: dict) -> list[str]:
+    return [m["mean_case_spearman"]["rule"] for m in s["methods"].values() if m["available"]][:1]
 
 
 def _rating_tables(report: dict) -> list[dict]:
@@ -194,7 +220,13 @@ def _rating_tables(report: dict) -> list[dict]:
         ["method", "cases", "Spearman ρ", "p", "Pearson r", "p", "mean per-case Spearman ρ"],
         rows,
         "Mean rating over readers per item against the method's distance; a negative correlation means "
-        "readers rate the images the model finds close as more similar.",
+        "readers rate the images the model finds close as more similar. Mean per-case Spearman ρ: "
+        + "; ".join(
+            f"{k}: {m['mean_case_spearman']['n_left_out']} reader-cases left out"
+            for k, m in s["methods"].items()
+            if m["available"]
+        )
+        + "".join(f" ({rule})." for rule in _case_spearman_rules(s)),
     )
     means = _table(
         "Mean rating per reader",
@@ -253,7 +285,8 @@ def _tests_table(report: dict) -> list[dict]:
             f"{u['n_permutations']} permutations, seed {u['seed']}. Methods vs random: choose-k compares the "
             "per-case reader agreement with the chance level of a random k (one-sided sign-flip test); "
             "rankings permute each catalogue's order (one-sided); ratings test the per-case Spearman ρ "
-            "against 0. Methods against each other: two-sided sign-flip test on their common cases.",
+            "against 0. Methods against each other: two-sided sign-flip test on their common cases. "
+            f"Intervals: {u['failed_resamples']}.",
         )
     ]
 
