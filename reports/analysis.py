@@ -191,6 +191,8 @@ def paired_tests(a: np.ndarray, b: np.ndarray, o: ReportOptions, alternative: st
         "n": perm["n"],
         "mean_difference": perm["statistic"],
         "permutation_p": perm["p_value"],
+        "permutation_method": perm["method"],
+        "permutation_mc_se": perm["mc_se"],
         "ttest_p": ttest["p_value"],
         "alternative": alternative,
     }

@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from readerstudy.models import AnswerMode, Study, StudyStatus
 from reports import choose_k, ranking, rating
+from reports import stats as S
 from reports.analysis import Analysis, ReportInputs, analysed_cases, analysis_for, ground_truth, quiet, report_inputs
 from reports.inputs import study_fingerprint
 from reports.options import ReportOptions
@@ -118,6 +119,12 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
         "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
         "n_permutations": o.n_resamples,
+        "permutation_p_values": (
+            f"Sign-flip tests on up to {S.EXACT_MAX_CASES} cases enumerate all 2^n sign patterns (exact p). "
+            f"Otherwise p-values are simulated, (1 + #as extreme)/(1 + {o.n_resamples}), so never below "
+            f"1/{o.n_resamples + 1} = {1 / (o.n_resamples + 1):.2g}; each comes with its Monte Carlo standard error "
+            "sqrt(p(1 − p)/B) (mc_se)."
+        ),
         "failed_resamples": (
             "a resample whose statistic is undefined (e.g. one distinct reader drawn: no pair of readers) is "
             "dropped; every interval's n_failed counts them and the percentiles use the rest"

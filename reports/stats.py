@@ -645,8 +645,20 @@ def kappa_statistic(per_case_confusion: ArrayLike) -> Callable[[np.ndarray], np.
     return lambda w: kappa_from_confusion(np.tensordot(w, conf, axes=(-1, 0)))
 
 
-def _p_value(null: np.ndarray, observed: float, alternative: str, center: float = 0.0) -> float:
-    """Monte Carlo p-value (1 + #as-extreme) / (1 + n); two-sided measures distance from center."""
+EXACT_MAX_CASES = 15  # up to 2^15 sign patterns: the sign-flip test enumerates them all
+
+
+def monte_carlo_p(p: float, n_resamples: int) -> dict:
+    """What a simulated p-value (1 + #as-extreme)/(1 + B) comes with: its Monte Carlo s.e. and its floor 1/(B+1)."""
+    return {
+        "method": "monte carlo",
+        "mc_se": float(np.sqrt(p * (1.0 - p) / n_resamples)) if n_resamples else None,
+        "p_floor": 1.0 / (n_resamples + 1),
+    }
+
+
+def _hits(null: np.ndarray, observed: float, alternative: str, center: float = 0.0) -> np.ndarray:
+    """Which null values are at least as extreme as observed; two-sided measures distance from center."""
     tol = 1e-12 * max(1.0, abs(observed))
     if alternative == "greater":
         hits = null >= observed - tol
@@ -656,7 +668,12 @@ def _p_value(null: np.ndarray, observed: float, alternative: str, center: float 
         hits = np.abs(null - center) >= abs(observed - center) - tol
     else:
         raise ValueError(f"alternative must be greater, less or two-sided, not {alternative!r}")
-    return float((1 + hits.sum()) / (1 + len(null)))
+    return hits
+
+
+def _p_value(null: np.ndarray, observed: float, alternative: str, center: float = 0.0) -> float:
+    """Monte Carlo p-value (1 + #as-extreme) / (1 + n): never below 1/(n + 1)."""
+    return float((1 + _hits(null, observed, alternative, center).sum()) / (1 + len(null)))
 
 
 def permutation_test_vs_random(
@@ -685,15 +702,17 @@ def permutation_test_vs_random(
         dcg = np.take_along_axis(np.broadcast_to(g, perm.shape[:-1] + g.shape[-1:]), perm, axis=-1) @ disc
         null.append((dcg / idcg).reshape(b, -1).mean(-1))
     null = np.concatenate(null)
+    p_value = _p_value(null, observed, alternative, center=float(null.mean()))
     return {
         "statistic": observed,
         "null_mean": float(null.mean()),
-        "p_value": _p_value(null, observed, alternative, center=float(null.mean())),
+        "p_value": p_value,
         "p": p,
         "gain": gain,
         "alternative": alternative,
         "n_resamples": n_resamples,
         "seed": seed,
+        **monte_carlo_p(p_value, n_resamples),
     }
 
 
@@ -706,24 +725,29 @@ def paired_permutation_test(
     alternative: str = "two-sided",
     batch_size: int = 1000,
 ) -> dict:
-    """Sign-flip permutation test of the mean per-case difference a - b (method vs method)."""
+    """Sign-flip permutation test of the mean per-case difference a - b (method vs method).
+
+    Up to ``EXACT_MAX_CASES`` cases every one of the 2^n sign patterns is enumerated and the p-value is
+    exact (#as-extreme / 2^n); beyond, ``n_resamples`` random patterns give the Monte Carlo p-value
+    (1 + #as-extreme)/(1 + B), with its standard error and its floor 1/(B + 1).
+    """
     d = np.asarray(a, float) - np.asarray(b, float)
     d = d[~np.isnan(d)]
-    observed = float(d.mean())
+    observed = float(d.mean()) if len(d) else float("nan")
+    out = {"statistic": observed, "n": len(d), "alternative": alternative, "n_resamples": n_resamples, "seed": seed}
+    if not len(d):
+        return out | {"p_value": float("nan"), "method": "exact", "n_patterns": 0, "mc_se": None}
+    if len(d) <= EXACT_MAX_CASES:
+        signs = 1.0 - 2.0 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
+        hits = _hits(signs @ d / len(d), observed, alternative)
+        return out | {"p_value": float(hits.mean()), "method": "exact", "n_patterns": 2 ** len(d), "mc_se": None}
     rng = np.random.default_rng(seed)
     null = []
     for start in range(0, n_resamples, batch_size):
         signs = rng.choice([-1.0, 1.0], size=(min(batch_size, n_resamples - start), len(d)))
         null.append(signs @ d / len(d))
-    null = np.concatenate(null)
-    return {
-        "statistic": observed,
-        "p_value": _p_value(null, observed, alternative),
-        "n": len(d),
-        "alternative": alternative,
-        "n_resamples": n_resamples,
-        "seed": seed,
-    }
+    p_value = _p_value(np.concatenate(null), observed, alternative)
+    return out | {"p_value": p_value, "n_patterns": 2 ** len(d), **monte_carlo_p(p_value, n_resamples)}
 
 
 def paired_ttest(a: ArrayLike, b: ArrayLike, *, alternative: str = "two-sided") -> dict:

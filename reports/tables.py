@@ -236,6 +236,11 @@ def _rating_tables(report: dict) -> list[dict]:
     return [inter, corr, means] + _matrix_table("Quadratic-weighted κ between readers", s["readers"], wk.get("matrix"))
 
 
+def _mc_se(se: float | None) -> str:
+    """The Monte Carlo standard error of a simulated p-value, or 'exact' (every sign pattern enumerated)."""
+    return "exact" if se is None else f"{se:.4f}"
+
+
 def _tests_table(report: dict) -> list[dict]:
     tests = report.get("tests")
     if not tests:
@@ -250,6 +255,7 @@ def _tests_table(report: dict) -> list[dict]:
                     res["n"],
                     fmt(res["mean_difference"]),
                     fmt_p(res["permutation_p"]),
+                    _mc_se(res["permutation_mc_se"]),
                     fmt_p(res["ttest_p"]),
                 ]
             )
@@ -262,6 +268,7 @@ def _tests_table(report: dict) -> list[dict]:
                         report["ranking"]["compared"][method]["n_cases"],
                         fmt(r["statistic"] - r["null_mean"]),
                         fmt_p(r["p_value"]),
+                        _mc_se(r["mc_se"]),
                         "—",
                     ]
                 )
@@ -273,6 +280,7 @@ def _tests_table(report: dict) -> list[dict]:
                 r["n"],
                 fmt(r["mean_difference"]),
                 fmt_p(r["permutation_p"]),
+                _mc_se(r["permutation_mc_se"]),
                 fmt_p(r["ttest_p"]),
             ]
         )
@@ -280,9 +288,18 @@ def _tests_table(report: dict) -> list[dict]:
     return [
         _table(
             "Hypothesis tests",
-            ["comparison", "statistic", "cases", "difference", "permutation p", "paired t-test p"],
+            [
+                "comparison",
+                "statistic",
+                "cases",
+                "difference",
+                "permutation p",
+                "Monte Carlo s.e. of p",
+                "paired t-test p",
+            ],
             rows,
-            f"{u['n_permutations']} permutations, seed {u['seed']}. Methods vs random: choose-k compares the "
+            f"{u['n_permutations']} permutations, seed {u['seed']}. {u['permutation_p_values']} "
+            "Methods vs random: choose-k compares the "
             "per-case reader agreement with the chance level of a random k (one-sided sign-flip test); "
             "rankings permute each catalogue's order (one-sided); ratings test the per-case Spearman ρ "
             "against 0. Methods against each other: two-sided sign-flip test on their common cases. "

@@ -123,6 +123,20 @@ def test_choose_k_p_values_against_chance_and_between_methods(generate):
     a, b = (per_case, per_case_b) if pair["a"] == g.run.name else (per_case_b, per_case)
     assert pair["ttest_p"] == pytest.approx(sps.ttest_rel(a[common], b[common]).pvalue)
     assert pair["mean_difference"] == pytest.approx(np.mean(a[common] - b[common]))
+    # 10 common cases: every sign pattern enumerated (scipy's exact test); 20 cases: simulated, with its s.e.
+    exact = sps.permutation_test(
+        (a[common], b[common]), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+        n_resamples=np.inf,
+    )  # fmt: skip
+    assert pair["permutation_method"] == "exact" and pair["permutation_mc_se"] is None
+    assert pair["permutation_p"] == pytest.approx(exact.pvalue, rel=1e-12)
+    assert vs["permutation_method"] == "monte carlo"
+    assert vs["permutation_mc_se"] == pytest.approx(
+        np.sqrt(vs["permutation_p"] * (1 - vs["permutation_p"]) / N_RESAMPLES)
+    )
+    tests = [t for t in report_tables(report) if t["title"] == "Hypothesis tests"][0]
+    assert "Monte Carlo s.e. of p" in tests["columns"] and "exact" in [row[5] for row in tests["rows"]]
+    assert f"never below 1/{N_RESAMPLES + 1}" in tests["note"] and "2^n sign patterns" in tests["note"]
 
 
 def test_rating_intervals(generate):
