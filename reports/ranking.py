@@ -8,8 +8,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from reports import mrmc
 from reports import stats as S
-from reports.analysis import Analysis, ci, est, method_pairs, nanmean, reader_mean_statistic, scatter
+from reports.analysis import (
+    Analysis,
+    ci,
+    est,
+    method_pairs,
+    nanmean,
+    reader_mean_statistic,
+    readers_random_pairs,
+    scatter,
+)
 from reports.options import ReportOptions
 
 NAME = "ranking"
@@ -173,7 +183,28 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
     pairs = []
     for metric in _metric_names(o, truth.shape[1]):
         pairs += method_pairs({k: np.asarray(values[k][metric], float) for k in an.methods if k in values}, o, metric)
-    return {"vs_random": vs_random, "method_vs_method": pairs}
+    return {"vs_random": vs_random, "method_vs_method": pairs, "readers_random": _readers_random(an, o)}
+
+
+def _readers_random(an: Analysis, o: ReportOptions) -> dict:
+    """OR analysis of each pair of methods: FOM = a method's mean nDCG@p against each reader's ranking."""
+    ranks = an.values.astype(int)
+    pairs = []
+    for q in cutoffs(o.p, ranks.shape[1]):
+        scores = {
+            key: scatter(
+                np.stack([S.ndcg_at(m.ranks[m.mask], ranks[m.mask][..., r], q) for r in range(ranks.shape[2])], -1),
+                m.mask,
+            )
+            for key, m in an.methods.items()
+            if m.mask.any()
+        }
+        pairs += readers_random_pairs(scores, o, f"ndcg@{q}")
+    return {
+        "method": mrmc.OR_METHOD,
+        "fom": "per reader: the method's nDCG@p with that reader's ranking as the reference, mean over cases",
+        "method_vs_method": pairs,
+    }
 
 
 def headline(section: dict) -> dict[str, dict[str, float | None]]:

@@ -9,8 +9,19 @@ from collections.abc import Callable
 
 import numpy as np
 
+from reports import mrmc
 from reports import stats as S
-from reports.analysis import Analysis, MethodView, ci, est, method_pairs, paired_tests, quiet, scatter
+from reports.analysis import (
+    Analysis,
+    MethodView,
+    ci,
+    est,
+    method_pairs,
+    paired_tests,
+    quiet,
+    readers_random_pairs,
+    scatter,
+)
 from reports.options import ReportOptions
 
 NAME = "rating"
@@ -124,17 +135,27 @@ def section(an: Analysis, o: ReportOptions) -> dict:
 def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
     """Mean per-case Spearman ρ (ratings vs distances) against 0; paired tests between methods."""
     x = an.values.astype(float)
-    per_case = {}
+    per_case, per_reader = {}, {}
     for key, m in an.methods.items():
         if m.mask.any():
             rho = quiet(S.spearman_rho, np.moveaxis(x[m.mask], -1, 1), m.distances[m.mask][:, None, :])
             per_case[key] = scatter(quiet(np.nanmean, rho, axis=1), m.mask)
+            per_reader[key] = scatter(rho, m.mask)
     vs_random = {}
     for key, v in per_case.items():
         v = v[~np.isnan(v)]
         if len(v) >= 2:
             vs_random[key] = {"statistic": "mean per-case Spearman rho", **paired_tests(v, np.zeros(len(v)), o)}
-    return {"vs_random": vs_random, "method_vs_method": method_pairs(per_case, o, "mean per-case Spearman rho")}
+    return {
+        "vs_random": vs_random,
+        "method_vs_method": method_pairs(per_case, o, "mean per-case Spearman rho"),
+        "readers_random": {
+            "method": mrmc.OR_METHOD,
+            "fom": "per reader: Spearman ρ of the reader's ratings with the distances, mean over cases "
+            "(cases where a reader is constant are left out of the comparison)",
+            "method_vs_method": readers_random_pairs(per_reader, o, "per-case Spearman rho"),
+        },
+    }
 
 
 def headline(section: dict) -> dict[str, dict[str, float | None]]:

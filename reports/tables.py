@@ -308,6 +308,37 @@ def _tests_table(report: dict) -> list[dict]:
     ]
 
 
+def _readers_random_table(report: dict) -> list[dict]:
+    """Method vs method with readers and cases random (Obuchowski–Rockette, Hillis ddf), Holm-adjusted."""
+    rr = (report.get("tests") or {}).get("readers_random")
+    if not rr or not rr["method_vs_method"]:
+        return []
+    rows = [
+        [
+            f"{r['a']} vs {r['b']}",
+            r["metric"],
+            r["n_readers"],
+            r["n_cases"],
+            fmt(r["mean_difference"]),
+            f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+            fmt(r["df"], 1),
+            fmt_p(r["p_value"]),
+            fmt_p(r["p_holm"]),
+        ]
+        for r in rr["method_vs_method"]
+    ]
+    level = round(100 * report["uncertainty"]["level"])
+    return [
+        _table(
+            "Methods compared with readers as a random effect",
+            ["comparison", "figure of merit", "readers", "cases", "difference", f"{level} % CI", "df", "p", "Holm p"],
+            rows,
+            f"{rr['method']}. FOM {rr['fom']}. The difference generalises to other readers and other cases; "
+            "Holm's adjustment is over the pairs of methods of one figure of merit.",
+        )
+    ]
+
+
 def subgroup_table(report: dict, group: str) -> list[dict]:
     """The subgroup table of one split ('modality', 'query_class' or 'reader'): one row per group × block."""
     split = (report.get("subgroups") or {}).get(group)
@@ -337,7 +368,7 @@ def report_tables(report: dict, *, group: str = "") -> list[dict]:
     """Every table of the report as {title, columns, rows (strings), note}."""
     tables = [_readers_table(report), _methods_table(report)]
     if report.get(report["section"]):
-        tables += MODE_TABLES[report["section"]](report) + _tests_table(report)
+        tables += MODE_TABLES[report["section"]](report) + _tests_table(report) + _readers_random_table(report)
     if group and report.get("subgroups"):
         tables += subgroup_table(report, group)
     return tables
