@@ -19,7 +19,7 @@ Rules the report states in its own output
   dataset (or the runs asked for), and every method named in the candidates' provenance with a
   distance for every candidate of a case. A method that cannot rank some cases is reported with
   the reason, and its statistics use the cases it can rank.
-* Confidence intervals are percentile bootstraps over cases (queries), optionally over readers
+* Confidence intervals are BCa bootstraps (expanded level) over cases (queries), optionally over readers
   too; the number of resamples, the seed and what was resampled are in the report.
 """
 
@@ -115,7 +115,10 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         "n_resamples": o.n_resamples,
         "seed": o.seed,
         "level": o.level,
-        "method": "percentile bootstrap",
+        "method": (
+            "BCa bootstrap (bias-corrected and accelerated, Efron 1987; acceleration from the leave-one-case-out "
+            "jackknife) at Hesterberg's small-sample expanded level: z replaced by sqrt(n/(n-1)) t(n-1), n = cases"
+        ),
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
         "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
         "n_permutations": o.n_resamples,
@@ -127,7 +130,7 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         ),
         "failed_resamples": (
             "a resample whose statistic is undefined (e.g. one distinct reader drawn: no pair of readers) is "
-            "dropped; every interval's n_failed counts them and the percentiles use the rest"
+            "dropped; every interval's n_failed counts them and the interval uses the rest"
         ),
     }
 

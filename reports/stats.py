@@ -582,13 +582,20 @@ def bootstrap_ci(
     n_readers: int | None = None,
     vectorized: bool = True,
     batch_size: int = 500,
+    method: str = "percentile",
 ) -> dict:
-    """Percentile bootstrap CI resampling cases (or clusters of units), optionally readers too.
+    """Bootstrap CI resampling cases (or clusters of units), optionally readers too.
 
     vectorized: ``statistic(case_weights[, reader_weights])`` gets (b, n_cases)[, (b, n_readers)]
     draw counts and returns (b,) values; otherwise it gets one resample's unit (and reader) indices.
     cluster: a label per unit; whole clusters (e.g. the case of each item) are resampled together.
+    method: ``'percentile'``, or ``'bca-expanded'``: the BCa interval (Efron 1987; bias correction z0
+    from the share of resamples below the estimate, acceleration from the leave-one-case-out
+    jackknife) at the small-sample expanded level of Hesterberg (2015): z_{α/2} replaced by
+    sqrt(n/(n − 1)) t_{α/2, n−1}, n = the number of cases.
     """
+    if method not in ("percentile", "bca-expanded"):
+        raise ValueError(f"method must be percentile or bca-expanded, not {method!r}")
     rng = np.random.default_rng(seed)
     labels = np.arange(n_cases) if cluster is None else np.unique(np.asarray(cluster), return_inverse=True)[1]
     n_groups = int(labels.max()) + 1
@@ -614,7 +621,11 @@ def bootstrap_ci(
             values.append(np.atleast_1d(float(statistic(*args))))
     values = np.concatenate(values)
     tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.nanpercentile(values, [tail, 100.0 - tail])
+    if method == "percentile":
+        low, high = np.nanpercentile(values, [tail, 100.0 - tail])
+    else:
+        jack = _jackknife(statistic, labels, members, n_readers, vectorized)
+        low, high = _bca_expanded(values, estimate, jack, level)
     return {
         "estimate": estimate,
         "low": float(low),
@@ -623,9 +634,45 @@ def bootstrap_ci(
         "n_resamples": n_resamples,
         "n_failed": int(np.isnan(values).sum()),
         "seed": seed,
-        "method": "percentile",
+        "method": method,
         "resampled": ("clusters" if cluster is not None else "cases") + ("+readers" if n_readers else ""),
     }
+
+
+def _jackknife(
+    statistic: Callable[..., ArrayLike],
+    labels: np.ndarray,
+    members: list[np.ndarray],
+    n_readers: int | None,
+    vectorized: bool,
+) -> np.ndarray:
+    """(n_groups,) leave-one-case(cluster)-out values of the statistic, every reader kept."""
+    n_groups = len(members)
+    if vectorized:
+        keep = 1.0 - np.eye(n_groups)
+        args = [keep[:, labels]] + ([np.ones((n_groups, n_readers))] if n_readers else [])
+        return np.asarray(statistic(*args), float)
+    everyone = [np.arange(n_readers)] if n_readers else []
+    return np.array([float(statistic(np.flatnonzero(labels != g), *everyone)) for g in range(n_groups)])
+
+
+def _bca_expanded(values: np.ndarray, estimate: float, jack: np.ndarray, level: float) -> tuple[float, float]:
+    """BCa percentiles (bias correction z0, jackknife acceleration a) at Hesterberg's expanded level."""
+    v = values[~np.isnan(values)]
+    n = len(jack)
+    if not len(v) or n < 3 or np.isnan(estimate):
+        return float("nan"), float("nan")
+    tie = np.abs(v - estimate) <= 1e-12 * max(1.0, abs(estimate))  # equal up to rounding: half below
+    below = (np.sum((v < estimate) & ~tie) + 0.5 * np.sum(tie)) / len(v)
+    z0 = sps.norm.ppf(np.clip(below, 0.5 / len(v), 1 - 0.5 / len(v)))
+    d = np.nanmean(jack) - jack
+    d = d[~np.isnan(d)]
+    denom = 6.0 * (d**2).sum() ** 1.5
+    a = (d**3).sum() / denom if denom > 0 else 0.0
+    z = np.sqrt(n / (n - 1.0)) * sps.t.ppf(0.5 + level / 2.0, n - 1)
+    tails = [sps.norm.cdf(z0 + (z0 + q) / (1 - a * (z0 + q))) for q in (-z, z)]
+    low, high = np.percentile(v, [100.0 * tails[0], 100.0 * tails[1]])
+    return float(low), float(high)
 
 
 def mean_statistic(per_case_values: ArrayLike) -> Callable[[np.ndarray], np.ndarray]:

@@ -49,20 +49,27 @@ def test_report_states_resamples_seed_and_unit(choose):
     assert report["options"]["n_resamples"] == N_RESAMPLES
 
 
+def _bca(statistic, n_cases: int) -> list[float]:
+    """The report's interval by hand: BCa (expanded level) from naive resamples and a naive case jackknife."""
+    keep = [np.delete(np.arange(n_cases), c) for c in range(n_cases)]
+    return ind.bca_expanded(
+        [statistic(i) for i in _draws(n_cases)], statistic(np.arange(n_cases)), [statistic(i) for i in keep]
+    )
+
+
 def test_fleiss_and_kappa_intervals_equal_a_naive_case_bootstrap(choose):
     s = _report(choose)["choose_k"]
     sel = choose.values.astype(bool)
-    idx = _draws(24)
-    fleiss = [ind.fleiss(sel[i]) for i in idx]
-    assert [s["fleiss_kappa"]["ci_low"], s["fleiss_kappa"]["ci_high"]] == pytest.approx(_ci(fleiss))
+    assert [s["fleiss_kappa"]["ci_low"], s["fleiss_kappa"]["ci_high"]] == pytest.approx(
+        _bca(lambda i: ind.fleiss(sel[i]), 24)
+    )
     cons, model = ind.consensus(sel, 5), ind.k_nearest(choose.distances, 5)
-    kappa = [cohen_kappa_score(cons[i].ravel(), model[i].ravel()) for i in idx]
     m = s["methods"][choose.run.name]
     assert [m["cohen_kappa_vs_consensus"]["ci_low"], m["cohen_kappa_vs_consensus"]["ci_high"]] == pytest.approx(
-        _ci(kappa)
+        _bca(lambda i: cohen_kappa_score(cons[i].ravel(), model[i].ravel()), 24)
     )
-    agree = [np.mean([ind.percent(sel[i][..., r], model[i]) for r in range(3)]) for i in idx]
-    assert [m["mean_reader_agreement"]["ci_low"], m["mean_reader_agreement"]["ci_high"]] == pytest.approx(_ci(agree))
+    agree = _bca(lambda i: np.mean([ind.percent(sel[i][..., r], model[i]) for r in range(3)]), 24)
+    assert [m["mean_reader_agreement"]["ci_low"], m["mean_reader_agreement"]["ci_high"]] == pytest.approx(agree)
     assert m["cohen_kappa_vs_consensus"]["resampled"] == "cases"
 
 
@@ -70,7 +77,7 @@ def test_ndcg_interval_equals_a_naive_case_bootstrap(ranked):
     s = _report(ranked)["ranking"]
     per_case = ind.ndcg(ind.ranks_of(ranked.distances), ranked.values[..., 0].astype(int), 10)
     got = s["compared"][ranked.run.name]["metrics"]["ndcg@10"]
-    assert [got["ci_low"], got["ci_high"]] == pytest.approx(_ci([per_case[i].mean() for i in _draws(24)]))
+    assert [got["ci_low"], got["ci_high"]] == pytest.approx(_bca(lambda i: per_case[i].mean(), 24))
     assert got["ci_low"] <= got["estimate"] <= got["ci_high"]
 
 
@@ -167,5 +174,6 @@ def test_readers_too_icc_counts_distinct_readers_and_says_so(generate):
             rows = np.concatenate([np.arange(6 * i, 6 * i + 6) for i in np.sort(c)])
             cols = np.unique(r)
             values.append(S.icc(items[np.ix_(rows, cols)]) if len(cols) >= 2 else np.nan)
-    assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(_ci(values))
+    jack = [S.icc(items[np.flatnonzero(np.arange(90) // 6 != c)]) for c in range(15)]  # every reader kept
+    assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(ind.bca_expanded(values, S.icc(items), jack))
     assert icc["n_failed"] == int(np.isnan(values).sum())
