@@ -1,6 +1,6 @@
 """Coverage of every nominal 95 % interval the agreement report prints, on simulated studies with known truth.
 
-Usage: python benchmarks/bench_coverage.py [--studies 200] [--resamples 2000] [--cases 30] [--json]
+Usage: python benchmarks/bench_coverage.py [--studies 1000] [--resamples 2000] [--cases 30] [--json]
 
 Each simulated study (choose-5 of 10, rank-all of 10, rating 1–5 of 10; 3 readers, two methods)
 is put through the report's own section code (``reports.choose_k`` / ``ranking`` / ``rating``
@@ -108,7 +108,7 @@ def run(mode: str, args: argparse.Namespace) -> list[list]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--studies", type=int, default=200)
+    parser.add_argument("--studies", type=int, default=1000)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument("--cases", type=int, default=30)
     parser.add_argument("--truth-cases", type=int, default=20000)
