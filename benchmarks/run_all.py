@@ -18,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 QUICK = [
     ["bench_stats.py"],
+    ["bench_coverage.py"],
     ["bench_report.py"],
     ["bench_ssim.py"],
     ["bench_embedding.py"],

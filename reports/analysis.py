@@ -3,7 +3,8 @@
 ``report_inputs`` gathers everything a report needs from the database (the study's arrays, the
 methods' distances, the query classes); ``analysis_for`` restricts it to the analysed cases (the
 cases answered by every reader, or a subgroup of them) with each method's ranks. Confidence
-intervals are percentile bootstraps over cases (queries), optionally over readers too.
+intervals are BCa bootstraps at the small-sample expanded level (stats.bootstrap_ci, method
+"bca-expanded") over cases (queries), optionally over readers too.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from typing import Any
 import numpy as np
 
 from readerstudy.models import AnswerMode, Study
+from reports import mrmc
 from reports import stats as S
 from reports.inputs import StudyArrays, query_classes, study_arrays
 from reports.methods import Method, report_methods
 from reports.options import ReportOptions
+
+INTERVAL_METHOD = "bca-expanded"  # the percentile bootstrap covered 90–93 % at 30 cases (benchmarks/bench_coverage.py)
 
 
 @dataclass
@@ -126,7 +130,14 @@ def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = S.bootstrap_ci(
-            statistic, n_cases, n_resamples=o.n_resamples, seed=o.seed, level=o.level, n_readers=readers, **kwargs
+            statistic,
+            n_cases,
+            n_resamples=o.n_resamples,
+            seed=o.seed,
+            level=o.level,
+            n_readers=readers,
+            method=INTERVAL_METHOD,
+            **kwargs,
         )
     resampled = res["resampled"].replace("clusters", "cases")  # the clusters are the cases' items
     return {"low": res["low"], "high": res["high"], "resampled": resampled, "n_failed": res["n_failed"]}
@@ -134,9 +145,20 @@ def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 
 
 def est(value: Any, interval: dict | None = None) -> dict:
     """A statistic with its (optional) confidence interval (from `ci`)."""
-    out = {"estimate": None if value is None else float(value), "ci_low": None, "ci_high": None, "resampled": None}
+    out = {
+        "estimate": None if value is None else float(value),
+        "ci_low": None,
+        "ci_high": None,
+        "resampled": None,
+        "n_failed": None,
+    }
     if interval:
-        out.update(ci_low=interval["low"], ci_high=interval["high"], resampled=interval["resampled"])
+        out.update(
+            ci_low=interval["low"],
+            ci_high=interval["high"],
+            resampled=interval["resampled"],
+            n_failed=interval["n_failed"],
+        )
     return out
 
 
@@ -159,8 +181,9 @@ def quiet(fn: Callable, *args, **kwargs) -> Any:
 
 
 def scatter(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Values of the masked cases placed in a full-length array (NaN elsewhere)."""
-    out = np.full(mask.shape, np.nan)
+    """Values of the masked cases (first axis) placed in a full-length array (NaN elsewhere)."""
+    values = np.asarray(values, float)
+    out = np.full(mask.shape + values.shape[1:], np.nan)
     out[mask] = values
     return out
 
@@ -180,6 +203,8 @@ def paired_tests(a: np.ndarray, b: np.ndarray, o: ReportOptions, alternative: st
         "n": perm["n"],
         "mean_difference": perm["statistic"],
         "permutation_p": perm["p_value"],
+        "permutation_method": perm["method"],
+        "permutation_mc_se": perm["mc_se"],
         "ttest_p": ttest["p_value"],
         "alternative": alternative,
     }
@@ -194,4 +219,45 @@ def method_pairs(per_case: dict[str, np.ndarray], o: ReportOptions, metric: str)
             ok = ~(np.isnan(per_case[a]) | np.isnan(per_case[b]))
             if ok.sum() >= 2:
                 out.append({"a": a, "b": b, "metric": metric, **paired_tests(per_case[a][ok], per_case[b][ok], o)})
+    return out
+
+
+def readers_random_pairs(scores: dict[str, np.ndarray], o: ReportOptions, metric: str) -> list[dict]:
+    """Every pair of methods by the OR analysis (readers and cases random) of their per-reader FOM.
+
+    scores: per method, (C, R) per-case values of each reader (NaN where undefined); the FOM of a
+    reader is the mean over the cases where both methods and every reader have a value. The pairs of
+    one metric are one family: Holm-adjusted p-values.
+    """
+    keys = list(scores)
+    out = []
+    for i, a in enumerate(keys):
+        for b in keys[i + 1 :]:
+            y = np.stack([scores[a], scores[b]])  # (2, C, R)
+            ok = ~np.isnan(y).any(axis=(0, 2))
+            if ok.sum() < 3 or y.shape[2] < 2:
+                continue
+            res = quiet(mrmc.or_hillis, *mrmc.mean_fom_jackknife(y[:, ok].transpose(0, 2, 1)), level=o.level)
+            pair = res["pairs"][0]
+            out.append(
+                {
+                    "a": a,
+                    "b": b,
+                    "metric": metric,
+                    "n_cases": int(ok.sum()),
+                    "n_readers": res["n_readers"],
+                    "mean_difference": pair["difference"],
+                    "se": pair["se"],
+                    "ci_low": pair["ci_low"],
+                    "ci_high": pair["ci_high"],
+                    "df": pair["df"],
+                    "p_value": pair["p_value"],
+                    "reader_fom": {a: res["fom"][0], b: res["fom"][1]},
+                    "cov2": res["cov2"],
+                    "cov3": res["cov3"],
+                    "ms_tr": res["ms_tr"],
+                }
+            )
+    for pair, adjusted in zip(out, mrmc.holm([p["p_value"] for p in out])):
+        pair["p_holm"] = float(adjusted)
     return out

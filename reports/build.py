@@ -19,7 +19,7 @@ Rules the report states in its own output
   dataset (or the runs asked for), and every method named in the candidates' provenance with a
   distance for every candidate of a case. A method that cannot rank some cases is reported with
   the reason, and its statistics use the cases it can rank.
-* Confidence intervals are percentile bootstraps over cases (queries), optionally over readers
+* Confidence intervals are BCa bootstraps (expanded level) over cases (queries), optionally over readers
   too; the number of resamples, the seed and what was resampled are in the report.
 """
 
@@ -35,6 +35,7 @@ from threadpoolctl import threadpool_limits
 
 from readerstudy.models import AnswerMode, Study, StudyStatus
 from reports import choose_k, ranking, rating
+from reports import stats as S
 from reports.analysis import Analysis, ReportInputs, analysed_cases, analysis_for, ground_truth, quiet, report_inputs
 from reports.inputs import study_fingerprint
 from reports.options import ReportOptions
@@ -114,10 +115,23 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         "n_resamples": o.n_resamples,
         "seed": o.seed,
         "level": o.level,
-        "method": "percentile bootstrap",
+        "method": (
+            "BCa bootstrap (bias-corrected and accelerated, Efron 1987; acceleration from the leave-one-case-out "
+            "jackknife) at Hesterberg's small-sample expanded level: z replaced by sqrt(n/(n-1)) t(n-1), n = cases"
+        ),
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
         "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
         "n_permutations": o.n_resamples,
+        "permutation_p_values": (
+            f"Sign-flip tests on up to {S.EXACT_MAX_CASES} cases enumerate all 2^n sign patterns (exact p). "
+            f"Otherwise p-values are simulated, (1 + #as extreme)/(1 + {o.n_resamples}), so never below "
+            f"1/{o.n_resamples + 1} = {1 / (o.n_resamples + 1):.2g}; each comes with its Monte Carlo standard error "
+            "sqrt(p(1 − p)/B) (mc_se)."
+        ),
+        "failed_resamples": (
+            "a resample whose statistic is undefined (e.g. one distinct reader drawn: no pair of readers) is "
+            "dropped; every interval's n_failed counts them and the interval uses the rest"
+        ),
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reports import mrmc
 from reports import stats as S
 from reports.analysis import (
     Analysis,
@@ -19,6 +20,7 @@ from reports.analysis import (
     method_pairs,
     paired_tests,
     reader_mean_statistic,
+    readers_random_pairs,
     scatter,
 )
 from reports.options import ReportOptions
@@ -99,6 +101,8 @@ def _choose_method(sel: np.ndarray, consensus: np.ndarray, m: MethodView, an: An
     return {
         "available": True,
         "n_cases": n,
+        "ties": S.TIES_RULE,
+        "n_cases_with_tied_distances": int(S.tied_cases(m.distances[m.mask]).sum()),
         "cohen_kappa_vs_consensus": est(
             S.cohen_kappa(cons, chosen, labels=[False, True]), ci(S.kappa_statistic(conf), n, o)
         ),
@@ -148,6 +152,7 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
     """Reader agreement with each method vs the chance level of a random k; method vs method."""
     per_case = _choose_case_agreement(an)
     chance = section["chance_agreement"]
+    sel = an.values.astype(bool)
     vs_random = {}
     for key, v in per_case.items():
         x = v[~np.isnan(v)]
@@ -157,7 +162,20 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
                 "chance": chance,
                 **paired_tests(x, np.full(len(x), chance), o, alternative="greater"),
             }
-    return {"vs_random": vs_random, "method_vs_method": method_pairs(per_case, o, "mean reader % agreement")}
+    per_reader = {
+        key: scatter(per_case_agreement(sel[m.mask], S.model_selection(m.ranks[m.mask], an.k)), m.mask)
+        for key, m in an.methods.items()
+        if m.mask.any()
+    }
+    return {
+        "vs_random": vs_random,
+        "method_vs_method": method_pairs(per_case, o, "mean reader % agreement"),
+        "readers_random": {
+            "method": mrmc.OR_METHOD,
+            "fom": "per reader: % agreement with the method's k nearest, mean over cases",
+            "method_vs_method": readers_random_pairs(per_reader, o, "reader % agreement"),
+        },
+    }
 
 
 def headline(section: dict) -> dict[str, dict[str, float | None]]:

@@ -45,6 +45,7 @@ from reports.figures import new_figure, report_figure_uris, report_figures
 from reports.inputs import VALUE_FIELD, StudyArrays, query_classes, study_arrays
 from reports.jobs import report_latest
 from reports.options import ReportOptions
+from reports.ranking import cutoffs
 from reports.tables import report_tables
 
 IMRMC_COLUMNS = ["readerID", "caseID", "modalityID", "score"]
@@ -313,7 +314,7 @@ def _imrmc_rank(an: Analysis, p: tuple[int, ...]) -> Iterable[tuple]:
     for key, m in an.methods.items():
         if not m.mask.any():
             continue
-        for q in p:
+        for q in cutoffs(p, ranks.shape[1]):
             for r, reader in enumerate(an.readers):
                 scores = S.ndcg_at(m.ranks[m.mask], ranks[m.mask][..., r], q)
                 for case_id, score in zip(an.case_ids[m.mask].tolist(), np.atleast_1d(scores)):

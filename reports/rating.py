@@ -9,12 +9,28 @@ from collections.abc import Callable
 
 import numpy as np
 
+from reports import mrmc
 from reports import stats as S
-from reports.analysis import Analysis, MethodView, ci, est, method_pairs, paired_tests, quiet, scatter
+from reports.analysis import (
+    Analysis,
+    MethodView,
+    ci,
+    est,
+    method_pairs,
+    paired_tests,
+    quiet,
+    readers_random_pairs,
+    scatter,
+)
 from reports.options import ReportOptions
 
 NAME = "rating"
 BY_READER_NOTE = ""
+CASE_SPEARMAN_RULE = (
+    "per case, the Spearman ρ of each reader's ratings with the distances, averaged over readers; a reader "
+    "with constant ratings in a case (ρ undefined) is left out of that case's mean (n_left_out reader-cases), "
+    "and a case where every reader is constant is left out of the mean over cases"
+)
 ICC_KINDS = {"ICC(A,1)": "ICC2", "ICC(C,1)": "ICC3", "ICC(A,k)": "ICC2k"}
 
 
@@ -23,16 +39,14 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
     if items.shape[0] < 2 or items.shape[1] < 2:
         return {name: est(None) for name in ICC_KINDS}
     cluster = np.repeat(np.arange(n_cases), n_cand)
-
-    def stat(idx: np.ndarray, ridx: np.ndarray | None = None) -> float:
-        x = items[idx] if ridx is None else items[np.ix_(idx, ridx)]
-        return S.icc(x, kind="ICC2")
-
     out = {name: est(S.icc(items, kind=kind)) for name, kind in ICC_KINDS.items()}
+    stat = S.icc_statistic(items, kind="ICC2")
     interval = (
         ci(stat, len(items), o, n_readers=items.shape[1], vectorized=False, cluster=cluster) if n_cases >= 2 else None
     )
     out["ICC(A,1)"] = est(out["ICC(A,1)"]["estimate"], interval)
+    if interval and "readers" in interval["resampled"]:
+        out["ICC(A,1)"] |= {"readers_rule": S.ICC_READERS_RULE, "n_failed": interval["n_failed"]}
     return out
 
 
@@ -85,7 +99,8 @@ def _rating_method(x: np.ndarray, m: MethodView, an: Analysis, o: ReportOptions)
         },
         "mean_case_spearman": est(
             float(case_mean.mean()) if len(case_mean) else None, ci(S.mean_statistic(case_mean), len(case_mean), o)
-        ),
+        )
+        | {"rule": CASE_SPEARMAN_RULE, "n_left_out": int(np.isnan(per_case).sum()), "n_cases_used": len(case_mean)},
         "mean_rating_by_model_rank": np.nanmean(
             np.take_along_axis(r.mean(-1), np.argsort(m.ranks[m.mask], axis=1), axis=1), axis=0
         ).tolist(),
@@ -120,17 +135,27 @@ def section(an: Analysis, o: ReportOptions) -> dict:
 def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
     """Mean per-case Spearman ρ (ratings vs distances) against 0; paired tests between methods."""
     x = an.values.astype(float)
-    per_case = {}
+    per_case, per_reader = {}, {}
     for key, m in an.methods.items():
         if m.mask.any():
             rho = quiet(S.spearman_rho, np.moveaxis(x[m.mask], -1, 1), m.distances[m.mask][:, None, :])
             per_case[key] = scatter(quiet(np.nanmean, rho, axis=1), m.mask)
+            per_reader[key] = scatter(rho, m.mask)
     vs_random = {}
     for key, v in per_case.items():
         v = v[~np.isnan(v)]
         if len(v) >= 2:
             vs_random[key] = {"statistic": "mean per-case Spearman rho", **paired_tests(v, np.zeros(len(v)), o)}
-    return {"vs_random": vs_random, "method_vs_method": method_pairs(per_case, o, "mean per-case Spearman rho")}
+    return {
+        "vs_random": vs_random,
+        "method_vs_method": method_pairs(per_case, o, "mean per-case Spearman rho"),
+        "readers_random": {
+            "method": mrmc.OR_METHOD,
+            "fom": "per reader: Spearman ρ of the reader's ratings with the distances, mean over cases "
+            "(cases where a reader is constant are left out of the comparison)",
+            "method_vs_method": readers_random_pairs(per_reader, o, "per-case Spearman rho"),
+        },
+    }
 
 
 def headline(section: dict) -> dict[str, dict[str, float | None]]:

@@ -17,11 +17,20 @@ Consensus tie-break rule (choose-k studies)
 The consensus selects exactly ``k`` candidates, ordered by number of reader votes (descending).
 Candidates with equal votes at the cut-off are ordered by ``tie_break``:
 
-* ``'model'`` (default): the candidate the model ranks closer (lower model rank) wins; remaining
-  ties (equal model ranks) go to the lower catalogue index.  Falls back to ``'index'`` when no
-  model ranks are given.  Note that this favours the tie-breaking model when consensus is later
-  compared with that same model, so the number of tie-broken cases is always reported.
-* ``'index'``: the lower catalogue index wins (model-independent).
+* ``'index'`` (the report's default, ``ReportOptions.tie_break``): the lower catalogue index wins
+  (model-independent).
+* ``'model'`` (the default of ``consensus_selection`` and ``choose_k_summary`` called directly): the
+  candidate the model ranks closer (lower model rank) wins; remaining ties (equal model ranks) go to
+  the lower catalogue index.  Falls back to ``'index'`` when no model ranks are given.  Note that this
+  favours the tie-breaking model when consensus is later compared with that same model, so the
+  number of tie-broken cases is always reported.
+
+Ties in a method's distances
+----------------------------
+``ranks_from_scores`` breaks equal distances by the lower catalogue position (``TIES_RULE``); the
+k nearest of choose-k, nDCG@p, Kendall τ and Spearman ρ all use these tie-broken ranks.
+``ndcg_tie_averaged`` is the alternative: the expected nDCG over every order of the tied candidates
+(McSherry & Najork 2008); the report shows it beside nDCG when a method has ties.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ from statsmodels.stats.inter_rater import fleiss_kappa as _sm_fleiss_kappa
 
 from retrieval.ml.metrics import discounts, ndcg_from_gains  # the one nDCG (numpy only)
 from retrieval.ml.metrics import gain as _gain
+
+TIES_RULE = "equal distances are ordered by the lower catalogue position (ties broken, not averaged)"
 
 TIE_BREAK_RULES = {
     "model": "votes desc, then lower model rank, then lower catalogue index",
@@ -368,6 +379,32 @@ def ndcg_at(
     return float(out) if np.ndim(out) == 0 else out
 
 
+def tied_cases(distances: ArrayLike) -> np.ndarray:
+    """(...,) True for each case (last axis: candidates) in which two candidates have equal distances."""
+    d = np.sort(np.asarray(distances, float), axis=-1)
+    return (np.diff(d, axis=-1) == 0).any(-1)
+
+
+def ndcg_tie_averaged(distances: ArrayLike, reference_ranks: ArrayLike, p: int, *, gain: str = "exp") -> np.ndarray:
+    """(n_cases,) nDCG@p averaged over every order of tied distances (McSherry & Najork 2008).
+
+    Each position held by a group of equal distances gets the group's mean gain: the expected DCG
+    when the tied candidates are ordered at random. Without ties it equals ``ndcg_at``.
+    """
+    d = np.atleast_2d(np.asarray(distances, float))
+    ref = np.atleast_2d(np.asarray(reference_ranks))
+    g = _gain(relevance_from_ranks(ref), gain)
+    p = min(p, ref.shape[-1])
+    disc = discounts(p)
+    out = np.empty(len(d))
+    for c in range(len(d)):
+        order = np.argsort(d[c], kind="stable")
+        group = np.concatenate([[0], np.cumsum(np.diff(d[c][order]) != 0)])
+        mean_gain = np.bincount(group, weights=g[c][order]) / np.bincount(group)
+        out[c] = (mean_gain[group[:p]] @ disc) / (-np.sort(-g[c])[:p] @ disc)
+    return out
+
+
 def expected_random_ndcg(n: int, p: int, *, gain: str = "exp") -> float:
     """Exact mean nDCG@p of a uniformly random order of n candidates (each slot: the mean gain)."""
     g = _gain(relevance_from_ranks(np.arange(1, n + 1)), gain)
@@ -477,6 +514,30 @@ def icc(ratings: ArrayLike, *, kind: str = "ICC2") -> float:
     return float(formulas[name])
 
 
+ICC_READERS_RULE = (
+    "readers resampled: each distinct drawn reader counts once (a reader drawn twice is one rater, "
+    "as Fleiss κ leaves out same-reader pairs); resamples with one distinct reader are dropped (n_failed)"
+)
+
+
+def icc_statistic(ratings: ArrayLike, *, kind: str = "ICC2") -> Callable[..., float]:
+    """Bootstrap statistic ``stat(item_idx[, reader_idx])`` (non-vectorised) of an ICC on an (n_items, R) array.
+
+    With readers resampled, a reader drawn several times counts once: the ICC of the *distinct* drawn
+    readers (``ICC_READERS_RULE``). Copies of a column would be raters in perfect agreement (three copies:
+    ICC = 1 exactly), which pins the interval's upper bound at 1. Fewer than two distinct readers: NaN.
+    """
+    x = np.asarray(ratings, float)
+
+    def stat(idx: np.ndarray, ridx: np.ndarray | None = None) -> float:
+        if ridx is None:
+            return icc(x[idx], kind=kind)
+        distinct = np.unique(ridx)
+        return icc(x[np.ix_(idx, distinct)], kind=kind) if len(distinct) >= 2 else float("nan")
+
+    return stat
+
+
 def distance_rating_correlation(ratings: ArrayLike, distances: ArrayLike) -> dict:
     """Spearman and Pearson correlation of ratings (items, or items x readers: mean) vs model distances."""
     r = np.asarray(ratings, float)
@@ -521,13 +582,20 @@ def bootstrap_ci(
     n_readers: int | None = None,
     vectorized: bool = True,
     batch_size: int = 500,
+    method: str = "percentile",
 ) -> dict:
-    """Percentile bootstrap CI resampling cases (or clusters of units), optionally readers too.
+    """Bootstrap CI resampling cases (or clusters of units), optionally readers too.
 
     vectorized: ``statistic(case_weights[, reader_weights])`` gets (b, n_cases)[, (b, n_readers)]
     draw counts and returns (b,) values; otherwise it gets one resample's unit (and reader) indices.
     cluster: a label per unit; whole clusters (e.g. the case of each item) are resampled together.
+    method: ``'percentile'``, or ``'bca-expanded'``: the BCa interval (Efron 1987; bias correction z0
+    from the share of resamples below the estimate, acceleration from the leave-one-case-out
+    jackknife) at the small-sample expanded level of Hesterberg (2015): z_{α/2} replaced by
+    sqrt(n/(n − 1)) t_{α/2, n−1}, n = the number of cases.
     """
+    if method not in ("percentile", "bca-expanded"):
+        raise ValueError(f"method must be percentile or bca-expanded, not {method!r}")
     rng = np.random.default_rng(seed)
     labels = np.arange(n_cases) if cluster is None else np.unique(np.asarray(cluster), return_inverse=True)[1]
     n_groups = int(labels.max()) + 1
@@ -553,7 +621,11 @@ def bootstrap_ci(
             values.append(np.atleast_1d(float(statistic(*args))))
     values = np.concatenate(values)
     tail = 100.0 * (1.0 - level) / 2.0
-    low, high = np.nanpercentile(values, [tail, 100.0 - tail])
+    if method == "percentile":
+        low, high = np.nanpercentile(values, [tail, 100.0 - tail])
+    else:
+        jack = _jackknife(statistic, labels, members, n_readers, vectorized)
+        low, high = _bca_expanded(values, estimate, jack, level)
     return {
         "estimate": estimate,
         "low": float(low),
@@ -562,9 +634,45 @@ def bootstrap_ci(
         "n_resamples": n_resamples,
         "n_failed": int(np.isnan(values).sum()),
         "seed": seed,
-        "method": "percentile",
+        "method": method,
         "resampled": ("clusters" if cluster is not None else "cases") + ("+readers" if n_readers else ""),
     }
+
+
+def _jackknife(
+    statistic: Callable[..., ArrayLike],
+    labels: np.ndarray,
+    members: list[np.ndarray],
+    n_readers: int | None,
+    vectorized: bool,
+) -> np.ndarray:
+    """(n_groups,) leave-one-case(cluster)-out values of the statistic, every reader kept."""
+    n_groups = len(members)
+    if vectorized:
+        keep = 1.0 - np.eye(n_groups)
+        args = [keep[:, labels]] + ([np.ones((n_groups, n_readers))] if n_readers else [])
+        return np.asarray(statistic(*args), float)
+    everyone = [np.arange(n_readers)] if n_readers else []
+    return np.array([float(statistic(np.flatnonzero(labels != g), *everyone)) for g in range(n_groups)])
+
+
+def _bca_expanded(values: np.ndarray, estimate: float, jack: np.ndarray, level: float) -> tuple[float, float]:
+    """BCa percentiles (bias correction z0, jackknife acceleration a) at Hesterberg's expanded level."""
+    v = values[~np.isnan(values)]
+    n = len(jack)
+    if not len(v) or n < 3 or np.isnan(estimate):
+        return float("nan"), float("nan")
+    tie = np.abs(v - estimate) <= 1e-12 * max(1.0, abs(estimate))  # equal up to rounding: half below
+    below = (np.sum((v < estimate) & ~tie) + 0.5 * np.sum(tie)) / len(v)
+    z0 = sps.norm.ppf(np.clip(below, 0.5 / len(v), 1 - 0.5 / len(v)))
+    d = np.nanmean(jack) - jack
+    d = d[~np.isnan(d)]
+    denom = 6.0 * (d**2).sum() ** 1.5
+    a = (d**3).sum() / denom if denom > 0 else 0.0
+    z = np.sqrt(n / (n - 1.0)) * sps.t.ppf(0.5 + level / 2.0, n - 1)
+    tails = [sps.norm.cdf(z0 + (z0 + q) / (1 - a * (z0 + q))) for q in (-z, z)]
+    low, high = np.percentile(v, [100.0 * tails[0], 100.0 * tails[1]])
+    return float(low), float(high)
 
 
 def mean_statistic(per_case_values: ArrayLike) -> Callable[[np.ndarray], np.ndarray]:
@@ -584,8 +692,20 @@ def kappa_statistic(per_case_confusion: ArrayLike) -> Callable[[np.ndarray], np.
     return lambda w: kappa_from_confusion(np.tensordot(w, conf, axes=(-1, 0)))
 
 
-def _p_value(null: np.ndarray, observed: float, alternative: str, center: float = 0.0) -> float:
-    """Monte Carlo p-value (1 + #as-extreme) / (1 + n); two-sided measures distance from center."""
+EXACT_MAX_CASES = 15  # up to 2^15 sign patterns: the sign-flip test enumerates them all
+
+
+def monte_carlo_p(p: float, n_resamples: int) -> dict:
+    """What a simulated p-value (1 + #as-extreme)/(1 + B) comes with: its Monte Carlo s.e. and its floor 1/(B+1)."""
+    return {
+        "method": "monte carlo",
+        "mc_se": float(np.sqrt(p * (1.0 - p) / n_resamples)) if n_resamples else None,
+        "p_floor": 1.0 / (n_resamples + 1),
+    }
+
+
+def _hits(null: np.ndarray, observed: float, alternative: str, center: float = 0.0) -> np.ndarray:
+    """Which null values are at least as extreme as observed; two-sided measures distance from center."""
     tol = 1e-12 * max(1.0, abs(observed))
     if alternative == "greater":
         hits = null >= observed - tol
@@ -595,7 +715,12 @@ def _p_value(null: np.ndarray, observed: float, alternative: str, center: float 
         hits = np.abs(null - center) >= abs(observed - center) - tol
     else:
         raise ValueError(f"alternative must be greater, less or two-sided, not {alternative!r}")
-    return float((1 + hits.sum()) / (1 + len(null)))
+    return hits
+
+
+def _p_value(null: np.ndarray, observed: float, alternative: str, center: float = 0.0) -> float:
+    """Monte Carlo p-value (1 + #as-extreme) / (1 + n): never below 1/(n + 1)."""
+    return float((1 + _hits(null, observed, alternative, center).sum()) / (1 + len(null)))
 
 
 def permutation_test_vs_random(
@@ -624,15 +749,17 @@ def permutation_test_vs_random(
         dcg = np.take_along_axis(np.broadcast_to(g, perm.shape[:-1] + g.shape[-1:]), perm, axis=-1) @ disc
         null.append((dcg / idcg).reshape(b, -1).mean(-1))
     null = np.concatenate(null)
+    p_value = _p_value(null, observed, alternative, center=float(null.mean()))
     return {
         "statistic": observed,
         "null_mean": float(null.mean()),
-        "p_value": _p_value(null, observed, alternative, center=float(null.mean())),
+        "p_value": p_value,
         "p": p,
         "gain": gain,
         "alternative": alternative,
         "n_resamples": n_resamples,
         "seed": seed,
+        **monte_carlo_p(p_value, n_resamples),
     }
 
 
@@ -645,24 +772,29 @@ def paired_permutation_test(
     alternative: str = "two-sided",
     batch_size: int = 1000,
 ) -> dict:
-    """Sign-flip permutation test of the mean per-case difference a - b (method vs method)."""
+    """Sign-flip permutation test of the mean per-case difference a - b (method vs method).
+
+    Up to ``EXACT_MAX_CASES`` cases every one of the 2^n sign patterns is enumerated and the p-value is
+    exact (#as-extreme / 2^n); beyond, ``n_resamples`` random patterns give the Monte Carlo p-value
+    (1 + #as-extreme)/(1 + B), with its standard error and its floor 1/(B + 1).
+    """
     d = np.asarray(a, float) - np.asarray(b, float)
     d = d[~np.isnan(d)]
-    observed = float(d.mean())
+    observed = float(d.mean()) if len(d) else float("nan")
+    out = {"statistic": observed, "n": len(d), "alternative": alternative, "n_resamples": n_resamples, "seed": seed}
+    if not len(d):
+        return out | {"p_value": float("nan"), "method": "exact", "n_patterns": 0, "mc_se": None}
+    if len(d) <= EXACT_MAX_CASES:
+        signs = 1.0 - 2.0 * ((np.arange(2 ** len(d))[:, None] >> np.arange(len(d))) & 1)
+        hits = _hits(signs @ d / len(d), observed, alternative)
+        return out | {"p_value": float(hits.mean()), "method": "exact", "n_patterns": 2 ** len(d), "mc_se": None}
     rng = np.random.default_rng(seed)
     null = []
     for start in range(0, n_resamples, batch_size):
         signs = rng.choice([-1.0, 1.0], size=(min(batch_size, n_resamples - start), len(d)))
         null.append(signs @ d / len(d))
-    null = np.concatenate(null)
-    return {
-        "statistic": observed,
-        "p_value": _p_value(null, observed, alternative),
-        "n": len(d),
-        "alternative": alternative,
-        "n_resamples": n_resamples,
-        "seed": seed,
-    }
+    p_value = _p_value(np.concatenate(null), observed, alternative)
+    return out | {"p_value": p_value, "n_patterns": 2 ** len(d), **monte_carlo_p(p_value, n_resamples)}
 
 
 def paired_ttest(a: ArrayLike, b: ArrayLike, *, alternative: str = "two-sided") -> dict:

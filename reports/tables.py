@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from reports.stats import TIES_RULE
+
 
 def fmt(value: Any, digits: int = 3) -> str:
     """A number, or an estimate dict as 'value [low, high]', or '—'."""
@@ -111,7 +113,8 @@ def _choose_tables(report: dict) -> list[dict]:
         ],
         f"Consensus: the k candidates with most votes; ties: {ck['tie_break']}; "
         f"{ck['n_cases_tie_broken']} cases needed the tie-break. "
-        "Each method selects its k nearest in the catalogue.",
+        "Each method selects its k nearest in the catalogue; "
+        + _ties_note({k: m["n_cases_with_tied_distances"] for k, m in avail.items()}),
     )
     per_reader = [
         [r, fmt(ck["reader_agreement"][r], 1)] + [fmt(m["reader_agreement"][r], 1) for m in avail.values()]
@@ -142,14 +145,44 @@ def _ranking_tables(report: dict) -> list[dict]:
             ["inter-rater band (min–max)", "inter-rater", ""]
             + [f"{fmt(s['inter_rater_band'][m][0])}–{fmt(s['inter_rater_band'][m][1])}" for m in metrics]
         )
+    for name, t in s["tie_averaged"].items():
+        row = [f"{name} (tie-averaged)", "method", t["n_cases_with_ties"]]
+        rows.append(row + [fmt(t.get(m)) if m.startswith("ndcg@") else "—" for m in metrics])
+    conv = s["conventions"]
     main = _table(
         f"Orders scored against {s['ground_truth']}'s ranking",
         ["compared", "kind", "cases"] + metrics,
         rows,
         f"Ground truth: {s['ground_truth']} ({s['ground_truth_source']}). Relevance {s['relevance']}, "
-        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row.",
+        f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row. "
+        f"Ties in a method's distances: {conv['ties']}"
+        + (
+            "; the tie-averaged rows give the expected nDCG over every order of the tied candidates "
+            "(their 'cases' column: cases with ties)"
+            if s["tie_averaged"]
+            else " (no method has tied distances here)"
+        )
+        + f". {conv['tau_rho']}."
+        + (f" The {conv['cutoffs']}." if conv["cutoffs"] else ""),
     )
     return [main] + _matrix_table("Mean Kendall τ between readers", s["readers"], s["reader_kendall_tau"])
+
+
+def _icc_rule_note(icc: dict) -> str:
+    """How the ICC(A,1) interval treats a reader drawn more than once (only when readers were resampled)."""
+    if not icc.get("readers_rule"):
+        return ""
+    return f" ICC(A,1) interval: {icc['readers_rule']}; {icc['n_failed']} resamples dropped."
+
+
+def _ties_note(tied: dict[str, int]) -> str:
+    """Ties in the methods' distances: the rule and how many cases have them, per method."""
+    counts = ", ".join(f"{k}: {n}" for k, n in tied.items())
+    return f"ties in a method's distances: {TIES_RULE}" + (f" (cases with ties: {counts})." if counts else ".")
+
+
+def _case_spearman_rules(s: dict) -> list[str]:
+    return [m["mean_case_spearman"]["rule"] for m in s["methods"].values() if m["available"]][:1]
 
 
 def _rating_tables(report: dict) -> list[dict]:
@@ -166,7 +199,8 @@ def _rating_tables(report: dict) -> list[dict]:
             ["Krippendorff α (interval)", fmt(s["krippendorff_alpha_interval"])],
         ],
         f"{s['n_items']} items (case × candidate) rated {s['scale'][0]}–{s['scale'][1]} by every reader; "
-        "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2).",
+        "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2)."
+        + _icc_rule_note(s["icc"]["ICC(A,1)"]),
     )
     rows = [
         [
@@ -186,7 +220,13 @@ def _rating_tables(report: dict) -> list[dict]:
         ["method", "cases", "Spearman ρ", "p", "Pearson r", "p", "mean per-case Spearman ρ"],
         rows,
         "Mean rating over readers per item against the method's distance; a negative correlation means "
-        "readers rate the images the model finds close as more similar.",
+        "readers rate the images the model finds close as more similar. Mean per-case Spearman ρ: "
+        + "; ".join(
+            f"{k}: {m['mean_case_spearman']['n_left_out']} reader-cases left out"
+            for k, m in s["methods"].items()
+            if m["available"]
+        )
+        + "".join(f" ({rule})." for rule in _case_spearman_rules(s)),
     )
     means = _table(
         "Mean rating per reader",
@@ -194,6 +234,11 @@ def _rating_tables(report: dict) -> list[dict]:
         [[r, fmt(v, 2)] for r, v in s["reader_mean_rating"].items()],
     )
     return [inter, corr, means] + _matrix_table("Quadratic-weighted κ between readers", s["readers"], wk.get("matrix"))
+
+
+def _mc_se(se: float | None) -> str:
+    """The Monte Carlo standard error of a simulated p-value, or 'exact' (every sign pattern enumerated)."""
+    return "exact" if se is None else f"{se:.4f}"
 
 
 def _tests_table(report: dict) -> list[dict]:
@@ -210,6 +255,7 @@ def _tests_table(report: dict) -> list[dict]:
                     res["n"],
                     fmt(res["mean_difference"]),
                     fmt_p(res["permutation_p"]),
+                    _mc_se(res["permutation_mc_se"]),
                     fmt_p(res["ttest_p"]),
                 ]
             )
@@ -222,6 +268,7 @@ def _tests_table(report: dict) -> list[dict]:
                         report["ranking"]["compared"][method]["n_cases"],
                         fmt(r["statistic"] - r["null_mean"]),
                         fmt_p(r["p_value"]),
+                        _mc_se(r["mc_se"]),
                         "—",
                     ]
                 )
@@ -233,6 +280,7 @@ def _tests_table(report: dict) -> list[dict]:
                 r["n"],
                 fmt(r["mean_difference"]),
                 fmt_p(r["permutation_p"]),
+                _mc_se(r["permutation_mc_se"]),
                 fmt_p(r["ttest_p"]),
             ]
         )
@@ -240,12 +288,53 @@ def _tests_table(report: dict) -> list[dict]:
     return [
         _table(
             "Hypothesis tests",
-            ["comparison", "statistic", "cases", "difference", "permutation p", "paired t-test p"],
+            [
+                "comparison",
+                "statistic",
+                "cases",
+                "difference",
+                "permutation p",
+                "Monte Carlo s.e. of p",
+                "paired t-test p",
+            ],
             rows,
-            f"{u['n_permutations']} permutations, seed {u['seed']}. Methods vs random: choose-k compares the "
+            f"{u['n_permutations']} permutations, seed {u['seed']}. {u['permutation_p_values']} "
+            "Methods vs random: choose-k compares the "
             "per-case reader agreement with the chance level of a random k (one-sided sign-flip test); "
             "rankings permute each catalogue's order (one-sided); ratings test the per-case Spearman ρ "
-            "against 0. Methods against each other: two-sided sign-flip test on their common cases.",
+            "against 0. Methods against each other: two-sided sign-flip test on their common cases. "
+            f"Intervals: {u['failed_resamples']}.",
+        )
+    ]
+
+
+def _readers_random_table(report: dict) -> list[dict]:
+    """Method vs method with readers and cases random (Obuchowski–Rockette, Hillis ddf), Holm-adjusted."""
+    rr = (report.get("tests") or {}).get("readers_random")
+    if not rr or not rr["method_vs_method"]:
+        return []
+    rows = [
+        [
+            f"{r['a']} vs {r['b']}",
+            r["metric"],
+            r["n_readers"],
+            r["n_cases"],
+            fmt(r["mean_difference"]),
+            f"[{fmt(r['ci_low'])}, {fmt(r['ci_high'])}]",
+            fmt(r["df"], 1),
+            fmt_p(r["p_value"]),
+            fmt_p(r["p_holm"]),
+        ]
+        for r in rr["method_vs_method"]
+    ]
+    level = round(100 * report["uncertainty"]["level"])
+    return [
+        _table(
+            "Methods compared with readers as a random effect",
+            ["comparison", "figure of merit", "readers", "cases", "difference", f"{level} % CI", "df", "p", "Holm p"],
+            rows,
+            f"{rr['method']}. FOM {rr['fom']}. The difference generalises to other readers and other cases; "
+            "Holm's adjustment is over the pairs of methods of one figure of merit.",
         )
     ]
 
@@ -279,7 +368,7 @@ def report_tables(report: dict, *, group: str = "") -> list[dict]:
     """Every table of the report as {title, columns, rows (strings), note}."""
     tables = [_readers_table(report), _methods_table(report)]
     if report.get(report["section"]):
-        tables += MODE_TABLES[report["section"]](report) + _tests_table(report)
+        tables += MODE_TABLES[report["section"]](report) + _tests_table(report) + _readers_random_table(report)
     if group and report.get("subgroups"):
         tables += subgroup_table(report, group)
     return tables
