@@ -36,6 +36,10 @@ AP_DEFINITIONS = ("min_k_R", "hits", "R", "k")
 AP_DEFINITION_NAMES = {"min_k_R": "min(k, R)", "hits": "hits in the top k", "R": "R (all relevant)", "k": "k"}
 GAINS = ("exp", "linear")
 HUBNESS_KS = (3, 5, 7, 11, 17)
+#: The skewness of the k-occurrence N_k that hubness reports (stated with every result, issue 14).
+SKEWNESS_FORMULA = (
+    "biased sample skewness g1 = m3 / m2^1.5 of N_k (scipy.stats.skew, bias=True); 0 when N_k is constant"
+)
 RELEVANCE_MODES = ("any", "exact")
 _BLOCK_ELEMENTS = 16_000_000  # rows × n per block of a distance matrix (128 MB of float64)
 
@@ -416,6 +420,7 @@ def hubness(neighbours: np.ndarray, ks: Sequence[int] = HUBNESS_KS) -> dict[str,
         out[f"antihub_share@{k}"] = float(np.mean(counts == 0))
         indices.append(math.exp(-abs(skew)))
     out["hubness_index"] = float(np.mean(indices)) if indices else math.nan
+    out["k_occurrence_skewness"] = SKEWNESS_FORMULA
     return out
 
 

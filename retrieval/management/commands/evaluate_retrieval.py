@@ -99,6 +99,8 @@ def format_table(result: dict) -> str:
     hub = [k for k in result if k.startswith("hubness") or k.startswith("skew") or k.startswith("antihub")]
     for key in sorted(hub):
         lines.append(f"{key:<28}{_f(result[key]):>9}")
+    if hub and result.get("k_occurrence_skewness"):
+        lines.append(f"  (skewness: {result['k_occurrence_skewness']})")
     if result.get("label_distance"):
         lines.append(
             f"{'label distance correlation r':<28}{_f(result.get('label_distance_correlation_r')):>9}"
