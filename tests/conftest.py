@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -18,6 +19,36 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+_THREADED = ("torch", "faiss", "sklearn", "scipy")  # libraries that bring their own thread pools
+_limited: list[frozenset] = []
+
+
+def limit_threads(*, torch: bool = False) -> None:
+    """Run torch, BLAS and OpenMP single-threaded in this process: on a shared 2-core machine, multi-threaded
+    small ops wait at barriers for descheduled threads and a test can take 30× longer; one thread is steady
+    (and a model trains to the same numbers from one run of the suite to the next).
+
+    `torch=True` imports torch first. Applied again whenever one of those libraries has been imported since
+    (each starts its own pool). Worker processes started by the tests keep the product's own settings."""
+    if torch:
+        import torch as _  # noqa: F401
+    loaded = frozenset(name for name in _THREADED if name in sys.modules)
+    if not _limited or _limited[-1] != loaded:
+        from threadpoolctl import threadpool_limits
+
+        if "torch" in loaded:
+            sys.modules["torch"].set_num_threads(1)
+        threadpool_limits(limits=1)
+        _limited.append(loaded)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_process(request):
+    """One thread for every test (tests marked `ml` import torch first, so that their training runs on one)."""
+    limit_threads(torch=request.node.get_closest_marker("ml") is not None)
+    yield
 
 
 @pytest.fixture(autouse=True)

@@ -23,19 +23,6 @@ SECOND = {"backbone": "resnet10t", "saliency_max": 3}  # a small second network 
 TINY = {**SMALL, "resize": 36, "crop": 32, "batch_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch/BLAS thread, as tests/ml does: on a shared 2-core machine threads mostly wait for each other."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def dataset(db, tmp_path):
     return make_phantom_dataset(tmp_path / "p", n=16, size=48)
