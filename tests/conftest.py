@@ -185,8 +185,9 @@ def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, worker:
 
 @pytest.fixture
 def start_worker(transactional_db, settings, tmp_path):
-    """Start the real workers on a broker URL (the embedded `filesystem://localhost/` or 'redis://...'); stopped at
-    teardown. `roles` picks the queues a test needs (default: both, as `make demo` starts them)."""
+    """Start the real workers on a broker URL (the embedded `filesystem://localhost/` or 'redis://...'); killed at
+    teardown (a warm shutdown takes 3-5 s per worker and proves nothing here: the acceptance test stops the demo's
+    workers with SIGTERM). `roles` picks the queues a test needs (default: both, as `make demo` starts them)."""
     workers: list[Worker] = []
 
     def start(broker_url: str, roles: tuple[str, ...] = ROLES) -> Worker:
@@ -196,7 +197,7 @@ def start_worker(transactional_db, settings, tmp_path):
 
     yield start
     for w in workers:
-        w.stop()
+        w.stop("kill")
 
 
 @pytest.fixture(scope="session")

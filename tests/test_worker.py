@@ -28,14 +28,14 @@ def redis_url():
 
 
 def test_task_through_embedded_filesystem_broker(start_worker):
-    worker = start_worker("filesystem://localhost/")
+    worker = start_worker("filesystem://localhost/", roles=("cpu",))
     token = uuid.uuid4().hex
     send(ping, "filesystem://localhost/", token=token)
     wait_until(lambda: WorkerPing.objects.filter(token=token).exists(), worker=worker)
 
 
 def test_task_through_redis(start_worker, redis_url):
-    worker = start_worker(redis_url)
+    worker = start_worker(redis_url, roles=("cpu",))
     token = uuid.uuid4().hex
     send(ping, redis_url, token=token)
     wait_until(lambda: WorkerPing.objects.filter(token=token).exists(), worker=worker)
@@ -47,7 +47,7 @@ def test_import_runs_on_worker_over_redis_with_progress(start_worker, redis_url,
     dataset = services.dataset_create(name="w")
     src = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(6)})
     job = services.import_job_create(dataset=dataset, source_path=src, enqueue=False)
-    worker = start_worker(redis_url)
+    worker = start_worker(redis_url, roles=("cpu",))
     send(import_run, redis_url, job_id=job.pk)
     send(import_run, redis_url, job_id=job.pk)  # delivered twice: the claim lets one run
     wait_until(lambda: ImportJob.objects.get(pk=job.pk).is_finished, worker=worker)

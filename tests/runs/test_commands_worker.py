@@ -43,7 +43,7 @@ def test_evaluate_and_search_file_through_the_worker_match_sync(start_worker, tm
     query.write_bytes(png_bytes(5, size=80))
     inline_hits = json.loads(_call("search", "cli", "--file", str(query), "--k", "4", "--json", "--sync")[0])
 
-    worker = start_worker("filesystem://localhost/")
+    worker = start_worker("filesystem://localhost/", roles=("cpu",))
     out, err = _call("evaluate_retrieval", "cli", "--k", "1", "3", "--json")
     queued = json.loads(out)
     assert "succeeded" in err and "100%" in err  # the progress bar of the worker's job

@@ -23,7 +23,7 @@ def test_training_resumes_from_its_checkpoint_after_the_worker_is_killed(start_w
                      config={**SMALL, "task": "binary", "positive": ["Cardiomegaly"], "undersample": False,
                              "epochs": 6, "batch_size": 4},
                      split=split_create(dataset=dataset))
-    worker = start_worker("filesystem://localhost/")
+    worker = start_worker("filesystem://localhost/", roles=("gpu",))
     send(run_execute, "filesystem://localhost/", run_id=run.pk)
     checkpoint = lambda: Path(ModelRun.objects.get(pk=run.pk).artefact_dir or "/nonexistent") / "checkpoints" / "last.pt"  # noqa: E731
     wait_until(lambda: len(ModelRun.objects.get(pk=run.pk).history) >= 2 and checkpoint().exists(), timeout=300, worker=worker)
@@ -32,7 +32,7 @@ def test_training_resumes_from_its_checkpoint_after_the_worker_is_killed(start_w
     assert killed.status == "running" and killed.stage == "training"
     epochs_before = len(killed.history)
     wait_until(lambda: bool(run_resume(run=killed)) if _stale(killed) else False, timeout=30)
-    second = start_worker("filesystem://localhost/")
+    second = start_worker("filesystem://localhost/", roles=("gpu",))
     send(run_execute, "filesystem://localhost/", run_id=run.pk)
     wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=300, worker=second)
     done = ModelRun.objects.get(pk=run.pk)
@@ -55,7 +55,7 @@ def test_embed_run_over_redis(start_worker, tmp_path):
     redis.Redis.from_url(REDIS_URL).flushdb()
     dataset = make_phantom_dataset(tmp_path / "p", n=20, size=64)
     run = run_create(dataset=dataset, name="r", method="timm", config=SMALL, split=split_create(dataset=dataset), enqueue=False)
-    worker = start_worker(REDIS_URL)
+    worker = start_worker(REDIS_URL, roles=("gpu",))
     send(run_execute, REDIS_URL, run_id=run.pk)
     send(run_execute, REDIS_URL, run_id=run.pk)  # duplicated delivery
     wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=300, worker=worker)
