@@ -21,6 +21,16 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Every `db_engine` mark says why the test depends on the database engine (the PostgreSQL pass runs only
+    those, so the reason is what keeps a test in it): `@pytest.mark.db_engine("select_for_update ...")`."""
+    for item in items:
+        for mark in item.iter_markers("db_engine"):
+            if len(mark.args) != 1 or not isinstance(mark.args[0], str) or not mark.args[0].strip():
+                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.db_engine takes one argument, the reason "
+                                        f"why the test depends on the database engine")
+
+
 _THREADED = ("torch", "faiss", "sklearn", "scipy")  # libraries that bring their own thread pools
 _limited: list[frozenset] = []
 

@@ -105,6 +105,8 @@ def _embedded(dataset, name="cli", split=True):
     return ModelRun.objects.get(name=name)
 
 
+@pytest.mark.db_engine("a re-evaluation writes its request and report into the run's JSON metrics (jsonb on PostgreSQL: no NaN, keys "
+                       "re-ordered), compared whole with what the command printed")
 def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_correlation(
         phantom_dataset, django_capture_on_commit_callbacks):
     run = _embedded(phantom_dataset)
@@ -159,6 +161,7 @@ def test_failed_evaluation_leaves_the_run_usable_with_the_message(phantom_datase
     assert run.error == "" and run.metrics["retrieval"]["ks"] == [1]
 
 
+@pytest.mark.db_engine("the search results (ids, ranks, float distances) round-trip through a JSON column and are compared exactly")
 def test_search_file_sync_uses_the_upload_search_path_inline(phantom_dataset, tmp_path, settings,
                                                              django_capture_on_commit_callbacks):
     from retrieval.models import SearchRequest

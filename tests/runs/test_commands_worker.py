@@ -11,7 +11,8 @@ from retrieval.models import ModelRun, SearchRequest
 from tests.factories import png_bytes
 from tests.runs.conftest import make_phantom_dataset
 
-pytestmark = [pytest.mark.ml, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.ml, pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.db_engine(
+    "the command waits on a job row that a worker process updates and commits on the same database")]
 
 SMALL_ARGS = ["--backbone", "resnet18", "--resize", "72", "--crop", "64", "--batch-size", "16"]
 

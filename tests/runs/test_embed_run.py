@@ -20,6 +20,7 @@ def _run(dataset, name="emb", **cfg):
     return run
 
 
+@pytest.mark.db_engine("the run's metrics, history and timings are JSON columns: jsonb on PostgreSQL (no NaN, keys re-ordered), text on SQLite")
 def test_embed_index_evaluate(phantom_dataset):
     run = _run(phantom_dataset)
     assert run.status == "succeeded", run.error

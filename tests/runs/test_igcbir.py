@@ -98,6 +98,7 @@ def test_igcbir_queries_and_overlays_are_the_classifier_saliency(dataset, tmp_pa
     assert req.results[0]["image_id"] == query.pk and req.results[0]["distance"] < 1e-3
 
 
+@pytest.mark.db_engine("progress is one UPDATE per batch and the history a JSON column read back as numbers")
 def test_training_progress_note_shows_the_last_validation_metric(dataset, monkeypatch):
     notes = []
     real = pipeline.job_progress

@@ -187,6 +187,8 @@ def test_run_page_shows_the_rating_evaluation(rated, client, researcher):
 
 
 @pytest.mark.ml
+@pytest.mark.db_engine("paper 004's rating evaluation is stored in the run's JSON metrics; the readers' ratings are JSON per row, "
+                       "imported in bulk (tests/runs/conftest.py: module_data commits them outside the test)")
 def test_rating_evaluation_of_a_large_test_part_uses_a_recorded_sample(rated, monkeypatch):
     from retrieval import pipeline
 
