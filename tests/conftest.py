@@ -122,10 +122,13 @@ def worker_database_url() -> str:
     db = django_settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or ""
+    from urllib.parse import quote
+
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
 class Worker:
