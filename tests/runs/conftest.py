@@ -84,7 +84,7 @@ def module_data(django_db_blocker, root: Path):
 
     The rows are committed outside the tests' transactions, so each test sees them and rolls back only its
     own changes; they are deleted when the module's tests are done (the fixture's teardown runs `module_data_
-    delete`). Files go under `root`; the module's tests point their settings there (`use_shared_folders`).
+    delete`). Files go under `root`; the module's tests point their media there (`use_shared_folders`).
     Only `db` tests may use such data: pytest-django runs every transactional test (which empties the
     database) after them, so none can run in between."""
     with django_db_blocker.unblock(), override_settings(**shared_folders(root)):
@@ -101,7 +101,9 @@ def module_data_delete(django_db_blocker) -> None:
 
 
 def use_shared_folders(settings, root: Path) -> None:
-    """Point this test's settings at the module-wide data's folders (after tests/conftest.py's _isolated_storage)."""
-    for name, path in shared_folders(root).items():
-        setattr(settings, name, path)
+    """Point this test's media (the module-wide images) at the module's folder. Its artefacts and uploads stay its
+    own: SQLite hands a rolled-back row's id out again, and a new run must not find an earlier test's files in
+    the folder named after its id (the module's own runs keep theirs: a run records its artefact folder)."""
+    folders = shared_folders(root)
+    settings.DATA_DIR, settings.MEDIA_ROOT = folders["DATA_DIR"], folders["MEDIA_ROOT"]
 
