@@ -6,6 +6,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from django.test import override_settings
 from PIL import Image as PILImage
 
@@ -107,3 +108,21 @@ def use_shared_folders(settings, root: Path) -> None:
     folders = shared_folders(root)
     settings.DATA_DIR, settings.MEDIA_ROOT = folders["DATA_DIR"], folders["MEDIA_ROOT"]
 
+
+
+@pytest.fixture(scope="module")
+def _module_phantoms(django_db_setup, django_db_blocker, tmp_path_factory):
+    root = tmp_path_factory.mktemp("phantoms")
+    with module_data(django_db_blocker, root):
+        dataset = make_phantom_dataset(root / "phantoms", n=60)
+    yield root, dataset
+    module_data_delete(django_db_blocker)
+
+
+@pytest.fixture
+def module_phantoms(_module_phantoms, db, settings):
+    """tests/conftest.py's phantom_dataset (60 imported phantoms), imported once for the module that asks for it."""
+    root, dataset = _module_phantoms
+    use_shared_folders(settings, root)
+    assert dataset.images.count() == 60, "the module's phantoms are gone"
+    return dataset

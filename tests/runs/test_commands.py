@@ -1,4 +1,6 @@
-"""The run commands work without the web UI: --help, --sync, JSON output, clear errors."""
+"""The run commands work without the web UI: --help, --sync, JSON output, clear errors.
+
+The 60 phantoms are imported once for the module (tests/runs/conftest.py: module_phantoms)."""
 
 import json
 from io import StringIO
@@ -10,6 +12,11 @@ from django.core.management.base import CommandError
 from retrieval.models import ModelRun
 
 pytestmark = pytest.mark.ml
+
+
+@pytest.fixture
+def phantom_dataset(module_phantoms):
+    return module_phantoms
 
 SMALL_ARGS = ["--backbone", "resnet18", "--weights", "random", "--resize", "72", "--crop", "64", "--batch-size", "16"]
 

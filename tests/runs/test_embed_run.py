@@ -1,4 +1,6 @@
-"""An off-the-shelf embedding run: embed, index, evaluate; re-runnable; incremental add; clear weight errors."""
+"""An off-the-shelf embedding run: embed, index, evaluate; re-runnable; incremental add; clear weight errors.
+
+The 60 phantoms are imported once for the module (tests/runs/conftest.py: module_phantoms)."""
 
 import numpy as np
 import pytest
@@ -10,6 +12,11 @@ from retrieval.runs import run_add_new_images, run_create, split_create
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
 pytestmark = pytest.mark.ml
+
+
+@pytest.fixture
+def phantom_dataset(module_phantoms):
+    return module_phantoms
 
 
 def _run(dataset, name="emb", **cfg):
