@@ -6,8 +6,6 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/cbir
 DATA_DIR ?= var
 REDIS_URL ?= redis://127.0.0.1:6379/15
-# Tests that need no database run once (on the SQLite pass).
-DB_FREE := --ignore=tests/ml --ignore=tests/stats --ignore=tests/imaging
 
 .PHONY: install chromium demo test test-sqlite test-postgres bench lint clean
 
@@ -34,14 +32,17 @@ test: install chromium
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 
+# The SQLite pass runs every test but the few that need PostgreSQL itself (marker `postgres`).
 test-sqlite:
 	rm -rf var/test-sqlite
 	DATA_DIR=var/test-sqlite DEBUG=true TEST_REDIS_URL=$(REDIS_URL) $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
 
+# The PostgreSQL pass runs what depends on the database engine (marker `db_engine`: each test says why),
+# the `postgres` ones, and the acceptance journey on a demo served from a fresh PostgreSQL database.
 test-postgres:
 	rm -rf var/test-postgres
 	DATA_DIR=var/test-postgres DEBUG=true DATABASE_URL=$(PG_URL) TEST_REDIS_URL=$(REDIS_URL) \
-		$(PY) -m pytest $(DB_FREE) -m "(not ml or worker or postgres) and not acceptance" $(PYTEST_ARGS)
+		$(PY) -m pytest -m "db_engine or postgres or acceptance" $(PYTEST_ARGS)
 
 # ruff (lint rules in pyproject.toml, and the formatter: `ruff format .` fixes what it finds) and import-linter's layering contracts.
 lint: install

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -25,6 +26,48 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every `db_engine` mark says why the test depends on the database engine (the PostgreSQL pass runs only
+    those, so the reason is what keeps a test in it): `@pytest.mark.db_engine("select_for_update ...")`."""
+    for item in items:
+        for mark in item.iter_markers("db_engine"):
+            if len(mark.args) != 1 or not isinstance(mark.args[0], str) or not mark.args[0].strip():
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.db_engine takes one argument, the reason "
+                    f"why the test depends on the database engine"
+                )
+
+
+_THREADED = ("torch", "faiss", "sklearn", "scipy")  # libraries that bring their own thread pools
+_limited: list[frozenset] = []
+
+
+def limit_threads(*, torch: bool = False) -> None:
+    """Run torch, BLAS and OpenMP single-threaded in this process: on a shared 2-core machine, multi-threaded
+    small ops wait at barriers for descheduled threads and a test can take 30× longer; one thread is steady
+    (and a model trains to the same numbers from one run of the suite to the next).
+
+    `torch=True` imports torch first. Applied again whenever one of those libraries has been imported since
+    (each starts its own pool). Worker processes started by the tests keep the product's own settings."""
+    if torch:
+        import torch as _  # noqa: F401
+    loaded = frozenset(name for name in _THREADED if name in sys.modules)
+    if not _limited or _limited[-1] != loaded:
+        from threadpoolctl import threadpool_limits
+
+        if "torch" in loaded:
+            sys.modules["torch"].set_num_threads(1)
+        threadpool_limits(limits=1)
+        _limited.append(loaded)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_per_process(request):
+    """One thread for every test (tests marked `ml` import torch first, so that their training runs on one)."""
+    limit_threads(torch=request.node.get_closest_marker("ml") is not None)
+    yield
 
 
 @pytest.fixture(autouse=True)
@@ -88,10 +131,13 @@ def worker_database_url() -> str:
     db = django_settings.DATABASES["default"]
     if db["ENGINE"].endswith("sqlite3"):
         return f"sqlite:///{db['NAME']}"
-    user = db.get("USER") or ""
+    from urllib.parse import quote
+
+    user = quote(db.get("USER") or "", safe="")
+    password = f":{quote(db['PASSWORD'], safe='')}" if db.get("PASSWORD") else ""
     host = db.get("HOST") or "127.0.0.1"
     port = db.get("PORT") or 5432
-    return f"postgres://{user}@{host}:{port}/{db['NAME']}"
+    return f"postgres://{user}{password}@{host}:{port}/{db['NAME']}"
 
 
 class Worker:
@@ -170,8 +216,9 @@ def wait_until(predicate, *, timeout: float = 60, interval: float = 0.2, worker:
 
 @pytest.fixture
 def start_worker(transactional_db, settings, tmp_path):
-    """Start the real workers on a broker URL (the embedded `filesystem://localhost/` or 'redis://...'); stopped at
-    teardown. `roles` picks the queues a test needs (default: both, as `make demo` starts them)."""
+    """Start the real workers on a broker URL (the embedded `filesystem://localhost/` or 'redis://...'); killed at
+    teardown (a warm shutdown takes 3-5 s per worker and proves nothing here: the acceptance test stops the demo's
+    workers with SIGTERM). `roles` picks the queues a test needs (default: both, as `make demo` starts them)."""
     workers: list[Worker] = []
 
     def start(broker_url: str, roles: tuple[str, ...] = ROLES) -> Worker:
@@ -181,7 +228,7 @@ def start_worker(transactional_db, settings, tmp_path):
 
     yield start
     for w in workers:
-        w.stop()
+        w.stop("kill")
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,9 @@
 """The README's journey with the product's own launch: `make demo`, its own workers, a real browser.
 
 `make demo` is started as a newcomer starts it (a fresh data folder, no settings in the environment:
-SQLite, the embedded broker, DEBUG off, the demo's workers from core.workers). The test waits
+SQLite, the embedded broker, DEBUG off, the demo's workers from core.workers). On the PostgreSQL pass
+(the suite's DATABASE_URL names a PostgreSQL server) the demo gets one setting more, DATABASE_URL
+naming a fresh database on that server, so the same journey runs on the production engine. The test waits
 for the demo run to finish *in the demo's gpu worker* and to beat random retrieval, then in Chromium:
 
 1. the coordinator searches with an uploaded image (embedded by the demo's cpu worker) and sees the
@@ -29,14 +31,16 @@ import socket
 import sqlite3
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+from django.conf import settings as django_settings
 from playwright.sync_api import expect
 
 from readerstudy.demo import DEMO_RUN, PHANTOM_DATASET
 from tests.browser.conftest import login, shot, wait_reader_ready
-from tests.conftest import ROOT
+from tests.conftest import ROOT, worker_database_url
 
 pytestmark = [pytest.mark.acceptance, pytest.mark.browser, pytest.mark.worker]
 
@@ -58,12 +62,14 @@ SUITE_ONLY = (
 class Demo:
     """`make demo` in its own process group, its output in a log file."""
 
-    def __init__(self, data_dir: Path, port: int):
-        self.data_dir, self.port = data_dir, port
+    def __init__(self, data_dir: Path, port: int, database_url: str | None = None):
+        self.data_dir, self.port, self.database_url = data_dir, port, database_url
         self.url = f"http://127.0.0.1:{port}"
         self.log = data_dir.parent / f"demo-{time.monotonic_ns()}.log"
         env = {k: v for k, v in os.environ.items() if k not in SUITE_ONLY}
         env["DATA_DIR"] = str(data_dir)
+        if database_url:  # the PostgreSQL pass: the demo's own fresh database on the suite's server
+            env["DATABASE_URL"] = database_url
         self.proc = subprocess.Popen(
             ["make", "--no-print-directory", "demo", f"DEMO_ARGS=--addrport 127.0.0.1:{port}"],
             cwd=ROOT,
@@ -125,9 +131,20 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").exists() and ") Z " not in Path(f"/proc/{pid}/stat").read_text()
 
 
-def _query(data_dir: Path, sql: str, *args) -> list[tuple]:
-    with sqlite3.connect(data_dir / "db.sqlite3", timeout=30) as db:
+def _query(demo: Demo, sql: str, *args) -> list[tuple]:
+    """Rows from the demo's database: its SQLite file, or its PostgreSQL database (`?` placeholders)."""
+    if demo.database_url:
+        import psycopg
+
+        with psycopg.connect(demo.database_url) as db:
+            return db.execute(sql.replace("?", "%s"), args).fetchall()
+    with sqlite3.connect(demo.data_dir / "db.sqlite3", timeout=30) as db:
         return db.execute(sql, args).fetchall()
+
+
+def _json(value) -> dict:
+    """A JSON column as SQLite (text) or PostgreSQL (jsonb, already decoded) returns it."""
+    return value if isinstance(value, dict) else json.loads(value)
 
 
 def _wait_for_demo_run(demo: Demo, timeout: float = 900) -> tuple[int, float]:
@@ -135,13 +152,11 @@ def _wait_for_demo_run(demo: Demo, timeout: float = 900) -> tuple[int, float]:
     its retrieval on the test part beats random (P@5 above the random expectation, t-test p < 0.05)."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
-        rows = _query(
-            demo.data_dir, "SELECT id, status, error, metrics FROM retrieval_modelrun WHERE name = ?", DEMO_RUN
-        )
+        rows = _query(demo, "SELECT id, status, error, metrics FROM retrieval_modelrun WHERE name = ?", DEMO_RUN)
         if rows and rows[0][1] in ("succeeded", "failed", "cancelled"):
             run_id, status, error, metrics = rows[0]
             assert status == "succeeded", f"the demo run is {status}: {error}\n{demo.output()[-5000:]}"
-            retrieval = json.loads(metrics)["retrieval"]
+            retrieval = _json(metrics)["retrieval"]
             assert retrieval["n_queries"] >= 50, retrieval["n_queries"]
             assert retrieval["precision@5"] > retrieval["precision@5_random"] and retrieval["precision@5_p"] < 0.05, {
                 k: v for k, v in retrieval.items() if k.startswith("precision@5")
@@ -157,8 +172,29 @@ def demo_dir(tmp_path):
     return tmp_path / "demo-data"
 
 
-def test_the_readme_journey_on_the_demo_as_launched(browser, demo_dir, capsys):
-    demo = Demo(demo_dir, _free_port())
+@pytest.fixture
+def demo_database():
+    """None on SQLite (the demo makes its own file, as for a newcomer); on the PostgreSQL pass, the URL of a
+    fresh database on the suite's server (dropped afterwards), so that the demo runs on PostgreSQL."""
+    db = django_settings.DATABASES["default"]
+    if not db["ENGINE"].endswith("postgresql"):
+        yield None
+        return
+    import psycopg
+
+    name = f"{db['NAME']}_demo_{uuid.uuid4().hex[:8]}"
+    server = worker_database_url().rsplit("/", 1)[0]  # the suite's server and credentials
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_the_readme_journey_on_the_demo_as_launched(browser, demo_dir, demo_database, capsys):
+    demo = Demo(demo_dir, _free_port(), demo_database)
     try:
         demo.wait_served()
         run_id, waited = _wait_for_demo_run(demo)
@@ -180,12 +216,12 @@ def test_the_readme_journey_on_the_demo_as_launched(browser, demo_dir, capsys):
         _check_server_log(demo.output())
 
         # A second `make demo` on the same data: passwords, session and the finished run are kept.
-        again = Demo(demo_dir, _free_port())
+        again = Demo(demo_dir, _free_port(), demo_database)
         try:
             again.wait_served()
             out = again.output()
             assert "coordinator  demo-coordinator" in out and "Queued" not in out and "Re-queued" not in out
-            assert _query(demo_dir, "SELECT status FROM retrieval_modelrun WHERE id = ?", run_id) == [("succeeded",)]
+            assert _query(again, "SELECT status FROM retrieval_modelrun WHERE id = ?", run_id) == [("succeeded",)]
             page.goto(again.url + "/")  # the coordinator's cookie from the first demo
             assert "/accounts/login/" not in page.url
             expect(page.locator(".topbar .user")).to_contain_text("coordinator")
@@ -210,7 +246,7 @@ def _coordinator_searches_and_sees_saliency(page, demo: Demo, run_id: int) -> No
     shot(page, "acceptance-upload-search")
     # The run's Grad-CAM overlays of its test images: shown by the search page's toggle.
     (image_id,) = _query(
-        demo.data_dir,
+        demo,
         "SELECT m.image_id FROM retrieval_splitmember m JOIN retrieval_modelrun r "
         "ON r.split_id = m.split_id WHERE r.id = ? AND m.part = 'test' "
         "ORDER BY m.image_id LIMIT 1",

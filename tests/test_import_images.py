@@ -13,6 +13,7 @@ from tests.importing import report_for, run_import
 pytestmark = pytest.mark.django_db
 
 
+@pytest.mark.db_engine("an import writes its images and labels in bulk (bulk_create) and its per-file report as JSON")
 def test_folder_with_generic_labels(tmp_path):
     src = write_files(tmp_path / "src", {"a.png": png_bytes(1), "sub/b.jpg": jpeg_bytes(2)})
     labels = tmp_path / "labels.csv"
@@ -201,6 +202,7 @@ def test_running_the_same_job_twice_does_nothing_twice(tmp_path):
     assert Image.objects.count() == 1 and job.n_imported == 1 and job.attempts == 1
 
 
+@pytest.mark.db_engine("ratings are bulk-created rows holding a JSON object each")
 def test_rating_table_one_row_per_reader(tmp_path):
     from retrieval.models import Rating
 

@@ -1,10 +1,12 @@
 """The three roles exist as groups with permissions; coordinators reach the admin."""
 
+import pytest
 from django.contrib.auth.models import Group
 
 from core.roles import COORDINATOR, READER, RESEARCHER, has_role, user_set_roles
 
 
+@pytest.mark.db_engine("the migrations (schema and the data migration that makes the role groups) ran on this engine")
 def test_groups_created_by_migrate(db):
     assert set(Group.objects.values_list("name", flat=True)) >= {COORDINATOR, READER, RESEARCHER}
 

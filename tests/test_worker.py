@@ -15,6 +15,10 @@ from tests.factories import png_bytes, write_files
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+ANOTHER_PROCESS = pytest.mark.db_engine(
+    "a worker process reads and writes the test database: what it commits must be seen by the test's connection, and "
+    "the claim (a compare-and-set UPDATE) must let one of two deliveries run"
+)
 
 
 @pytest.fixture
@@ -27,27 +31,30 @@ def redis_url():
     return REDIS_URL
 
 
+@ANOTHER_PROCESS
 def test_task_through_embedded_filesystem_broker(start_worker):
-    worker = start_worker("filesystem://localhost/")
+    worker = start_worker("filesystem://localhost/", roles=("cpu",))
     token = uuid.uuid4().hex
     send(ping, "filesystem://localhost/", token=token)
     wait_until(lambda: WorkerPing.objects.filter(token=token).exists(), worker=worker)
 
 
+@ANOTHER_PROCESS
 def test_task_through_redis(start_worker, redis_url):
-    worker = start_worker(redis_url)
+    worker = start_worker(redis_url, roles=("cpu",))
     token = uuid.uuid4().hex
     send(ping, redis_url, token=token)
     wait_until(lambda: WorkerPing.objects.filter(token=token).exists(), worker=worker)
 
 
+@ANOTHER_PROCESS
 def test_import_runs_on_worker_over_redis_with_progress(start_worker, redis_url, tmp_path, settings):
     from retrieval.imports import services
 
     dataset = services.dataset_create(name="w")
     src = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(6)})
     job = services.import_job_create(dataset=dataset, source_path=src, enqueue=False)
-    worker = start_worker(redis_url)
+    worker = start_worker(redis_url, roles=("cpu",))
     send(import_run, redis_url, job_id=job.pk)
     send(import_run, redis_url, job_id=job.pk)  # delivered twice: the claim lets one run
     wait_until(lambda: ImportJob.objects.get(pk=job.pk).is_finished, worker=worker)

@@ -13,22 +13,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _one_thread_per_process():
-    """Run torch, BLAS and OpenMP single-threaded: on a shared 2-core machine, multi-threaded small ops
-    wait at barriers for descheduled threads and a test can take 30× longer; one thread is steady."""
-    from threadpoolctl import threadpool_limits
-
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch else None
-    if torch:
-        torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    if torch and threads:
-        torch.set_num_threads(threads)
-
-
 def toy_images(n: int, *, size: int = 32, seed: int = 0) -> tuple[list[np.ndarray], np.ndarray]:
     """Greyscale uint8 images of two classes: a bright blob in the top (0) or bottom (1) half, plus noise.
 

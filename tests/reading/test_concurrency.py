@@ -13,6 +13,11 @@ from core.errors import Conflict
 from readerstudy.models import Assignment
 from tests.reading.factories import assign, study_make
 
+pytestmark = pytest.mark.db_engine(
+    "threads with their own connections race: on PostgreSQL row locks (select_for_update) and unique constraints "
+    "serialise them, on SQLite the lock on the whole database file does"
+)
+
 N_READERS = 8
 
 

@@ -16,6 +16,10 @@ from annotations.models import Answer, AnswerItem, CaseFlag, CaseVisit, ImageAns
 from readerstudy.models import AnswerMode, Assignment, StudyQuestion
 from tests.reading.factories import study_make
 
+pytestmark = pytest.mark.db_engine(
+    "each engine enforces the CHECK and UNIQUE constraints itself and names the violated one in its own words"
+)
+
 
 def _refused(make, constraint: str, columns: str):
     with pytest.raises(IntegrityError, match=rf"{constraint}|{columns}"), transaction.atomic():

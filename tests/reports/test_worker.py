@@ -9,7 +9,14 @@ from reports.options import ReportOptions
 from reports.tasks import report_bootstrap, report_run_start
 from tests.conftest import send, wait_until
 
-pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.db_engine(
+        "a worker process stores the report (a JSON result) on the test database; the duplicated delivery's claim "
+        "lets one run"
+    ),
+]
 
 
 def test_bootstrap_report_on_a_worker(start_worker, generate):

@@ -1,4 +1,6 @@
-"""The run commands work without the web UI: --help, --sync, JSON output, clear errors."""
+"""The run commands work without the web UI: --help, --sync, JSON output, clear errors.
+
+The 60 phantoms are imported once for the module (tests/runs/conftest.py: module_phantoms)."""
 
 import json
 from io import StringIO
@@ -10,6 +12,12 @@ from django.core.management.base import CommandError
 from retrieval.models import Evaluation, ModelRun
 
 pytestmark = pytest.mark.ml
+
+
+@pytest.fixture
+def phantom_dataset(module_phantoms):
+    return module_phantoms
+
 
 SMALL_ARGS = ["--backbone", "resnet18", "--weights", "random", "--resize", "72", "--crop", "64", "--batch-size", "16"]
 
@@ -150,6 +158,10 @@ def _embedded(dataset, name="cli", split=True):
     return ModelRun.objects.get(name=name)
 
 
+@pytest.mark.db_engine(
+    "a re-evaluation writes its request and report into the run's JSON metrics (jsonb on PostgreSQL: no NaN, keys "
+    "re-ordered), compared whole with what the command printed"
+)
 def test_evaluate_sync_runs_inline_without_queuing_and_reports_label_distance_correlation(
     phantom_dataset, django_capture_on_commit_callbacks
 ):
@@ -220,6 +232,9 @@ def test_failed_evaluation_leaves_the_run_usable_with_the_message(phantom_datase
     assert run.error == "" and run.metrics["retrieval"]["ks"] == [1]
 
 
+@pytest.mark.db_engine(
+    "the search results (ids, ranks, float distances) round-trip through a JSON column and are compared exactly"
+)
 def test_search_file_sync_uses_the_upload_search_path_inline(
     phantom_dataset, tmp_path, settings, django_capture_on_commit_callbacks
 ):

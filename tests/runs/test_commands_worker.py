@@ -11,7 +11,14 @@ from retrieval.models import ModelRun, SearchRequest
 from tests.factories import png_bytes
 from tests.runs.conftest import make_phantom_dataset
 
-pytestmark = [pytest.mark.ml, pytest.mark.worker, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.ml,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.db_engine(
+        "the command waits on a job row that a worker process updates and commits on the same database"
+    ),
+]
 
 SMALL_ARGS = ["--backbone", "resnet18", "--resize", "72", "--crop", "64", "--batch-size", "16"]
 
@@ -43,7 +50,7 @@ def test_evaluate_and_search_file_through_the_worker_match_sync(start_worker, tm
     query.write_bytes(png_bytes(5, size=80))
     inline_hits = json.loads(_call("search", "cli", "--file", str(query), "--k", "4", "--json", "--sync")[0])
 
-    worker = start_worker("filesystem://localhost/")
+    worker = start_worker("filesystem://localhost/", roles=("cpu",))
     out, err = _call("evaluate_retrieval", "cli", "--k", "1", "3", "--json")
     queued = json.loads(out)
     assert "succeeded" in err and "100%" in err  # the progress bar of the worker's job

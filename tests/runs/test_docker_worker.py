@@ -24,7 +24,13 @@ from retrieval.tasks import run_execute
 from tests.conftest import ROOT, send, wait_until, worker_database_url
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
-pytestmark = [pytest.mark.ml, pytest.mark.worker, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+pytestmark = [
+    pytest.mark.ml,
+    pytest.mark.worker,
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.db_engine("the container's worker runs on PostgreSQL, as docker/compose.yaml deploys it"),
+]
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 

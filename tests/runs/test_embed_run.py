@@ -1,4 +1,6 @@
-"""An off-the-shelf embedding run: embed, index, evaluate; re-runnable; incremental add; clear weight errors."""
+"""An off-the-shelf embedding run: embed, index, evaluate; re-runnable; incremental add; clear weight errors.
+
+The 60 phantoms are imported once for the module (tests/runs/conftest.py: module_phantoms)."""
 
 import numpy as np
 import pytest
@@ -11,6 +13,11 @@ from retrieval.runs.stages import run_execute
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
 pytestmark = pytest.mark.ml
+
+
+@pytest.fixture
+def phantom_dataset(module_phantoms):
+    return module_phantoms
 
 
 def _run(dataset, name="emb", **cfg):
@@ -27,6 +34,10 @@ def _run(dataset, name="emb", **cfg):
     return run
 
 
+@pytest.mark.db_engine(
+    "the run's metrics, history and timings are JSON columns: jsonb on PostgreSQL (no NaN, keys re-ordered), "
+    "text on SQLite"
+)
 def test_embed_index_evaluate(phantom_dataset):
     run = _run(phantom_dataset)
     assert run.status == "succeeded", run.error

@@ -24,19 +24,6 @@ SECOND = {"backbone": "resnet10t", "saliency_max": 3}  # a small second network 
 TINY = {**SMALL, "resize": 36, "crop": 32, "batch_size": 16}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch/BLAS thread, as tests/ml does: on a shared 2-core machine threads mostly wait for each other."""
-    import torch
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(limits=1):
-        yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def dataset(db, tmp_path):
     return make_phantom_dataset(tmp_path / "p", n=16, size=48)
@@ -130,6 +117,7 @@ def test_igcbir_queries_and_overlays_are_the_classifier_saliency(dataset, tmp_pa
     assert req.results[0]["image_id"] == query.pk and req.results[0]["distance"] < 1e-3
 
 
+@pytest.mark.db_engine("progress is one UPDATE per batch and the history a JSON column read back as numbers")
 def test_training_progress_note_shows_the_last_validation_metric(dataset, monkeypatch):
     notes = []
     real = training.job_progress

@@ -1,5 +1,7 @@
-"""The papers' methods as model runs: DenseNet CNN baseline with saliency overlays, dual-attention
-DenseNet, per-finding ensembles, and the comparison table."""
+"""The papers' methods as model runs: the DenseNet CNN baseline's raw features, Euclidean distances and saliency
+overlays, what the ensemble and IG-CBIR need, and the comparison table. What each trained method's run holds
+(attention, ensemble and IG-CBIR embeddings, IG-CBIR's saliency inputs) is checked on the runs that
+tests/runs/test_methods_learn.py trains once for its module."""
 
 import json
 from io import StringIO
@@ -53,22 +55,6 @@ def test_densenet_cnn_uses_euclidean_and_stores_saliency_overlays(dataset, clien
     assert f"/runs/{run.pk}/saliency/{test_ids[0]}.png" in client.get(f"/images/{test_ids[0]}/").content.decode()
 
 
-def test_dual_attention_densenet_trains_and_embeds(dataset):
-    run = _run(dataset, "att", "attention", split_create(dataset=dataset), positive=["Effusion"], **TASK)
-    ids, vectors = ranking.run_vectors(run=run)
-    assert vectors.shape == (40, 1024) and len(run.history) == 1
-
-
-def test_ensemble_concatenates_the_per_finding_models(dataset):
-    split = split_create(dataset=dataset)
-    a = _run(dataset, "cardio", "finetune", split, positive=["Cardiomegaly"], **{**TASK, "saliency": ""})
-    b = _run(dataset, "effusion", "finetune", split, positive=["Effusion"], **{**TASK, "saliency": ""})
-    ens = _run(dataset, "ens", "ensemble", split, runs=[a.pk, b.pk])
-    _, va = ranking.run_vectors(run=a)
-    _, ve = ranking.run_vectors(run=ens)
-    assert ve.shape == (40, 2 * va.shape[1])
-
-
 def test_ensemble_needs_two_runs(dataset):
     from core.errors import ApplicationError
 
@@ -90,29 +76,6 @@ def test_comparison_table_lists_every_method_beside_random(dataset):
     text = StringIO()
     call_command("compare_methods", dataset.name, stdout=text)
     assert "densenet_cnn" in text.getvalue() and "(random)" in text.getvalue()
-
-
-def test_igcbir_trains_a_second_network_on_the_classifier_saliency(dataset):
-    split = split_create(dataset=dataset)
-    classifier = _run(dataset, "cnn", "densenet_cnn", split, positive=["Cardiomegaly"], **{**TASK, "saliency": ""})
-    ig = _run(
-        dataset,
-        "ig",
-        "igcbir",
-        split,
-        classifier_run=classifier.pk,
-        positive=["Cardiomegaly"],
-        **{**TASK, "saliency": ""},
-    )
-    import numpy as np
-
-    folder = ranking.run_artefact_dir(ig) / "saliency_inputs"
-    maps = [np.load(p) for p in sorted(folder.glob("*.npy"))]
-    assert len(maps) == 40
-    assert all(m.shape == (3, 64, 64) and np.allclose(m[0], m[1]) for m in maps)  # one map copied to 3 channels
-    assert max(float(np.abs(m).max()) for m in maps) == pytest.approx(1.0, abs=1e-3)  # / max |value|
-    ids, vectors = ranking.run_vectors(run=ig)
-    assert vectors.shape == (40, 1024) and set(ig.timings) >= {"saliency_inputs", "train", "embed"}
 
 
 def test_igcbir_needs_a_classifier_run(dataset):

@@ -1,4 +1,7 @@
-"""Paper 004 as a model run: readers' rating vectors (a rating table) train a metric net on the phantoms."""
+"""Paper 004 as a model run: readers' rating vectors (a rating table) train a metric net on the phantoms.
+
+The rated phantoms are imported once for the module (tests/runs/conftest.py: module_data); each test
+rolls back its own runs and changes."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from retrieval.runs.services import run_create
 from retrieval.runs.splits import split_create, split_image_ids
 from retrieval.runs.stages import run_execute
 from tests.importing import run_import
-from tests.runs.conftest import SMALL, make_phantom_dataset
+from tests.runs.conftest import SMALL, make_phantom_dataset, module_data, module_data_delete, use_shared_folders
+
+pytestmark = pytest.mark.django_db
 
 CHARACTERISTICS = phantoms.RATED_CHARACTERISTICS
 
@@ -29,12 +34,24 @@ def write_rating_table(dataset, path, *, seed=0):
     return phantoms.write_rating_csv(rows, path, seed=seed)
 
 
+@pytest.fixture(scope="module")
+def _rated(django_db_setup, django_db_blocker, tmp_path_factory):
+    root = tmp_path_factory.mktemp("rated")
+    with module_data(django_db_blocker, root):
+        dataset = make_phantom_dataset(root / "p", n=150, seed=5, size=96)
+        job = run_import(labels=write_rating_table(dataset, root / "ratings.csv"), dataset=dataset)
+        assert job.status == "succeeded", job.report
+        split = split_create(dataset=dataset, seed=1, fractions=(0.5, 0.2, 0.3))
+    yield root, dataset, split
+    module_data_delete(django_db_blocker)
+
+
 @pytest.fixture
-def rated(db, tmp_path):
-    dataset = make_phantom_dataset(tmp_path / "p", n=150, seed=5, size=96)
-    job = run_import(labels=write_rating_table(dataset, tmp_path / "ratings.csv"), dataset=dataset)
-    assert job.status == "succeeded", job.report
-    return dataset, split_create(dataset=dataset, seed=1, fractions=(0.5, 0.2, 0.3))
+def rated(_rated, settings):
+    """150 phantoms rated by three simulated readers, and a 50/20/30 split (made once for the module)."""
+    root, dataset, split = _rated
+    use_shared_folders(settings, root)
+    return dataset, split
 
 
 def _run(dataset, split, name, **config):
@@ -114,20 +131,24 @@ def test_default_schedule_is_the_pure_modules_paper_schedule():
 @pytest.mark.ml
 def test_rating_metric_run_learns_distances_that_follow_the_readers(rated):
     dataset, split = rated
+    size = {
+        "resize": 54,
+        "crop": 48,
+    }  # 12 epochs at 48 px: r 0.34-0.40 over four run seeds, in half the time of 20 at 64
     untrained = run_create(
         dataset=dataset,
         name="random resnet18",
         method="timm",
         split=split,
         enqueue=False,
-        config={**SMALL, "metric": "l2"},
+        config={**SMALL, **size, "metric": "l2"},
     )
     run_execute(run_id=untrained.pk)
     untrained.refresh_from_db()
-    run = _run(dataset, split, "paper 004", epochs=20, schedule=[[1, 0.9, 0.1], [11, 0.5, 0.5]])
+    run = _run(dataset, split, "paper 004", epochs=12, schedule=[[1, 0.9, 0.1], [7, 0.5, 0.5]], **size)
 
     assert set(run.timings) == {"train", "embed", "index", "evaluate"}
-    assert [h["epoch"] for h in run.history] == list(range(1, 21))
+    assert [h["epoch"] for h in run.history] == list(range(1, 13))
     assert run.history[-1]["regression"] < run.history[0]["regression"]
     assert (ranking.run_artefact_dir(run) / "checkpoints" / "last.pt").exists()
     assert run.config["characteristics"] == sorted(CHARACTERISTICS)
@@ -148,7 +169,9 @@ def test_rating_metric_run_learns_distances_that_follow_the_readers(rated):
 
     # trained on the readers' ratings, it follows them better than the same untrained backbone
     baseline = untrained.metrics["ratings"]
-    assert m["distance_correlation_r"] > 0.25 and m["distance_correlation_p"] < 0.001  # seen: 0.48–0.56
+    assert (
+        m["distance_correlation_r"] > 0.25 and m["distance_correlation_p"] < 0.001
+    )  # seen: 0.34-0.40 (untrained -0.04)
     assert m["distance_correlation_r"] > baseline["distance_correlation_r"] + 0.2
     assert "rating_rmse" not in baseline and m["rating_rmse"] > 0 and m["rating_rmse_train_mean"] > 0
     assert 0 < m["hubness_index"] <= 1
@@ -159,13 +182,12 @@ def test_semi_supervised_run_labels_unrated_images_with_the_regressor(rated):
     dataset, split = rated
     train = split_image_ids(split=split, part="train")
     Rating.objects.filter(image_id__in=train[::2]).delete()  # half the training part unrated
-    run = _run(dataset, split, "semi", epochs=3, regressor_epochs=2, semi_supervised=True)
+    run = _run(dataset, split, "semi", epochs=2, regressor_epochs=2, semi_supervised=True)
     assert [(h["phase"], h["epoch"]) for h in run.history] == [
         ("regressor", 1),
         ("regressor", 2),
         ("metric", 3),
         ("metric", 4),
-        ("metric", 5),
     ]
     assert run.metrics["training"]["pseudo_labelled"].startswith(f"{len(train[::2])} unrated")
     assert run.metrics["training"]["rated_train_images"] == len(train) - len(train[::2])
@@ -248,6 +270,10 @@ def test_run_page_shows_the_rating_evaluation(rated, client, researcher):
 
 
 @pytest.mark.ml
+@pytest.mark.db_engine(
+    "paper 004's rating evaluation is stored in the run's JSON metrics; the readers' ratings are JSON per row, "
+    "imported in bulk (tests/runs/conftest.py: module_data commits them outside the test)"
+)
 def test_rating_evaluation_of_a_large_test_part_uses_a_recorded_sample(rated, monkeypatch):
     from retrieval.runs import stages as pipeline
 

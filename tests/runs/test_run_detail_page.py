@@ -52,6 +52,10 @@ def test_running_run_with_a_fresh_heartbeat_polls_and_offers_no_resume(client, d
     assert f'data-job-progress="/api/runs/{run.pk}/"' in html and 'data-reload-when-done="1"' in html
 
 
+@pytest.mark.db_engine(
+    "resuming is a compare-and-set UPDATE whose condition compares the heartbeat timestamp in "
+    "SQL (SQLite compares stored text, PostgreSQL timestamps)"
+)
 def test_resuming_a_run_whose_worker_was_lost_queues_it_again(
     client, dataset, coordinator, settings, monkeypatch, django_capture_on_commit_callbacks
 ):

@@ -234,6 +234,10 @@ def test_open_close_reopen(assigned):
 # --- clone -----------------------------------------------------------------------------------
 
 
+@pytest.mark.db_engine(
+    "bulk_create hands back the new cases' primary keys (RETURNING), which the cloned candidates "
+    "refer to; provenance is copied through the engine's JSON column"
+)
 def test_clone_copies_design_questions_cases_and_provenance_not_readers_or_answers(assigned, reader, coordinator):
     services.question_add(study=assigned, text="Effusion?", choices=["yes", "no"])
     services.study_update(study=assigned, ground_truth_reader=reader, instructions="Pick 5")
