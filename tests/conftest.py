@@ -135,8 +135,10 @@ class Worker:
     """The platform's workers as users start them (`manage.py worker cpu` and `… gpu`: core.workers),
     one process per role, over one broker and the test database.
 
-    Only the environment differs from a user's: the test database, media folders and broker, and
-    JOB_STALE_SECONDS=2 so that the takeover of a killed worker's job is seen within a test."""
+    Only the environment differs from a user's: the test database, media folders and broker,
+    JOB_STALE_SECONDS=2 so that the takeover of a killed worker's job is seen within a test, and one
+    torch/OpenMP/BLAS thread, as in the test process (limit_threads): with two threads a training run in a
+    worker took 23 s alone and 47-83 s beside the other work of a shared two-core machine."""
 
     def __init__(self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path,
                  roles: tuple[str, ...] = ROLES):
@@ -152,6 +154,7 @@ class Worker:
             "ARTEFACT_ROOT": str(artefact_root),
             "DEBUG": "true",
             "JOB_STALE_SECONDS": "2",
+            **{var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         }
         out = self.log.open("wb")
         self.procs = [subprocess.Popen(worker_argv(role, name=f"{role}-{uuid.uuid4().hex[:6]}@%h"), cwd=ROOT, env=env,
