@@ -44,9 +44,10 @@ test-postgres:
 	DATA_DIR=var/test-postgres DEBUG=true DATABASE_URL=$(PG_URL) TEST_REDIS_URL=$(REDIS_URL) \
 		$(PY) -m pytest -m "db_engine or postgres or acceptance" $(PYTEST_ARGS)
 
-# ruff (lint rules in pyproject.toml) and import-linter's layering contracts.
+# ruff (lint rules in pyproject.toml, and the formatter: `ruff format .` fixes what it finds) and import-linter's layering contracts.
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
 bench: install

@@ -8,6 +8,8 @@ answers are simply not found.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
@@ -15,10 +17,9 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from annotations import services
-from core.errors import Conflict
+from annotations import selectors, services
+from core.errors import ApplicationError, Conflict
 from core.roles import ROLES, api_role
-from readerstudy import selectors
 from readerstudy.models import Assignment, Case, StudyStatus
 
 AnyRole = api_role(*ROLES)
@@ -42,6 +43,15 @@ def reading_target(*, user, study_id: int, index: int) -> tuple[Assignment, sele
     return assignment, order, selectors.reader_case(order=order, index=index)
 
 
+@contextmanager
+def keys_in_errors(keymap: dict[str, int]):
+    """Refusals of the services (which speak candidate ids) reach the reader with candidate keys only."""
+    try:
+        yield
+    except ApplicationError as error:
+        raise selectors.reader_error_to_keys(error=error, keymap=keymap) from None
+
+
 def next_url(*, assignment: Assignment) -> str:
     """Where the reader goes after a submission: the next unanswered case, or the end page."""
     order = selectors.reader_order(assignment=assignment)
@@ -51,6 +61,7 @@ def next_url(*, assignment: Assignment) -> str:
 
 
 # --- shared serializers (unique component names for the schema) ---------------------------------
+
 
 @extend_schema_serializer(component_name="ReadingImageAnswer")
 class ImageAnswerSerializer(serializers.Serializer):
@@ -75,6 +86,7 @@ class SelectionSerializer(serializers.Serializer):
 
 
 # --- endpoints ----------------------------------------------------------------------------------
+
 
 class ReadingStudyListApi(APIView):
     """My studies (open and closed) with progress."""
@@ -132,8 +144,9 @@ class ReadingCaseDetailApi(APIView):
             key = serializers.CharField()
             position = serializers.IntegerField()
             url = serializers.CharField(help_text=IMAGE_HELP)
-            labels = serializers.ListField(child=serializers.CharField(), required=False,
-                                           help_text="only when the study shows candidate labels")
+            labels = serializers.ListField(
+                child=serializers.CharField(), required=False, help_text="only when the study shows candidate labels"
+            )
             saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
 
         @extend_schema_serializer(component_name="ReadingQuestion")
@@ -185,7 +198,8 @@ class DraftSaveApi(APIView):
         data.is_valid(raise_exception=True)
         keymap = selectors.candidate_keymap(assignment=assignment, case=case)
         draft = selectors.reader_payload_to_ids(data=data.validated_data, keymap=keymap)
-        visit = services.draft_save(assignment=assignment, case=case, draft=draft)
+        with keys_in_errors(keymap):
+            visit = services.draft_save(assignment=assignment, case=case, draft=draft)
         return Response(self.OutputSerializer({"saved_at": visit.last_seen_at}).data)
 
 
@@ -197,8 +211,9 @@ class AnswerSubmitApi(APIView):
     @extend_schema_serializer(component_name="ReadingAnswerInput")
     class InputSerializer(SelectionSerializer):
         client_token = serializers.RegexField(r"^[A-Za-z0-9_-]{8,64}$", help_text="one per submission (a UUID)")
-        active_ms_delta = serializers.IntegerField(min_value=0, default=0,
-                                                   help_text="active time since the last heartbeat")
+        active_ms_delta = serializers.IntegerField(
+            min_value=0, default=0, help_text="active time since the last heartbeat"
+        )
 
     @extend_schema_serializer(component_name="ReadingAnswerSubmitted")
     class OutputSerializer(serializers.Serializer):
@@ -214,11 +229,20 @@ class AnswerSubmitApi(APIView):
         data.is_valid(raise_exception=True)
         keymap = selectors.candidate_keymap(assignment=assignment, case=case)
         payload = selectors.reader_payload_to_ids(data=data.validated_data, keymap=keymap)
-        answer = services.answer_submit(assignment=assignment, case=case, payload=payload,
-                                        client_token=data.validated_data["client_token"],
-                                        active_ms_delta=data.validated_data["active_ms_delta"])
-        out = {"revision": answer.revision, "submitted_at": answer.submitted_at, "replayed": answer.replayed,
-               "next_url": next_url(assignment=assignment)}
+        with keys_in_errors(keymap):
+            answer = services.answer_submit(
+                assignment=assignment,
+                case=case,
+                payload=payload,
+                client_token=data.validated_data["client_token"],
+                active_ms_delta=data.validated_data["active_ms_delta"],
+            )
+        out = {
+            "revision": answer.revision,
+            "submitted_at": answer.submitted_at,
+            "replayed": answer.replayed,
+            "next_url": next_url(assignment=assignment),
+        }
         return Response(self.OutputSerializer(out).data, status=200 if answer.replayed else 201)
 
 

@@ -3,4 +3,4 @@ from django.apps import AppConfig
 
 class AnnotationsConfig(AppConfig):
     name = "annotations"
-    verbose_name = "Reader answers and agreement"
+    verbose_name = "Reading (reader answers)"

@@ -9,11 +9,8 @@ validated by `annotations.services.answer_submit` before anything is written.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
-
-from core.jobs import TrackedJob
 
 
 class CaseVisit(models.Model):
@@ -58,7 +55,9 @@ class AnswerItem(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["answer", "candidate"], name="item_unique_candidate"),
-            models.UniqueConstraint(fields=["answer", "rank"], condition=Q(rank__isnull=False), name="item_unique_rank"),
+            models.UniqueConstraint(
+                fields=["answer", "rank"], condition=Q(rank__isnull=False), name="item_unique_rank"
+            ),
             models.CheckConstraint(condition=Q(rank__isnull=True) | Q(rank__gte=1), name="item_rank_positive"),
             # Exactly one of the three answers per item. Which one the study's mode asks for needs a
             # join the database cannot check; answer_submit does.
@@ -109,28 +108,3 @@ class CaseFlag(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["assignment", "case"], name="flag_unique_per_case")]
-
-
-class ReportRun(TrackedJob):
-    """An agreement report computed on the worker with bootstrap CIs and p-values (annotations.report).
-
-    `key` hashes the report options and the data fingerprint (answers, cases, readers, runs,
-    study status) at the time of the request: asking twice for the same report of the same data
-    finds this row instead of starting a second job. `result` is the JSON export.
-    """
-
-    study = models.ForeignKey("readerstudy.Study", on_delete=models.CASCADE, related_name="report_runs")
-    options = models.JSONField(default=dict)
-    key = models.CharField(max_length=64)
-    fingerprint = models.CharField(max_length=64)
-    result = models.JSONField(null=True, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
-
-    class Meta:
-        ordering = ["-created_at"]
-        # The report page looks a run up by (study, key); the constraint makes a repeated request a no-op.
-        constraints = [models.UniqueConstraint(fields=["study", "key"], name="report_run_unique_key")]
-
-    def __str__(self) -> str:
-        return f"Report #{self.pk} of {self.study}"

@@ -33,6 +33,7 @@ TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 
 # --- guards -------------------------------------------------------------------------------------
 
+
 def _check_open(*, assignment: Assignment, case: Case) -> Study:
     """The study (read fresh) must be open and own the case."""
     if case.study_id != assignment.study_id:
@@ -53,6 +54,7 @@ def _visit_for_update(*, assignment: Assignment, case: Case) -> CaseVisit:
 
 
 # --- visits, timing and drafts ------------------------------------------------------------------
+
 
 def case_open(*, assignment: Assignment, case: Case) -> CaseVisit:
     """Record that the reader opened the case (opened_at only on the first open)."""
@@ -127,8 +129,10 @@ def _draft_clean(*, study: Study, case: Case, draft: dict) -> dict:
 
 # --- answers ------------------------------------------------------------------------------------
 
-def answer_submit(*, assignment: Assignment, case: Case, payload: dict, client_token: str,
-                  active_ms_delta: int = 0) -> Answer:
+
+def answer_submit(
+    *, assignment: Assignment, case: Case, payload: dict, client_token: str, active_ms_delta: int = 0
+) -> Answer:
     """Store the reader's final answer to a case (idempotent on client_token; revisions if allowed).
 
     The returned answer carries `replayed = True` when the token had already been stored.
@@ -139,8 +143,13 @@ def answer_submit(*, assignment: Assignment, case: Case, payload: dict, client_t
         raise ApplicationError("An answer must be an object.")
     try:
         with transaction.atomic():
-            return _answer_submit_locked(assignment=assignment, case=case, payload=payload,
-                                         client_token=client_token, active_ms_delta=active_ms_delta)
+            return _answer_submit_locked(
+                assignment=assignment,
+                case=case,
+                payload=payload,
+                client_token=client_token,
+                active_ms_delta=active_ms_delta,
+            )
     except IntegrityError:
         # Only reachable without row locks (SQLite): a concurrent first submission won the race.
         replay = _replay(assignment=assignment, case=case, client_token=client_token)
@@ -149,8 +158,9 @@ def answer_submit(*, assignment: Assignment, case: Case, payload: dict, client_t
         raise Conflict("This case was answered at the same time in another window.") from None
 
 
-def _answer_submit_locked(*, assignment: Assignment, case: Case, payload: dict, client_token: str,
-                          active_ms_delta: int) -> Answer:
+def _answer_submit_locked(
+    *, assignment: Assignment, case: Case, payload: dict, client_token: str, active_ms_delta: int
+) -> Answer:
     Assignment.objects.select_for_update().filter(pk=assignment.pk).first()  # serialise this reader
     study = _check_open(assignment=assignment, case=case)
     existing = Answer.objects.filter(assignment=assignment, case=case).first()
@@ -162,13 +172,17 @@ def _answer_submit_locked(*, assignment: Assignment, case: Case, payload: dict, 
     items = _items(study=study, ids=ids, payload=payload)
     image_answers = _image_answers(payload.get("image_answers", []), study, case, complete=True, images=images)
     shown = {cid: i + 1 for i, cid in enumerate(assignment.candidate_order(case.pk, ids))}
-    visit = _beat(visit=_visit_for_update(assignment=assignment, case=case),
-                  active_ms_delta=max(0, int(active_ms_delta or 0)))
-    answer = _answer_row(existing=existing, assignment=assignment, case=case, study=study,
-                         client_token=client_token, visit=visit)
+    visit = _beat(
+        visit=_visit_for_update(assignment=assignment, case=case), active_ms_delta=max(0, int(active_ms_delta or 0))
+    )
+    answer = _answer_row(
+        existing=existing, assignment=assignment, case=case, study=study, client_token=client_token, visit=visit
+    )
     AnswerItem.objects.bulk_create(
-        [AnswerItem(answer=answer, candidate_id=cid, shown_position=shown[cid], **fields)
-         for cid, fields in items.items()]
+        [
+            AnswerItem(answer=answer, candidate_id=cid, shown_position=shown[cid], **fields)
+            for cid, fields in items.items()
+        ]
     )
     ImageAnswer.objects.bulk_create(
         [ImageAnswer(answer=answer, question=q, image_id=img, value=v) for q, _cid, img, v in image_answers]
@@ -195,18 +209,25 @@ def _replay(*, assignment: Assignment, case: Case, client_token: str) -> Answer 
     return answer
 
 
-def _answer_row(*, existing: Answer | None, assignment: Assignment, case: Case, study: Study, client_token: str,
-                visit: CaseVisit) -> Answer:
+def _answer_row(
+    *, existing: Answer | None, assignment: Assignment, case: Case, study: Study, client_token: str, visit: CaseVisit
+) -> Answer:
     """Create the answer, or (revisions allowed) archive the old one and reset it for the new items."""
     now = timezone.now()
     if existing is None:
-        return Answer.objects.create(assignment=assignment, case=case, client_token=client_token,
-                                     submitted_at=now, active_ms=visit.active_ms)
+        return Answer.objects.create(
+            assignment=assignment, case=case, client_token=client_token, submitted_at=now, active_ms=visit.active_ms
+        )
     if not study.allow_revisions:
         raise Conflict("You have already answered this case; this study does not allow changes.")
     answer = existing
-    AnswerRevision.objects.create(answer=answer, revision=answer.revision, payload=answer_as_payload(answer),
-                                  submitted_at=answer.submitted_at, replaced_at=now)
+    AnswerRevision.objects.create(
+        answer=answer,
+        revision=answer.revision,
+        payload=answer_as_payload(answer),
+        submitted_at=answer.submitted_at,
+        replaced_at=now,
+    )
     answer.items.all().delete()
     answer.image_answers.all().delete()
     answer.revision += 1
@@ -269,8 +290,9 @@ def _ratings(values, ids: list[int], study: Study, *, complete: bool) -> dict[in
     return out
 
 
-def _image_answers(values, study: Study, case: Case, *, complete: bool,
-                   images: dict[int, int] | None = None) -> list[tuple]:
+def _image_answers(
+    values, study: Study, case: Case, *, complete: bool, images: dict[int, int] | None = None
+) -> list[tuple]:
     """(question, candidate id or None, image id, value) per answer; every image asked when complete."""
     if not isinstance(values, list):
         raise ApplicationError("image_answers must be a list.")
@@ -289,8 +311,10 @@ def _image_answers(values, study: Study, case: Case, *, complete: bool,
     if complete:
         missing = [(q.key, t) for q in questions.values() for t in _targets(q, images) if (q.key, t) not in seen]
         if missing:
-            raise ApplicationError(f"Answer every image question ({len(missing)} unanswered).",
-                                   {"missing": [{"question": k, "candidate": t} for k, t in missing]})
+            raise ApplicationError(
+                f"Answer every image question ({len(missing)} unanswered).",
+                {"missing": [{"question": k, "candidate": t} for k, t in missing]},
+            )
     return out
 
 
@@ -321,6 +345,7 @@ def _targets(question: StudyQuestion, images: dict[int, int]) -> list[int | None
 
 
 # --- flags --------------------------------------------------------------------------------------
+
 
 def flag_set(*, assignment: Assignment, case: Case, comment: str) -> CaseFlag:
     """Flag a case (or change the flag's comment)."""

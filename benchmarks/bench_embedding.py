@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
 from retrieval.ml.backbones import create_backbone, data_config  # noqa: E402
 from retrieval.ml.device import autocast, resolve_device  # noqa: E402
 from retrieval.ml.embed import embed_images, pooled_features  # noqa: E402
@@ -108,6 +109,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
     parser.add_argument("--json", type=Path)
+    add_record_arguments(parser)
     args = parser.parse_args()
 
     if args.threads:
@@ -174,6 +176,41 @@ def main() -> None:
     }
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    _record(results, costs, device, args)
+
+
+def _record(results: list[dict], costs: dict, device: torch.device, args: argparse.Namespace) -> None:
+    """The section `embedding.<device>` of docs/benchmarks.md (benchmarks/record.py)."""
+    table = markdown_table(
+        ["DataLoader workers", "bare forward (img/s)", "pipeline (img/s)", "pipeline / bare (median)", "runs"],
+        [
+            [
+                r["workers"],
+                r["bare_images_per_s"],
+                r["pipeline_images_per_s"],
+                f"**{r['ratio_median']:.2f}**",
+                ", ".join(f"{x:.2f}" for x in r["ratios"]),
+            ]
+            for r in results
+        ],
+    )
+    cpu = (
+        f" CPU time per image: forward {costs['forward_cpu_ms_per_image']} ms, decode + preprocess "
+        f"{costs['preprocess_cpu_ms_per_image']} ms → CPU-bound ratio {costs['cpu_bound_ratio']}."
+        if costs
+        else ""
+    )
+    met = all(r["ratio_median"] >= 0.9 for r in results)
+    default = (args.model, args.n, args.image_size, args.size, args.batch_size) == ("resnet18", 256, 512, 224, 32)
+    record(
+        "embedding",
+        table,
+        variant=device.type if default else f"{device.type}.{args.model}.{args.size}px",
+        args=args,
+        title=f"Embedding {args.n} PNGs ({args.image_size} px) with {args.model} on {device}",
+        notes=f"Input {args.size} px, batch {args.batch_size}, random weights, torch threads "
+        f"{torch.get_num_threads()}.{cpu} Goal pipeline / bare ≥ 0.9: {'met' if met else '**not met**'}.",
+    )
 
 
 if __name__ == "__main__":

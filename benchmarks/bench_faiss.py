@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import faiss  # noqa: E402
 
+from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
 from retrieval.ml.index import VectorIndex  # noqa: E402
 
 LATENT_DIM = 64
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--recall-goal", type=float, default=0.95)
     parser.add_argument("--latency-goal-ms", type=float, default=1.0)
     parser.add_argument("--json", type=Path)
+    add_record_arguments(parser)
     args = parser.parse_args()
     report = {
         "benchmark": "faiss",
@@ -169,6 +171,51 @@ def main() -> None:
         )
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
+    for r in report["results"]:
+        _record(r, args)
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:.2f}×"
+
+
+def _record(r: dict, args: argparse.Namespace) -> None:
+    """One section `faiss.<n>` of docs/benchmarks.md per collection size (benchmarks/record.py)."""
+    rows = [["exact `IndexFlatIP`", "—", "1.000", f"{r['flat_latency_ms']:.3f}", "—", "1×", f"{r['flat_build_s']} s"]]
+    for row in r["hnsw_sweep"]:
+        rows.append(
+            [
+                f"HNSW M {r['hnsw_m']}, efC {r['ef_construction']}",
+                row["ef_search"],
+                f"{row['recall']:.3f}",
+                f"{row['latency_ms']:.3f}",
+                f"{row['raw_faiss_latency_ms']:.3f}",
+                _times(r["flat_latency_ms"] / row["latency_ms"]),
+                f"{r['hnsw_build_s']} s",
+            ]
+        )
+    table = markdown_table(
+        ["index", "efSearch", f"recall@{r['k']}", "median ms / query", "bare FAISS ms", "faster than exact", "build"],
+        rows,
+    )
+    chosen = r["chosen"]
+    verdict = (
+        f"smallest efSearch reaching recall {args.recall_goal:.2f}: {chosen['ef_search']} "
+        f"({chosen['latency_ms']:.3f} ms); latency goal {args.latency_goal_ms:g} ms "
+        f"{'met' if r['meets_goal'] else '**not met**'}"
+        if chosen
+        else f"recall goal {args.recall_goal:.2f} **not reached**"
+    )
+    variant = str(r["n"]) if (r["dim"], r["k"]) == (512, 10) else f"{r['n']}.d{r['dim']}.k{r['k']}"
+    record(
+        "faiss",
+        table,
+        variant=variant,
+        args=args,
+        title=f"Top-{r['k']} search in {r['n']:,} clustered {r['dim']}-d unit vectors",
+        notes=f"FAISS threads {faiss.omp_get_max_threads()}; {args.queries} queries for recall, "
+        f"{args.latency_queries} single queries timed. {verdict[0].upper()}{verdict[1:]}.",
+    )
 
 
 if __name__ == "__main__":

@@ -101,9 +101,9 @@ def compare(args) -> dict:
 
     from readerstudy import demo
     from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_methods_train
-    from retrieval.comparison import comparison_table
     from retrieval.models import Dataset
-    from retrieval.runs import split_create
+    from retrieval.runs.comparison import comparison_table
+    from retrieval.runs.splits import split_create
 
     start = time.perf_counter()
     demo_collections_import(n_phantoms=args.phantoms, seed=args.seed)
@@ -111,18 +111,43 @@ def compare(args) -> dict:
     split = split_create(dataset=dataset, name="eval", seed=args.split_seed, fractions=tuple(args.fractions))
     imported = time.perf_counter() - start
     with mock.patch.object(demo, "DEMO_METHOD_RUNS", method_runs(args.finding, args.batch_size, args.untrained)):
-        runs = demo_methods_train(dataset=dataset, split=split, epochs=args.epochs, resize=args.resize,
-                                  crop=args.crop, overlays=args.overlays, stdout=sys.stderr)
+        runs = demo_methods_train(
+            dataset=dataset,
+            split=split,
+            epochs=args.epochs,
+            resize=args.resize,
+            crop=args.crop,
+            overlays=args.overlays,
+            stdout=sys.stderr,
+        )
     trained = time.perf_counter() - start - imported
     table = comparison_table(dataset=dataset, split_name=split.name, ks=tuple(args.k))
     timings = {r.pk: r.timings for r in runs}
     for row in table["rows"]:
         row["timings"] = timings.get(row["run"], {})
         row["seconds"] = sum(row["timings"].values()) if row["timings"] else None
-    table.update(import_seconds=imported, train_seconds=trained, n_images=dataset.images.count(),
-                 config={k: getattr(args, k) for k in ("phantoms", "seed", "split_seed", "fractions", "epochs",
-                                                        "resize", "crop", "k", "finding", "overlays", "batch_size",
-                                                        "untrained")})
+    table.update(
+        import_seconds=imported,
+        train_seconds=trained,
+        n_images=dataset.images.count(),
+        config={
+            k: getattr(args, k)
+            for k in (
+                "phantoms",
+                "seed",
+                "split_seed",
+                "fractions",
+                "epochs",
+                "resize",
+                "crop",
+                "k",
+                "finding",
+                "overlays",
+                "batch_size",
+                "untrained",
+            )
+        },
+    )
     return table
 
 
@@ -147,17 +172,28 @@ def rows_of(table: dict, ks: list[int]) -> tuple[list[str], list[list[str]]]:
             c = cells[f"precision@{k}"]
             line += [f"{c['value']:.3f}", f"{c['random']:.3f}", ratio(c), p_text(c["p"])]
         m = cells[f"map@{ks[0]}"]
-        line += [f"{m['value']:.3f}", f"{m['random']:.3f}", ratio(m), p_text(m["p"]), row["n_queries"],
-                 f"{row['seconds']:.0f}" if row.get("seconds") is not None else "—"]
+        line += [
+            f"{m['value']:.3f}",
+            f"{m['random']:.3f}",
+            ratio(m),
+            p_text(m["p"]),
+            row["n_queries"],
+            f"{row['seconds']:.0f}" if row.get("seconds") is not None else "—",
+        ]
         rows.append(line)
     return headers, rows
 
 
 def missed(table: dict, k: int, alpha: float = 0.05) -> list[str]:
     """Runs whose P@k is not above random with p < alpha (the goal), and methods that did not finish."""
-    out = [f"{r['name']}: P@{k} {r['cells'][f'precision@{k}']}" for r in table["rows"]
-           if not (r["cells"][f"precision@{k}"]["value"] > r["cells"][f"precision@{k}"]["random"]
-                   and (r["cells"][f"precision@{k}"]["p"] or 1.0) < alpha)]
+    out = [
+        f"{r['name']}: P@{k} {r['cells'][f'precision@{k}']}"
+        for r in table["rows"]
+        if not (
+            r["cells"][f"precision@{k}"]["value"] > r["cells"][f"precision@{k}"]["random"]
+            and (r["cells"][f"precision@{k}"]["p"] or 1.0) < alpha
+        )
+    ]
     return out + list(table["skipped"])
 
 
@@ -172,10 +208,17 @@ def main() -> int:
     parser.add_argument("--crop", type=int, default=64)
     parser.add_argument("--k", type=int, nargs="+", default=[5, 10])
     parser.add_argument("--batch-size", type=int, default=16, help="training batch size (the demo's: 16)")
-    parser.add_argument("--finding", default="Cardiomegaly", choices=sorted(GRADED),
-                        help="the finding the methods learn and are judged on (the demo's: Cardiomegaly)")
-    parser.add_argument("--untrained", action="store_true",
-                        help="learning rate 0: the same runs without any weight update (the baseline of learning)")
+    parser.add_argument(
+        "--finding",
+        default="Cardiomegaly",
+        choices=sorted(GRADED),
+        help="the finding the methods learn and are judged on (the demo's: Cardiomegaly)",
+    )
+    parser.add_argument(
+        "--untrained",
+        action="store_true",
+        help="learning rate 0: the same runs without any weight update (the baseline of learning)",
+    )
     parser.add_argument("--overlays", action="store_true", help="also make each run's saliency overlays (timed)")
     parser.add_argument("--threads", type=int, default=0, help="torch and BLAS threads (default: torch's own)")
     parser.add_argument("--json", type=Path, help="also write the table as JSON here")
@@ -194,25 +237,41 @@ def main() -> int:
     headers, rows = rows_of(table, args.k)
     text = markdown_table(headers, rows)
     failures = missed(table, args.k[0])
-    what = (f"{table['n_images']} demo phantoms, {args.finding}, {args.crop} px crops, {args.epochs} epochs, "
-            f"random initialisation{', learning rate 0 (untrained)' if args.untrained else ''}")
+    what = (
+        f"{table['n_images']} demo phantoms, {args.finding}, {args.crop} px crops, {args.epochs} epochs, "
+        f"random initialisation{', learning rate 0 (untrained)' if args.untrained else ''}"
+    )
     goal = f"every method's P@{args.k[0]} above random, p < 0.05"
-    print(f"\nEvery method on {what}; test part of a {'/'.join(f'{f:g}' for f in args.fractions)} split; "
-          f"import {table['import_seconds']:.0f} s, training and evaluation {table['train_seconds']:.0f} s\n")
+    print(
+        f"\nEvery method on {what}; test part of a {'/'.join(f'{f:g}' for f in args.fractions)} split; "
+        f"import {table['import_seconds']:.0f} s, training and evaluation {table['train_seconds']:.0f} s\n"
+    )
     print(text)
-    print(f"\ngoal ({goal}): " + ("met" if not failures else "MISSED: " + "; ".join(failures))
-          + (" (not a goal for untrained networks)" if args.untrained else ""))
+    print(
+        f"\ngoal ({goal}): "
+        + ("met" if not failures else "MISSED: " + "; ".join(failures))
+        + (" (not a goal for untrained networks)" if args.untrained else "")
+    )
     if args.json:
         args.json.write_text(json.dumps(table, indent=2))
     if record is not None:
-        parts = [] if (args.phantoms, args.crop, args.epochs) == (120, 64, 8) else [
-            f"phantoms{args.phantoms}", f"{args.crop}px", f"{args.epochs}ep"]
+        parts = (
+            []
+            if (args.phantoms, args.crop, args.epochs) == (120, 64, 8)
+            else [f"phantoms{args.phantoms}", f"{args.crop}px", f"{args.epochs}ep"]
+        )
         parts += [args.finding.lower()] if args.finding != "Cardiomegaly" else []
         parts += ["untrained"] if args.untrained else []
-        record("methods", text, args=args, variant=".".join(parts), title=f"Every method of the papers on {what}",
-               notes=f"Relevance: the same {args.finding} class (the ensemble: its eval labels). Baseline: random "
-                     f"retrieval's expectation on the same queries. Goal: {goal}: "
-                     f"{'met' if not failures else '**missed**'}.")
+        record(
+            "methods",
+            text,
+            args=args,
+            variant=".".join(parts),
+            title=f"Every method of the papers on {what}",
+            notes=f"Relevance: the same {args.finding} class (the ensemble: its eval labels). Baseline: random "
+            f"retrieval's expectation on the same queries. Goal: {goal}: "
+            f"{'met' if not failures else '**missed**'}.",
+        )
     return 1 if failures and not args.untrained else 0
 
 

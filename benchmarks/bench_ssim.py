@@ -38,6 +38,7 @@ import skimage  # noqa: E402
 from PIL import Image  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
+from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
 from retrieval.ml.ssim import prepare, ssim_rank  # noqa: E402
 
 
@@ -79,6 +80,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--goal-ms", type=float, default=500.0)
     parser.add_argument("--json", type=Path)
+    add_record_arguments(parser)
     args = parser.parse_args()
 
     images = radiographs(args.candidates + 1, args.resolution)
@@ -108,8 +110,10 @@ def main() -> None:
     for name, ms in timings.items():
         print(f"{name:<18}{ms:>10.1f}{ms / base:>9.2f}")
     top5_overlap = len(set(order[:5].tolist()) & set(full_order[:5].tolist()))
-    print(f"goal < {args.goal_ms:.0f} ms: {'met' if base < args.goal_ms else 'NOT met'}; "
-          f"top-5 overlap with full-resolution SSIM: {top5_overlap}/5")
+    print(
+        f"goal < {args.goal_ms:.0f} ms: {'met' if base < args.goal_ms else 'NOT met'}; "
+        f"top-5 overlap with full-resolution SSIM: {top5_overlap}/5"
+    )
     if args.json:
         report = {
             "benchmark": "ssim",
@@ -126,6 +130,20 @@ def main() -> None:
             "meets_goal": base < args.goal_ms,
         }
         args.json.write_text(json.dumps(report, indent=2))
+    default = (args.candidates, args.resolution, args.size) == (30, 1024, 128)
+    record(
+        "ssim",
+        markdown_table(
+            ["variant", "median ms", "× ssim_rank"],
+            [[name, f"{ms:,.1f}", f"{ms / base:.2f}"] for name, ms in timings.items()],
+        ),
+        variant="" if default else f"{args.candidates}c.{args.resolution}px.{args.size}",
+        args=args,
+        title=f"SSIM ranking of {args.candidates} candidates, {args.resolution} px originals, size {args.size}",
+        notes=f"Median of {args.repeats} runs (full resolution: {max(1, args.repeats // 3)}). "
+        f"Goal < {args.goal_ms:.0f} ms: {'met' if base < args.goal_ms else '**not met**'}; "
+        f"top 5 agree with full-resolution SSIM on {top5_overlap} of 5.",
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Benchmark of annotations.stats on a large simulated reader study, against a naive baseline.
+"""Benchmark of reports.stats on a large simulated reader study, against a naive baseline.
 
 Usage: python benchmarks/bench_stats.py [--json] [--cases 1000] [--baseline-resamples 100]
 
@@ -29,7 +29,8 @@ from sklearn.metrics import cohen_kappa_score, ndcg_score  # noqa: E402
 from statsmodels.stats.inter_rater import aggregate_raters  # noqa: E402
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss  # noqa: E402
 
-from annotations import stats as S  # noqa: E402
+from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
+from reports import stats as S  # noqa: E402
 
 GOAL_REPORT_S = 2.0
 GOAL_BOOTSTRAP_S = 15.0
@@ -113,9 +114,7 @@ def fast_bootstrap(data: dict, fast: dict, n_resamples: int) -> tuple[dict, dict
     }
     cis, seconds = {}, {}
     for name, (statistic, extra) in runs.items():
-        cis[name], seconds[name] = timed(
-            S.bootstrap_ci, statistic, n_cases, n_resamples=n_resamples, seed=1, **extra
-        )
+        cis[name], seconds[name] = timed(S.bootstrap_ci, statistic, n_cases, n_resamples=n_resamples, seed=1, **extra)
     return cis, seconds
 
 
@@ -139,9 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--resamples", type=int, default=2000)
-    parser.add_argument(
-        "--baseline-resamples", type=int, default=100, help="naive bootstrap subset (extrapolated)"
-    )
+    parser.add_argument("--baseline-resamples", type=int, default=100, help="naive bootstrap subset (extrapolated)")
+    add_record_arguments(parser)
     args = parser.parse_args(argv)
 
     data = simulate(args.cases)
@@ -202,7 +200,42 @@ def main(argv: list[str] | None = None) -> int:
         print(f"max |fast - naive|: report {report_diff:.2e}, bootstrap {boot_diff:.2e}")
         for goal, ok in goals.items():
             print(f"{'PASS' if ok else 'FAIL'}  {goal}")
+    _record(result, args)
     return 0 if result["goals_met"] else 1
+
+
+def _record(result: dict, args: argparse.Namespace) -> None:
+    """The section `stats` of docs/benchmarks.md (benchmarks/record.py)."""
+    rs, bs = result["report_seconds"], result["bootstrap_seconds"]
+    table = markdown_table(
+        ["what", "annotations.stats", "naive loops", "speed-up"],
+        [
+            [
+                "choose-k + ranking report, no bootstrap",
+                f"{rs['fast']:.3f} s",
+                f"{rs['naive']:.3f} s",
+                f"**{rs['speedup']:,.0f}×**",
+            ],
+            [
+                f"{bs['resamples']:,} resamples of Fleiss κ and mean nDCG@10",
+                f"{bs['fast_same_as_naive']:.3f} s",
+                f"{bs['naive_extrapolated']:.1f} s (from {bs['naive_measured_resamples']} resamples)",
+                f"**{bs['speedup']:,.0f}×**",
+            ],
+        ],
+    )
+    diff = result["max_abs_difference"]
+    goals = "; ".join(f"{goal}: {'met' if ok else '**not met**'}" for goal, ok in result["goals"].items())
+    record(
+        "stats",
+        table,
+        title="Statistics on arrays",
+        args=args,
+        variant="" if args.cases == 1000 else f"{args.cases}cases",
+        notes=f"{args.cases:,} cases × 10 candidates × 10 readers (choose-5 and rank-all), 2 methods. "
+        f"All three bootstrapped statistics: {bs['fast_total']:.3f} s. Largest difference from the naive "
+        f"numbers: {max(diff.values()):.1e}. Goals — {goals}.",
+    )
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """Run every benchmark once, in sequence (`make bench`); each prints its own ratio to a baseline.
 
 Quick by default (FAISS at 100k vectors); `--full` adds the 1M-vector FAISS run (about 10 minutes
-of index building on two cores). Results are recorded by hand in README.md → Benchmarks.
+of index building on two cores). Each script writes its result into its own section of
+docs/benchmarks.md (benchmarks/record.py), with the date, the machine and the commit;
+`--no-record` only prints. A new bench_*.py belongs in QUICK (tests/test_bench_record.py checks).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ HERE = Path(__file__).resolve().parent
 
 QUICK = [
     ["bench_stats.py"],
+    ["bench_coverage.py"],
     ["bench_report.py"],
     ["bench_ssim.py"],
     ["bench_embedding.py"],
@@ -28,15 +31,21 @@ QUICK = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--full", action="store_true", help="FAISS at 100k and 1M vectors")
+    parser.add_argument("--no-record", action="store_true", help="print only; leave docs/benchmarks.md unchanged")
     args = parser.parse_args()
-    plan = [c if c[0] != "bench_faiss.py" or not args.full else ["bench_faiss.py", "--sizes", "100000", "1000000"]
-            for c in QUICK]
+    plan = [
+        c if c[0] != "bench_faiss.py" or not args.full else ["bench_faiss.py", "--sizes", "100000", "1000000"]
+        for c in QUICK
+    ]
     env = {**os.environ, "DEBUG": os.environ.get("DEBUG", "true")}
     failed = []
     for command in plan:
         print(f"\n===== {' '.join(command)}", flush=True)
-        if subprocess.run([sys.executable, str(HERE / command[0]), *command[1:]], env=env).returncode != 0:
+        extra = ["--no-record"] if args.no_record else []
+        if subprocess.run([sys.executable, str(HERE / command[0]), *command[1:], *extra], env=env).returncode != 0:
             failed.append(command[0])
+    if not args.no_record:
+        print("results: docs/benchmarks.md (see git diff)")
     print("\nall benchmarks ran" if not failed else f"\ngoals missed or errors in: {', '.join(failed)}")
     return 1 if failed else 0
 

@@ -1,7 +1,7 @@
 """Settings for the CBIR reader-study platform.
 
 Everything comes from the environment through the typed helpers in core.env; one
-module serves development, tests and production. See the configuration table in README.md.
+module serves development, tests and production. See the configuration table in docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -27,8 +27,9 @@ if SECRET_KEY is None and (_key_file := envstr("SECRET_KEY_FILE")):  # e.g. a Do
         raise ConfigError(f"SECRET_KEY_FILE {_key_file!r} is empty")
 if SECRET_KEY is None:
     if not DEBUG:
-        raise ConfigError("SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off "
-                          "(set DEBUG=true for development)")
+        raise ConfigError(
+            "SECRET_KEY (or SECRET_KEY_FILE) is required when DEBUG is off (set DEBUG=true for development)"
+        )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
@@ -47,10 +48,12 @@ INSTALLED_APPS = [
     "readerstudy",
     "retrieval",
     "annotations",
+    "reports",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.http.RejectNulMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,8 +90,10 @@ try:
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if not DATABASES["default"].get("NAME"):  # e.g. postgres://user@host:5432/ names no database
-    raise ConfigError(f"DATABASE_URL names no database: give it as the path, e.g. "
-                      f"postgres://user@host:5432/cbir (got {DATABASE_URL!r})")
+    raise ConfigError(
+        f"DATABASE_URL names no database: give it as the path, e.g. "
+        f"postgres://user@host:5432/cbir (got {DATABASE_URL!r})"
+    )
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that a worker process started by the tests sees the test database.
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test-db.sqlite3")}
@@ -128,6 +133,10 @@ MEDIA_URL = "media/"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
 # Where uploaded archives wait for the import task (not served).
 UPLOAD_ROOT = Path(envstr("UPLOAD_ROOT", str(DATA_DIR / "uploads"))).resolve()
+# A failed import's uploads, kept for a retry only after an unexpected failure, at most this long.
+IMPORT_UPLOAD_KEEP_HOURS = envint("IMPORT_UPLOAD_KEEP_HOURS", 24, minimum=0)
+# The only folder a run's `weights` may name a checkpoint file in (anything else: one generic refusal).
+WEIGHTS_DIR = Path(envstr("WEIGHTS_DIR", str(DATA_DIR / "checkpoints"))).resolve()
 # Model runs: checkpoints, embeddings, FAISS indexes (not served).
 ARTEFACT_ROOT = Path(envstr("ARTEFACT_ROOT", str(DATA_DIR / "artefacts"))).resolve()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -187,7 +196,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "core.errors.api_exception_handler",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "DEFAULT_PAGINATION_CLASS": "core.http.BoundedLimitOffsetPagination",
     "PAGE_SIZE": 100,
 }
 SPECTACULAR_SETTINGS = {

@@ -7,6 +7,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from annotations import reader_views
 from readerstudy import views
 
 handler400 = "readerstudy.views.error_400"
@@ -18,14 +19,14 @@ api_patterns = [
     path("", include("retrieval.api_urls")),
     path("", include("readerstudy.api_urls")),
     path("", include("annotations.api_urls")),
-    path("", include("annotations.report_api_urls")),
+    path("", include("reports.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
 ]
 
 urlpatterns = [
-    path("", views.home, name="home"),
+    path("", reader_views.home, name="home"),
     path("healthz/", views.healthz, name="healthz"),
     # Pages name their icon; this answers browsers and tools that ask for /favicon.ico regardless.
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.svg"), permanent=True)),
@@ -37,6 +38,6 @@ urlpatterns = [
     path("api/", include(api_patterns)),
     path("", include("retrieval.urls")),
     path("studies/", include("readerstudy.coordinator_urls")),
-    path("read/", include("readerstudy.reader_urls")),
-    path("reports/", include("annotations.report_urls")),
+    path("read/", include("annotations.reader_urls")),
+    path("reports/", include("reports.urls")),
 ]

@@ -14,7 +14,10 @@ def wait_for_job(job: TrackedJob, *, stream=sys.stderr, poll: float = 0.5, timeo
     while True:
         job.refresh_from_db()
         bar = "#" * (job.progress_percent // 5)
-        stream.write(f"\r[{bar:<20}] {job.progress_percent:3d}% {job.progress_done}/{job.progress_total} {job.status:<9} {job.progress_note[:40]:<40}")
+        stream.write(
+            f"\r[{bar:<20}] {job.progress_percent:3d}% {job.progress_done}/{job.progress_total} "
+            f"{job.status:<9} {job.progress_note[:40]:<40}"
+        )
         stream.flush()
         if job.is_finished:
             stream.write("\n")

@@ -96,7 +96,9 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
     )
 
 
-def job_progress(job: TrackedJob, *, done: int | None = None, total: int | None = None, note: str | None = None) -> None:
+def job_progress(
+    job: TrackedJob, *, done: int | None = None, total: int | None = None, note: str | None = None
+) -> None:
     """Write progress in one UPDATE (and on the instance)."""
     fields: dict = {"heartbeat_at": timezone.now()}
     if done is not None:
@@ -123,8 +125,13 @@ def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...
     return f"{UNEXPECTED}: {type(exc).__name__}: {exc}"
 
 
-def job_run(model: type[TrackedJob], pk: int, body: Callable[[TrackedJob], None], *,
-            expected: tuple[type[BaseException], ...] = ()) -> TrackedJob | None:
+def job_run(
+    model: type[TrackedJob],
+    pk: int,
+    body: Callable[[TrackedJob], None],
+    *,
+    expected: tuple[type[BaseException], ...] = (),
+) -> TrackedJob | None:
     """Claim job `pk`, run `body(job)` and record how it ended; the job, or None when it was not claimed.
 
     The body may finish the job itself (job_finish); otherwise returning means succeeded. Any exception
@@ -151,8 +158,11 @@ def job_run(model: type[TrackedJob], pk: int, body: Callable[[TrackedJob], None]
 def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
     """Put a failed or cancelled job back to pending (a compare-and-set: two clicks queue it once) and return
     it fresh; Conflict, naming `what`, for a job in any other state. The caller queues its task."""
-    retried = type(job).objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
-        status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again", finished_at=None)
+    retried = (
+        type(job)
+        .objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
+        .update(status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again", finished_at=None)
+    )
     job.refresh_from_db()
     if not retried:
         raise Conflict(f"{what} is {job.status}; only a failed one can be retried.")

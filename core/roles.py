@@ -11,6 +11,7 @@ from functools import wraps
 
 from django.contrib.auth.mixins import AccessMixin
 from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from rest_framework.permissions import BasePermission
 
@@ -25,8 +26,9 @@ _ROLE_PERMISSIONS: dict[str, dict[str, tuple[str, ...]]] = {
         "retrieval": ("add", "change", "delete", "view"),
         "readerstudy": ("add", "change", "delete", "view"),
         "annotations": ("view",),
+        "reports": ("view",),
     },
-    RESEARCHER: {"retrieval": ("view",), "readerstudy": ("view",), "annotations": ("view",)},
+    RESEARCHER: {"retrieval": ("view",), "readerstudy": ("view",), "annotations": ("view",), "reports": ("view",)},
     READER: {},
 }
 
@@ -50,8 +52,8 @@ def user_roles(user) -> set[str]:
         return set()
     cached = getattr(user, "_cbir_roles", None)
     if cached is None:
-        cached = set(ROLES) if user.is_superuser else set(
-            user.groups.filter(name__in=ROLES).values_list("name", flat=True)
+        cached = (
+            set(ROLES) if user.is_superuser else set(user.groups.filter(name__in=ROLES).values_list("name", flat=True))
         )
         user._cbir_roles = cached
     return cached
@@ -77,8 +79,9 @@ def user_set_roles(*, user, roles: Iterable[str]) -> None:
 
 
 def roles_context(request) -> dict:
-    """Template context: `roles` and one boolean per role."""
-    roles = user_roles(request.user)
+    """Template context: `roles` and one boolean per role (none when the auth middleware has not run:
+    an error page for a request refused earlier, e.g. a bad Host header)."""
+    roles = user_roles(getattr(request, "user", None))
     return {"roles": roles, **{f"is_{r}": r in roles for r in ROLES}}
 
 
@@ -89,8 +92,6 @@ def role_required(*roles: str):
         @wraps(view)
         def wrapped(request, *args, **kwargs):
             if not request.user.is_authenticated:
-                from django.contrib.auth.views import redirect_to_login
-
                 return redirect_to_login(request.get_full_path())
             if not has_role(request.user, *roles):
                 raise PermissionDenied(f"This page is for the {' or '.join(roles)} role.")

@@ -1,7 +1,7 @@
 """The one definition of a Celery worker of this platform: `worker_argv(role)`.
 
 Everything that starts a worker builds its command line here: `manage.py worker <role>` (the
-README and `docker/entrypoint.sh`), `manage.py demo` and the tests' worker fixture. Nothing
+docs/install.md#workers and `docker/entrypoint.sh`), `manage.py demo` and the tests' worker fixture. Nothing
 else spells out queues, pools or concurrency.
 
 Two roles, one per queue, each with the pool its work needs:
@@ -48,11 +48,18 @@ def _cores() -> int:
 def worker_roles() -> dict[str, WorkerRole]:
     """The roles with their settings, read from the environment when a worker is started."""
     return {
-        "cpu": WorkerRole(queues=("cpu",), pool="prefork",
-                          concurrency=envint("CPU_WORKER_CONCURRENCY", max(2, _cores()), minimum=1),
-                          why="imports, re-evaluations, upload searches and reports, side by side"),
-        "gpu": WorkerRole(queues=("gpu",), pool="solo", concurrency=1,
-                          why="training, embedding and indexing, one run at a time; DataLoader processes allowed"),
+        "cpu": WorkerRole(
+            queues=("cpu",),
+            pool="prefork",
+            concurrency=envint("CPU_WORKER_CONCURRENCY", max(2, _cores()), minimum=1),
+            why="imports, re-evaluations, upload searches and reports, side by side",
+        ),
+        "gpu": WorkerRole(
+            queues=("gpu",),
+            pool="solo",
+            concurrency=1,
+            why="training, embedding and indexing, one run at a time; DataLoader processes allowed",
+        ),
     }
 
 
@@ -65,11 +72,23 @@ def worker_argv(role: str, *, name: str | None = None, loglevel: str | None = No
     if spec is None:
         raise ValueError(f"unknown worker role {role!r}: use one of {', '.join(ROLES)}")
     return [
-        sys.executable, "-m", "celery", "-A", "config", "worker",
-        "--queues", ",".join(spec.queues),
-        "--pool", spec.pool,
-        "--concurrency", str(spec.concurrency),
-        "--hostname", name or f"{role}@%h",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "--loglevel", loglevel or envstr("LOG_LEVEL", "INFO"),
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "config",
+        "worker",
+        "--queues",
+        ",".join(spec.queues),
+        "--pool",
+        spec.pool,
+        "--concurrency",
+        str(spec.concurrency),
+        "--hostname",
+        name or f"{role}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        loglevel or envstr("LOG_LEVEL", "INFO"),
     ]

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The container's roles. Settings come from the environment (see README → Configuration).
+# The container's roles. Settings come from the environment (see docs/configuration.md).
 #   web         migrate, collectstatic, then gunicorn on :8000
 #   worker-cpu  Celery worker on the cpu queue (imports, statistics, reports): prefork, one process per core
 #   worker-gpu  Celery worker on the gpu queue (training, embedding, indexing): solo pool, one run at a time

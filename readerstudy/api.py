@@ -10,13 +10,13 @@ from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.http import BoundedLimitOffsetPagination
 from core.roles import COORDINATOR, RESEARCHER, api_role
-from readerstudy import services
+from readerstudy import building, selectors, services
 from readerstudy.forms import MAX_CASE_LIST_BYTES
 from readerstudy.models import AnswerMode, Study, StudyQuestion
 from retrieval.models import Dataset, SplitPart
@@ -26,6 +26,7 @@ CoordinatorOnly = api_role(COORDINATOR)
 
 
 # --- Output serializers (shared) ----------------------------------------------------------------
+
 
 @extend_schema_serializer(component_name="StudyQuestion")
 class QuestionOutputSerializer(serializers.Serializer):
@@ -81,12 +82,18 @@ class StudyOutputSerializer(serializers.Serializer):
 
 
 def _study_response(study: Study, code: int = status.HTTP_200_OK) -> Response:
-    study = Study.objects.select_related("dataset").prefetch_related("questions", "assignments__reader").get(pk=study.pk)
+    study = (
+        Study.objects.select_related("dataset").prefetch_related("questions", "assignments__reader").get(pk=study.pk)
+    )
     return Response(StudyOutputSerializer(study).data, status=code)
 
 
-def _study(pk: int) -> Study:
-    return get_object_or_404(Study, pk=pk)
+def _study(pk: int, *, blinded_for=None) -> Study:
+    """The study; with `blinded_for`, a read refused (403) to that user while they are one of its readers."""
+    study = get_object_or_404(Study, pk=pk)
+    if blinded_for is not None:
+        selectors.study_blinding_check(user=blinded_for, study=study)
+    return study
 
 
 def _reader(user_id: int):
@@ -94,6 +101,7 @@ def _reader(user_id: int):
 
 
 # --- Studies ------------------------------------------------------------------------------------
+
 
 class StudyListApi(APIView):
     permission_classes = [CoordinatorOrResearcher]
@@ -113,7 +121,7 @@ class StudyListApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request):
-        return Response(self.OutputSerializer(services.study_list(), many=True).data)
+        return Response(self.OutputSerializer(selectors.study_list(), many=True).data)
 
 
 class StudyDetailApi(APIView):
@@ -121,7 +129,7 @@ class StudyDetailApi(APIView):
 
     @extend_schema(responses=StudyOutputSerializer)
     def get(self, request, pk: int):
-        return _study_response(_study(pk))
+        return _study_response(_study(pk, blinded_for=request.user))
 
 
 class StudyCreateApi(APIView):
@@ -140,8 +148,9 @@ class StudyCreateApi(APIView):
         show_candidate_labels = serializers.BooleanField(required=False, default=False)
         show_saliency = serializers.BooleanField(required=False, default=False)
         seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, allow_null=True)
-        ground_truth_reader = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all(),
-                                                                 required=False, allow_null=True)
+        ground_truth_reader = serializers.PrimaryKeyRelatedField(
+            queryset=get_user_model().objects.all(), required=False, allow_null=True
+        )
 
     @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})
     def post(self, request):
@@ -161,8 +170,9 @@ class StudyUpdateApi(APIView):
         name = serializers.CharField(max_length=200, required=False)
         instructions = serializers.CharField(required=False, allow_blank=True)
         allow_revisions = serializers.BooleanField(required=False)
-        ground_truth_reader = serializers.PrimaryKeyRelatedField(queryset=get_user_model().objects.all(),
-                                                                 required=False, allow_null=True)
+        ground_truth_reader = serializers.PrimaryKeyRelatedField(
+            queryset=get_user_model().objects.all(), required=False, allow_null=True
+        )
         mode = serializers.ChoiceField(choices=AnswerMode.choices, required=False)
         k = serializers.IntegerField(min_value=1, required=False, allow_null=True)
         rating_min = serializers.IntegerField(required=False)
@@ -210,6 +220,7 @@ class StudyCloneApi(APIView):
 
 # --- Cases --------------------------------------------------------------------------------------
 
+
 class StudyBuildApi(APIView):
     """(Re)build the cases with a builder; 409 once answers exist. Options not used by the builder are refused."""
 
@@ -217,25 +228,34 @@ class StudyBuildApi(APIView):
 
     @extend_schema_serializer(component_name="StudyBuildInput")
     class InputSerializer(serializers.Serializer):
-        builder = serializers.ChoiceField(choices=[b for b in services.BUILDERS if b != services.CASE_LIST])
-        seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False,
-                                        help_text="default: the study's seed")
+        builder = serializers.ChoiceField(choices=[b for b in building.BUILDERS if b != building.CASE_LIST])
+        seed = serializers.IntegerField(
+            min_value=0, max_value=2**63 - 1, required=False, help_text="default: the study's seed"
+        )
         n_queries = serializers.IntegerField(min_value=1, help_text="number of cases")
         split = serializers.IntegerField(min_value=1, required=False, help_text="split id: queries from its test part")
         query_part = serializers.ChoiceField(choices=SplitPart.choices, required=False, help_text="default test")
-        query_label = serializers.CharField(required=False, allow_blank=True,
-                                            help_text="stratify queries by this label's classes")
-        pool_part = serializers.ChoiceField(choices=[(services.ALL_IMAGES, "every image of the dataset"),
-                                                     *SplitPart.choices], required=False, help_text="default all")
+        query_label = serializers.CharField(
+            required=False, allow_blank=True, help_text="stratify queries by this label's classes"
+        )
+        pool_part = serializers.ChoiceField(
+            choices=[(building.ALL_IMAGES, "every image of the dataset"), *SplitPart.choices],
+            required=False,
+            help_text="default all",
+        )
         exclude_queries = serializers.BooleanField(required=False, help_text="default true")
         n = serializers.IntegerField(min_value=1, required=False, help_text="catalogue size (stratified_random, top_n)")
         class_label = serializers.CharField(required=False, help_text="stratified_random: label giving the classes")
-        allocation = serializers.ChoiceField(choices=["proportional", "equal"], required=False,
-                                             help_text="how strata (query_label, class_label) are filled")
+        allocation = serializers.ChoiceField(
+            choices=["proportional", "equal"],
+            required=False,
+            help_text="how strata (query_label, class_label) are filled",
+        )
         run = serializers.IntegerField(min_value=1, required=False, help_text="model run (knn_farthest, top_n)")
         k = serializers.IntegerField(min_value=1, required=False, help_text="knn_farthest: k nearest + k farthest")
-        runs = serializers.ListField(child=serializers.IntegerField(min_value=1), required=False,
-                                     help_text="pooled: model runs")
+        runs = serializers.ListField(
+            child=serializers.IntegerField(min_value=1), required=False, help_text="pooled: model runs"
+        )
         per_method = serializers.IntegerField(min_value=1, required=False, help_text="pooled: top candidates per run")
 
     @extend_schema(request=InputSerializer, responses=StudyOutputSerializer)
@@ -245,7 +265,7 @@ class StudyBuildApi(APIView):
         data.is_valid(raise_exception=True)
         config = dict(data.validated_data)
         builder, seed = config.pop("builder"), config.pop("seed", study.seed)
-        return _study_response(services.study_build_cases(study=study, builder=builder, config=config, seed=seed))
+        return _study_response(building.study_build_cases(study=study, builder=builder, config=config, seed=seed))
 
 
 class StudyCaseListApi(APIView):
@@ -269,8 +289,9 @@ class StudyCaseListApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
-        study = services.study_load_case_list(study=_study(pk), data=upload.read(),
-                                              seed=data.validated_data.get("seed"), file_name=upload.name)
+        study = building.study_load_case_list(
+            study=_study(pk), data=upload.read(), seed=data.validated_data.get("seed"), file_name=upload.name
+        )
         return _study_response(study)
 
 
@@ -307,8 +328,10 @@ class StudyCasesApi(APIView):
 
     @extend_schema(responses=OutputSerializer(many=True))
     def get(self, request, pk: int):
-        paginator = LimitOffsetPagination()
-        page = paginator.paginate_queryset(services.study_cases(study=_study(pk)), request, view=self)
+        paginator = BoundedLimitOffsetPagination()
+        page = paginator.paginate_queryset(
+            selectors.study_cases(study=_study(pk, blinded_for=request.user)), request, view=self
+        )
         return paginator.get_paginated_response(self.OutputSerializer(page, many=True).data)
 
 
@@ -337,14 +360,21 @@ class StudyProgressApi(APIView):
 
     @extend_schema(responses=OutputSerializer)
     def get(self, request, pk: int):
-        study = _study(pk)
-        return Response(self.OutputSerializer({
-            "study": study.pk, "status": study.status, "n_cases": study.cases.count(),
-            "readers": services.study_progress(study=study),
-        }).data)
+        study = _study(pk, blinded_for=request.user)
+        return Response(
+            self.OutputSerializer(
+                {
+                    "study": study.pk,
+                    "status": study.status,
+                    "n_cases": study.cases.count(),
+                    "readers": selectors.study_progress(study=study),
+                }
+            ).data
+        )
 
 
 # --- Readers and questions ----------------------------------------------------------------------
+
 
 class AssignmentAddApi(APIView):
     permission_classes = [CoordinatorOnly]
@@ -352,16 +382,21 @@ class AssignmentAddApi(APIView):
     @extend_schema_serializer(component_name="StudyReaderAddInput")
     class InputSerializer(serializers.Serializer):
         reader = serializers.IntegerField(min_value=1, help_text="user id of a user with the reader role")
-        seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False,
-                                        help_text="default: derived from the study seed and the reader id")
+        seed = serializers.IntegerField(
+            min_value=0,
+            max_value=2**63 - 1,
+            required=False,
+            help_text="default: derived from the study seed and the reader id",
+        )
 
     @extend_schema(request=InputSerializer, responses={201: AssignmentOutputSerializer})
     def post(self, request, pk: int):
         study = _study(pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        assignment = services.assignment_add(study=study, reader=_reader(data.validated_data["reader"]),
-                                             seed=data.validated_data.get("seed"))
+        assignment = services.assignment_add(
+            study=study, reader=_reader(data.validated_data["reader"]), seed=data.validated_data.get("seed")
+        )
         return Response(AssignmentOutputSerializer(assignment).data, status=status.HTTP_201_CREATED)
 
 
@@ -383,8 +418,9 @@ class QuestionAddApi(APIView):
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField(max_length=300)
         choices = serializers.ListField(child=serializers.CharField(max_length=100), min_length=2, max_length=12)
-        applies_to = serializers.ChoiceField(choices=StudyQuestion.AppliesTo.choices,
-                                             default=StudyQuestion.AppliesTo.ALL)
+        applies_to = serializers.ChoiceField(
+            choices=StudyQuestion.AppliesTo.choices, default=StudyQuestion.AppliesTo.ALL
+        )
         key = serializers.SlugField(max_length=40, required=False, default="")
 
     @extend_schema(request=InputSerializer, responses={201: QuestionOutputSerializer})

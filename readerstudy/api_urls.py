@@ -19,6 +19,9 @@ urlpatterns = [
     path("studies/<int:pk>/readers/", api.AssignmentAddApi.as_view(), name="api-study-reader-add"),
     path("studies/<int:pk>/readers/<int:user_id>/", api.AssignmentRemoveApi.as_view(), name="api-study-reader-remove"),
     path("studies/<int:pk>/questions/", api.QuestionAddApi.as_view(), name="api-study-question-add"),
-    path("studies/<int:pk>/questions/<int:question_id>/", api.QuestionRemoveApi.as_view(),
-         name="api-study-question-remove"),
+    path(
+        "studies/<int:pk>/questions/<int:question_id>/",
+        api.QuestionRemoveApi.as_view(),
+        name="api-study-question-remove",
+    ),
 ]

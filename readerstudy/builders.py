@@ -62,8 +62,7 @@ class CaseListError(BuildError):
         shown = errors[:MAX_REPORTED_ERRORS]
         more = len(errors) - len(shown)
         text = "; ".join(shown) + (f"; … and {more} more" if more else "")
-        super().__init__(f"The case list has {len(errors)} problem{'s' if len(errors) != 1 else ''}: {text}",
-                         errors)
+        super().__init__(f"The case list has {len(errors)} problem{'s' if len(errors) != 1 else ''}: {text}", errors)
 
 
 def check_seed(seed: int) -> int:
@@ -118,16 +117,22 @@ def _by_class(ids: Iterable[int], classes: Mapping[int, Hashable]) -> dict[Hasha
     return dict(groups)
 
 
-def _stratified_draw(groups: Mapping[Hashable, list[int]], n: int, rng: np.random.Generator,
-                     allocation: str) -> list[tuple[int, Hashable]]:
+def _stratified_draw(
+    groups: Mapping[Hashable, list[int]], n: int, rng: np.random.Generator, allocation: str
+) -> list[tuple[int, Hashable]]:
     counts = allocate({c: len(v) for c, v in groups.items()}, n, allocation)
-    drawn = [(int(i), c) for c in sorted(groups, key=str)
-             for i in rng.choice(groups[c], size=counts[c], replace=False)]
+    drawn = [(int(i), c) for c in sorted(groups, key=str) for i in rng.choice(groups[c], size=counts[c], replace=False)]
     return _shuffled(drawn, rng)
 
 
-def sample_queries(pool_ids: Sequence[int], n: int, *, seed: int, strata: Mapping[int, Hashable] | None = None,
-                   allocation: str = "proportional") -> list[int]:
+def sample_queries(
+    pool_ids: Sequence[int],
+    n: int,
+    *,
+    seed: int,
+    strata: Mapping[int, Hashable] | None = None,
+    allocation: str = "proportional",
+) -> list[int]:
     """n query ids drawn from the pool: simple random, or stratified by class (strata: id → class)."""
     if n < 1:
         raise BuildError("A study needs at least one query.")
@@ -141,8 +146,10 @@ def sample_queries(pool_ids: Sequence[int], n: int, *, seed: int, strata: Mappin
     if not groups:
         raise BuildError("No image of the query pool has a class to stratify by.")
     if n > sum(len(v) for v in groups.values()):
-        raise BuildError(f"Asked for {n} queries but only {sum(len(v) for v in groups.values())} "
-                         "images of the query pool have a class.")
+        raise BuildError(
+            f"Asked for {n} queries but only {sum(len(v) for v in groups.values())} "
+            "images of the query pool have a class."
+        )
     return [i for i, _ in _stratified_draw(groups, n, rng, allocation)]
 
 
@@ -157,8 +164,15 @@ def _neighbours(fn: NeighboursFn, query_id: int, k: int, *, farthest: bool = Fal
     return found
 
 
-def knn_and_farthest(query_ids: Sequence[int], neighbours_fn: NeighboursFn, k: int, *, seed: int,
-                     method: str = "model", run: int | None = None) -> list[CaseSpec]:
+def knn_and_farthest(
+    query_ids: Sequence[int],
+    neighbours_fn: NeighboursFn,
+    k: int,
+    *,
+    seed: int,
+    method: str = "model",
+    run: int | None = None,
+) -> list[CaseSpec]:
     """Paper 000: per query, its k nearest and k farthest images under a model, shuffled together."""
     if k < 1:
         raise BuildError("k (nearest and farthest each) must be at least 1.")
@@ -168,28 +182,49 @@ def knn_and_farthest(query_ids: Sequence[int], neighbours_fn: NeighboursFn, k: i
         far = _neighbours(neighbours_fn, q, k, farthest=True)
         overlap = {i for i, _, _ in near} & {i for i, _, _ in far}
         if overlap:
-            raise BuildError(f"Query {q}: the candidate pool is too small for {k} nearest + {k} farthest "
-                             f"distinct images (at least {2 * k} needed).")
+            raise BuildError(
+                f"Query {q}: the candidate pool is too small for {k} nearest + {k} farthest "
+                f"distinct images (at least {2 * k} needed)."
+            )
         catalogue = [(i, [_entry(method, run, r, d, set="nearest")]) for i, r, d in near]
         catalogue += [(i, [_entry(method, run, r, d, set="farthest")]) for i, r, d in far]
         cases.append((int(q), _shuffled(catalogue, _rng(seed, _SHUFFLE, q))))
     return cases
 
 
-def top_n(query_ids: Sequence[int], neighbours_fn: NeighboursFn, n: int, *, seed: int,
-          method: str = "model", run: int | None = None) -> list[CaseSpec]:
+def top_n(
+    query_ids: Sequence[int],
+    neighbours_fn: NeighboursFn,
+    n: int,
+    *,
+    seed: int,
+    method: str = "model",
+    run: int | None = None,
+) -> list[CaseSpec]:
     """Per query, its n nearest images under a model, shuffled (the canonical order hides the rank)."""
     if n < 1:
         raise BuildError("The catalogue size must be at least 1.")
     return [
-        (int(q), _shuffled([(i, [_entry(method, run, r, d)]) for i, r, d in _neighbours(neighbours_fn, q, n)],
-                           _rng(seed, _SHUFFLE, q)))
+        (
+            int(q),
+            _shuffled(
+                [(i, [_entry(method, run, r, d)]) for i, r, d in _neighbours(neighbours_fn, q, n)],
+                _rng(seed, _SHUFFLE, q),
+            ),
+        )
         for q in query_ids
     ]
 
 
-def stratified_random(query_ids: Sequence[int], pool_ids: Sequence[int], classes: Mapping[int, Hashable], n: int,
-                      *, seed: int, allocation: str = "proportional") -> list[CaseSpec]:
+def stratified_random(
+    query_ids: Sequence[int],
+    pool_ids: Sequence[int],
+    classes: Mapping[int, Hashable],
+    n: int,
+    *,
+    seed: int,
+    allocation: str = "proportional",
+) -> list[CaseSpec]:
     """Papers 001/003: per query, a random catalogue of n from the pool, stratified by class, query excluded."""
     if n < 1:
         raise BuildError("The catalogue size must be at least 1.")
@@ -206,9 +241,16 @@ def stratified_random(query_ids: Sequence[int], pool_ids: Sequence[int], classes
     return cases
 
 
-def pooled(query_ids: Sequence[int], methods: Mapping[str, NeighboursFn], per_method: int, *, seed: int,
-           runs: Mapping[str, int | None] | None = None) -> list[CaseSpec]:
-    """Per query, the union of each method's top `per_method`, de-duplicated, shuffled; provenance lists every proposer."""
+def pooled(
+    query_ids: Sequence[int],
+    methods: Mapping[str, NeighboursFn],
+    per_method: int,
+    *,
+    seed: int,
+    runs: Mapping[str, int | None] | None = None,
+) -> list[CaseSpec]:
+    """Per query, the union of each method's top `per_method`, de-duplicated, shuffled; provenance lists every
+    proposer."""
     if not methods:
         raise BuildError("Pooling needs at least one method.")
     if per_method < 1:
@@ -261,8 +303,12 @@ def _header_map(header: list[str]) -> dict[str, int]:
             found[column] = hits[0]
     missing = [c for c in ("query", "candidate") if c not in found]
     if missing:
-        raise CaseListError([f"line 1: the header needs the column{'s' if len(missing) > 1 else ''} "
-                             f"{' and '.join(missing)} (found: {', '.join(h for h in names if h) or 'nothing'})"])
+        raise CaseListError(
+            [
+                f"line 1: the header needs the column{'s' if len(missing) > 1 else ''} "
+                f"{' and '.join(missing)} (found: {', '.join(h for h in names if h) or 'nothing'})"
+            ]
+        )
     return found
 
 
@@ -364,8 +410,10 @@ def case_list_specs(rows: Sequence[CaseListRow], resolve: Callable[[str], int | 
             errors.append(f"line {row.line}: the candidate is the query image itself")
             continue
         if (q, c) in first_line:
-            errors.append(f"line {row.line}: candidate {row.candidate!r} is already listed for query "
-                          f"{row.query!r} on line {first_line[(q, c)]}")
+            errors.append(
+                f"line {row.line}: candidate {row.candidate!r} is already listed for query "
+                f"{row.query!r} on line {first_line[(q, c)]}"
+            )
             continue
         first_line[(q, c)] = row.line
         grouped.setdefault(q, []).append((row, c))
@@ -387,11 +435,13 @@ def _position_errors(items: list[tuple[CaseListRow, int]]) -> list[str]:
     errors, seen = [], {}
     for r in given:
         if r.position in seen:
-            errors.append(f"line {r.line}: position {r.position} is already used for query {query!r} "
-                          f"on line {seen[r.position]}")
+            errors.append(
+                f"line {r.line}: position {r.position} is already used for query {query!r} on line {seen[r.position]}"
+            )
         elif r.position > len(items):
-            errors.append(f"line {r.line}: position {r.position} is beyond the {len(items)} candidates "
-                          f"of query {query!r}")
+            errors.append(
+                f"line {r.line}: position {r.position} is beyond the {len(items)} candidates of query {query!r}"
+            )
         seen.setdefault(r.position, r.line)
     return errors
 

@@ -14,7 +14,7 @@ from django.views.decorators.http import require_POST
 
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
-from readerstudy import selectors, services
+from readerstudy import building, selectors, services, wizard
 from readerstudy.forms import (
     AssignmentAddForm,
     CaseListForm,
@@ -31,7 +31,7 @@ CASES_PER_PAGE = 10
 
 @role_required(COORDINATOR, RESEARCHER)
 def study_list(request):
-    return render(request, "studies/study_list.html", {"studies": services.study_list()})
+    return render(request, "studies/study_list.html", {"studies": selectors.study_list()})
 
 
 @role_required(COORDINATOR)
@@ -50,43 +50,61 @@ def study_create(request):
                 form.add_error(None, line)
         else:
             if not dry_run:
-                messages.success(request, f"Study {result.name} created with {result.cases.count()} cases. "
-                                          "Open it when you are ready.")
+                messages.success(
+                    request,
+                    f"Study {result.name} created with {result.cases.count()} cases. Open it when you are ready.",
+                )
                 return redirect(result.get_absolute_url())
             summary = result
-    return render(request, "studies/study_wizard.html", {
-        "form": form, "questions": questions, "summary": summary,
-        "labels_by_dataset": {str(k): v for k, v in services.dataset_label_names().items()},
-    })
+    return render(
+        request,
+        "studies/study_wizard.html",
+        {
+            "form": form,
+            "questions": questions,
+            "summary": summary,
+            "labels_by_dataset": {str(k): v for k, v in selectors.dataset_label_names().items()},
+        },
+    )
 
 
 def _setup(request, form: StudyWizardForm, questions, *, dry_run: bool):
     upload = form.cleaned_data.get("case_list")
-    return services.study_setup(
-        design=form.design(), builder=form.cleaned_data["builder"], config=form.builder_config(),
-        seed=form.cleaned_data["seed"], readers=list(form.cleaned_data["readers"]),
+    return wizard.study_setup(
+        design=form.design(),
+        builder=form.cleaned_data["builder"],
+        config=form.builder_config(),
+        seed=form.cleaned_data["seed"],
+        readers=list(form.cleaned_data["readers"]),
         questions=[q for q in (f.question() for f in questions.forms) if q],
-        case_list=upload.read() if upload else None, case_list_name=upload.name if upload else "",
-        created_by=request.user, dry_run=dry_run,
+        case_list=upload.read() if upload else None,
+        case_list_name=upload.name if upload else "",
+        created_by=request.user,
+        dry_run=dry_run,
     )
 
 
 @role_required(COORDINATOR, RESEARCHER)
 def study_detail(request, pk: int):
     study = get_object_or_404(Study.objects.select_related("dataset", "ground_truth_reader", "created_by"), pk=pk)
-    page = Paginator(services.study_cases(study=study), CASES_PER_PAGE).get_page(request.GET.get("page"))
-    return render(request, "studies/study_detail.html", {
-        "study": study,
-        "progress": services.study_progress(study=study),
-        "locked": services.study_has_answers(study=study),
-        "page": page,
-        "questions": study.questions.all(),
-        "add_reader_form": AssignmentAddForm(study=study),
-        "question_form": QuestionForm(),
-        "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
-        "case_list_form": CaseListForm(),
-        "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
-    })
+    selectors.study_blinding_check(user=request.user, study=study)
+    page = Paginator(selectors.study_cases(study=study), CASES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "studies/study_detail.html",
+        {
+            "study": study,
+            "progress": selectors.study_progress(study=study),
+            "locked": services.study_has_answers(study=study),
+            "page": page,
+            "questions": study.questions.all(),
+            "add_reader_form": AssignmentAddForm(study=study),
+            "question_form": QuestionForm(),
+            "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
+            "case_list_form": CaseListForm(),
+            "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
+        },
+    )
 
 
 @role_required(COORDINATOR)
@@ -143,9 +161,11 @@ def study_clone(request, pk: int):
     if not form.is_valid():
         messages.error(request, "The copy needs a name.")
         return redirect(study.get_absolute_url())
-    copy = _run(request, lambda: services.study_clone(study=study, name=form.cleaned_data["name"],
-                                                      created_by=request.user),
-                f"Cloned {study.name}: the copy has the same design, questions and cases, and no readers yet.")
+    copy = _run(
+        request,
+        lambda: services.study_clone(study=study, name=form.cleaned_data["name"], created_by=request.user),
+        f"Cloned {study.name}: the copy has the same design, questions and cases, and no readers yet.",
+    )
     return redirect((copy or study).get_absolute_url())
 
 
@@ -158,8 +178,11 @@ def reader_add(request, pk: int):
         messages.error(request, "Choose a reader who is not assigned yet.")
         return redirect(study.get_absolute_url())
     reader = form.cleaned_data["reader"]
-    _run(request, lambda: services.assignment_add(study=study, reader=reader),
-         f"{reader.get_username()} is now a reader of this study.")
+    _run(
+        request,
+        lambda: services.assignment_add(study=study, reader=reader),
+        f"{reader.get_username()} is now a reader of this study.",
+    )
     return redirect(study.get_absolute_url())
 
 
@@ -169,8 +192,11 @@ def reader_remove(request, pk: int, user_id: int):
     study = get_object_or_404(Study, pk=pk)
     assignment = get_object_or_404(study.assignments.select_related("reader"), reader_id=user_id)
     reader = assignment.reader
-    _run(request, lambda: services.assignment_remove(study=study, reader=reader),
-         f"{reader.get_username()} was removed from this study.")
+    _run(
+        request,
+        lambda: services.assignment_remove(study=study, reader=reader),
+        f"{reader.get_username()} was removed from this study.",
+    )
     return redirect(study.get_absolute_url())
 
 
@@ -206,7 +232,11 @@ def case_list_upload(request, pk: int):
                 messages.error(request, e)
         return redirect(study.get_absolute_url())
     upload = form.cleaned_data["case_list"]
-    _run(request, lambda: services.study_load_case_list(study=study, data=upload.read(), seed=form.cleaned_data["seed"],
-                                                        file_name=upload.name),
-         "The case list replaced the study's cases.")
+    _run(
+        request,
+        lambda: building.study_load_case_list(
+            study=study, data=upload.read(), seed=form.cleaned_data["seed"], file_name=upload.name
+        ),
+        "The case list replaced the study's cases.",
+    )
     return redirect(study.get_absolute_url())

@@ -1,190 +1,26 @@
-"""Selectors (reads) of the study domain, and the blinded view of a study that readers get.
+"""Selectors (reads) of the study domain used by the coordinator pages and by reading.
 
-Blinding: a reader learns a case's query image, the catalogue images in the reader's own seeded
-positions, the study's questions and the reader's own draft, answer and flag. Candidates are
-named by an opaque per-reader key (an HMAC of assignment and candidate), never by their database
-id, whose order may follow the order in which a builder created them (e.g. the model's ranks).
-Provenance, ranks, distances, labels (unless `show_candidate_labels`), file names and other
-readers' answers are never read here, so they cannot reach a reader's page or JSON. Images are
-addressed the same way: renditions by case number and "query" or candidate key
-(`reader_image_url`), never by image id, which follows import order (same patient adjacent,
-folders by class) and may follow a builder's ranks. Saliency overlays (when `show_saliency`) come
-from one fixed model run per study (`study_saliency_run`) and are addressed by case number and
-candidate key, never by run or image id.
+The model runs a study was built from, and the one run whose saliency overlays its readers see
+(`study_saliency_run`). What readers see of a study (the blinded view) is annotations.selectors.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-from dataclasses import dataclass, field
-from functools import cached_property
-from pathlib import Path
+import statistics
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import Any
 
-from django.conf import settings
-from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
-from django.db.models.functions import Coalesce
-from django.urls import reverse
+from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Prefetch, QuerySet
 
-from core.errors import ApplicationError
 from core.jobs import JobStatus
-from core.roles import ROLES, has_role
-from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
-
-READABLE = (StudyStatus.OPEN, StudyStatus.CLOSED)
-
-
-# --- access -------------------------------------------------------------------------------------
-
-def reader_assignment(*, user, study_id: int) -> Assignment | None:
-    """The user's assignment to an open or closed study (None: no role, not assigned, or a draft)."""
-    if not has_role(user, *ROLES):
-        return None
-    return (
-        Assignment.objects.select_related("study")
-        .filter(reader=user, study_id=study_id, study__status__in=READABLE)
-        .first()
-    )
-
-
-def reader_study_list(*, user) -> list[Assignment]:
-    """The user's assignments to open and closed studies, with `n_cases` and `n_done` (open first)."""
-    if not has_role(user, *ROLES):
-        return []
-    from annotations.models import Answer
-
-    n_cases = Case.objects.filter(study=OuterRef("study")).values("study").annotate(n=Count("pk")).values("n")
-    n_done = Answer.objects.filter(assignment=OuterRef("pk")).values("assignment").annotate(n=Count("pk")).values("n")
-    rows = (
-        Assignment.objects.filter(reader=user, study__status__in=READABLE)
-        .select_related("study")
-        .annotate(
-            n_cases=Coalesce(Subquery(n_cases, output_field=IntegerField()), Value(0)),
-            n_done=Coalesce(Subquery(n_done, output_field=IntegerField()), Value(0)),
-        )
-    )
-    return sorted(rows, key=lambda a: (a.study.status != StudyStatus.OPEN, a.study.name.lower()))
-
-
-# --- the reader's order -------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class ReaderOrder:
-    """A reader's seeded case order and which of those cases they have answered."""
-
-    case_ids: tuple[int, ...]
-    answered: frozenset[int] = field(default_factory=frozenset)
-
-    @property
-    def total(self) -> int:
-        return len(self.case_ids)
-
-    @property
-    def done(self) -> int:
-        return sum(1 for c in self.case_ids if c in self.answered)
-
-    @cached_property
-    def next_index(self) -> int | None:
-        """1-based position of the first unanswered case (None: all done)."""
-        return next((i + 1 for i, c in enumerate(self.case_ids) if c not in self.answered), None)
-
-    def case_id(self, index: int) -> int | None:
-        return self.case_ids[index - 1] if 1 <= index <= self.total else None
-
-    def index_of(self, case_id: int) -> int:
-        return self.case_ids.index(case_id) + 1
-
-    def can_open(self, index: int) -> bool:
-        """Answered cases and the next one are open to the reader; later ones wait their turn."""
-        cid = self.case_id(index)
-        return cid is not None and (cid in self.answered or index == self.next_index)
-
-
-def reader_order(*, assignment: Assignment) -> ReaderOrder:
-    """The reader's case order (from the assignment's seed) and their answered cases."""
-    from annotations.models import Answer
-
-    ids = list(Case.objects.filter(study_id=assignment.study_id).values_list("pk", flat=True))
-    answered = Answer.objects.filter(assignment=assignment).values_list("case_id", flat=True)
-    return ReaderOrder(tuple(assignment.case_order(ids)), frozenset(answered))
-
-
-def next_case_for(assignment: Assignment) -> Case | None:
-    """The first case in the reader's order that they have not answered (None: all done)."""
-    order = reader_order(assignment=assignment)
-    return Case.objects.filter(pk=order.case_id(order.next_index)).first() if order.next_index else None
-
-
-# --- blinded candidates -------------------------------------------------------------------------
-
-def candidate_key(*, assignment: Assignment, candidate_id: int) -> str:
-    """The opaque name of a candidate for one reader (stable, unguessable, not ordered)."""
-    msg = f"reading-candidate:{assignment.pk}:{assignment.seed}:{candidate_id}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).hexdigest()[:16]
-
-
-def reader_candidates(*, assignment: Assignment, case: Case) -> list[Candidate]:
-    """The case's candidates in the reader's positions, each with `.key` and `.shown_position`."""
-    by_id = {c.pk: c for c in Candidate.objects.filter(case=case).select_related("image")}
-    out = []
-    for pos, cid in enumerate(assignment.candidate_order(case.pk, list(by_id)), start=1):
-        c = by_id[cid]
-        c.key, c.shown_position = candidate_key(assignment=assignment, candidate_id=cid), pos
-        out.append(c)
-    return out
-
-
-def candidate_keymap(*, assignment: Assignment, case: Case) -> dict[str, int]:
-    """Reader key → candidate id for one case."""
-    ids = Candidate.objects.filter(case=case).values_list("pk", flat=True)
-    return {candidate_key(assignment=assignment, candidate_id=cid): cid for cid in ids}
-
-
-def reader_payload_to_ids(*, data: dict, keymap: dict[str, int]) -> dict:
-    """Translate a reader's answer or draft (candidate keys, "query") into the services' shape (ids)."""
-    def cid(key):
-        if key not in keymap:
-            raise ApplicationError("Not a candidate of this case.", {"candidate": str(key)[:40]})
-        return keymap[key]
-
-    out: dict = {}
-    for name in ("selected", "ranking"):
-        if name in data:
-            out[name] = [cid(k) for k in data[name]]
-    if "ratings" in data:
-        out["ratings"] = {cid(k): r for k, r in data["ratings"].items()}
-    if "image_answers" in data:
-        out["image_answers"] = [
-            {"question": a["question"], "candidate": None if a["image"] == "query" else cid(a["image"]),
-             "value": a["value"]}
-            for a in data["image_answers"]
-        ]
-    return out
-
-
-def reader_payload_to_keys(*, payload: dict, keymap: dict[str, int]) -> dict:
-    """Translate a stored draft or answer (ids) into what the reader sees (keys, "query")."""
-    keys = {cid: key for key, cid in keymap.items()}
-
-    def key(c):
-        return keys.get(int(c))
-
-    return {
-        "selected": [key(c) for c in payload.get("selected", []) if key(c)],
-        "ranking": [key(c) for c in payload.get("ranking", []) if key(c)],
-        "ratings": {key(c): r for c, r in payload.get("ratings", {}).items() if key(c)},
-        "image_answers": [
-            {"question": a["question"], "image": "query" if a["candidate"] is None else key(a["candidate"]),
-             "value": a["value"]}
-            for a in payload.get("image_answers", [])
-            if a["candidate"] is None or key(a["candidate"])
-        ],
-    }
-
-
-# --- saliency overlays ---------------------------------------------------------------------------
-
-QUERY_KEY = "query"  # how a reader's address names the query image (candidate keys are 16 hex digits)
+from core.roles import READER
+from readerstudy.models import Assignment, Candidate, Case, Study, StudyStatus
+from retrieval.models import Label, ModelRun
+from retrieval.runs.methods import METHODS
+from retrieval.runs.ranking import SALIENCY_DIR, run_artefact_dir
 
 
 def study_run_ids(*, study: Study) -> list[int]:
@@ -195,15 +31,13 @@ def study_run_ids(*, study: Study) -> list[int]:
     """
     cfg = study.builder_config or {}
     ids = ([cfg["run"]] if isinstance(cfg.get("run"), int) else []) + [
-        r for r in cfg.get("runs") or [] if isinstance(r, int)]
+        r for r in cfg.get("runs") or [] if isinstance(r, int)
+    ]
     return list(dict.fromkeys(ids))
 
 
 def run_has_saliency(run) -> bool:
     """A finished classifier run (a trained method with `saliency` configured) that wrote overlays."""
-    from retrieval.methods import METHODS
-    from retrieval.ranking import SALIENCY_DIR, run_artefact_dir
-
     method = METHODS.get(run.method)
     if run.status != JobStatus.SUCCEEDED or method is None or not method.trains or not run.config.get("saliency"):
         return False
@@ -219,152 +53,101 @@ def study_saliency_run(*, study: Study):
     run's split (overlays exist for its test images), so it cannot tell a reader which method
     proposed a candidate, and every overlay means the same classifier.
     """
-    from retrieval.models import ModelRun
-
     ids = study_run_ids(study=study)
     runs = ModelRun.objects.filter(pk__in=ids, dataset_id=study.dataset_id).in_bulk()
     return next((runs[i] for i in ids if i in runs and run_has_saliency(runs[i])), None)
 
 
-def reader_saliency_images(*, study: Study, image_ids: list[int]) -> set[int]:
-    """Those of the images that readers of this study see with an overlay (none unless `show_saliency`)."""
-    from retrieval.ranking import saliency_path
-
-    run = study_saliency_run(study=study) if study.show_saliency else None
-    if run is None:
-        return set()
-    return {i for i in image_ids if saliency_path(run, i).is_file()}
+# --- Reads for the coordinator pages and API ----------------------------------------------------
 
 
-def reader_saliency_file(*, assignment: Assignment, case: Case, key: str) -> Path | None:
-    """The overlay PNG of the case's query (`key` = "query") or of its candidate `key`, as this reader sees it.
-
-    None when the study does not show saliency, has no saliency run, `key` names no image of this
-    case for this reader, or the run holds no overlay of that image.
-    """
-    from retrieval.ranking import saliency_path
-
-    study = assignment.study
-    run = study_saliency_run(study=study) if study.show_saliency else None
-    image_id = reader_image_id(assignment=assignment, case=case, key=key) if run is not None else None
-    if image_id is None:
-        return None
-    path = saliency_path(run, image_id)
-    return path if path.is_file() else None
+def study_list() -> QuerySet[Study]:
+    """Studies with their case and reader counts, newest first."""
+    return (
+        Study.objects.select_related("dataset")
+        .annotate(n_cases=Count("cases", distinct=True), n_readers=Count("assignments", distinct=True))
+        .order_by("-created_at")
+    )
 
 
-def reader_image_id(*, assignment: Assignment, case: Case, key: str) -> int | None:
-    """The image the reader's `key` names in this case: its query ("query") or candidate `key` (None: neither)."""
-    if key == QUERY_KEY:
-        return case.query_id
-    for candidate_id, image_id in Candidate.objects.filter(case=case).values_list("pk", "image_id"):
-        if candidate_key(assignment=assignment, candidate_id=candidate_id) == key:
-            return image_id
-    return None
+def eligible_readers() -> QuerySet:
+    """Active users with the reader role (the choices when assigning readers)."""
+    return get_user_model().objects.filter(groups__name=READER, is_active=True).distinct().order_by("username")
 
 
-def reader_image(*, assignment: Assignment, case: Case, key: str):
-    """The image (its rendition is what the reader loads) that `key` names in this case, or None."""
-    from retrieval.models import Image
-
-    image_id = reader_image_id(assignment=assignment, case=case, key=key)
-    return Image.objects.only("pk", "rendition", "content_hash").get(pk=image_id) if image_id is not None else None
-
-
-def reader_image_etag(*, assignment: Assignment, image) -> str:
-    """An opaque validator of one image's rendition for one reader (changes with the image, names no id)."""
-    msg = f"reading-image:{assignment.pk}:{image.pk}:{image.content_hash}:{image.rendition.name}".encode()
-    return hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).hexdigest()[:32]
-
-
-# --- the case a reader sees ---------------------------------------------------------------------
-
-def reader_image_url(*, study_id: int, index: int, key: str) -> str:
-    """Where the reader loads the rendition of case `index`'s query ("query") or candidate `key`: no image id."""
-    return reverse("reading:image", args=[study_id, index, key])
-
-
-def reader_image_case(*, order: ReaderOrder, index: int) -> Case | None:
-    """The case at `index` when the reader may load its images: one they may open, or the one after it.
-
-    The case page prefetches the next case's renditions, before that case may be opened.
-    """
-    if order.can_open(index) or order.can_open(index - 1):
-        return reader_case(order=order, index=index)
-    return None
-
-
-def case_image_urls(*, assignment: Assignment, case: Case, index: int) -> list[str]:
-    """The renditions a reader loads for case `index` (query first, then candidates in the reader's positions)."""
-    ids = list(Candidate.objects.filter(case=case).values_list("pk", flat=True))
-    keys = [candidate_key(assignment=assignment, candidate_id=c) for c in assignment.candidate_order(case.pk, ids)]
-    return [reader_image_url(study_id=assignment.study_id, index=index, key=k) for k in [QUERY_KEY, *keys]]
+def study_progress(*, study: Study) -> list[dict]:
+    """Per reader: answered/total cases, median active time per case, flags, last answer."""
+    total = study.cases.count()
+    times: dict[int, list[int]] = defaultdict(list)
+    last: dict[int, Any] = {}
+    for assignment_id, ms, at in study.assignments.values_list("pk", "answers__active_ms", "answers__submitted_at"):
+        if at is None:  # a reader without answers (the outer join's empty row)
+            continue
+        times[assignment_id].append(ms)
+        last[assignment_id] = max(at, last.get(assignment_id, at))
+    flags = dict(study.assignments.annotate(n=Count("flags")).values_list("pk", "n"))
+    rows = []
+    for a in study.assignments.select_related("reader").order_by("reader__username"):
+        done = len(times[a.pk])
+        median = statistics.median(times[a.pk]) / 1000 if times[a.pk] else None
+        rows.append(
+            {
+                "assignment_id": a.pk,
+                "reader_id": a.reader_id,
+                "reader": a.reader.get_username(),
+                "seed": a.seed,
+                "done": done,
+                "total": total,
+                "percent": round(100 * done / total) if total else 0,
+                "median_seconds": median,
+                "flags": flags.get(a.pk, 0),
+                "last_answer_at": last.get(a.pk),
+                "is_ground_truth": a.reader_id == study.ground_truth_reader_id,
+            }
+        )
+    return rows
 
 
-def reader_case(*, order: ReaderOrder, index: int) -> Case | None:
-    """The case at 1-based position `index` of the reader's order."""
-    cid = order.case_id(index)
-    return Case.objects.filter(pk=cid).first() if cid is not None else None
+def study_cases(*, study: Study) -> QuerySet[Case]:
+    """The cases in canonical order with query and candidates (with provenance) prefetched."""
+    return (
+        study.cases.select_related("query")
+        .prefetch_related(
+            Prefetch("candidates", queryset=Candidate.objects.select_related("image").order_by("position"))
+        )
+        .order_by("position")
+    )
 
 
-def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> dict:
-    """Everything the reader's page and API show for one case (blinded)."""
-    from annotations.selectors import reader_answer, reader_draft, reader_flag
-
-    study = assignment.study
-    candidates = reader_candidates(assignment=assignment, case=case)
-    keymap = {c.key: c.pk for c in candidates}
-    answer = reader_answer(assignment=assignment, case=case)
-    flag = reader_flag(assignment=assignment, case=case)
-    index = order.index_of(case.pk)
-    maps = reader_saliency_images(study=study, image_ids=[case.query_id, *(c.image_id for c in candidates)])
-
-    def overlay(key: str) -> str:
-        return reverse("reading:saliency", args=[study.pk, index, key])
-
-    def image(key: str) -> str:
-        return reader_image_url(study_id=study.pk, index=index, key=key)
-
-    query = {"url": image(QUERY_KEY)}
-    if case.query_id in maps:
-        query["saliency"] = overlay(QUERY_KEY)
-    return {
-        "study": {"id": study.pk, "name": study.name, "mode": study.mode, "k": study.k,
-                  "rating_min": study.rating_min, "rating_max": study.rating_max,
-                  "allow_revisions": study.allow_revisions},
-        "case": {"index": index, "total": order.total, "done": order.done},
-        "query": query,
-        "candidates": [_candidate_out(c, image(c.key), study.show_candidate_labels,
-                                      overlay(c.key) if c.image_id in maps else None)
-                       for c in candidates],
-        "questions": _questions(study_id=study.pk),
-        "draft": reader_payload_to_keys(payload=reader_draft(assignment=assignment, case=case), keymap=keymap),
-        "answer": _answer_out(answer, keymap),
-        "flag": {"comment": flag.comment} if flag else None,
-        "can_submit": answer is None or study.allow_revisions,
-    }
+def dataset_label_names(*, dataset_ids: Iterable[int] | None = None) -> dict[int, list[str]]:
+    """dataset id → its label names (the class choices of the wizard)."""
+    qs = Label.objects.values_list("image__dataset_id", "name").distinct().order_by("image__dataset_id", "name")
+    if dataset_ids is not None:
+        qs = qs.filter(image__dataset_id__in=list(dataset_ids))
+    names: dict[int, list[str]] = defaultdict(list)
+    for ds, name in qs:
+        names[ds].append(name)
+    return dict(names)
 
 
-def _candidate_out(c: Candidate, url: str, with_labels: bool, saliency_url: str | None) -> dict:
-    out = {"key": c.key, "position": c.shown_position, "url": url}
-    if with_labels:
-        out["labels"] = [str(label) for label in c.image.labels.order_by("name")]
-    if saliency_url:
-        out["saliency"] = saliency_url
-    return out
+# --- blinding of readers who hold a second role -------------------------------------------------
+
+BLINDED_MESSAGE = (
+    "You are one of this study's readers: its cases with their provenance, the readers' progress and answers "
+    "and its report stay closed to you until the study is closed (or you are removed from its readers)."
+)
 
 
-def _questions(*, study_id: int) -> list[dict]:
-    return [
-        {"key": q.key, "text": q.text, "choices": [str(x) for x in q.choices], "applies_to": q.applies_to}
-        for q in StudyQuestion.objects.filter(study_id=study_id)
-    ]
+def study_reader_blinded(*, user, study: Study) -> bool:
+    """True when `user` (a coordinator, researcher or superuser too) is assigned to read this study, not closed."""
+    return (
+        study.status != StudyStatus.CLOSED
+        and getattr(user, "is_authenticated", False)
+        and Assignment.objects.filter(study_id=study.pk, reader_id=user.pk).exists()
+    )
 
 
-def _answer_out(answer, keymap: dict[str, int]) -> dict | None:
-    if answer is None:
-        return None
-    from annotations.selectors import answer_as_payload
-
-    return {**reader_payload_to_keys(payload=answer_as_payload(answer), keymap=keymap),
-            "revision": answer.revision, "submitted_at": answer.submitted_at.isoformat()}
+def study_blinding_check(*, user, study: Study) -> None:
+    """Refuse (403) a study-level read that carries provenance, progress or answers to one of its readers."""
+    if study_reader_blinded(user=user, study=study):
+        raise PermissionDenied(BLINDED_MESSAGE)

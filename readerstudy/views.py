@@ -1,26 +1,10 @@
-"""Platform pages: the role dashboard, the health check and the error pages."""
+"""Platform pages: the health check and the error pages (the role dashboard is annotations.reader_views.home)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.db import connection
 from django.http import JsonResponse
 from django.shortcuts import render
-
-from core.roles import COORDINATOR, RESEARCHER, has_role
-
-
-@login_required
-def home(request):
-    """The role dashboard: my reading studies (if any are assigned) and, for staff, the collections."""
-    from readerstudy.selectors import reader_study_list
-
-    context = {"reader_studies": reader_study_list(user=request.user)}
-    if has_role(request.user, COORDINATOR, RESEARCHER):
-        from retrieval.selectors import dataset_list
-
-        context["datasets"] = dataset_list()[:20]
-    return render(request, "home.html", context)
 
 
 def healthz(request):
@@ -31,7 +15,12 @@ def healthz(request):
 
 
 def error_400(request, exception=None):
-    return render(request, "errors/error.html", {"code": 400, "title": "Bad request", "message": "The request could not be understood."}, status=400)
+    return render(
+        request,
+        "errors/error.html",
+        {"code": 400, "title": "Bad request", "message": "The request could not be understood."},
+        status=400,
+    )
 
 
 def error_403(request, exception=None):
@@ -40,8 +29,18 @@ def error_403(request, exception=None):
 
 
 def error_404(request, exception=None):
-    return render(request, "errors/error.html", {"code": 404, "title": "Not found", "message": "There is nothing at this address."}, status=404)
+    return render(
+        request,
+        "errors/error.html",
+        {"code": 404, "title": "Not found", "message": "There is nothing at this address."},
+        status=404,
+    )
 
 
 def error_500(request):
-    return render(request, "errors/error.html", {"code": 500, "title": "Server error", "message": "Something went wrong on our side; the error was logged."}, status=500)
+    return render(
+        request,
+        "errors/error.html",
+        {"code": 500, "title": "Server error", "message": "Something went wrong on our side; the error was logged."},
+        status=500,
+    )

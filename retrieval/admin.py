@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from retrieval.models import Dataset, Image, ImportJob, Label
+from retrieval.models import Dataset, Evaluation, Image, ImportJob, Label
 
 
 @admin.register(Dataset)
@@ -17,7 +17,15 @@ class LabelInline(admin.TabularInline):
 
 @admin.register(Image)
 class ImageAdmin(admin.ModelAdmin):
-    list_display = ("thumb", "source_name", "dataset", "source_format", "modality", "view_position", "patient_pseudo_id")
+    list_display = (
+        "thumb",
+        "source_name",
+        "dataset",
+        "source_format",
+        "modality",
+        "view_position",
+        "patient_pseudo_id",
+    )
     list_filter = ("dataset", "source_format", "modality", "view_position")
     search_fields = ("source_name", "patient_pseudo_id", "sop_instance_uid")
     readonly_fields = [f.name for f in Image._meta.fields]
@@ -33,3 +41,10 @@ class ImportJobAdmin(admin.ModelAdmin):
     list_display = ("pk", "dataset", "status", "n_imported", "n_skipped", "n_failed", "created_at")
     list_filter = ("status", "dataset")
     readonly_fields = [f.name for f in ImportJob._meta.fields]
+
+
+@admin.register(Evaluation)
+class EvaluationAdmin(admin.ModelAdmin):
+    list_display = ("pk", "run", "status", "created_at", "finished_at")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in Evaluation._meta.fields]

@@ -7,15 +7,20 @@ from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core.http import BoundedLimitOffsetPagination
 from core.roles import COORDINATOR, RESEARCHER, api_role
-from retrieval import selectors, services
+from retrieval import selectors
+from retrieval.imports import services
+from retrieval.imports.uploads import upload_save
 from retrieval.models import Dataset, Image, ImportJob, LabelFormat, ModelRun, SearchRequest, Split
-from retrieval.uploads import upload_save
+from retrieval.runs import index, search
+from retrieval.runs import services as runs
+from retrieval.runs.services import run_worker_lost
+from retrieval.runs.splits import MAX_SEED, split_create
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
 CoordinatorOnly = api_role(COORDINATOR)
@@ -37,10 +42,27 @@ class ImageOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Image
         fields = [
-            "id", "dataset", "source_name", "source_format", "patient_pseudo_id", "study_uid", "series_uid",
-            "sop_instance_uid", "modality", "view_position", "width", "height", "frames", "slices_in_series",
-            "window_center", "window_width", "window_source", "content_hash", "labels",
-            "thumbnail_url", "rendition_url",
+            "id",
+            "dataset",
+            "source_name",
+            "source_format",
+            "patient_pseudo_id",
+            "study_uid",
+            "series_uid",
+            "sop_instance_uid",
+            "modality",
+            "view_position",
+            "width",
+            "height",
+            "frames",
+            "slices_in_series",
+            "window_center",
+            "window_width",
+            "window_source",
+            "content_hash",
+            "labels",
+            "thumbnail_url",
+            "rendition_url",
         ]
 
     def get_thumbnail_url(self, obj) -> str:
@@ -87,9 +109,10 @@ class ImageListApi(APIView):
     @extend_schema(responses=ImageOutputSerializer(many=True))
     def get(self, request, pk: int):
         dataset = get_object_or_404(Dataset, pk=pk)
-        qs = selectors.image_list(dataset=dataset, label=request.query_params.get("label", ""),
-                                  value=request.query_params.get("value", ""))
-        paginator = LimitOffsetPagination()
+        qs = selectors.image_list(
+            dataset=dataset, label=request.query_params.get("label", ""), value=request.query_params.get("value", "")
+        )
+        paginator = BoundedLimitOffsetPagination()
         page = paginator.paginate_queryset(qs, request, view=self)
         return paginator.get_paginated_response(ImageOutputSerializer(page, many=True).data)
 
@@ -109,9 +132,23 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = ImportJob
         fields = [
-            "id", "dataset", "status", "progress_done", "progress_total", "percent", "progress_note", "error",
-            "label_format", "n_imported", "n_skipped", "n_failed", "n_labels", "report",
-            "created_at", "started_at", "finished_at",
+            "id",
+            "dataset",
+            "status",
+            "progress_done",
+            "progress_total",
+            "percent",
+            "progress_note",
+            "error",
+            "label_format",
+            "n_imported",
+            "n_skipped",
+            "n_failed",
+            "n_labels",
+            "report",
+            "created_at",
+            "started_at",
+            "finished_at",
         ]
 
 
@@ -141,9 +178,14 @@ class ImportCreateApi(APIView):
         archive = upload_save(v["archive"], kind="archives") if v.get("archive") else ""
         labels = upload_save(v["labels"], kind="labels") if v.get("labels") else ""
         with transaction.atomic():
-            job = services.import_job_create(dataset=dataset, source_path=archive, labels_path=labels,
-                                             label_format=v["label_format"], created_by=request.user,
-                                             remove_sources=True)
+            job = services.import_job_create(
+                dataset=dataset,
+                source_path=archive,
+                labels_path=labels,
+                label_format=v["label_format"],
+                created_by=request.user,
+                remove_sources=True,
+            )
         return Response(ImportJobOutputSerializer(job).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -158,18 +200,39 @@ class ImportDetailApi(APIView):
 class RunOutputSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(source="progress_percent")
     worker_lost = serializers.SerializerMethodField(
-        help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on.")
+        help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on."
+    )
 
     def get_worker_lost(self, run: ModelRun) -> bool:
-        from retrieval.runs import run_worker_lost
-
         return run_worker_lost(run=run)
 
     class Meta:
         model = ModelRun
-        fields = ["id", "dataset", "split", "name", "method", "config", "status", "stage", "progress_done",
-                  "progress_total", "percent", "progress_note", "error", "live", "history", "metrics", "timings",
-                  "device", "n_embedded", "worker_lost", "created_at", "started_at", "finished_at"]
+        fields = [
+            "id",
+            "dataset",
+            "split",
+            "name",
+            "method",
+            "config",
+            "status",
+            "stage",
+            "progress_done",
+            "progress_total",
+            "percent",
+            "progress_note",
+            "error",
+            "live",
+            "history",
+            "metrics",
+            "timings",
+            "device",
+            "n_embedded",
+            "worker_lost",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
 
 
 class RunListApi(APIView):
@@ -184,40 +247,52 @@ class RunListApi(APIView):
 class RunCreateApi(APIView):
     """Queue a model run (method + configuration) on the GPU queue."""
 
-    permission_classes = [CoordinatorOrResearcher]
+    permission_classes = [CoordinatorOnly]
 
     @extend_schema_serializer(component_name="RunCreateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=200)
         method = serializers.CharField()
-        config = serializers.JSONField(required=False, default=dict)
+        config = serializers.JSONField(required=False, default=dict, help_text="an object")
+
+        def validate_config(self, value):
+            if not isinstance(value, dict):
+                raise serializers.ValidationError("config must be a JSON object.")
+            return value
+
         split = serializers.IntegerField(required=False, allow_null=True, help_text="split id")
 
     @extend_schema(request=InputSerializer, responses={202: RunOutputSerializer})
     def post(self, request, pk: int):
-        from retrieval import runs
-
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
         split = get_object_or_404(Split, pk=v["split"], dataset=dataset) if v.get("split") else None
         with transaction.atomic():
-            run = runs.run_create(dataset=dataset, name=v["name"], method=v["method"], config=v["config"],
-                                  split=split, created_by=request.user)
+            run = runs.run_create(
+                dataset=dataset,
+                name=v["name"],
+                method=v["method"],
+                config=v["config"],
+                split=split,
+                created_by=request.user,
+            )
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
 
 class SplitCreateApi(APIView):
     """Split a dataset into train/val/test by patient."""
 
-    permission_classes = [CoordinatorOrResearcher]
+    permission_classes = [CoordinatorOnly]
 
     @extend_schema_serializer(component_name="SplitCreateInput")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=100, default="default")
-        seed = serializers.IntegerField(default=0)
-        fractions = serializers.ListField(child=serializers.FloatField(), min_length=3, max_length=3, default=[0.6, 0.3, 0.1])
+        seed = serializers.IntegerField(default=0, min_value=0, max_value=MAX_SEED)
+        fractions = serializers.ListField(
+            child=serializers.FloatField(), min_length=3, max_length=3, default=[0.6, 0.3, 0.1]
+        )
 
     @extend_schema_serializer(component_name="Split")
     class OutputSerializer(serializers.Serializer):
@@ -228,12 +303,12 @@ class SplitCreateApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: OutputSerializer})
     def post(self, request, pk: int):
-        from retrieval import runs
-
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        split = runs.split_create(dataset=dataset, **{**data.validated_data, "fractions": tuple(data.validated_data["fractions"])})
+        split = split_create(
+            dataset=dataset, **{**data.validated_data, "fractions": tuple(data.validated_data["fractions"])}
+        )
         return Response(self.OutputSerializer(split).data, status=status.HTTP_201_CREATED)
 
 
@@ -246,12 +321,10 @@ class RunDetailApi(APIView):
 
 
 class RunResumeApi(APIView):
-    permission_classes = [CoordinatorOrResearcher]
+    permission_classes = [CoordinatorOnly]
 
     @extend_schema(request=None, responses={202: RunOutputSerializer})
     def post(self, request, pk: int):
-        from retrieval import runs
-
         run = runs.run_resume(run=get_object_or_404(ModelRun, pk=pk))
         return Response(RunOutputSerializer(run).data, status=status.HTTP_202_ACCEPTED)
 
@@ -274,29 +347,33 @@ class SearchApi(APIView):
         file = serializers.FileField()
         k = serializers.IntegerField(min_value=1, max_value=100, default=10)
 
-    @extend_schema(parameters=[OpenApiParameter("image", int, required=True), OpenApiParameter("k", int)],
-                   responses=SearchResultSerializer(many=True))
+    @extend_schema(
+        parameters=[OpenApiParameter("image", int, required=True), OpenApiParameter("k", int)],
+        responses=SearchResultSerializer(many=True),
+    )
     def get(self, request, pk: int):
-        from retrieval import search
-
         run = get_object_or_404(ModelRun, pk=pk)
         query = serializers.IntegerField().run_validation(request.query_params.get("image"))
         k = serializers.IntegerField(min_value=1, max_value=100).run_validation(request.query_params.get("k", 10))
         get_object_or_404(Image, pk=query, dataset=run.dataset)
-        results = search.search_by_image(run=run, image_id=query, k=k)
+        results = index.search_by_image(run=run, image_id=query, k=k)
         images = Image.objects.prefetch_related("labels").in_bulk([r["image_id"] for r in results])
-        return Response(SearchResultSerializer([{**r, "image": images[r["image_id"]]} for r in results], many=True).data)
+        return Response(
+            SearchResultSerializer([{**r, "image": images[r["image_id"]]} for r in results], many=True).data
+        )
 
     @extend_schema(request=InputSerializer, responses={202: OpenApiTypes.OBJECT})
     def post(self, request, pk: int):
-        from retrieval import search
-
         run = get_object_or_404(ModelRun, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         with transaction.atomic():
-            req = search.search_request_create(run=run, upload_path=upload_save(data.validated_data["file"], kind="search"),
-                                               k=data.validated_data["k"], created_by=request.user)
+            req = search.search_request_create(
+                run=run,
+                upload_path=upload_save(data.validated_data["file"], kind="search"),
+                k=data.validated_data["k"],
+                created_by=request.user,
+            )
         return Response(SearchRequestSerializer(req).data, status=status.HTTP_202_ACCEPTED)
 
 
@@ -306,8 +383,20 @@ class SearchRequestSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = SearchRequest
-        fields = ["id", "run", "status", "percent", "progress_done", "progress_total", "progress_note", "error", "k",
-                  "results", "created_at", "finished_at"]
+        fields = [
+            "id",
+            "run",
+            "status",
+            "percent",
+            "progress_done",
+            "progress_total",
+            "progress_note",
+            "error",
+            "k",
+            "results",
+            "created_at",
+            "finished_at",
+        ]
 
 
 class SearchDetailApi(APIView):

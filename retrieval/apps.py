@@ -15,6 +15,9 @@ class RetrievalConfig(AppConfig):
         import pydicom  # noqa: F401
         from django.conf import settings
 
+        # An import's uploaded sources go with it when it (or its dataset) is deleted: connect the receiver.
+        from retrieval.imports import uploads  # noqa: F401
+
         level = settings.LOGGING.get("loggers", {}).get("pydicom", {}).get("level")
         if level:
             logging.getLogger("pydicom").setLevel(level)

@@ -212,7 +212,7 @@ class RunStage(models.TextChoices):
 class ModelRun(TrackedJob):
     """One retrieval method applied to a dataset: its configuration, artefacts, metrics, timings.
 
-    `method` names a retrieval method (retrieval.methods): off-the-shelf timm features, a
+    `method` names a retrieval method (retrieval.runs.methods): off-the-shelf timm features, a
     fine-tuned classifier/regressor's embeddings, SSIM, … `config` holds everything needed to
     redo the run (backbone, weights, task definition, image size, epochs, seed, metric).
     """
@@ -231,8 +231,9 @@ class ModelRun(TrackedJob):
     timings = models.JSONField(default=dict, blank=True, help_text="seconds per stage")
     artefact_dir = models.CharField(max_length=500, blank=True)
     n_embedded = models.PositiveIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -249,8 +250,30 @@ class SearchRequest(TrackedJob):
     """A search with an uploaded image: embedded on the worker, results stored for the page."""
 
     run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="searches")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     upload_path = models.CharField(max_length=500)
     k = models.PositiveSmallIntegerField(default=10)
     results = models.JSONField(default=list, blank=True)
+
+
+class Evaluation(TrackedJob):
+    """A re-evaluation of a finished run with chosen options (k, mAP definition, gain, part, labels).
+
+    Its own job, like a search or a report: the run stays finished while it is queued, runs or fails
+    (its model, embeddings and index are unaffected). A successful evaluation's result also becomes
+    the run's shown metrics (`run.metrics["retrieval"]`)."""
+
+    run = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="evaluations")
+    options = models.JSONField(default=dict, blank=True)
+    result = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Evaluation {self.pk} of {self.run}"

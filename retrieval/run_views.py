@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import re
 
+import matplotlib
+import matplotlib.pyplot as plt
 from django.contrib import messages
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse
@@ -12,26 +15,37 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
-from retrieval import ranking, runs, search
-from retrieval.evaluation import MAP_FILE
 from retrieval.forms import RunForm, SearchForm
-from retrieval.methods import METHODS
+from retrieval.imports.uploads import upload_save
+from retrieval.ml.metrics import AP_DEFINITION_NAMES
 from retrieval.models import Dataset, Image, ModelRun, SearchRequest
-from retrieval.uploads import upload_save
+from retrieval.runs import index, ranking, search
+from retrieval.runs import services as runs
+from retrieval.runs.comparison import comparison_table
+from retrieval.runs.evaluation import MAP_FILE
+from retrieval.runs.methods import METHODS
+from retrieval.runs.ranking import saliency_path
 
-BOTH = (COORDINATOR, RESEARCHER)
+BOTH = (COORDINATOR, RESEARCHER)  # reads; starting and resuming runs (and making splits) is coordinators' work
 
 
 @role_required(*BOTH)
 def run_list(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     form = RunForm(dataset=dataset)
-    return render(request, "retrieval/run_list.html", {
-        "dataset": dataset, "runs": dataset.runs.select_related("split"), "form": form, "methods": METHODS.values(),
-    })
+    return render(
+        request,
+        "retrieval/run_list.html",
+        {
+            "dataset": dataset,
+            "runs": dataset.runs.select_related("split"),
+            "form": form,
+            "methods": METHODS.values(),
+        },
+    )
 
 
-@role_required(*BOTH)
+@role_required(COORDINATOR)
 def run_create(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     form = RunForm(request.POST or None, dataset=dataset)
@@ -39,8 +53,14 @@ def run_create(request, pk: int):
         try:
             with transaction.atomic():
                 split = form.split_or_create()
-                run = runs.run_create(dataset=dataset, name=form.cleaned_data["name"], method=form.cleaned_data["method"],
-                                      config=form.config(), split=split, created_by=request.user)
+                run = runs.run_create(
+                    dataset=dataset,
+                    name=form.cleaned_data["name"],
+                    method=form.cleaned_data["method"],
+                    config=form.config(),
+                    split=split,
+                    created_by=request.user,
+                )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
@@ -53,14 +73,22 @@ def run_create(request, pk: int):
 def run_detail(request, pk: int):
     run = get_object_or_404(ModelRun.objects.select_related("dataset", "split"), pk=pk)
     retrieval = run.metrics.get("retrieval") or {}
-    return render(request, "retrieval/run_detail.html", {
-        "run": run, "retrieval": retrieval, "rows": metric_rows(retrieval), "hubness": hubness_rows(retrieval),
-        "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
-        "worker_lost": runs.run_worker_lost(run=run),
-    })
+    return render(
+        request,
+        "retrieval/run_detail.html",
+        {
+            "run": run,
+            "retrieval": retrieval,
+            "rows": metric_rows(retrieval),
+            "hubness": hubness_rows(retrieval),
+            "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
+            "worker_lost": runs.run_worker_lost(run=run),
+            "evaluations": run.evaluations.order_by("-pk")[:10],
+        },
+    )
 
 
-@role_required(*BOTH)
+@role_required(COORDINATOR)
 def run_resume(request, pk: int):
     run = get_object_or_404(ModelRun, pk=pk)
     if request.method == "POST":
@@ -87,10 +115,7 @@ def run_figure(request, pk: int, name: str):
 
 
 def _curves_png(history: list[dict]) -> bytes:
-    import matplotlib
-
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.2), dpi=110)
@@ -114,10 +139,6 @@ def metric_rows(result: dict) -> list[dict]:
     mAP@k appears under the chosen AP definition and, below it, under each other definition
     (`map@k[hits]`, …), each row naming what AP is divided by.
     """
-    import re
-
-    from retrieval.ml.metrics import AP_DEFINITION_NAMES
-
     chosen = result.get("ap_definition", "min_k_R")
     rows = []
     for key in sorted(k for k in result if k.endswith("_random")):
@@ -128,10 +149,17 @@ def metric_rows(result: dict) -> list[dict]:
         base, k, macro, definition = match.groups()
         if base == "map":
             definition = definition or chosen
-        rows.append({"name": name, "value": result[name], "random": result[key],
-                     "t": result.get(f"{name}_t"), "p": result.get(f"{name}_p"),
-                     "definition": f"AP / {AP_DEFINITION_NAMES.get(definition, definition)}" if definition else "",
-                     "order": (_METRIC_ORDER.get(base, 9), int(k), bool(macro), definition != chosen, name)})
+        rows.append(
+            {
+                "name": name,
+                "value": result[name],
+                "random": result[key],
+                "t": result.get(f"{name}_t"),
+                "p": result.get(f"{name}_p"),
+                "definition": f"AP / {AP_DEFINITION_NAMES.get(definition, definition)}" if definition else "",
+                "order": (_METRIC_ORDER.get(base, 9), int(k), bool(macro), definition != chosen, name),
+            }
+        )
     rows.sort(key=lambda r: r["order"])
     return rows
 
@@ -154,18 +182,28 @@ def search_page(request, pk: int):
     if request.method == "POST" and form.is_valid():
         try:
             with transaction.atomic():
-                req = search.search_request_create(run=run, upload_path=upload_save(form.cleaned_data["file"], kind="search"),
-                                                   k=form.cleaned_data["k"], created_by=request.user)
+                req = search.search_request_create(
+                    run=run,
+                    upload_path=upload_save(form.cleaned_data["file"], kind="search"),
+                    k=form.cleaned_data["k"],
+                    created_by=request.user,
+                )
         except ApplicationError as exc:
             form.add_error(None, exc.message)
         else:
             return redirect("retrieval:search-upload", pk=req.pk)
     elif request.GET.get("image"):
-        query = get_object_or_404(Image, pk=request.GET["image"], dataset=run.dataset)
+        if not request.GET["image"].isdecimal() or len(request.GET["image"]) > 18:
+            messages.error(request, f"{request.GET['image'][:40]!r} is not an image id.")
+            return render(request, "retrieval/search.html", context, status=400)
+        query = get_object_or_404(Image, pk=int(request.GET["image"]), dataset=run.dataset)
         k = _bounded_k(request.GET.get("k"))
         try:
-            context.update(query=query, results=_with_images(search.search_by_image(run=run, image_id=query.pk, k=k), run),
-                           query_saliency=ranking.saliency_path(run, query.pk).exists())
+            context.update(
+                query=query,
+                results=_with_images(index.search_by_image(run=run, image_id=query.pk, k=k), run),
+                query_saliency=ranking.saliency_path(run, query.pk).exists(),
+            )
         except ApplicationError as exc:
             messages.error(request, exc.message)
     return render(request, "retrieval/search.html", context)
@@ -200,8 +238,6 @@ def _bounded_k(value) -> int:
 def _with_images(results: list[dict], run: ModelRun | None = None) -> list[dict]:
     """Results with their image rows, labels and whether the run stored a saliency overlay of each (shown over
     the thumbnail by the search page's toggle)."""
-    from retrieval.ranking import saliency_path
-
     images = Image.objects.in_bulk([r["image_id"] for r in results])
     for image in images.values():
         image.label_list = list(image.labels.all())
@@ -216,8 +252,6 @@ def _with_images(results: list[dict], run: ModelRun | None = None) -> list[dict]
 @role_required(*BOTH)
 def run_saliency(request, pk: int, image_id: int):
     """The saliency overlay of an image under a classifier run (PNG), when the run computed one."""
-    from retrieval.ranking import saliency_path
-
     run = get_object_or_404(ModelRun, pk=pk)
     path = saliency_path(run, image_id)
     if not path.exists():
@@ -227,18 +261,17 @@ def run_saliency(request, pk: int, image_id: int):
 
 def saliency_runs_for(image: Image) -> list[ModelRun]:
     """Finished runs of the image's dataset that hold a saliency overlay of it."""
-    from retrieval.ranking import saliency_path
-
     return [r for r in image.dataset.runs.filter(status="succeeded") if saliency_path(r, image.pk).exists()]
 
 
 @role_required(*BOTH)
 def compare(request, pk: int):
     """Every finished method of the dataset on one split, beside random retrieval."""
-    from retrieval.comparison import comparison_table
-
     dataset = get_object_or_404(Dataset, pk=pk)
     split = request.GET.get("split") or None
     table = comparison_table(dataset=dataset, split_name=split, ks=(1, 5, 10))
-    return render(request, "retrieval/compare.html", {"dataset": dataset, "table": table,
-                                                      "splits": dataset.splits.values_list("name", flat=True)})
+    return render(
+        request,
+        "retrieval/compare.html",
+        {"dataset": dataset, "table": table, "splits": dataset.splits.values_list("name", flat=True)},
+    )

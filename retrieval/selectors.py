@@ -56,7 +56,7 @@ def image_list(*, dataset: Dataset, label: str = "", value: str = "") -> QuerySe
 def image_visible_to(*, user, image: Image) -> bool:
     """Coordinators and researchers see every image by its id; readers never do.
 
-    Readers load the images of their cases by case number and key (`readerstudy.selectors.reader_image_url`):
+    Readers load the images of their cases by case number and key (`annotations.selectors.reader_image_url`):
     answering `/images/<pk>/…` for them would let them match ids (import order: same patient adjacent,
     folders by class, candidates created in rank order) to what they see by fetching ids in turn.
     """

@@ -1,35 +1,47 @@
 """Celery tasks of the image collection: thin wrappers that take primary keys and return the job row
-(config.celery turns a failed one into an honest JobFailed outcome)."""
+(core.tasks turns a failed one into an honest JobFailed outcome).
+
+The bodies of GPU-queue and embedding tasks import torch, so they are imported inside the task: that is
+the process boundary (the web process imports this module to queue tasks and must never load torch).
+"""
 
 from core.tasks import cpu_task, gpu_task
-from retrieval import services
+from retrieval.imports.ingest import import_job_run
+from retrieval.models import Evaluation
+from retrieval.runs.evaluation import evaluation_execute as evaluate
 
 
 @cpu_task
 def import_run(*, job_id: int):
     """Import a folder or archive (and its label table) into a dataset."""
-    return services.import_job_run(job_id=job_id)
+    return import_job_run(job_id=job_id)
 
 
 @gpu_task
 def run_execute(*, run_id: int):
     """Train / embed / index / evaluate a model run (GPU queue; CPU when no GPU is present)."""
-    from retrieval.pipeline import run_execute as execute
+    from retrieval.runs.stages import run_execute as execute  # worker only: imports torch
 
     return execute(run_id=run_id)
 
 
 @cpu_task
-def run_evaluate(*, run_id: int):
-    """Re-evaluate a finished run with the options recorded on it (CPU queue: numpy/scipy, no torch)."""
-    from retrieval.evaluation import run_evaluation_execute
+def evaluation_execute(*, evaluation_id: int):
+    """Re-evaluate a finished run with the options of an Evaluation (CPU queue: numpy/scipy, no torch)."""
+    return evaluate(evaluation_id=evaluation_id)
 
-    return run_evaluation_execute(run_id=run_id)
+
+@cpu_task
+def run_evaluate(*, run_id: int):
+    """Messages queued by a version before Evaluation jobs (the run itself was the job): the run's pending
+    evaluation, which the upgrade migration made an Evaluation row, is carried out."""
+    pending = Evaluation.objects.filter(run_id=run_id, status="pending").order_by("pk").last()
+    return evaluate(evaluation_id=pending.pk) if pending else None
 
 
 @cpu_task
 def search_execute(*, search_id: int):
     """Embed an uploaded query image with the run's model and search the run's index."""
-    from retrieval.search import search_request_execute
+    from retrieval.runs.search_job import search_request_execute  # worker only: imports torch
 
     return search_request_execute(search_id=search_id)

@@ -14,10 +14,12 @@ from django.views.decorators.http import require_http_methods
 
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, has_role, role_required
-from retrieval import selectors, services
+from retrieval import selectors
 from retrieval.forms import DatasetForm, ImportUploadForm
+from retrieval.imports import services
+from retrieval.imports.uploads import upload_save
 from retrieval.models import Dataset, Image, ImportJob
-from retrieval.uploads import upload_save
+from retrieval.run_views import saliency_runs_for
 
 
 @role_required(COORDINATOR, RESEARCHER)
@@ -45,24 +47,31 @@ def dataset_create(request):
 def dataset_detail(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
     label, value = request.GET.get("label", ""), request.GET.get("value", "")
-    page = Paginator(selectors.image_list(dataset=dataset, label=label, value=value), 48).get_page(request.GET.get("page"))
-    return render(request, "retrieval/dataset_detail.html", {
-        "dataset": dataset,
-        "page": page,
-        "label_summary": selectors.dataset_label_summary(dataset=dataset),
-        "imports": selectors.import_jobs_for(dataset=dataset)[:10],
-        "filter_label": label,
-        "filter_value": value,
-    })
+    page = Paginator(selectors.image_list(dataset=dataset, label=label, value=value), 48).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "retrieval/dataset_detail.html",
+        {
+            "dataset": dataset,
+            "page": page,
+            "label_summary": selectors.dataset_label_summary(dataset=dataset),
+            "imports": selectors.import_jobs_for(dataset=dataset)[:10],
+            "filter_label": label,
+            "filter_value": value,
+        },
+    )
 
 
 @role_required(COORDINATOR, RESEARCHER)
 def image_detail(request, pk: int):
-    from retrieval.run_views import saliency_runs_for
-
     image = get_object_or_404(Image.objects.select_related("dataset"), pk=pk)
-    return render(request, "retrieval/image_detail.html", {"image": image, "labels": image.labels.order_by("name"),
-                                                           "saliency_runs": saliency_runs_for(image)})
+    return render(
+        request,
+        "retrieval/image_detail.html",
+        {"image": image, "labels": image.labels.order_by("name"), "saliency_runs": saliency_runs_for(image)},
+    )
 
 
 @role_required(COORDINATOR)
@@ -74,8 +83,12 @@ def import_create(request, pk: int):
         labels = upload_save(form.cleaned_data["labels"], kind="labels") if form.cleaned_data["labels"] else ""
         with transaction.atomic():
             job = services.import_job_create(
-                dataset=dataset, source_path=archive, labels_path=labels,
-                label_format=form.cleaned_data["label_format"], created_by=request.user, remove_sources=True,
+                dataset=dataset,
+                source_path=archive,
+                labels_path=labels,
+                label_format=form.cleaned_data["label_format"],
+                created_by=request.user,
+                remove_sources=True,
             )
         return redirect(job.get_absolute_url())
     return render(request, "retrieval/import_form.html", {"dataset": dataset, "form": form})
@@ -104,7 +117,9 @@ def import_retry(request, pk: int):
 def image_file(request, pk: int, kind: str):
     """Serve a rendition, thumbnail or (coordinators only) the de-identified original."""
     image = get_object_or_404(Image, pk=pk)
-    if kind not in ("rendition", "thumbnail", "original") or not selectors.image_visible_to(user=request.user, image=image):
+    if kind not in ("rendition", "thumbnail", "original") or not selectors.image_visible_to(
+        user=request.user, image=image
+    ):
         raise Http404("No such image.")
     if kind == "original" and not has_role(request.user, COORDINATOR):
         raise Http404("No such image.")
@@ -113,7 +128,6 @@ def image_file(request, pk: int, kind: str):
         fh = field.open("rb")
     except FileNotFoundError:
         raise Http404("The image file is missing on the server.") from None
-    response = FileResponse(fh, as_attachment=kind == "original",
-                            filename=f"image-{image.pk}{Path(field.name).suffix}")
+    response = FileResponse(fh, as_attachment=kind == "original", filename=f"image-{image.pk}{Path(field.name).suffix}")
     response["Cache-Control"] = "private, max-age=86400"
     return response

@@ -17,8 +17,15 @@ from core.workers import ROLES, worker_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 
 
 def pytest_collection_modifyitems(config, items):
@@ -27,8 +34,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         for mark in item.iter_markers("db_engine"):
             if len(mark.args) != 1 or not isinstance(mark.args[0], str) or not mark.args[0].strip():
-                raise pytest.UsageError(f"{item.nodeid}: @pytest.mark.db_engine takes one argument, the reason "
-                                        f"why the test depends on the database engine")
+                raise pytest.UsageError(
+                    f"{item.nodeid}: @pytest.mark.db_engine takes one argument, the reason "
+                    f"why the test depends on the database engine"
+                )
 
 
 _THREADED = ("torch", "faiss", "sklearn", "scipy")  # libraries that bring their own thread pools
@@ -140,8 +149,9 @@ class Worker:
     torch/OpenMP/BLAS thread, as in the test process (limit_threads): with two threads a training run in a
     worker took 23 s alone and 47-83 s beside the other work of a shared two-core machine."""
 
-    def __init__(self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path,
-                 roles: tuple[str, ...] = ROLES):
+    def __init__(
+        self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path, roles: tuple[str, ...] = ROLES
+    ):
         self.broker_url = broker_url
         self.log = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
         env = {
@@ -157,8 +167,16 @@ class Worker:
             **{var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
         }
         out = self.log.open("wb")
-        self.procs = [subprocess.Popen(worker_argv(role, name=f"{role}-{uuid.uuid4().hex[:6]}@%h"), cwd=ROOT, env=env,
-                                       stdout=out, stderr=subprocess.STDOUT) for role in roles]
+        self.procs = [
+            subprocess.Popen(
+                worker_argv(role, name=f"{role}-{uuid.uuid4().hex[:6]}@%h"),
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+            for role in roles
+        ]
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -45,8 +45,18 @@ from tests.conftest import ROOT, worker_database_url
 pytestmark = [pytest.mark.acceptance, pytest.mark.browser, pytest.mark.worker]
 
 # What a newcomer's shell does not have: the test suite's own settings must not leak into the demo.
-SUITE_ONLY = ("DATABASE_URL", "CELERY_BROKER_URL", "DEBUG", "SECRET_KEY", "SECRET_KEY_FILE", "MEDIA_ROOT",
-              "UPLOAD_ROOT", "ARTEFACT_ROOT", "JOB_STALE_SECONDS", "DJANGO_ALLOW_ASYNC_UNSAFE")
+SUITE_ONLY = (
+    "DATABASE_URL",
+    "CELERY_BROKER_URL",
+    "DEBUG",
+    "SECRET_KEY",
+    "SECRET_KEY_FILE",
+    "MEDIA_ROOT",
+    "UPLOAD_ROOT",
+    "ARTEFACT_ROOT",
+    "JOB_STALE_SECONDS",
+    "DJANGO_ALLOW_ASYNC_UNSAFE",
+)
 
 
 class Demo:
@@ -60,10 +70,14 @@ class Demo:
         env["DATA_DIR"] = str(data_dir)
         if database_url:  # the PostgreSQL pass: the demo's own fresh database on the suite's server
             env["DATABASE_URL"] = database_url
-        self.proc = subprocess.Popen(["make", "--no-print-directory", "demo",
-                                      f"DEMO_ARGS=--addrport 127.0.0.1:{port}"],
-                                     cwd=ROOT, env=env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            ["make", "--no-print-directory", "demo", f"DEMO_ARGS=--addrport 127.0.0.1:{port}"],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.demo_pid = self.worker_pids = None
 
     def output(self) -> str:
@@ -144,8 +158,9 @@ def _wait_for_demo_run(demo: Demo, timeout: float = 900) -> tuple[int, float]:
             assert status == "succeeded", f"the demo run is {status}: {error}\n{demo.output()[-5000:]}"
             retrieval = _json(metrics)["retrieval"]
             assert retrieval["n_queries"] >= 50, retrieval["n_queries"]
-            assert retrieval["precision@5"] > retrieval["precision@5_random"] and retrieval["precision@5_p"] < 0.05, \
-                {k: v for k, v in retrieval.items() if k.startswith("precision@5")}
+            assert retrieval["precision@5"] > retrieval["precision@5_random"] and retrieval["precision@5_p"] < 0.05, {
+                k: v for k, v in retrieval.items() if k.startswith("precision@5")
+            }
             return run_id, time.monotonic() - start
         assert demo.proc.poll() is None, demo.output()[-5000:]
         time.sleep(2)
@@ -230,9 +245,13 @@ def _coordinator_searches_and_sees_saliency(page, demo: Demo, run_id: int) -> No
     expect(page.locator("ol.results li")).to_have_count(10, timeout=120_000)  # the cpu worker embedded it
     shot(page, "acceptance-upload-search")
     # The run's Grad-CAM overlays of its test images: shown by the search page's toggle.
-    (image_id,) = _query(demo, "SELECT m.image_id FROM retrieval_splitmember m JOIN retrieval_modelrun r "
-                                        "ON r.split_id = m.split_id WHERE r.id = ? AND m.part = 'test' "
-                                        "ORDER BY m.image_id LIMIT 1", run_id)[0]
+    (image_id,) = _query(
+        demo,
+        "SELECT m.image_id FROM retrieval_splitmember m JOIN retrieval_modelrun r "
+        "ON r.split_id = m.split_id WHERE r.id = ? AND m.part = 'test' "
+        "ORDER BY m.image_id LIMIT 1",
+        run_id,
+    )[0]
     page.goto(f"/runs/{run_id}/search/?image={image_id}&k=5")
     page.keyboard.press("s")
     expect(page.locator("img.saliency-overlay").first).to_be_visible()
@@ -295,8 +314,11 @@ def _researcher_downloads_the_report(browser, demo: Demo, study_id: int) -> None
     assert len(rows) == 2 * 3 * 10 and {r["reader"] for r in rows} == {"reader1", "reader2"}
     for reader, keys in (("reader1", {1, 3, 5, 7, 9}), ("reader2", {1, 2, 3, 4, 5})):  # what each pressed
         for case in {r["case_id"] for r in rows}:
-            chosen = {int(r["shown_position"]) for r in rows
-                      if r["reader"] == reader and r["case_id"] == case and r["selected"] == "1"}
+            chosen = {
+                int(r["shown_position"])
+                for r in rows
+                if r["reader"] == reader and r["case_id"] == case and r["selected"] == "1"
+            }
             assert chosen == keys, (reader, case, chosen)
     context.close()
 

@@ -6,7 +6,7 @@ from django.core.management import call_command
 from core.roles import has_role
 from readerstudy.demo import DEMO_RUN, DICOM_DATASET, PHANTOM_DATASET
 from retrieval.models import Dataset, Image, ModelRun, Rating
-from retrieval.rating_runs import rating_characteristics
+from retrieval.runs.ratings import rating_characteristics
 
 
 @pytest.mark.django_db
@@ -52,9 +52,9 @@ def test_login_page_is_served(client, db):
 
 
 @pytest.mark.django_db
-def test_a_second_demo_keeps_passwords_and_sessions_and_requeues_an_unfinished_run(tmp_path, settings, client,
-                                                                                   django_user_model, capsys,
-                                                                                   django_capture_on_commit_callbacks):
+def test_a_second_demo_keeps_passwords_and_sessions_and_requeues_an_unfinished_run(
+    tmp_path, settings, client, django_user_model, capsys, django_capture_on_commit_callbacks
+):
     settings.DATA_DIR = tmp_path
     call_command("demo", "--setup-only", "--phantoms", "20")
     assert client.login(username="coordinator", password="demo-coordinator")

@@ -14,8 +14,17 @@ TABLES = {"generic": "labels.csv", "nih": "Data_Entry_2017.csv", "chexpert": "ch
 
 
 def _import(fmt: str) -> ImportJob:
-    call_command("import_images", f"example-{fmt}", str(EXAMPLE), "--labels", str(EXAMPLE / TABLES[fmt]),
-                 "--label-format", fmt, "--sync", stdout=open("/dev/null", "w"))
+    call_command(
+        "import_images",
+        f"example-{fmt}",
+        str(EXAMPLE),
+        "--labels",
+        str(EXAMPLE / TABLES[fmt]),
+        "--label-format",
+        fmt,
+        "--sync",
+        stdout=open("/dev/null", "w"),
+    )
     return ImportJob.objects.get(dataset__name=f"example-{fmt}")
 
 
@@ -48,6 +57,7 @@ def test_example_labels_are_read_as_their_format_means():
     assert _label(healthy, "example-nih", "Cardiomegaly") == 0.0
     # CheXpert: uncertain (-1) stays -1, blank stays missing (no row), never folded into 0
     assert _label(first, "example-chexpert", "Consolidation") == -1.0
-    assert not Label.objects.filter(image__dataset__name="example-chexpert", image__source_name=first,
-                                    name="Pleural Effusion").exists()
+    assert not Label.objects.filter(
+        image__dataset__name="example-chexpert", image__source_name=first, name="Pleural Effusion"
+    ).exists()
     assert _label(first, "example-chexpert", "Cardiomegaly") == 1.0

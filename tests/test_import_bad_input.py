@@ -19,12 +19,15 @@ def _stored_files(settings):
 
 def test_non_image_and_truncated_dicom_are_reported_good_files_import(tmp_path, settings):
     dicom = dicom_sample()
-    src = write_files(tmp_path / "s", {
-        "good.png": png_bytes(1),
-        "notes.docx": b"PK\x03\x04 not really an image",
-        "broken.dcm": dicom[: len(dicom) // 2],
-        "empty.png": b"",
-    })
+    src = write_files(
+        tmp_path / "s",
+        {
+            "good.png": png_bytes(1),
+            "notes.docx": b"PK\x03\x04 not really an image",
+            "broken.dcm": dicom[: len(dicom) // 2],
+            "empty.png": b"",
+        },
+    )
     job = run_import(source=src)
     assert job.status == "succeeded"
     assert job.n_imported == 1 and job.n_failed == 3
@@ -128,12 +131,12 @@ def test_failed_import_does_not_touch_stored_images(tmp_path, settings):
 
 
 def test_failure_while_storing_leaves_no_files(tmp_path, settings, monkeypatch):
-    from retrieval import services
+    from retrieval.imports import ingest
 
     def explode(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(services.Label.objects, "bulk_create", explode)
+    monkeypatch.setattr(ingest.Label.objects, "bulk_create", explode)
     labels = tmp_path / "l.csv"
     labels.write_bytes(csv_bytes([["filename", "grade"], ["a.png", "1"]]))
     job = run_import(source=write_files(tmp_path / "s", {"a.png": png_bytes(1)}), labels=labels)

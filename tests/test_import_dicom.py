@@ -11,8 +11,13 @@ from tests.importing import run_import
 
 pytestmark = pytest.mark.django_db
 
-PHI = {"PatientName": "Doe^Jane", "PatientID": "MRN-123456", "PatientBirthDate": "19700101",
-       "InstitutionName": "St Example Hospital", "ReferringPhysicianName": "Who^Doctor"}
+PHI = {
+    "PatientName": "Doe^Jane",
+    "PatientID": "MRN-123456",
+    "PatientBirthDate": "19700101",
+    "InstitutionName": "St Example Hospital",
+    "ReferringPhysicianName": "Who^Doctor",
+}
 
 
 def test_dicom_metadata_and_window(tmp_path):
@@ -65,7 +70,9 @@ def test_ct_series_becomes_its_middle_slice(tmp_path):
     files = {}
     for i in range(7):
         files[f"series/slice{i}.dcm"] = dicom_with(
-            SeriesInstanceUID=series, SOPInstanceUID=generate_uid(), InstanceNumber=i + 1,
+            SeriesInstanceUID=series,
+            SOPInstanceUID=generate_uid(),
+            InstanceNumber=i + 1,
             ImagePositionPatient=[0.0, 0.0, 10.0 * (6 - i)],  # files in reverse anatomical order
         )
     job = run_import(source=write_files(tmp_path / "s", files))
@@ -83,8 +90,11 @@ def test_compressed_transfer_syntaxes_import(tmp_path, sample):
 
 def test_undecodable_compressed_file_is_reported_and_others_import(tmp_path):
     # pydicom's JPEG-lossy.dcm is 12-bit JPEG Extended with a malformed scan: no plugin decodes it
-    job = run_import(source=write_files(tmp_path / "s", {"bad.dcm": dicom_sample("JPEG-lossy.dcm"),
-                                                          "ok.dcm": dicom_sample("MR_small.dcm")}))
+    job = run_import(
+        source=write_files(
+            tmp_path / "s", {"bad.dcm": dicom_sample("JPEG-lossy.dcm"), "ok.dcm": dicom_sample("MR_small.dcm")}
+        )
+    )
     assert job.status == "succeeded" and job.n_imported == 1 and job.n_failed == 1
     failed = [r for r in job.report if r["file"] == "bad.dcm"][0]
     assert failed["status"] == "failed" and "12-bit" in failed["message"]

@@ -17,8 +17,15 @@ pytestmark = pytest.mark.django_db
 def test_folder_with_generic_labels(tmp_path):
     src = write_files(tmp_path / "src", {"a.png": png_bytes(1), "sub/b.jpg": jpeg_bytes(2)})
     labels = tmp_path / "labels.csv"
-    labels.write_bytes(csv_bytes([["filename", "weight", "finding", "patient_id"],
-                                  ["a.png", "172.5", "normal", "MRN-1"], ["sub/b.jpg", "140", "effusion", "MRN-1"]]))
+    labels.write_bytes(
+        csv_bytes(
+            [
+                ["filename", "weight", "finding", "patient_id"],
+                ["a.png", "172.5", "normal", "MRN-1"],
+                ["sub/b.jpg", "140", "effusion", "MRN-1"],
+            ]
+        )
+    )
     job = run_import(source=src, labels=labels)
     assert job.status == "succeeded", job.report
     assert (job.n_imported, job.n_failed, job.n_skipped) == (2, 0, 0)
@@ -78,15 +85,31 @@ def test_labels_only_import_updates_existing_images(tmp_path):
 
 
 def test_nih_format(tmp_path):
-    src = write_files(tmp_path / "images", {"00000001_000.png": png_bytes(1), "00000001_001.png": png_bytes(2),
-                                             "00000002_000.png": png_bytes(3)})
-    header = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender",
-              "View Position", "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]", ""]
-    rows = [header,
-            ["00000001_000.png", "Cardiomegaly", "0", "1", "58", "M", "PA", "2682", "2749", "0.143", "0.143", ""],
-            ["00000001_001.png", "Cardiomegaly|Emphysema", "1", "1", "58", "M", "PA", "2894", "2729", "0.143", "0.143", ""],
-            ["00000002_000.png", "No Finding", "0", "2", "81", "F", "AP", "2500", "2048", "0.171", "0.171", ""],
-            ["00000099_000.png", "Effusion", "0", "99", "40", "F", "PA", "2500", "2048", "0.171", "0.171", ""]]
+    src = write_files(
+        tmp_path / "images",
+        {"00000001_000.png": png_bytes(1), "00000001_001.png": png_bytes(2), "00000002_000.png": png_bytes(3)},
+    )
+    header = [
+        "Image Index",
+        "Finding Labels",
+        "Follow-up #",
+        "Patient ID",
+        "Patient Age",
+        "Patient Gender",
+        "View Position",
+        "OriginalImage[Width",
+        "Height]",
+        "OriginalImagePixelSpacing[x",
+        "y]",
+        "",
+    ]
+    rows = [
+        header,
+        ["00000001_000.png", "Cardiomegaly", "0", "1", "58", "M", "PA", "2682", "2749", "0.143", "0.143", ""],
+        ["00000001_001.png", "Cardiomegaly|Emphysema", "1", "1", "58", "M", "PA", "2894", "2729", "0.143", "0.143", ""],
+        ["00000002_000.png", "No Finding", "0", "2", "81", "F", "AP", "2500", "2048", "0.171", "0.171", ""],
+        ["00000099_000.png", "Effusion", "0", "99", "40", "F", "PA", "2500", "2048", "0.171", "0.171", ""],
+    ]
     labels = tmp_path / "Data_Entry_2017.csv"
     labels.write_bytes(csv_bytes(rows))
     job = run_import(source=src, labels=labels, fmt="nih")
@@ -103,15 +126,53 @@ def test_nih_format(tmp_path):
 
 
 def test_chexpert_keeps_uncertain_and_missing_distinct(tmp_path):
-    src = write_files(tmp_path / "CheXpert-v1.0-small", {
-        "train/patient00001/study1/view1_frontal.jpg": jpeg_bytes(1),
-        "train/patient00002/study1/view1_frontal.jpg": jpeg_bytes(2)})
+    src = write_files(
+        tmp_path / "CheXpert-v1.0-small",
+        {
+            "train/patient00001/study1/view1_frontal.jpg": jpeg_bytes(1),
+            "train/patient00002/study1/view1_frontal.jpg": jpeg_bytes(2),
+        },
+    )
     labels = tmp_path / "train.csv"
-    labels.write_bytes(csv_bytes([
-        ["Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", "No Finding", "Cardiomegaly", "Pleural Effusion", "Edema"],
-        ["CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg", "Female", "68", "Frontal", "AP", "", "1.0", "-1.0", ""],
-        ["CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg", "Male", "87", "Frontal", "PA", "1.0", "0.0", "", "0"],
-    ]))
+    labels.write_bytes(
+        csv_bytes(
+            [
+                [
+                    "Path",
+                    "Sex",
+                    "Age",
+                    "Frontal/Lateral",
+                    "AP/PA",
+                    "No Finding",
+                    "Cardiomegaly",
+                    "Pleural Effusion",
+                    "Edema",
+                ],
+                [
+                    "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg",
+                    "Female",
+                    "68",
+                    "Frontal",
+                    "AP",
+                    "",
+                    "1.0",
+                    "-1.0",
+                    "",
+                ],
+                [
+                    "CheXpert-v1.0-small/train/patient00002/study1/view1_frontal.jpg",
+                    "Male",
+                    "87",
+                    "Frontal",
+                    "PA",
+                    "1.0",
+                    "0.0",
+                    "",
+                    "0",
+                ],
+            ]
+        )
+    )
     job = run_import(source=src, labels=labels, fmt="chexpert")
     assert job.n_imported == 2, job.report
     one = {lab.name: lab.value_num for lab in Image.objects.get(source_name__contains="patient00001").labels.all()}
@@ -132,11 +193,11 @@ def test_reimport_is_idempotent(tmp_path):
 
 
 def test_running_the_same_job_twice_does_nothing_twice(tmp_path):
-    from retrieval import services
+    from retrieval.imports import ingest
 
     src = write_files(tmp_path / "s", {"a.png": png_bytes(1)})
     job = run_import(source=src)
-    services.import_job_run(job_id=job.pk)  # a redelivered message
+    ingest.import_job_run(job_id=job.pk)  # a redelivered message
     job.refresh_from_db()
     assert Image.objects.count() == 1 and job.n_imported == 1 and job.attempts == 1
 
@@ -147,16 +208,23 @@ def test_rating_table_one_row_per_reader(tmp_path):
 
     src = write_files(tmp_path / "s", {"n1.png": png_bytes(1), "n2.png": png_bytes(2)})
     labels = tmp_path / "ratings.csv"
-    labels.write_bytes(csv_bytes([
-        ["filename", "rater", "malignancy", "spiculation", "patient_id"],
-        ["n1.png", "R1", "4", "2", "LIDC-0001"], ["n1.png", "R2", "5", "3", "LIDC-0001"],
-        ["n2.png", "R1", "1", "1", "LIDC-0002"],
-    ]))
+    labels.write_bytes(
+        csv_bytes(
+            [
+                ["filename", "rater", "malignancy", "spiculation", "patient_id"],
+                ["n1.png", "R1", "4", "2", "LIDC-0001"],
+                ["n1.png", "R2", "5", "3", "LIDC-0001"],
+                ["n2.png", "R1", "1", "1", "LIDC-0002"],
+            ]
+        )
+    )
     job = run_import(source=src, labels=labels)
     assert job.n_imported == 2, job.report
     n1 = Image.objects.get(source_name="n1.png")
-    assert {r.rater: r.values for r in n1.ratings.all()} == {"R1": {"malignancy": 4.0, "spiculation": 2.0},
-                                                             "R2": {"malignancy": 5.0, "spiculation": 3.0}}
+    assert {r.rater: r.values for r in n1.ratings.all()} == {
+        "R1": {"malignancy": 4.0, "spiculation": 2.0},
+        "R2": {"malignancy": 5.0, "spiculation": 3.0},
+    }
     assert not n1.labels.filter(name="rater").exists()
     assert Rating.objects.count() == 3
     assert n1.patient_pseudo_id != Image.objects.get(source_name="n2.png").patient_pseudo_id

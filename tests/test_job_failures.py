@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
-from annotations.tasks import report_bootstrap
 from core.errors import Conflict
 from core.tasks import JobFailed
-from retrieval import services
+from reports import build
+from reports.models import ReportRun
+from reports.options import ReportOptions
+from reports.tasks import report_bootstrap, report_run_start
+from retrieval.imports import ingest, services
 from retrieval.models import Image, ImportJob, ModelRun
-from retrieval.tasks import import_run, run_evaluate, run_execute, search_execute
+from retrieval.tasks import evaluation_execute, import_run, run_execute, search_execute
 from tests.factories import png_bytes, write_files
 from tests.reports.conftest import generate_study
 from tests.runs.conftest import SMALL
@@ -37,7 +38,7 @@ def test_import_failure_is_recorded_and_retried(tmp_path, monkeypatch, caplog):
     dataset = services.dataset_create(name="d")
     source = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(4)})
     job = services.import_job_create(dataset=dataset, source_path=source, enqueue=False)
-    monkeypatch.setattr(services, "_plan_units", _fault)
+    monkeypatch.setattr(ingest, "_plan_units", _fault)
     with caplog.at_level(logging.ERROR), pytest.raises(JobFailed, match=f"ImportJob {job.pk} failed: {UNEXPECTED}"):
         import_run(job_id=job.pk)
     job.refresh_from_db()
@@ -58,8 +59,8 @@ def test_import_failure_is_recorded_and_retried(tmp_path, monkeypatch, caplog):
 
 @pytest.mark.ml
 def test_run_failure_is_recorded_and_resumed(phantom_dataset, monkeypatch):
-    from retrieval import pipeline
-    from retrieval.runs import run_create, run_resume
+    from retrieval.runs import stages as pipeline
+    from retrieval.runs.services import run_create, run_resume
 
     run = run_create(dataset=phantom_dataset, name="r", method="timm", config=SMALL, enqueue=False)
     monkeypatch.setattr(pipeline, "_index", _fault)
@@ -77,39 +78,44 @@ def test_run_failure_is_recorded_and_resumed(phantom_dataset, monkeypatch):
 
 
 @pytest.mark.ml
-def test_evaluation_failure_is_recorded_and_asked_again(phantom_dataset, monkeypatch):
-    from retrieval import evaluation
-    from retrieval.runs import run_create, run_evaluation_request, split_create
+def test_evaluation_failure_is_recorded_and_retried(phantom_dataset, monkeypatch):
+    from retrieval.runs import evaluation
+    from retrieval.runs.services import evaluation_request, evaluation_retry, run_create
+    from retrieval.runs.splits import split_create
 
     split = split_create(dataset=phantom_dataset)
     run = run_create(dataset=phantom_dataset, name="r", method="timm", config=SMALL, split=split, enqueue=False)
     run_execute(run_id=run.pk)
-    run_evaluation_request(run=ModelRun.objects.get(pk=run.pk), options={"ks": [1, 2]}, enqueue=False)
+    shown = ModelRun.objects.get(pk=run.pk).metrics["retrieval"]
+    ev = evaluation_request(run=ModelRun.objects.get(pk=run.pk), options={"ks": [1, 2]}, enqueue=False)
     monkeypatch.setattr(evaluation, "evaluate_run", _fault)
-    run_evaluate(run_id=run.pk)  # the run itself is fine: it stays succeeded, with the evaluation's message
-    run.refresh_from_db()
-    assert (run.status, run.error) == ("succeeded", f"Evaluation failed: {UNEXPECTED}")
-    assert run.metrics["evaluation_request"]["error"] == UNEXPECTED
+    with pytest.raises(JobFailed, match=UNEXPECTED):
+        evaluation_execute(evaluation_id=ev.pk)
+    ev.refresh_from_db()
+    assert (ev.status, ev.error) == ("failed", UNEXPECTED)
+    run.refresh_from_db()  # the run itself is fine: finished, its shown metrics untouched
+    assert (run.status, run.error, run.metrics["retrieval"]) == ("succeeded", "", shown)
 
     monkeypatch.undo()
-    run_evaluation_request(run=run, options={"ks": [1, 2]}, enqueue=False)
-    run_evaluate(run_id=run.pk)
+    evaluation_retry(evaluation=ev, enqueue=False)
+    evaluation_execute(evaluation_id=ev.pk)
+    ev.refresh_from_db()
     run.refresh_from_db()
-    assert (run.status, run.error) == ("succeeded", "")
-    assert "precision@2" in run.metrics["retrieval"]
+    assert (ev.status, ev.error) == ("succeeded", "")
+    assert "precision@2" in run.metrics["retrieval"] and run.metrics["retrieval"] == ev.result
 
 
 @pytest.mark.ml
 def test_search_failure_is_recorded_and_retried_with_the_kept_upload(phantom_dataset, monkeypatch, tmp_path):
-    from retrieval import search
-    from retrieval.runs import run_create
+    from retrieval.runs import search, search_job
+    from retrieval.runs.services import run_create
 
     run = run_create(dataset=phantom_dataset, name="r", method="timm", config=SMALL, enqueue=False)
     run_execute(run_id=run.pk)
     upload = tmp_path / "query.png"
     upload.write_bytes(png_bytes(3, size=80))
     req = search.search_request_create(run=ModelRun.objects.get(pk=run.pk), upload_path=upload, k=3, enqueue=False)
-    monkeypatch.setattr(search, "embed_pixels", _fault)
+    monkeypatch.setattr(search_job, "embed_pixels", _fault)
     with pytest.raises(JobFailed, match=UNEXPECTED):
         search_execute(search_id=req.pk)
     req.refresh_from_db()
@@ -134,18 +140,19 @@ def test_search_failure_is_recorded_and_retried_with_the_kept_upload(phantom_dat
 
 
 def test_report_failure_is_recorded_and_retried(tmp_path, monkeypatch):
-    study = generate_study(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open",
-                           run_dir=tmp_path / "runs").study
-    options = R.ReportOptions(n_resamples=50, seed=1)
-    run, _ = R.report_run_start(study=study, options=options)
-    monkeypatch.setattr(R, "report_for_study", _fault)
+    study = generate_study(
+        mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open", run_dir=tmp_path / "runs"
+    ).study
+    options = ReportOptions(n_resamples=50, seed=1)
+    run, _ = report_run_start(study=study, options=options)
+    monkeypatch.setattr(build, "report_for_study", _fault)
     with pytest.raises(JobFailed, match=UNEXPECTED):
         report_bootstrap(report_run_id=run.pk)
     run.refresh_from_db()
     assert (run.status, run.error) == ("failed", UNEXPECTED)
 
     monkeypatch.undo()
-    again, queued = R.report_run_start(study=study, options=options)  # the same request retries it
+    again, queued = report_run_start(study=study, options=options)  # the same request retries it
     assert queued and again.pk == run.pk and again.status == "pending"
     report_bootstrap(report_run_id=run.pk)
     run.refresh_from_db()
@@ -155,8 +162,9 @@ def test_report_failure_is_recorded_and_retried(tmp_path, monkeypatch):
 def test_a_task_whose_job_failed_is_logged_as_failed_without_a_traceback(tmp_path, caplog):
     """What the worker prints: Celery's 'raised expected' line at INFO with the job's message."""
     dataset = services.dataset_create(name="d")
-    job = services.import_job_create(dataset=dataset, source_path=write_files(tmp_path / "s", {"x.png": b"not"}),
-                                     enqueue=False)
+    job = services.import_job_create(
+        dataset=dataset, source_path=write_files(tmp_path / "s", {"x.png": b"not"}), enqueue=False
+    )
     ImportJob.objects.filter(pk=job.pk).update(source_path=str(tmp_path / "gone"))  # vanished from the server
     with caplog.at_level(logging.INFO, logger="celery.app.trace"):
         result = import_run.apply(kwargs={"job_id": job.pk}, throw=False)

@@ -81,7 +81,7 @@ def test_empty_states(client, coordinator):
 def test_upload_through_the_web_queues_an_import(client, coordinator, django_capture_on_commit_callbacks, tmp_path):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from retrieval import services
+    from retrieval.imports import ingest, services
     from retrieval.models import ImportJob
 
     ds = services.dataset_create(name="web")
@@ -92,7 +92,7 @@ def test_upload_through_the_web_queues_an_import(client, coordinator, django_cap
     job = ImportJob.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/imports/{job.pk}/"
     assert len(callbacks) == 1  # the task is sent only after the job row is committed
-    services.import_job_run(job_id=job.pk)  # what the worker does with it
+    ingest.import_job_run(job_id=job.pk)  # what the worker does with it
     job.refresh_from_db()
     assert job.n_imported == 2
     assert not any(p.exists() for p in [__import__("pathlib").Path(job.source_path)])  # upload removed
@@ -101,7 +101,7 @@ def test_upload_through_the_web_queues_an_import(client, coordinator, django_cap
 
 
 def test_upload_form_without_files_shows_error(client, coordinator):
-    from retrieval import services
+    from retrieval.imports import services
 
     ds = services.dataset_create(name="web")
     client.force_login(coordinator)
@@ -113,7 +113,7 @@ def test_upload_form_without_files_shows_error(client, coordinator):
 def test_api_import_is_coordinator_only(client, researcher, coordinator):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from retrieval import services
+    from retrieval.imports import services
 
     ds = services.dataset_create(name="api")
     client.force_login(researcher)

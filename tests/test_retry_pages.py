@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from retrieval import services
+from retrieval.imports import services
 from retrieval.models import ImportJob, ModelRun, SearchRequest
 from tests.conftest import client_for
 from tests.factories import png_bytes, write_files
@@ -15,8 +15,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def failed_import(tmp_path):
     dataset = services.dataset_create(name="d")
-    job = services.import_job_create(dataset=dataset, source_path=write_files(tmp_path / "s", {"a.png": png_bytes(1)}),
-                                     enqueue=False)
+    job = services.import_job_create(
+        dataset=dataset, source_path=write_files(tmp_path / "s", {"a.png": png_bytes(1)}), enqueue=False
+    )
     ImportJob.objects.filter(pk=job.pk).update(status="failed", error="Unexpected error: OSError: disk full")
     return job
 
@@ -41,14 +42,16 @@ def test_only_coordinators_retry_imports(client, request, failed_import, persona
     assert ImportJob.objects.get(pk=failed_import.pk).status == "failed"
 
 
-def test_a_failed_upload_search_is_retried_from_its_page(client, researcher, reader, tmp_path,
-                                                         django_capture_on_commit_callbacks):
+def test_a_failed_upload_search_is_retried_from_its_page(
+    client, researcher, reader, tmp_path, django_capture_on_commit_callbacks
+):
     dataset = services.dataset_create(name="d")
     run = ModelRun.objects.create(dataset=dataset, name="r", method="timm", status="succeeded")
     upload = tmp_path / "q.png"
     upload.write_bytes(png_bytes(2))
-    req = SearchRequest.objects.create(run=run, upload_path=str(upload), k=3, status="failed",
-                                       error="Unexpected error: RuntimeError: out of memory")
+    req = SearchRequest.objects.create(
+        run=run, upload_path=str(upload), k=3, status="failed", error="Unexpected error: RuntimeError: out of memory"
+    )
     assert client_for(client, reader).post(f"/searches/{req.pk}/retry/").status_code == 403
     page = client_for(client, researcher).get(f"/searches/{req.pk}/")
     assert "Retry the search" in page.content.decode()

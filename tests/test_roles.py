@@ -43,8 +43,14 @@ def test_login_logout_and_password_change(client, reader):
     response = client.post("/accounts/login/", {"username": "reader", "password": "pw-reader"})
     assert response.status_code == 302
     assert client.get("/").status_code == 200
-    response = client.post("/accounts/password/", {
-        "old_password": "pw-reader", "new_password1": "a-long-new-passphrase", "new_password2": "a-long-new-passphrase"})
+    response = client.post(
+        "/accounts/password/",
+        {
+            "old_password": "pw-reader",
+            "new_password1": "a-long-new-passphrase",
+            "new_password2": "a-long-new-passphrase",
+        },
+    )
     assert response.status_code == 302
     client.post("/accounts/logout/")
     assert client.get("/").status_code == 302

@@ -20,8 +20,15 @@ def test_an_ordinary_client_error_is_one_line_without_a_traceback(client, reader
 
 def _server_line(path: str, status: int) -> logging.LogRecord:
     """A record as runserver's request handler writes it (django.core.servers.basehttp)."""
-    record = logging.LogRecord("django.server", logging.INFO if status < 400 else logging.WARNING, __file__, 1,
-                               '"%s" %s %s', (f"GET {path} HTTP/1.1", str(status), "120"), None)
+    record = logging.LogRecord(
+        "django.server",
+        logging.INFO if status < 400 else logging.WARNING,
+        __file__,
+        1,
+        '"%s" %s %s',
+        (f"GET {path} HTTP/1.1", str(status), "120"),
+        None,
+    )
     record.status_code = status
     return record
 
@@ -32,4 +39,3 @@ def test_progress_polls_are_left_out_of_the_request_log():
     assert quiet.filter(_server_line("/api/runs/3/", 200))  # the same address asked by anything else
     assert quiet.filter(_server_line("/api/runs/3/?poll=1", 404))  # a failing poll is worth a line
     assert quiet.filter(_server_line("/runs/3/", 200))
-

@@ -38,8 +38,9 @@ def test_envlist_splits_commas(monkeypatch):
 
 def _load_settings(**env):
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
-    return subprocess.run([sys.executable, "-c", "import config.settings"], env={**base, **env},
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", "import config.settings"], env={**base, **env}, capture_output=True, text=True
+    )
 
 
 def test_secret_key_required_when_debug_off(tmp_path):
@@ -78,13 +79,19 @@ def test_bad_broker_url_is_named(tmp_path, url):
     assert "CELERY_BROKER_URL must be a URL starting with one of filesystem://, redis://" in result.stderr
 
 
-@pytest.mark.parametrize("url", ["filesystem://", "redis://127.0.0.1:6379/15", "rediss://cache:6380/0",
-                                 "amqp://guest@localhost//", "memory://"])
+@pytest.mark.parametrize(
+    "url",
+    ["filesystem://", "redis://127.0.0.1:6379/15", "rediss://cache:6380/0", "amqp://guest@localhost//", "memory://"],
+)
 def test_broker_urls_the_platform_uses_load(tmp_path, url):
     code = "from django.conf import settings; import config.settings as s; print(s.CELERY_BROKER_URL)"
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**base, "DEBUG": "true", "CELERY_BROKER_URL": url, "DATA_DIR": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**base, "DEBUG": "true", "CELERY_BROKER_URL": url, "DATA_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     # the embedded broker is named with its host, or kombu warns "No hostname was supplied" on every connection
     assert result.stdout.strip() == ("filesystem://localhost/" if url == "filesystem://" else url)
@@ -100,8 +107,12 @@ def test_secret_key_from_a_file(tmp_path):
     key.write_text("k" * 50 + "\n")
     code = "import config.settings as s; print(s.SECRET_KEY, s.DEBUG)"
     base = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "DATABASE_URL")}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            env={**base, "SECRET_KEY_FILE": str(key), "DATA_DIR": str(tmp_path)})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**base, "SECRET_KEY_FILE": str(key), "DATA_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["k" * 50, "False"]
 

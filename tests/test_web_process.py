@@ -10,7 +10,9 @@ django.setup()
 from django.urls import get_resolver
 get_resolver().url_patterns  # imports every view and API module
 from django.test import Client
-import config.urls, retrieval.api, retrieval.run_views, retrieval.search, retrieval.evaluation
+import config.urls, retrieval.api, retrieval.run_views
+import retrieval.runs.search, retrieval.runs.index, retrieval.runs.evaluation
+import retrieval.runs.services, retrieval.runs.comparison
 print('torch' in sys.modules, 'timm' in sys.modules)
 """
 

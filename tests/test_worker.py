@@ -17,7 +17,8 @@ pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 ANOTHER_PROCESS = pytest.mark.db_engine(
     "a worker process reads and writes the test database: what it commits must be seen by the test's connection, and "
-    "the claim (a compare-and-set UPDATE) must let one of two deliveries run")
+    "the claim (a compare-and-set UPDATE) must let one of two deliveries run"
+)
 
 
 @pytest.fixture
@@ -48,7 +49,7 @@ def test_task_through_redis(start_worker, redis_url):
 
 @ANOTHER_PROCESS
 def test_import_runs_on_worker_over_redis_with_progress(start_worker, redis_url, tmp_path, settings):
-    from retrieval import services
+    from retrieval.imports import services
 
     dataset = services.dataset_create(name="w")
     src = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(6)})

@@ -5,116 +5,184 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('readerstudy', '0001_initial'),
-        ('retrieval', '0001_initial'),
+        ("readerstudy", "0001_initial"),
+        ("retrieval", "0001_initial"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Answer',
+            name="Answer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('revision', models.PositiveIntegerField(default=1)),
-                ('client_token', models.CharField(blank=True, max_length=64)),
-                ('submitted_at', models.DateTimeField()),
-                ('active_ms', models.PositiveBigIntegerField(default=0)),
-                ('assignment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='answers', to='readerstudy.assignment')),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='answers', to='readerstudy.case')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("revision", models.PositiveIntegerField(default=1)),
+                ("client_token", models.CharField(blank=True, max_length=64)),
+                ("submitted_at", models.DateTimeField()),
+                ("active_ms", models.PositiveBigIntegerField(default=0)),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="answers", to="readerstudy.assignment"
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="answers", to="readerstudy.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['assignment_id', 'case_id'],
+                "ordering": ["assignment_id", "case_id"],
             },
         ),
         migrations.CreateModel(
-            name='AnswerItem',
+            name="AnswerItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('selected', models.BooleanField(null=True)),
-                ('rank', models.PositiveSmallIntegerField(null=True)),
-                ('rating', models.SmallIntegerField(null=True)),
-                ('shown_position', models.PositiveSmallIntegerField(null=True)),
-                ('answer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='annotations.answer')),
-                ('candidate', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='readerstudy.candidate')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("selected", models.BooleanField(null=True)),
+                ("rank", models.PositiveSmallIntegerField(null=True)),
+                ("rating", models.SmallIntegerField(null=True)),
+                ("shown_position", models.PositiveSmallIntegerField(null=True)),
+                (
+                    "answer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="annotations.answer"
+                    ),
+                ),
+                (
+                    "candidate",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="readerstudy.candidate"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='AnswerRevision',
+            name="AnswerRevision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('revision', models.PositiveIntegerField()),
-                ('payload', models.JSONField()),
-                ('submitted_at', models.DateTimeField()),
-                ('replaced_at', models.DateTimeField()),
-                ('answer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='revisions', to='annotations.answer')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("revision", models.PositiveIntegerField()),
+                ("payload", models.JSONField()),
+                ("submitted_at", models.DateTimeField()),
+                ("replaced_at", models.DateTimeField()),
+                (
+                    "answer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="revisions", to="annotations.answer"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CaseFlag',
+            name="CaseFlag",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('comment', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('assignment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flags', to='readerstudy.assignment')),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='flags', to='readerstudy.case')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("comment", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="flags", to="readerstudy.assignment"
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="flags", to="readerstudy.case"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='CaseVisit',
+            name="CaseVisit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('opened_at', models.DateTimeField()),
-                ('last_seen_at', models.DateTimeField()),
-                ('active_ms', models.PositiveBigIntegerField(default=0, help_text='time with the case on screen and in focus')),
-                ('draft', models.JSONField(blank=True, default=dict)),
-                ('assignment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='visits', to='readerstudy.assignment')),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='visits', to='readerstudy.case')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("opened_at", models.DateTimeField()),
+                ("last_seen_at", models.DateTimeField()),
+                (
+                    "active_ms",
+                    models.PositiveBigIntegerField(default=0, help_text="time with the case on screen and in focus"),
+                ),
+                ("draft", models.JSONField(blank=True, default=dict)),
+                (
+                    "assignment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="visits", to="readerstudy.assignment"
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="visits", to="readerstudy.case"
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ImageAnswer',
+            name="ImageAnswer",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('value', models.CharField(max_length=100)),
-                ('answer', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='image_answers', to='annotations.answer')),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='retrieval.image')),
-                ('question', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='readerstudy.studyquestion')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("value", models.CharField(max_length=100)),
+                (
+                    "answer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="image_answers",
+                        to="annotations.answer",
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="retrieval.image"
+                    ),
+                ),
+                (
+                    "question",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="readerstudy.studyquestion"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='answer',
-            constraint=models.UniqueConstraint(fields=('assignment', 'case'), name='answer_one_per_reader_case'),
+            model_name="answer",
+            constraint=models.UniqueConstraint(fields=("assignment", "case"), name="answer_one_per_reader_case"),
         ),
         migrations.AddConstraint(
-            model_name='answeritem',
-            constraint=models.UniqueConstraint(fields=('answer', 'candidate'), name='item_unique_candidate'),
+            model_name="answeritem",
+            constraint=models.UniqueConstraint(fields=("answer", "candidate"), name="item_unique_candidate"),
         ),
         migrations.AddConstraint(
-            model_name='answeritem',
-            constraint=models.UniqueConstraint(condition=models.Q(('rank__isnull', False)), fields=('answer', 'rank'), name='item_unique_rank'),
+            model_name="answeritem",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("rank__isnull", False)), fields=("answer", "rank"), name="item_unique_rank"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='answeritem',
-            constraint=models.CheckConstraint(condition=models.Q(('rank__isnull', True), ('rank__gte', 1), _connector='OR'), name='item_rank_positive'),
+            model_name="answeritem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rank__isnull", True), ("rank__gte", 1), _connector="OR"), name="item_rank_positive"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='answerrevision',
-            constraint=models.UniqueConstraint(fields=('answer', 'revision'), name='revision_unique'),
+            model_name="answerrevision",
+            constraint=models.UniqueConstraint(fields=("answer", "revision"), name="revision_unique"),
         ),
         migrations.AddConstraint(
-            model_name='caseflag',
-            constraint=models.UniqueConstraint(fields=('assignment', 'case'), name='flag_unique_per_case'),
+            model_name="caseflag",
+            constraint=models.UniqueConstraint(fields=("assignment", "case"), name="flag_unique_per_case"),
         ),
         migrations.AddConstraint(
-            model_name='casevisit',
-            constraint=models.UniqueConstraint(fields=('assignment', 'case'), name='visit_unique_per_case'),
+            model_name="casevisit",
+            constraint=models.UniqueConstraint(fields=("assignment", "case"), name="visit_unique_per_case"),
         ),
         migrations.AddConstraint(
-            model_name='imageanswer',
-            constraint=models.UniqueConstraint(fields=('answer', 'question', 'image'), name='image_answer_unique'),
+            model_name="imageanswer",
+            constraint=models.UniqueConstraint(fields=("answer", "question", "image"), name="image_answer_unique"),
         ),
     ]

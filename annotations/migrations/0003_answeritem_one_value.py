@@ -4,15 +4,22 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('annotations', '0002_report_run_bootstrap_results'),
-        ('readerstudy', '0001_initial'),
+        ("annotations", "0002_report_run_bootstrap_results"),
+        ("readerstudy", "0001_initial"),
     ]
 
     operations = [
         migrations.AddConstraint(
-            model_name='answeritem',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('rank__isnull', True), ('rating__isnull', True), ('selected__isnull', False)), models.Q(('rank__isnull', False), ('rating__isnull', True), ('selected__isnull', True)), models.Q(('rank__isnull', True), ('rating__isnull', False), ('selected__isnull', True)), _connector='OR'), name='item_one_value'),
+            model_name="answeritem",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("rank__isnull", True), ("rating__isnull", True), ("selected__isnull", False)),
+                    models.Q(("rank__isnull", False), ("rating__isnull", True), ("selected__isnull", True)),
+                    models.Q(("rank__isnull", True), ("rating__isnull", False), ("selected__isnull", True)),
+                    _connector="OR",
+                ),
+                name="item_one_value",
+            ),
         ),
     ]

@@ -6,128 +6,232 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('retrieval', '0001_initial'),
+        ("retrieval", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='WorkerPing',
+            name="WorkerPing",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('token', models.CharField(max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("token", models.CharField(max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
         ),
         migrations.CreateModel(
-            name='Study',
+            name="Study",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('instructions', models.TextField(blank=True)),
-                ('mode', models.CharField(choices=[('choose_k', 'Choose the k most similar'), ('rank_all', 'Rank the whole catalogue'), ('rate', 'Rate each candidate')], max_length=16)),
-                ('k', models.PositiveSmallIntegerField(blank=True, help_text='choose k: how many to pick', null=True)),
-                ('rating_min', models.PositiveSmallIntegerField(default=1)),
-                ('rating_max', models.PositiveSmallIntegerField(default=5)),
-                ('status', models.CharField(choices=[('draft', 'Draft'), ('open', 'Open'), ('closed', 'Closed')], default='draft', max_length=8)),
-                ('allow_revisions', models.BooleanField(default=False, help_text='readers may change a submitted answer')),
-                ('show_candidate_labels', models.BooleanField(default=False, help_text='readers see the labels of candidates')),
-                ('show_saliency', models.BooleanField(default=False, help_text='readers see saliency overlays where available')),
-                ('builder', models.CharField(blank=True, max_length=32)),
-                ('builder_config', models.JSONField(blank=True, default=dict)),
-                ('seed', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('opened_at', models.DateTimeField(blank=True, null=True)),
-                ('closed_at', models.DateTimeField(blank=True, null=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='studies', to='retrieval.dataset')),
-                ('ground_truth_reader', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("instructions", models.TextField(blank=True)),
+                (
+                    "mode",
+                    models.CharField(
+                        choices=[
+                            ("choose_k", "Choose the k most similar"),
+                            ("rank_all", "Rank the whole catalogue"),
+                            ("rate", "Rate each candidate"),
+                        ],
+                        max_length=16,
+                    ),
+                ),
+                ("k", models.PositiveSmallIntegerField(blank=True, help_text="choose k: how many to pick", null=True)),
+                ("rating_min", models.PositiveSmallIntegerField(default=1)),
+                ("rating_max", models.PositiveSmallIntegerField(default=5)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("draft", "Draft"), ("open", "Open"), ("closed", "Closed")],
+                        default="draft",
+                        max_length=8,
+                    ),
+                ),
+                (
+                    "allow_revisions",
+                    models.BooleanField(default=False, help_text="readers may change a submitted answer"),
+                ),
+                (
+                    "show_candidate_labels",
+                    models.BooleanField(default=False, help_text="readers see the labels of candidates"),
+                ),
+                (
+                    "show_saliency",
+                    models.BooleanField(default=False, help_text="readers see saliency overlays where available"),
+                ),
+                ("builder", models.CharField(blank=True, max_length=32)),
+                ("builder_config", models.JSONField(blank=True, default=dict)),
+                ("seed", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("opened_at", models.DateTimeField(blank=True, null=True)),
+                ("closed_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="studies", to="retrieval.dataset"
+                    ),
+                ),
+                (
+                    "ground_truth_reader",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'studies',
-                'ordering': ['-created_at'],
+                "verbose_name_plural": "studies",
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Case',
+            name="Case",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(help_text='canonical order; readers see their own order')),
-                ('query', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='retrieval.image')),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='cases', to='readerstudy.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveIntegerField(help_text="canonical order; readers see their own order")),
+                (
+                    "query",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="retrieval.image"
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="cases", to="readerstudy.study"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study_id', 'position'],
+                "ordering": ["study_id", "position"],
             },
         ),
         migrations.CreateModel(
-            name='Assignment',
+            name="Assignment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seed', models.BigIntegerField(help_text="drives this reader's case order and candidate positions")),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('reader', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to=settings.AUTH_USER_MODEL)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='assignments', to='readerstudy.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("seed", models.BigIntegerField(help_text="drives this reader's case order and candidate positions")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "reader",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="assignments",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="assignments", to="readerstudy.study"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study_id', 'reader_id'],
+                "ordering": ["study_id", "reader_id"],
             },
         ),
         migrations.CreateModel(
-            name='StudyQuestion',
+            name="StudyQuestion",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.SlugField()),
-                ('text', models.CharField(max_length=300)),
-                ('choices', models.JSONField(default=list, help_text='e.g. ["yes", "no", "unsure"]')),
-                ('applies_to', models.CharField(choices=[('query', 'The query image'), ('candidates', 'Every candidate'), ('all', 'Query and candidates')], default='all', max_length=16)),
-                ('position', models.PositiveSmallIntegerField(default=0)),
-                ('study', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='questions', to='readerstudy.study')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.SlugField()),
+                ("text", models.CharField(max_length=300)),
+                ("choices", models.JSONField(default=list, help_text='e.g. ["yes", "no", "unsure"]')),
+                (
+                    "applies_to",
+                    models.CharField(
+                        choices=[
+                            ("query", "The query image"),
+                            ("candidates", "Every candidate"),
+                            ("all", "Query and candidates"),
+                        ],
+                        default="all",
+                        max_length=16,
+                    ),
+                ),
+                ("position", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "study",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="questions", to="readerstudy.study"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study_id', 'position', 'id'],
+                "ordering": ["study_id", "position", "id"],
             },
         ),
         migrations.CreateModel(
-            name='Candidate',
+            name="Candidate",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveSmallIntegerField(help_text='canonical catalogue index')),
-                ('provenance', models.JSONField(blank=True, default=list)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='retrieval.image')),
-                ('case', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='candidates', to='readerstudy.case')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveSmallIntegerField(help_text="canonical catalogue index")),
+                ("provenance", models.JSONField(blank=True, default=list)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to="retrieval.image"
+                    ),
+                ),
+                (
+                    "case",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="candidates", to="readerstudy.case"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['case_id', 'position'],
-                'constraints': [models.UniqueConstraint(fields=('case', 'image'), name='candidate_unique_image'), models.UniqueConstraint(fields=('case', 'position'), name='candidate_unique_position')],
+                "ordering": ["case_id", "position"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("case", "image"), name="candidate_unique_image"),
+                    models.UniqueConstraint(fields=("case", "position"), name="candidate_unique_position"),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='study',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('mode', 'choose_k'), _negated=True), ('k__gte', 1), _connector='OR'), name='study_choose_k_has_k'),
+            model_name="study",
+            constraint=models.CheckConstraint(
+                condition=models.Q(models.Q(("mode", "choose_k"), _negated=True), ("k__gte", 1), _connector="OR"),
+                name="study_choose_k_has_k",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='study',
-            constraint=models.CheckConstraint(condition=models.Q(('rating_min__lt', models.F('rating_max'))), name='study_rating_range'),
+            model_name="study",
+            constraint=models.CheckConstraint(
+                condition=models.Q(("rating_min__lt", models.F("rating_max"))), name="study_rating_range"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='case',
-            constraint=models.UniqueConstraint(fields=('study', 'position'), name='case_unique_position'),
+            model_name="case",
+            constraint=models.UniqueConstraint(fields=("study", "position"), name="case_unique_position"),
         ),
         migrations.AddConstraint(
-            model_name='case',
-            constraint=models.UniqueConstraint(fields=('study', 'query'), name='case_unique_query'),
+            model_name="case",
+            constraint=models.UniqueConstraint(fields=("study", "query"), name="case_unique_query"),
         ),
         migrations.AddConstraint(
-            model_name='assignment',
-            constraint=models.UniqueConstraint(fields=('study', 'reader'), name='assignment_unique_reader'),
+            model_name="assignment",
+            constraint=models.UniqueConstraint(fields=("study", "reader"), name="assignment_unique_reader"),
         ),
         migrations.AddConstraint(
-            model_name='studyquestion',
-            constraint=models.UniqueConstraint(fields=('study', 'key'), name='question_unique_key_per_study'),
+            model_name="studyquestion",
+            constraint=models.UniqueConstraint(fields=("study", "key"), name="question_unique_key_per_study"),
         ),
     ]

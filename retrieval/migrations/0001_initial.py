@@ -8,7 +8,6 @@ import retrieval.models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -17,111 +16,178 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Dataset',
+            name="Dataset",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=200, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('pseudonym_key', models.CharField(default=retrieval.models._new_salt, editable=False, max_length=64)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=200, unique=True)),
+                ("description", models.TextField(blank=True)),
+                ("pseudonym_key", models.CharField(default=retrieval.models._new_salt, editable=False, max_length=64)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='ImportJob',
+            name="ImportJob",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=16)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('progress_note', models.CharField(blank=True, max_length=300)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('source_path', models.CharField(help_text='Folder or .zip on the server', max_length=500)),
-                ('labels_path', models.CharField(blank=True, max_length=500)),
-                ('label_format', models.CharField(choices=[('nih', 'NIH ChestX-ray14 (Data_Entry_2017.csv)'), ('chexpert', 'CheXpert / MIMIC-CXR-JPG'), ('generic', 'Generic CSV (file name + columns)')], default='generic', max_length=16)),
-                ('remove_sources', models.BooleanField(default=False)),
-                ('report', models.JSONField(blank=True, default=list)),
-                ('n_imported', models.PositiveIntegerField(default=0)),
-                ('n_skipped', models.PositiveIntegerField(default=0)),
-                ('n_failed', models.PositiveIntegerField(default=0)),
-                ('n_labels', models.PositiveIntegerField(default=0)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='imports', to='retrieval.dataset')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("progress_note", models.CharField(blank=True, max_length=300)),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("source_path", models.CharField(help_text="Folder or .zip on the server", max_length=500)),
+                ("labels_path", models.CharField(blank=True, max_length=500)),
+                (
+                    "label_format",
+                    models.CharField(
+                        choices=[
+                            ("nih", "NIH ChestX-ray14 (Data_Entry_2017.csv)"),
+                            ("chexpert", "CheXpert / MIMIC-CXR-JPG"),
+                            ("generic", "Generic CSV (file name + columns)"),
+                        ],
+                        default="generic",
+                        max_length=16,
+                    ),
+                ),
+                ("remove_sources", models.BooleanField(default=False)),
+                ("report", models.JSONField(blank=True, default=list)),
+                ("n_imported", models.PositiveIntegerField(default=0)),
+                ("n_skipped", models.PositiveIntegerField(default=0)),
+                ("n_failed", models.PositiveIntegerField(default=0)),
+                ("n_labels", models.PositiveIntegerField(default=0)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="imports", to="retrieval.dataset"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='Image',
+            name="Image",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('source_name', models.CharField(max_length=500)),
-                ('source_format', models.CharField(choices=[('dicom', 'DICOM'), ('png', 'PNG'), ('jpeg', 'JPEG')], max_length=8)),
-                ('patient_pseudo_id', models.CharField(blank=True, db_index=True, max_length=32)),
-                ('study_uid', models.CharField(blank=True, max_length=64)),
-                ('series_uid', models.CharField(blank=True, max_length=64)),
-                ('sop_instance_uid', models.CharField(blank=True, max_length=64, null=True)),
-                ('modality', models.CharField(blank=True, max_length=16)),
-                ('view_position', models.CharField(blank=True, max_length=16)),
-                ('width', models.PositiveIntegerField()),
-                ('height', models.PositiveIntegerField()),
-                ('frames', models.PositiveIntegerField(default=1)),
-                ('slices_in_series', models.PositiveIntegerField(default=1)),
-                ('window_center', models.FloatField(blank=True, null=True)),
-                ('window_width', models.FloatField(blank=True, null=True)),
-                ('window_source', models.CharField(blank=True, max_length=16)),
-                ('content_hash', models.CharField(max_length=64)),
-                ('original', models.FileField(max_length=300, upload_to='')),
-                ('rendition', models.FileField(max_length=300, upload_to='')),
-                ('thumbnail', models.FileField(max_length=300, upload_to='')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='images', to='retrieval.dataset')),
-                ('import_job', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='retrieval.importjob')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("source_name", models.CharField(max_length=500)),
+                (
+                    "source_format",
+                    models.CharField(choices=[("dicom", "DICOM"), ("png", "PNG"), ("jpeg", "JPEG")], max_length=8),
+                ),
+                ("patient_pseudo_id", models.CharField(blank=True, db_index=True, max_length=32)),
+                ("study_uid", models.CharField(blank=True, max_length=64)),
+                ("series_uid", models.CharField(blank=True, max_length=64)),
+                ("sop_instance_uid", models.CharField(blank=True, max_length=64, null=True)),
+                ("modality", models.CharField(blank=True, max_length=16)),
+                ("view_position", models.CharField(blank=True, max_length=16)),
+                ("width", models.PositiveIntegerField()),
+                ("height", models.PositiveIntegerField()),
+                ("frames", models.PositiveIntegerField(default=1)),
+                ("slices_in_series", models.PositiveIntegerField(default=1)),
+                ("window_center", models.FloatField(blank=True, null=True)),
+                ("window_width", models.FloatField(blank=True, null=True)),
+                ("window_source", models.CharField(blank=True, max_length=16)),
+                ("content_hash", models.CharField(max_length=64)),
+                ("original", models.FileField(max_length=300, upload_to="")),
+                ("rendition", models.FileField(max_length=300, upload_to="")),
+                ("thumbnail", models.FileField(max_length=300, upload_to="")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="images", to="retrieval.dataset"
+                    ),
+                ),
+                (
+                    "import_job",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="retrieval.importjob",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset_id', 'source_name'],
+                "ordering": ["dataset_id", "source_name"],
             },
         ),
         migrations.CreateModel(
-            name='Label',
+            name="Label",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('value_num', models.FloatField(blank=True, null=True)),
-                ('value_text', models.CharField(blank=True, max_length=200)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='labels', to='retrieval.image')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("value_num", models.FloatField(blank=True, null=True)),
+                ("value_text", models.CharField(blank=True, max_length=200)),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="labels", to="retrieval.image"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id', 'name'],
+                "ordering": ["image_id", "name"],
             },
         ),
         migrations.AddIndex(
-            model_name='image',
-            index=models.Index(fields=['dataset', 'source_name'], name='image_dataset_source_idx'),
+            model_name="image",
+            index=models.Index(fields=["dataset", "source_name"], name="image_dataset_source_idx"),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(fields=('dataset', 'content_hash'), name='image_unique_hash_per_dataset'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                fields=("dataset", "content_hash"), name="image_unique_hash_per_dataset"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='image',
-            constraint=models.UniqueConstraint(condition=models.Q(('sop_instance_uid__isnull', False)), fields=('dataset', 'sop_instance_uid'), name='image_unique_sop_per_dataset'),
+            model_name="image",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("sop_instance_uid__isnull", False)),
+                fields=("dataset", "sop_instance_uid"),
+                name="image_unique_sop_per_dataset",
+            ),
         ),
         migrations.AddIndex(
-            model_name='label',
-            index=models.Index(fields=['name', 'value_num'], name='label_name_value_idx'),
+            model_name="label",
+            index=models.Index(fields=["name", "value_num"], name="label_name_value_idx"),
         ),
         migrations.AddConstraint(
-            model_name='label',
-            constraint=models.UniqueConstraint(fields=('image', 'name'), name='label_unique_name_per_image'),
+            model_name="label",
+            constraint=models.UniqueConstraint(fields=("image", "name"), name="label_unique_name_per_image"),
         ),
     ]

@@ -6,83 +6,152 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retrieval', '0001_initial'),
+        ("retrieval", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Split',
+            name="Split",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('seed', models.BigIntegerField()),
-                ('fractions', models.JSONField(default=list, help_text='[train, val, test], e.g. [0.6, 0.3, 0.1]')),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='splits', to='retrieval.dataset')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("seed", models.BigIntegerField()),
+                ("fractions", models.JSONField(default=list, help_text="[train, val, test], e.g. [0.6, 0.3, 0.1]")),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="splits", to="retrieval.dataset"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['dataset_id', 'name'],
+                "ordering": ["dataset_id", "name"],
             },
         ),
         migrations.CreateModel(
-            name='ModelRun',
+            name="ModelRun",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('cancelled', 'Cancelled')], default='pending', max_length=16)),
-                ('progress_done', models.PositiveIntegerField(default=0)),
-                ('progress_total', models.PositiveIntegerField(default=0)),
-                ('progress_note', models.CharField(blank=True, max_length=300)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveSmallIntegerField(default=0)),
-                ('heartbeat_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('name', models.CharField(max_length=200)),
-                ('method', models.CharField(max_length=40)),
-                ('config', models.JSONField(blank=True, default=dict)),
-                ('stage', models.CharField(choices=[('queued', 'Queued'), ('training', 'Training'), ('embedding', 'Embedding'), ('indexing', 'Indexing'), ('evaluating', 'Evaluating'), ('done', 'Done')], default='queued', max_length=16)),
-                ('device', models.CharField(blank=True, max_length=16)),
-                ('live', models.JSONField(blank=True, default=dict)),
-                ('history', models.JSONField(blank=True, default=list)),
-                ('metrics', models.JSONField(blank=True, default=dict)),
-                ('timings', models.JSONField(blank=True, default=dict, help_text='seconds per stage')),
-                ('artefact_dir', models.CharField(blank=True, max_length=500)),
-                ('n_embedded', models.PositiveIntegerField(default=0)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('dataset', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='runs', to='retrieval.dataset')),
-                ('split', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='runs', to='retrieval.split')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("succeeded", "Succeeded"),
+                            ("failed", "Failed"),
+                            ("cancelled", "Cancelled"),
+                        ],
+                        default="pending",
+                        max_length=16,
+                    ),
+                ),
+                ("progress_done", models.PositiveIntegerField(default=0)),
+                ("progress_total", models.PositiveIntegerField(default=0)),
+                ("progress_note", models.CharField(blank=True, max_length=300)),
+                ("error", models.TextField(blank=True)),
+                ("attempts", models.PositiveSmallIntegerField(default=0)),
+                ("heartbeat_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("name", models.CharField(max_length=200)),
+                ("method", models.CharField(max_length=40)),
+                ("config", models.JSONField(blank=True, default=dict)),
+                (
+                    "stage",
+                    models.CharField(
+                        choices=[
+                            ("queued", "Queued"),
+                            ("training", "Training"),
+                            ("embedding", "Embedding"),
+                            ("indexing", "Indexing"),
+                            ("evaluating", "Evaluating"),
+                            ("done", "Done"),
+                        ],
+                        default="queued",
+                        max_length=16,
+                    ),
+                ),
+                ("device", models.CharField(blank=True, max_length=16)),
+                ("live", models.JSONField(blank=True, default=dict)),
+                ("history", models.JSONField(blank=True, default=list)),
+                ("metrics", models.JSONField(blank=True, default=dict)),
+                ("timings", models.JSONField(blank=True, default=dict, help_text="seconds per stage")),
+                ("artefact_dir", models.CharField(blank=True, max_length=500)),
+                ("n_embedded", models.PositiveIntegerField(default=0)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "dataset",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="runs", to="retrieval.dataset"
+                    ),
+                ),
+                (
+                    "split",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="runs",
+                        to="retrieval.split",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='SplitMember',
+            name="SplitMember",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('part', models.CharField(choices=[('train', 'Train'), ('val', 'Validation'), ('test', 'Test')], max_length=8)),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='retrieval.image')),
-                ('split', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='members', to='retrieval.split')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "part",
+                    models.CharField(
+                        choices=[("train", "Train"), ("val", "Validation"), ("test", "Test")], max_length=8
+                    ),
+                ),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="retrieval.image"
+                    ),
+                ),
+                (
+                    "split",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="members", to="retrieval.split"
+                    ),
+                ),
             ],
         ),
         migrations.AddConstraint(
-            model_name='split',
-            constraint=models.UniqueConstraint(fields=('dataset', 'name'), name='split_unique_name'),
+            model_name="split",
+            constraint=models.UniqueConstraint(fields=("dataset", "name"), name="split_unique_name"),
         ),
         migrations.AddConstraint(
-            model_name='modelrun',
-            constraint=models.UniqueConstraint(fields=('dataset', 'name'), name='run_unique_name_per_dataset'),
+            model_name="modelrun",
+            constraint=models.UniqueConstraint(fields=("dataset", "name"), name="run_unique_name_per_dataset"),
         ),
         migrations.AddIndex(
-            model_name='splitmember',
-            index=models.Index(fields=['split', 'part'], name='split_member_part_idx'),
+            model_name="splitmember",
+            index=models.Index(fields=["split", "part"], name="split_member_part_idx"),
         ),
         migrations.AddConstraint(
-            model_name='splitmember',
-            constraint=models.UniqueConstraint(fields=('split', 'image'), name='split_member_unique'),
+            model_name="splitmember",
+            constraint=models.UniqueConstraint(fields=("split", "image"), name="split_member_unique"),
         ),
     ]

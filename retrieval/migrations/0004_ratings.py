@@ -5,23 +5,27 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retrieval', '0003_search_requests'),
+        ("retrieval", "0003_search_requests"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Rating',
+            name="Rating",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('rater', models.CharField(max_length=100)),
-                ('values', models.JSONField(help_text='characteristic name -> number')),
-                ('image', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='ratings', to='retrieval.image')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("rater", models.CharField(max_length=100)),
+                ("values", models.JSONField(help_text="characteristic name -> number")),
+                (
+                    "image",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="ratings", to="retrieval.image"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['image_id', 'rater'],
-                'constraints': [models.UniqueConstraint(fields=('image', 'rater'), name='rating_unique_per_rater')],
+                "ordering": ["image_id", "rater"],
+                "constraints": [models.UniqueConstraint(fields=("image", "rater"), name="rating_unique_per_rater")],
             },
         ),
     ]

@@ -15,36 +15,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-# Set before timm imports huggingface_hub, which reads it once at import time. We also pass
-# local_files_only/cache lookups explicitly below, so an exported HF_HUB_OFFLINE=0 cannot make
-# create_backbone download either.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+import safetensors.torch
+import timm
+import torch
+from timm.data import resolve_data_config
+from torch import nn
 
-import timm  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from .clip import create_clip_image_encoder
+from .weights import HF_WEIGHT_FILES, WeightsUnavailableError, cached_hf_file, hf_cache_dir, missing_message
 
 logger = logging.getLogger(__name__)
 
 PRETRAINED = "pretrained"
 RANDOM = "random"
 OPEN_CLIP_PREFIX = "open_clip:"  # create_backbone("open_clip:hf-hub:microsoft/BiomedCLIP-…") → retrieval.ml.clip
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 STATE_DICT_KEYS = ("model", "state_dict", "model_state_dict", "model_state")
-
-
-class WeightsUnavailableError(RuntimeError):
-    """Pretrained weights were asked for but are not on this machine."""
-
-
-def hf_cache_dir() -> Path:
-    """The Hugging Face hub cache directory, resolved from the environment at call time."""
-    env = os.environ
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if env.get(var):
-            return Path(env[var]).expanduser()
-    home = env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
-    return Path(home).expanduser() / "hub"
 
 
 def create_backbone(
@@ -74,11 +59,11 @@ def create_backbone(
 
 
 def _create_open_clip(name: str, *, weights: str | os.PathLike[str], num_classes: int) -> nn.Module:
-    from .clip import create_clip_image_encoder
-
     if num_classes:
-        raise ValueError(f"{OPEN_CLIP_PREFIX}{name} is an off-the-shelf image encoder: it cannot be fine-tuned as a "
-                         "classifier here (use it with the off-the-shelf method, or a timm backbone for training).")
+        raise ValueError(
+            f"{OPEN_CLIP_PREFIX}{name} is an off-the-shelf image encoder: it cannot be fine-tuned as a "
+            "classifier here (use it with the off-the-shelf method, or a timm backbone for training)."
+        )
     if weights == PRETRAINED:
         return create_clip_image_encoder(name)
     return create_clip_image_encoder(name, weights=weights)
@@ -109,7 +94,7 @@ def cached_pretrained_file(name: str) -> Path:
     if cfg.hf_hub_id:
         repo_id, _, revision = cfg.hf_hub_id.partition("@")
         files = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_WEIGHT_FILES
-        found = _cached_hf_file(repo_id, files, revision=revision or None)
+        found = cached_hf_file(repo_id, files, revision=revision or None)
         if found:
             return found
         looked.append(f"Hugging Face cache {hf_cache_dir()} (repo {repo_id}, files {', '.join(files)})")
@@ -118,54 +103,24 @@ def cached_pretrained_file(name: str) -> Path:
         if candidate.is_file():
             return candidate
         looked.append(f"torch hub cache {candidate}")
-    raise WeightsUnavailableError(_missing_message(name, cfg.hf_hub_id, looked))
-
-
-def _cached_hf_file(repo_id: str, filenames: tuple[str, ...], *, revision: str | None = None) -> Path | None:
-    """First of `filenames` present in the local Hugging Face cache for `repo_id` (no network)."""
-    from huggingface_hub import try_to_load_from_cache
-
-    for filename in filenames:
-        hit = try_to_load_from_cache(repo_id, filename, cache_dir=hf_cache_dir(), revision=revision)
-        if isinstance(hit, str) and os.path.isfile(hit):
-            return Path(hit)
-    return None
+    raise WeightsUnavailableError(missing_message(name, cfg.hf_hub_id, looked))
 
 
 def _cached_hf_snapshot(repo_id: str) -> Path:
     """Local snapshot folder of an "hf-hub:" timm repo (config.json + weights), or WeightsUnavailableError."""
     repo, _, revision = repo_id.partition("@")
-    config = _cached_hf_file(repo, ("config.json",), revision=revision or None)
-    weights = _cached_hf_file(repo, HF_WEIGHT_FILES, revision=revision or None)
+    config = cached_hf_file(repo, ("config.json",), revision=revision or None)
+    weights = cached_hf_file(repo, HF_WEIGHT_FILES, revision=revision or None)
     if config is None or weights is None:
         looked = [f"Hugging Face cache {hf_cache_dir()} (repo {repo}, config.json + {' or '.join(HF_WEIGHT_FILES)})"]
-        raise WeightsUnavailableError(_missing_message(f"hf-hub:{repo_id}", repo, looked))
+        raise WeightsUnavailableError(missing_message(f"hf-hub:{repo_id}", repo, looked))
     return config.parent
-
-
-def _missing_message(name: str, hf_hub_id: str | None, looked: list[str]) -> str:
-    """The error text for weights that are not cached: what, where we looked, how to fix."""
-    where = "; ".join(looked) or "nowhere (timm lists no download location)"
-    fetch = (
-        f"`hf download {hf_hub_id.partition('@')[0]}` (older huggingface_hub: `huggingface-cli download ...`) "
-        f"and copy its HF_HOME/hub folder to {hf_cache_dir()}"
-        if hf_hub_id
-        else "timm.create_model(..., pretrained=True) and copy the torch hub cache here"
-    )
-    return (
-        f"Pretrained weights for model {name!r} are not in the local cache (looked in: {where}). "
-        f"This process never downloads weights. To fix: on a machine with network run {fetch}; "
-        f"or pass a local checkpoint path (.pth/.safetensors) as the weights; "
-        f"or ask for random initialisation explicitly (weights='random', --weights random)."
-    )
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors/.pth/.pt/.bin file; unwraps training checkpoints ({"model": state_dict, ...})."""
     path = Path(path)
     if path.suffix == ".safetensors":
-        import safetensors.torch
-
         obj: Any = safetensors.torch.load_file(str(path), device="cpu")
     else:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -205,8 +160,6 @@ def save_weights(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if path.suffix == ".safetensors":
-        import safetensors.torch
-
         safetensors.torch.save_file(state, str(tmp))
     else:
         torch.save(state, tmp)
@@ -236,6 +189,4 @@ def embedding_dim(model: nn.Module) -> int:
 
 def data_config(model: nn.Module, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """timm's input config (input_size, mean, std, interpolation, crop_pct) for `model`, with overrides."""
-    from timm.data import resolve_data_config
-
     return dict(resolve_data_config(args=dict(overrides or {}), model=model))

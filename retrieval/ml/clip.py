@@ -5,7 +5,7 @@ retrieval (P@1 0.594 micro). open_clip (``open_clip_torch``, part of the ``ml`` 
 only when an encoder is asked for; weights come from a local checkpoint file or the local Hugging
 Face cache, never from the network (backbones sets HF_HUB_OFFLINE=1), or are random when asked for
 explicitly (tests). Anything missing — the package, the weights, the config, BiomedCLIP's
-text-tower config — raises backbones.WeightsUnavailableError with what was looked for and how to
+text-tower config — raises weights.WeightsUnavailableError with what was looked for and how to
 fix it. Runs reach this through ``backbones.create_backbone("open_clip:NAME", weights=…)``.
 
 The returned `ClipImageEncoder` is the image tower only (the text tower is dropped), with the
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .backbones import WeightsUnavailableError, _cached_hf_file, hf_cache_dir
+from .weights import WeightsUnavailableError, cached_hf_file, hf_cache_dir
 
 HF_PREFIX = "hf-hub:"
 BIOMEDCLIP = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
@@ -86,8 +86,8 @@ def _import_open_clip() -> ModuleType:
 
 def _hub_files(repo_id: str) -> None:
     """Check that the open_clip config and weights of a hub repo are in the local cache."""
-    config = _cached_hf_file(repo_id, (OPEN_CLIP_CONFIG,))
-    weights = _cached_hf_file(repo_id, OPEN_CLIP_WEIGHTS)
+    config = cached_hf_file(repo_id, (OPEN_CLIP_CONFIG,))
+    weights = cached_hf_file(repo_id, OPEN_CLIP_WEIGHTS)
     if config is None or weights is None:
         raise WeightsUnavailableError(
             f"open_clip model {HF_PREFIX}{repo_id} is not in the local Hugging Face cache {hf_cache_dir()} "
@@ -117,8 +117,9 @@ def create_clip_image_encoder(name: str, weights: str | os.PathLike[str] | None 
     else:
         _hub_files(hub_id.removeprefix(HF_PREFIX))
     open_clip = _import_open_clip()
-    args: dict[str, Any] = ({"cache_dir": str(hf_cache_dir())} if hub_id
-                            else {"pretrained": str(Path(weights).expanduser())})  # type: ignore[arg-type]
+    args: dict[str, Any] = (
+        {"cache_dir": str(hf_cache_dir())} if hub_id else {"pretrained": str(Path(weights).expanduser())}
+    )  # type: ignore[arg-type]
     try:
         model = open_clip.create_model_and_transforms(hub_id or name, **args)[0]
     except (OSError, RuntimeError) as exc:  # a file not cached (offline mode), no such config, wrong checkpoint

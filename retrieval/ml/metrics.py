@@ -36,6 +36,10 @@ AP_DEFINITIONS = ("min_k_R", "hits", "R", "k")
 AP_DEFINITION_NAMES = {"min_k_R": "min(k, R)", "hits": "hits in the top k", "R": "R (all relevant)", "k": "k"}
 GAINS = ("exp", "linear")
 HUBNESS_KS = (3, 5, 7, 11, 17)
+#: The skewness of the k-occurrence N_k that hubness reports (stated with every result, issue 14).
+SKEWNESS_FORMULA = (
+    "biased sample skewness g1 = m3 / m2^1.5 of N_k (scipy.stats.skew, bias=True); 0 when N_k is constant"
+)
 RELEVANCE_MODES = ("any", "exact")
 _BLOCK_ELEMENTS = 16_000_000  # rows × n per block of a distance matrix (128 MB of float64)
 
@@ -239,10 +243,11 @@ def discounts(k: int) -> np.ndarray:
 
 
 def ndcg_from_gains(gains: np.ndarray, ideal_gains: np.ndarray) -> np.ndarray:
-    """Per-query DCG of the retrieved gains over the DCG of the ideal gains (0 where the ideal DCG is 0)."""
+    """DCG of the retrieved gains over the DCG of the ideal gains along the last axis (0 where the ideal DCG
+    is 0): the one nDCG of the platform, used by the retrieval metrics and by the reports' reader rankings."""
     gains = np.asarray(gains, dtype=np.float64)
-    dcg = gains @ discounts(gains.shape[1])
-    idcg = np.asarray(ideal_gains, dtype=np.float64) @ discounts(gains.shape[1])
+    dcg = gains @ discounts(gains.shape[-1])
+    idcg = np.asarray(ideal_gains, dtype=np.float64) @ discounts(gains.shape[-1])
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(idcg > 0, dcg / idcg, 0.0)
 
@@ -415,6 +420,7 @@ def hubness(neighbours: np.ndarray, ks: Sequence[int] = HUBNESS_KS) -> dict[str,
         out[f"antihub_share@{k}"] = float(np.mean(counts == 0))
         indices.append(math.exp(-abs(skew)))
     out["hubness_index"] = float(np.mean(indices)) if indices else math.nan
+    out["k_occurrence_skewness"] = SKEWNESS_FORMULA
     return out
 
 

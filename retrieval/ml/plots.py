@@ -8,15 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.manifold import TSNE
 
 MAX_LEGEND_CLASSES = 20
 
 
 def project_2d(embeddings: np.ndarray, method: str = "tsne", *, seed: int = 0) -> np.ndarray:
     """(n, 2) coordinates by t-SNE (perplexity adapted to n, cosine) or PCA; PCA for fewer than 5 points."""
-    from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
-
     x = np.asarray(embeddings, dtype=np.float64)
     if len(x) < 3:
         return np.pad(x[:, :2], ((0, 0), (0, max(0, 2 - x.shape[1]))))

@@ -433,7 +433,10 @@ def fit_semi_supervised(
 
 
 def evaluate_embeddings(
-    embeddings: np.ndarray, ratings: Sequence[np.ndarray] | None = None, *, target_distances: np.ndarray | None = None,
+    embeddings: np.ndarray,
+    ratings: Sequence[np.ndarray] | None = None,
+    *,
+    target_distances: np.ndarray | None = None,
     ks: Sequence[int] = HUBNESS_KS,
 ) -> dict[str, float]:
     """Pearson r (and p) of embedding L2 distances vs set distances (upper triangle), and hubness (paper 004)."""

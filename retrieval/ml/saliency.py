@@ -38,11 +38,13 @@ from collections.abc import Callable, Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from matplotlib import colormaps
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from .device import resolve_device
+from .embed import as_dataset
 from .transforms import IMAGENET_MEAN, IMAGENET_STD
 
 Target = int | Sequence[int] | torch.Tensor | None
@@ -394,8 +396,6 @@ def saliency_maps(
     progress: Progress | None = None,
 ) -> np.ndarray:
     """Float32 (n, H, W) raw saliency maps for a tensor batch or a Dataset of (tensor, _) items, batch by batch."""
-    from .embed import as_dataset
-
     device = resolve_device(device)
     model.to(device)
     loader = DataLoader(as_dataset(images, None), batch_size=batch_size, shuffle=False)
@@ -411,8 +411,6 @@ def saliency_maps(
 
 def _colormap_rgb(values: np.ndarray, name: str) -> np.ndarray:
     """Float RGB (H, W, 3) in 0..1 of values in 0..1 through a matplotlib colormap."""
-    from matplotlib import colormaps
-
     return colormaps[name](values)[..., :3]
 
 

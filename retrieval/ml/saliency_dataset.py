@@ -14,8 +14,9 @@ from torch.utils.data import Dataset
 class SaliencyInputDataset(Dataset):
     """Stored (3, H, W) normalised saliency maps named `<id>.npy`, optionally flipped at random; items (x, target)."""
 
-    def __init__(self, folder: Path, ids: Sequence[int], targets: Sequence[Any] | np.ndarray | None = None,
-                 *, flip: bool = False) -> None:
+    def __init__(
+        self, folder: Path, ids: Sequence[int], targets: Sequence[Any] | np.ndarray | None = None, *, flip: bool = False
+    ) -> None:
         self.folder, self.ids, self.targets, self.flip = Path(folder), list(ids), targets, flip
 
     def __len__(self) -> int:

@@ -51,6 +51,11 @@ def ssim_scores(query: ImageLike, candidates: Sequence[ImageLike], size: int | N
     return scores
 
 
+def ssim_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """1 − SSIM of two prepared (`prepare`) greyscale uint8 arrays of one shape: what SSIM runs rank by."""
+    return 1.0 - float(structural_similarity(a, b, data_range=255))
+
+
 def ssim_rank(
     query_uint8: ImageLike, candidates_uint8: Sequence[ImageLike], size: int | None = 128
 ) -> tuple[np.ndarray, np.ndarray]:

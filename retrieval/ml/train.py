@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from .device import autocast, resolve_device
@@ -60,7 +61,6 @@ def validation_score(task: str, outputs: np.ndarray, targets: np.ndarray, metric
         return float(np.mean((probs >= 0.5) == (targets >= 0.5)))
     if metric != "auc":
         raise ValueError(f"unknown validation metric {metric!r}.")
-    from sklearn.metrics import roc_auc_score
 
     columns = probs.reshape(len(probs), -1).T
     truth = targets.reshape(len(targets), -1).T

@@ -40,6 +40,7 @@ def login(page, username: str, password: str) -> None:
 
 # --- reading helpers (tests/browser/test_reader_*.py) --------------------------------------------
 
+
 def shot(page, name: str) -> None:
     """Keep an intermediate screenshot in test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)

@@ -5,14 +5,17 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.models import Assignment, Case
 from tests.browser.conftest import key_at, login, open_reader_page, shot, wait_reader_ready
 from tests.reading.factories import study_make
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("fast_password_hashing")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashing"),
+]
 
 
 def _selected_ids(assignment, case_id) -> set[int]:

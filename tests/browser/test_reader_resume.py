@@ -6,14 +6,17 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from annotations import selectors
 from annotations.models import Answer, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
-from readerstudy import selectors
 from readerstudy.models import Assignment, Case
 from tests.browser.conftest import key_at, login, open_reader_page, shot, wait_reader_ready
 from tests.reading.factories import study_make
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("fast_password_hashing")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashing"),
+]
 
 EFFUSION = {"key": "effusion", "text": "Pleural effusion?", "choices": ["yes", "no"], "applies_to": "query"}
 
@@ -88,7 +91,9 @@ def test_resume_after_reload_and_on_another_device(page, browser, reader, live_s
     assert chosen == {1, 5, 6}
     assert Answer.objects.filter(assignment=assignment).count() == 2
     assert list(ImageAnswer.objects.order_by("answer__case_id").values_list("value", flat=True)) in (
-        ["yes", "no"], ["no", "yes"])
+        ["yes", "no"],
+        ["no", "yes"],
+    )
     assert ImageAnswer.objects.get(answer=answer).value == "yes"
 
 

@@ -9,8 +9,11 @@ from playwright.sync_api import expect
 from tests.browser.conftest import login, open_reader_page, shot
 from tests.reading.factories import saliency_run_make, study_make
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("fast_password_hashing")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashing"),
+]
 
 OVERLAYS = "#query-viewer img.viewer-overlay, #grid img.saliency-overlay"
 ALL_LOADED = f"""() => {{
@@ -31,8 +34,10 @@ def _saliency_study(reader, *, show_saliency: bool):
 
 
 def _boxes(page) -> list:
-    return page.eval_on_selector_all("#grid .tile, #query-viewer canvas", "els => els.map(e => {"
-                                     "const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })")
+    return page.eval_on_selector_all(
+        "#grid .tile, #query-viewer canvas",
+        "els => els.map(e => {const r = e.getBoundingClientRect(); return [r.x, r.y, r.width, r.height]; })",
+    )
 
 
 def test_toggle_shows_and_hides_the_overlays(page, reader, live_server):

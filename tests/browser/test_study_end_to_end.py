@@ -33,14 +33,14 @@ from playwright.sync_api import expect
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import exports
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.demo import PHANTOM_DATASET, demo_collections_import, demo_users_create
 from readerstudy.models import Assignment, Candidate, Case, Study
+from reports import tables
 from retrieval.models import Dataset, Label
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_create
+from retrieval.runs.services import run_create
+from retrieval.runs.stages import run_execute
 from tests.browser.conftest import login, shot, tile_keys, wait_reader_ready
 from tests.reports import independent as ind
 from tests.reports import stored_answers as stored
@@ -54,6 +54,7 @@ N_PHANTOMS = 60
 
 
 # --- set-up: the demo collection and two real runs -------------------------------------------------
+
 
 def _demo_collection_with_two_runs():
     demo_users_create()
@@ -72,9 +73,21 @@ def _demo_collection_with_two_runs():
 
 # --- 1. the coordinator's wizard -------------------------------------------------------------------
 
-def _wizard(page, *, name: str, mode: str, builder: str, seed: int, sizes: dict, k: int | None = None,
-            run: str | None = None, runs: tuple[str, ...] = (), ground_truth: str | None = None,
-            case_list: bytes | None = None) -> Study:
+
+def _wizard(
+    page,
+    *,
+    name: str,
+    mode: str,
+    builder: str,
+    seed: int,
+    sizes: dict,
+    k: int | None = None,
+    run: str | None = None,
+    runs: tuple[str, ...] = (),
+    ground_truth: str | None = None,
+    case_list: bytes | None = None,
+) -> Study:
     """Fill the wizard, create the study, open it from its dashboard; returns the stored study."""
     page.goto("/studies/new/")
     page.fill("input[name=name]", name)
@@ -93,8 +106,9 @@ def _wizard(page, *, name: str, mode: str, builder: str, seed: int, sizes: dict,
     for r in runs:
         page.check(f"[data-field=runs] label:has-text('{r}') input")
     if case_list is not None:
-        page.set_input_files("input[name=case_list]",
-                             files=[{"name": "cases.csv", "mimeType": "text/csv", "buffer": case_list}])
+        page.set_input_files(
+            "input[name=case_list]", files=[{"name": "cases.csv", "mimeType": "text/csv", "buffer": case_list}]
+        )
     for reader in READERS:
         page.check(f"[data-field=readers] label:has-text('{reader}') input")
     if ground_truth:
@@ -135,8 +149,9 @@ def _check_knn_farthest(study, dataset, run) -> None:
         for c in cands:
             (entry,) = c.provenance
             assert entry["run"] == run.pk and entry["set"] == ("nearest" if c.image_id in near else "farthest")
-            assert entry["distance"] == pytest.approx(stored.cosine_distances(run, case.query_id, [c.image_id])[0],
-                                                      abs=1e-5)
+            assert entry["distance"] == pytest.approx(
+                stored.cosine_distances(run, case.query_id, [c.image_id])[0], abs=1e-5
+            )
         assert sorted(c.provenance[0]["rank"] for c in cands if c.image_id in near) == [1, 2, 3, 4, 5]
         in_rank_order.append([c.image_id for c in cands] == near + far)
     assert not all(in_rank_order)  # shuffled: the catalogue position does not give the model's rank away
@@ -183,6 +198,7 @@ def _check_case_list(study, data: bytes, first: list[int], second: list[int]) ->
 
 
 # --- 2. three readers in the browser ----------------------------------------------------------------
+
 
 class CaseView:
     """One case as a reader sees it: shown position → candidate id → image id, and the query."""
@@ -239,8 +255,11 @@ def _by_distance(run, view: CaseView) -> list[int]:
 
 def _by_heart_size(view: CaseView) -> list[int]:
     """The case's candidate ids by closeness of the phantom's cardiothoracic ratio to the query's (the truth)."""
-    ctr = dict(Label.objects.filter(name="ctr", image_id__in=[view.query_id, *view.image_of.values()])
-               .values_list("image_id", "value_num"))
+    ctr = dict(
+        Label.objects.filter(name="ctr", image_id__in=[view.query_id, *view.image_of.values()]).values_list(
+            "image_id", "value_num"
+        )
+    )
     return sorted(view.candidates, key=lambda c: (abs(ctr[view.image_of[c]] - ctr[view.query_id]), c))
 
 
@@ -387,6 +406,7 @@ def _check_stored(study, clicked: dict[str, dict[int, dict[int, float]]]) -> np.
 
 # --- 3. permissions, blinding and the researcher's report ------------------------------------------
 
+
 def _check_reader_is_blinded_and_refused(page, study, run) -> None:
     login(page, "reader1", "demo-reader1")
     page.goto(f"/read/{study.pk}/case/1/")
@@ -399,8 +419,13 @@ def _check_reader_is_blinded_and_refused(page, study, run) -> None:
         assert run.name not in text and "farthest" not in text and "nearest" not in text
         assert not re.search(r"/images/\d+", text)
         assert not any(f"{d:.6f}" in text for d in distances)
-    for address in (f"/reports/studies/{study.pk}/", f"/reports/studies/{study.pk}/download/json/",
-                    f"/api/reports/studies/{study.pk}/", f"/studies/{study.pk}/", f"/api/studies/{study.pk}/"):
+    for address in (
+        f"/reports/studies/{study.pk}/",
+        f"/reports/studies/{study.pk}/download/json/",
+        f"/api/reports/studies/{study.pk}/",
+        f"/studies/{study.pk}/",
+        f"/api/studies/{study.pk}/",
+    ):
         assert page.request.get(address).status == 403, address
     page.context.clear_cookies()
 
@@ -423,7 +448,7 @@ def check_choose_k_report(page, study, sel: np.ndarray, runs) -> None:
     fleiss = ind.fleiss(sel)
     page.goto(f"/reports/studies/{study.pk}/")
     expect(page.locator(".interim-banner")).to_contain_text("Interim report")
-    expect(page.locator("tr", has_text="Fleiss κ").locator("td").nth(1)).to_have_text(exports.fmt(fleiss))
+    expect(page.locator("tr", has_text="Fleiss κ").locator("td").nth(1)).to_have_text(tables.fmt(fleiss))
     shot(page, "e2e-report-choose-k")
     distances = {r.name: stored.catalogue_distances(r, study) for r in runs}
     for tie_break, tie_ranks in (("index", None), ("model", ind.ranks_of(distances[runs[0].name]))):
@@ -439,14 +464,16 @@ def check_choose_k_report(page, study, sel: np.ndarray, runs) -> None:
         assert s["consensus"]["n_cases_tie_broken"] == int((votes[:, 4] == votes[:, 5]).sum())
         for r, name in enumerate(READERS):
             assert s["consensus"]["reader_agreement"][name]["estimate"] == pytest.approx(
-                ind.percent(sel[..., r], consensus))
+                ind.percent(sel[..., r], consensus)
+            )
         keys = _method_keys(report)
         for run in runs:
             model = ind.k_nearest(distances[run.name], 5)
             m = s["methods"][keys[run.name]]
             assert m["available"] and m["n_cases"] == 3
             assert m["cohen_kappa_vs_consensus"]["estimate"] == pytest.approx(
-                cohen_kappa_score(consensus.ravel(), model.ravel()))
+                cohen_kappa_score(consensus.ravel(), model.ravel())
+            )
             assert m["agreement_with_consensus"]["estimate"] == pytest.approx(ind.percent(consensus, model))
             per_reader = [ind.percent(sel[..., r], model) for r in range(len(READERS))]
             for r, name in enumerate(READERS):
@@ -501,12 +528,14 @@ def check_rating_report(page, study, ratings: np.ndarray, runs) -> None:
     m = s["methods"][_method_keys(report)[runs[0].name]]
     assert m["correlation"]["spearman"] == pytest.approx(sps.spearmanr(ratings.mean(-1).ravel(), d.ravel()).statistic)
     for r, name in enumerate(READERS):
-        assert m["per_reader_spearman"][name] == pytest.approx(sps.spearmanr(ratings[..., r].ravel(),
-                                                                             d.ravel()).statistic)
+        assert m["per_reader_spearman"][name] == pytest.approx(
+            sps.spearmanr(ratings[..., r].ravel(), d.ravel()).statistic
+        )
     assert m["per_reader_spearman"]["reader1"] < 0  # reader1 rates the run's nearest highest
 
 
 # --- the journey -------------------------------------------------------------------------------------
+
 
 def test_demo_studies_built_in_the_wizard_read_by_three_readers_match_independent_statistics(page, live_server):
     dataset, runs = _demo_collection_with_two_runs()
@@ -514,23 +543,53 @@ def test_demo_studies_built_in_the_wizard_read_by_three_readers_match_independen
 
     # 1. The coordinator builds every kind of study in the browser and opens it.
     login(page, "coordinator", "demo-coordinator")
-    choose = _wizard(page, name="E2E choose 5 of 10", mode="choose_k", k=5, builder="knn_farthest", seed=11,
-                     sizes={"n_queries": 3, "nearest_k": 5}, run=RUN_A)
+    choose = _wizard(
+        page,
+        name="E2E choose 5 of 10",
+        mode="choose_k",
+        k=5,
+        builder="knn_farthest",
+        seed=11,
+        sizes={"n_queries": 3, "nearest_k": 5},
+        run=RUN_A,
+    )
     _check_knn_farthest(choose, dataset, run_a)
-    rank = _wizard(page, name="E2E rank all", mode="rank_all", builder="stratified_random", seed=22,
-                   sizes={"n_queries": 3, "catalogue_size": 10, "class_label": "Cardiomegaly"},
-                   ground_truth="reader1")
+    rank = _wizard(
+        page,
+        name="E2E rank all",
+        mode="rank_all",
+        builder="stratified_random",
+        seed=22,
+        sizes={"n_queries": 3, "catalogue_size": 10, "class_label": "Cardiomegaly"},
+        ground_truth="reader1",
+    )
     assert rank.ground_truth_reader.username == "reader1"
     assert all(len(_candidate_images(c)) == 10 for c in rank.cases.all())
-    rate = _wizard(page, name="E2E rate top 6", mode="rate", builder="top_n", seed=33,
-                   sizes={"n_queries": 2, "catalogue_size": 6}, run=RUN_A)
+    rate = _wizard(
+        page,
+        name="E2E rate top 6",
+        mode="rate",
+        builder="top_n",
+        seed=33,
+        sizes={"n_queries": 2, "catalogue_size": 6},
+        run=RUN_A,
+    )
     _check_top_n(rate, dataset, run_a, 6)
-    pooled = _wizard(page, name="E2E pooled", mode="choose_k", k=3, builder="pooled", seed=44,
-                     sizes={"n_queries": 3, "per_method": 5}, runs=(RUN_A, RUN_B))
+    pooled = _wizard(
+        page,
+        name="E2E pooled",
+        mode="choose_k",
+        k=3,
+        builder="pooled",
+        seed=44,
+        sizes={"n_queries": 3, "per_method": 5},
+        runs=(RUN_A, RUN_B),
+    )
     _check_pooled(pooled, dataset, runs, 5)
     data, first, second = _case_list_csv(dataset)
-    case_list = _wizard(page, name="E2E case list", mode="rank_all", builder="case_list", seed=55, sizes={},
-                        case_list=data)
+    case_list = _wizard(
+        page, name="E2E case list", mode="rank_all", builder="case_list", seed=55, sizes={}, case_list=data
+    )
     _check_case_list(case_list, data, first, second)
     page.goto("/studies/")
     for study in (choose, rank, rate, pooled, case_list):
@@ -539,8 +598,7 @@ def test_demo_studies_built_in_the_wizard_read_by_three_readers_match_independen
 
     # 2. Three readers complete three of them, mouse and keyboard mixed.
     sessions = {choose: choose_answers(run_a), rank: rank_answers(run_a), rate: rate_answers(run_a)}
-    clicked = {study: {u: _read_study(page, study, u, answer) for u in READERS}
-               for study, answer in sessions.items()}
+    clicked = {study: {u: _read_study(page, study, u, answer) for u in READERS} for study, answer in sessions.items()}
     values = {study: _check_stored(study, clicked[study]) for study in sessions}
 
     # 3. Readers are blinded and refused the results; the researcher's report equals independent numbers.

@@ -7,14 +7,17 @@ import numpy as np
 import pytest
 from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 
+from annotations import selectors
 from annotations.models import Answer, AnswerItem
-from readerstudy import selectors
 from readerstudy.models import Assignment
 from tests.browser.conftest import login, shot, wait_reader_ready
 from tests.reading.factories import study_make
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True),
-              pytest.mark.usefixtures("fast_password_hashing")]
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("fast_password_hashing"),
+]
 
 # What each reader picks, by the digit of the position they see (1..9, 0 = 10), per case in their order.
 PICKS = {"r1": ["12345", "67890"], "r2": ["12346", "13579"], "r3": ["23456", "24680"]}
@@ -58,16 +61,28 @@ def test_three_readers_complete_a_study(page, django_user_model):
     for user in readers:
         assignment = Assignment.objects.get(study=study, reader=user)
         for n, case_id in enumerate(selectors.reader_order(assignment=assignment).case_ids):
-            shown = dict(AnswerItem.objects.filter(answer__assignment=assignment, answer__case_id=case_id)
-                         .values_list("shown_position", "selected"))
+            shown = dict(
+                AnswerItem.objects.filter(answer__assignment=assignment, answer__case_id=case_id).values_list(
+                    "shown_position", "selected"
+                )
+            )
             pressed = {10 if d == "0" else int(d) for d in PICKS[user.username][n]}
             assert {p for p, sel in shown.items() if sel} == pressed
 
     # Fleiss κ over (case, candidate) items, independent of the platform's statistics code
     cases = list(study.cases.order_by("pk"))
-    table = np.array([[AnswerItem.objects.get(answer__case=case, answer__assignment__reader=user, candidate=cand).selected
-                       for user in readers] for case in cases for cand in case.candidates.order_by("pk")], dtype=int)
+    table = np.array(
+        [
+            [
+                AnswerItem.objects.get(answer__case=case, answer__assignment__reader=user, candidate=cand).selected
+                for user in readers
+            ]
+            for case in cases
+            for cand in case.candidates.order_by("pk")
+        ],
+        dtype=int,
+    )
     expected = fleiss_kappa(aggregate_raters(table, n_cat=2)[0])
-    from annotations import stats
+    from reports import stats
 
     assert stats.fleiss_kappa(table) == pytest.approx(expected)

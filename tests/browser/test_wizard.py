@@ -35,8 +35,9 @@ def screenshot(page, name: str) -> None:
 def collection(transactional_db, tmp_path):
     """A dataset imported the real way: PNGs plus a generic CSV label table."""
     files = {f"cxr_{n:02d}.png": png_bytes(n) for n in range(N_IMAGES)}
-    labels = [["filename", "finding"]] + [[name, "effusion" if n < 10 else "normal"]
-                                         for n, name in enumerate(sorted(files))]
+    labels = [["filename", "finding"]] + [
+        [name, "effusion" if n < 10 else "normal"] for n, name in enumerate(sorted(files))
+    ]
     source = write_files(tmp_path / "import", files)
     (tmp_path / "labels.csv").write_bytes(csv_bytes(labels))
     job = run_import(source=source, labels=tmp_path / "labels.csv", fmt="generic", name="Chest X-ray demo")
@@ -88,8 +89,13 @@ def fill_wizard(page) -> None:
 def check_stored_study() -> None:
     """The database holds the designed study: 5 stratified catalogues of 10, three seeded readers, open."""
     study = Study.objects.get()
-    assert (study.status, study.mode, study.k, study.seed, study.builder) == ("open", "choose_k", 5, 2024,
-                                                                             "stratified_random")
+    assert (study.status, study.mode, study.k, study.seed, study.builder) == (
+        "open",
+        "choose_k",
+        5,
+        2024,
+        "stratified_random",
+    )
     assert study.ground_truth_reader.username == "ana"
     assert study.builder_config["class_label"] == "finding" and study.builder_config["n"] == 10
     assignments = Assignment.objects.filter(study=study)
@@ -109,8 +115,9 @@ def check_stored_study() -> None:
         assert all(c.provenance[0]["stratum"] == finding[c.image_id] for c in candidates)
 
 
-def test_coordinator_builds_and_opens_a_choose_5_of_10_study(page, live_server, transactional_db, coordinator,
-                                                            collection, three_readers):
+def test_coordinator_builds_and_opens_a_choose_5_of_10_study(
+    page, live_server, transactional_db, coordinator, collection, three_readers
+):
     login(page, "coordinator", "pw-coordinator")
     page.goto("/studies/")
     expect(page.locator(".empty")).to_contain_text("No reader study yet")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from retrieval.imaging import ImageDecodeError, decode_image
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 from .samples import dataset_bytes, sample_bytes, sample_dataset
 

@@ -7,7 +7,8 @@ import zlib
 import pytest
 from PIL import Image, ImageFile
 
-from retrieval.imaging import ImageDecodeError, decode_image
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 from .samples import dataset_bytes
 

@@ -9,13 +9,9 @@ from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
-from retrieval.imaging import (
-    BLANKED_KEYWORDS,
-    REMOVED_KEYWORDS,
-    ImageDecodeError,
-    decode_image,
-    deidentify_dicom,
-)
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.deid import BLANKED_KEYWORDS, REMOVED_KEYWORDS, deidentify_dicom
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 from .samples import dataset_bytes, sample_bytes
 

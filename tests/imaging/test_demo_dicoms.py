@@ -2,8 +2,11 @@
 
 import numpy as np
 
-from retrieval.imaging import decode_image, group_series, middle, read_dicom_header, sniff_format
-from retrieval.phantoms import CT_SERIES_SLICES, demo_dicoms
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.dicom import read_dicom_header
+from retrieval.imports.imaging.series import group_series, middle
+from retrieval.imports.imaging.sniff import sniff_format
+from retrieval.imports.phantoms import CT_SERIES_SLICES, demo_dicoms
 
 
 def test_demo_dicoms_decode_and_group(tmp_path):

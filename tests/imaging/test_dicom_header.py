@@ -2,7 +2,8 @@
 
 import pytest
 
-from retrieval.imaging import ImageDecodeError, read_dicom_header
+from retrieval.imports.imaging.dicom import read_dicom_header
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 from .samples import sample_bytes
 

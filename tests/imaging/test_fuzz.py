@@ -10,13 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.imaging import (
-    DecodedImage,
-    ImageDecodeError,
-    decode_image,
-    deidentify_dicom,
-    read_dicom_header,
-)
+from retrieval.imports.imaging.decode import DecodedImage, decode_image
+from retrieval.imports.imaging.deid import deidentify_dicom
+from retrieval.imports.imaging.dicom import read_dicom_header
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 from .samples import sample_bytes
 
@@ -53,7 +50,7 @@ def mutate(data: bytes, rng: np.random.Generator) -> bytes:
 
 
 def outcome(call, data):
-    """"ok" or "error"; anything but ImageDecodeError propagates and fails the test."""
+    """ "ok" or "error"; anything but ImageDecodeError propagates and fails the test."""
     try:
         result = call(data)
     except ImageDecodeError as exc:
@@ -104,7 +101,8 @@ def test_corrupt_jpeg_that_aborts_gdcm_is_a_clean_error(tmp_path):
     case.write_bytes(bytes(data))
     script = (
         "import sys, pathlib\n"
-        "from retrieval.imaging import ImageDecodeError, decode_image\n"
+        "from retrieval.imports.imaging.decode import decode_image\n"
+        "from retrieval.imports.imaging.errors import ImageDecodeError\n"
         "try:\n"
         "    decode_image(pathlib.Path(sys.argv[1]).read_bytes())\n"
         "except ImageDecodeError as exc:\n"

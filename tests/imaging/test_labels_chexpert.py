@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.labels import LabelTableError, parse_label_table
+from retrieval.imports.labels import LabelTableError, parse_label_table
 
 CHEXPERT = b"""\
 Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,\

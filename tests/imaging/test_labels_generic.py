@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.labels import LabelTableError, parse_label_table
+from retrieval.imports.labels import LabelTableError, parse_label_table
 
 
 def test_numbers_text_patient_and_view():
@@ -80,15 +80,39 @@ def test_patient_identifier_columns_are_dropped_with_a_report_line():
     # Patient characteristics and findings stay labels; the patient id is handed on for pseudonymisation.
     assert row.labels == {"weight": 71.5, "sex": "F", "finding": "effusion"}
     assert row.patient_id == "P1"
-    dropped = ["PatientName", "Date of Birth", "MRN", "Accession #", "Referring Physician", "Institution",
-               "patient address", "phone"]
-    assert problems == sorted((1, f"column {c!r} looks like a patient identifier and was not imported") for c in dropped)
+    dropped = [
+        "PatientName",
+        "Date of Birth",
+        "MRN",
+        "Accession #",
+        "Referring Physician",
+        "Institution",
+        "patient address",
+        "phone",
+    ]
+    assert problems == sorted(
+        (1, f"column {c!r} looks like a patient identifier and was not imported") for c in dropped
+    )
     assert not any(v in str(row.labels) for v in ("Doe", "1950", "12345", "ACC9", "Elsewhere", "Main St", "555"))
 
 
-@pytest.mark.parametrize("column", ["name", "Patient's Name", "DOB", "birth_date", "PatientBirthDate",
-                                    "Medical Record Number", "AccessionNumber", "e-mail", "InstitutionName",
-                                    "ReferringPhysicianName", "zip code", "OtherPatientIDs"])
+@pytest.mark.parametrize(
+    "column",
+    [
+        "name",
+        "Patient's Name",
+        "DOB",
+        "birth_date",
+        "PatientBirthDate",
+        "Medical Record Number",
+        "AccessionNumber",
+        "e-mail",
+        "InstitutionName",
+        "ReferringPhysicianName",
+        "zip code",
+        "OtherPatientIDs",
+    ],
+)
 def test_identifier_spellings_are_recognised(column):
     data = f"filename,{column},score\na.png,secret,2\n".encode()
     rows, problems = parse_label_table(data, "generic")
@@ -100,8 +124,13 @@ def test_ordinary_columns_and_rater_columns_are_not_mistaken_for_identifiers():
     data = b"filename,rater,diagnosis,patient_age,study,view_position,surname_score\nq.png,r1,normal,54,s1,PA,3\n"
     rows, problems = parse_label_table(data, "generic")
     assert problems == []
-    assert rows[0].labels == {"rater": "r1", "diagnosis": "normal", "patient_age": 54.0, "study": "s1",
-                              "surname_score": 3.0}
+    assert rows[0].labels == {
+        "rater": "r1",
+        "diagnosis": "normal",
+        "patient_age": 54.0,
+        "study": "s1",
+        "surname_score": 3.0,
+    }
 
 
 def test_identifier_line_names_the_header_line_when_blank_lines_precede_it():
@@ -118,8 +147,10 @@ def test_import_stores_no_identifier_and_reports_the_dropped_columns(tmp_path):
 
     src = write_files(tmp_path / "s", {"a.png": png_bytes(1), "b.png": png_bytes(2)})
     table = tmp_path / "labels.csv"
-    table.write_bytes(b"filename,patient_name,patient_id,birth_date,weight\n"
-                      b"a.png,Doe^Jane,P1,1950-01-02,70\nb.png,Roe^Rick,P2,1960-03-04,80\n")
+    table.write_bytes(
+        b"filename,patient_name,patient_id,birth_date,weight\n"
+        b"a.png,Doe^Jane,P1,1950-01-02,70\nb.png,Roe^Rick,P2,1960-03-04,80\n"
+    )
     job = run_import(source=src, labels=str(table))
     assert job.status == "succeeded" and job.n_imported == 2
     lines = [(r["line"], r["message"]) for r in report_for(job, "labels.csv")]

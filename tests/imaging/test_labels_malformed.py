@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from retrieval.labels import LabelTableError, parse_label_table
+from retrieval.imports.labels import LabelTableError, parse_label_table
 
 
 @pytest.mark.parametrize(

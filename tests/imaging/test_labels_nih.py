@@ -2,7 +2,7 @@
 
 import pytest
 
-from retrieval.labels import NIH_FINDINGS, NIH_LABELS, LabelTableError, parse_label_table
+from retrieval.imports.labels import NIH_FINDINGS, NIH_LABELS, LabelTableError, parse_label_table
 
 HEADER = (
     "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,"
@@ -36,24 +36,18 @@ def test_findings_become_one_hot_labels_with_odd_headers_and_trailing_comma():
 
 
 def test_rows_without_the_trailing_comma_are_fine_too():
-    rows, problems = parse_label_table(
-        table("00000003_000.png,Hernia,0,3,81,F,PA,2582,2991,0.143,0.143"), "nih"
-    )
+    rows, problems = parse_label_table(table("00000003_000.png,Hernia,0,3,81,F,PA,2582,2991,0.143,0.143"), "nih")
     assert problems == [] and rows[0].labels["Hernia"] == 1.0
 
 
 def test_unknown_finding_is_a_problem_but_the_row_is_kept():
-    rows, problems = parse_label_table(
-        table("00000004_000.png,Effusion|Flu,0,4,40,F,PA,1,1,0.1,0.1,"), "nih"
-    )
+    rows, problems = parse_label_table(table("00000004_000.png,Effusion|Flu,0,4,40,F,PA,1,1,0.1,0.1,"), "nih")
     assert rows[0].labels["Effusion"] == 1.0
     assert problems == [(2, problems[0][1])] and "unknown finding 'Flu'" in problems[0][1]
 
 
 def test_finding_spelling_variants_are_accepted():
-    rows, problems = parse_label_table(
-        table("a.png,pleural thickening|EFFUSION,0,4,40,F,PA,1,1,0.1,0.1,"), "nih"
-    )
+    rows, problems = parse_label_table(table("a.png,pleural thickening|EFFUSION,0,4,40,F,PA,1,1,0.1,0.1,"), "nih")
     assert problems == []
     assert rows[0].labels["Pleural_Thickening"] == 1.0 and rows[0].labels["Effusion"] == 1.0
 

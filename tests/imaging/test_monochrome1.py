@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from retrieval.imaging import decode_image
+from retrieval.imports.imaging.decode import decode_image
 
 from .samples import MONOCHROME1, dataset_bytes, sample_bytes, sample_dataset
 

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from pydicom.pixels import pixel_array
 
-from retrieval.imaging import ImageDecodeError, decode_image
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 from .samples import sample_bytes, sample_dataset
 

@@ -8,7 +8,9 @@ from PIL import Image
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset
 
-from retrieval.imaging import ImageDecodeError, decode_image, sniff_format
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.errors import ImageDecodeError
+from retrieval.imports.imaging.sniff import sniff_format
 
 from .samples import sample_bytes, sample_dataset
 

@@ -7,8 +7,8 @@ import pytest
 from scipy import ndimage
 from skimage.filters import threshold_otsu
 
-from retrieval.labels import parse_label_table
-from retrieval.phantoms import (
+from retrieval.imports.labels import parse_label_table
+from retrieval.imports.phantoms import (
     CARDIOMEGALY_CTR,
     GENERIC_COLUMNS,
     _image_params,

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.imaging import ImageDecodeError, decode_image
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.errors import ImageDecodeError
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from retrieval.imaging import content_hash, make_rendition, make_thumbnail
+from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
+from retrieval.imports.imaging.sniff import content_hash
 
 
 def opened(data: bytes) -> Image.Image:

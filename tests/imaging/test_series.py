@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from retrieval.imaging import DicomHeader, group_series, middle, read_dicom_header
-from retrieval.phantoms import write_ct_series
+from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
+from retrieval.imports.imaging.series import group_series, middle
+from retrieval.imports.phantoms import write_ct_series
 
 from .samples import CT5N_SERIES, dataset_bytes, sample_bytes
 

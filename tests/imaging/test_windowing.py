@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from retrieval.imaging import decode_image, fallback_window
+from retrieval.imports.imaging.decode import decode_image
+from retrieval.imports.imaging.windowing import fallback_window
 
 from .samples import dataset_bytes
 

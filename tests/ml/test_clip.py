@@ -58,8 +58,9 @@ def _hub_entry(cache: Path, repo: str, model, preprocess: dict | None = None, te
     (root / "refs").mkdir()
     (root / "refs" / "main").write_text("0123abc")
     model_cfg = {**TINY_CONFIG, **({"text_cfg": text_cfg} if text_cfg else {})}
-    (snapshot / "open_clip_config.json").write_text(json.dumps(
-        {"model_cfg": model_cfg, "preprocess_cfg": preprocess or {"mean": [0.5] * 3, "std": [0.25] * 3}}))
+    (snapshot / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": model_cfg, "preprocess_cfg": preprocess or {"mean": [0.5] * 3, "std": [0.25] * 3}})
+    )
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, snapshot / "open_clip_model.safetensors")
 
 
@@ -115,8 +116,13 @@ def test_a_cached_hub_model_is_built_offline_with_its_own_normalisation(tiny_mod
 
 def test_a_hub_model_whose_text_tower_is_not_cached_is_weights_unavailable(tiny_model, empty_caches: Path):
     """BiomedCLIP's text tower is a Hugging Face text model: its config must be cached too."""
-    text = {"context_length": 16, "hf_model_name": "org/uncached-text-model", "hf_tokenizer_name":
-            "org/uncached-text-model", "hf_proj_type": "linear", "hf_pooler_type": "cls_last_hidden_state_pooler"}
+    text = {
+        "context_length": 16,
+        "hf_model_name": "org/uncached-text-model",
+        "hf_tokenizer_name": "org/uncached-text-model",
+        "hf_proj_type": "linear",
+        "hf_pooler_type": "cls_last_hidden_state_pooler",
+    }
     _hub_entry(empty_caches, "org/biomed-like", tiny_model, text_cfg=text)
     with pytest.raises(WeightsUnavailableError, match="local files"):
         create_clip_image_encoder("hf-hub:org/biomed-like")

@@ -282,3 +282,18 @@ def test_distance_correlation_subsamples_large_collections():
     assert r_sub == pytest.approx(r_all, abs=0.1) and r_sub != r_all
     with pytest.raises(ValueError):
         M.evaluate_retrieval(x, values > 0, ap_definition="bogus")
+
+
+def test_hubness_states_its_skewness_formula_and_follows_it():
+    """Issue 14: the skewness hubness reports is the biased sample g1 (scipy.stats.skew, bias=True), and
+    every result says so."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    neighbours = np.argsort(rng.random((40, 40)), axis=1)[:, 1:8]
+    out = M.hubness(neighbours, ks=(5,))
+    counts = np.bincount(neighbours[:, :5].ravel(), minlength=40).astype(float)
+    m2, m3 = ((counts - counts.mean()) ** 2).mean(), ((counts - counts.mean()) ** 3).mean()
+    assert out["hubness_skew@5"] == pytest.approx(m3 / m2**1.5, abs=1e-12)
+    assert out["hubness_skew@5"] == pytest.approx(sps.skew(counts, bias=True), abs=1e-12)
+    assert "biased sample skewness g1" in out["k_occurrence_skewness"]

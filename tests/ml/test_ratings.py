@@ -129,8 +129,12 @@ def tiny_net(seed: int = 0) -> RatingMetricNet:
     """A RatingMetricNet on a two-layer conv backbone with global max pooling (as paper 004's core)."""
     torch.manual_seed(seed)
     backbone = nn.Sequential(
-        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.ReLU(),
-        nn.AdaptiveMaxPool2d(1), nn.Flatten(),
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1),
+        nn.Flatten(),
     )
     return RatingMetricNet(backbone, feature_dim=16)
 
@@ -161,7 +165,14 @@ def test_multitask_losses_decrease_on_a_toy_problem():
     x, sets = toy_nodules(48)
     net = tiny_net()
     history = fit_rating_metric(
-        net, x, sets, epochs=12, schedule=[(1, 0.5, 0.5)], batch_size=16, lr=1e-2, device="cpu",
+        net,
+        x,
+        sets,
+        epochs=12,
+        schedule=[(1, 0.5, 0.5)],
+        batch_size=16,
+        lr=1e-2,
+        device="cpu",
         distance_loss=DistanceMatrixKLLoss(target_scale=0.5),
     )
     assert history["epochs_completed"] == 12 and history["weights"][0] == [0.5, 0.5]
@@ -177,7 +188,13 @@ def test_training_resumes_from_its_last_checkpoint(tmp_path: Path):
     assert (tmp_path / LAST_CHECKPOINT).exists() and first["epochs_completed"] == 2
     seen: list[int] = []
     second = fit_rating_metric(
-        tiny_net(seed=1), x, sets, epochs=3, batch_size=8, device="cpu", checkpoint_dir=tmp_path,
+        tiny_net(seed=1),
+        x,
+        sets,
+        epochs=3,
+        batch_size=8,
+        device="cpu",
+        checkpoint_dir=tmp_path,
         progress=lambda info: seen.append(info["epoch"]),
     )
     assert seen == [3] and second["epoch"] == [1, 2, 3]
@@ -194,8 +211,16 @@ def test_semi_supervised_path_pseudo_labels_and_trains_the_metric_net():
     assert pseudo.shape == (16, 9) and pseudo.min() >= 1 and pseudo.max() <= 5
     metric_net = tiny_net(seed=4)
     history, used = fit_semi_supervised(
-        metric_net, regressor, labelled_x, labelled_sets, unlabelled_x, epochs=2, batch_size=8, device="cpu",
-        val_images=labelled_x, val_ratings=labelled_sets,
+        metric_net,
+        regressor,
+        labelled_x,
+        labelled_sets,
+        unlabelled_x,
+        epochs=2,
+        batch_size=8,
+        device="cpu",
+        val_images=labelled_x,
+        val_ratings=labelled_sets,
     )
     np.testing.assert_allclose(used, pseudo, rtol=1e-5)
     assert history["epoch"] == [1, 2] and history["best_epoch"] in (1, 2)

@@ -200,7 +200,11 @@ def test_saliency_maps_runs_batch_by_batch_with_progress():
     net = tiny_relu_net()
     seen: list[tuple[int, int]] = []
     maps = saliency_maps(
-        net, torch.rand(5, 3, 12, 12), method="deep_taylor", target=0, batch_size=2,
+        net,
+        torch.rand(5, 3, 12, 12),
+        method="deep_taylor",
+        target=0,
+        batch_size=2,
         progress=lambda done, total: seen.append((done, total)),
     )
     assert maps.shape == (5, 12, 12) and maps.dtype == np.float32

@@ -12,8 +12,9 @@ pytestmark = pytest.mark.ml
 
 
 def _cnn() -> nn.Module:
-    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                         nn.Linear(4, 1))
+    return nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)
+    )
 
 
 def test_deep_taylor_is_kept_for_a_relu_cnn():
@@ -22,7 +23,9 @@ def test_deep_taylor_is_kept_for_a_relu_cnn():
 
 
 def test_models_outside_the_lrp_rules_fall_back_to_grad_cam_with_the_reason():
-    gelu = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+    gelu = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1)
+    )
     declared = _cnn()
     declared.supports_lrp = False
     for model in (gelu, declared):
@@ -36,4 +39,3 @@ def test_models_outside_the_lrp_rules_fall_back_to_grad_cam_with_the_reason():
 def test_an_unknown_method_is_refused():
     with pytest.raises(ValueError, match="method must be one of"):
         resolve_saliency_method(_cnn(), "occlusion")
-

@@ -23,6 +23,7 @@ def _submit(assignment, case, payload, token=TOKEN):
 
 # --- choose k -------------------------------------------------------------------------------------
 
+
 def test_choose_k_stores_one_item_per_candidate(assignment, case):
     ids = _ids(case)
     answer = _submit(assignment, case, {"selected": [ids[3], ids[1]]})
@@ -73,6 +74,7 @@ def test_client_token_is_required_and_checked(assignment, case, token):
 
 # --- rank all -------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def rank_study(reader):
     return study_make(mode=AnswerMode.RANK_ALL, readers=[reader], n_candidates=4)
@@ -101,6 +103,7 @@ def test_rank_all_needs_full_permutation(rank_study, reader, bad):
 
 
 # --- rate -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def rate_study(reader):
@@ -154,9 +157,15 @@ def test_image_answers_are_required_for_every_image(question_study, reader):
         _submit(a, case, payload)
 
 
-@pytest.mark.parametrize("change", [
-    {"value": "maybe"}, {"question": "nope"}, {"candidate": 999999}, {"candidate": "x"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"value": "maybe"},
+        {"question": "nope"},
+        {"candidate": 999999},
+        {"candidate": "x"},
+    ],
+)
 def test_image_answer_must_use_choices_and_images_of_the_case(question_study, reader, change):
     a, case = Assignment.objects.get(study=question_study, reader=reader), question_study.cases.first()
     payload = answer_payload(question_study, case)
@@ -184,6 +193,7 @@ def test_image_answer_twice_for_same_image_is_refused(question_study, reader):
 
 
 # --- idempotency and revisions --------------------------------------------------------------------
+
 
 def test_same_token_is_a_no_op(assignment, case):
     ids = _ids(case)
@@ -236,6 +246,7 @@ def test_answer_takes_active_time_and_clears_draft(assignment, case):
 
 
 # --- study state and ownership --------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("status", [StudyStatus.CLOSED, StudyStatus.DRAFT])
 def test_only_open_studies_take_answers(assignment, case, study, status):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.management import call_command
 
+from annotations import selectors
 from annotations.models import Answer, CaseFlag, CaseVisit
-from readerstudy import selectors
 from readerstudy.models import AnswerMode, StudyStatus
 from tests.reading.factories import study_make
 
@@ -27,8 +27,17 @@ def post(client, path, data, method="post"):
 
 def test_whole_session_through_the_api(api, study, assignment):
     listing = api.get("/api/reading/studies/").json()
-    assert listing == [{"id": study.pk, "name": study.name, "mode": "choose_k", "status": "open",
-                        "n_cases": 3, "n_done": 0, "url": f"/read/{study.pk}/"}]
+    assert listing == [
+        {
+            "id": study.pk,
+            "name": study.name,
+            "mode": "choose_k",
+            "status": "open",
+            "n_cases": 3,
+            "n_done": 0,
+            "url": f"/read/{study.pk}/",
+        }
+    ]
     for index in (1, 2, 3):
         payload = api.get(url(study, index)).json()
         assert payload["case"] == {"index": index, "total": 3, "done": index - 1}
@@ -99,8 +108,12 @@ def test_draft_roundtrip_restores_selection(api, study):
     keys = [c["key"] for c in api.get(url(study, 1)).json()["candidates"]]
     r = post(api, url(study, 1, "draft"), {"selected": [keys[3]]}, method="put")
     assert r.status_code == 200
-    assert api.get(url(study, 1)).json()["draft"] == {"selected": [keys[3]], "ranking": [], "ratings": {},
-                                                      "image_answers": []}
+    assert api.get(url(study, 1)).json()["draft"] == {
+        "selected": [keys[3]],
+        "ranking": [],
+        "ratings": {},
+        "image_answers": [],
+    }
     assert post(api, url(study, 1, "draft"), {"selected": keys[:3]}, method="put").status_code == 400
 
 
@@ -114,8 +127,11 @@ def test_rank_and_rate_through_the_api(client, reader):
     assert answer.items.get(rank=1).shown_position == 4
     rate = study_make(mode=AnswerMode.RATE, readers=[reader], n_cases=1, n_candidates=3)
     keys = [c["key"] for c in client.get(url(rate, 1)).json()["candidates"]]
-    bad = post(client, url(rate, 1, "answer"), {"ratings": {keys[0]: 9, keys[1]: 1, keys[2]: 1},
-                                                "client_token": "token-rate-bad"})
+    bad = post(
+        client,
+        url(rate, 1, "answer"),
+        {"ratings": {keys[0]: 9, keys[1]: 1, keys[2]: 1}, "client_token": "token-rate-bad"},
+    )
     assert bad.status_code == 400
     ok = post(client, url(rate, 1, "answer"), {"ratings": dict(zip(keys, [5, 3, 1])), "client_token": "token-rate"})
     assert ok.status_code == 201
@@ -124,11 +140,16 @@ def test_rank_and_rate_through_the_api(client, reader):
 
 def test_image_questions_through_the_api(client, reader):
     client.force_login(reader)
-    study = study_make(readers=[reader], n_cases=1, n_candidates=2, questions=[
-        {"key": "effusion", "text": "Effusion?", "choices": ["yes", "no"], "applies_to": "all"}])
+    study = study_make(
+        readers=[reader],
+        n_cases=1,
+        n_candidates=2,
+        questions=[{"key": "effusion", "text": "Effusion?", "choices": ["yes", "no"], "applies_to": "all"}],
+    )
     payload = client.get(url(study, 1)).json()
-    assert payload["questions"] == [{"key": "effusion", "text": "Effusion?", "choices": ["yes", "no"],
-                                     "applies_to": "all"}]
+    assert payload["questions"] == [
+        {"key": "effusion", "text": "Effusion?", "choices": ["yes", "no"], "applies_to": "all"}
+    ]
     keys = [c["key"] for c in payload["candidates"]]
     answers = [{"question": "effusion", "image": img, "value": "no"} for img in ["query", *keys]]
     r = post(client, url(study, 1, "answer"), {"selected": keys, "image_answers": answers, "client_token": "token-q-1"})

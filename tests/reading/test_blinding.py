@@ -11,20 +11,25 @@ import re
 
 import pytest
 
-from annotations import services
-from readerstudy import selectors
+from annotations import selectors, services
 from readerstudy.models import Assignment, Candidate, Case
 from tests.reading.factories import study_make
 
 MARK = "zqxsecret"
 IMAGE_PK_BASE = 73_190_000  # image ids in rank order, long enough to be found in any text
-IMAGE_ADDRESS = re.compile(r'/read/\d+/case/\d+/(?:image|saliency)/(?:query|[0-9a-f]{16})\.png')
+IMAGE_ADDRESS = re.compile(r"/read/\d+/case/\d+/(?:image|saliency)/(?:query|[0-9a-f]{16})\.png")
 
 
 @pytest.fixture
 def secret_study(reader, other_reader):
-    return study_make(readers=[reader, other_reader], marker=MARK, n_cases=2, n_candidates=4,
-                      instructions="Pick the most similar.", image_pk_base=IMAGE_PK_BASE)
+    return study_make(
+        readers=[reader, other_reader],
+        marker=MARK,
+        n_cases=2,
+        n_candidates=4,
+        instructions="Pick the most similar.",
+        image_pk_base=IMAGE_PK_BASE,
+    )
 
 
 def _reader_texts(client, study) -> dict[str, str]:
@@ -33,8 +38,15 @@ def _reader_texts(client, study) -> dict[str, str]:
     Pages and JSON of case 1, then every image address they name (case 1's images and case 2's
     prefetched ones): fetched, and their headers kept.
     """
-    addresses = ["/", "/read/", f"/read/{study.pk}/", f"/read/{study.pk}/start/", f"/read/{study.pk}/case/1/",
-                 "/api/reading/studies/", f"/api/reading/studies/{study.pk}/cases/1/"]
+    addresses = [
+        "/",
+        "/read/",
+        f"/read/{study.pk}/",
+        f"/read/{study.pk}/start/",
+        f"/read/{study.pk}/case/1/",
+        "/api/reading/studies/",
+        f"/api/reading/studies/{study.pk}/cases/1/",
+    ]
     texts = {}
     for address in addresses:
         response = client.get(address)
@@ -90,11 +102,17 @@ def test_no_image_id_reaches_the_reader_on_later_cases_either(client, reader, se
     client.force_login(reader)
     first = client.get(f"/api/reading/studies/{secret_study.pk}/cases/1/").json()
     keys = [c["key"] for c in first["candidates"][:2]]
-    client.post(f"/api/reading/studies/{secret_study.pk}/cases/1/answer/",
-                {"selected": keys, "client_token": "token-blind-1"}, content_type="application/json")
-    for address in (f"/read/{secret_study.pk}/case/1/", f"/read/{secret_study.pk}/case/2/",
-                    f"/api/reading/studies/{secret_study.pk}/cases/1/",
-                    f"/api/reading/studies/{secret_study.pk}/cases/2/"):
+    client.post(
+        f"/api/reading/studies/{secret_study.pk}/cases/1/answer/",
+        {"selected": keys, "client_token": "token-blind-1"},
+        content_type="application/json",
+    )
+    for address in (
+        f"/read/{secret_study.pk}/case/1/",
+        f"/read/{secret_study.pk}/case/2/",
+        f"/api/reading/studies/{secret_study.pk}/cases/1/",
+        f"/api/reading/studies/{secret_study.pk}/cases/2/",
+    ):
         response = client.get(address)
         assert response.status_code == 200
         text = response.content.decode()
@@ -134,8 +152,9 @@ def test_other_readers_answers_drafts_and_flags_stay_theirs(client, reader, othe
         case = Case.objects.get(pk=cid)
         ids = list(case.candidates.values_list("pk", flat=True))
         services.flag_set(assignment=theirs, case=case, comment="otherreadersflag")
-        services.answer_submit(assignment=theirs, case=case, payload={"selected": ids[:2]},
-                               client_token=f"token-o{cid}")
+        services.answer_submit(
+            assignment=theirs, case=case, payload={"selected": ids[:2]}, client_token=f"token-o{cid}"
+        )
     client.force_login(reader)
     payload = client.get(f"/api/reading/studies/{secret_study.pk}/cases/1/").json()
     assert payload["answer"] is None and payload["flag"] is None
@@ -144,3 +163,35 @@ def test_other_readers_answers_drafts_and_flags_stay_theirs(client, reader, othe
     for text in _reader_texts(client, secret_study).values():
         assert "otherreadersflag" not in text
     assert client.get("/api/reading/studies/").json()[0]["n_done"] == 0
+
+
+def test_an_unanswered_image_question_names_candidates_by_key_not_id(client, reader):
+    """Issue 12, High 1: one failed submission per candidate must not map keys to ids (ids follow ranks)."""
+    study = study_make(
+        readers=[reader],
+        n_cases=1,
+        n_candidates=3,
+        questions=[{"key": "effusion", "text": "Effusion?", "choices": ["yes", "no"], "applies_to": "all"}],
+    )
+    client.force_login(reader)
+    keys = [c["key"] for c in client.get(f"/api/reading/studies/{study.pk}/cases/1/").json()["candidates"]]
+    ids = set(Candidate.objects.filter(case__study=study).values_list("pk", flat=True))
+    answers = [{"question": "effusion", "image": "query", "value": "no"}]  # every candidate left unanswered
+    response = client.post(
+        f"/api/reading/studies/{study.pk}/cases/1/answer/",
+        {"selected": keys[:2], "image_answers": answers, "client_token": "token-missing-1"},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    missing = response.json()["extra"]["missing"]
+    assert sorted(m["image"] for m in missing) == sorted(keys)
+    assert all(set(m) == {"question", "image"} for m in missing)
+    for value in json.loads(response.content.decode())["extra"]["missing"]:
+        assert value["image"] not in {str(i) for i in ids} and not isinstance(value["image"], int)
+    # the query named the reader's way too
+    response = client.post(
+        f"/api/reading/studies/{study.pk}/cases/1/answer/",
+        {"selected": keys[:2], "image_answers": [], "client_token": "token-missing-2"},
+        content_type="application/json",
+    )
+    assert {m["image"] for m in response.json()["extra"]["missing"]} == {"query", *keys}

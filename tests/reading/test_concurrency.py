@@ -15,7 +15,8 @@ from tests.reading.factories import assign, study_make
 
 pytestmark = pytest.mark.db_engine(
     "threads with their own connections race: on PostgreSQL row locks (select_for_update) and unique constraints "
-    "serialise them, on SQLite the lock on the whole database file does")
+    "serialise them, on SQLite the lock on the whole database file does"
+)
 
 N_READERS = 8
 
@@ -55,8 +56,11 @@ def test_concurrent_readers_never_lose_or_mix_answers(django_user_model):
             ids = list(case.candidates.order_by("pk").values_list("pk", flat=True))
             chosen = [ids[i % 6], ids[(i + 1 + case.position) % 6]]
             expected[(a.pk, case.pk)] = set(chosen)
-            jobs.append(lambda a=a, case=case, chosen=chosen: services.answer_submit(
-                assignment=a, case=case, payload={"selected": chosen}, client_token=f"token-{a.pk}-{case.pk}"))
+            jobs.append(
+                lambda a=a, case=case, chosen=chosen: services.answer_submit(
+                    assignment=a, case=case, payload={"selected": chosen}, client_token=f"token-{a.pk}-{case.pk}"
+                )
+            )
     results = _run_threads(jobs)
     assert not [r for r in results if isinstance(r, Exception)], results
     assert Answer.objects.count() == len(expected)
@@ -73,9 +77,12 @@ def test_same_reader_racing_submissions_store_exactly_one(django_user_model):
     a, case = Assignment.objects.get(study=study), study.cases.get()
     ids = list(case.candidates.order_by("pk").values_list("pk", flat=True))
     # Six requests: three retries of one token and three different tokens (two windows open).
-    jobs = [lambda t=t, pick=pick: services.answer_submit(assignment=a, case=case, payload={"selected": pick},
-                                                            client_token=t)
-            for t, pick in [("tok-same", ids[:2])] * 3 + [(f"tok-other-{i}", ids[2 + i:4 + i]) for i in range(3)]]
+    jobs = [
+        lambda t=t, pick=pick: services.answer_submit(
+            assignment=a, case=case, payload={"selected": pick}, client_token=t
+        )
+        for t, pick in [("tok-same", ids[:2])] * 3 + [(f"tok-other-{i}", ids[2 + i : 4 + i]) for i in range(3)]
+    ]
     results = _run_threads(jobs)
     answers = [r for r in results if isinstance(r, Answer)]
     errors = [r for r in results if isinstance(r, Exception)]
@@ -84,7 +91,7 @@ def test_same_reader_racing_submissions_store_exactly_one(django_user_model):
     stored = Answer.objects.get()
     assert all(r.pk == stored.pk for r in answers)
     # Whoever won, every success reports the stored token's answer and the items match it.
-    winner_pick = {"tok-same": ids[:2], **{f"tok-other-{i}": ids[2 + i:4 + i] for i in range(3)}}[stored.client_token]
+    winner_pick = {"tok-same": ids[:2], **{f"tok-other-{i}": ids[2 + i : 4 + i] for i in range(3)}}[stored.client_token]
     assert set(stored.items.filter(selected=True).values_list("candidate_id", flat=True)) == set(winner_pick)
     if stored.client_token == "tok-same":
         assert len(answers) == 3 and len(errors) == 3
@@ -100,8 +107,12 @@ def test_concurrent_revisions_serialise(django_user_model):
     a, case = Assignment.objects.get(study=study), study.cases.get()
     ids = list(case.candidates.order_by("pk").values_list("pk", flat=True))
     picks = {f"token-rev-{i}": [ids[i], ids[(i + 1) % 6]] for i in range(5)}
-    results = _run_threads([lambda t=t, p=p: services.answer_submit(assignment=a, case=case, payload={"selected": p},
-                                                                      client_token=t) for t, p in picks.items()])
+    results = _run_threads(
+        [
+            lambda t=t, p=p: services.answer_submit(assignment=a, case=case, payload={"selected": p}, client_token=t)
+            for t, p in picks.items()
+        ]
+    )
     assert not [r for r in results if isinstance(r, Exception)], results
     stored = Answer.objects.get()
     assert stored.revision == 5 and stored.revisions.count() == 4

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import services
-from readerstudy import selectors
+from annotations import selectors, services
 from readerstudy.models import Assignment, StudyStatus
 from tests.reading.factories import answer_payload, assign, study_make
 
@@ -29,8 +28,12 @@ def _mine(study, user, index=1):
 
 def _answer(study, user, index):
     assignment, case, _ = _mine(study, user, index)
-    services.answer_submit(assignment=assignment, case=case, payload=answer_payload(study, case),
-                           client_token=f"token-img-{user.pk}-{index}")
+    services.answer_submit(
+        assignment=assignment,
+        case=case,
+        payload=answer_payload(study, case),
+        client_token=f"token-img-{user.pk}-{index}",
+    )
 
 
 def _body(response) -> bytes:
@@ -85,9 +88,16 @@ def test_keys_of_another_case_or_reader_name_nothing(client, reader, other_reade
     assert client.get(f"/read/{setting.pk}/case/1/image/{candidate.image_id}.png").status_code == 404
 
 
-@pytest.mark.parametrize("persona,expected", [
-    ("anonymous", 302), ("nobody", 403), ("researcher", 404), ("coordinator", 404), ("unassigned_reader", 404),
-])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [
+        ("anonymous", 302),
+        ("nobody", 403),
+        ("researcher", 404),
+        ("coordinator", 404),
+        ("unassigned_reader", 404),
+    ],
+)
 def test_refused_to_anyone_not_assigned(client, request, django_user_model, setting, reader, persona, expected):
     _, _, candidates = _mine(setting, reader)
     if persona == "unassigned_reader":
@@ -105,8 +115,9 @@ def test_refused_to_anyone_not_assigned(client, request, django_user_model, sett
             assert response["Location"].startswith("/accounts/login/")
 
 
-@pytest.mark.parametrize("status,expected", [(StudyStatus.OPEN, 200), (StudyStatus.CLOSED, 200),
-                                             (StudyStatus.DRAFT, 404)])
+@pytest.mark.parametrize(
+    "status,expected", [(StudyStatus.OPEN, 200), (StudyStatus.CLOSED, 200), (StudyStatus.DRAFT, 404)]
+)
 def test_open_and_closed_studies_only(client, reader, setting, status, expected):
     key = _mine(setting, reader)[2][0].key
     setting.status = status

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-from annotations import services
-from readerstudy import selectors
+from annotations import selectors, services
 from readerstudy.models import Assignment
 from tests.reading.factories import study_make
 
@@ -26,8 +25,9 @@ def test_different_seeds_give_different_orders(reader, other_reader):
     ids = list(study.cases.values_list("pk", flat=True))
     assert a.case_order(ids) != b.case_order(ids)
     case = study.cases.first()
-    assert [c.key for c in selectors.reader_candidates(assignment=a, case=case)] != \
-           [c.key for c in selectors.reader_candidates(assignment=b, case=case)]
+    assert [c.key for c in selectors.reader_candidates(assignment=a, case=case)] != [
+        c.key for c in selectors.reader_candidates(assignment=b, case=case)
+    ]
 
 
 def test_candidate_positions_are_reproducible(assignment, case):
@@ -53,8 +53,12 @@ def test_next_case_follows_order_and_answers(assignment, study):
     assert order.can_open(1) and not order.can_open(2) and not order.can_open(0) and not order.can_open(4)
     for i, cid in enumerate(order.case_ids):
         case = study.cases.get(pk=cid)
-        services.answer_submit(assignment=assignment, case=case, client_token=f"token-{i:04d}",
-                               payload={"selected": list(case.candidates.values_list("pk", flat=True)[:2])})
+        services.answer_submit(
+            assignment=assignment,
+            case=case,
+            client_token=f"token-{i:04d}",
+            payload={"selected": list(case.candidates.values_list("pk", flat=True)[:2])},
+        )
         progressed = selectors.reader_order(assignment=assignment)
         assert progressed.done == i + 1
         assert progressed.can_open(i + 1)
@@ -68,7 +72,11 @@ def next_case(assignment):
 
 
 def test_study_list_progress(reader, assignment, study, case):
-    services.answer_submit(assignment=assignment, case=case, client_token="token-list",
-                           payload={"selected": list(case.candidates.values_list("pk", flat=True)[:2])})
+    services.answer_submit(
+        assignment=assignment,
+        case=case,
+        client_token="token-list",
+        payload={"selected": list(case.candidates.values_list("pk", flat=True)[:2])},
+    )
     rows = selectors.reader_study_list(user=reader)
     assert [(r.study_id, r.n_cases, r.n_done) for r in rows] == [(study.pk, 3, 1)]

@@ -7,9 +7,8 @@ import re
 
 import pytest
 
-from annotations import services
+from annotations import selectors, services
 from annotations.models import CaseVisit
-from readerstudy import selectors
 from readerstudy.models import StudyStatus
 
 
@@ -23,8 +22,9 @@ def _answer(assignment, index):
     order = selectors.reader_order(assignment=assignment)
     case = selectors.reader_case(order=order, index=index)
     ids = list(case.candidates.values_list("pk", flat=True))
-    services.answer_submit(assignment=assignment, case=case, payload={"selected": ids[:2]},
-                           client_token=f"token-page-{index}")
+    services.answer_submit(
+        assignment=assignment, case=case, payload={"selected": ids[:2]}, client_token=f"token-page-{index}"
+    )
 
 
 def test_intro_shows_task_and_start(logged_in, study):

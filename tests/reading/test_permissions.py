@@ -35,9 +35,16 @@ def _login(client, request, persona):
 
 
 @pytest.mark.parametrize("page", PAGES)
-@pytest.mark.parametrize("persona,expected", [
-    ("anonymous", 302), ("nobody", 403), ("researcher", 404), ("coordinator", 404), ("other_reader", 404),
-])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [
+        ("anonymous", 302),
+        ("nobody", 403),
+        ("researcher", 404),
+        ("coordinator", 404),
+        ("other_reader", 404),
+    ],
+)
 def test_pages_refused(client, request, setting, persona, expected, page):
     _login(client, request, persona)
     response = client.get(page.format(s=setting.pk))
@@ -47,9 +54,16 @@ def test_pages_refused(client, request, setting, persona, expected, page):
 
 
 @pytest.mark.parametrize("method,path", API)
-@pytest.mark.parametrize("persona,expected", [
-    ("anonymous", 403), ("nobody", 403), ("researcher", 404), ("coordinator", 404), ("other_reader", 404),
-])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [
+        ("anonymous", 403),
+        ("nobody", 403),
+        ("researcher", 404),
+        ("coordinator", 404),
+        ("other_reader", 404),
+    ],
+)
 def test_api_refused(client, request, setting, persona, expected, method, path):
     _login(client, request, persona)
     response = getattr(client, method)(path.format(s=setting.pk), BODY, content_type="application/json")
@@ -57,8 +71,10 @@ def test_api_refused(client, request, setting, persona, expected, method, path):
     assert not Answer.objects.exists() and not CaseFlag.objects.exists() and not CaseVisit.objects.exists()
 
 
-@pytest.mark.parametrize("persona,expected", [("anonymous", 302), ("nobody", 403), ("researcher", 200),
-                                              ("coordinator", 200), ("reader", 200)])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [("anonymous", 302), ("nobody", 403), ("researcher", 200), ("coordinator", 200), ("reader", 200)],
+)
 def test_my_studies_page(client, request, setting, persona, expected):
     _login(client, request, persona)
     response = client.get("/read/")
@@ -67,8 +83,10 @@ def test_my_studies_page(client, request, setting, persona, expected):
         assert (setting.name in response.content.decode()) == (persona == "reader")
 
 
-@pytest.mark.parametrize("persona,expected", [("anonymous", 403), ("nobody", 403), ("researcher", 200),
-                                              ("coordinator", 200), ("other_reader", 200)])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [("anonymous", 403), ("nobody", 403), ("researcher", 200), ("coordinator", 200), ("other_reader", 200)],
+)
 def test_my_studies_api_lists_only_own(client, request, setting, persona, expected):
     _login(client, request, persona)
     response = client.get("/api/reading/studies/")
@@ -82,8 +100,14 @@ def test_assigned_reader_passes_every_check(client, reader, setting):
     assert client.get(f"/read/{setting.pk}/").status_code == 200
     assert client.get(f"/read/{setting.pk}/case/1/").status_code == 200
     assert client.get(f"/api/reading/studies/{setting.pk}/cases/1/").status_code == 200
-    assert client.post(f"/api/reading/studies/{setting.pk}/cases/1/heartbeat/", {"active_ms_delta": 1},
-                       content_type="application/json").status_code == 200
+    assert (
+        client.post(
+            f"/api/reading/studies/{setting.pk}/cases/1/heartbeat/",
+            {"active_ms_delta": 1},
+            content_type="application/json",
+        ).status_code
+        == 200
+    )
 
 
 def test_assigned_coordinator_can_read(client, coordinator, setting):
@@ -105,12 +129,14 @@ def test_api_needs_csrf_with_session_auth(reader, setting):
 
     client = Client(enforce_csrf_checks=True)
     client.force_login(reader)
-    response = client.post(f"/api/reading/studies/{setting.pk}/cases/1/heartbeat/", {"active_ms_delta": 1},
-                           content_type="application/json")
+    response = client.post(
+        f"/api/reading/studies/{setting.pk}/cases/1/heartbeat/", {"active_ms_delta": 1}, content_type="application/json"
+    )
     assert response.status_code == 403 and "CSRF" in response.json()["detail"]
 
 
 # --- images -------------------------------------------------------------------------------------
+
 
 def _image_of(study):
     return study.cases.first().candidates.first().image_id
@@ -131,8 +157,11 @@ def test_reader_cannot_see_other_images(client, reader, other_reader, setting):
     client.force_login(other_reader)
     assert client.get(f"/images/{_image_of(setting)}/rendition/").status_code == 404
     client.force_login(reader)
-    stray = Image.objects.exclude(pk__in=setting.cases.values("query_id")).exclude(
-        pk__in=setting.cases.values("candidates__image_id")).first()
+    stray = (
+        Image.objects.exclude(pk__in=setting.cases.values("query_id"))
+        .exclude(pk__in=setting.cases.values("candidates__image_id"))
+        .first()
+    )
     assert client.get(f"/images/{stray.pk}/rendition/").status_code == 404
     assert client.get(f"/images/{_image_of(setting)}/original/").status_code == 404
 

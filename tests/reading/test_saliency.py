@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from readerstudy import selectors
+from annotations import selectors
 from readerstudy.models import Assignment, StudyStatus
+from readerstudy.selectors import study_saliency_run
 from tests.reading.factories import assign, overlay_bytes, saliency_run_make, study_make
 
 RUN_NAME = "cnn-zqxrun"
@@ -33,7 +34,8 @@ def sal_study(reader, other_reader):
     of each case's four candidates (candidates 0 and 1 of the canonical order)."""
     study = study_make(readers=[reader, other_reader], n_cases=2, n_candidates=4, show_saliency=True)
     with_map = [c.query_id for c in study.cases.all()] + [
-        cand.image_id for case in study.cases.all() for cand in case.candidates.filter(position__lt=2)]
+        cand.image_id for case in study.cases.all() for cand in case.candidates.filter(position__lt=2)
+    ]
     run = saliency_run_make(study.dataset, name=RUN_NAME, overlays=with_map)
     return _build_from(study, run.pk, builder="top_n")
 
@@ -54,41 +56,47 @@ def _candidate_without_map(study, user, index=1):
 
 # --- which run ----------------------------------------------------------------------------------
 
+
 def test_the_first_classifier_run_with_maps_in_builder_order_is_used(db):
     study = study_make(n_cases=1, n_candidates=2, show_saliency=True)
     image = study.cases.get().query_id
     off_the_shelf = saliency_run_make(study.dataset, name="vit", method="timm", overlays=[image])
     a = saliency_run_make(study.dataset, name="a", overlays=[image])
     b = saliency_run_make(study.dataset, name="b", method="finetune", overlays=[image])
-    assert selectors.study_saliency_run(study=_build_from(study, off_the_shelf.pk, a.pk, b.pk)) == a
-    assert selectors.study_saliency_run(study=_build_from(study, b.pk, a.pk)) == b
-    assert selectors.study_saliency_run(study=_build_from(study, a.pk, builder="knn_farthest")) == a
+    assert study_saliency_run(study=_build_from(study, off_the_shelf.pk, a.pk, b.pk)) == a
+    assert study_saliency_run(study=_build_from(study, b.pk, a.pk)) == b
+    assert study_saliency_run(study=_build_from(study, a.pk, builder="knn_farthest")) == a
 
 
-@pytest.mark.parametrize("unfit", [
-    {"method": "timm"},                     # not a classifier, even with files in its folder
-    {"method": "ssim"},
-    {"saliency": ""},                       # a classifier run told not to compute saliency
-    {"status": "failed"},                   # not finished
-    {"overlays": ()},                       # no map written
-])
+@pytest.mark.parametrize(
+    "unfit",
+    [
+        {"method": "timm"},  # not a classifier, even with files in its folder
+        {"method": "ssim"},
+        {"saliency": ""},  # a classifier run told not to compute saliency
+        {"status": "failed"},  # not finished
+        {"overlays": ()},  # no map written
+    ],
+)
 def test_runs_without_usable_maps_are_skipped(db, unfit):
     study = study_make(n_cases=1, n_candidates=2, show_saliency=True)
     image = study.cases.get().query_id
     bad = saliency_run_make(study.dataset, name="bad", **{"overlays": [image], **unfit})
-    assert selectors.study_saliency_run(study=_build_from(study, bad.pk)) is None
+    assert study_saliency_run(study=_build_from(study, bad.pk)) is None
     good = saliency_run_make(study.dataset, name="good", overlays=[image])
-    assert selectors.study_saliency_run(study=_build_from(study, bad.pk, good.pk)) == good
+    assert study_saliency_run(study=_build_from(study, bad.pk, good.pk)) == good
 
 
 def test_studies_built_without_a_run_have_no_saliency_run(db):
-    study = study_make(n_cases=1, n_candidates=2, show_saliency=True, builder="case_list",
-                       builder_config={"file_name": "cases.csv"})
+    study = study_make(
+        n_cases=1, n_candidates=2, show_saliency=True, builder="case_list", builder_config={"file_name": "cases.csv"}
+    )
     saliency_run_make(study.dataset, overlays=[study.cases.get().query_id])  # a run exists, but not the study's
-    assert selectors.study_saliency_run(study=study) is None
+    assert study_saliency_run(study=study) is None
 
 
 # --- what the reader's page and JSON carry --------------------------------------------------------
+
 
 def test_payload_names_overlays_of_the_images_that_have_one(client, reader, sal_study):
     client.force_login(reader)
@@ -105,9 +113,11 @@ def test_payload_names_overlays_of_the_images_that_have_one(client, reader, sal_
 
 def test_nothing_of_the_run_reaches_the_reader(client, reader, sal_study):
     client.force_login(reader)
-    run = selectors.study_saliency_run(study=sal_study)
-    texts = [client.get(f"/read/{sal_study.pk}/case/1/").content.decode(),
-             client.get(f"/api/reading/studies/{sal_study.pk}/cases/1/").content.decode()]
+    run = study_saliency_run(study=sal_study)
+    texts = [
+        client.get(f"/read/{sal_study.pk}/case/1/").content.decode(),
+        client.get(f"/api/reading/studies/{sal_study.pk}/cases/1/").content.decode(),
+    ]
     response = client.get(_url(sal_study, 1, "query"))
     texts.append(str(response.headers))
     for text in texts:
@@ -131,6 +141,7 @@ def test_no_toggle_and_no_addresses_without_overlays(client, reader, sal_study, 
 
 
 # --- the overlay address --------------------------------------------------------------------------
+
 
 def test_assigned_reader_gets_the_overlays_of_the_case(client, reader, sal_study):
     client.force_login(reader)
@@ -162,8 +173,12 @@ def test_image_not_in_the_case_is_not_found(client, reader, sal_study):
     from tests.reading.factories import answer_payload
 
     assignment, case1, _ = _reader_case(sal_study, reader, 1)
-    services.answer_submit(assignment=assignment, case=case1, client_token="token-sal-1",
-                           payload=answer_payload(sal_study, case1, assignment))  # case 2 may be opened now
+    services.answer_submit(
+        assignment=assignment,
+        case=case1,
+        client_token="token-sal-1",
+        payload=answer_payload(sal_study, case1, assignment),
+    )  # case 2 may be opened now
     client.force_login(reader)
     other_case_key = _candidate_with_map(sal_study, reader, index=2).key
     assert client.get(_url(sal_study, 2, other_case_key)).status_code == 200
@@ -193,9 +208,15 @@ def test_only_open_studies_serve_overlays(client, reader, sal_study, status):
     assert client.get(_url(sal_study, 1, "query")).status_code == 404
 
 
-@pytest.mark.parametrize("persona,expected", [
-    ("anonymous", 302), ("nobody", 403), ("researcher", 404), ("coordinator", 404),
-])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [
+        ("anonymous", 302),
+        ("nobody", 403),
+        ("researcher", 404),
+        ("coordinator", 404),
+    ],
+)
 def test_others_are_refused(client, request, reader, sal_study, persona, expected):
     if persona != "anonymous":
         client.force_login(request.getfixturevalue(persona))
@@ -222,6 +243,7 @@ def test_assigned_coordinator_gets_overlays(client, coordinator, sal_study):
 
 
 # --- the coordinator's dashboard --------------------------------------------------------------------
+
 
 def test_dashboard_names_the_saliency_run(client, coordinator, sal_study):
     client.force_login(coordinator)

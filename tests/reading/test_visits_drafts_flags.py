@@ -41,7 +41,7 @@ def test_heartbeat_adds_active_time(assignment, case):
 def test_heartbeat_is_bounded_per_beat(assignment, case):
     visit = services.case_open(assignment=assignment, case=case)
     _age(visit, 3600)
-    visit = services.visit_heartbeat(assignment=assignment, case=case, active_ms_delta=10 ** 9)
+    visit = services.visit_heartbeat(assignment=assignment, case=case, active_ms_delta=10**9)
     assert visit.active_ms == services.MAX_BEAT_MS
 
 
@@ -68,13 +68,16 @@ def test_draft_roundtrip_partial(assignment, case):
     assert CaseVisit.objects.get().opened_at is not None
 
 
-@pytest.mark.parametrize("draft,message", [
-    ({"selected": "x"}, "list"),
-    ({"selected": [1, 1]}, "twice"),
-    ({"unknown": []}, "Unknown draft field"),
-    ({"selected": [0]}, "not a candidate"),
-    ([], "object"),
-])
+@pytest.mark.parametrize(
+    "draft,message",
+    [
+        ({"selected": "x"}, "list"),
+        ({"selected": [1, 1]}, "twice"),
+        ({"unknown": []}, "Unknown draft field"),
+        ({"selected": [0]}, "not a candidate"),
+        ([], "object"),
+    ],
+)
 def test_draft_shape_is_validated(assignment, case, draft, message):
     with pytest.raises(ApplicationError, match=message):
         services.draft_save(assignment=assignment, case=case, draft=draft)
@@ -117,7 +120,8 @@ def test_flag_comment_length_is_bounded(assignment, case):
 
 
 def test_no_draft_for_an_answered_case_without_revisions(assignment, case):
-    services.answer_submit(assignment=assignment, case=case, payload={"selected": _ids(case)[:2]},
-                           client_token="token-drafted")
+    services.answer_submit(
+        assignment=assignment, case=case, payload={"selected": _ids(case)[:2]}, client_token="token-drafted"
+    )
     with pytest.raises(Conflict, match="already answered"):
         services.draft_save(assignment=assignment, case=case, draft={"selected": _ids(case)[:1]})

@@ -64,10 +64,20 @@ class Generated:
 
 
 def _images(dataset: Dataset, n: int, tag: str) -> list[Image]:
-    rows = [Image(dataset=dataset, source_name=f"{tag}/{i:06d}.png", source_format="png", width=8, height=8,
-                  content_hash=hashlib.sha256(f"{tag}-{i}".encode()).hexdigest(), original=f"o/{tag}/{i}.png",
-                  rendition=f"r/{tag}/{i}.png",
-                  thumbnail=f"t/{tag}/{i}.png") for i in range(n)]
+    rows = [
+        Image(
+            dataset=dataset,
+            source_name=f"{tag}/{i:06d}.png",
+            source_format="png",
+            width=8,
+            height=8,
+            content_hash=hashlib.sha256(f"{tag}-{i}".encode()).hexdigest(),
+            original=f"o/{tag}/{i}.png",
+            rendition=f"r/{tag}/{i}.png",
+            thumbnail=f"t/{tag}/{i}.png",
+        )
+        for i in range(n)
+    ]
     return Image.objects.bulk_create(rows, batch_size=2000)
 
 
@@ -77,9 +87,16 @@ def _run(dataset: Dataset, folder: Path, image_ids: list[int], vectors: np.ndarr
     v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     np.save(folder / "embeddings.npy", v.astype(np.float32))
     np.save(folder / "image_ids.npy", np.asarray(image_ids, dtype=np.int64))
-    return ModelRun.objects.create(dataset=dataset, name=name, method="timm", config={"metric": "cosine"},
-                                   status=JobStatus.SUCCEEDED, artefact_dir=str(folder), n_embedded=len(image_ids),
-                                   finished_at=timezone.now())
+    return ModelRun.objects.create(
+        dataset=dataset,
+        name=name,
+        method="timm",
+        config={"metric": "cosine"},
+        status=JobStatus.SUCCEEDED,
+        artefact_dir=str(folder),
+        n_embedded=len(image_ids),
+        finished_at=timezone.now(),
+    )
 
 
 def _readers(tag: str, n: int) -> list:
@@ -94,8 +111,9 @@ def _readers(tag: str, n: int) -> list:
     return users
 
 
-def _answer(mode: str, truth_ranks: np.ndarray, agree: bool, rng: np.random.Generator, k: int,
-            scale: tuple[int, int]) -> np.ndarray:
+def _answer(
+    mode: str, truth_ranks: np.ndarray, agree: bool, rng: np.random.Generator, k: int, scale: tuple[int, int]
+) -> np.ndarray:
     """One reader's answer to one case (values per candidate position)."""
     m = len(truth_ranks)
     ranks = truth_ranks if agree else rng.permutation(m) + 1
@@ -109,13 +127,27 @@ def _answer(mode: str, truth_ranks: np.ndarray, agree: bool, rng: np.random.Gene
     return (hi - np.floor((truth_ranks - 1) * (hi - lo + 1) / m)).astype(float)
 
 
-def generate_study(*, mode: str = AnswerMode.CHOOSE_K, n_cases: int = 12, n_candidates: int = 10, n_readers: int = 3,
-                   k: int = 5, q: float = 0.7, seed: int = 0, status: str = StudyStatus.CLOSED,
-                   run_dir: Path | None = None, modalities: tuple[str, ...] = ("CR", "CT"),
-                   classes: tuple[str, ...] = ("effusion", "normal", "nodule"), missing: dict | None = None,
-                   scale: tuple[int, int] = (1, 5), partial_method: bool = False, ground_truth: int | None = None,
-                   name: str | None = None, answers: np.ndarray | None = None,
-                   distances: np.ndarray | None = None) -> Generated:
+def generate_study(
+    *,
+    mode: str = AnswerMode.CHOOSE_K,
+    n_cases: int = 12,
+    n_candidates: int = 10,
+    n_readers: int = 3,
+    k: int = 5,
+    q: float = 0.7,
+    seed: int = 0,
+    status: str = StudyStatus.CLOSED,
+    run_dir: Path | None = None,
+    modalities: tuple[str, ...] = ("CR", "CT"),
+    classes: tuple[str, ...] = ("effusion", "normal", "nodule"),
+    missing: dict | None = None,
+    scale: tuple[int, int] = (1, 5),
+    partial_method: bool = False,
+    ground_truth: int | None = None,
+    name: str | None = None,
+    answers: np.ndarray | None = None,
+    distances: np.ndarray | None = None,
+) -> Generated:
     """A study with known answers (see the module docstring); `missing` = {reader index: [case indices]}.
 
     `answers` (C, M, R) replaces the generated answers (NaN = no item; a case left all-NaN by a
@@ -139,27 +171,49 @@ def generate_study(*, mode: str = AnswerMode.CHOOSE_K, n_cases: int = 12, n_cand
         vec = v.reshape(n_cases, per_case, -1)
         distances = 1.0 - np.einsum("cd,cmd->cm", vec[:, 0], vec[:, 1:])
     distances = np.asarray(distances, float)
-    study = Study.objects.create(name=name or f"Generated {tag}", dataset=dataset, mode=mode,
-                                 k=k if mode == AnswerMode.CHOOSE_K else None, rating_min=scale[0],
-                                 rating_max=scale[1], status=status, seed=seed, builder="generated")
+    study = Study.objects.create(
+        name=name or f"Generated {tag}",
+        dataset=dataset,
+        mode=mode,
+        k=k if mode == AnswerMode.CHOOSE_K else None,
+        rating_min=scale[0],
+        rating_max=scale[1],
+        status=status,
+        seed=seed,
+        builder="generated",
+    )
     cases = Case.objects.bulk_create([Case(study=study, position=c, query_id=int(ids[c, 0])) for c in range(n_cases)])
     mods = [modalities[c % len(modalities)] for c in range(n_cases)]
     cls = [classes[c % len(classes)] for c in range(n_cases)]
     for modality in set(mods):
         Image.objects.filter(pk__in=[int(ids[c, 0]) for c in range(n_cases) if mods[c] == modality]).update(
-            modality=modality)
-    Label.objects.bulk_create([Label(image_id=int(ids[c, 0]), name="finding", value_text=cls[c])
-                               for c in range(n_cases)])
+            modality=modality
+        )
+    Label.objects.bulk_create(
+        [Label(image_id=int(ids[c, 0]), name="finding", value_text=cls[c]) for c in range(n_cases)]
+    )
     order = np.argsort(distances, axis=1, kind="stable")
     truth_ranks = np.argsort(order, axis=1) + 1
     cands = []
     for c, case in enumerate(cases):
         for j in range(n_candidates):
-            prov = [{"method": "timm" if run else "model", "run": run.pk if run else None, "rank": int(truth_ranks[c, j]),
-                     "distance": float(distances[c, j])}]
+            prov = [
+                {
+                    "method": "timm" if run else "model",
+                    "run": run.pk if run else None,
+                    "rank": int(truth_ranks[c, j]),
+                    "distance": float(distances[c, j]),
+                }
+            ]
             if partial_method and c % 2 == 0:
-                prov.append({"method": "bm25", "run": None, "rank": int(n_candidates - truth_ranks[c, j] + 1),
-                             "distance": float(2.0 - distances[c, j])})
+                prov.append(
+                    {
+                        "method": "bm25",
+                        "run": None,
+                        "rank": int(n_candidates - truth_ranks[c, j] + 1),
+                        "distance": float(2.0 - distances[c, j]),
+                    }
+                )
             cands.append(Candidate(case=case, image_id=int(ids[c, j + 1]), position=j, provenance=prov))
     cands = Candidate.objects.bulk_create(cands, batch_size=2000)
     cand_ids = np.array([x.pk for x in cands]).reshape(n_cases, n_candidates)
@@ -167,19 +221,44 @@ def generate_study(*, mode: str = AnswerMode.CHOOSE_K, n_cases: int = 12, n_cand
     if ground_truth is not None:
         study.ground_truth_reader = readers[ground_truth]
         study.save(update_fields=["ground_truth_reader"])
-    values = _write_answers(study, cases, cand_ids, readers, truth_ranks, rng, mode=mode, k=k, q=q, scale=scale,
-                            missing=missing or {}, given=answers)
-    return Generated(study, readers, run, np.array([c.pk for c in cases]), ids[:, 0].copy(), cand_ids,
-                     ids[:, 1:].copy(), distances, values, mods, cls)
+    values = _write_answers(
+        study,
+        cases,
+        cand_ids,
+        readers,
+        truth_ranks,
+        rng,
+        mode=mode,
+        k=k,
+        q=q,
+        scale=scale,
+        missing=missing or {},
+        given=answers,
+    )
+    return Generated(
+        study,
+        readers,
+        run,
+        np.array([c.pk for c in cases]),
+        ids[:, 0].copy(),
+        cand_ids,
+        ids[:, 1:].copy(),
+        distances,
+        values,
+        mods,
+        cls,
+    )
 
 
-def _write_answers(study, cases, cand_ids, readers, truth_ranks, rng, *, mode, k, q, scale, missing,
-                   given=None) -> np.ndarray:
+def _write_answers(
+    study, cases, cand_ids, readers, truth_ranks, rng, *, mode, k, q, scale, missing, given=None
+) -> np.ndarray:
     """Assignments, answers and items for every reader and case not listed in `missing` (or `given`)."""
     n_cases, n_cand = cand_ids.shape
     values = np.full((n_cases, n_cand, len(readers)), np.nan)
     assignments = Assignment.objects.bulk_create(
-        [Assignment(study=study, reader=r, seed=1000 + i) for i, r in enumerate(readers)])
+        [Assignment(study=study, reader=r, seed=1000 + i) for i, r in enumerate(readers)]
+    )
     now = timezone.now()
     answers, pending = [], []
     for r, assignment in enumerate(assignments):
@@ -187,12 +266,19 @@ def _write_answers(study, cases, cand_ids, readers, truth_ranks, rng, *, mode, k
         for c, case in enumerate(cases):
             if c in skip:
                 continue
-            values[c, :, r] = _answer(mode, truth_ranks[c], rng.random() < q, rng, k, scale) if given is None \
-                else given[c, :, r]
+            values[c, :, r] = (
+                _answer(mode, truth_ranks[c], rng.random() < q, rng, k, scale) if given is None else given[c, :, r]
+            )
             if np.isnan(values[c, :, r]).all():
                 continue
-            answers.append(Answer(assignment=assignment, case=case, submitted_at=now - timedelta(seconds=c),
-                                  active_ms=int(rng.integers(2000, 60000))))
+            answers.append(
+                Answer(
+                    assignment=assignment,
+                    case=case,
+                    submitted_at=now - timedelta(seconds=c),
+                    active_ms=int(rng.integers(2000, 60000)),
+                )
+            )
             pending.append((c, r))
     answers = Answer.objects.bulk_create(answers, batch_size=2000)
     field_name = {AnswerMode.CHOOSE_K: "selected", AnswerMode.RANK_ALL: "rank", AnswerMode.RATE: "rating"}[mode]
@@ -204,8 +290,11 @@ def _write_answers(study, cases, cand_ids, readers, truth_ranks, rng, *, mode, k
             if np.isnan(value):
                 continue
             value = bool(value) if mode == AnswerMode.CHOOSE_K else int(value)
-            items.append(AnswerItem(answer=answer, candidate_id=int(cand_ids[c, j]), shown_position=int(shown[j]),
-                                    **{field_name: value}))
+            items.append(
+                AnswerItem(
+                    answer=answer, candidate_id=int(cand_ids[c, j]), shown_position=int(shown[j]), **{field_name: value}
+                )
+            )
     AnswerItem.objects.bulk_create(items, batch_size=5000)
     return values
 

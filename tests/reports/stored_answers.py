@@ -1,9 +1,9 @@
 """A study's stored answers and a run's distances as arrays, read straight from the rows and files.
 
-Independent of `annotations.report`: the ORM rows are walked with plain loops, and distances are
-computed here from the run's embedding files (cosine: 1 − the dot product of unit vectors). The
-arrays use the report's documented order: cases by position, candidates by catalogue position,
-readers by user name.
+Independent of the report code (reports.inputs, reports.methods): the ORM rows are walked with plain
+loops, and distances are computed here from the run's embedding files (cosine: 1 − the dot product of
+unit vectors). The arrays use the report's documented order: cases by position, candidates by
+catalogue position, readers by user name.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 
 from annotations.models import AnswerItem
 from readerstudy.models import Candidate
-from retrieval import ranking
+from retrieval.runs import ranking
 
 FIELD = {"choose_k": "selected", "rank_all": "rank", "rate": "rating"}
 
@@ -20,8 +20,9 @@ FIELD = {"choose_k": "selected", "rank_all": "rank", "rate": "rating"}
 def catalogue(study) -> tuple[list[int], list[int], np.ndarray]:
     """(case ids, query image ids, (C, M) candidate image ids) in canonical order (equal-size catalogues)."""
     cases = list(study.cases.order_by("position"))
-    images = [list(Candidate.objects.filter(case=c).order_by("position").values_list("image_id", flat=True))
-              for c in cases]
+    images = [
+        list(Candidate.objects.filter(case=c).order_by("position").values_list("image_id", flat=True)) for c in cases
+    ]
     return [c.pk for c in cases], [c.query_id for c in cases], np.array(images)
 
 

@@ -5,12 +5,16 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from annotations import report as R
-from annotations.models import Answer, ReportRun
-from annotations.tasks import report_bootstrap
+from annotations.models import Answer
 from core.errors import ApplicationError
+from reports import build
+from reports.inputs import study_fingerprint
+from reports.jobs import report_latest, report_run_current, report_run_execute, report_run_find
+from reports.models import ReportRun
+from reports.options import ReportOptions
+from reports.tasks import report_bootstrap, report_run_start
 
-OPTIONS = R.ReportOptions(n_resamples=200, seed=1)
+OPTIONS = ReportOptions(n_resamples=200, seed=1)
 
 
 @pytest.fixture
@@ -20,16 +24,16 @@ def study(generate):
 
 def test_start_twice_queues_one_run(study, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks(execute=False) as first:
-        run, created = R.report_run_start(study=study, options=OPTIONS)
+        run, created = report_run_start(study=study, options=OPTIONS)
     with django_capture_on_commit_callbacks(execute=False) as second:
-        again, created_again = R.report_run_start(study=study, options=OPTIONS)
+        again, created_again = report_run_start(study=study, options=OPTIONS)
     assert created and not created_again and again.pk == run.pk
     assert len(first) == 1 and len(second) == 0
     assert ReportRun.objects.count() == 1 and run.status == "pending"
 
 
 def test_task_run_twice_stores_one_result(study):
-    run, _ = R.report_run_start(study=study, options=OPTIONS)
+    run, _ = report_run_start(study=study, options=OPTIONS)
     report_bootstrap(report_run_id=run.pk)
     run.refresh_from_db()
     stored = run.result
@@ -44,53 +48,55 @@ def test_task_run_twice_stores_one_result(study):
 
 
 def test_new_answers_make_a_new_run_and_the_old_one_stale(study):
-    run, _ = R.report_run_start(study=study, options=OPTIONS)
-    R.report_run_execute(report_run_id=run.pk)
+    run, _ = report_run_start(study=study, options=OPTIONS)
+    report_run_execute(report_run_id=run.pk)
     run.refresh_from_db()
-    assert R.report_run_current(run, fingerprint=R.study_fingerprint(study=study))
+    assert report_run_current(run, fingerprint=study_fingerprint(study=study))
     assignment = study.assignments.order_by("reader__username").first()
-    Answer.objects.create(assignment=assignment, case=study.cases.order_by("position").last(),
-                          submitted_at=timezone.now())
-    assert not R.report_run_current(run, fingerprint=R.study_fingerprint(study=study))
-    newer, created = R.report_run_start(study=study, options=OPTIONS)
+    Answer.objects.create(
+        assignment=assignment, case=study.cases.order_by("position").last(), submitted_at=timezone.now()
+    )
+    assert not report_run_current(run, fingerprint=study_fingerprint(study=study))
+    newer, created = report_run_start(study=study, options=OPTIONS)
     assert created and newer.pk != run.pk
-    assert R.report_run_find(study=study, options=R.ReportOptions()) == newer  # latest for these analysis options
+    assert report_run_find(study=study, options=ReportOptions()) == newer  # latest for these analysis options
 
 
 def test_failure_is_recorded_and_a_new_request_retries(study, monkeypatch, django_capture_on_commit_callbacks):
-    run, _ = R.report_run_start(study=study, options=OPTIONS)
+    run, _ = report_run_start(study=study, options=OPTIONS)
 
     def boom(**kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(R, "report_for_study", boom)
-    R.report_run_execute(report_run_id=run.pk)
+    monkeypatch.setattr(build, "report_for_study", boom)
+    report_run_execute(report_run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "failed" and run.error == "Unexpected error: RuntimeError: disk full" and run.result is None
     monkeypatch.undo()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        again, retried = R.report_run_start(study=study, options=OPTIONS)
+        again, retried = report_run_start(study=study, options=OPTIONS)
     assert retried and again.pk == run.pk and again.status == "pending" and len(callbacks) == 1
-    R.report_run_execute(report_run_id=run.pk)
+    report_run_execute(report_run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded" and run.attempts == 2
 
 
 def test_application_error_message_is_kept(study):
-    run = ReportRun.objects.create(study=study, options={**OPTIONS.as_dict(), "runs": [999999]}, key="x",
-                                   fingerprint="y")
-    R.report_run_execute(report_run_id=run.pk)
+    run = ReportRun.objects.create(
+        study=study, options={**OPTIONS.as_dict(), "runs": [999999]}, key="x", fingerprint="y"
+    )
+    report_run_execute(report_run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "failed" and "not runs of this study's dataset" in run.error
 
 
 def test_a_bootstrap_report_needs_resamples(study):
     with pytest.raises(ApplicationError, match="at least one resample"):
-        R.report_run_start(study=study, options=R.ReportOptions())
+        report_run_start(study=study, options=ReportOptions())
 
 
 def test_stored_result_is_served_while_current(study):
-    run, _ = R.report_run_start(study=study, options=OPTIONS)
-    R.report_run_execute(report_run_id=run.pk)
-    report, shown = R.report_latest(study=study, options=R.ReportOptions())
+    run, _ = report_run_start(study=study, options=OPTIONS)
+    report_run_execute(report_run_id=run.pk)
+    report, shown = report_latest(study=study, options=ReportOptions())
     assert shown.pk == run.pk and report["uncertainty"]["n_resamples"] == 200

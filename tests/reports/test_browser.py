@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from playwright.sync_api import expect
 
-from annotations import exports
 from annotations.models import AnswerItem
+from reports import tables
 from tests.browser.conftest import ARTIFACTS, login, open_reader_page
 from tests.reading.factories import study_make
 from tests.reports import independent as ind
@@ -67,7 +67,7 @@ def test_report_of_a_study_read_in_the_browser(browser, live_server, reader, oth
     login(page, "researcher", "pw-researcher")
     page.goto(f"/reports/studies/{study.pk}/")
     expect(page.locator(".interim-banner")).to_contain_text("Interim report")
-    expect(page.locator("tr", has_text="Fleiss κ").locator("td").nth(1)).to_have_text(exports.fmt(fleiss))
+    expect(page.locator("tr", has_text="Fleiss κ").locator("td").nth(1)).to_have_text(tables.fmt(fleiss))
     page.fill("input[name=n_resamples]", "200")
     page.click("text=Compute confidence intervals and p-values")
     expect(page.locator("main")).to_contain_text("Showing bootstrap report", timeout=90_000)

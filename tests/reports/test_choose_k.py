@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
@@ -15,7 +16,7 @@ def study(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_agreement_between_readers_matches_statsmodels_sklearn_krippendorff(study):
@@ -45,9 +46,11 @@ def test_consensus_and_model_match_an_independent_sort(study, tie_break):
     for r, reader in enumerate(study.readers):
         assert m["reader_agreement"][reader.username]["estimate"] == pytest.approx(ind.percent(sel[..., r], model))
         assert s["consensus"]["reader_agreement"][reader.username]["estimate"] == pytest.approx(
-            ind.percent(sel[..., r], cons))
+            ind.percent(sel[..., r], cons)
+        )
     assert m["mean_reader_agreement"]["estimate"] == pytest.approx(
-        np.mean([ind.percent(sel[..., r], model) for r in range(4)]))
+        np.mean([ind.percent(sel[..., r], model) for r in range(4)])
+    )
     votes = np.sort(sel.sum(-1), axis=1)[:, ::-1]
     assert s["consensus"]["n_cases_tie_broken"] == int((votes[:, 4] == votes[:, 5]).sum())
 
@@ -79,4 +82,5 @@ def test_single_reader_gives_method_agreement_without_inter_reader_statistics(ge
     model = ind.k_nearest(g.distances, 5)
     m = s["methods"][g.run.name]
     assert m["reader_agreement"][g.readers[0].username]["estimate"] == pytest.approx(
-        ind.percent(g.values[..., 0].astype(bool), model))
+        ind.percent(g.values[..., 0].astype(bool), model)
+    )

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from django.core.management import CommandError, call_command
 
-from annotations import report as R
+from reports.build import report_for_study
+from reports.options import ReportOptions
 
 
 @pytest.fixture
@@ -30,14 +31,18 @@ def test_json_with_bootstrap_by_id_and_by_name(study):
     by_name = json.loads(_run("Command study", "--bootstrap", "60", "--seed", "5", "--readers-too"))
     assert by_name["choose_k"]["fleiss_kappa"] == data["choose_k"]["fleiss_kappa"]
     plain = json.loads(_run(str(study.pk), "--bootstrap", "0"))
-    direct = R.report_for_study(study=study, options=R.ReportOptions())
+    direct = report_for_study(study=study, options=ReportOptions())
     assert plain["choose_k"] == direct["choose_k"] and plain["tests"] is None
 
 
 def test_csv_imrmc_html_pdf(study, tmp_path):
     assert len(pd.read_csv(io.StringIO(_run(str(study.pk), "--format", "csv")))) == 3 * 6 * 10
     assert list(pd.read_csv(io.StringIO(_run(str(study.pk), "--format", "imrmc"))).columns) == [
-        "readerID", "caseID", "modalityID", "score"]
+        "readerID",
+        "caseID",
+        "modalityID",
+        "score",
+    ]
     out = tmp_path / "r.html"
     _run(str(study.pk), "--format", "html", "--out", str(out), "--bootstrap", "30", "--group", "reader")
     assert "By reader" in out.read_text() and "30 resamples" in out.read_text()

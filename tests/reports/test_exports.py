@@ -9,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from annotations import exports
-from annotations import report as R
 from readerstudy.models import StudyStatus
+from reports import exports, tables
+from reports.build import SCHEMA, report_for_study
+from reports.options import ReportOptions, options_parse
 from tests.conftest import client_for
 from tests.reports import independent as ind
 
@@ -29,10 +30,10 @@ def choose(generate):
 
 def test_json_download_is_the_report(client, researcher, choose):
     data = json.loads(_get(client_for(client, researcher), choose, "json").content)
-    direct = R.report_for_study(study=choose.study, options=R.ReportOptions())
+    direct = report_for_study(study=choose.study, options=ReportOptions())
     data.pop("generated_at"), direct.pop("generated_at")
     assert data == direct
-    assert data["schema"] == R.SCHEMA and data["interim"] is False
+    assert data["schema"] == SCHEMA and data["interim"] is False
 
 
 def test_long_csv_loads_in_pandas_and_reproduces_table_2(client, researcher, choose):
@@ -41,7 +42,7 @@ def test_long_csv_loads_in_pandas_and_reproduces_table_2(client, researcher, cho
     df = pd.read_csv(io.BytesIO(response.content))
     assert len(df) == 3 * 12 * 10  # reader × case × candidate, unanswered cases included
     assert df.loc[df.answered == 0, "case_id"].nunique() == 1
-    report = R.report_for_study(study=choose.study, options=R.ReportOptions())
+    report = report_for_study(study=choose.study, options=ReportOptions())
     key = choose.run.name
     used = df[df.in_analysis == 1]
     assert used.case_id.nunique() == report["n_cases"] == 11
@@ -56,49 +57,63 @@ def test_long_csv_loads_in_pandas_and_reproduces_table_2(client, researcher, cho
     with_consensus = (merged.selected == merged.consensus).groupby(merged.reader).mean() * 100
     for reader, value in with_consensus.items():
         assert value == pytest.approx(report["choose_k"]["consensus"]["reader_agreement"][reader]["estimate"])
-    assert set(df.columns) >= {"submitted_at", "answer_active_ms", "visit_active_ms", "shown_position", "provenance",
-                               f"{key}__distance", f"{key}__rank", "query_image_id", "candidate_image_id"}
+    assert set(df.columns) >= {
+        "submitted_at",
+        "answer_active_ms",
+        "visit_active_ms",
+        "shown_position",
+        "provenance",
+        f"{key}__distance",
+        f"{key}__rank",
+        "query_image_id",
+        "candidate_image_id",
+    }
     assert json.loads(df.provenance.iloc[0])[0]["run"] == choose.run.pk
 
 
 def test_long_csv_of_a_ranking_study_reproduces_ndcg(client, researcher, generate):
     g = generate(mode="rank_all", n_cases=8, n_readers=2, q=0.5, seed=6)
     df = pd.read_csv(io.BytesIO(_get(client_for(client, researcher), g, "csv").content))
-    report = R.report_for_study(study=g.study, options=R.ReportOptions())
+    report = report_for_study(study=g.study, options=ReportOptions())
     truth = df[df.reader == report["ranking"]["ground_truth"]].sort_values(["case_position", "candidate_position"])
     ranks = truth["rank"].to_numpy().reshape(8, 10)
     model = truth[f"{g.run.name}__rank"].to_numpy().reshape(8, 10)
     assert ind.ndcg(model, ranks, 10).mean() == pytest.approx(
-        report["ranking"]["compared"][g.run.name]["metrics"]["ndcg@10"]["estimate"])
+        report["ranking"]["compared"][g.run.name]["metrics"]["ndcg@10"]["estimate"]
+    )
 
 
 def test_imrmc_file_loads_and_matches_the_report(client, researcher, choose):
     df = pd.read_csv(io.BytesIO(_get(client_for(client, researcher), choose, "imrmc").content))
     assert list(df.columns) == ["readerID", "caseID", "modalityID", "score"]
-    report = R.report_for_study(study=choose.study, options=R.ReportOptions())
+    report = report_for_study(study=choose.study, options=ReportOptions())
     key = choose.run.name
     assert df.caseID.nunique() == report["n_cases"] and set(df.modalityID) == {key}
     per_reader = df.groupby("readerID").score.mean() * 100
     for reader, value in per_reader.items():
         assert value == pytest.approx(report["choose_k"]["methods"][key]["reader_agreement"][reader]["estimate"])
-    assert df.score.mean() * 100 == pytest.approx(report["choose_k"]["methods"][key]["mean_reader_agreement"]["estimate"])
+    assert df.score.mean() * 100 == pytest.approx(
+        report["choose_k"]["methods"][key]["mean_reader_agreement"]["estimate"]
+    )
 
 
 def test_imrmc_of_ranking_and_rating_studies(client, researcher, generate):
     c = client_for(client, researcher)
     g = generate(mode="rank_all", n_cases=6, n_readers=2, q=0.5)
     df = pd.read_csv(io.BytesIO(_get(c, g, "imrmc", "?p=3,10").content))
-    report = R.report_for_study(study=g.study, options=R.ReportOptions())
+    report = report_for_study(study=g.study, options=ReportOptions())
     gt = df[df.readerID == report["ranking"]["ground_truth"]]
     for p in (3, 10):
         assert gt[gt.modalityID == f"{g.run.name}@ndcg{p}"].score.mean() == pytest.approx(
-            report["ranking"]["compared"][g.run.name]["metrics"][f"ndcg@{p}"]["estimate"])
+            report["ranking"]["compared"][g.run.name]["metrics"][f"ndcg@{p}"]["estimate"]
+        )
     other = g.readers[1].username
     assert df[(df.readerID == other) & (df.modalityID == f"{g.run.name}@ndcg10")].score.mean() == pytest.approx(
-        report["subgroups"]["reader"]["groups"][other]["statistics"][g.run.name]["ndcg@10"])
+        report["subgroups"]["reader"]["groups"][other]["statistics"][g.run.name]["ndcg@10"]
+    )
     r = generate(mode="rate", n_cases=6, n_readers=2, q=0.8, seed=3)
     df = pd.read_csv(io.BytesIO(_get(c, r, "imrmc").content))
-    rep = R.report_for_study(study=r.study, options=R.ReportOptions())
+    rep = report_for_study(study=r.study, options=ReportOptions())
     per_case = df.groupby("caseID").score.mean()
     assert per_case.mean() == pytest.approx(rep["rating"]["methods"][r.run.name]["mean_case_spearman"]["estimate"])
 
@@ -107,9 +122,9 @@ def test_printable_html_and_pdf(client, researcher, generate):
     g = generate(mode="rank_all", n_cases=6, n_readers=3, q=0.5, status=StudyStatus.OPEN)
     c = client_for(client, researcher)
     html = _get(c, g, "html").content.decode()
-    report = R.report_for_study(study=g.study, options=R.ReportOptions())
+    report = report_for_study(study=g.study, options=ReportOptions())
     assert "Interim report" in html and g.study.name in html
-    assert exports.fmt(report["ranking"]["compared"][g.run.name]["metrics"]["ndcg@10"]) in html
+    assert tables.fmt(report["ranking"]["compared"][g.run.name]["metrics"]["ndcg@10"]) in html
     assert html.count("data:image/png;base64,") >= 2 and "<link" not in html  # standalone
     pdf = _get(c, g, "pdf")
     assert pdf.content.startswith(b"%PDF") and pdf["Content-Type"] == "application/pdf"
@@ -133,15 +148,15 @@ def test_unknown_format_and_bad_options_are_400(client, researcher, generate):
 
 def test_export_functions_without_http(generate):
     g = generate(mode="choose_k", n_cases=4, n_readers=2)
-    body, content_type, name = exports.export_file(study=g.study, options=R.ReportOptions(), fmt="imrmc")
+    body, content_type, name = exports.export_file(study=g.study, options=ReportOptions(), fmt="imrmc")
     assert body.startswith(b"readerID,caseID,modalityID,score\n") and name.endswith(".imrmc.csv")
     assert np.isfinite(pd.read_csv(io.BytesIO(body)).score).all()
 
 
 def test_tests_table_counts_the_cases_each_method_ranks(generate):
     g = generate(mode="rank_all", n_cases=8, n_readers=2, q=0.5, partial_method=True)
-    report = R.report_for_study(study=g.study, options=R.options_parse(n_resamples=50))
-    table = next(t for t in exports.report_tables(report) if t["title"] == "Hypothesis tests")
+    report = report_for_study(study=g.study, options=options_parse(n_resamples=50))
+    table = next(t for t in tables.report_tables(report) if t["title"] == "Hypothesis tests")
     cases = {(row[0], row[1]): row[2] for row in table["rows"]}
     assert cases[("bm25 vs random", "ndcg@10")] == "4" and cases[(f"{g.run.name} vs random", "ndcg@10")] == "8"
     assert cases[(f"{g.run.name} vs bm25", "ndcg@10")] == "4"  # compared on their common cases

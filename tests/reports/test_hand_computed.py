@@ -7,8 +7,10 @@ import itertools
 import numpy as np
 import pytest
 
-from annotations import exports
-from annotations import report as R
+from reports import exports
+from reports.analysis import report_inputs
+from reports.build import report_for_study
+from reports.options import ReportOptions, options_parse
 
 # Choose 2 of 4, two cases, readers A, B, C (candidate positions 0-3):
 #   case 1: A {0,1}  B {0,1}  C {0,2}      votes 3, 2, 1, 0
@@ -32,7 +34,7 @@ def hand(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_agreement_between_readers(hand):
@@ -79,13 +81,19 @@ def test_consensus_with_the_model_tie_break(hand):
 
 
 def test_imrmc_scores_by_hand(hand):
-    inputs = R.report_inputs(study=hand.study, options=R.ReportOptions())
-    rows = exports.imrmc_rows(inputs, R.ReportOptions())
+    inputs = report_inputs(study=hand.study, options=ReportOptions())
+    rows = exports.imrmc_rows(inputs, ReportOptions())
     names = [r.username for r in hand.readers]
     got = {(reader, case): score for reader, case, modality, score in rows if modality == "model"}
     c1, c2 = hand.case_ids.tolist()
-    expected = {(names[0], c1): 0.5, (names[0], c2): 0.5, (names[1], c1): 0.5, (names[1], c2): 1.0,
-                (names[2], c1): 1.0, (names[2], c2): 0.5}
+    expected = {
+        (names[0], c1): 0.5,
+        (names[0], c2): 0.5,
+        (names[1], c1): 0.5,
+        (names[1], c2): 1.0,
+        (names[2], c1): 1.0,
+        (names[2], c2): 0.5,
+    }
     assert got == pytest.approx(expected)
 
 

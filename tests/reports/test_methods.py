@@ -5,16 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
 from core.errors import ApplicationError
 from core.jobs import JobStatus
+from reports.build import report_for_study
+from reports.options import options_parse
 from retrieval.models import Dataset, ModelRun
 from tests.reports import independent as ind
 from tests.studies.factories import make_run
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def _method(report, name):
@@ -25,14 +26,26 @@ def test_run_and_its_provenance_are_one_method(generate):
     g = generate(mode="choose_k", n_cases=6, n_readers=2, q=0.5)
     report = _report(g)
     assert [m["name"] for m in report["methods"]] == [g.run.name]
-    assert _method(report, g.run.name) == {"key": g.run.name, "name": g.run.name, "source": "run",
-                                           "run_id": g.run.pk, "available": True, "n_cases": 6, "reason": ""}
+    assert _method(report, g.run.name) == {
+        "key": g.run.name,
+        "name": g.run.name,
+        "source": "run",
+        "run_id": g.run.pk,
+        "available": True,
+        "n_cases": 6,
+        "reason": "",
+    }
 
 
 def test_run_without_embeddings_is_unavailable_with_the_reason(generate, tmp_path):
     g = generate(mode="rank_all", n_cases=5, n_readers=2, q=0.5)
-    empty = ModelRun.objects.create(dataset=g.study.dataset, name="not-embedded", method="timm",
-                                    status=JobStatus.SUCCEEDED, artefact_dir=str(tmp_path / "nothing"))
+    empty = ModelRun.objects.create(
+        dataset=g.study.dataset,
+        name="not-embedded",
+        method="timm",
+        status=JobStatus.SUCCEEDED,
+        artefact_dir=str(tmp_path / "nothing"),
+    )
     report = _report(g, n_resamples=50)
     m = _method(report, "not-embedded")
     assert m["available"] is False and m["n_cases"] == 0 and "no embeddings yet" in m["reason"]
@@ -51,8 +64,9 @@ def test_run_missing_some_images_is_scored_on_the_cases_it_can_rank(generate, tm
     assert m["available"] and m["n_cases"] == 5 and "3 of 8 cases" in m["reason"]
     v = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     index = {int(i): n for n, i in enumerate(ids)}
-    dist = np.array([[1 - v[index[int(q)]] @ v[index[int(c)]] for c in row]
-                     for q, row in zip(g.query_ids[keep], g.image_ids[keep])])
+    dist = np.array(
+        [[1 - v[index[int(q)]] @ v[index[int(c)]] for c in row] for q, row in zip(g.query_ids[keep], g.image_ids[keep])]
+    )
     truth = g.values[keep][..., 0].astype(int)
     got = report["ranking"]["compared"]["partial"]
     assert got["n_cases"] == 5
@@ -71,7 +85,8 @@ def test_provenance_method_proposing_part_of_the_catalogue(generate):
     chosen = ind.k_nearest(2.0 - g.distances[even], 5)
     assert got["n_cases"] == 4
     assert got["mean_reader_agreement"]["estimate"] == pytest.approx(
-        np.mean([ind.percent(sel[..., r], chosen) for r in range(2)]))
+        np.mean([ind.percent(sel[..., r], chosen) for r in range(2)])
+    )
 
 
 def test_explicit_runs_and_unfinished_runs(generate, tmp_path):
@@ -90,4 +105,4 @@ def test_runs_of_another_dataset_are_refused(generate):
     with pytest.raises(ApplicationError, match="not runs of this study's dataset"):
         _report(g, runs=f"{other.pk}")
     with pytest.raises(ApplicationError, match="whole numbers"):
-        R.options_parse(runs="abc")
+        options_parse(runs="abc")

@@ -5,14 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
 from annotations.models import AnswerItem
 from readerstudy.models import Assignment, Candidate
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_statistics_use_the_cases_answered_by_every_reader(generate):

@@ -7,8 +7,10 @@ import re
 import pytest
 from django.utils import timezone
 
-from annotations import report as R
-from annotations.models import Answer, ReportRun
+from annotations.models import Answer
+from reports.jobs import report_run_execute
+from reports.models import ReportRun
+from reports.options import ReportOptions
 
 
 @pytest.fixture
@@ -59,14 +61,23 @@ def test_bootstrap_from_the_page(page, generate, django_capture_on_commit_callba
     g = generate(mode="choose_k", n_cases=6, n_readers=3, q=0.6, status="open")
     url = f"/reports/studies/{g.study.pk}/"
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        response = page.post(url + "bootstrap/", {"n_resamples": "120", "seed": "2", "readers_too": "1",
-                                                  "p": "3,10", "tie_break": "model", "label": "finding"})
+        response = page.post(
+            url + "bootstrap/",
+            {
+                "n_resamples": "120",
+                "seed": "2",
+                "readers_too": "1",
+                "p": "3,10",
+                "tie_break": "model",
+                "label": "finding",
+            },
+        )
     run = ReportRun.objects.get()
     assert response.status_code == 302 and f"run={run.pk}" in response["Location"] and len(callbacks) == 1
     assert run.options["tie_break"] == "model" and run.options["readers_too"] is True
     pending = _html(page.get(response["Location"]))
     assert f'data-job-progress="/api/reports/runs/{run.pk}/"' in pending and "reloads when it is ready" in pending
-    R.report_run_execute(report_run_id=run.pk)
+    report_run_execute(report_run_id=run.pk)
     done = _html(page.get(response["Location"]))
     assert f"Showing bootstrap report #{run.pk}" in done and "120 resamples, seed 2" in done
     assert re.search(r"\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\]", done)  # estimates with their intervals
@@ -85,8 +96,14 @@ def test_bootstrap_with_bad_input_writes_nothing(page, generate):
 
 def test_failed_bootstrap_is_shown(page, generate):
     g = generate(mode="choose_k", n_cases=3, n_readers=2)
-    run = ReportRun.objects.create(study=g.study, options=R.ReportOptions(n_resamples=5).as_dict(), key="k",
-                                   fingerprint="f", status="failed", error="worker lost")
+    run = ReportRun.objects.create(
+        study=g.study,
+        options=ReportOptions(n_resamples=5).as_dict(),
+        key="k",
+        fingerprint="f",
+        status="failed",
+        error="worker lost",
+    )
     assert "failed: worker lost" in _html(page.get(f"/reports/studies/{g.study.pk}/?run={run.pk}"))
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from annotations import report as R
-from annotations.models import ReportRun
 from readerstudy.models import Assignment, StudyStatus
+from reports.build import SCHEMA
+from reports.models import ReportRun
+from reports.options import ReportOptions
 
 PERSONAS = ["anonymous", "nobody", "reader", "other_reader", "researcher", "coordinator"]
 ALLOWED = {"researcher", "coordinator"}
@@ -16,18 +17,33 @@ ALLOWED = {"researcher", "coordinator"}
 def setup(generate, request, reader):
     g = generate(mode="choose_k", n_cases=4, n_readers=2, q=0.5, status=StudyStatus.OPEN)
     Assignment.objects.create(study=g.study, reader=reader, seed=5)  # `reader` reads this very study
-    run = ReportRun.objects.create(study=g.study, options=R.ReportOptions(n_resamples=10).as_dict(), key="k",
-                                   fingerprint="f", status="succeeded", result={"schema": R.SCHEMA})
+    run = ReportRun.objects.create(
+        study=g.study,
+        options=ReportOptions(n_resamples=10).as_dict(),
+        key="k",
+        fingerprint="f",
+        status="succeeded",
+        result={"schema": SCHEMA},
+    )
     return g.study, run
 
 
 def _endpoints(study, run) -> list[tuple[str, str, str]]:
     pk = study.pk
-    pages = [("get", "/reports/", "page"), ("get", f"/reports/studies/{pk}/", "page"),
-             ("post", f"/reports/studies/{pk}/bootstrap/", "post")]
-    pages += [("get", f"/reports/studies/{pk}/download/{fmt}/", "page") for fmt in ("json", "csv", "imrmc", "html", "pdf")]
-    api = [("get", f"/api/reports/studies/{pk}/", "api"), ("post", f"/api/reports/studies/{pk}/bootstrap/", "api"),
-           ("get", f"/api/reports/runs/{run.pk}/", "api"), ("get", f"/api/reports/runs/{run.pk}/result/", "api")]
+    pages = [
+        ("get", "/reports/", "page"),
+        ("get", f"/reports/studies/{pk}/", "page"),
+        ("post", f"/reports/studies/{pk}/bootstrap/", "post"),
+    ]
+    pages += [
+        ("get", f"/reports/studies/{pk}/download/{fmt}/", "page") for fmt in ("json", "csv", "imrmc", "html", "pdf")
+    ]
+    api = [
+        ("get", f"/api/reports/studies/{pk}/", "api"),
+        ("post", f"/api/reports/studies/{pk}/bootstrap/", "api"),
+        ("get", f"/api/reports/runs/{run.pk}/", "api"),
+        ("get", f"/api/reports/runs/{run.pk}/result/", "api"),
+    ]
     return pages + api
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
@@ -16,7 +17,7 @@ def study(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_methods_and_readers_scored_against_the_ground_truth_reader(study):
@@ -25,8 +26,11 @@ def test_methods_and_readers_scored_against_the_ground_truth_reader(study):
     truth = ranks[..., 1]
     assert s["ground_truth"] == study.readers[1].username and s["ground_truth_source"] == "set on the study"
     model = ind.ranks_of(study.distances)
-    compared = {study.run.name: model, study.readers[0].username: ranks[..., 0],
-                study.readers[2].username: ranks[..., 2]}
+    compared = {
+        study.run.name: model,
+        study.readers[0].username: ranks[..., 0],
+        study.readers[2].username: ranks[..., 2],
+    }
     assert set(s["compared"]) == set(compared)  # the ground truth is not compared with itself
     for name, method in compared.items():
         got = s["compared"][name]["metrics"]
@@ -73,4 +77,5 @@ def test_single_reader_ranking_study(generate):
     assert list(s["compared"]) == [g.run.name] and s["inter_rater_band"] == {}
     truth = g.values[..., 0].astype(int)
     assert s["compared"][g.run.name]["metrics"]["ndcg@3"]["estimate"] == pytest.approx(
-        ind.ndcg(ind.ranks_of(g.distances), truth, 3).mean())
+        ind.ndcg(ind.ranks_of(g.distances), truth, 3).mean()
+    )

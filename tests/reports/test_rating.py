@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotations import report as R
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
@@ -16,7 +17,7 @@ def study(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_icc_matches_pingouin(study):
@@ -51,12 +52,15 @@ def test_correlation_with_model_distances(study):
     assert m["correlation"]["spearman"] < -0.3  # readers rate the model's near images higher (q = 0.6)
     for r, reader in enumerate(study.readers):
         assert m["per_reader_spearman"][reader.username] == pytest.approx(
-            sps.spearmanr(study.values[..., r].ravel(), d).statistic)
-    per_case = np.array([[sps.spearmanr(study.values[c, :, r], study.distances[c]).statistic for r in range(3)]
-                         for c in range(20)])
+            sps.spearmanr(study.values[..., r].ravel(), d).statistic
+        )
+    per_case = np.array(
+        [[sps.spearmanr(study.values[c, :, r], study.distances[c]).statistic for r in range(3)] for c in range(20)]
+    )
     assert m["mean_case_spearman"]["estimate"] == pytest.approx(np.nanmean(np.nanmean(per_case, axis=1)))
-    by_rank = [np.mean([study.values[c, np.argsort(study.distances[c])[i]].mean() for c in range(20)])
-               for i in range(8)]
+    by_rank = [
+        np.mean([study.values[c, np.argsort(study.distances[c])[i]].mean() for c in range(20)]) for i in range(8)
+    ]
     assert m["mean_rating_by_model_rank"] == pytest.approx(by_rank)
 
 

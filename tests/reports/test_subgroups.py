@@ -5,12 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import report as R
+from reports import subgroups
+from reports.build import report_for_study
+from reports.options import options_parse
 from tests.reports import independent as ind
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(**kw))
+    return report_for_study(study=g.study, options=options_parse(**kw))
 
 
 def test_modality_groups_add_up_to_the_whole_ranking_report(generate):
@@ -35,12 +37,14 @@ def test_query_class_groups_of_a_choose_k_study(generate):
     assert split["key"] == "query label 'finding'" and set(split["groups"]) == {"effusion", "normal"}
     assert sum(x["n_cases"] for x in split["groups"].values()) == 12
     mean = report["choose_k"]["methods"][g.run.name]["mean_reader_agreement"]["estimate"]
-    pooled = sum(x["n_cases"] * x["statistics"][g.run.name]["mean_reader_agreement"]
-                 for x in split["groups"].values()) / 12
+    pooled = (
+        sum(x["n_cases"] * x["statistics"][g.run.name]["mean_reader_agreement"] for x in split["groups"].values()) / 12
+    )
     assert pooled == pytest.approx(mean)  # equal items per case: group means recombine exactly
     eff = np.array([c == "effusion" for c in g.classes])
     assert split["groups"]["effusion"]["statistics"]["readers"]["fleiss_kappa"] == pytest.approx(
-        ind.fleiss(g.values[eff].astype(bool)))
+        ind.fleiss(g.values[eff].astype(bool))
+    )
 
 
 def test_query_class_of_queries_without_the_label(generate):
@@ -62,12 +66,14 @@ def test_by_reader_tables(generate):
     c = generate(mode="choose_k", n_cases=6, n_readers=2, q=0.6)
     rep = _report(c)
     row = rep["subgroups"]["reader"]["groups"][c.readers[1].username]["statistics"]
-    assert row[c.run.name]["agreement"] == rep["choose_k"]["methods"][c.run.name]["reader_agreement"][
-        c.readers[1].username]["estimate"]
+    assert (
+        row[c.run.name]["agreement"]
+        == rep["choose_k"]["methods"][c.run.name]["reader_agreement"][c.readers[1].username]["estimate"]
+    )
 
 
 def test_too_many_groups_are_not_tabulated(generate, monkeypatch):
-    monkeypatch.setattr(R, "MAX_GROUPS", 2)
+    monkeypatch.setattr(subgroups, "MAX_GROUPS", 2)
     g = generate(mode="rate", n_cases=6, n_readers=2, modalities=("CR", "CT", "MR"))
     split = _report(g)["subgroups"]["modality"]
     assert split["groups"] == {} and "too many" in split["note"]

@@ -7,18 +7,21 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import report as R
-from annotations import stats as S
+from reports import stats as S
+from reports.build import report_for_study
+from reports.options import options_parse
+from reports.tables import report_tables
 from tests.reports import independent as ind
 
 N_RESAMPLES, SEED = 700, 3
 
 
 def _draws(n_cases: int, n_resamples: int = N_RESAMPLES, seed: int = SEED, batch: int = 500) -> np.ndarray:
-    """The case indices of each resample, drawn as annotations.stats.bootstrap_ci draws them (batches of 500)."""
+    """The case indices of each resample, drawn as reports.stats.bootstrap_ci draws them (batches of 500)."""
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases))
-                           for s in range(0, n_resamples, batch)])
+    return np.concatenate(
+        [rng.integers(0, n_cases, size=(min(batch, n_resamples - s), n_cases)) for s in range(0, n_resamples, batch)]
+    )
 
 
 def _ci(values: list[float]) -> list[float]:
@@ -36,7 +39,7 @@ def ranked(generate):
 
 
 def _report(g, **kw):
-    return R.report_for_study(study=g.study, options=R.options_parse(n_resamples=N_RESAMPLES, seed=SEED, **kw))
+    return report_for_study(study=g.study, options=options_parse(n_resamples=N_RESAMPLES, seed=SEED, **kw))
 
 
 def test_report_states_resamples_seed_and_unit(choose):
@@ -46,18 +49,27 @@ def test_report_states_resamples_seed_and_unit(choose):
     assert report["options"]["n_resamples"] == N_RESAMPLES
 
 
+def _bca(statistic, n_cases: int) -> list[float]:
+    """The report's interval by hand: BCa (expanded level) from naive resamples and a naive case jackknife."""
+    keep = [np.delete(np.arange(n_cases), c) for c in range(n_cases)]
+    return ind.bca_expanded(
+        [statistic(i) for i in _draws(n_cases)], statistic(np.arange(n_cases)), [statistic(i) for i in keep]
+    )
+
+
 def test_fleiss_and_kappa_intervals_equal_a_naive_case_bootstrap(choose):
     s = _report(choose)["choose_k"]
     sel = choose.values.astype(bool)
-    idx = _draws(24)
-    fleiss = [ind.fleiss(sel[i]) for i in idx]
-    assert [s["fleiss_kappa"]["ci_low"], s["fleiss_kappa"]["ci_high"]] == pytest.approx(_ci(fleiss))
+    assert [s["fleiss_kappa"]["ci_low"], s["fleiss_kappa"]["ci_high"]] == pytest.approx(
+        _bca(lambda i: ind.fleiss(sel[i]), 24)
+    )
     cons, model = ind.consensus(sel, 5), ind.k_nearest(choose.distances, 5)
-    kappa = [cohen_kappa_score(cons[i].ravel(), model[i].ravel()) for i in idx]
     m = s["methods"][choose.run.name]
-    assert [m["cohen_kappa_vs_consensus"]["ci_low"], m["cohen_kappa_vs_consensus"]["ci_high"]] == pytest.approx(_ci(kappa))
-    agree = [np.mean([ind.percent(sel[i][..., r], model[i]) for r in range(3)]) for i in idx]
-    assert [m["mean_reader_agreement"]["ci_low"], m["mean_reader_agreement"]["ci_high"]] == pytest.approx(_ci(agree))
+    assert [m["cohen_kappa_vs_consensus"]["ci_low"], m["cohen_kappa_vs_consensus"]["ci_high"]] == pytest.approx(
+        _bca(lambda i: cohen_kappa_score(cons[i].ravel(), model[i].ravel()), 24)
+    )
+    agree = _bca(lambda i: np.mean([ind.percent(sel[i][..., r], model[i]) for r in range(3)]), 24)
+    assert [m["mean_reader_agreement"]["ci_low"], m["mean_reader_agreement"]["ci_high"]] == pytest.approx(agree)
     assert m["cohen_kappa_vs_consensus"]["resampled"] == "cases"
 
 
@@ -65,13 +77,13 @@ def test_ndcg_interval_equals_a_naive_case_bootstrap(ranked):
     s = _report(ranked)["ranking"]
     per_case = ind.ndcg(ind.ranks_of(ranked.distances), ranked.values[..., 0].astype(int), 10)
     got = s["compared"][ranked.run.name]["metrics"]["ndcg@10"]
-    assert [got["ci_low"], got["ci_high"]] == pytest.approx(_ci([per_case[i].mean() for i in _draws(24)]))
+    assert [got["ci_low"], got["ci_high"]] == pytest.approx(_bca(lambda i: per_case[i].mean(), 24))
     assert got["ci_low"] <= got["estimate"] <= got["ci_high"]
 
 
 def test_same_seed_same_intervals_other_seed_other_intervals(choose):
     a, b = _report(choose)["choose_k"], _report(choose)["choose_k"]
-    c = R.report_for_study(study=choose.study, options=R.options_parse(n_resamples=N_RESAMPLES, seed=SEED + 1))
+    c = report_for_study(study=choose.study, options=options_parse(n_resamples=N_RESAMPLES, seed=SEED + 1))
     assert a["fleiss_kappa"] == b["fleiss_kappa"]
     assert a["fleiss_kappa"]["ci_low"] != c["choose_k"]["fleiss_kappa"]["ci_low"]
 
@@ -85,7 +97,7 @@ def test_readers_too_resamples_readers_where_the_statistic_allows_it(choose):
 
 
 def test_no_bootstrap_means_no_intervals_and_no_p_values(choose):
-    report = R.report_for_study(study=choose.study, options=R.options_parse())
+    report = report_for_study(study=choose.study, options=options_parse())
     assert report["uncertainty"] is None and report["tests"] is None
     assert report["choose_k"]["fleiss_kappa"]["ci_low"] is None
 
@@ -118,6 +130,20 @@ def test_choose_k_p_values_against_chance_and_between_methods(generate):
     a, b = (per_case, per_case_b) if pair["a"] == g.run.name else (per_case_b, per_case)
     assert pair["ttest_p"] == pytest.approx(sps.ttest_rel(a[common], b[common]).pvalue)
     assert pair["mean_difference"] == pytest.approx(np.mean(a[common] - b[common]))
+    # 10 common cases: every sign pattern enumerated (scipy's exact test); 20 cases: simulated, with its s.e.
+    exact = sps.permutation_test(
+        (a[common], b[common]), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples",
+        n_resamples=np.inf,
+    )  # fmt: skip
+    assert pair["permutation_method"] == "exact" and pair["permutation_mc_se"] is None
+    assert pair["permutation_p"] == pytest.approx(exact.pvalue, rel=1e-12)
+    assert vs["permutation_method"] == "monte carlo"
+    assert vs["permutation_mc_se"] == pytest.approx(
+        np.sqrt(vs["permutation_p"] * (1 - vs["permutation_p"]) / N_RESAMPLES)
+    )
+    tests = [t for t in report_tables(report) if t["title"] == "Hypothesis tests"][0]
+    assert "Monte Carlo s.e. of p" in tests["columns"] and "exact" in [row[5] for row in tests["rows"]]
+    assert f"never below 1/{N_RESAMPLES + 1}" in tests["note"] and "2^n sign patterns" in tests["note"]
 
 
 def test_rating_intervals(generate):
@@ -127,3 +153,27 @@ def test_rating_intervals(generate):
     assert icc["ci_low"] < icc["estimate"] < icc["ci_high"] and icc["resampled"] == "cases"
     wk = s["weighted_kappa"]["mean"]
     assert wk["ci_low"] <= wk["estimate"] <= wk["ci_high"]
+
+
+def test_readers_too_icc_counts_distinct_readers_and_says_so(generate):
+    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=9)
+    report = _report(g, readers_too=True)
+    icc = report["rating"]["icc"]["ICC(A,1)"]
+    assert icc["resampled"] == "cases+readers" and icc["ci_high"] < 1.0
+    assert "distinct" in icc["readers_rule"] and icc["n_failed"] > 0
+    assert icc["readers_rule"] in " ".join(t["note"] for t in report_tables(report))  # the page says it too
+    # the interval is a naive loop over the same draws with np.unique(readers) as the raters
+    items = g.values.astype(float).reshape(-1, 3)
+    rng = np.random.default_rng(SEED)
+    values = []
+    for start in range(0, N_RESAMPLES, 500):
+        b = min(500, N_RESAMPLES - start)
+        cases = rng.integers(0, 15, size=(b, 15))
+        readers = rng.integers(0, 3, size=(b, 3))
+        for c, r in zip(cases, readers):
+            rows = np.concatenate([np.arange(6 * i, 6 * i + 6) for i in np.sort(c)])
+            cols = np.unique(r)
+            values.append(S.icc(items[np.ix_(rows, cols)]) if len(cols) >= 2 else np.nan)
+    jack = [S.icc(items[np.flatnonzero(np.arange(90) // 6 != c)]) for c in range(15)]  # every reader kept
+    assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(ind.bca_expanded(values, S.icc(items), jack))
+    assert icc["n_failed"] == int(np.isnan(values).sum())

@@ -10,7 +10,7 @@ import pytest
 from django.test import override_settings
 from PIL import Image as PILImage
 
-from retrieval import phantoms
+from retrieval.imports import phantoms
 from retrieval.models import Dataset, ModelRun
 from tests.importing import run_import
 
@@ -54,8 +54,9 @@ def make_blob_dataset(folder: Path, *, n: int, seed: int = 0, size: int = 64, na
             blob = 170.0 * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * radius**2))
             pixels = np.clip(blob + rng.normal(40.0, 15.0, (size, size)), 0, 255).astype(np.uint8)
             PILImage.fromarray(pixels).save(folder / f"blob_{i:03d}.png")
-            writer.writerow([f"blob_{i:03d}.png", f"B{i:03d}", int(t), int(wide), int(not t and not wide),
-                             int(t) + 0.1 * int(wide)])
+            writer.writerow(
+                [f"blob_{i:03d}.png", f"B{i:03d}", int(t), int(wide), int(not t and not wide), int(t) + 0.1 * int(wide)]
+            )
     job = run_import(source=folder, labels=table, name=name)
     assert job.status == "succeeded" and job.n_imported == n, job.report
     return job.dataset
@@ -63,8 +64,8 @@ def make_blob_dataset(folder: Path, *, n: int, seed: int = 0, size: int = 64, na
 
 def run_inline(dataset, name: str, method: str, split, config: dict) -> ModelRun:
     """Create a run and carry it out in this process; it must succeed."""
-    from retrieval.pipeline import run_execute
-    from retrieval.runs import run_create
+    from retrieval.runs.services import run_create
+    from retrieval.runs.stages import run_execute
 
     run = run_create(dataset=dataset, name=name, method=method, config=config, split=split, enqueue=False)
     run_execute(run_id=run.pk)
@@ -75,8 +76,12 @@ def run_inline(dataset, name: str, method: str, split, config: dict) -> ModelRun
 
 def shared_folders(root: Path) -> dict[str, Path]:
     """The data folders of module-wide data made under `root`."""
-    return {"DATA_DIR": root, "MEDIA_ROOT": root / "media", "UPLOAD_ROOT": root / "uploads",
-            "ARTEFACT_ROOT": root / "artefacts"}
+    return {
+        "DATA_DIR": root,
+        "MEDIA_ROOT": root / "media",
+        "UPLOAD_ROOT": root / "uploads",
+        "ARTEFACT_ROOT": root / "artefacts",
+    }
 
 
 @contextmanager
@@ -107,7 +112,6 @@ def use_shared_folders(settings, root: Path) -> None:
     the folder named after its id (the module's own runs keep theirs: a run records its artefact folder)."""
     folders = shared_folders(root)
     settings.DATA_DIR, settings.MEDIA_ROOT = folders["DATA_DIR"], folders["MEDIA_ROOT"]
-
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from retrieval import ranking
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_create, split_create
+from retrieval.runs import ranking
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create
+from retrieval.runs.stages import run_execute
 from tests.ml.test_clip import TINY, tiny  # noqa: F401 (the fixture registering the tiny open_clip config)
 
 pytestmark = pytest.mark.ml
@@ -13,9 +14,14 @@ pytestmark = pytest.mark.ml
 
 def test_open_clip_backbone_run(phantom_dataset, tiny):  # noqa: F811
     split = split_create(dataset=phantom_dataset, fractions=(0.6, 0.1, 0.3))
-    run = run_create(dataset=phantom_dataset, name="clip", method="timm", split=split, enqueue=False,
-                     config={"backbone": f"open_clip:{tiny}", "weights": "random", "resize": 36, "crop": 32,
-                             "batch_size": 16})
+    run = run_create(
+        dataset=phantom_dataset,
+        name="clip",
+        method="timm",
+        split=split,
+        enqueue=False,
+        config={"backbone": f"open_clip:{tiny}", "weights": "random", "resize": 36, "crop": 32, "batch_size": 16},
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -26,8 +32,13 @@ def test_open_clip_backbone_run(phantom_dataset, tiny):  # noqa: F811
 
 
 def test_uncached_biomedclip_fails_the_run_with_the_fix(phantom_dataset, empty_hf_cache):
-    run = run_create(dataset=phantom_dataset, name="biomedclip", method="timm", enqueue=False,
-                     config={"backbone": "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"})
+    run = run_create(
+        dataset=phantom_dataset,
+        name="biomedclip",
+        method="timm",
+        enqueue=False,
+        config={"backbone": "open_clip:hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"},
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "failed"

@@ -5,10 +5,11 @@ The 60 phantoms are imported once for the module (tests/runs/conftest.py: module
 import numpy as np
 import pytest
 
-from retrieval import ranking, search
 from retrieval.models import Image, ModelRun
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_add_new_images, run_create, split_create
+from retrieval.runs import index, ranking, search_job
+from retrieval.runs.services import run_add_new_images, run_create
+from retrieval.runs.splits import split_create
+from retrieval.runs.stages import run_execute
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
 pytestmark = pytest.mark.ml
@@ -20,14 +21,23 @@ def phantom_dataset(module_phantoms):
 
 
 def _run(dataset, name="emb", **cfg):
-    run = run_create(dataset=dataset, name=name, method="timm", config={**SMALL, **cfg},
-                     split=split_create(dataset=dataset, name=name, fractions=(0.6, 0.1, 0.3)), enqueue=False)
+    run = run_create(
+        dataset=dataset,
+        name=name,
+        method="timm",
+        config={**SMALL, **cfg},
+        split=split_create(dataset=dataset, name=name, fractions=(0.6, 0.1, 0.3)),
+        enqueue=False,
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     return run
 
 
-@pytest.mark.db_engine("the run's metrics, history and timings are JSON columns: jsonb on PostgreSQL (no NaN, keys re-ordered), text on SQLite")
+@pytest.mark.db_engine(
+    "the run's metrics, history and timings are JSON columns: jsonb on PostgreSQL (no NaN, keys re-ordered), "
+    "text on SQLite"
+)
 def test_embed_index_evaluate(phantom_dataset):
     run = _run(phantom_dataset)
     assert run.status == "succeeded", run.error
@@ -45,7 +55,7 @@ def test_search_excludes_the_query_and_matches_brute_force(phantom_dataset):
     run = _run(phantom_dataset)
     ids, vectors = ranking.run_vectors(run=run)
     q = int(ids[3])
-    results = search.search_by_image(run=run, image_id=q, k=5)
+    results = index.search_by_image(run=run, image_id=q, k=5)
     assert q not in [r["image_id"] for r in results] and len(results) == 5
     d = 1 - vectors @ vectors[3]
     d[3] = np.inf
@@ -99,5 +109,5 @@ def test_a_random_weights_run_embeds_an_upload_like_its_own_images(phantom_datas
     image = Image.objects.get(pk=int(ids[5]))
     with PILImage.open(default_storage.path(image.rendition.name)) as pil:
         pixels = np.asarray(pil)
-    search._model.cache_clear()  # a fresh process: nothing cached from the run's own embedding
-    assert np.allclose(search.embed_pixels(run, pixels), vectors[5], atol=1e-4)
+    search_job._model.cache_clear()  # a fresh process: nothing cached from the run's own embedding
+    assert np.allclose(search_job.embed_pixels(run, pixels), vectors[5], atol=1e-4)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from retrieval.models import ModelRun
-from retrieval.runs import run_create
+from retrieval.runs.services import run_create
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 
@@ -15,8 +15,9 @@ from tests.importing import run_import
 def _setting(**env) -> subprocess.CompletedProcess:
     base = {k: v for k, v in os.environ.items() if k != "DATALOADER_WORKERS"}
     code = "import config.settings as s; print(s.DATALOADER_WORKERS)"
-    return subprocess.run([sys.executable, "-c", code], env={**base, "DEBUG": "true", **env},
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-c", code], env={**base, "DEBUG": "true", **env}, capture_output=True, text=True
+    )
 
 
 def test_default_leaves_one_core_and_stays_between_0_and_4(tmp_path):
@@ -34,22 +35,40 @@ def test_setting_is_read_from_the_environment_and_fails_loudly(tmp_path):
 
 @pytest.fixture
 def dataset(db, tmp_path):
-    return run_import(source=write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(4)}), name="w").dataset
+    return run_import(
+        source=write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(4)}), name="w"
+    ).dataset
 
 
 def test_runs_get_the_default_unless_they_say_otherwise(dataset, settings):
     settings.DATALOADER_WORKERS = 3
     assert run_create(dataset=dataset, name="a", method="timm", enqueue=False).config["workers"] == 3
-    assert run_create(dataset=dataset, name="b", method="timm", config={"workers": 0}, enqueue=False).config["workers"] == 0
-    assert "workers" not in run_create(dataset=dataset, name="c", method="ssim", enqueue=False).config  # loads no batches
+    assert (
+        run_create(dataset=dataset, name="b", method="timm", config={"workers": 0}, enqueue=False).config["workers"]
+        == 0
+    )
+    assert (
+        "workers" not in run_create(dataset=dataset, name="c", method="ssim", enqueue=False).config
+    )  # loads no batches
 
 
-def test_web_form_runs_use_the_default(client, dataset, researcher, settings, django_capture_on_commit_callbacks):
+def test_web_form_runs_use_the_default(client, dataset, coordinator, settings, django_capture_on_commit_callbacks):
     settings.DATALOADER_WORKERS = 2
-    client.force_login(researcher)
-    response = client.post(f"/datasets/{dataset.pk}/runs/new/", {
-        "name": "web", "method": "timm", "backbone": "resnet18", "weights": "random", "metric": "cosine",
-        "split_seed": 0, "epochs": 5, "lr": 1e-4, "batch_size": 32})
+    client.force_login(coordinator)
+    response = client.post(
+        f"/datasets/{dataset.pk}/runs/new/",
+        {
+            "name": "web",
+            "method": "timm",
+            "backbone": "resnet18",
+            "weights": "random",
+            "metric": "cosine",
+            "split_seed": 0,
+            "epochs": 5,
+            "lr": 1e-4,
+            "batch_size": 32,
+        },
+    )
     assert response.status_code == 302, response.content.decode()[:2000]
     assert ModelRun.objects.get(name="web").config["workers"] == 2
 
@@ -68,7 +87,7 @@ def _loader_workers_in_a_daemonic_process(queue, workers: int) -> None:
     from types import SimpleNamespace
 
     from core.errors import ApplicationError
-    from retrieval.pipeline import loader_workers
+    from retrieval.runs.networks import loader_workers
 
     try:
         queue.put(loader_workers(SimpleNamespace(config={"workers": workers})))
@@ -83,8 +102,9 @@ def test_a_daemonic_process_is_refused_loader_processes_with_one_clear_line(work
     import multiprocessing
 
     queue = multiprocessing.get_context("fork").Queue()
-    child = multiprocessing.get_context("fork").Process(target=_loader_workers_in_a_daemonic_process,
-                                                        args=(queue, workers), daemon=True)
+    child = multiprocessing.get_context("fork").Process(
+        target=_loader_workers_in_a_daemonic_process, args=(queue, workers), daemon=True
+    )
     child.start()
     answer = queue.get(timeout=60)
     child.join(timeout=60)

@@ -9,10 +9,11 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from retrieval import ranking
 from retrieval.models import ModelRun
-from retrieval.ranking import saliency_path
-from retrieval.runs import run_create, split_create
+from retrieval.runs import ranking
+from retrieval.runs.ranking import saliency_path
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create
 from tests.runs.conftest import SMALL, make_phantom_dataset, run_inline
 
 pytestmark = pytest.mark.ml
@@ -38,7 +39,7 @@ def test_densenet_cnn_uses_euclidean_and_stores_saliency_overlays(dataset, clien
     # Raw features (papers 001/003), not unit vectors: search distances are their Euclidean distances.
     import numpy as np
 
-    from retrieval.search import search_by_image
+    from retrieval.runs.index import search_by_image
 
     assert not np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-3)
     hits = search_by_image(run=run, image_id=int(ids[0]), k=5)
@@ -81,5 +82,11 @@ def test_igcbir_needs_a_classifier_run(dataset):
     from core.errors import ApplicationError
 
     with pytest.raises(ApplicationError, match="classifier run"):
-        run_create(dataset=dataset, name="ig", method="igcbir", config={"positive": ["Cardiomegaly"]},
-                   split=split_create(dataset=dataset), enqueue=False)
+        run_create(
+            dataset=dataset,
+            name="ig",
+            method="igcbir",
+            config={"positive": ["Cardiomegaly"]},
+            split=split_create(dataset=dataset),
+            enqueue=False,
+        )

@@ -30,12 +30,12 @@ import numpy as np
 import pytest
 from django.core.management import call_command
 
-from readerstudy import demo
+from readerstudy import building, demo
 from readerstudy import services as study_services
 from readerstudy.models import AnswerMode
-from retrieval import ranking
-from retrieval.pipeline import training_targets
-from retrieval.runs import split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs.data import training_targets
+from retrieval.runs.splits import split_create, split_image_ids
 from tests.conftest import limit_threads
 from tests.runs.conftest import make_blob_dataset, module_data, module_data_delete, use_shared_folders
 
@@ -121,8 +121,12 @@ def test_each_run_builds_the_nearest_and_farthest_catalogues_of_a_reader_study(t
     dataset, split, runs = trained
     for run in runs:
         study = study_services.study_create(name=run.name, dataset=dataset, mode=AnswerMode.CHOOSE_K, k=5)
-        study_services.study_build_cases(study=study, builder=study_services.KNN_FARTHEST,
-                                         config={"n_queries": 4, "run": run.pk, "k": 5, "split": split.pk}, seed=3)
+        building.study_build_cases(
+            study=study,
+            builder=building.KNN_FARTHEST,
+            config={"n_queries": 4, "run": run.pk, "k": 5, "split": split.pk},
+            seed=3,
+        )
         assert study.cases.count() == 4
         for case in study.cases.all():
             provenance = [c.provenance[0] for c in case.candidates.all()]

@@ -6,10 +6,12 @@ from django.core.files.storage import default_storage
 from PIL import Image as PILImage
 
 from core.errors import ApplicationError
-from retrieval.methods import config_validate
 from retrieval.models import Image
-from retrieval.pipeline import build_model, build_transform_for, run_execute
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs.methods import config_validate
+from retrieval.runs.networks import build_model, build_transform_for
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.runs.conftest import SMALL
 
 pytestmark = pytest.mark.ml
@@ -17,8 +19,14 @@ pytestmark = pytest.mark.ml
 
 def test_a_dataset_normalised_run_records_and_uses_the_train_images_statistics(phantom_dataset):
     split = split_create(dataset=phantom_dataset)
-    run = run_create(dataset=phantom_dataset, name="dn", method="timm", split=split,
-                     config={**SMALL, "normalisation": "dataset"}, enqueue=False)
+    run = run_create(
+        dataset=phantom_dataset,
+        name="dn",
+        method="timm",
+        split=split,
+        config={**SMALL, "normalisation": "dataset"},
+        enqueue=False,
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -35,7 +43,9 @@ def test_a_dataset_normalised_run_records_and_uses_the_train_images_statistics(p
     assert run.config["std"] == pytest.approx([grey.std()] * 3, abs=1e-5)
 
     normalize = build_transform_for(run, build_model(run)).transforms[-1]
-    assert list(normalize.mean) == pytest.approx(run.config["mean"]) and list(normalize.std) == pytest.approx(run.config["std"])
+    assert list(normalize.mean) == pytest.approx(run.config["mean"]) and list(normalize.std) == pytest.approx(
+        run.config["std"]
+    )
 
 
 def test_normalisation_is_checked_before_anything_is_queued():

@@ -10,11 +10,13 @@ import pytest
 from scipy import stats
 
 from core.errors import ApplicationError
-from retrieval import phantoms, ranking
+from retrieval.imports import phantoms
 from retrieval.models import ModelRun, Rating
-from retrieval.pipeline import run_execute
-from retrieval.rating_runs import rating_characteristics, rating_sets
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs.ratings import rating_characteristics, rating_sets
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.importing import run_import
 from tests.runs.conftest import SMALL, make_phantom_dataset, module_data, module_data_delete, use_shared_folders
 
@@ -53,8 +55,14 @@ def rated(_rated, settings):
 
 
 def _run(dataset, split, name, **config):
-    run = run_create(dataset=dataset, name=name, method="rating_metric", split=split, enqueue=False,
-                     config={**SMALL, "lr": 3e-3, **config})
+    run = run_create(
+        dataset=dataset,
+        name=name,
+        method="rating_metric",
+        split=split,
+        enqueue=False,
+        config={**SMALL, "lr": 3e-3, **config},
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -75,24 +83,47 @@ def test_configuration_errors_are_clear(rated, tmp_path):
     dataset, split = rated
     unrated = make_phantom_dataset(tmp_path / "u", n=12, size=64, name="unrated")
     with pytest.raises(ApplicationError, match="no reader ratings"):
-        run_create(dataset=unrated, name="x", method="rating_metric", enqueue=False,
-                   split=split_create(dataset=unrated, seed=0))
+        run_create(
+            dataset=unrated,
+            name="x",
+            method="rating_metric",
+            enqueue=False,
+            split=split_create(dataset=unrated, seed=0),
+        )
     with pytest.raises(ApplicationError, match="No ratings of 'malignancy'"):
-        run_create(dataset=dataset, name="y", method="rating_metric", split=split, enqueue=False,
-                   config={"characteristics": ["malignancy"]})
+        run_create(
+            dataset=dataset,
+            name="y",
+            method="rating_metric",
+            split=split,
+            enqueue=False,
+            config={"characteristics": ["malignancy"]},
+        )
     with pytest.raises(ApplicationError, match="schedule"):
-        run_create(dataset=dataset, name="z", method="rating_metric", split=split, enqueue=False,
-                   config={"schedule": [[2, 1.0, 0.0]]})
+        run_create(
+            dataset=dataset,
+            name="z",
+            method="rating_metric",
+            split=split,
+            enqueue=False,
+            config={"schedule": [[2, 1.0, 0.0]]},
+        )
     with pytest.raises(ApplicationError, match="schedule"):
-        run_create(dataset=dataset, name="z", method="rating_metric", split=split, enqueue=False,
-                   config={"schedule": [[1, "lots", 0.0]]})
+        run_create(
+            dataset=dataset,
+            name="z",
+            method="rating_metric",
+            split=split,
+            enqueue=False,
+            config={"schedule": [[1, "lots", 0.0]]},
+        )
     assert not ModelRun.objects.exists()
 
 
 @pytest.mark.ml
 def test_default_schedule_is_the_pure_modules_paper_schedule():
-    from retrieval.methods import config_validate
     from retrieval.ml.ratings import PAPER_SCHEDULE
+    from retrieval.runs.methods import config_validate
 
     assert config_validate("rating_metric", {})["schedule"] == [list(s) for s in PAPER_SCHEDULE]
 
@@ -100,9 +131,18 @@ def test_default_schedule_is_the_pure_modules_paper_schedule():
 @pytest.mark.ml
 def test_rating_metric_run_learns_distances_that_follow_the_readers(rated):
     dataset, split = rated
-    size = {"resize": 54, "crop": 48}  # 12 epochs at 48 px: r 0.34-0.40 over four run seeds, in half the time of 20 at 64
-    untrained = run_create(dataset=dataset, name="random resnet18", method="timm", split=split, enqueue=False,
-                           config={**SMALL, **size, "metric": "l2"})
+    size = {
+        "resize": 54,
+        "crop": 48,
+    }  # 12 epochs at 48 px: r 0.34-0.40 over four run seeds, in half the time of 20 at 64
+    untrained = run_create(
+        dataset=dataset,
+        name="random resnet18",
+        method="timm",
+        split=split,
+        enqueue=False,
+        config={**SMALL, **size, "metric": "l2"},
+    )
     run_execute(run_id=untrained.pk)
     untrained.refresh_from_db()
     run = _run(dataset, split, "paper 004", epochs=12, schedule=[[1, 0.9, 0.1], [7, 0.5, 0.5]], **size)
@@ -129,7 +169,9 @@ def test_rating_metric_run_learns_distances_that_follow_the_readers(rated):
 
     # trained on the readers' ratings, it follows them better than the same untrained backbone
     baseline = untrained.metrics["ratings"]
-    assert m["distance_correlation_r"] > 0.25 and m["distance_correlation_p"] < 0.001  # seen: 0.34-0.40 (untrained -0.04)
+    assert (
+        m["distance_correlation_r"] > 0.25 and m["distance_correlation_p"] < 0.001
+    )  # seen: 0.34-0.40 (untrained -0.04)
     assert m["distance_correlation_r"] > baseline["distance_correlation_r"] + 0.2
     assert "rating_rmse" not in baseline and m["rating_rmse"] > 0 and m["rating_rmse_train_mean"] > 0
     assert 0 < m["hubness_index"] <= 1
@@ -142,20 +184,36 @@ def test_semi_supervised_run_labels_unrated_images_with_the_regressor(rated):
     Rating.objects.filter(image_id__in=train[::2]).delete()  # half the training part unrated
     run = _run(dataset, split, "semi", epochs=2, regressor_epochs=2, semi_supervised=True)
     assert [(h["phase"], h["epoch"]) for h in run.history] == [
-        ("regressor", 1), ("regressor", 2), ("metric", 3), ("metric", 4)]
+        ("regressor", 1),
+        ("regressor", 2),
+        ("metric", 3),
+        ("metric", 4),
+    ]
     assert run.metrics["training"]["pseudo_labelled"].startswith(f"{len(train[::2])} unrated")
     assert run.metrics["training"]["rated_train_images"] == len(train) - len(train[::2])
     assert (ranking.run_artefact_dir(run) / "checkpoints" / "regressor" / "last.pt").exists()
 
 
-def test_train_command_and_run_form_create_rating_metric_runs(rated, client, coordinator,
-                                                              django_capture_on_commit_callbacks):
+def test_train_command_and_run_form_create_rating_metric_runs(
+    rated, client, coordinator, django_capture_on_commit_callbacks
+):
     from django.core.management import call_command
 
     dataset, split = rated
     with django_capture_on_commit_callbacks(execute=False):
-        call_command("train", dataset.name, "--method", "rating_metric", "--characteristics", "heart_size",
-                     "--semi-supervised", "--split", split.name, "--no-wait", stdout=open("/dev/null", "w"))
+        call_command(
+            "train",
+            dataset.name,
+            "--method",
+            "rating_metric",
+            "--characteristics",
+            "heart_size",
+            "--semi-supervised",
+            "--split",
+            split.name,
+            "--no-wait",
+            stdout=open("/dev/null", "w"),
+        )
     run = ModelRun.objects.get(method="rating_metric")
     assert run.config["characteristics"] == ["heart_size"] and run.config["semi_supervised"] is True
     assert (run.config["epochs"], run.config["lr"], run.config["embed_dim"]) == (60, 1e-3, 128)  # paper 004
@@ -163,9 +221,20 @@ def test_train_command_and_run_form_create_rating_metric_runs(rated, client, coo
 
     client.force_login(coordinator)
     with django_capture_on_commit_callbacks(execute=False):
-        response = client.post(f"/datasets/{dataset.pk}/runs/new/", {
-            "name": "from the form", "method": "rating_metric", "backbone": "resnet18", "weights": "random",
-            "metric": "l2", "split": split.pk, "epochs": 7, "lr": 0.002, "batch_size": 8})
+        response = client.post(
+            f"/datasets/{dataset.pk}/runs/new/",
+            {
+                "name": "from the form",
+                "method": "rating_metric",
+                "backbone": "resnet18",
+                "weights": "random",
+                "metric": "l2",
+                "split": split.pk,
+                "epochs": 7,
+                "lr": 0.002,
+                "batch_size": 8,
+            },
+        )
     assert response.status_code == 302, response.content.decode()[:2000]
     run = ModelRun.objects.get(name="from the form")
     assert (run.config["epochs"], run.config["lr"]) == (7, 0.002)
@@ -174,11 +243,25 @@ def test_train_command_and_run_form_create_rating_metric_runs(rated, client, coo
 
 def test_run_page_shows_the_rating_evaluation(rated, client, researcher):
     dataset, split = rated
-    run = ModelRun.objects.create(dataset=dataset, name="done", method="rating_metric", status="succeeded", split=split,
-                                  config={"metric": "l2"}, metrics={"ratings": {
-                                      "distance_correlation_r": 0.4321, "distance_correlation_p": 0.0002,
-                                      "hubness_index": 0.8765, "rating_rmse": 0.9876, "rating_rmse_train_mean": 1.2344,
-                                      "characteristics": ["effusion", "heart_size"], "n_items": 27}})
+    run = ModelRun.objects.create(
+        dataset=dataset,
+        name="done",
+        method="rating_metric",
+        status="succeeded",
+        split=split,
+        config={"metric": "l2"},
+        metrics={
+            "ratings": {
+                "distance_correlation_r": 0.4321,
+                "distance_correlation_p": 0.0002,
+                "hubness_index": 0.8765,
+                "rating_rmse": 0.9876,
+                "rating_rmse_train_mean": 1.2344,
+                "characteristics": ["effusion", "heart_size"],
+                "n_items": 27,
+            }
+        },
+    )
     client.force_login(researcher)
     page = client.get(f"/runs/{run.pk}/").content.decode()
     assert "Ratings on the test part (27 rated images)" in page
@@ -187,15 +270,18 @@ def test_run_page_shows_the_rating_evaluation(rated, client, researcher):
 
 
 @pytest.mark.ml
-@pytest.mark.db_engine("paper 004's rating evaluation is stored in the run's JSON metrics; the readers' ratings are JSON per row, "
-                       "imported in bulk (tests/runs/conftest.py: module_data commits them outside the test)")
+@pytest.mark.db_engine(
+    "paper 004's rating evaluation is stored in the run's JSON metrics; the readers' ratings are JSON per row, "
+    "imported in bulk (tests/runs/conftest.py: module_data commits them outside the test)"
+)
 def test_rating_evaluation_of_a_large_test_part_uses_a_recorded_sample(rated, monkeypatch):
-    from retrieval import pipeline
+    from retrieval.runs import stages as pipeline
 
     dataset, split = rated
     monkeypatch.setattr(pipeline, "RATING_EVAL_MAX", 10)
-    run = run_create(dataset=dataset, name="timm", method="timm", split=split, enqueue=False,
-                     config={**SMALL, "metric": "l2"})
+    run = run_create(
+        dataset=dataset, name="timm", method="timm", split=split, enqueue=False, config={**SMALL, "metric": "l2"}
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     m = run.metrics["ratings"]

@@ -6,14 +6,21 @@ from pathlib import Path
 import pytest
 
 from retrieval.models import ModelRun
-from retrieval.runs import run_create, run_resume, split_create
+from retrieval.runs.services import run_create, run_resume
+from retrieval.runs.splits import split_create
 from retrieval.tasks import run_execute
 from tests.conftest import send, wait_until
 from tests.runs.conftest import SMALL, make_phantom_dataset
 
-pytestmark = [pytest.mark.ml, pytest.mark.worker, pytest.mark.django_db(transaction=True), pytest.mark.db_engine(
-    "worker processes and the test share the database: a killed worker's run is taken over through the "
-    "stale-heartbeat claim (timestamps compared in SQL) and a duplicated delivery is run once")]
+pytestmark = [
+    pytest.mark.ml,
+    pytest.mark.worker,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.db_engine(
+        "worker processes and the test share the database: a killed worker's run is taken over through the "
+        "stale-heartbeat claim (timestamps compared in SQL) and a duplicated delivery is run once"
+    ),
+]
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
@@ -21,14 +28,30 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 def test_training_resumes_from_its_checkpoint_after_the_worker_is_killed(start_worker, tmp_path, settings):
     settings.JOB_STALE_SECONDS = 2
     dataset = make_phantom_dataset(tmp_path / "p", n=60, size=96)
-    run = run_create(dataset=dataset, name="long", method="finetune", enqueue=False,
-                     config={**SMALL, "task": "binary", "positive": ["Cardiomegaly"], "undersample": False,
-                             "epochs": 6, "batch_size": 4},
-                     split=split_create(dataset=dataset))
+    run = run_create(
+        dataset=dataset,
+        name="long",
+        method="finetune",
+        enqueue=False,
+        config={
+            **SMALL,
+            "task": "binary",
+            "positive": ["Cardiomegaly"],
+            "undersample": False,
+            "epochs": 6,
+            "batch_size": 4,
+        },
+        split=split_create(dataset=dataset),
+    )
     worker = start_worker("filesystem://localhost/", roles=("gpu",))
     send(run_execute, "filesystem://localhost/", run_id=run.pk)
-    checkpoint = lambda: Path(ModelRun.objects.get(pk=run.pk).artefact_dir or "/nonexistent") / "checkpoints" / "last.pt"  # noqa: E731
-    wait_until(lambda: len(ModelRun.objects.get(pk=run.pk).history) >= 2 and checkpoint().exists(), timeout=300, worker=worker)
+
+    def checkpoint() -> Path:
+        return Path(ModelRun.objects.get(pk=run.pk).artefact_dir or "/nonexistent") / "checkpoints" / "last.pt"
+
+    wait_until(
+        lambda: len(ModelRun.objects.get(pk=run.pk).history) >= 2 and checkpoint().exists(), timeout=300, worker=worker
+    )
     worker.stop("kill")
     killed = ModelRun.objects.get(pk=run.pk)
     assert killed.status == "running" and killed.stage == "training"
@@ -56,7 +79,9 @@ def test_embed_run_over_redis(start_worker, tmp_path):
 
     redis.Redis.from_url(REDIS_URL).flushdb()
     dataset = make_phantom_dataset(tmp_path / "p", n=20, size=64)
-    run = run_create(dataset=dataset, name="r", method="timm", config=SMALL, split=split_create(dataset=dataset), enqueue=False)
+    run = run_create(
+        dataset=dataset, name="r", method="timm", config=SMALL, split=split_create(dataset=dataset), enqueue=False
+    )
     worker = start_worker(REDIS_URL, roles=("gpu",))
     send(run_execute, REDIS_URL, run_id=run.pk)
     send(run_execute, REDIS_URL, run_id=run.pk)  # duplicated delivery

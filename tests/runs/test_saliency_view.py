@@ -10,7 +10,7 @@ pytestmark = pytest.mark.ml
 @pytest.mark.parametrize("size", [(120, 60), (50, 90), (80, 80)])
 def test_overlay_background_is_the_network_input(size):
     from retrieval.ml.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
-    from retrieval.pipeline import _network_view
+    from retrieval.runs.stages import _network_view
 
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]

@@ -6,9 +6,9 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from retrieval import ranking
 from retrieval.models import Image, ModelRun
-from retrieval.runs import split_create
+from retrieval.runs import ranking
+from retrieval.runs.splits import split_create
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 
@@ -21,9 +21,15 @@ def classifier_run(db, tmp_path, settings):
     job = run_import(source=write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(10)}), name="web")
     ids = np.array(sorted(Image.objects.values_list("pk", flat=True)), dtype=np.int64)
     vectors = np.random.default_rng(1).normal(size=(len(ids), 8)).astype(np.float32)
-    run = ModelRun.objects.create(dataset=job.dataset, name="cnn", method="densenet_cnn", status="succeeded",
-                                  config={"metric": "l2", "saliency": "grad_cam"}, n_embedded=len(ids),
-                                  split=split_create(dataset=job.dataset))
+    run = ModelRun.objects.create(
+        dataset=job.dataset,
+        name="cnn",
+        method="densenet_cnn",
+        status="succeeded",
+        config={"metric": "l2", "saliency": "grad_cam"},
+        n_embedded=len(ids),
+        split=split_create(dataset=job.dataset),
+    )
     folder = ranking.run_artefact_dir(run)
     (folder / "index").mkdir(parents=True)
     np.save(folder / "embeddings.npy", vectors)

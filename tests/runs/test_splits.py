@@ -4,7 +4,7 @@ import pytest
 
 from core.errors import ApplicationError
 from retrieval.models import Image, SplitMember
-from retrieval.runs import split_create
+from retrieval.runs.splits import split_create
 
 
 def test_split_keeps_patients_together_and_covers_all_images(phantom_dataset):

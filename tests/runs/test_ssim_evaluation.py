@@ -13,13 +13,15 @@ from scipy import stats
 from skimage.metrics import structural_similarity
 
 from core.errors import ApplicationError
-from retrieval import ranking
-from retrieval.comparison import comparison_table
-from retrieval.evaluation import MAP_FILE, SSIM_FILE, evaluate_run
 from retrieval.ml.metrics import evaluate_retrieval
 from retrieval.models import Image, Label, ModelRun
-from retrieval.pipeline import run_execute
-from retrieval.runs import run_create, split_create, split_image_ids
+from retrieval.runs import ranking
+from retrieval.runs.comparison import comparison_table
+from retrieval.runs.evaluation import MAP_FILE, evaluate_run
+from retrieval.runs.ranking import SSIM_FILE
+from retrieval.runs.services import run_create
+from retrieval.runs.splits import split_create, split_image_ids
+from retrieval.runs.stages import run_execute
 from tests.runs.conftest import make_phantom_dataset
 
 SIZE = 48  # SSIM on 48 px renditions: every pair of ~10 test images in well under a second
@@ -37,8 +39,9 @@ def split(dataset):
 
 
 def _ssim_run(dataset, split, name="ssim", **cfg) -> ModelRun:
-    run = run_create(dataset=dataset, name=name, method="ssim", config={"size": SIZE, **cfg}, split=split,
-                     enqueue=False)
+    run = run_create(
+        dataset=dataset, name=name, method="ssim", config={"size": SIZE, **cfg}, split=split, enqueue=False
+    )
     run_execute(run_id=run.pk)
     run.refresh_from_db()
     assert run.status == "succeeded", run.error
@@ -64,8 +67,9 @@ def _brute_distances(image_ids: list[int], size: int) -> np.ndarray:
 def _brute_metrics(d: np.ndarray, findings: list[set[str]], k: int) -> dict[str, float]:
     """P@k, AP@k over min(k, R) and binary nDCG@k, written out query by query."""
     n = len(d)
-    relevant = [[bool(findings[q] & findings[j]) or (not findings[q] and not findings[j]) for j in range(n)]
-                for q in range(n)]
+    relevant = [
+        [bool(findings[q] & findings[j]) or (not findings[q] and not findings[j]) for j in range(n)] for q in range(n)
+    ]
     p_at_k, ap, ndcg, p_random = [], [], [], []
     for q in range(n):
         ranked = sorted((j for j in range(n) if j != q), key=lambda j: (d[q, j], j))[:k]
@@ -82,13 +86,18 @@ def _brute_metrics(d: np.ndarray, findings: list[set[str]], k: int) -> dict[str,
         idcg = sum(1 / np.log2(i + 1) for i in range(1, min(k, r) + 1))
         ndcg.append(dcg / idcg if idcg else 0.0)
         p_random.append(r / (n - 1))
-    return {f"precision@{k}": np.mean(p_at_k), f"map@{k}": np.mean(ap), f"ndcg@{k}": np.mean(ndcg),
-            f"precision@{k}_random": np.mean(p_random)}
+    return {
+        f"precision@{k}": np.mean(p_at_k),
+        f"map@{k}": np.mean(ap),
+        f"ndcg@{k}": np.mean(ndcg),
+        f"precision@{k}_random": np.mean(p_random),
+    }
 
 
 def _findings(image_ids: list[int], names: list[str]) -> list[set[str]]:
-    positive = set(Label.objects.filter(image_id__in=image_ids, name__in=names, value_num=1)
-                   .values_list("image_id", "name"))
+    positive = set(
+        Label.objects.filter(image_id__in=image_ids, name__in=names, value_num=1).values_list("image_id", "name")
+    )
     return [{name for name in names if (pk, name) in positive} for pk in image_ids]
 
 
@@ -118,8 +127,9 @@ def test_ssim_result_has_the_keys_of_an_embedding_run(dataset, split):
     result = evaluate_run(run=run, ks=KS, graded="ctr")
     n = result["n_queries"]
     labels = np.eye(2, dtype=int)[np.arange(n) % 2]
-    embedding_keys = set(evaluate_retrieval(np.random.default_rng(0).normal(size=(n, 4)), labels, np.arange(n) * 1.0,
-                                            ks=KS))
+    embedding_keys = set(
+        evaluate_retrieval(np.random.default_rng(0).normal(size=(n, 4)), labels, np.arange(n) * 1.0, ks=KS)
+    )
     assert embedding_keys <= set(result)
     assert not (ranking.run_artefact_dir(run) / MAP_FILE).exists()  # no t-SNE: an SSIM run has no embeddings
 
@@ -144,8 +154,11 @@ def test_evaluate_retrieval_command_and_comparison_include_ssim_runs(dataset, sp
     table = comparison_table(dataset=dataset, ks=(1, 3))
     row = {r["name"]: r for r in table["rows"]}["ssim"]
     assert row["method"] == "ssim" and row["n_queries"] == expected["n_queries"]
-    assert row["cells"]["precision@3"] == {"value": expected["precision@3"], "random": expected["precision@3_random"],
-                                           "p": expected["precision@3_p"]}
+    assert row["cells"]["precision@3"] == {
+        "value": expected["precision@3"],
+        "random": expected["precision@3_random"],
+        "p": expected["precision@3_p"],
+    }
     assert table["skipped"] == []
     compared = StringIO()
     call_command("compare_methods", dataset.name, "--k", "1", "3", stdout=compared)
@@ -193,7 +206,7 @@ def test_the_matrix_is_reused_for_the_same_images_and_size(dataset, split, monke
     def refuse(a, b):
         raise AssertionError("recomputed an SSIM pair")
 
-    monkeypatch.setattr("retrieval.methods.ssim_distance", refuse)
+    monkeypatch.setattr("retrieval.runs.ranking.ssim_distance", refuse)
     assert evaluate_run(run=run, ks=(1,)) == result
     run.config = {**run.config, "size": SIZE + 8}
     with pytest.raises(AssertionError, match="recomputed"):

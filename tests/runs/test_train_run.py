@@ -5,7 +5,7 @@ tests/runs/test_methods_learn.py trains once for its module (with every other me
 import pytest
 
 from retrieval.models import ModelRun
-from retrieval.runs import run_create
+from retrieval.runs.services import run_create
 from tests.runs.conftest import make_phantom_dataset
 
 pytestmark = pytest.mark.ml

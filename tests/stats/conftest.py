@@ -25,8 +25,6 @@ def hand_study():
     case 3: R1 {B,D}  R2 {B,D}  R3 {B,D}   votes A0 B3 C0 D3
     model ranks: case 1 (2,1,3,4) -> picks {A,B}; case 2 (1,3,2,4) -> {A,C}; case 3 (1,2,3,4) -> {A,B}
     """
-    selections = np.stack(
-        [_case({A, B}, {A, B}, {A, C}), _case({A, B}, {A, C}, {A, D}), _case({B, D}, {B, D}, {B, D})]
-    )
+    selections = np.stack([_case({A, B}, {A, B}, {A, C}), _case({A, B}, {A, C}, {A, D}), _case({B, D}, {B, D}, {B, D})])
     model_ranks = np.array([[2, 1, 3, 4], [1, 3, 2, 4], [1, 2, 3, 4]])
     return selections, model_ranks

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import choose_k_study
 
@@ -48,9 +48,7 @@ def test_cluster_labels_on_items_equal_case_level_bootstrap():
 def test_vectorised_and_index_paths_agree(cluster):
     x = np.random.default_rng(4).normal(size=40)
     fast = S.bootstrap_ci(S.mean_statistic(x), 40, seed=5, n_resamples=400, cluster=cluster, batch_size=150)
-    slow = S.bootstrap_ci(
-        lambda idx: x[idx].mean(), 40, seed=5, n_resamples=400, cluster=cluster, vectorized=False
-    )
+    slow = S.bootstrap_ci(lambda idx: x[idx].mean(), 40, seed=5, n_resamples=400, cluster=cluster, vectorized=False)
     for key in ("estimate", "low", "high"):
         assert fast[key] == pytest.approx(slow[key])
 
@@ -99,3 +97,18 @@ def test_reports_settings_and_is_reproducible():
     assert a == b and a != c
     assert (a["n_resamples"], a["seed"], a["level"], a["method"]) == (250, 12, 0.9, "percentile")
     assert a["estimate"] == pytest.approx(9.5) and a["low"] < 9.5 < a["high"]
+
+
+def test_bca_expanded_same_interval_vectorised_or_not_and_wider_than_percentile():
+    rng = np.random.default_rng(21)
+    x = rng.gamma(2.0, size=30)  # skewed per-case values
+    kw = dict(n_resamples=2000, seed=4, method="bca-expanded")
+    fast = S.bootstrap_ci(S.mean_statistic(x), 30, **kw)
+    slow = S.bootstrap_ci(lambda idx: x[idx].mean(), 30, vectorized=False, **kw)
+    assert (fast["low"], fast["high"]) == pytest.approx((slow["low"], slow["high"]))
+    assert fast["method"] == "bca-expanded"
+    plain = S.bootstrap_ci(S.mean_statistic(x), 30, n_resamples=2000, seed=4)
+    assert fast["high"] - fast["low"] > plain["high"] - plain["low"]  # the expanded level widens it at 30 cases
+    assert fast["low"] < x.mean() < fast["high"]
+    with pytest.raises(ValueError):
+        S.bootstrap_ci(S.mean_statistic(x), 30, n_resamples=10, method="bca")

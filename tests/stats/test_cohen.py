@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import cohen_kappa_score
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from annotations import stats as S
+from reports import stats as S
 
 
 def test_hand_binary():

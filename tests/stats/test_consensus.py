@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import choose_k_study, random_permutation_ranks
 

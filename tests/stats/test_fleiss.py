@@ -9,7 +9,7 @@ import pytest
 from statsmodels.stats.inter_rater import aggregate_raters
 from statsmodels.stats.inter_rater import fleiss_kappa as sm_fleiss
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import choose_k_study
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from annotations import stats as S
+from reports import stats as S
 
 
 def test_by_group_hand():

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import cohen_kappa_score
 
-from annotations import stats as S
+from reports import stats as S
 
 PINGOUIN = {
     "ICC1": "ICC(1,1)", "ICC2": "ICC(A,1)", "ICC3": "ICC(C,1)",
@@ -72,3 +72,36 @@ def test_distance_rating_correlation():
     assert monotone["spearman"] == pytest.approx(-1.0)
     with_nan = S.distance_rating_correlation([5, np.nan, 3, 2, 1], [0.1, 0.2, 0.5, 0.6, 0.9])
     assert with_nan["n"] == 4
+
+
+def _rating_study(n_items=60, n_readers=3, seed=0):
+    rng = np.random.default_rng(seed)
+    truth = rng.normal(3, 1, size=(n_items, 1))
+    bias = rng.normal(0, 0.3, size=n_readers)
+    return np.clip(np.round(truth + bias + rng.normal(0, 0.8, size=(n_items, n_readers))), 1, 5)
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+def test_icc_statistic_counts_a_reader_drawn_twice_once():
+    # the issue's repro: x[:, [0, 0, 0]] is three raters in perfect agreement (ICC = 1 exactly);
+    # inside a readers-too resample it is one reader, which gives no ICC (dropped, as n_failed)
+    x = _rating_study()
+    idx = np.arange(len(x))
+    assert S.icc(x[:, [0, 0, 0]]) == pytest.approx(1.0)
+    stat = S.icc_statistic(x)
+    assert np.isnan(stat(idx, np.array([0, 0, 0])))
+    # readers 0, 0, 2 drawn: the ICC of the distinct readers 0 and 2 (pingouin on those columns)
+    long = pd.DataFrame({"item": np.repeat(idx, 2), "reader": np.tile([0, 2], len(x)), "rating": x[:, [0, 2]].ravel()})
+    table = pingouin.intraclass_corr(long, targets="item", raters="reader", ratings="rating").set_index("Type")
+    assert stat(idx, np.array([0, 2, 0])) == pytest.approx(table.loc["ICC(A,1)", "ICC"])
+    assert stat(idx) == pytest.approx(S.icc(x))  # cases only: unchanged
+
+
+def test_readers_too_icc_interval_is_not_pinned_at_one():
+    # with 3 readers, 1/9 of reader draws are one reader three times: counted as three raters these
+    # gave ICC = 1 and the 97.5 % percentile was exactly 1.000 (issue 14)
+    x = _rating_study(n_items=60, n_readers=3, seed=1)
+    res = S.bootstrap_ci(S.icc_statistic(x), len(x), n_resamples=400, seed=2, n_readers=3, vectorized=False)
+    assert res["resampled"] == "cases+readers"
+    assert res["high"] < 0.99 and res["low"] < S.icc(x) < res["high"]
+    assert 0.05 < res["n_failed"] / 400 < 0.2  # one distinct reader: 3/27 of draws, dropped

@@ -6,7 +6,7 @@ import krippendorff
 import numpy as np
 import pytest
 
-from annotations import stats as S
+from reports import stats as S
 
 nan = np.nan
 # Krippendorff (2011) "Computing Krippendorff's Alpha-Reliability", section C: 4 observers x 12 units.

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 from sklearn.metrics import ndcg_score
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import random_permutation_ranks, ranking_study
 
@@ -119,10 +119,12 @@ def test_ranking_summary():
 def test_ranking_summary_with_a_single_reader_has_no_band():
     import numpy as np
 
-    from annotations.stats import ranking_summary
+    from reports.stats import ranking_summary
 
     rng = np.random.default_rng(0)
-    readers = np.stack([np.stack([rng.permutation(5) + 1 for _ in range(4)])], axis=-1)  # 4 cases, 5 candidates, 1 reader
+    readers = np.stack(
+        [np.stack([rng.permutation(5) + 1 for _ in range(4)])], axis=-1
+    )  # 4 cases, 5 candidates, 1 reader
     out = ranking_summary(readers, {"model": readers[..., 0]}, p=(3,))
     assert out["inter_rater_band"] == {}
     assert out["mean"]["model"]["ndcg@3"] == 1.0

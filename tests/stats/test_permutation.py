@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from annotations import stats as S
+from reports import stats as S
 
 from ._sim import random_permutation_ranks, ranking_study
 
@@ -19,17 +19,46 @@ def _exact_sign_flip_p(d):
 
 
 def test_sign_flip_matches_exact_enumeration_and_scipy():
+    # 10 cases: 2^10 sign patterns, all enumerated: the p-value is exact (it was simulated, within 0.01)
     rng = np.random.default_rng(0)
     a = rng.normal(0.8, 0.1, size=10)
     b = a - rng.normal(0.05, 0.08, size=10)
     result = S.paired_permutation_test(a, b, n_resamples=20000, seed=1)
     exact = _exact_sign_flip_p(a - b)
-    assert result["p_value"] == pytest.approx(exact, abs=0.01)
+    assert result["p_value"] == pytest.approx(exact, rel=1e-12)
     ref = sps.permutation_test(
         (a, b), lambda x, y, axis: np.mean(x - y, axis=axis), permutation_type="samples", n_resamples=np.inf
     )
-    assert result["p_value"] == pytest.approx(ref.pvalue, abs=0.01)
+    assert result["p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
     assert (result["n_resamples"], result["seed"], result["n"]) == (20000, 1, 10)
+    assert (result["method"], result["n_patterns"], result["mc_se"]) == ("exact", 1024, None)
+
+
+@pytest.mark.parametrize("alternative", ["greater", "less", "two-sided"])
+def test_sign_flip_is_exact_up_to_15_cases(alternative):
+    rng = np.random.default_rng(11)
+    d = rng.normal(0.1, 0.3, size=15)
+    result = S.paired_permutation_test(d, np.zeros(15), n_resamples=99, seed=1, alternative=alternative)
+    ref = sps.permutation_test(
+        (d, np.zeros(15)),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        permutation_type="samples",
+        n_resamples=np.inf,
+        alternative=alternative,
+    )
+    assert result["method"] == "exact" and result["p_value"] == pytest.approx(ref.pvalue, rel=1e-12)
+
+
+def test_sign_flip_beyond_15_cases_is_simulated_with_its_standard_error_and_floor():
+    rng = np.random.default_rng(12)
+    d = rng.normal(0.05, 0.3, size=18)
+    exact = _exact_sign_flip_p(d)  # 2^18 patterns, by hand
+    result = S.paired_permutation_test(d, np.zeros(18), n_resamples=4000, seed=3)
+    p = result["p_value"]
+    assert result["method"] == "monte carlo" and result["n_patterns"] == 2**18
+    assert result["mc_se"] == pytest.approx(np.sqrt(p * (1 - p) / 4000))
+    assert result["p_floor"] == pytest.approx(1 / 4001)
+    assert abs(p - exact) < 4 * result["mc_se"]
 
 
 def test_sign_flip_alternatives_and_no_difference():
@@ -67,7 +96,9 @@ def test_vs_random_perfect_method_has_smallest_p():
     readers, _ = ranking_study(20, 10, 1, seed=8)
     result = S.permutation_test_vs_random(readers[..., 0], readers[..., 0], p=3, n_resamples=499, seed=9)
     assert result["statistic"] == pytest.approx(1.0)
-    assert result["p_value"] == pytest.approx(1 / 500)
+    assert result["p_value"] == pytest.approx(1 / 500) == result["p_floor"]  # the floor 1/(B+1), stated
+    assert result["method"] == "monte carlo"
+    assert result["mc_se"] == pytest.approx(np.sqrt((1 / 500) * (499 / 500) / 499))
 
 
 def test_vs_random_is_calibrated_under_the_null():

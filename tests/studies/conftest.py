@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from readerstudy import services
+from readerstudy import building, services
 from readerstudy.models import AnswerMode
 from retrieval.models import Dataset
 from tests.studies.factories import make_images, make_run
@@ -41,10 +41,15 @@ def run(dataset, images, vectors, tmp_path):
 
 @pytest.fixture
 def study(dataset, images, coordinator):
-    study = services.study_create(name="Effusion 5 of 10", dataset=dataset, mode=AnswerMode.CHOOSE_K, k=5,
-                                  seed=42, created_by=coordinator)
-    return services.study_build_cases(study=study, builder=services.STRATIFIED_RANDOM,
-                                      config={"n_queries": 4, "n": 10, "class_label": "finding"}, seed=42)
+    study = services.study_create(
+        name="Effusion 5 of 10", dataset=dataset, mode=AnswerMode.CHOOSE_K, k=5, seed=42, created_by=coordinator
+    )
+    return building.study_build_cases(
+        study=study,
+        builder=building.STRATIFIED_RANDOM,
+        config={"n_queries": 4, "n": 10, "class_label": "finding"},
+        seed=42,
+    )
 
 
 @pytest.fixture

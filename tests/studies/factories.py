@@ -16,8 +16,14 @@ def make_images(dataset: Dataset, classes: list[str], *, label: str = "finding")
     images = []
     for n, cls in enumerate(classes):
         image = Image.objects.create(
-            dataset=dataset, source_name=f"img/{n:03d}.png", source_format="png", width=8, height=8,
-            content_hash=f"{dataset.pk}-{n:060d}", original=f"o/{n}.png", rendition=f"r/{n}.png",
+            dataset=dataset,
+            source_name=f"img/{n:03d}.png",
+            source_format="png",
+            width=8,
+            height=8,
+            content_hash=f"{dataset.pk}-{n:060d}",
+            original=f"o/{n}.png",
+            rendition=f"r/{n}.png",
             thumbnail=f"t/{n}.png",
         )
         if cls is not None:
@@ -26,8 +32,16 @@ def make_images(dataset: Dataset, classes: list[str], *, label: str = "finding")
     return images
 
 
-def make_run(dataset: Dataset, folder: Path, image_ids: list[int], vectors: np.ndarray, *, name: str = "vit",
-             method: str = "timm", metric: str = "cosine") -> ModelRun:
+def make_run(
+    dataset: Dataset,
+    folder: Path,
+    image_ids: list[int],
+    vectors: np.ndarray,
+    *,
+    name: str = "vit",
+    method: str = "timm",
+    metric: str = "cosine",
+) -> ModelRun:
     """A succeeded run whose artefacts (embeddings.npy, image_ids.npy) are written in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
     vectors = np.asarray(vectors, dtype=np.float32)
@@ -35,9 +49,16 @@ def make_run(dataset: Dataset, folder: Path, image_ids: list[int], vectors: np.n
         vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     np.save(folder / "embeddings.npy", vectors)
     np.save(folder / "image_ids.npy", np.asarray(image_ids, dtype=np.int64))
-    return ModelRun.objects.create(dataset=dataset, name=name, method=method, config={"metric": metric},
-                                   status=JobStatus.SUCCEEDED, artefact_dir=str(folder), n_embedded=len(image_ids),
-                                   finished_at=timezone.now())
+    return ModelRun.objects.create(
+        dataset=dataset,
+        name=name,
+        method=method,
+        config={"metric": metric},
+        status=JobStatus.SUCCEEDED,
+        artefact_dir=str(folder),
+        n_embedded=len(image_ids),
+        finished_at=timezone.now(),
+    )
 
 
 def make_split(dataset: Dataset, parts: dict[int, str], name: str = "default") -> Split:
@@ -51,5 +72,6 @@ def answer(study, reader, case=None):
     from annotations.models import Answer
 
     assignment = study.assignments.get(reader=reader)
-    return Answer.objects.create(assignment=assignment, case=case or study.cases.first(), submitted_at=timezone.now(),
-                                 active_ms=1000)
+    return Answer.objects.create(
+        assignment=assignment, case=case or study.cases.first(), submitted_at=timezone.now(), active_ms=1000
+    )

@@ -13,9 +13,14 @@ def test_coordinator_opens_the_study_admin_pages(client, coordinator, assigned):
     client.force_login(coordinator)
     case = assigned.cases.first()
     assignment = assigned.assignments.first()
-    for url in ("/admin/readerstudy/study/", f"/admin/readerstudy/study/{assigned.pk}/change/",
-                "/admin/readerstudy/case/", f"/admin/readerstudy/case/{case.pk}/change/",
-                "/admin/readerstudy/assignment/", f"/admin/readerstudy/assignment/{assignment.pk}/change/"):
+    for url in (
+        "/admin/readerstudy/study/",
+        f"/admin/readerstudy/study/{assigned.pk}/change/",
+        "/admin/readerstudy/case/",
+        f"/admin/readerstudy/case/{case.pk}/change/",
+        "/admin/readerstudy/assignment/",
+        f"/admin/readerstudy/assignment/{assignment.pk}/change/",
+    ):
         assert client.get(url).status_code == 200, url
 
 

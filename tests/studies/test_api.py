@@ -22,8 +22,18 @@ def post(client, url, body=None):
 
 
 def test_a_study_from_start_to_open_through_the_api(api, dataset, images, run, reader, other_reader):
-    created = post(api, "/api/studies/create/", {"name": "Paper 000", "dataset": dataset.pk, "mode": "choose_k",
-                                                 "k": 5, "seed": 11, "instructions": "Pick the 5 most similar."})
+    created = post(
+        api,
+        "/api/studies/create/",
+        {
+            "name": "Paper 000",
+            "dataset": dataset.pk,
+            "mode": "choose_k",
+            "k": 5,
+            "seed": 11,
+            "instructions": "Pick the 5 most similar.",
+        },
+    )
     assert created.status_code == 201, created.content
     pk = created.json()["id"]
     built = post(api, f"/api/studies/{pk}/build/", {"builder": "knn_farthest", "n_queries": 3, "run": run.pk, "k": 5})
@@ -32,7 +42,9 @@ def test_a_study_from_start_to_open_through_the_api(api, dataset, images, run, r
     for user in (reader, other_reader):
         added = post(api, f"/api/studies/{pk}/readers/", {"reader": user.pk})
         assert added.status_code == 201 and added.json()["username"] == user.username
-    assert post(api, f"/api/studies/{pk}/questions/", {"text": "Effusion?", "choices": ["yes", "no"]}).status_code == 201
+    assert (
+        post(api, f"/api/studies/{pk}/questions/", {"text": "Effusion?", "choices": ["yes", "no"]}).status_code == 201
+    )
     opened = post(api, f"/api/studies/{pk}/open/")
     assert opened.status_code == 200 and opened.json()["status"] == "open"
     detail = api.get(f"/api/studies/{pk}/").json()
@@ -57,8 +69,9 @@ def test_locked_changes_answer_409_with_the_reason(api, assigned, reader):
     pk = assigned.pk
     response = api.patch(f"/api/studies/{pk}/update/", {"mode": "rank_all"}, content_type="application/json")
     assert response.status_code == 409 and "already has answers" in response.json()["detail"]
-    response = post(api, f"/api/studies/{pk}/build/", {"builder": "stratified_random", "n_queries": 2,
-                                                       "class_label": "finding"})
+    response = post(
+        api, f"/api/studies/{pk}/build/", {"builder": "stratified_random", "n_queries": 2, "class_label": "finding"}
+    )
     assert response.status_code == 409 and "rebuilding the cases" in response.json()["detail"]
     response = api.delete(f"/api/studies/{pk}/readers/{reader.pk}/")
     assert response.status_code == 409 and "has already answered" in response.json()["detail"]
@@ -67,12 +80,17 @@ def test_locked_changes_answer_409_with_the_reason(api, assigned, reader):
     assert renamed.status_code == 200 and renamed.json()["name"] == "Still editable"
 
 
-@pytest.mark.parametrize("body,message", [
-    ({"builder": "knn_farthest", "n_queries": 2}, "needs 'run'"),
-    ({"builder": "knn_farthest", "n_queries": 2, "run": 9999}, "Model run 9999 does not exist"),
-    ({"builder": "stratified_random", "n_queries": 2, "class_label": "finding", "runs": [1]},
-     "Unknown option(s) for stratified_random: runs"),
-])
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"builder": "knn_farthest", "n_queries": 2}, "needs 'run'"),
+        ({"builder": "knn_farthest", "n_queries": 2, "run": 9999}, "Model run 9999 does not exist"),
+        (
+            {"builder": "stratified_random", "n_queries": 2, "class_label": "finding", "runs": [1]},
+            "Unknown option(s) for stratified_random: runs",
+        ),
+    ],
+)
 def test_bad_builds_answer_400_with_a_message(api, study, body, message):
     response = post(api, f"/api/studies/{study.pk}/build/", body)
     assert response.status_code == 400 and message in response.json()["detail"]
@@ -108,6 +126,12 @@ def test_schema_lists_the_study_endpoints(tmp_path, db):
     out = tmp_path / "schema.yml"
     call_command("spectacular", "--file", str(out), "--fail-on-warn", "--validate")
     text = out.read_text()
-    for path in ("/api/studies/", "/api/studies/{id}/build/", "/api/studies/{id}/readers/{user_id}/",
-                 "/api/studies/{id}/progress/", "CandidateProvenance:", "StudyDetail:"):
+    for path in (
+        "/api/studies/",
+        "/api/studies/{id}/build/",
+        "/api/studies/{id}/readers/{user_id}/",
+        "/api/studies/{id}/progress/",
+        "CandidateProvenance:",
+        "StudyDetail:",
+    ):
         assert path in text, path

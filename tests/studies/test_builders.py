@@ -38,6 +38,7 @@ def neighbours_fn(pool=IDS):
 
 # --- sample_queries ---------------------------------------------------------------------------
 
+
 def test_random_queries_are_distinct_members_of_the_pool_and_reproducible():
     a = builders.sample_queries(IDS, 10, seed=5)
     assert len(set(a)) == 10 and set(a) <= set(IDS)
@@ -68,12 +69,15 @@ def test_images_without_class_are_not_drawn_when_stratifying():
         builders.sample_queries(IDS, 51, seed=2, strata=strata)
 
 
-@pytest.mark.parametrize("sizes,n,mode,expected", [
-    ({"a": 30, "b": 20, "c": 10}, 10, "proportional", {"a": 5, "b": 3, "c": 2}),
-    ({"a": 1, "b": 1, "c": 1}, 2, "proportional", {"a": 1, "b": 1, "c": 0}),
-    ({"a": 1, "b": 10}, 6, "equal", {"a": 1, "b": 5}),
-    ({"a": 4, "b": 4, "c": 4}, 9, "equal", {"a": 3, "b": 3, "c": 3}),
-])
+@pytest.mark.parametrize(
+    "sizes,n,mode,expected",
+    [
+        ({"a": 30, "b": 20, "c": 10}, 10, "proportional", {"a": 5, "b": 3, "c": 2}),
+        ({"a": 1, "b": 1, "c": 1}, 2, "proportional", {"a": 1, "b": 1, "c": 0}),
+        ({"a": 1, "b": 10}, 6, "equal", {"a": 1, "b": 5}),
+        ({"a": 4, "b": 4, "c": 4}, 9, "equal", {"a": 3, "b": 3, "c": 3}),
+    ],
+)
 def test_allocation(sizes, n, mode, expected):
     assert builders.allocate(sizes, n, mode) == expected
 
@@ -85,6 +89,7 @@ def test_bad_seeds_are_refused(seed):
 
 
 # --- knn_and_farthest (paper 000) ------------------------------------------------------------
+
 
 def test_knn_and_farthest_are_the_true_5_nearest_and_5_farthest():
     queries = IDS[:6]
@@ -129,8 +134,9 @@ def test_knn_and_farthest_refuses_a_pool_too_small():
 
 # --- top_n -----------------------------------------------------------------------------------
 
+
 def test_top_n_is_the_n_nearest_shuffled():
-    (q, catalogue), = builders.top_n([IDS[0]], neighbours_fn(), 10, seed=4, method="cnn", run=1)
+    ((q, catalogue),) = builders.top_n([IDS[0]], neighbours_fn(), 10, seed=4, method="cnn", run=1)
     d = brute_force_distances(q)
     assert {i for i, _ in catalogue} == set(sorted(d, key=d.get)[:10])
     assert sorted(p[0]["rank"] for _, p in catalogue) == list(range(1, 11))
@@ -139,6 +145,7 @@ def test_top_n_is_the_n_nearest_shuffled():
 
 # --- stratified_random (papers 001/003) ------------------------------------------------------
 
+
 def test_stratified_random_catalogue_keeps_class_proportions_and_excludes_the_query():
     queries = [IDS[0], IDS[35], IDS[55]]
     cases = builders.stratified_random(queries, IDS, CLASSES, 10, seed=8)
@@ -146,14 +153,16 @@ def test_stratified_random_catalogue_keeps_class_proportions_and_excludes_the_qu
         ids = [i for i, _ in catalogue]
         assert len(set(ids)) == 10 and q not in ids and set(ids) <= set(IDS)
         assert Counter(CLASSES[i] for i in ids) == {"a": 5, "b": 3, "c": 2}
-        assert all(p == [{"method": "random", "run": None, "rank": None, "distance": None,
-                          "stratum": CLASSES[i]}] for i, p in catalogue)
+        assert all(
+            p == [{"method": "random", "run": None, "rank": None, "distance": None, "stratum": CLASSES[i]}]
+            for i, p in catalogue
+        )
     assert builders.stratified_random(queries, IDS, CLASSES, 10, seed=8) == cases
     assert builders.stratified_random(queries, IDS, CLASSES, 10, seed=9) != cases
 
 
 def test_stratified_random_equal_allocation():
-    (_, catalogue), = builders.stratified_random([IDS[0]], IDS, CLASSES, 9, seed=1, allocation="equal")
+    ((_, catalogue),) = builders.stratified_random([IDS[0]], IDS, CLASSES, 9, seed=1, allocation="equal")
     assert Counter(CLASSES[i] for i, _ in catalogue) == {"a": 3, "b": 3, "c": 3}
 
 
@@ -164,14 +173,19 @@ def test_stratified_random_refuses_a_pool_too_small():
 
 # --- pooled ----------------------------------------------------------------------------------
 
+
 def test_pooled_deduplicates_and_lists_every_proposer():
     near = neighbours_fn()
+
     def far(query_id, k, farthest=False):
         return near(query_id, k, farthest=True)
+
     def mixed(query_id, k, farthest=False):  # overlaps both: its 3 nearest + 2 farthest
         return near(query_id, 3) + near(query_id, 2, farthest=True)
-    (q, catalogue), = builders.pooled([IDS[0]], {"cnn": near, "ig": far, "att": mixed}, 5, seed=3,
-                                      runs={"cnn": 1, "ig": 2, "att": 3})
+
+    ((q, catalogue),) = builders.pooled(
+        [IDS[0]], {"cnn": near, "ig": far, "att": mixed}, 5, seed=3, runs={"cnn": 1, "ig": 2, "att": 3}
+    )
     ids = [i for i, _ in catalogue]
     expected = {i for i, _, _ in near(q, 5)} | {i for i, _, _ in far(q, 5)}
     assert len(ids) == len(set(ids)) == len(expected) == 10 and set(ids) == expected
@@ -181,20 +195,24 @@ def test_pooled_deduplicates_and_lists_every_proposer():
     for i, _, _ in near(q, 2, farthest=True):
         assert proposers[i] == ["att", "ig"]
     assert all(p["run"] == {"cnn": 1, "ig": 2, "att": 3}[p["method"]] for _, prov in catalogue for p in prov)
-    assert builders.pooled([IDS[0]], {"cnn": near, "ig": far, "att": mixed}, 5, seed=3,
-                           runs={"cnn": 1, "ig": 2, "att": 3}) == [(q, catalogue)]
+    assert builders.pooled(
+        [IDS[0]], {"cnn": near, "ig": far, "att": mixed}, 5, seed=3, runs={"cnn": 1, "ig": 2, "att": 3}
+    ) == [(q, catalogue)]
 
 
 def test_pooled_order_does_not_reveal_the_method():
     near = neighbours_fn()
+
     def far(query_id, k, farthest=False):
         return near(query_id, k, farthest=True)
+
     cases = builders.pooled(IDS[:8], {"cnn": near, "ig": far}, 5, seed=1)
     first_half_methods = [{prov[0]["method"] for _, prov in cat[:5]} for _, cat in cases]
     assert any(len(m) == 2 for m in first_half_methods)
 
 
 # --- case lists ------------------------------------------------------------------------------
+
 
 def resolver(names: dict[str, int]):
     return names.get
@@ -203,8 +221,12 @@ def resolver(names: dict[str, int]):
 def test_case_list_parses_and_groups_rows():
     data = b"query,candidate\nq1.png,a.png\nq1.png,b.png\nq2.png,a.png\nq1.png,c.png\n"
     rows = builders.parse_case_list_csv(data)
-    assert [(r.line, r.query, r.candidate) for r in rows] == [(2, "q1.png", "a.png"), (3, "q1.png", "b.png"),
-                                                              (4, "q2.png", "a.png"), (5, "q1.png", "c.png")]
+    assert [(r.line, r.query, r.candidate) for r in rows] == [
+        (2, "q1.png", "a.png"),
+        (3, "q1.png", "b.png"),
+        (4, "q2.png", "a.png"),
+        (5, "q1.png", "c.png"),
+    ]
     names = {"q1.png": 1, "q2.png": 2, "a.png": 10, "b.png": 11, "c.png": 12}
     cases = builders.case_list_specs(rows, resolver(names), seed=0)
     assert [(q, sorted(i for i, _ in cat)) for q, cat in cases] == [(1, [10, 11, 12]), (2, [10])]
@@ -213,38 +235,49 @@ def test_case_list_parses_and_groups_rows():
 
 
 def test_case_list_positions_fix_the_order_and_provenance_columns_are_kept():
-    data = ("\ufeffQuery;Candidate;Position;Method;Rank;Distance\n"
-            "1;12;2;ssim;1;0.1\n1;10;3;ssim;2;0.2\n1;11;1;ssim;3;0.3\n").encode()
-    (q, catalogue), = builders.case_list_specs(builders.parse_case_list_csv(data),
-                                               lambda ref: int(ref), seed=0)
+    data = (
+        "\ufeffQuery;Candidate;Position;Method;Rank;Distance\n1;12;2;ssim;1;0.1\n1;10;3;ssim;2;0.2\n1;11;1;ssim;3;0.3\n"
+    ).encode()
+    ((q, catalogue),) = builders.case_list_specs(builders.parse_case_list_csv(data), lambda ref: int(ref), seed=0)
     assert q == 1 and [i for i, _ in catalogue] == [11, 12, 10]
     assert catalogue[0][1] == [{"method": "ssim", "run": None, "rank": 3, "distance": 0.3, "line": 4}]
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"", "the file is empty"),
-    (b"query,image\n1,2\n", "line 1: the header needs the column candidate"),
-    (b"query,candidate\n", "the file has a header but no rows"),
-    (b"query,candidate\n1,\n,2\n", "line 2: the candidate cell is empty; line 3: the query cell is empty"),
-    (b"query,candidate,position\n1,2,x\n1,3,0\n", "line 2: position 'x' is not a whole number; "
-                                                    "line 3: position must be at least 1"),
-    (b"query,candidate,distance\n1,2,far\n", "line 2: distance 'far' is not a number"),
-    (b"query,candidate\n\xff\xfe1,2\n", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"", "the file is empty"),
+        (b"query,image\n1,2\n", "line 1: the header needs the column candidate"),
+        (b"query,candidate\n", "the file has a header but no rows"),
+        (b"query,candidate\n1,\n,2\n", "line 2: the candidate cell is empty; line 3: the query cell is empty"),
+        (
+            b"query,candidate,position\n1,2,x\n1,3,0\n",
+            "line 2: position 'x' is not a whole number; line 3: position must be at least 1",
+        ),
+        (b"query,candidate,distance\n1,2,far\n", "line 2: distance 'far' is not a number"),
+        (b"query,candidate\n\xff\xfe1,2\n", "not UTF-8"),
+    ],
+)
 def test_case_list_errors_name_the_line(data, message):
     with pytest.raises(builders.CaseListError) as exc:
         builders.parse_case_list_csv(data)
     assert message in exc.value.message
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"query,candidate\n1,2\n1,99\n", "line 3: no image '99' in the dataset"),
-    (b"query,candidate\n1,2\n1,1\n", "line 3: the candidate is the query image itself"),
-    (b"query,candidate\n1,2\n1,3\n1,2\n", "line 4: candidate '2' is already listed for query '1' on line 2"),
-    (b"query,candidate,position\n1,2,1\n1,3,\n", "line 3: query '1' gives positions on some lines but not on this one"),
-    (b"query,candidate,position\n1,2,1\n1,3,1\n", "line 3: position 1 is already used for query '1' on line 2"),
-    (b"query,candidate,position\n1,2,1\n1,3,5\n", "line 3: position 5 is beyond the 2 candidates"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"query,candidate\n1,2\n1,99\n", "line 3: no image '99' in the dataset"),
+        (b"query,candidate\n1,2\n1,1\n", "line 3: the candidate is the query image itself"),
+        (b"query,candidate\n1,2\n1,3\n1,2\n", "line 4: candidate '2' is already listed for query '1' on line 2"),
+        (
+            b"query,candidate,position\n1,2,1\n1,3,\n",
+            "line 3: query '1' gives positions on some lines but not on this one",
+        ),
+        (b"query,candidate,position\n1,2,1\n1,3,1\n", "line 3: position 1 is already used for query '1' on line 2"),
+        (b"query,candidate,position\n1,2,1\n1,3,5\n", "line 3: position 5 is beyond the 2 candidates"),
+    ],
+)
 def test_case_list_resolution_errors_name_the_line(data, message):
     known = {str(i): i for i in range(1, 10)}
     with pytest.raises(builders.CaseListError) as exc:

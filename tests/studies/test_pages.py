@@ -14,14 +14,36 @@ pytestmark = pytest.mark.django_db
 
 def wizard_data(dataset, readers, **overrides):
     data = {
-        "name": "Effusion ranking", "instructions": "Rank by similarity.", "dataset": dataset.pk,
-        "mode": "choose_k", "k": 5, "rating_min": 1, "rating_max": 5,
-        "builder": "stratified_random", "seed": 1234, "n_queries": 4, "query_part": "test", "pool_part": "all",
-        "exclude_queries": "on", "catalogue_size": 10, "class_label": "finding", "allocation": "proportional",
-        "nearest_k": 5, "per_method": 5, "readers": [r.pk for r in readers], "ground_truth_reader": "",
-        "q-TOTAL_FORMS": 2, "q-INITIAL_FORMS": 0, "q-MIN_NUM_FORMS": 0, "q-MAX_NUM_FORMS": 20,
-        "q-0-text": "Pleural effusion?", "q-0-choices": "yes, no, unsure", "q-0-applies_to": "all",
-        "q-1-text": "", "q-1-choices": "yes, no", "q-1-applies_to": "all",
+        "name": "Effusion ranking",
+        "instructions": "Rank by similarity.",
+        "dataset": dataset.pk,
+        "mode": "choose_k",
+        "k": 5,
+        "rating_min": 1,
+        "rating_max": 5,
+        "builder": "stratified_random",
+        "seed": 1234,
+        "n_queries": 4,
+        "query_part": "test",
+        "pool_part": "all",
+        "exclude_queries": "on",
+        "catalogue_size": 10,
+        "class_label": "finding",
+        "allocation": "proportional",
+        "nearest_k": 5,
+        "per_method": 5,
+        "readers": [r.pk for r in readers],
+        "ground_truth_reader": "",
+        "q-TOTAL_FORMS": 2,
+        "q-INITIAL_FORMS": 0,
+        "q-MIN_NUM_FORMS": 0,
+        "q-MAX_NUM_FORMS": 20,
+        "q-0-text": "Pleural effusion?",
+        "q-0-choices": "yes, no, unsure",
+        "q-0-applies_to": "all",
+        "q-1-text": "",
+        "q-1-choices": "yes, no",
+        "q-1-applies_to": "all",
     }
     return {**data, **overrides}
 
@@ -39,8 +61,14 @@ def test_wizard_has_every_section_and_a_seed(client, coordinator, dataset, image
     client.force_login(coordinator)
     response = client.get("/studies/new/")
     html = response.content.decode()
-    for title in ("1. Basics", "2. Dataset and answer mode", "3. Cases: builder, sizes and seed", "4. Readers",
-                  "5. Questions", "6. Review and create"):
+    for title in (
+        "1. Basics",
+        "2. Dataset and answer mode",
+        "3. Cases: builder, sizes and seed",
+        "4. Readers",
+        "5. Questions",
+        "6. Review and create",
+    ):
         assert title in html, title
     assert response.context["form"].initial["seed"] >= 0
     assert '"finding"' in html  # the dataset's label names for the class choice
@@ -59,8 +87,13 @@ def test_review_builds_nothing_then_create_saves_everything(client, coordinator,
     response = client.post("/studies/new/", {**wizard_data(dataset, [reader, other_reader]), "create": "1"})
     study = Study.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/studies/{study.pk}/"
-    assert (study.mode, study.k, study.seed, study.builder, study.created_by) == ("choose_k", 5, 1234,
-                                                                                    "stratified_random", coordinator)
+    assert (study.mode, study.k, study.seed, study.builder, study.created_by) == (
+        "choose_k",
+        5,
+        1234,
+        "stratified_random",
+        coordinator,
+    )
     assert study.cases.count() == 4 and study.assignments.count() == 2
     assert list(study.questions.values_list("text", "choices")) == [("Pleural effusion?", ["yes", "no", "unsure"])]
 
@@ -74,13 +107,16 @@ def test_same_seed_in_review_and_create_gives_the_same_first_case(client, coordi
     assert [c.image_id for c in first.candidates.order_by("position")] == [i for i, _ in review["example_candidates"]]
 
 
-@pytest.mark.parametrize("overrides,field,message", [
-    ({"builder": "knn_farthest"}, "run", "This builder ranks with a model run"),
-    ({"class_label": ""}, "class_label", "needs the label"),
-    ({"mode": "choose_k", "k": ""}, "k", "Choose k needs k"),
-    ({"builder": "case_list"}, "case_list", "Choose the case-list CSV file"),
-    ({"name": ""}, "name", "This field is required"),
-])
+@pytest.mark.parametrize(
+    "overrides,field,message",
+    [
+        ({"builder": "knn_farthest"}, "run", "This builder ranks with a model run"),
+        ({"class_label": ""}, "class_label", "needs the label"),
+        ({"mode": "choose_k", "k": ""}, "k", "Choose k needs k"),
+        ({"builder": "case_list"}, "case_list", "Choose the case-list CSV file"),
+        ({"name": ""}, "name", "This field is required"),
+    ],
+)
 def test_wizard_field_errors(client, coordinator, dataset, images, reader, overrides, field, message):
     client.force_login(coordinator)
     response = client.post("/studies/new/", wizard_data(dataset, [reader], **overrides))
@@ -156,8 +192,10 @@ def test_edit_page_locks_design_fields_after_answers(client, coordinator, assign
     client.force_login(coordinator)
     form = client.get(f"/studies/{assigned.pk}/edit/").context["form"]
     assert form.fields["mode"].disabled and form.fields["k"].disabled and not form.fields["name"].disabled
-    response = client.post(f"/studies/{assigned.pk}/edit/", {"name": "New name", "instructions": "x", "mode": "rate",
-                                                             "k": 2, "rating_min": 1, "rating_max": 5})
+    response = client.post(
+        f"/studies/{assigned.pk}/edit/",
+        {"name": "New name", "instructions": "x", "mode": "rate", "k": 2, "rating_min": 1, "rating_max": 5},
+    )
     assert response.status_code == 302
     study = Study.objects.get()
     assert (study.name, study.mode, study.k) == ("New name", "choose_k", 5)
@@ -165,7 +203,9 @@ def test_edit_page_locks_design_fields_after_answers(client, coordinator, assign
 
 def test_edit_shows_the_service_refusal(client, coordinator, study):
     client.force_login(coordinator)
-    response = client.post(f"/studies/{study.pk}/edit/", {"name": study.name, "mode": "choose_k", "k": 10,
-                                                          "rating_min": 1, "rating_max": 5})
+    response = client.post(
+        f"/studies/{study.pk}/edit/",
+        {"name": study.name, "mode": "choose_k", "k": 10, "rating_min": 1, "rating_max": 5},
+    )
     assert response.status_code == 200
     assert "Choose 10 needs catalogues of more than 10 candidates" in response.content.decode()

@@ -75,7 +75,11 @@ def api_writes(w):
     return [
         ("post", "/api/studies/create/", {"name": "New", "dataset": ds, "mode": "rank_all"}),
         ("patch", f"/api/studies/{pk}/update/", {"name": "Renamed"}),
-        ("post", f"/api/studies/{pk}/build/", {"builder": "stratified_random", "n_queries": 2, "class_label": "finding"}),
+        (
+            "post",
+            f"/api/studies/{pk}/build/",
+            {"builder": "stratified_random", "n_queries": 2, "class_label": "finding"},
+        ),
         ("post", f"/api/studies/{pk}/open/", None),
         ("post", f"/api/studies/{pk}/close/", None),
         ("post", f"/api/studies/{pk}/clone/", {"name": "Copy"}),
@@ -90,17 +94,26 @@ def api_writes(w):
 def call(client, method, url, body):
     if body == "multipart":
         return client.post(url, {"file": SimpleUploadedFile("c.csv", b"query,candidate\n1,2\n")})
-    return getattr(client, method)(url, data=json.dumps(body) if body is not None else None,
-                                   content_type="application/json")
+    return getattr(client, method)(
+        url, data=json.dumps(body) if body is not None else None, content_type="application/json"
+    )
 
 
 def snapshot(w):
     study = Study.objects.get(pk=w["study"].pk)
-    return (Study.objects.count(), study.name, study.status, study.seed, Assignment.objects.count(),
-            StudyQuestion.objects.count(), list(study.cases.values_list("query_id", flat=True)))
+    return (
+        Study.objects.count(),
+        study.name,
+        study.status,
+        study.seed,
+        Assignment.objects.count(),
+        StudyQuestion.objects.count(),
+        list(study.cases.values_list("query_id", flat=True)),
+    )
 
 
 # --- anonymous -------------------------------------------------------------------------------
+
 
 def test_anonymous_is_sent_to_login_everywhere(client, world):
     before = snapshot(world)
@@ -119,6 +132,7 @@ def test_anonymous_is_sent_to_login_everywhere(client, world):
 
 # --- readers and users without a role --------------------------------------------------------
 
+
 @pytest.mark.parametrize("persona", NO_ROLE_HERE)
 def test_readers_and_roleless_users_get_nothing(client, world, persona, request):
     login(client, persona, request)
@@ -135,6 +149,7 @@ def test_readers_and_roleless_users_get_nothing(client, world, persona, request)
 
 
 # --- researchers: read-only ------------------------------------------------------------------
+
 
 def test_researcher_reads_but_cannot_write(client, world, researcher):
     client.force_login(researcher)
@@ -160,6 +175,7 @@ def test_researcher_dashboard_shows_no_management_controls(client, world, resear
 
 
 # --- coordinators ----------------------------------------------------------------------------
+
 
 def test_coordinator_opens_every_page(client, world, coordinator):
     client.force_login(coordinator)

@@ -6,7 +6,7 @@ import pytest
 
 from annotations.models import Answer
 from core.errors import ApplicationError, Conflict
-from readerstudy import services
+from readerstudy import building, selectors, services, wizard
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
 from tests.studies.factories import answer
 
@@ -17,14 +17,18 @@ BUILD = {"n_queries": 4, "n": 10, "class_label": "finding"}
 
 # --- design ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"name": " "}, "needs a name"),
-    ({"mode": "vote"}, "Unknown answer mode 'vote'"),
-    ({"k": None}, "Choose k needs k"),
-    ({"k": 0}, "Choose k needs k"),
-    ({"mode": AnswerMode.RATE, "rating_min": 5, "rating_max": 5}, "rating range"),
-    ({"seed": -3}, "seed must be a whole number"),
-])
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"name": " "}, "needs a name"),
+        ({"mode": "vote"}, "Unknown answer mode 'vote'"),
+        ({"k": None}, "Choose k needs k"),
+        ({"k": 0}, "Choose k needs k"),
+        ({"mode": AnswerMode.RATE, "rating_min": 5, "rating_max": 5}, "rating range"),
+        ({"seed": -3}, "seed must be a whole number"),
+    ],
+)
 def test_create_refuses_bad_designs(dataset, kwargs, message):
     args = {"name": "S", "dataset": dataset, "mode": AnswerMode.CHOOSE_K, "k": 5, **kwargs}
     with pytest.raises(ApplicationError, match=message):
@@ -69,10 +73,17 @@ def test_ground_truth_reader_must_be_assigned(assigned, reader, django_user_mode
 
 # --- locks once answers exist ----------------------------------------------------------------
 
-@pytest.mark.parametrize("change", [
-    {"mode": AnswerMode.RANK_ALL}, {"k": 4}, {"rating_max": 7}, {"show_candidate_labels": True},
-    {"show_saliency": True},
-])
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"mode": AnswerMode.RANK_ALL},
+        {"k": 4},
+        {"rating_max": 7},
+        {"show_candidate_labels": True},
+        {"show_saliency": True},
+    ],
+)
 def test_design_changes_are_refused_once_answered(assigned, reader, change):
     answer(assigned, reader)
     with pytest.raises(Conflict, match="already has answers") as exc:
@@ -83,20 +94,31 @@ def test_design_changes_are_refused_once_answered(assigned, reader, change):
 
 def test_name_instructions_revisions_and_ground_truth_stay_editable(assigned, reader):
     answer(assigned, reader)
-    services.study_update(study=assigned, name="Renamed", instructions="Pick 5.", allow_revisions=True,
-                          ground_truth_reader=reader, mode=AnswerMode.CHOOSE_K, k=5)  # unchanged values pass
+    services.study_update(
+        study=assigned,
+        name="Renamed",
+        instructions="Pick 5.",
+        allow_revisions=True,
+        ground_truth_reader=reader,
+        mode=AnswerMode.CHOOSE_K,
+        k=5,
+    )  # unchanged values pass
     study = Study.objects.get()
     assert (study.name, study.instructions, study.allow_revisions, study.ground_truth_reader) == (
-        "Renamed", "Pick 5.", True, reader)
+        "Renamed",
+        "Pick 5.",
+        True,
+        reader,
+    )
 
 
 def test_rebuilding_or_replacing_cases_is_refused_once_answered(assigned, reader):
     answer(assigned, reader)
     cases = list(Case.objects.values_list("pk", "query_id"))
     with pytest.raises(Conflict, match="rebuilding the cases would invalidate them"):
-        services.study_build_cases(study=assigned, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=9)
+        building.study_build_cases(study=assigned, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=9)
     with pytest.raises(Conflict, match="replacing the cases"):
-        services.study_load_case_list(study=assigned, data=b"query,candidate\n1,2\n")
+        building.study_load_case_list(study=assigned, data=b"query,candidate\n1,2\n")
     assert list(Case.objects.values_list("pk", "query_id")) == cases
 
 
@@ -111,12 +133,13 @@ def test_questions_are_locked_once_answered(assigned, reader):
 
 
 def test_everything_is_editable_before_the_first_answer(assigned):
-    services.study_build_cases(study=assigned, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=9)
+    building.study_build_cases(study=assigned, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=9)
     services.study_update(study=assigned, mode=AnswerMode.RANK_ALL)
     assert Study.objects.get().seed == 9 and Case.objects.count() == 4
 
 
 # --- questions -------------------------------------------------------------------------------
+
 
 def test_question_keys_are_unique_slugs(study):
     a = services.question_add(study=study, text="Pleural effusion?", choices=["yes", "no", "unsure"])
@@ -124,18 +147,22 @@ def test_question_keys_are_unique_slugs(study):
     assert (a.key, b.key, a.position, b.position) == ("pleural-effusion", "pleural-effusion-2", 1, 2)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    ({"text": "", "choices": ["y", "n"]}, "needs a text"),
-    ({"text": "Q?", "choices": ["only"]}, "between 2 and 12"),
-    ({"text": "Q?", "choices": ["Yes", "yes"]}, "same choice twice"),
-    ({"text": "Q?", "choices": ["y", "n"], "applies_to": "everyone"}, "applies_to must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"text": "", "choices": ["y", "n"]}, "needs a text"),
+        ({"text": "Q?", "choices": ["only"]}, "between 2 and 12"),
+        ({"text": "Q?", "choices": ["Yes", "yes"]}, "same choice twice"),
+        ({"text": "Q?", "choices": ["y", "n"], "applies_to": "everyone"}, "applies_to must be one of"),
+    ],
+)
 def test_bad_questions_are_refused(study, kwargs, message):
     with pytest.raises(ApplicationError, match=message):
         services.question_add(study=study, **kwargs)
 
 
 # --- readers ---------------------------------------------------------------------------------
+
 
 def test_assignment_seeds_are_distinct_and_reproducible(study, reader, other_reader):
     a = services.assignment_add(study=study, reader=reader)
@@ -180,11 +207,12 @@ def test_removing_the_ground_truth_reader_clears_it(assigned, other_reader):
 
 # --- lifecycle -------------------------------------------------------------------------------
 
+
 def test_open_needs_cases_and_readers(dataset, images, reader):
     study = services.study_create(name="S", dataset=dataset, mode=AnswerMode.RANK_ALL)
     with pytest.raises(ApplicationError, match="no cases yet"):
         services.study_open(study=study)
-    services.study_build_cases(study=study, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=1)
+    building.study_build_cases(study=study, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=1)
     with pytest.raises(ApplicationError, match="no readers yet"):
         services.study_open(study=study)
     services.assignment_add(study=study, reader=reader)
@@ -205,8 +233,11 @@ def test_open_close_reopen(assigned):
 
 # --- clone -----------------------------------------------------------------------------------
 
-@pytest.mark.db_engine("bulk_create hands back the new cases' primary keys (RETURNING), which the cloned candidates "
-                       "refer to; provenance is copied through the engine's JSON column")
+
+@pytest.mark.db_engine(
+    "bulk_create hands back the new cases' primary keys (RETURNING), which the cloned candidates "
+    "refer to; provenance is copied through the engine's JSON column"
+)
 def test_clone_copies_design_questions_cases_and_provenance_not_readers_or_answers(assigned, reader, coordinator):
     services.question_add(study=assigned, text="Effusion?", choices=["yes", "no"])
     services.study_update(study=assigned, ground_truth_reader=reader, instructions="Pick 5")
@@ -214,21 +245,34 @@ def test_clone_copies_design_questions_cases_and_provenance_not_readers_or_answe
     answer(assigned, reader)
     copy = services.study_clone(study=assigned, name="Copy", created_by=coordinator)
     assert (copy.mode, copy.k, copy.seed, copy.instructions, copy.builder, copy.dataset_id) == (
-        assigned.mode, assigned.k, assigned.seed, "Pick 5", assigned.builder, assigned.dataset_id)
+        assigned.mode,
+        assigned.k,
+        assigned.seed,
+        "Pick 5",
+        assigned.builder,
+        assigned.dataset_id,
+    )
     assert copy.status == StudyStatus.DRAFT and copy.ground_truth_reader is None
     assert copy.builder_config == {**assigned.builder_config, "cloned_from": assigned.pk}
     assert list(copy.questions.values_list("key", "text", "choices")) == list(
-        assigned.questions.values_list("key", "text", "choices"))
+        assigned.questions.values_list("key", "text", "choices")
+    )
 
     def snapshot(study):
-        return [(c.position, c.query_id, [(x.position, x.image_id, x.provenance) for x in c.candidates.order_by("position")])
-                for c in study.cases.order_by("position")]
+        return [
+            (
+                c.position,
+                c.query_id,
+                [(x.position, x.image_id, x.provenance) for x in c.candidates.order_by("position")],
+            )
+            for c in study.cases.order_by("position")
+        ]
 
     assert snapshot(copy) == snapshot(assigned)
     assert not copy.assignments.exists()
     assert Answer.objects.filter(case__study=copy).count() == 0 and Answer.objects.count() == 1
     assert not services.study_has_answers(study=copy)
-    services.study_build_cases(study=copy, builder=services.STRATIFIED_RANDOM, config=BUILD, seed=3)  # not locked
+    building.study_build_cases(study=copy, builder=building.STRATIFIED_RANDOM, config=BUILD, seed=3)  # not locked
     assert Candidate.objects.filter(case__study=assigned).count() == 40
 
 
@@ -240,42 +284,51 @@ def test_clone_needs_a_new_name(study):
 
 # --- the wizard's all-in-one setup ---------------------------------------------------------
 
+
 def setup_args(dataset, readers, **overrides):
     args = {
         "design": {"name": "Wizard", "dataset": dataset, "mode": AnswerMode.CHOOSE_K, "k": 5},
-        "builder": services.STRATIFIED_RANDOM, "config": BUILD, "seed": 77, "readers": readers,
+        "builder": building.STRATIFIED_RANDOM,
+        "config": BUILD,
+        "seed": 77,
+        "readers": readers,
         "questions": [{"text": "Effusion?", "choices": ["yes", "no"]}],
     }
     return {**args, **overrides}
 
 
 def test_setup_creates_everything(dataset, images, reader, other_reader, coordinator):
-    study = services.study_setup(**setup_args(dataset, [reader, other_reader]), created_by=coordinator)
+    study = wizard.study_setup(**setup_args(dataset, [reader, other_reader]), created_by=coordinator)
     assert (study.cases.count(), study.assignments.count(), study.questions.count(), study.seed) == (4, 2, 1, 77)
 
 
 def test_setup_dry_run_writes_nothing_and_summarises(dataset, images, reader):
-    summary = services.study_setup(**setup_args(dataset, [reader]), dry_run=True)
+    summary = wizard.study_setup(**setup_args(dataset, [reader]), dry_run=True)
     assert not Study.objects.exists() and not Case.objects.exists()
     assert (summary["n_cases"], summary["catalogue_min"], summary["catalogue_max"], summary["readers"]) == (
-        4, 10, 10, ["reader"])
+        4,
+        10,
+        10,
+        ["reader"],
+    )
     assert len(summary["example_candidates"]) == 10
 
 
 def test_setup_is_all_or_nothing(dataset, images, reader):
     with pytest.raises(ApplicationError, match="(?i)no image of dataset 'Chest' has a label named 'nope'"):
-        services.study_setup(**setup_args(dataset, [reader], config={**BUILD, "class_label": "nope"}))
+        wizard.study_setup(**setup_args(dataset, [reader], config={**BUILD, "class_label": "nope"}))
     assert not Study.objects.exists() and not StudyQuestion.objects.exists()
 
 
 def test_setup_assigns_the_ground_truth_reader(dataset, images, reader, other_reader):
     args = setup_args(dataset, [reader])
     args["design"]["ground_truth_reader"] = other_reader
-    study = services.study_setup(**args)
+    study = wizard.study_setup(**args)
     assert set(study.assignments.values_list("reader__username", flat=True)) == {"reader", "other_reader"}
 
 
 # --- progress --------------------------------------------------------------------------------
+
 
 def test_progress_counts_answers_times_and_flags(assigned, reader, other_reader):
     from annotations.models import CaseFlag
@@ -286,10 +339,13 @@ def test_progress_counts_answers_times_and_flags(assigned, reader, other_reader)
         Answer.objects.filter(pk=a.pk).update(active_ms=ms)
     CaseFlag.objects.create(assignment=assigned.assignments.get(reader=reader), case=cases[0], comment="label?")
     study = services.study_update(study=assigned, ground_truth_reader=other_reader)
-    rows = {r["reader"]: r for r in services.study_progress(study=study)}
+    rows = {r["reader"]: r for r in selectors.study_progress(study=study)}
     assert (rows["reader"]["done"], rows["reader"]["total"], rows["reader"]["percent"]) == (3, 4, 75)
     assert rows["reader"]["median_seconds"] == 4.0 and rows["reader"]["flags"] == 1
     assert rows["reader"]["last_answer_at"] is not None and not rows["reader"]["is_ground_truth"]
     assert (rows["other_reader"]["done"], rows["other_reader"]["median_seconds"], rows["other_reader"]["flags"]) == (
-        0, None, 0)
+        0,
+        None,
+        0,
+    )
     assert rows["other_reader"]["is_ground_truth"]

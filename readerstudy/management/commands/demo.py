@@ -20,6 +20,7 @@ from readerstudy.demo import (
     demo_studies_create,
     demo_users_create,
 )
+from retrieval.models import Dataset
 
 
 class Command(BaseCommand):
@@ -29,9 +30,12 @@ class Command(BaseCommand):
         parser.add_argument("--addrport", default="127.0.0.1:8000")
         parser.add_argument("--setup-only", action="store_true", help="prepare data and exit")
         parser.add_argument("--phantoms", type=int, default=240, help="number of phantom radiographs")
-        parser.add_argument("--methods", action="store_true",
-                            help="also train every method of the papers on the phantoms here (inline, about "
-                                 "half an hour on two CPU cores) and print the comparison table")
+        parser.add_argument(
+            "--methods",
+            action="store_true",
+            help="also train every method of the papers on the phantoms here (inline, about "
+            "half an hour on two CPU cores) and print the comparison table",
+        )
 
     def handle(self, *args, addrport, setup_only, phantoms, methods, **options):
         call_command("migrate", interactive=False, verbosity=0)
@@ -61,10 +65,15 @@ class Command(BaseCommand):
 
         previous = signal.signal(signal.SIGTERM, stop)
         pids = ", ".join(f"{role} {w.pid}" for role, w in zip(ROLES, workers))
-        self.stdout.write(self.style.SUCCESS(f"\nWorkers started (pids: {pids}); demo pid {os.getpid()}. "
-                                             f"Open http://{addrport}/ and log in.\n"))
-        self.stdout.write(f"The demo run trains in the gpu worker: {DEMO_RUN_DURATION}. Watch it on the "
-                          f"'Model runs' page of {PHANTOM_DATASET!r}.\n")
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"\nWorkers started (pids: {pids}); demo pid {os.getpid()}. Open http://{addrport}/ and log in.\n"
+            )
+        )
+        self.stdout.write(
+            f"The demo run trains in the gpu worker: {DEMO_RUN_DURATION}. Watch it on the "
+            f"'Model runs' page of {PHANTOM_DATASET!r}.\n"
+        )
         self.stdout.flush()
         try:
             call_command("runserver", addrport, use_reloader=False)
@@ -84,8 +93,6 @@ class Command(BaseCommand):
 
     def _train_methods(self):
         """Every method on the phantoms' default split, then `compare_methods` on it."""
-        from retrieval.models import Dataset
-
         dataset = Dataset.objects.get(name=PHANTOM_DATASET)
         split = dataset.splits.get(name="default")
         demo_methods_train(dataset=dataset, split=split, stdout=self.stdout)

@@ -4,11 +4,14 @@ from django.core.management.base import BaseCommand, CommandError
 
 from core.errors import ApplicationError
 from retrieval.cli import ensure_can_wait, follow, run_lookup
+from retrieval.runs.services import run_add_new_images
 
 
 class Command(BaseCommand):
-    help = ("Bring a run's FAISS index up to date: images imported after the run are embedded and added "
-            "incrementally (the index is built from the stored embeddings when it does not exist).")
+    help = (
+        "Bring a run's FAISS index up to date: images imported after the run are embedded and added "
+        "incrementally (the index is built from the stored embeddings when it does not exist)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("run", help="run id or name")
@@ -16,8 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--no-wait", action="store_true", help="queue and return at once")
 
     def handle(self, *args, run, sync, no_wait, **o):
-        from retrieval.runs import run_add_new_images
-
         run = run_lookup(run)
         if not sync and not no_wait:
             ensure_can_wait()

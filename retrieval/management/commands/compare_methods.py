@@ -5,13 +5,15 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from retrieval.cli import dataset_lookup
-from retrieval.comparison import comparison_table
+from retrieval.runs.comparison import comparison_table
 
 
 class Command(BaseCommand):
-    help = ("One table of every finished run of a dataset evaluated on the same split's test part: "
-            "P@k, mAP@k and nDCG@k of each method beside the random-retrieval expectation, with p-values "
-            "(the papers' comparisons, redone on this collection).")
+    help = (
+        "One table of every finished run of a dataset evaluated on the same split's test part: "
+        "P@k, mAP@k and nDCG@k of each method beside the random-retrieval expectation, with p-values "
+        "(the papers' comparisons, redone on this collection)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("dataset")
@@ -40,4 +42,5 @@ def _cell(cell) -> str:
     if not cell:
         return "—"
     p = cell["p"]
-    return f"{cell['value']:.3f} ({cell['random']:.3f}) {'<0.001' if p is not None and p < 0.001 else (f'{p:.3f}' if p is not None else '')}"
+    shown = "" if p is None else "<0.001" if p < 0.001 else f"{p:.3f}"
+    return f"{cell['value']:.3f} ({cell['random']:.3f}) {shown}"

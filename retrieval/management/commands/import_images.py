@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from core.cli import wait_for_job
 from core.errors import ApplicationError
 from core.jobs import JobStatus
-from retrieval import services
+from retrieval.imports import ingest, services
 from retrieval.models import Dataset, LabelFormat
 
 
@@ -38,7 +38,7 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         if sync:
-            services.import_job_run(job_id=job.pk)
+            ingest.import_job_run(job_id=job.pk)
         elif no_wait:
             self.stdout.write(f"Queued import #{job.pk}; follow it on the dataset page or with the API.")
             return

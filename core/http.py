@@ -1,0 +1,42 @@
+"""Request hygiene shared by every app: NUL bytes refused, list pages bounded.
+
+PostgreSQL cannot hold a NUL character in a text value, so a `\\x00` in a query string reaching a filter
+was a server error there (and meaningless anywhere): `RejectNulMiddleware` answers 400 before any view
+runs. DRF's own CharFields refuse NUL in bodies; JSON objects stored as they are (a run's configuration)
+are checked where they are validated. `BoundedLimitOffsetPagination` caps `limit` (MAX_LIMIT) and
+`offset`, which the database could not take beyond 64 bits.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponseBadRequest, JsonResponse
+from rest_framework.pagination import LimitOffsetPagination
+
+NUL_MESSAGE = "The request contains a NUL character (\\x00), which no field accepts."
+MAX_LIMIT = 1000
+MAX_OFFSET = 2**31 - 1
+
+
+class RejectNulMiddleware:
+    """400 for a NUL character in the path or in a query-string name or value."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if "\x00" in request.path or any(
+            "\x00" in key or any("\x00" in v for v in values) for key, values in request.GET.lists()
+        ):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": NUL_MESSAGE}, status=400)
+            return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
+        return self.get_response(request)
+
+
+class BoundedLimitOffsetPagination(LimitOffsetPagination):
+    """DRF's limit/offset pages with `limit` at most MAX_LIMIT and `offset` at most MAX_OFFSET."""
+
+    max_limit = MAX_LIMIT
+
+    def get_offset(self, request) -> int:
+        return min(super().get_offset(request), MAX_OFFSET)

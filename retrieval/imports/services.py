@@ -1,0 +1,83 @@
+"""Services (writes) of the image collection: datasets, and imports recorded and queued.
+
+The import itself runs in a Celery task (`retrieval.tasks.import_run`, body: retrieval.imports.ingest).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from django.db import transaction
+
+from core.errors import ApplicationError
+from core.jobs import JobStatus, job_retry
+from retrieval.imports.uploads import uploads_gone
+from retrieval.models import Dataset, ImportJob, LabelFormat
+from retrieval.tasks import import_run
+
+log = logging.getLogger(__name__)
+
+
+def dataset_create(*, name: str, description: str = "", created_by=None) -> Dataset:
+    """Create an empty dataset (names are unique)."""
+    name = name.strip()
+    if not name:
+        raise ApplicationError("A dataset needs a name.")
+    if Dataset.objects.filter(name=name).exists():
+        raise ApplicationError(f"A dataset named {name!r} already exists.")
+    return Dataset.objects.create(name=name, description=description, created_by=created_by)
+
+
+def import_job_create(
+    *,
+    dataset: Dataset,
+    source_path: str | Path = "",
+    labels_path: str | Path = "",
+    label_format: str = LabelFormat.GENERIC,
+    created_by=None,
+    remove_sources: bool = False,
+    enqueue: bool = True,
+) -> ImportJob:
+    """Record an import and queue it for the worker once the transaction commits.
+
+    With enqueue=False the caller runs `import_job_run` itself (`import_images --sync`).
+    """
+    if label_format not in LabelFormat.values:
+        raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
+    if not source_path and not labels_path:
+        raise ApplicationError("Give a folder or archive of images, a label table, or both.")
+    for what, p in (("Image source", source_path), ("Label table", labels_path)):
+        if p and not Path(p).exists():
+            raise ApplicationError(f"{what} {p} does not exist on the server.")
+    job = ImportJob.objects.create(
+        dataset=dataset,
+        created_by=created_by,
+        source_path=str(source_path),
+        labels_path=str(labels_path),
+        label_format=label_format,
+        remove_sources=remove_sources,
+    )
+    if enqueue:
+        _import_enqueue(job)
+    return job
+
+
+def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
+    """Queue a failed import again, from the same (kept) sources; images it stored before are not duplicated.
+
+    Refused when its uploads were removed (it failed on them, or the retry window passed): upload again.
+    """
+    if job.status == JobStatus.FAILED and uploads_gone(job):
+        raise ApplicationError(
+            f"Import {job.pk}'s uploaded files were removed after it failed (they hold patient identifiers): "
+            "upload them again in a new import."
+        )
+    job = job_retry(job, what=f"Import {job.pk}")
+    if enqueue:
+        _import_enqueue(job)
+    return job
+
+
+def _import_enqueue(job: ImportJob) -> None:
+    transaction.on_commit(lambda: import_run.apply_async(kwargs={"job_id": job.pk}))

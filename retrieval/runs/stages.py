@@ -1,0 +1,346 @@
+"""The body of a model run on the worker: train → embed → index → evaluate (imports torch).
+
+Each stage records its duration in `run.timings`; a stage already recorded is not redone, so
+a run whose worker died resumes where it stopped (training itself resumes from the last epoch
+checkpoint). Embedding only embeds images without an embedding yet, which also makes
+"add newly imported images" an ordinary re-run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image as PILImage
+
+from core.errors import ApplicationError
+from core.jobs import job_progress, job_run
+from retrieval.ml.backbones import WeightsUnavailableError
+from retrieval.ml.embed import ImagePathDataset, embed_images
+from retrieval.ml.index import VectorIndex
+from retrieval.ml.ratings import evaluate_embeddings, evaluate_rating_metric, mean_ratings
+from retrieval.ml.saliency import normalise_saliency, overlay_png, resolve_saliency_method, saliency
+from retrieval.ml.transforms import dataset_mean_std
+from retrieval.models import ModelRun, RunStage, SplitPart
+from retrieval.runs import ranking
+from retrieval.runs.data import image_paths, images_missing_from, run_set
+from retrieval.runs.evaluation import evaluate_run
+from retrieval.runs.index import INDEX_DIR
+from retrieval.runs.methods import method_get, normalised_features
+from retrieval.runs.networks import (
+    build_model,
+    build_transform_for,
+    classifier_saliency_input,
+    igcbir_classifier,
+    igcbir_saliency_model,
+    image_dataset,
+    loader_workers,
+    run_device,
+    saliency_input_dir,
+)
+from retrieval.runs.ratings import rating_characteristics, rating_sets
+from retrieval.runs.splits import split_image_ids
+from retrieval.runs.training import train
+
+log = logging.getLogger(__name__)
+
+
+def run_execute(*, run_id: int) -> ModelRun | None:
+    """Claim a run and carry out its remaining stages (core runner: any failure is recorded with its message)."""
+    return job_run(ModelRun, run_id, _run_body, expected=_expected_errors())
+
+
+def _run_body(run: ModelRun) -> None:
+    run = ModelRun.objects.select_related("dataset", "split").get(pk=run.pk)
+    folder = ranking.run_artefact_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    if run.artefact_dir != str(folder):
+        run.artefact_dir = str(folder)
+        ModelRun.objects.filter(pk=run.pk).update(artefact_dir=run.artefact_dir)
+    try:
+        _stages(run)
+    except RuntimeError as exc:
+        if "DataLoader worker" in str(exc):  # torch's words for a loader process that died (e.g. /dev/shm full)
+            raise ApplicationError(
+                f"A DataLoader worker process died ({exc}). Give the worker more shared memory (docker: "
+                f"shm_size), or set the run's DataLoader workers to 0, and resume the run."
+            ) from exc
+        raise
+    run_set(run, stage=RunStage.DONE)
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    return (WeightsUnavailableError, FileNotFoundError)
+
+
+def _stages(run: ModelRun) -> None:
+    method = method_get(run.method)
+    if run.config.get("normalisation") == "dataset" and "mean" not in run.config:
+        _dataset_statistics(run)
+    if run.method == "igcbir" and "saliency_inputs" not in run.timings:
+        _timed(run, "saliency_inputs", RunStage.TRAINING, _saliency_inputs)
+    if method.trains and "train" not in run.timings:
+        _timed(run, "train", RunStage.TRAINING, train)
+    if method.trains and run.config.get("saliency") and "saliency" not in run.timings:
+        _timed(run, "saliency", RunStage.EVALUATING, _saliency)
+    if method.embeds:
+        _timed(run, "embed", RunStage.EMBEDDING, _embed)
+        _timed(run, "index", RunStage.INDEXING, _index)
+    if run.split_id and (method.embeds or run.method == "ssim"):
+        _timed(run, "evaluate", RunStage.EVALUATING, _evaluate)
+
+
+def _timed(run: ModelRun, name: str, stage: str, body) -> None:
+    run_set(run, stage=stage)
+    start = time.perf_counter()
+    body(run)
+    run.timings = {**run.timings, name: round(time.perf_counter() - start, 3)}
+    run_set(run, timings=run.timings)
+
+
+# --- model and data --------------------------------------------------------------------------
+
+
+DATASET_STATISTICS_MAX = 2000
+
+
+def _dataset_statistics(run: ModelRun) -> None:
+    """`normalisation: dataset`: per-channel mean and std of the split's train images (all images without a
+    split; a seeded sample of at most DATASET_STATISTICS_MAX), after grey → RGB and the run's resize,
+    recorded in the run's config (mean, std, normalisation_images) before anything is trained or embedded."""
+    ids = (
+        split_image_ids(split=run.split, part=SplitPart.TRAIN)
+        if run.split_id
+        else list(run.dataset.images.order_by("pk").values_list("pk", flat=True))
+    )
+    if not ids:
+        raise ApplicationError("normalisation 'dataset' needs images in the split's train part.")
+    if len(ids) > DATASET_STATISTICS_MAX:
+        ids = sorted(
+            np.random.default_rng(int(run.config.get("seed", 0)))
+            .choice(ids, DATASET_STATISTICS_MAX, replace=False)
+            .tolist()
+        )
+
+    def images():
+        for path in image_paths(ids):
+            with PILImage.open(path) as pil:
+                yield pil
+
+    job_progress(run, done=0, total=len(ids), note="dataset mean/std")
+    mean, std = dataset_mean_std(images(), size=int(run.config["resize"]))
+    run.config = {
+        **run.config,
+        "mean": [round(v, 6) for v in mean],
+        "std": [round(v, 6) for v in std],
+        "normalisation_images": len(ids),
+    }
+    run_set(run, config=run.config)
+
+
+# --- stages ----------------------------------------------------------------------------------
+
+
+def _embed(run: ModelRun) -> None:
+    folder = Path(run.artefact_dir)
+    try:
+        old_ids, old = ranking.run_vectors(run=run)
+    except ApplicationError:
+        old_ids, old = np.zeros(0, dtype=np.int64), None
+    todo = images_missing_from(run=run, embedded_ids=old_ids.tolist())
+    if not todo:
+        return
+    model = build_model(run)
+    job_progress(run, done=0, total=len(todo), note=f"embedding {len(todo)} images")
+    if run.method == "igcbir":
+        _saliency_inputs(run, only=todo)
+    dataset = image_dataset(run, model, todo)
+    vectors = embed_images(
+        model,
+        dataset,
+        batch_size=run.config["batch_size"],
+        device=run_device(),
+        num_workers=loader_workers(run),
+        normalise=normalised_features(run.config),
+        progress=lambda done, total: job_progress(run, done=done, total=total, note=f"embedded {done}/{total}"),
+    )
+    ids = np.concatenate([old_ids, np.asarray(todo, dtype=np.int64)])
+    allv = vectors if old is None else np.concatenate([old, vectors])
+    _atomic_npy(folder / ranking.EMBEDDINGS_FILE, allv.astype(np.float32))
+    _atomic_npy(folder / ranking.IDS_FILE, ids)
+    run_set(run, n_embedded=len(ids), device=str(run_device()))
+
+
+def _atomic_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+
+
+def _index(run: ModelRun) -> None:
+    ids, vectors = ranking.run_vectors(run=run)
+    folder = Path(run.artefact_dir) / INDEX_DIR
+    if (folder / "meta.json").exists():
+        index = VectorIndex.load(folder)
+        new = ~np.isin(ids, index.ids)
+        if not new.any():
+            return
+        index.add(vectors[new], ids[new])
+    else:
+        index = VectorIndex.build(vectors, ids, kind=run.config.get("index", "auto"), metric=run.config["metric"])
+    index.save(folder)
+    run.metrics = {**run.metrics, "index": index.metadata()}
+    run_set(run, metrics=run.metrics)
+
+
+def _saliency_inputs(run: ModelRun, only: list[int] | None = None) -> None:
+    """Papers 001/003: the classifier's saliency of every image, / max |value|, in 3 channels, stored
+    (in batches of the run's batch size: LRP through a DenseNet is a forward and a backward pass)."""
+    folder = saliency_input_dir(run)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = only if only is not None else list(run.dataset.images.order_by("pk").values_list("pk", flat=True))
+    ids = [i for i in ids if not (folder / f"{i}.npy").exists()]
+    if not ids:
+        return
+    model, transform, method = igcbir_saliency_model(run)
+    size = int(run.config.get("batch_size", 16))
+    paths = image_paths(ids)
+    for start in range(0, len(ids), size):
+        images = []
+        for path in paths[start : start + size]:
+            with PILImage.open(path) as pil:
+                pil.load()
+                images.append(pil.copy())
+        maps = classifier_saliency_input(model, transform, method, images)
+        for image_id, one in zip(ids[start : start + size], maps):
+            np.save(folder / f"{image_id}.npy", one)
+        done = min(start + size, len(ids))
+        job_progress(run, done=done, total=len(ids), note=f"classifier saliency ({method}) {done}/{len(ids)}")
+
+
+def _saliency(run: ModelRun) -> None:
+    """Saliency overlays of the test images, for the UI: the run's own network (Grad-CAM by default;
+    Deep Taylor for CNNs, Grad-CAM where LRP does not apply), or for IG-CBIR the classifier's saliency
+    map that is the second network's input (the stored saliency input), over the classifier's view."""
+    ids = split_image_ids(split=run.split, part=SplitPart.TEST)[: int(run.config.get("saliency_max", 200))]
+    folder = ranking.run_artefact_dir(run) / ranking.SALIENCY_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    job_progress(run, done=0, total=len(ids), note="saliency maps")
+    if run.method == "igcbir":
+        return _igcbir_overlays(run, ids)
+    model = build_model(run).eval()
+    transform = build_transform_for(run, model)
+    method, reason = resolve_saliency_method(model, run.config["saliency"])
+    run.metrics = {
+        **run.metrics,
+        "saliency": {
+            "requested": run.config["saliency"],
+            "used": method,
+            "reason": reason,
+            "shows": f"{method} of this run's network",
+        },
+    }
+    run_set(run, metrics=run.metrics)
+
+    size = int(run.config.get("batch_size", 16))
+    paths = image_paths(ids)
+    for start in range(0, len(ids), size):  # batched: each map depends on its own image only (eval mode)
+        greys, tensors = [], []
+        for path in paths[start : start + size]:
+            with PILImage.open(path) as pil:
+                greys.append(_network_view(pil.convert("L"), run.config["resize"], run.config["crop"]))
+                tensors.append(transform(pil))
+        with torch.enable_grad():
+            maps = normalise_saliency(saliency(model, torch.stack(tensors), method)).detach().cpu().numpy()
+        for image_id, grey, sal in zip(ids[start : start + size], greys, maps):
+            ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+        done = min(start + size, len(ids))
+        job_progress(run, done=done, total=len(ids), note=f"saliency {done}/{len(ids)}")
+
+
+def _igcbir_overlays(run: ModelRun, ids: list[int]) -> None:
+    """IG-CBIR: each overlay is the stored input of the second network (the classifier's normalised
+    saliency, channel 0) over the image as the classifier sees it; computed first where missing."""
+    _saliency_inputs(run, only=ids)
+    classifier = igcbir_classifier(run)
+    method = run.config.get("input_saliency_used", run.config["input_saliency"])
+    run.metrics = {
+        **run.metrics,
+        "saliency": {
+            "requested": "classifier",
+            "used": method,
+            "reason": "",
+            "shows": f"{method} of classifier run {classifier.pk} (the input of the second network)",
+        },
+    }
+    run_set(run, metrics=run.metrics)
+    for n, (image_id, path) in enumerate(zip(ids, image_paths(ids)), 1):
+        with PILImage.open(path) as pil:
+            grey = _network_view(pil.convert("L"), classifier.config["resize"], classifier.config["crop"])
+        sal = np.load(saliency_input_dir(run) / f"{image_id}.npy")[0].astype(np.float32)
+        ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+        job_progress(run, done=n, total=len(ids), note=f"saliency {n}/{len(ids)}")
+
+
+def _network_view(pil, resize: int, crop: int) -> np.ndarray:
+    """The image as the network sees it (resized to resize × resize, centre-cropped, as build_transform does),
+    so that the saliency overlay lines up with the pixels it was computed on."""
+    pil = pil.resize((max(crop, resize), max(crop, resize)), resample=3)  # bicubic, like timm's default
+    left, top = (pil.size[0] - crop) // 2, (pil.size[1] - crop) // 2
+    return np.asarray(pil.crop((left, top, left + crop, top + crop)))
+
+
+def _evaluate(run: ModelRun) -> None:
+    """Evaluate on the test part; a part too small to evaluate is noted, not a failed run."""
+    try:
+        run.metrics = {**run.metrics, "retrieval": evaluate_run(run=run), "retrieval_note": ""}
+    except ApplicationError as exc:
+        run.metrics = {**run.metrics, "retrieval_note": f"Not evaluated: {exc.message}"}
+    if method_get(run.method).embeds:
+        ratings = _rating_evaluation(run)
+        if ratings:
+            run.metrics = {**run.metrics, "ratings": ratings}
+    run_set(run, metrics=run.metrics)
+
+
+RATING_EVAL_MAX = 2000
+
+
+def _rating_evaluation(run: ModelRun) -> dict | None:
+    """Paper 004's evaluation on the test part when its images have reader ratings: Pearson r between
+    embedding L2 distances and rating set distances, hubness; for rating-metric runs also the RMSE of
+    the predicted mean ratings beside the RMSE of predicting the train part's mean (the baseline)."""
+    try:
+        names = run.config.get("characteristics") or rating_characteristics(run.dataset)
+    except ApplicationError:
+        return None  # no ratings in this dataset
+    ids, vectors = ranking.run_vectors(run=run)
+    position = {int(i): n for n, i in enumerate(ids)}
+    test_ids, test_sets = rating_sets(
+        [i for i in split_image_ids(split=run.split, part=SplitPart.TEST) if i in position], names
+    )
+    if len(test_ids) < 3:
+        return None
+    note = ""
+    if len(test_ids) > RATING_EVAL_MAX:  # set distances of every pair: O(n²) in items and readers²
+        keep = np.sort(
+            np.random.default_rng(int(run.config.get("seed", 0))).choice(len(test_ids), RATING_EVAL_MAX, replace=False)
+        )
+        note = f"a random sample of {RATING_EVAL_MAX} of the {len(test_ids)} rated test images"
+        test_ids, test_sets = [test_ids[i] for i in keep], [test_sets[i] for i in keep]
+    out = evaluate_embeddings(vectors[[position[i] for i in test_ids]], test_sets)
+    if run.method == "rating_metric":
+        model = build_model(run)
+        dataset = ImagePathDataset(image_paths(test_ids), build_transform_for(run, model))
+        out["rating_rmse"] = evaluate_rating_metric(model, dataset, test_sets, device=run_device())["rating_rmse"]
+        _, train_sets = rating_sets(split_image_ids(split=run.split, part=SplitPart.TRAIN), names)
+        if train_sets:
+            constant = mean_ratings(train_sets).mean(axis=0)
+            out["rating_rmse_train_mean"] = float(np.sqrt(np.mean((mean_ratings(test_sets) - constant) ** 2)))
+    out.update(characteristics=names, n_items=len(test_ids), note=note)
+    plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in out.items()}
+    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in plain.items()}
