@@ -37,13 +37,15 @@ def bounded_wait(monkeypatch):
     monkeypatch.setattr(core.cli, "wait_for_job", functools.partial(core.cli.wait_for_job, timeout=240))
 
 
-def test_evaluate_and_search_file_through_the_worker_match_sync(start_worker, tmp_path, bounded_wait):
+def test_evaluate_and_search_file_through_the_worker_match_sync(start_worker, tmp_path, bounded_wait, settings):
     from retrieval.ml.backbones import create_backbone, save_weights
 
     dataset = make_phantom_dataset(tmp_path / "p", n=30, size=64)
     # A checkpoint file, not --weights random: the worker must build the very model the embeddings came from.
-    weights = save_weights(create_backbone("resnet18", weights="random"), tmp_path / "resnet18.safetensors")
-    _call("embed", dataset.name, *SMALL_ARGS, "--weights", str(weights), "--name", "cli", "--sync")
+    settings.WEIGHTS_DIR = tmp_path / "checkpoints"  # where checkpoints are named from (the worker's too)
+    settings.WEIGHTS_DIR.mkdir()
+    save_weights(create_backbone("resnet18", weights="random"), settings.WEIGHTS_DIR / "resnet18.safetensors")
+    _call("embed", dataset.name, *SMALL_ARGS, "--weights", "resnet18.safetensors", "--name", "cli", "--sync")
     run = ModelRun.objects.get(name="cli")
     inline = json.loads(_call("evaluate_retrieval", "cli", "--k", "1", "3", "--json", "--sync")[0])
     query = tmp_path / "q.png"
