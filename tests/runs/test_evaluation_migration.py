@@ -12,7 +12,8 @@ AFTER = [("retrieval", "0005_evaluations")]
 
 pytestmark = pytest.mark.db_engine(
     "the migrations run back and forth on this engine's schema, and the data migration reads and writes JSON "
-    "columns (jsonb on PostgreSQL)")
+    "columns (jsonb on PostgreSQL)"
+)
 
 
 def _apps_at(target):
