@@ -208,7 +208,7 @@ def _record(result: dict, args: argparse.Namespace) -> None:
     """The section `stats` of docs/benchmarks.md (benchmarks/record.py)."""
     rs, bs = result["report_seconds"], result["bootstrap_seconds"]
     table = markdown_table(
-        ["what", "annotations.stats", "naive loops", "speed-up"],
+        ["what", "reports.stats", "naive loops", "speed-up"],
         [
             [
                 "choose-k + ranking report, no bootstrap",

@@ -141,7 +141,7 @@ Progress = Callable[[int, int, str], None]
 def report_build(
     inputs: ReportInputs, options: ReportOptions, *, progress: Progress | None = None, fingerprint: str = ""
 ) -> dict:
-    """The whole report as a JSON-ready dict (see docs/README-reports.md for every key).
+    """The whole report as a JSON-ready dict (see docs/reports.md for every key).
 
     BLAS runs single-threaded here: the matrices are small, web and worker processes compute
     several reports side by side, and threaded OpenBLAS spinning on busy cores made the same

@@ -2,7 +2,7 @@
 
 Every export is computed from the same objects as the report page (reports.build and the arrays
 of reports.inputs), so a number in a download is the number on the page. Column meanings:
-README.md, "Exports and their columns". Every CSV is written by `core.csvsafe.csv_text`: a text cell a
+docs/reports.md, "Exports and their columns". Every CSV is written by `core.csvsafe.csv_text`: a text cell a
 spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) gets a leading apostrophe.
 
 iMRMC mapping (one row per reader × case × modality, columns readerID, caseID, modalityID, score;

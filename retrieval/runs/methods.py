@@ -2,7 +2,7 @@
 
 A method is a name recorded on `ModelRun.method` with a configuration in `ModelRun.config`.
 `METHODS` says whether it trains, how it embeds, and which paper it reproduces; the worker's
-pipeline (retrieval.pipeline) carries it out. Embeddings are L2-normalised (config features
+stages (retrieval.runs.stages) carry it out. Embeddings are L2-normalised (config features
 "l2_normalised", where metric "l2" ranks like cosine) except for `RAW_L2_METHODS` with metric "l2",
 which keep the raw penultimate features as papers 001/003 rank them (features "raw").
 """

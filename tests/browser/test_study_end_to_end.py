@@ -13,7 +13,7 @@ resnet18 weights, seeds 0 and 1) embed them, and then, all through the browser:
    and downloads its JSON, and every statistic equals an independent computation
    (statsmodels, scikit-learn, krippendorff, scipy, pingouin: tests/reports/independent.py).
 
-The runs' random initialisation comes from their recorded seeds (`retrieval.pipeline.build_model`), so
+The runs' random initialisation comes from their recorded seeds (`retrieval.runs.networks.build_model`), so
 the catalogues are the same from one test run to the next.
 
 One test, not five: the demo import and the two runs cost ~40 s, and pytest-django's live server
