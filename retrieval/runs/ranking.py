@@ -71,9 +71,6 @@ class Ranker(Protocol):
     def rank(self, query_id: int, candidate_ids: Sequence[int]) -> np.ndarray:
         """Distances from the query to each candidate, in the candidates' order."""
 
-    def matrix(self, image_ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """The symmetric (n, n) distance matrix of the images (the evaluation ranks every query of a part)."""
-
 
 class EmbeddingRanker:
     """Embedding runs: distances between the run's stored embeddings under the run's metric."""
@@ -101,10 +98,6 @@ class EmbeddingRanker:
 
     def rank(self, query_id: int, candidate_ids: Sequence[int]) -> np.ndarray:
         return pairwise_distances(self.rows([query_id]), self.rows(list(candidate_ids)), self.metric)[0]
-
-    def matrix(self, image_ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        x = self.rows(list(image_ids))
-        return pairwise_distances(x, x, self.metric)
 
 
 class SsimRanker:
@@ -147,6 +140,8 @@ class SsimRanker:
         return np.array([ssim_distance(greys[query_id], greys[c]) for c in candidate_ids], dtype=np.float64)
 
     def matrix(self, image_ids: Sequence[int], progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """The symmetric (n, n) 1 − SSIM matrix of the images, each unordered pair compared once (the
+        evaluation of an SSIM run, which has no embeddings to rank by; `progress(done, total)` per row)."""
         ids = np.asarray(image_ids, dtype=np.int64)
         path = run_artefact_dir(self.run) / SSIM_FILE
         cached = _cached_matrix(path, ids, self.size)
@@ -185,11 +180,6 @@ def ranker_for(run: ModelRun) -> Ranker:
     return SsimRanker(run) if run.method == "ssim" else EmbeddingRanker(run)
 
 
-def run_distances(*, run: ModelRun, query_id: int, candidate_ids: list[int]) -> np.ndarray:
-    """Distances under the run from a query image to each candidate image, in the given order."""
-    return ranker_for(run).rank(query_id, candidate_ids)
-
-
 NeighboursFn = Callable[..., list[tuple[int, int, float]]]  # (query_id, k, farthest=False) -> [(id, rank, d)]
 
 
@@ -216,13 +206,6 @@ def neighbours_fn(run: ModelRun, pool_ids: Sequence[int] | None = None) -> Neigh
         return ranked_neighbours(ids, distances, k, farthest=farthest)
 
     return neighbours
-
-
-def run_neighbours(
-    *, run: ModelRun, query_id: int, k: int, pool_ids: list[int] | None = None, farthest: bool = False
-) -> list[tuple[int, int, float]]:
-    """The k nearest (or farthest) images to one query under a run (see `neighbours_fn`)."""
-    return neighbours_fn(run, pool_ids)(query_id, k, farthest=farthest)
 
 
 def ranked_neighbours(

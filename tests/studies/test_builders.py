@@ -24,7 +24,7 @@ def brute_force_distances(query_id: int) -> dict[int, float]:
 
 
 def neighbours_fn(pool=IDS):
-    """A neighbours function in the shape of retrieval.runs.ranking.run_neighbours (rank 1 = nearest)."""
+    """A neighbours function in the shape of retrieval.runs.ranking.neighbours_fn's (rank 1 = nearest)."""
 
     def fn(query_id, k, farthest=False):
         d = {i: v for i, v in brute_force_distances(query_id).items() if i in pool}
