@@ -5,6 +5,7 @@ The bodies of GPU-queue and embedding tasks import torch, so they are imported i
 the process boundary (the web process imports this module to queue tasks and must never load torch).
 """
 
+from core.jobs import JobStatus
 from core.tasks import cpu_task, gpu_task
 from retrieval.imports.ingest import import_job_run
 from retrieval.models import Evaluation
@@ -35,7 +36,7 @@ def evaluation_execute(*, evaluation_id: int):
 def run_evaluate(*, run_id: int):
     """Messages queued by a version before Evaluation jobs (the run itself was the job): the run's pending
     evaluation, which the upgrade migration made an Evaluation row, is carried out."""
-    pending = Evaluation.objects.filter(run_id=run_id, status="pending").order_by("pk").last()
+    pending = Evaluation.objects.filter(run_id=run_id, status=JobStatus.PENDING).order_by("pk").last()
     return evaluate(evaluation_id=pending.pk) if pending else None
 
 
