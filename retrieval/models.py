@@ -277,3 +277,20 @@ class Evaluation(TrackedJob):
 
     def __str__(self) -> str:
         return f"Evaluation {self.pk} of {self.run}"
+
+
+class DicomwebSource(models.Model):
+    """What an import retrieves from a PACS over DICOMweb (retrieval.imports.dicomweb).
+
+    Only the endpoint's name (or URL, `manage.py import_dicomweb`) and the chosen UIDs are stored: the
+    patient identifiers a search shows the coordinator are never saved, and credentials stay in the
+    settings (DICOMWEB_ENDPOINTS).
+    """
+
+    job = models.OneToOneField(ImportJob, on_delete=models.CASCADE, related_name="dicomweb")
+    endpoint = models.CharField(max_length=500, help_text="a name of DICOMWEB_ENDPOINTS, or a URL")
+    # [{"study": StudyInstanceUID, "series": SeriesInstanceUID or ""}]: a whole study when series is "".
+    selections = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"DICOMweb {self.endpoint}: {len(self.selections)} selections"

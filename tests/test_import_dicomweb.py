@@ -1,0 +1,203 @@
+"""Import from a PACS over DICOMweb, against a real Orthanc (with its DICOMweb plugin) started by the tests."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pydicom
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from core.errors import ApplicationError
+from retrieval.imports import dicomweb, ingest, pacs, services
+from retrieval.models import Dataset, DicomwebSource, Image, ImportJob, Label
+from tests.factories import dicom_sample, dicom_with
+from tests.orthanc import PASSWORD, USER, free_port, start_orthanc
+
+pytestmark = pytest.mark.django_db
+
+CT = pydicom.dcmread(get_testdata_file("CT_small.dcm"), stop_before_pixels=True)
+MR = pydicom.dcmread(get_testdata_file("MR_small.dcm"), stop_before_pixels=True)
+SERIES_PATIENT = {"PatientID": "PACS-MRN-7", "PatientName": "Series^Patient"}
+
+
+@pytest.fixture(scope="module")
+def orthanc(tmp_path_factory):
+    """Orthanc holding CT_small, MR_small and a 5-slice CT series of another patient."""
+    process, server = start_orthanc(tmp_path_factory.mktemp("orthanc"))
+    try:
+        server.upload(dicom_sample("CT_small.dcm"))
+        server.upload(dicom_sample("MR_small.dcm"))
+        server.series_study, server.series_uid, server.slices = generate_uid(), generate_uid(), []
+        for i in range(5):
+            sop = generate_uid()
+            server.slices.append(sop)
+            server.upload(
+                dicom_with(
+                    StudyInstanceUID=server.series_study,
+                    SeriesInstanceUID=server.series_uid,
+                    SOPInstanceUID=sop,
+                    InstanceNumber=i + 1,
+                    ImagePositionPatient=[0.0, 0.0, 10.0 * i],
+                    **SERIES_PATIENT,
+                )
+            )
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def pacs_settings(settings, orthanc):
+    settings.DICOMWEB_ENDPOINTS = {
+        "pacs": {"url": orthanc.dicomweb, "username": USER, "password": PASSWORD, "timeout": 10},
+        "wrong-password": {"url": orthanc.dicomweb, "username": USER, "password": "nope", "timeout": 10},
+        "closed": {"url": f"http://127.0.0.1:{free_port()}/dicom-web", "timeout": 5},
+    }
+    return settings
+
+
+def _dataset() -> Dataset:
+    return services.dataset_create(name="pacs")
+
+
+def _run(job: ImportJob) -> ImportJob:
+    ingest.import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    return job
+
+
+def test_search_by_patient_modality_and_date(pacs_settings, orthanc):
+    endpoint = dicomweb.endpoint_resolve("pacs")
+    rows = dicomweb.search(endpoint, patient_id=CT.PatientID)
+    assert [r.study_uid for r in rows] == [CT.StudyInstanceUID]
+    assert rows[0].patient_id == CT.PatientID and rows[0].modality == "CT" and rows[0].instances == 1
+    assert [r.study_uid for r in dicomweb.search(endpoint, modality="MR")] == [MR.StudyInstanceUID]
+    dated = dicomweb.search(endpoint, date_from=CT.StudyDate, date_to=CT.StudyDate)
+    assert CT.StudyInstanceUID in {r.study_uid for r in dated}
+    series = dicomweb.search(endpoint, level="series", study_uid=orthanc.series_study)
+    assert [(r.series_uid, r.instances) for r in series] == [(orthanc.series_uid, 5)]
+    assert series[0].selection == f"{orthanc.series_study}/{orthanc.series_uid}"
+
+
+def test_studies_and_series_import_like_files(pacs_settings, orthanc):
+    job = pacs.dicomweb_import_create(
+        dataset=_dataset(),
+        endpoint="pacs",
+        selections=[CT.StudyInstanceUID, f"{orthanc.series_study}/{orthanc.series_uid}"],
+        enqueue=False,
+    )
+    job = _run(job)
+    assert job.status == "succeeded" and job.n_imported == 2, job.report
+    ct = Image.objects.get(sop_instance_uid=CT.SOPInstanceUID)
+    assert ct.study_uid == CT.StudyInstanceUID and ct.modality == "CT"
+    volume = Image.objects.get(series_uid=orthanc.series_uid)
+    assert volume.slices_in_series == 5 and volume.sop_instance_uid == orthanc.slices[2]  # the middle slice
+    # De-identified at ingest: no identifier in the rows, the stored files or the PACS selection.
+    rows = json.dumps(list(Image.objects.values()), default=str) + json.dumps(
+        list(DicomwebSource.objects.values()), default=str
+    )
+    for value in (CT.PatientID, str(CT.PatientName), *SERIES_PATIENT.values()):
+        assert value not in rows
+        for image in Image.objects.all():
+            assert value.encode() not in open(image.original.path, "rb").read()
+    assert pydicom.dcmread(volume.original.path).PatientID == volume.patient_pseudo_id
+    assert DicomwebSource.objects.get().selections == [
+        {"study": CT.StudyInstanceUID, "series": ""},
+        {"study": orthanc.series_study, "series": orthanc.series_uid},
+    ]
+    # The retrieved (identified) files are gone.
+    assert not any((pacs_settings.UPLOAD_ROOT / "dicomweb").rglob("*"))
+
+
+def test_a_second_import_of_the_same_study_skips_duplicates(pacs_settings, orthanc):
+    dataset = _dataset()
+    _run(pacs.dicomweb_import_create(dataset=dataset, endpoint="pacs", selections=[MR.StudyInstanceUID], enqueue=False))
+    job = _run(
+        pacs.dicomweb_import_create(dataset=dataset, endpoint="pacs", selections=[MR.StudyInstanceUID], enqueue=False)
+    )
+    assert job.n_imported == 0 and job.n_skipped == 1 and Image.objects.count() == 1, job.report
+
+
+def test_labels_keyed_by_study_and_sop_uid(pacs_settings, orthanc, tmp_path):
+    by_study = tmp_path / "by_study.csv"
+    by_study.write_text(
+        f"StudyInstanceUID,Nodule,PatientName\n{orthanc.series_study},1,Series^Patient\n{CT.StudyInstanceUID},0,x\n"
+        f"1.2.3.4.5,1,nobody\n"
+    )
+    job = _run(
+        pacs.dicomweb_import_create(
+            dataset=_dataset(),
+            endpoint="pacs",
+            selections=[CT.StudyInstanceUID, orthanc.series_study],
+            labels_path=by_study,
+            enqueue=False,
+        )
+    )
+    assert job.status == "succeeded", job.report
+    labels = dict(Label.objects.values_list("image__sop_instance_uid", "value_num"))
+    assert labels == {orthanc.slices[2]: 1.0, CT.SOPInstanceUID: 0.0}
+    assert not Label.objects.filter(name="PatientName").exists()  # an identifier column is never imported
+    assert any("1.2.3.4.5" in r["message"] and r["line"] == 4 for r in job.report), job.report
+
+    by_sop = tmp_path / "by_sop.csv"
+    by_sop.write_text(f"SOPInstanceUID;Grade\n{orthanc.slices[2]};3\n")
+    job = _run(
+        pacs.dicomweb_import_create(
+            dataset=Dataset.objects.get(),
+            endpoint="pacs",
+            selections=[orthanc.series_study],
+            labels_path=by_sop,
+            enqueue=False,
+        )
+    )
+    assert Label.objects.get(name="Grade").image.sop_instance_uid == orthanc.slices[2], job.report
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "selection", "message"),
+    [
+        ("closed", "1.2.3", "cannot be reached"),
+        ("wrong-password", "1.2.3", "refused the search for study 1.2.3 (HTTP 401)"),
+        ("pacs", "1.2.840.99999.1", "has no study 1.2.840.99999.1"),
+        ("pacs", "1.2.840.99999.1/1.2.3", "has no series 1.2.3 of study 1.2.840.99999.1"),
+        ("elsewhere", "1.2.3", "No DICOMweb endpoint named 'elsewhere'"),
+        ("pacs", "Doe^John", "is not a DICOM UID"),
+    ],
+)
+def test_an_unusable_pacs_or_selection_creates_nothing(pacs_settings, endpoint, selection, message):
+    dataset = _dataset()
+    with pytest.raises(ApplicationError, match=message.replace("(", r"\(").replace(")", r"\)").replace("^", r"\^")):
+        pacs.dicomweb_import_create(dataset=dataset, endpoint=endpoint, selections=[selection], enqueue=False)
+    assert not ImportJob.objects.exists() and not DicomwebSource.objects.exists()
+
+
+def test_a_pacs_gone_when_the_worker_runs_fails_the_import_and_creates_nothing(pacs_settings, orthanc):
+    job = pacs.dicomweb_import_create(
+        dataset=_dataset(), endpoint="pacs", selections=[CT.StudyInstanceUID], enqueue=False
+    )
+    pacs_settings.DICOMWEB_ENDPOINTS = {"pacs": {"url": f"http://127.0.0.1:{free_port()}/dicom-web"}}
+    job = _run(job)
+    assert job.status == "failed" and "cannot be reached" in job.error
+    assert job.report[-1]["status"] == "failed" and "cannot be reached" in job.report[-1]["message"]
+    assert not Image.objects.exists()
+
+
+def test_the_command_imports_by_url_with_the_configured_credentials(pacs_settings, orthanc):
+    out = io.StringIO()
+    call_command(
+        "import_dicomweb", "cmd", "--dicomweb", orthanc.dicomweb, "--study", MR.StudyInstanceUID, "--sync", stdout=out
+    )
+    assert "1 imported" in out.getvalue()
+    assert DicomwebSource.objects.get().endpoint == "pacs"  # the configured endpoint of that URL
+    assert Image.objects.get().sop_instance_uid == MR.SOPInstanceUID
+    out = io.StringIO()
+    call_command("import_dicomweb", "--endpoint", "pacs", "--search", "--modality", "CT", stdout=out)
+    assert CT.StudyInstanceUID in out.getvalue() and orthanc.series_study in out.getvalue()
+    with pytest.raises(CommandError, match="cannot be reached"):
+        call_command("import_dicomweb", "cmd", "--endpoint", "closed", "--study", "1.2.3", "--sync")
