@@ -138,6 +138,9 @@ UPLOAD_ROOT = Path(envstr("UPLOAD_ROOT", str(DATA_DIR / "uploads"))).resolve()
 IMPORT_UPLOAD_KEEP_HOURS = envint("IMPORT_UPLOAD_KEEP_HOURS", 24, minimum=0)
 # The only folder a run's `weights` may name a checkpoint file in (anything else: one generic refusal).
 WEIGHTS_DIR = Path(envstr("WEIGHTS_DIR", str(DATA_DIR / "checkpoints"))).resolve()
+# The server may reach the Hugging Face hub (HF_ENDPOINT): `manage.py fetch_weights` and the run form's
+# "Fetch weights" download into the cache. Runs never download, whatever this says (retrieval.ml.fetch).
+WEIGHTS_DOWNLOAD = envbool("WEIGHTS_DOWNLOAD", False)
 # Model runs: checkpoints, embeddings, FAISS indexes (not served).
 ARTEFACT_ROOT = Path(envstr("ARTEFACT_ROOT", str(DATA_DIR / "artefacts"))).resolve()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
