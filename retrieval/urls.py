@@ -29,3 +29,7 @@ urlpatterns += [
     path("searches/<int:pk>/", run_views.search_upload_result, name="search-upload"),
     path("searches/<int:pk>/retry/", run_views.search_upload_retry, name="search-retry"),
 ]
+
+from retrieval import pacs_views  # noqa: E402
+
+urlpatterns += [path("datasets/<int:pk>/import/pacs/", pacs_views.dicomweb_import, name="dicomweb-import")]

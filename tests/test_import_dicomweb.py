@@ -201,3 +201,51 @@ def test_the_command_imports_by_url_with_the_configured_credentials(pacs_setting
     assert CT.StudyInstanceUID in out.getvalue() and orthanc.series_study in out.getvalue()
     with pytest.raises(CommandError, match="cannot be reached"):
         call_command("import_dicomweb", "cmd", "--endpoint", "closed", "--study", "1.2.3", "--sync")
+
+
+def test_a_machine_without_orthanc_fails_the_tests_saying_how_to_install_it(tmp_path, monkeypatch):
+    from tests import orthanc as module
+
+    monkeypatch.setattr(module, "ORTHANC", str(tmp_path / "no-Orthanc"))
+    with pytest.raises(pytest.fail.Exception, match="make orthanc"):
+        start_orthanc(tmp_path)
+
+
+def test_the_api_searches_and_imports_and_refuses_a_bad_pacs(pacs_settings, orthanc, client, coordinator, reader):
+    dataset = _dataset()
+    client.force_login(reader)
+    assert client.get("/api/dicomweb/search/", {"endpoint": "pacs"}).status_code == 403
+    assert client.post(f"/api/datasets/{dataset.pk}/imports/dicomweb/", {}).status_code == 403
+    client.force_login(coordinator)
+    found = client.get("/api/dicomweb/search/", {"endpoint": "pacs", "modality": "MR"})
+    assert found.status_code == 200 and [r["selection"] for r in found.json()] == [MR.StudyInstanceUID]
+    refused = client.get("/api/dicomweb/search/", {"endpoint": "wrong-password"})
+    assert refused.status_code == 400 and "HTTP 401" in refused.json()["detail"]
+    url = f"/api/datasets/{dataset.pk}/imports/dicomweb/"
+    bad = client.post(url, {"endpoint": "closed", "select": ["1.2.3"]}, content_type="application/json")
+    assert bad.status_code == 400 and "cannot be reached" in bad.json()["detail"]
+    assert not ImportJob.objects.exists()
+    made = client.post(url, {"endpoint": "pacs", "select": [MR.StudyInstanceUID]}, content_type="application/json")
+    assert made.status_code == 202, made.content
+    job = _run(ImportJob.objects.get(pk=made.json()["id"]))
+    assert job.n_imported == 1 and Image.objects.get().sop_instance_uid == MR.SOPInstanceUID
+
+
+def test_the_page_shows_identifiers_to_the_coordinator_and_stores_uids_only(
+    pacs_settings, orthanc, client, coordinator
+):
+    dataset = _dataset()
+    client.force_login(coordinator)
+    page = client.get(f"/datasets/{dataset.pk}/import/pacs/", {"endpoint": "pacs", "patient_id": CT.PatientID})
+    html = page.content.decode()
+    assert page.status_code == 200 and CT.PatientID in html and CT.StudyInstanceUID in html
+    assert "no-store" in page["Cache-Control"]
+    posted = client.post(f"/datasets/{dataset.pk}/import/pacs/", {"endpoint": "pacs", "select": [CT.StudyInstanceUID]})
+    job = ImportJob.objects.get()
+    assert posted.status_code == 302 and posted["Location"] == job.get_absolute_url()
+    stored = json.dumps(list(ImportJob.objects.values()), default=str) + json.dumps(
+        list(DicomwebSource.objects.values()), default=str
+    )
+    assert CT.PatientID not in stored and str(CT.PatientName) not in stored
+    failed = client.get(f"/datasets/{dataset.pk}/import/pacs/", {"endpoint": "wrong-password"})
+    assert "HTTP 401" in failed.content.decode()

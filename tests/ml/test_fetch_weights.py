@@ -7,15 +7,15 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
-from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 import torch
-from huggingface_hub import constants as hf_constants
-from huggingface_hub.utils import _http as hf_http
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from huggingface_hub import constants as hf_constants
+from huggingface_hub.utils import _http as hf_http
 
 from retrieval.ml.backbones import create_backbone, save_weights
 from retrieval.ml.fetch import WeightsFetchError, fetch_weights
