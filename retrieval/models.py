@@ -294,3 +294,19 @@ class DicomwebSource(models.Model):
 
     def __str__(self) -> str:
         return f"DICOMweb {self.endpoint}: {len(self.selections)} selections"
+
+
+class WeightsFetch(TrackedJob):
+    """A download of a model's pretrained weights into the workers' Hugging Face cache (retrieval.ml.fetch), run on
+    the `gpu` queue, where the runs that read that cache run; the run form's *Fetch weights* button."""
+
+    model_name = models.CharField(max_length=300)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # The cached files once done.
+    paths = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Weights of {self.model_name}"

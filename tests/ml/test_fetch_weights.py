@@ -79,6 +79,7 @@ def hub(tmp_path, empty_caches, monkeypatch, settings):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
     settings.WEIGHTS_DOWNLOAD = True
     server.model = source
+    server.settings_off = lambda: setattr(settings, "WEIGHTS_DOWNLOAD", False)
     yield server
     server.shutdown()
     server.server_close()
@@ -129,3 +130,35 @@ def test_a_file_the_hub_lacks_and_an_unknown_model(hub, empty_caches):
         fetch_weights("hf-hub:timm/test_vit.r160_in1k", allowed=True)
     with pytest.raises(WeightsFetchError, match="timm has no model called 'no_such_net'"):
         fetch_weights("no_such_net", allowed=True)
+
+
+@pytest.mark.django_db
+def test_the_run_forms_button_fetches_on_a_worker_with_a_progress_bar(hub, empty_caches, client, coordinator, reader):
+    from core.tasks import JobFailed
+    from retrieval.models import WeightsFetch
+    from retrieval.tasks import weights_fetch
+
+    client.force_login(reader)
+    assert client.post("/weights/fetch/", {"model": "test_vit"}).status_code == 403
+    client.force_login(coordinator)
+    response = client.post("/weights/fetch/", {"model": "test_vit"})
+    job = WeightsFetch.objects.get()
+    assert response.status_code == 302 and response["Location"] == f"/weights/{job.pk}/"
+    weights_fetch(fetch_id=job.pk)  # as the worker runs it
+    job.refresh_from_db()
+    size = len(hub.files[f"{REPO}/model.safetensors"])
+    assert job.status == "succeeded" and (job.progress_done, job.progress_total) == (size, size)
+    assert job.paths == [
+        str(empty_caches / "models--timm--test_vit.r160_in1k" / "snapshots" / COMMIT / "model.safetensors")
+    ]
+    assert client.get(f"/weights/{job.pk}/progress/").json()["percent"] == 100
+    assert job.paths[0] in client.get(f"/weights/{job.pk}/").content.decode()
+
+    # Offline: the job fails with the file to copy and where, shown on its page.
+    hub.settings_off()
+    other = WeightsFetch.objects.create(model_name="test_efficientnet")
+    with pytest.raises(JobFailed):
+        weights_fetch(fetch_id=other.pk)
+    other.refresh_from_db()
+    assert other.status == "failed" and "WEIGHTS_DOWNLOAD is off" in other.error
+    assert "models--timm--test_efficientnet.r160_in1k" in client.get(f"/weights/{other.pk}/").content.decode()
