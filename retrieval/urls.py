@@ -40,4 +40,5 @@ urlpatterns += [
     path("weights/fetch/", weights_views.weights_fetch_start, name="weights-fetch-start"),
     path("weights/<int:pk>/", weights_views.weights_fetch_detail, name="weights-fetch"),
     path("weights/<int:pk>/progress/", weights_views.weights_fetch_progress, name="weights-fetch-progress"),
+    path("weights/<int:pk>/retry/", weights_views.weights_fetch_again, name="weights-fetch-retry"),
 ]

@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, role_required
 from retrieval.models import WeightsFetch
-from retrieval.runs.fetching import weights_fetch_create
+from retrieval.runs.fetching import weights_fetch_create, weights_fetch_retry
 
 
 @role_required(COORDINATOR)
@@ -36,3 +36,14 @@ def weights_fetch_detail(request, pk: int):
 @role_required(COORDINATOR, RESEARCHER)
 def weights_fetch_progress(request, pk: int):
     return JsonResponse(get_object_or_404(WeightsFetch, pk=pk).progress_dict())
+
+
+@role_required(COORDINATOR)
+@require_http_methods(["POST"])
+def weights_fetch_again(request, pk: int):
+    job = get_object_or_404(WeightsFetch, pk=pk)
+    try:
+        weights_fetch_retry(job=job)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    return redirect("retrieval:weights-fetch", pk=job.pk)

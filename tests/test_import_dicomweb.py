@@ -186,6 +186,10 @@ def test_a_pacs_gone_when_the_worker_runs_fails_the_import_and_creates_nothing(p
     assert job.status == "failed" and "cannot be reached" in job.error
     assert job.report[-1]["status"] == "failed" and "cannot be reached" in job.report[-1]["message"]
     assert not Image.objects.exists()
+    # Back up: Retry imports the same selection.
+    pacs_settings.DICOMWEB_ENDPOINTS = {"pacs": {"url": orthanc.dicomweb, "username": USER, "password": PASSWORD}}
+    job = _run(services.import_job_retry(job=job, enqueue=False))
+    assert job.status == "succeeded" and Image.objects.get().sop_instance_uid == CT.SOPInstanceUID
 
 
 def test_the_command_imports_by_url_with_the_configured_credentials(pacs_settings, orthanc):
@@ -249,3 +253,19 @@ def test_the_page_shows_identifiers_to_the_coordinator_and_stores_uids_only(
     assert CT.PatientID not in stored and str(CT.PatientName) not in stored
     failed = client.get(f"/datasets/{dataset.pk}/import/pacs/", {"endpoint": "wrong-password"})
     assert "HTTP 401" in failed.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("not json", "DICOMWEB_ENDPOINTS must be a JSON object"),
+        ('{"pacs": {"url": "ftp://x"}}', 'needs a \\"url\\" starting with http'),
+        ('{"pacs": {"url": "http://x", "pasword": "typo"}}', "unknown keys ['pasword']"),
+        ('{"pacs": {"url": "http://x", "token": "t", "username": "u"}}', "a token or a username and password"),
+    ],
+)
+def test_a_malformed_endpoint_setting_stops_start_up(tmp_path, value, message):
+    from tests.test_settings_env import _load_settings
+
+    result = _load_settings(DEBUG="true", DATA_DIR=str(tmp_path), DICOMWEB_ENDPOINTS=value)
+    assert result.returncode != 0 and message.replace("\\", "") in result.stderr, result.stderr

@@ -23,7 +23,7 @@ def weights_fetch_execute(*, fetch_id: int) -> WeightsFetch | None:
         paths = fetch_weights(job.model_name, allowed=settings.WEIGHTS_DOWNLOAD, tqdm_class=_bar_for(job))
         WeightsFetch.objects.filter(pk=job.pk).update(paths=[str(p) for p in paths], progress_note="in the cache")
 
-    return job_run(WeightsFetch, fetch_id, body, expected=(WeightsFetchError, ValueError))
+    return job_run(WeightsFetch, fetch_id, body, expected=(WeightsFetchError,))
 
 
 def _bar_for(job: WeightsFetch) -> type[tqdm]:
