@@ -269,3 +269,21 @@ def test_a_malformed_endpoint_setting_stops_start_up(tmp_path, value, message):
 
     result = _load_settings(DEBUG="true", DATA_DIR=str(tmp_path), DICOMWEB_ENDPOINTS=value)
     assert result.returncode != 0 and message.replace("\\", "") in result.stderr, result.stderr
+
+
+def test_a_selection_over_the_instance_limit_is_refused(pacs_settings, orthanc):
+    pacs_settings.IMPORT_MAX_ARCHIVE_MEMBERS = 4
+    with pytest.raises(ApplicationError, match="holds 5 instances, more than an import may"):
+        pacs.dicomweb_import_create(dataset=_dataset(), endpoint="pacs", selections=[orthanc.series_study])
+    assert not ImportJob.objects.exists()
+
+
+def test_a_pacs_sending_more_than_it_announced_is_stopped(pacs_settings, orthanc, monkeypatch):
+    job = pacs.dicomweb_import_create(
+        dataset=_dataset(), endpoint="pacs", selections=[orthanc.series_study], enqueue=False
+    )
+    monkeypatch.setattr(dicomweb, "plan", lambda endpoint, selections: [(orthanc.series_study, orthanc.series_uid, 1)])
+    pacs_settings.IMPORT_MAX_ARCHIVE_MEMBERS = 3
+    job = _run(job)
+    assert job.status == "failed" and "sent more than IMPORT_MAX_ARCHIVE_MEMBERS = 3 instances" in job.error
+    assert not Image.objects.exists() and not any((pacs_settings.UPLOAD_ROOT / "dicomweb").rglob("*"))

@@ -127,6 +127,8 @@ def _answers(endpoint: Endpoint, what: str) -> Iterator[None]:
     """Turn what requests and dicomweb-client raise into a DicomwebError saying what went wrong."""
     try:
         yield
+    except DicomwebError:
+        raise
     except requests.HTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         if status in (401, 403):
