@@ -68,13 +68,14 @@ def search_rows(values: dict) -> list[dicomweb.SearchRow]:
 
 
 class DicomwebSearchApi(APIView):
-    """QIDO-RS search of a configured DICOMweb endpoint (patient, study, modality, dates)."""
+    """QIDO-RS search of a configured DICOMweb endpoint (patient, study, modality, dates). A POST: patient IDs and
+    names travel in the body, never in a URL that access logs would keep."""
 
     permission_classes = [CoordinatorOnly]
 
-    @extend_schema(parameters=[SearchInputSerializer], responses=SearchRowSerializer(many=True))
-    def get(self, request):
-        data = SearchInputSerializer(data=request.query_params)
+    @extend_schema(request=SearchInputSerializer, responses=SearchRowSerializer(many=True))
+    def post(self, request):
+        data = SearchInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         return Response(SearchRowSerializer(search_rows(data.validated_data), many=True).data)
 

@@ -1,7 +1,8 @@
 """The PACS import page: search a configured DICOMweb endpoint, tick studies or series, import them.
 
 The search results show the PACS's patient identifiers to the coordinator on this page only (sent with
-`Cache-Control: no-store`); the form posts back UIDs alone, and only those are stored.
+`Cache-Control: no-store`); the search is posted (no identifier in a URL, so none in an access log), the
+import form posts back UIDs alone, and only those are stored.
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ class ImportForm(forms.Form):
 @never_cache
 def dicomweb_import(request, pk: int):
     dataset = get_object_or_404(Dataset, pk=pk)
-    if request.method == "POST":
+    searching = request.method == "POST" and request.POST.get("action") == "search"
+    if request.method == "POST" and not searching:
         form = ImportForm(request.POST, request.FILES)
         if form.is_valid():
             labels = upload_save(form.cleaned_data["labels"], kind="labels") if form.cleaned_data["labels"] else ""
@@ -75,7 +77,7 @@ def dicomweb_import(request, pk: int):
                 return redirect(job.get_absolute_url())
         else:
             messages.error(request, " ".join(e for errors in form.errors.values() for e in errors))
-    search = SearchForm(request.GET if "endpoint" in request.GET else None)
+    search = SearchForm(request.POST if searching else None)  # a POST: no patient identifier in a URL or a log
     rows, error = None, ""
     if search.is_bound and search.is_valid():
         try:

@@ -218,12 +218,12 @@ def test_a_machine_without_orthanc_fails_the_tests_saying_how_to_install_it(tmp_
 def test_the_api_searches_and_imports_and_refuses_a_bad_pacs(pacs_settings, orthanc, client, coordinator, reader):
     dataset = _dataset()
     client.force_login(reader)
-    assert client.get("/api/dicomweb/search/", {"endpoint": "pacs"}).status_code == 403
+    assert client.post("/api/dicomweb/search/", {"endpoint": "pacs"}).status_code == 403
     assert client.post(f"/api/datasets/{dataset.pk}/imports/dicomweb/", {}).status_code == 403
     client.force_login(coordinator)
-    found = client.get("/api/dicomweb/search/", {"endpoint": "pacs", "modality": "MR"})
+    found = client.post("/api/dicomweb/search/", {"endpoint": "pacs", "modality": "MR"})
     assert found.status_code == 200 and [r["selection"] for r in found.json()] == [MR.StudyInstanceUID]
-    refused = client.get("/api/dicomweb/search/", {"endpoint": "wrong-password"})
+    refused = client.post("/api/dicomweb/search/", {"endpoint": "wrong-password"})
     assert refused.status_code == 400 and "HTTP 401" in refused.json()["detail"]
     url = f"/api/datasets/{dataset.pk}/imports/dicomweb/"
     bad = client.post(url, {"endpoint": "closed", "select": ["1.2.3"]}, content_type="application/json")
@@ -240,7 +240,9 @@ def test_the_page_shows_identifiers_to_the_coordinator_and_stores_uids_only(
 ):
     dataset = _dataset()
     client.force_login(coordinator)
-    page = client.get(f"/datasets/{dataset.pk}/import/pacs/", {"endpoint": "pacs", "patient_id": CT.PatientID})
+    page = client.post(
+        f"/datasets/{dataset.pk}/import/pacs/", {"action": "search", "endpoint": "pacs", "patient_id": CT.PatientID}
+    )
     html = page.content.decode()
     assert page.status_code == 200 and CT.PatientID in html and CT.StudyInstanceUID in html
     assert "no-store" in page["Cache-Control"]
@@ -251,7 +253,7 @@ def test_the_page_shows_identifiers_to_the_coordinator_and_stores_uids_only(
         list(DicomwebSource.objects.values()), default=str
     )
     assert CT.PatientID not in stored and str(CT.PatientName) not in stored
-    failed = client.get(f"/datasets/{dataset.pk}/import/pacs/", {"endpoint": "wrong-password"})
+    failed = client.post(f"/datasets/{dataset.pk}/import/pacs/", {"action": "search", "endpoint": "wrong-password"})
     assert "HTTP 401" in failed.content.decode()
 
 

@@ -314,7 +314,7 @@ def retrieve(
 
 
 def _part10(ds: pydicom.Dataset) -> bytes:
-    """A retrieved instance as a DICOM file's bytes (as the PACS sent it, with a file meta header)."""
+    """A retrieved instance as a DICOM file's bytes (its data set and transfer syntax as sent, written by pydicom)."""
     buffer = io.BytesIO()
     try:
         ds.save_as(buffer, enforce_file_format=True)
