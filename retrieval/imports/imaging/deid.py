@@ -1,14 +1,20 @@
-"""De-identification of DICOM files under a pseudonym (DICOM PS3.15 Annex E)."""
+"""De-identification of stored originals: DICOM files under a pseudonym (DICOM PS3.15 Annex E),
+PNG and JPEG files without their metadata."""
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
+import numpy as np
 import pydicom
+from PIL import Image as PillowImage
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
+from retrieval.imports.imaging.decode import DEFAULT_MAX_PIXELS, decode_image
 from retrieval.imports.imaging.dicom import ensure_transfer_syntax, read_dataset
 from retrieval.imports.imaging.errors import ImageDecodeError, short_reason
 
@@ -233,3 +239,152 @@ def _clean(dataset, *, nested: bool) -> None:
         elif elem.VR == "SQ" and elem.value:
             for item in elem.value:
                 _clean(item, nested=True)
+
+
+# ---- PNG and JPEG originals: metadata removed, pixels untouched
+
+#: PNG chunks kept: the critical ones and those that change how pixels read (transparency,
+#: gamma, chromaticities, sRGB intent, significant bits, background, pixel size). Text
+#: (tEXt, zTXt, iTXt), EXIF (eXIf), time (tIME), ICC profiles (iCCP: a named profile with
+#: free-text tags; the renditions readers see never applied it), suggested palettes, APNG
+#: frames and every private chunk go.
+PNG_KEPT_CHUNKS = frozenset(
+    {b"IHDR", b"PLTE", b"IDAT", b"IEND", b"tRNS", b"gAMA", b"cHRM", b"sRGB", b"sBIT", b"bKGD", b"pHYs"}
+)
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_ORIENTATION = 0x0112
+
+
+def strip_image_metadata(data: bytes, fmt: str, *, pixels=None, max_pixels: int | None = None) -> bytes:
+    """A PNG or JPEG original without its metadata, the encoded pixels kept byte for byte.
+
+    PNG: only `PNG_KEPT_CHUNKS`, copied as they are (no re-encoding). JPEG: the segments are
+    copied without re-encoding, less every APPn and COM segment (EXIF, XMP, ICC, IPTC,
+    Photoshop, maker notes, comments) but the JFIF header (its thumbnail dropped) and Adobe's
+    APP14 (it says how the colour components decode); anything after the end-of-image marker
+    (appended previews) goes. An orientation (EXIF or XMP, as Pillow reads it) other than
+    upright is written back as a one-tag EXIF, so that the original shows as its renditions do.
+    The result decodes to the same display pixels as `data` (`pixels`, or `data` decoded), or
+    ImageDecodeError is raised and nothing is stored.
+    """
+    if fmt not in ("png", "jpeg"):
+        raise ValueError(f"strip_image_metadata takes PNG or JPEG, not {fmt!r}")
+    budget = max_pixels or DEFAULT_MAX_PIXELS
+    try:
+        orientation = _orientation(data)
+        cleaned = _strip_png(data, orientation) if fmt == "png" else _strip_jpeg(data, orientation)
+    except ImageDecodeError:
+        raise
+    except Exception as exc:
+        raise ImageDecodeError(f"cannot remove the {fmt.upper()} metadata: {short_reason(exc)}") from exc
+    expected = decode_image(data, max_pixels=budget).pixels if pixels is None else pixels
+    if not np.array_equal(decode_image(cleaned, max_pixels=budget).pixels, expected):
+        raise ImageDecodeError(f"{fmt.upper()} metadata could not be removed without changing the pixels")
+    return cleaned
+
+
+def _orientation(data: bytes) -> int:
+    with PillowImage.open(io.BytesIO(data)) as image:
+        value = image.getexif().get(_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _orientation_exif(orientation: int) -> bytes:
+    """b"Exif\\0\\0" + a TIFF header and one IFD holding only the orientation."""
+    exif = PillowImage.Exif()
+    exif[_ORIENTATION] = orientation
+    return exif.tobytes()
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _strip_png(data: bytes, orientation: int) -> bytes:
+    if not data.startswith(_PNG_SIGNATURE):
+        raise ImageDecodeError("not a PNG file (no PNG signature)")
+    out = [_PNG_SIGNATURE]
+    pos, orientation_written = len(_PNG_SIGNATURE), orientation == 1
+    while True:
+        if pos + 8 > len(data):
+            raise ImageDecodeError("truncated PNG: no IEND chunk")
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        end = pos + 12 + length
+        if end > len(data):
+            raise ImageDecodeError(f"truncated PNG: chunk {kind!r} runs past the end of the file")
+        if kind == b"IDAT" and not orientation_written:
+            out.append(_png_chunk(b"eXIf", _orientation_exif(orientation)[6:]))
+            orientation_written = True
+        if kind in PNG_KEPT_CHUNKS:
+            out.append(data[pos:end])
+        pos = end
+        if kind == b"IEND":
+            return b"".join(out)
+
+
+_SOI, _EOI, _SOS, _COM, _APP0, _APP14 = 0xD8, 0xD9, 0xDA, 0xFE, 0xE0, 0xEE
+
+
+def _strip_jpeg(data: bytes, orientation: int) -> bytes:
+    if data[:2] != b"\xff\xd8":
+        raise ImageDecodeError("not a JPEG file (no start-of-image marker)")
+    out = [b"\xff\xd8"]
+    pos, orientation_written = 2, orientation == 1
+    while True:
+        marker, pos = _next_marker(data, pos)
+        if marker == _EOI:
+            out.append(b"\xff\xd9")
+            return b"".join(out)
+        if marker == _SOI or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # no length field
+            out.append(bytes((0xFF, marker)))
+            continue
+        if pos + 2 > len(data):
+            raise ImageDecodeError("truncated JPEG: a segment has no length")
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        end = pos + length
+        if length < 2 or end > len(data):
+            raise ImageDecodeError(f"truncated JPEG: segment FF{marker:02X} runs past the end of the file")
+        body = data[pos + 2 : end]
+        if marker == _APP0 and body.startswith(b"JFIF\x00") and len(body) >= 14:
+            jfif = body[:12] + b"\x00\x00"  # version, units, density; no thumbnail
+            out.append(b"\xff\xe0" + struct.pack(">H", len(jfif) + 2) + jfif)
+        elif marker == _APP14 and body.startswith(b"Adobe"):
+            out.append(data[pos - 2 : end])
+        elif 0xE0 <= marker <= 0xEF or marker == _COM:
+            pass  # metadata: EXIF, XMP, ICC, IPTC, Photoshop, maker notes, comments
+        else:
+            if not orientation_written:
+                exif = _orientation_exif(orientation)
+                out.append(b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif)
+                orientation_written = True
+            out.append(data[pos - 2 : end])
+        pos = end
+        if marker == _SOS:  # entropy-coded data up to the next marker that is not RSTn
+            scan_end = _scan_end(data, pos)
+            out.append(data[pos:scan_end])
+            pos = scan_end
+
+
+def _next_marker(data: bytes, pos: int) -> tuple[int, int]:
+    """(marker byte, position after it) of the marker at `pos`, fill bytes skipped."""
+    if pos >= len(data) or data[pos] != 0xFF:
+        raise ImageDecodeError(f"corrupt JPEG: no marker at byte {pos}")
+    while pos < len(data) and data[pos] == 0xFF:
+        pos += 1
+    if pos >= len(data):
+        raise ImageDecodeError("truncated JPEG: no end-of-image marker")
+    return data[pos], pos + 1
+
+
+def _scan_end(data: bytes, pos: int) -> int:
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= len(data):
+            raise ImageDecodeError("truncated JPEG: scan data without end-of-image marker")
+        following = data[pos + 1]
+        if following == 0x00 or 0xD0 <= following <= 0xD7 or following == 0xFF:
+            pos += 1 if following == 0xFF else 2
+            continue
+        return pos
