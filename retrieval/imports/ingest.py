@@ -94,7 +94,9 @@ def _import(run: _Run) -> None:
     job = run.job
     if job.labels_path:
         # Parse the whole table first: an unusable table stops the import before any image.
-        rows, problems = label_tables.parse_label_table(Path(job.labels_path).read_bytes(), job.label_format)
+        rows, problems = label_tables.parse_label_table(
+            Path(job.labels_path).read_bytes(), job.label_format, allow_free_text=job.allow_free_text
+        )
         for line, message in problems:
             run.note("warning", message, file=Path(job.labels_path).name, line=line)
         for row in rows:
