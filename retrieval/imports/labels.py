@@ -467,6 +467,10 @@ ACTION_TEXT: dict[str, str] = {
     "ignored": "not read by this format",
 }
 
+#: Rows whose values decide whether a column is an identifier or free text (the first ones; a
+#: table's plan is the same in the preview and in the import).
+PLAN_SAMPLE_ROWS = 5000
+
 #: Sample values shown in the preview, per kept column.
 PREVIEW_SAMPLES = 3
 
@@ -860,7 +864,7 @@ def _generic_plan(table: _Table, filename_column: str | None, allow_free_text: b
         elif index == view_index:
             plan.append(ColumnPlan(column, "view"))
         else:
-            values = [cells[index] for _, cells in table.records]
+            values = [cells[index] for _, cells in table.records[:PLAN_SAMPLE_ROWS]]
             reason = identifier_reason(column, values)
             if reason:
                 plan.append(ColumnPlan(column, "identifier", reason))
