@@ -133,3 +133,23 @@ def test_truncated_file_is_a_decode_error(fmt):
 def test_other_formats_are_refused():
     with pytest.raises(ValueError):
         strip_image_metadata(b"GIF89a", "gif")
+
+
+@pytest.mark.parametrize("fmt", ["png", "jpeg"])
+def test_damaged_files_raise_decode_errors_only(fmt):
+    """Flipped bytes anywhere: a clean copy with the same pixels, or ImageDecodeError; nothing else."""
+    original = png(noise("RGB")) if fmt == "png" else jpeg(noise("RGB"), progressive=True)
+    rng = np.random.default_rng(12)
+    outcomes = set()
+    for _ in range(150):
+        damaged = bytearray(original)
+        for position in rng.integers(0, len(damaged), 3):
+            damaged[position] = int(rng.integers(0, 256))
+        try:
+            cleaned = strip_image_metadata(bytes(damaged), fmt)
+        except ImageDecodeError:
+            outcomes.add("refused")
+            continue
+        outcomes.add("cleaned")
+        assert np.array_equal(decode_image(cleaned).pixels, decode_image(bytes(damaged)).pixels)
+    assert outcomes  # both happen in practice; either is fine
