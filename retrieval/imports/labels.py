@@ -178,80 +178,19 @@ IDENTIFIER_COLUMNS: frozenset[str] = frozenset(
 #: "file_name", "image_name", "study_name" name a file or a thing, not a person; the column
 #: that names the image file is the key column, never a label).
 IDENTIFIER_TOKENS: frozenset[str] = frozenset(
-    {
-        # names
-        "name",
-        "names",
-        "surname",
-        "surnames",
-        "forename",
-        "forenames",
-        "firstname",
-        "lastname",
-        "givenname",
-        "familyname",
-        "fullname",
-        "middlename",
-        "maidenname",
-        "nickname",
-        "initials",
-        # birth and other personal dates
-        "dob",
-        "dod",
-        "birth",
-        "birthdate",
-        "birthday",
-        "birthplace",
-        "birthtime",
-        "born",
-        "date",
-        "dates",
-        "datetime",
-        "timestamp",
-        # record and national numbers other than the (pseudonymised) patient id
-        "mrn",
-        "ssn",
-        "nhs",
-        "nino",
-        "national",
-        "passport",
-        "medicare",
-        "medicaid",
-        "insurance",
-        "accession",
-        # addresses and contact
-        "address",
-        "addresses",
-        "addr",
-        "street",
-        "postcode",
-        "postalcode",
-        "postal",
-        "zip",
-        "zipcode",
-        "residence",
-        "city",
-        "town",
-        "county",
-        "phone",
-        "telephone",
-        "tel",
-        "mobile",
-        "cellphone",
-        "fax",
-        "email",
-        "contact",
-        # where and by whom
-        "institution",
-        "hospital",
-        "physician",
-        "physicians",
-        "doctor",
-        "referrer",
-        "referring",
-        "surgeon",
-        "clinician",
-    }
+    # names
+    "name names surname surnames forename forenames firstname lastname givenname familyname fullname "
+    "middlename maidenname nickname initials "
+    # birth and other personal dates
+    "dob dod birth birthdate birthday birthplace birthtime born date dates datetime timestamp "
+    # record and national numbers other than the (pseudonymised) patient id
+    "mrn ssn nhs nino national passport medicare medicaid insurance accession "
+    # addresses and contact
+    "address addresses addr street postcode postalcode postal zip zipcode residence city town county "
+    "phone telephone tel mobile cellphone fax email contact "
+    # where and by whom
+    "institution hospital physician physicians doctor referrer referring surgeon clinician "
+    "".split()
 )
 #: Pairs of adjacent tokens that name an identifier (each token alone does not).
 IDENTIFIER_PAIRS: frozenset[tuple[str, str]] = frozenset(
@@ -269,67 +208,17 @@ IDENTIFIER_PAIRS: frozenset[tuple[str, str]] = frozenset(
     }
 )
 #: Glued spellings found inside a lower-cased name with no separators ("patientmrn", "ptdob").
-_IDENTIFIER_SUBSTRINGS = (
-    "mrn",
-    "dob",
-    "ssn",
-    "nhsn",
-    "surname",
-    "forename",
-    "firstname",
-    "lastname",
-    "fullname",
-    "givenname",
-    "familyname",
-    "birth",
-    "phone",
-    "email",
-    "address",
-    "postcode",
-    "zipcode",
-    "passport",
-    "accession",
-    "medicalrecord",
-    "socialsecurity",
-    "nationalid",
-    "nationalinsurance",
+_IDENTIFIER_SUBSTRINGS = tuple(
+    "mrn dob ssn nhsn surname forename firstname lastname fullname givenname familyname birth phone "
+    "email address postcode zipcode passport accession medicalrecord socialsecurity nationalid "
+    "nationalinsurance "
+    "".split()
 )
 _NAMED_THINGS = frozenset(
-    {
-        "file",
-        "image",
-        "img",
-        "picture",
-        "view",
-        "label",
-        "finding",
-        "class",
-        "category",
-        "model",
-        "scanner",
-        "device",
-        "dataset",
-        "feature",
-        "disease",
-        "diagnosis",
-        "condition",
-        "sequence",
-        "series",
-        "study",
-        "protocol",
-        "drug",
-        "organ",
-        "region",
-        "body",
-        "structure",
-        "lesion",
-        "test",
-        "variable",
-        "column",
-        "task",
-        "set",
-        "split",
-    }
+    "file image img picture view label finding class category model scanner device dataset feature "
+    "disease diagnosis condition sequence series study protocol drug organ region body structure "
+    "lesion test variable column task set split "
+    "".split()
 )
 #: A last token that makes the column a measure about something, not the thing itself
 #: ("surname_score", "dob_known"); its values are still checked (dates, e-mails, free text).
@@ -338,25 +227,9 @@ _MEASURE_SUFFIXES = frozenset(
 )
 #: Tokens of a column name that hold free text.
 FREE_TEXT_TOKENS: frozenset[str] = frozenset(
-    {
-        "note",
-        "notes",
-        "comment",
-        "comments",
-        "remark",
-        "remarks",
-        "description",
-        "desc",
-        "narrative",
-        "history",
-        "report",
-        "reports",
-        "impression",
-        "text",
-        "freetext",
-        "memo",
-        "summary",
-    }
+    "note notes comment comments remark remarks description desc narrative history report reports "
+    "impression text freetext memo summary "
+    "".split()
 )
 
 
