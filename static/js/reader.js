@@ -16,6 +16,8 @@
   var ratingMin = Number(root.getAttribute("data-rating-min"));
   var ratingMax = Number(root.getAttribute("data-rating-max"));
   var canSubmit = root.getAttribute("data-can-submit") === "1";
+  var untouchedPolicy = root.getAttribute("data-untouched") || "allow";  // rank all: allow / warn / refuse
+  var untouchedWarned = false;
   var csrf = root.getAttribute("data-csrf");
   var urls = {
     draft: root.getAttribute("data-api-draft"), answer: root.getAttribute("data-api-answer"),
@@ -114,8 +116,8 @@
       state.ranking.forEach(function (key, i) {
         var t = byKey[key];
         grid.appendChild(t);
-        t.querySelector(".rank-badge").textContent = "rank " + (i + 1);
-        t.setAttribute("aria-label", "Candidate " + t.getAttribute("data-position") + ", rank " + (i + 1));
+        t.querySelector(".badge").textContent = String(i + 1);
+        t.setAttribute("aria-label", "Rank " + (i + 1));
       });
     }
     if (mode === "rate") {
@@ -145,6 +147,7 @@
   }
 
   function changed() {
+    untouchedWarned = false;
     render();
     hideMessage();
     keepLocal();
@@ -186,6 +189,12 @@
     state.ranking.splice(from, 1);
     state.ranking.splice(to, 0, key);
     changed();
+  }
+
+  function moveToRank(tile, rank) {
+    if (!canSubmit || mode !== "rank_all" || !tile || rank > state.ranking.length) { return; }
+    moveTo(keyOf(tile), rank - 1);
+    focus(tile);
   }
 
   function focus(tile) {
@@ -286,6 +295,12 @@
       onEnter();
       return;
     }
+    if (mode === "rank_all" && e.shiftKey && /^(Digit|Numpad)[0-9]$/.test(e.code)) {
+      e.preventDefault();
+      var d = Number(e.code.slice(-1));
+      moveToRank(focused, d === 0 ? 10 : d);
+      return;
+    }
     if (/^[0-9]$/.test(e.key)) { e.preventDefault(); onDigit(Number(e.key)); return; }
     if (e.key.indexOf("Arrow") === 0) {
       if (t.tagName === "INPUT") { return; }  // arrows move within a radio group
@@ -313,13 +328,29 @@
     }
     var reasons = missing();
     if (reasons.length) { showMessage("Not yet: " + reasons.join("; ") + "."); return; }
+    if (untouched() && untouchedPolicy === "refuse") {
+      showMessage("The ranking is still in the order the candidates were shown: order them before submitting.");
+      return;
+    }
+    if (untouched() && untouchedPolicy === "warn" && !untouchedWarned) {
+      untouchedWarned = true;
+      showMessage("You have not changed the order the candidates were shown in. Press Enter (or Submit) again " +
+                  "to submit this ranking as it is, or order the candidates first.", "info");
+      return;
+    }
     submit();
+  }
+
+  // A rank-all answer still in the shown order (tiles is the order the server rendered).
+  function untouched() {
+    return mode === "rank_all" && state.ranking.join(",") === tiles.map(keyOf).join(",");
   }
 
   function onDigit(d) {
     var position = d === 0 ? 10 : d;
     if (mode === "rate") { rate(focused, d); if (canSubmit && d >= ratingMin && d <= ratingMax) { focus(neighbour(focused, 1)); } return; }
-    var tile = byPosition[String(position)];
+    // Rank all: the number on a tile is its rank, and a digit means that rank.
+    var tile = mode === "rank_all" ? byKey[state.ranking[position - 1]] : byPosition[String(position)];
     if (!tile) { return; }
     if (!enlargedEl.hidden && mode !== "choose_k") { showEnlarged(tile); return; }
     if (mode === "choose_k") { toggle(tile); if (enlargedEl.hidden) { focus(tile); } } else { focus(tile); }
@@ -374,7 +405,7 @@
   function updateEnlargedTitle() {
     if (!enlargedTile || enlargedEl.hidden) { return; }
     var key = keyOf(enlargedTile), text = "Candidate " + enlargedTile.getAttribute("data-position");
-    if (mode === "rank_all") { text += " · rank " + (state.ranking.indexOf(key) + 1); }
+    if (mode === "rank_all") { text = "Rank " + (state.ranking.indexOf(key) + 1); }
     if (mode === "rate" && state.ratings[key] !== undefined) { text += " · rated " + state.ratings[key]; }
     var chosen = state.selected.indexOf(key) >= 0;
     if (mode === "choose_k") { text += chosen ? " · chosen" : ""; }
