@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("retrieval", "0005_evaluations"),
+        ("retrieval", "0006_importjob_allow_free_text"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
