@@ -289,3 +289,22 @@ def test_a_pacs_sending_more_than_it_announced_is_stopped(pacs_settings, orthanc
     job = _run(job)
     assert job.status == "failed" and "sent more than IMPORT_MAX_ARCHIVE_MEMBERS = 3 instances" in job.error
     assert not Image.objects.exists() and not any((pacs_settings.UPLOAD_ROOT / "dicomweb").rglob("*"))
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_a_pacs_import_runs_on_a_cpu_worker_as_users_start_it(pacs_settings, orthanc, start_worker, monkeypatch):
+    from retrieval.tasks import import_run
+    from tests.conftest import send, wait_until
+
+    # The worker reads the endpoints from its own environment, as a deployment sets them for every process.
+    monkeypatch.setenv("DICOMWEB_ENDPOINTS", json.dumps(pacs_settings.DICOMWEB_ENDPOINTS))
+    job = pacs.dicomweb_import_create(
+        dataset=_dataset(), endpoint="pacs", selections=[CT.StudyInstanceUID, orthanc.series_study], enqueue=False
+    )
+    worker = start_worker("filesystem://localhost/", roles=("cpu",))
+    send(import_run, "filesystem://localhost/", job_id=job.pk)
+    wait_until(lambda: ImportJob.objects.get(pk=job.pk).is_finished, worker=worker, timeout=120)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.n_imported == 2, (job.error, job.report, worker.output()[-3000:])
+    assert Image.objects.get(series_uid=orthanc.series_uid).sop_instance_uid == orthanc.slices[2]
