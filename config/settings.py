@@ -153,7 +153,7 @@ IMPORT_MAX_ARCHIVE_MEMBERS = envint("IMPORT_MAX_ARCHIVE_MEMBERS", 200_000, minim
 RENDITION_MAX_SIDE = envint("RENDITION_MAX_SIDE", 1024, minimum=64)
 THUMBNAIL_MAX_SIDE = envint("THUMBNAIL_MAX_SIDE", 256, minimum=32)
 
-# --- PACS over DICOMweb (retrieval.imports.dicomweb; docs/importing.md#pacs) ----------------------
+# --- PACS over DICOMweb (retrieval.imports.dicomweb; docs/importing.md#from-a-pacs-dicomweb) -------
 # The endpoints coordinators may import from, by name: a JSON object
 # {"name": {"url": "https://pacs/dicom-web", "username": …, "password": …} or {"url": …, "token": …}};
 # optional "timeout" (seconds, default 30) and "verify" (false, or a CA bundle path). Credentials live
