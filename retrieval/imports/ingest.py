@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass, field
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -20,7 +22,7 @@ from django.db import IntegrityError, transaction
 
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
-from retrieval.imports import uploads
+from retrieval.imports import names, uploads
 from retrieval.imports.imaging.decode import decode_image
 from retrieval.imports.imaging.deid import deidentify_dicom
 from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
@@ -77,9 +79,10 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
             _import(run)
         except (SourceError, label_tables.LabelTableError) as exc:
             table = isinstance(exc, label_tables.LabelTableError)
-            run.note("failed", str(exc), file=Path(job.labels_path if table else job.source_path).name)
+            message = _scrub_source_names(str(exc), job)  # names: issue 12, finding 2
+            run.note("failed", message, file=LABEL_TABLE if table else SOURCE)
             refused.append(exc)
-            raise
+            raise type(exc)(message) from None
         finally:
             _save_report(run)
 
@@ -87,6 +90,7 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     job = job_run(ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError))
     if job is not None and (job.status == JobStatus.SUCCEEDED or (job.status == JobStatus.FAILED and refused)):
         uploads.uploads_remove(job)
+        uploads.source_paths_forget(job)  # names: server paths name folders (issue 12, finding 2)
     return job
 
 
@@ -95,10 +99,13 @@ def _import(run: _Run) -> None:
     if job.labels_path:
         # Parse the whole table first: an unusable table stops the import before any image.
         rows, problems = label_tables.parse_label_table(Path(job.labels_path).read_bytes(), job.label_format)
+        # names (issue 12, finding 2): rows are keyed by the pseudonym of the file they name, and the
+        # report names no file of the table.
+        keys = {row.key: _pseudonym(run, row.key) for row in rows}
         for line, message in problems:
-            run.note("warning", message, file=Path(job.labels_path).name, line=line)
+            run.note("warning", _scrub_keys(message, keys), file=LABEL_TABLE, line=line)
         for row in rows:
-            run.rows.setdefault(_norm(row.key), []).append(row)
+            run.rows.setdefault(keys[row.key], []).append(row)
     job.n_imported = job.n_skipped = job.n_failed = job.n_labels = 0  # a resumed run counts afresh
     ImportJob.objects.filter(pk=job.pk).update(n_imported=0, n_skipped=0, n_failed=0, n_labels=0)
     units = _plan_units(run) if job.source_path else []
@@ -120,6 +127,7 @@ def _plan_units(run: _Run) -> list[_Unit]:
     sources = iter_source(
         run.job.source_path, max_bytes=settings.IMPORT_MAX_FILE_BYTES, max_members=settings.IMPORT_MAX_ARCHIVE_MEMBERS
     )
+    sources = _pseudonymised(run, sources)  # names: from here on a file is known by its pseudonym only
     for count, entry in enumerate(sources, 1):
         if count % 50 == 0:
             job_progress(run.job, note=f"scanning: {count} files read")
@@ -330,9 +338,7 @@ def _apply_labels_to_existing(run: _Run) -> int:
                     if not images
                     else f"matches {len(images)} files; use the full relative path"
                 )
-                run.note(
-                    "warning", f"label row for {row.key!r} {why}", file=Path(run.job.labels_path).name, line=row.line
-                )
+                run.note("warning", f"label row for {key!r} {why}", file=LABEL_TABLE, line=row.line)
             continue
         row, ratings = _split_rows(rows)
         with transaction.atomic():
@@ -371,7 +377,45 @@ def _keys_for(run: _Run, name: str) -> list[str]:
 
 
 def _norm(key: str) -> str:
-    return key.strip().replace("\\", "/").lstrip("./")
+    return names.normalise(key)
+
+
+# --------------------------------------------------------------------------- names (issue 12, finding 2)
+# No folder or file name of a source is stored: entries are renamed to their pseudonyms as they are read,
+# label rows are keyed by the pseudonym of the file they name, and report lines about a label table or
+# the source as a whole name neither.
+
+LABEL_TABLE = "label table"  # the report's `file` of a label-table line
+SOURCE = "source"  # … and of a line about the whole folder or archive
+
+
+def _pseudonym(run: _Run, name: str) -> str:
+    return names.path_pseudonym(run.job.dataset.pseudonym_key, name)
+
+
+def _pseudonymised(run: _Run, entries: Iterable[SourceEntry]) -> Iterator[SourceEntry]:
+    for entry in entries:
+        yield replace(entry, name=_pseudonym(run, entry.name))
+
+
+def _scrub_keys(message: str, keys: dict[str, str]) -> str:
+    """A label-table problem with every file name of the table replaced by its pseudonym."""
+    present = sorted((k for k in keys if k and k in message), key=len, reverse=True)
+    if not present:
+        return message
+    # A whole name only (the parsers write `name: …`, `'name'`), never a part of another word.
+    pattern = re.compile(r"(?<![^\s'\"(])(" + "|".join(map(re.escape, present)) + r")(?=$|[\s'\":,)])")
+    return pattern.sub(lambda m: keys[m.group(1)], message)
+
+
+def _scrub_source_names(message: str, job: ImportJob) -> str:
+    """A message about the source or label table as a whole, without the server path or the file's name."""
+    for path, what in ((job.source_path, SOURCE), (job.labels_path, LABEL_TABLE)):
+        if path:
+            message = message.replace(str(path), what)
+            if Path(path).name:
+                message = message.replace(Path(path).name, what)
+    return message
 
 
 def _find_duplicate(dataset: Dataset, digest: str, sop_uid: str | None) -> Image | None:

@@ -9,6 +9,9 @@ never outlives its use (docs/importing.md#uploads):
 - the import failed unexpectedly (a lost worker, a database error): kept for `import_job_retry`, at most
   `IMPORT_UPLOAD_KEEP_HOURS` after the failure (`uploads_expired_remove`, run by every import and by
   `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted.
+
+The job's `source_path` and `labels_path` (a server folder's path names folders too) are blanked when the
+upload goes, and when an import from a server folder ends (`source_paths_forget`).
 """
 
 from __future__ import annotations
@@ -61,18 +64,34 @@ def uploads_remove(job) -> None:
 
 
 def uploads_gone(job) -> bool:
-    """True when an upload of this import was removed (a retry then needs a new upload)."""
+    """True when an upload of this import was removed, or its sources forgotten (a retry then needs a new
+    upload)."""
+    if not job.source_path and not job.labels_path:  # every import names a source: these were forgotten
+        return True
     return any(not path.exists() for path in _uploaded_paths(job))
 
 
+def source_paths_forget(job) -> None:
+    """Blank the job's source and label-table paths: a server path names folders (a patient's name, an MRN),
+    and an upload's is of no use once it is removed. Done when an import ends, except after an unexpected
+    failure, which keeps them for a retry until the retry window closes (`uploads_expired_remove`)."""
+    job.source_path = job.labels_path = ""
+    ImportJob.objects.filter(pk=job.pk).update(source_path="", labels_path="")
+
+
 def uploads_expired_remove(*, now=None) -> int:
-    """Remove the uploads kept for a retry of failed imports that failed over IMPORT_UPLOAD_KEEP_HOURS ago."""
+    """Remove the uploads kept for a retry of failed imports that failed over IMPORT_UPLOAD_KEEP_HOURS ago;
+    the paths of such imports (uploads and server folders alike) are forgotten. Returns the uploads removed."""
     cutoff = (now or timezone.now()) - timedelta(hours=settings.IMPORT_UPLOAD_KEEP_HOURS)
     n = 0
-    for job in ImportJob.objects.filter(status=JobStatus.FAILED, remove_sources=True, finished_at__lt=cutoff):
+    expired = ImportJob.objects.filter(status=JobStatus.FAILED, finished_at__lt=cutoff).exclude(
+        source_path="", labels_path=""
+    )
+    for job in expired:
         if not uploads_gone(job) and _uploaded_paths(job):
             uploads_remove(job)
             n += 1
+        source_paths_forget(job)
     return n
 
 
