@@ -61,6 +61,7 @@ class _Run:
     suffixes: dict[str, str | None] | None = None
     stored: set[int] = field(default_factory=set)  # images stored by this attempt
     report: list[dict] = field(default_factory=list)
+    raw_keys: dict[str, str] = field(default_factory=dict)  # names: a row's key -> the name its table gives
 
     def note(self, status: str, message: str, *, file: str = "", line: int | None = None) -> None:
         self.report.append({"file": file, "line": line, "status": status, "message": message})
@@ -106,6 +107,7 @@ def _import(run: _Run) -> None:
             run.note("warning", _scrub_keys(message, keys), file=LABEL_TABLE, line=line)
         for row in rows:
             run.rows.setdefault(keys[row.key], []).append(row)
+            run.raw_keys.setdefault(keys[row.key], _norm(row.key))
     job.n_imported = job.n_skipped = job.n_failed = job.n_labels = 0  # a resumed run counts afresh
     ImportJob.objects.filter(pk=job.pk).update(n_imported=0, n_skipped=0, n_failed=0, n_labels=0)
     units = _plan_units(run) if job.source_path else []
@@ -330,7 +332,12 @@ def _apply_labels_to_existing(run: _Run) -> int:
     for key, rows in run.rows.items():
         if key in run.matched_keys:
             continue
-        images = by_name.get(key) or by_name.get(_norm(PurePosixPath(key).name)) or []
+        # By the pseudonym of the name the table gives, or by that name when it is a stored one (a table
+        # written from the image list).
+        raw = run.raw_keys.get(key, "")
+        images = next(
+            (by_name[k] for k in (key, PurePosixPath(key).name, raw, PurePosixPath(raw).name) if k in by_name), []
+        )
         if len(images) != 1:
             for row in rows:
                 why = (
