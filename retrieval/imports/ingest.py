@@ -91,7 +91,8 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     job = job_run(ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError))
     if job is not None and (job.status == JobStatus.SUCCEEDED or (job.status == JobStatus.FAILED and refused)):
         uploads.uploads_remove(job)
-        uploads.source_paths_forget(job)  # names: server paths name folders (issue 12, finding 2)
+        if job.status == JobStatus.SUCCEEDED or job.remove_sources:  # names: a path names folders (issue 12)
+            uploads.source_paths_forget(job)  # (a failed server import keeps it for a retry: uploads.py)
     return job
 
 

@@ -73,8 +73,8 @@ def uploads_gone(job) -> bool:
 
 def source_paths_forget(job) -> None:
     """Blank the job's source and label-table paths: a server path names folders (a patient's name, an MRN),
-    and an upload's is of no use once it is removed. Done when an import ends, except after an unexpected
-    failure, which keeps them for a retry until the retry window closes (`uploads_expired_remove`)."""
+    and an upload's is of no use once it is removed. Done when an import succeeds or its upload is removed; a
+    failed import keeps them for a retry until the retry window closes (`uploads_expired_remove`)."""
     job.source_path = job.labels_path = ""
     ImportJob.objects.filter(pk=job.pk).update(source_path="", labels_path="")
 
