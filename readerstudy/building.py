@@ -98,7 +98,8 @@ def study_load_case_list(*, study: Study, data: bytes, seed: int | None = None, 
         _write_cases(study, specs)
         study.builder, study.seed = CASE_LIST, seed
         study.builder_config = {
-            "file_name": file_name[:200],
+            # The upload's name may name a patient: stored as its pseudonym, like an imported file's (issue 12).
+            "file_name": path_pseudonym(study.dataset.pseudonym_key, file_name)[:200] if file_name else "",
             "sha256": hashlib.sha256(data).hexdigest(),
             "n_cases": len(specs),
         }

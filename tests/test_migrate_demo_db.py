@@ -30,6 +30,8 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "demo_db_961dcb8.sqlite
 TABLE_RENAMES: dict[str, str] = {}
 # - Columns a migration renames: (old table, old column) → new column.
 COLUMN_RENAMES: dict[tuple[str, str], str] = {}
+
+
 # - Rows a migration rewrites on purpose: old table → function from the old row (a dict, columns already
 #   renamed) to the row expected now; a column a migration drops must be removed from the dict here, e.g.
 #   "django_content_type": lambda row: {**row, "app_label": "reports"} if row["model"] == "reportrun" else row
