@@ -42,7 +42,7 @@ from annotations import services as reading
 from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
 from readerstudy import building
 from readerstudy import services as studies
-from readerstudy.models import AnswerMode, Assignment
+from readerstudy.models import AnswerMode
 from reports import exports
 from retrieval.imports import ingest
 from retrieval.models import Dataset, Image, ImportJob
