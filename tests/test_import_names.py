@@ -185,3 +185,29 @@ def test_the_migration_rewrites_old_report_lines():
     assert new[3]["message"] == old[3]["message"]
     assert new[4]["message"] == "source: no such file or folder"
     assert not any(word in str(new) for word in ("Doe", "Roe", "Ghost"))
+
+
+def test_a_short_source_name_is_replaced_as_a_whole_word_only():
+    migration = importlib.import_module("retrieval.migrations.0006_pseudonymise_file_names")
+
+    class Job:
+        source_path, labels_path = "/srv/s/", ""
+
+    assert migration._scrub_paths("/srv/s: no such file or folder", Job) == "source: no such file or folder"
+    assert migration._scrub_paths("s: 3 files exceed the limit", Job) == "source: 3 files exceed the limit"
+
+
+def test_a_file_that_cannot_be_read_is_reported_without_its_path(tmp_path, monkeypatch):
+    src = write_files(tmp_path / "Roe_R", {"Doe^Jane/a.png": png_bytes(1), "b.png": png_bytes(2)})
+    real = Path.read_bytes
+
+    def failing(self):
+        if self.name == "a.png":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", failing)
+    job = run_import(source=src)
+    (line,) = [r for r in job.report if r["status"] == "failed"]
+    assert line["file"] == stored_name(job.dataset, "Doe^Jane/a.png") and "Permission denied" in line["message"]
+    assert "Doe" not in str(job.report) and "Roe_R" not in str(job.report) and str(tmp_path) not in str(job.report)

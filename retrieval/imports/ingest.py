@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -403,26 +403,46 @@ def _pseudonym(run: _Run, name: str) -> str:
 
 def _pseudonymised(run: _Run, entries: Iterable[SourceEntry]) -> Iterator[SourceEntry]:
     for entry in entries:
-        yield replace(entry, name=_pseudonym(run, entry.name))
+        pseudonym = _pseudonym(run, entry.name)
+        yield replace(entry, name=pseudonym, read=_scrubbed_reader(entry, pseudonym, run.job))
+
+
+def _scrubbed_reader(entry: SourceEntry, pseudonym: str, job: ImportJob) -> Callable[[], bytes]:
+    """The entry's reader, its errors without the file's path (an OSError or zipfile names the file)."""
+
+    def read() -> bytes:
+        try:
+            return entry.read()
+        except Exception as exc:
+            message = _replace_names(str(exc), {entry.name: pseudonym})
+            raise SourceError(_scrub_source_names(message, job)) from None
+
+    return read
+
+
+def _replace_names(message: str, names_: dict[str, str]) -> str:
+    """`message` with each whole name (not part of another word or path) replaced: the parsers write
+    `name: …` and `'name'`."""
+    present = sorted((k for k in names_ if k and k in message), key=len, reverse=True)
+    if not present:
+        return message
+    pattern = re.compile(r"(?<![^\s'\"(/])(" + "|".join(map(re.escape, present)) + r")(?=$|[\s'\":,)])")
+    return pattern.sub(lambda m: names_[m.group(1)], message)
 
 
 def _scrub_keys(message: str, keys: dict[str, str]) -> str:
     """A label-table problem with every file name of the table replaced by its pseudonym."""
-    present = sorted((k for k in keys if k and k in message), key=len, reverse=True)
-    if not present:
-        return message
-    # A whole name only (the parsers write `name: …`, `'name'`), never a part of another word.
-    pattern = re.compile(r"(?<![^\s'\"(])(" + "|".join(map(re.escape, present)) + r")(?=$|[\s'\":,)])")
-    return pattern.sub(lambda m: keys[m.group(1)], message)
+    return _replace_names(message, keys)
 
 
 def _scrub_source_names(message: str, job: ImportJob) -> str:
     """A message about the source or label table as a whole, without the server path or the file's name."""
     for path, what in ((job.source_path, SOURCE), (job.labels_path, LABEL_TABLE)):
         if path:
-            message = message.replace(str(path), what)
-            if Path(path).name:
-                message = message.replace(Path(path).name, what)
+            spellings = {str(path), str(Path(path)), str(Path(path).resolve())}
+            for spelling in sorted(spellings, key=len, reverse=True):  # absolute paths: replaced wherever they are
+                message = message.replace(spelling, what)
+            message = _replace_names(message, {Path(path).name: what, Path(path).resolve().name: what})
     return message
 
 

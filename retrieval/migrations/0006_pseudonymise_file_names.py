@@ -24,9 +24,11 @@ _NO_NAME = ("expected ", "column ", "empty file name", "series of ")
 def _scrub_paths(text: str, job) -> str:
     for path, what in ((job.source_path, SOURCE), (job.labels_path, LABEL_TABLE)):
         if path:
-            text = text.replace(path, what)
-            if Path(path).name:
-                text = text.replace(Path(path).name, what)
+            for spelling in sorted({path, str(Path(path))}, key=len, reverse=True):
+                text = text.replace(spelling, what)
+            name = Path(path).name
+            if name:  # the whole name only, never a part of another word
+                text = re.sub(r"(?<![^\s'\"(/])" + re.escape(name) + r"(?=$|[\s'\":,)])", what, text)
     return text
 
 
