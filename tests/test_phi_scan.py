@@ -211,6 +211,8 @@ def _build(tmp_path: Path, client, django_user_model, capture) -> dict:
         assert client.post(f"/api/datasets/{dataset.pk}/imports/", {"archive": broken}).status_code == 202
     ingest.import_job_run(job_id=ImportJob.objects.latest("pk").pk)
 
+    # TODO(lead, branch privacy): should finding 5's fix refuse free-text or identifier-looking columns unless the
+    # coordinator allows them, allow them here: the scan must see what an allowed column would show.
     jobs = list(ImportJob.objects.order_by("pk"))
     assert [j.status for j in jobs] == ["succeeded", "succeeded", "failed"], [(j.status, j.error) for j in jobs]
     assert dataset.images.count() == 4, jobs[0].report
