@@ -133,7 +133,7 @@ def test_a_failed_server_import_keeps_its_path_for_a_retry_until_the_window_clos
 
 
 def test_the_migration_rewrites_old_report_lines():
-    migration = importlib.import_module("retrieval.migrations.0006_pseudonymise_file_names")
+    migration = importlib.import_module("retrieval.migrations.0007_pseudonymise_file_names")
 
     class Job:
         source_path, labels_path = "/data/Roe_Richard_MRN-5/images", "/data/Roe_labels.csv"
@@ -188,7 +188,7 @@ def test_the_migration_rewrites_old_report_lines():
 
 
 def test_a_short_source_name_is_replaced_as_a_whole_word_only():
-    migration = importlib.import_module("retrieval.migrations.0006_pseudonymise_file_names")
+    migration = importlib.import_module("retrieval.migrations.0007_pseudonymise_file_names")
 
     class Job:
         source_path, labels_path = "/srv/s/", ""

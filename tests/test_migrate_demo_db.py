@@ -41,12 +41,12 @@ def _dataset_keys() -> dict[int, str]:
 
 
 def _image_pseudonymised(row: dict) -> dict:
-    """retrieval/0006: stored file names become their pseudonyms under the dataset's key (issue 12)."""
+    """retrieval/0007: stored file names become their pseudonyms under the dataset's key (issue 12)."""
     return {**row, "source_name": path_pseudonym(_dataset_keys()[row["dataset_id"]], row["source_name"])}
 
 
 def _import_forgets_names(row: dict) -> dict:
-    """retrieval/0006: a finished import forgets its paths and last file; its report names pseudonyms. The
+    """retrieval/0007: a finished import forgets its paths and last file; its report names pseudonyms. The
     fixture's imports all succeeded, and their report lines name imported files."""
     assert row["status"] == "succeeded"
     key = _dataset_keys()[row["dataset_id"]]

@@ -83,6 +83,6 @@ def pseudonymise(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("retrieval", "0005_evaluations")]
+    dependencies = [("retrieval", "0006_importjob_allow_free_text")]
 
     operations = [migrations.RunPython(pseudonymise, migrations.RunPython.noop, elidable=False)]
