@@ -14,9 +14,8 @@ answers and a model run. Then everything that is kept or shown is scanned for ev
 - every GET operation of the API's OpenAPI schema, with every id the database holds;
 - every export of the study's report.
 
-Each seeded identifier belongs to a finding of issue 12. A finding fixed on this branch must hold; those fixed
-on other branches are `xfail(strict=True)` here, so that the test turns red (XPASS) when their fix is merged
-and the lead removes the mark: see the TODO on each.
+Each seeded identifier belongs to a finding of issue 12 (names: 2; DICOM profile: 6; label columns: 5; PNG/JPEG
+metadata: 7; failed uploads: 3) or to what main de-identified before, and each finding is its own test case.
 """
 
 from __future__ import annotations
@@ -201,8 +200,12 @@ def _build(tmp_path: Path, client, django_user_model, capture) -> dict:
         "labels": SimpleUploadedFile("Uploadtable^Uma.csv", _label_table([ZIP_MEMBER], ghost=False)),
         "label_format": "generic",
     }
+    preview = client.post(f"/datasets/{dataset.pk}/import/", upload)  # the label table's column preview
+    assert preview.status_code == 200, preview.content
+    token = re.search(rb'name="token" value="([^"]+)"', preview.content).group(1).decode()
     with capture(execute=False):
-        assert client.post(f"/datasets/{dataset.pk}/import/", upload).status_code == 302
+        confirm = {"token": token, "action": "confirm"}
+        assert client.post(f"/datasets/{dataset.pk}/import/confirm/", confirm).status_code == 302
     ingest.import_job_run(job_id=ImportJob.objects.latest("pk").pk)
 
     # 3. A broken zip uploaded through the API: the import fails on it.
@@ -211,8 +214,7 @@ def _build(tmp_path: Path, client, django_user_model, capture) -> dict:
         assert client.post(f"/api/datasets/{dataset.pk}/imports/", {"archive": broken}).status_code == 202
     ingest.import_job_run(job_id=ImportJob.objects.latest("pk").pk)
 
-    # TODO(lead, branch privacy): should finding 5's fix refuse free-text or identifier-looking columns unless the
-    # coordinator allows them, allow them here: the scan must see what an allowed column would show.
+    # The free-text column (notes) is refused, not allowed: a coordinator who allows free text stores it by choice.
     jobs = list(ImportJob.objects.order_by("pk"))
     assert [j.status for j in jobs] == ["succeeded", "succeeded", "failed"], [(j.status, j.error) for j in jobs]
     assert dataset.images.count() == 4, jobs[0].report
@@ -234,7 +236,14 @@ def _build(tmp_path: Path, client, django_user_model, capture) -> dict:
         reading.answer_submit(
             assignment=assignment, case=case, payload={"selected": [first.pk]}, client_token=f"phi-token-{i}"
         )
-    return {"users": users, "dataset": dataset, "study": study, "run": run, "assignment": assignment}
+    return {
+        "users": users,
+        "dataset": dataset,
+        "study": study,
+        "run": run,
+        "assignment": assignment,
+        "preview": preview.content,
+    }
 
 
 # --------------------------------------------------------------------------- the scans
@@ -366,6 +375,7 @@ def found(tmp_path, client, django_user_model, settings, django_capture_on_commi
     where.update(_crawl(client, users["phi-reader"], reader_starts))
     where.update(_crawl(client, users["phi-admin"], ["/admin/"], limit=400))
     where.update(_exports(client, users["phi-coord"], study))
+    where[f"page:phi-coord:/datasets/{dataset.pk}/import/ (the label table's column preview)"] = world["preview"]
     assert any(k.startswith("page:phi-reader:") for k in where) and any(k.startswith("export:") for k in where)
     hits = defaultdict(list)
     for place, content in where.items():
@@ -403,26 +413,9 @@ def test_the_scan_reaches_every_kind_of_place(found):
         DICOM,
         COLUMNS_EXACT,
         UPLOADS,
-        # TODO(lead): remove these marks after merging branch `privacy` (issue 12 findings 5, 6, 7).
-        pytest.param(
-            PROFILE,
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 12 finding 6: DICOM de-identification is a subset of PS3.15 (branch privacy)"
-            ),
-        ),
-        pytest.param(
-            COLUMNS_FUZZY,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue 12 finding 5: identifier columns are recognised only by exact name (branch privacy)",
-            ),
-        ),
-        pytest.param(
-            METADATA,
-            marks=pytest.mark.xfail(
-                strict=True, reason="issue 12 finding 7: PNG/JPEG originals keep their metadata (branch privacy)"
-            ),
-        ),
+        PROFILE,
+        COLUMNS_FUZZY,
+        METADATA,
     ],
 )
 def test_no_seeded_identifier_is_found_anywhere(found, finding):
