@@ -211,3 +211,16 @@ def test_a_file_that_cannot_be_read_is_reported_without_its_path(tmp_path, monke
     (line,) = [r for r in job.report if r["status"] == "failed"]
     assert line["file"] == stored_name(job.dataset, "Doe^Jane/a.png") and "Permission denied" in line["message"]
     assert "Doe" not in str(job.report) and "Roe_R" not in str(job.report) and str(tmp_path) not in str(job.report)
+
+
+def test_the_admin_finds_an_image_by_its_original_name(tmp_path, client, django_user_model):
+    """Coordinators hold their files: the admin's image search takes an original path or base name."""
+    src = write_files(tmp_path / "s", {"Doe^Jane_MRN-1/chest.png": png_bytes(1), "other.png": png_bytes(2)})
+    dataset = run_import(source=src).dataset
+    client.force_login(django_user_model.objects.create_superuser(username="root", password="pw"))
+    wanted = stored_name(dataset, "Doe^Jane_MRN-1/chest.png")
+    for term in ("Doe^Jane_MRN-1/chest.png", "chest.png", wanted):
+        page = client.get("/admin/retrieval/image/", {"q": term}).content.decode()
+        assert wanted in page and stored_name(dataset, "other.png") not in page, term
+    page = client.get("/admin/retrieval/image/", {"q": "nothing.png"}).content.decode()
+    assert wanted not in page
