@@ -333,12 +333,23 @@ class QuestionForm(forms.Form):
         max_length=300,
         required=False,
         label="Question",
-        widget=forms.TextInput(attrs={"placeholder": "Does this image show pleural effusion?"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "Does this image show pleural effusion?", "aria-label": "Question"}
+        ),
     )
+    # aria-label: the study page shows these fields in one row without their <label>s.
     choices = forms.CharField(
-        max_length=600, required=False, initial="yes, no, unsure", help_text="Comma-separated answer choices."
+        max_length=600,
+        required=False,
+        initial="yes, no, unsure",
+        help_text="Comma-separated answer choices.",
+        widget=forms.TextInput(attrs={"aria-label": "Choices, comma-separated"}),
     )
-    applies_to = forms.ChoiceField(choices=StudyQuestion.AppliesTo.choices, initial=StudyQuestion.AppliesTo.ALL)
+    applies_to = forms.ChoiceField(
+        choices=StudyQuestion.AppliesTo.choices,
+        initial=StudyQuestion.AppliesTo.ALL,
+        widget=forms.Select(attrs={"aria-label": "Asked about"}),
+    )
 
     def clean(self):
         data = super().clean()
@@ -397,7 +408,9 @@ class AssignmentAddForm(forms.Form):
 
 
 class CloneForm(forms.Form):
-    name = forms.CharField(max_length=200, label="Name of the copy")
+    name = forms.CharField(
+        max_length=200, label="Name of the copy", widget=forms.TextInput(attrs={"aria-label": "Name of the copy"})
+    )
 
 
 class CaseListForm(forms.Form):

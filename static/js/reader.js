@@ -101,13 +101,55 @@
   }
   function qid(fieldset) { return fieldset.getAttribute("data-question") + "|" + fieldset.getAttribute("data-image"); }
 
+  // --- per-image questions by keyboard ---------------------------------------------------------
+  // Each choice gets a letter (its first letter not taken by a shortcut or an earlier choice of the
+  // same question), shown beside it. A letter answers the focused image's question that has it (the
+  // first unanswered one when several do); Q moves the keyboard to the query's questions and back.
+  var RESERVED = "eilqrsz";
+  var queryQuestions = root.querySelector(".questions[data-image='query']"), onQuery = false;
+  questionSets.forEach(function (f) {
+    var used = RESERVED;
+    Array.prototype.forEach.call(f.querySelectorAll("input"), function (input) {
+      var letters = input.value.toLowerCase().replace(/[^a-z]/g, "") + "abcdfghjkmnoptuvwxy", letter = "";
+      for (var i = 0; i < letters.length && !letter; i++) { if (used.indexOf(letters[i]) < 0) { letter = letters[i]; } }
+      if (!letter) { return; }
+      used += letter;
+      input.setAttribute("data-letter", letter);
+      var kbd = document.createElement("kbd");
+      kbd.className = "choice-key";
+      kbd.textContent = letter.toUpperCase();
+      input.parentNode.appendChild(kbd);
+      input.parentNode.title = "Press " + letter.toUpperCase();
+    });
+  });
+
+  function answerByLetter(letter) {
+    if (!canSubmit) { return false; }
+    var scope = onQuery ? queryQuestions : focused && focused.querySelector(".questions");
+    if (!scope) { return false; }
+    var inputs = Array.prototype.slice.call(scope.querySelectorAll("input[data-letter='" + letter + "']"));
+    if (!inputs.length) { return false; }
+    var open = inputs.filter(function (i) { return state.answers[qid(i.closest("fieldset"))] === undefined; });
+    var input = (open.length ? open : inputs)[0];
+    state.answers[qid(input.closest("fieldset"))] = input.value;
+    changed();
+    return true;
+  }
+
+  function setOnQuery(on) {
+    onQuery = !!on && !!queryQuestions;
+    root.classList.toggle("answering-query", onQuery);
+    if (queryQuestions) { queryQuestions.classList.toggle("active", onQuery); }
+    if (onQuery) { queryQuestions.focus(); } else if (focused) { focused.focus(); }
+  }
+
   // --- rendering ------------------------------------------------------------------------------
   function render() {
     if (mode === "choose_k") {
       tiles.forEach(function (t) {
         var on = state.selected.indexOf(keyOf(t)) >= 0;
         t.classList.toggle("selected", on);
-        t.setAttribute("aria-checked", on ? "true" : "false");
+        t.setAttribute("aria-label", "Candidate " + t.getAttribute("data-position") + (on ? ", chosen" : ""));
       });
       counter.textContent = state.selected.length + "/" + k;
       counter.classList.toggle("complete", state.selected.length === k);
@@ -199,6 +241,11 @@
 
   function focus(tile) {
     if (!tile) { return; }
+    if (onQuery) {  // back from the query's questions to the candidates
+      onQuery = false;
+      root.classList.remove("answering-query");
+      queryQuestions.classList.remove("active");
+    }
     tiles.forEach(function (t) { t.tabIndex = t === tile ? 0 : -1; });
     focused = tile;
     tile.focus({ preventScroll: false });
@@ -317,6 +364,8 @@
     if (lower === "e") { openEnlarged(enlargedTile || focused); }
     else if (lower === "i") { (enlargedEl.hidden ? queryViewer : enlargedCandidate).toggleInvert(); }
     else if (lower === "r") { resetAll(); }
+    else if (lower === "q") { setOnQuery(!onQuery); }
+    else if (lower.length === 1 && /[a-z]/.test(lower) && !e.shiftKey && answerByLetter(lower)) { e.preventDefault(); }
     else if (lower === "l") { setLinked(!linked); }
     else if (lower === "z") { setZoomLinked(!zoomLinked); }
     else if (lower === "s" && saliencyBtn) { setSaliency(!saliencyOn); }
