@@ -224,3 +224,25 @@ def test_the_admin_finds_an_image_by_its_original_name(tmp_path, client, django_
         assert wanted in page and stored_name(dataset, "other.png") not in page, term
     page = client.get("/admin/retrieval/image/", {"q": "nothing.png"}).content.decode()
     assert wanted not in page
+
+
+def test_the_migration_pseudonymises_the_name_of_an_earlier_case_list(django_user_model):
+    """readerstudy/0003 on a study stored before: its case list's upload name becomes the pseudonym."""
+    from django.apps import apps
+
+    from readerstudy.models import Study
+    from retrieval.models import Dataset
+
+    migration = importlib.import_module("readerstudy.migrations.0003_case_list_name_pseudonym")
+    dataset = Dataset.objects.create(name="d")
+    config = {"file_name": "Doe^Jane cases.csv", "sha256": "x", "n_cases": 1}
+    study = Study.objects.create(
+        name="s", dataset=dataset, mode="rank_all", seed=1, builder="case_list", builder_config=config
+    )
+    other = Study.objects.create(
+        name="t", dataset=dataset, mode="rank_all", seed=1, builder="random", builder_config={}
+    )
+    migration.pseudonymise(apps, None)
+    study.refresh_from_db(), other.refresh_from_db()
+    assert study.builder_config == {**config, "file_name": stored_name(dataset, "Doe^Jane cases.csv")}
+    assert other.builder_config == {}
