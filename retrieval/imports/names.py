@@ -4,7 +4,7 @@ Folder and file names carry identifiers (a folder per PatientID, `Name^Given_MRN
 of an imported file is stored: every path component becomes a keyed pseudonym, HMAC-SHA256 under the
 dataset's secret key (`Dataset.pseudonym_key`, the key of the patient pseudonyms, in a domain of its
 own), truncated to `LENGTH` base32 characters. A known extension is kept (`.dcm`, `.png`, `.jpg`…),
-anything else in a name is replaced:
+anything else in a name is replaced (for example; the characters depend on the key):
 
     77654033/CR1/6154          ->  3hq7c2mzk5ab/x2rwq6l4ke7d/fa7ttl3bq6jn
     Doe^John_MRN-123/chest.dcm ->  m6v4d3y2qx7a/q2ci2rk4k6sn.dcm
