@@ -13,7 +13,7 @@ from pydicom.sequence import Sequence
 
 from retrieval.models import Image
 from tests.factories import dicom_with, write_files
-from tests.importing import run_import
+from tests.importing import image_named, run_import
 
 pytestmark = pytest.mark.django_db
 
@@ -52,7 +52,7 @@ def test_png_and_jpeg_originals_are_stored_without_metadata(tmp_path, settings):
     assert job.n_imported == 2, job.report
     for path, data in stored_bytes(settings).items():
         assert NAME.encode() not in data and MRN.encode() not in data and b"Doe" not in data, path
-    a, b = Image.objects.get(source_name="a.png"), Image.objects.get(source_name="b.jpg")
+    a, b = image_named("a.png"), image_named("b.jpg")
     with a.original.open("rb") as fh:
         assert np.array_equal(np.asarray(PILImage.open(fh)), pixels)  # lossless, the same pixels
     with b.original.open("rb") as fh:

@@ -90,8 +90,8 @@ def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
     """
     if job.status == JobStatus.FAILED and uploads_gone(job):
         raise ApplicationError(
-            f"Import {job.pk}'s uploaded files were removed after it failed (they hold patient identifiers): "
-            "upload them again in a new import."
+            f"Import {job.pk}'s uploaded files were removed, or its source paths forgotten, after it failed (they "
+            "hold patient identifiers): upload them again (or name the server folder again) in a new import."
         )
     job = job_retry(job, what=f"Import {job.pk}")
     if enqueue:

@@ -12,6 +12,9 @@ never outlives its use (docs/importing.md#uploads):
 - the label table's column preview was cancelled: removed at once (`upload_discard`); never confirmed:
   removed `IMPORT_UPLOAD_KEEP_HOURS` (at least an hour) after the upload (`uploads_expired_remove`: files
   no import names).
+
+The job's `source_path` and `labels_path` (a server folder's path names folders too) are blanked when the
+import succeeds or its upload goes, and when a failed import's retry window closes (`source_paths_forget`).
 """
 
 from __future__ import annotations
@@ -86,18 +89,34 @@ def uploads_remove(job) -> None:
 
 
 def uploads_gone(job) -> bool:
-    """True when an upload of this import was removed (a retry then needs a new upload)."""
+    """True when an upload of this import was removed, or its sources forgotten (a retry then needs a new
+    upload)."""
+    if not job.source_path and not job.labels_path:  # every import names a source: these were forgotten
+        return True
     return any(not path.exists() for path in _uploaded_paths(job))
 
 
+def source_paths_forget(job) -> None:
+    """Blank the job's source and label-table paths: a server path names folders (a patient's name, an MRN),
+    and an upload's is of no use once it is removed. Done when an import succeeds or its upload is removed; a
+    failed import keeps them for a retry until the retry window closes (`uploads_expired_remove`)."""
+    job.source_path = job.labels_path = ""
+    ImportJob.objects.filter(pk=job.pk).update(source_path="", labels_path="")
+
+
 def uploads_expired_remove(*, now=None) -> int:
-    """Remove the uploads kept for a retry of failed imports that failed over IMPORT_UPLOAD_KEEP_HOURS ago."""
+    """Remove the uploads kept for a retry of failed imports that failed over IMPORT_UPLOAD_KEEP_HOURS ago;
+    the paths of such imports (uploads and server folders alike) are forgotten. Returns the uploads removed."""
     cutoff = (now or timezone.now()) - timedelta(hours=settings.IMPORT_UPLOAD_KEEP_HOURS)
     n = 0
-    for job in ImportJob.objects.filter(status=JobStatus.FAILED, remove_sources=True, finished_at__lt=cutoff):
+    expired = ImportJob.objects.filter(status=JobStatus.FAILED, finished_at__lt=cutoff).exclude(
+        source_path="", labels_path=""
+    )
+    for job in expired:
         if not uploads_gone(job) and _uploaded_paths(job):
             uploads_remove(job)
             n += 1
+        source_paths_forget(job)
     # A preview waits at least an hour for its confirmation, whatever the retry window.
     hours = max(settings.IMPORT_UPLOAD_KEEP_HOURS, 1)
     return n + _unclaimed_uploads_remove((now or timezone.now()) - timedelta(hours=hours))

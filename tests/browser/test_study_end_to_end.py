@@ -42,6 +42,7 @@ from retrieval.models import Dataset, Label
 from retrieval.runs.services import run_create
 from retrieval.runs.stages import run_execute
 from tests.browser.conftest import login, shot, tile_keys, wait_reader_ready
+from tests.importing import stored_name
 from tests.reports import independent as ind
 from tests.reports import stored_answers as stored
 from tests.runs.conftest import SMALL
@@ -194,7 +195,7 @@ def _check_case_list(study, data: bytes, first: list[int], second: list[int]) ->
     assert _candidate_images(cases[0]) == first[1:]  # the CSV's positions
     assert sorted(_candidate_images(cases[1])) == sorted(second[1:])
     assert study.builder_config["sha256"] == hashlib.sha256(data).hexdigest()
-    assert study.builder_config["file_name"] == "cases.csv"
+    assert study.builder_config["file_name"] == stored_name(study.dataset, "cases.csv")  # issue 12: a pseudonym
 
 
 # --- 2. three readers in the browser ----------------------------------------------------------------
