@@ -73,6 +73,13 @@ class StudyOutputSerializer(serializers.Serializer):
     locked = serializers.SerializerMethodField(help_text="true once any reader has answered: the design is frozen")
     questions = QuestionOutputSerializer(many=True, source="questions.all")
     readers = AssignmentOutputSerializer(many=True, source="assignments.all")
+    catalogue_recurrence = serializers.SerializerMethodField(
+        help_text="per candidate set (nearest/farthest, or all): candidates, how many show an image another case "
+        "shows too, and the rate; rule_accuracy: how well 'recurs ⇒ far' tells the sets apart (0.5 = not at all)"
+    )
+
+    def get_catalogue_recurrence(self, obj: Study) -> dict:
+        return building.study_recurrence(study=obj)
 
     def get_n_cases(self, obj: Study) -> int:
         return obj.cases.count()

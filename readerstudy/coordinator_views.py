@@ -103,6 +103,7 @@ def study_detail(request, pk: int):
             "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
             "case_list_form": CaseListForm(),
             "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
+            "recurrence": building.study_recurrence(study=study),
         },
     )
 
