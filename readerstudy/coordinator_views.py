@@ -111,6 +111,7 @@ def study_detail(request, pk: int):
 @role_required(COORDINATOR)
 def study_edit(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     locked = services.study_has_answers(study=study)
     initial = {f: getattr(study, f) for f in (*services.ALWAYS_EDITABLE, *services.LOCKED_ONCE_ANSWERED)}
     form = StudyEditForm(request.POST or None, study=study, locked=locked, initial=initial)
@@ -142,6 +143,7 @@ def _run(request, action, success: str):
 @require_POST
 def study_open(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     _run(request, lambda: services.study_open(study=study), "The study is open: its readers can start.")
     return redirect(study.get_absolute_url())
 
@@ -150,6 +152,7 @@ def study_open(request, pk: int):
 @require_POST
 def study_close(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     _run(request, lambda: services.study_close(study=study), "The study is closed: readers can no longer answer.")
     return redirect(study.get_absolute_url())
 
@@ -158,6 +161,7 @@ def study_close(request, pk: int):
 @require_POST
 def study_clone(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = CloneForm(request.POST)
     if not form.is_valid():
         messages.error(request, "The copy needs a name.")
@@ -174,6 +178,7 @@ def study_clone(request, pk: int):
 @require_POST
 def reader_add(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = AssignmentAddForm(request.POST, study=study)
     if not form.is_valid():
         messages.error(request, "Choose a reader who is not assigned yet.")
@@ -191,6 +196,7 @@ def reader_add(request, pk: int):
 @require_POST
 def reader_remove(request, pk: int, user_id: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     assignment = get_object_or_404(study.assignments.select_related("reader"), reader_id=user_id)
     reader = assignment.reader
     _run(
@@ -205,6 +211,7 @@ def reader_remove(request, pk: int, user_id: int):
 @require_POST
 def question_add(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = QuestionForm(request.POST)
     if not form.is_valid() or form.question() is None:
         messages.error(request, "A question needs a text and at least two comma-separated choices.")
@@ -217,6 +224,7 @@ def question_add(request, pk: int):
 @require_POST
 def question_remove(request, pk: int, question_id: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     question = get_object_or_404(StudyQuestion, pk=question_id, study=study)
     _run(request, lambda: services.question_remove(study=study, question=question), "Question removed.")
     return redirect(study.get_absolute_url())
@@ -226,6 +234,7 @@ def question_remove(request, pk: int, question_id: int):
 @require_POST
 def case_list_upload(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = CaseListForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():

@@ -133,8 +133,9 @@ def dataset_label_names(*, dataset_ids: Iterable[int] | None = None) -> dict[int
 # --- blinding of readers who hold a second role -------------------------------------------------
 
 BLINDED_MESSAGE = (
-    "You are one of this study's readers: its cases with their provenance, the readers' progress and answers "
-    "and its report stay closed to you until the study is closed (or you are removed from its readers)."
+    "You are one of this study's readers: its cases with their provenance, the readers' progress and answers, "
+    "its report and its management stay closed to you until the study is closed (or you are removed from its "
+    "readers by another coordinator)."
 )
 
 
