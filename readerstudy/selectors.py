@@ -148,6 +148,13 @@ def study_reader_blinded(*, user, study: Study) -> bool:
     )
 
 
+def studies_blinded_for(*, user) -> QuerySet[Study]:
+    """The studies `user` reads and that are not closed: every study-level view of them is closed to the user."""
+    if not getattr(user, "is_authenticated", False):
+        return Study.objects.none()
+    return Study.objects.filter(assignments__reader_id=user.pk).exclude(status=StudyStatus.CLOSED).distinct()
+
+
 def study_blinding_check(*, user, study: Study) -> None:
     """Refuse (403) a study-level read that carries provenance, progress or answers to one of its readers."""
     if study_reader_blinded(user=user, study=study):

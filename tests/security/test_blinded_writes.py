@@ -107,3 +107,20 @@ def test_unassigned_coordinators_and_closed_studies_are_unaffected(client, coord
     client.force_login(coord_reader)
     response = client.post(f"/api/studies/{study.pk}/clone/", data={"name": "after"}, content_type="application/json")
     assert response.status_code == 201
+
+
+def test_the_admin_hides_a_study_from_its_assigned_coordinator(client, coordinator, coord_reader, study):
+    case = study.cases.first()
+    pages = [
+        f"/admin/readerstudy/study/{study.pk}/change/",
+        f"/admin/readerstudy/case/{case.pk}/change/",
+    ]
+    client.force_login(coord_reader)
+    for url in pages:
+        response = client.get(url)
+        assert response.status_code in (302, 404), (url, response.status_code)  # "doesn't exist": back to the list
+    listing = client.get("/admin/readerstudy/case/").content.decode()
+    assert f"/admin/readerstudy/case/{case.pk}/change/" not in listing
+    client.force_login(coordinator)  # an unassigned coordinator still sees it
+    for url in pages:
+        assert client.get(url).status_code == 200, url
