@@ -1,7 +1,6 @@
 """Pages under the Content-Security-Policy in Chromium (issue 12, finding 14): the API docs (Swagger UI and
-ReDoc, relaxed for their own inline code) render for a signed-in user, the compare page's split selector
-and the login lock shows its message. The `page` fixture fails
-on any CSP violation the browser reports."""
+ReDoc, relaxed for their own inline code) render for a signed-in user, and the login lock shows its
+message. The `page` fixture fails on any CSP violation the browser reports."""
 
 from __future__ import annotations
 
