@@ -120,3 +120,19 @@ def test_image_etags_differ_per_assignment_and_per_case(client, built, reader, o
     assert len(set(all_tags)) == len(all_tags), "one image, two places: two unrelated ETags"
     images_of_both = {i for (u, i) in etags if u == reader.pk} & {i for (u, i) in etags if u == other_reader.pk}
     assert images_of_both  # the same candidate images, seen by both readers
+
+
+def test_the_wizard_review_shows_the_recurrence(client, coordinator, reader, tmp_path):
+    from tests.studies.test_pages import wizard_data
+
+    dataset = Dataset.objects.create(name="Outliers")
+    vectors = outlier_collection(n_cluster=300)
+    images = make_images(dataset, ["x"] * len(vectors))
+    run = make_run(dataset, tmp_path / "run", [i.pk for i in images], vectors)
+    client.force_login(coordinator)
+    data = {**wizard_data(dataset, [reader]), "builder": "knn_farthest", "run": run.pk, "n_queries": 20}
+    response = client.post("/studies/new/", {**data, "review": "1"})
+    assert response.status_code == 200, response.content[:500]
+    summary = response.context["summary"]
+    assert summary["recurrence"]["rule_accuracy"] <= 0.6, summary["recurrence"]
+    assert "Seen in another case ⇒ farthest" in response.content.decode()
