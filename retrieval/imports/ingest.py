@@ -22,7 +22,7 @@ from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
 from retrieval.imports import uploads
 from retrieval.imports.imaging.decode import decode_image
-from retrieval.imports.imaging.deid import deidentify_dicom
+from retrieval.imports.imaging.deid import deidentify_dicom, strip_image_metadata
 from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
 from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
@@ -94,7 +94,9 @@ def _import(run: _Run) -> None:
     job = run.job
     if job.labels_path:
         # Parse the whole table first: an unusable table stops the import before any image.
-        rows, problems = label_tables.parse_label_table(Path(job.labels_path).read_bytes(), job.label_format)
+        rows, problems = label_tables.parse_label_table(
+            Path(job.labels_path).read_bytes(), job.label_format, allow_free_text=job.allow_free_text
+        )
         for line, message in problems:
             run.note("warning", message, file=Path(job.labels_path).name, line=line)
         for row in rows:
@@ -220,9 +222,14 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
 
 
 def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings) -> Image:
-    """Write original (de-identified for DICOM), rendition and thumbnail, then the rows."""
+    """Write original (de-identified DICOM, PNG/JPEG without metadata), rendition and thumbnail, then the rows."""
     dataset = job.dataset
-    original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS") if decoded.source_format == "dicom" else data
+    if decoded.source_format == "dicom":
+        original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS")
+    else:
+        original = strip_image_metadata(
+            data, decoded.source_format, pixels=decoded.pixels, max_pixels=settings.IMPORT_MAX_PIXELS
+        )
     image = Image(
         dataset=dataset,
         import_job=job,

@@ -8,7 +8,10 @@ never outlives its use (docs/importing.md#uploads):
   error that a retry would meet again): removed at once, and a retry asks for a new upload;
 - the import failed unexpectedly (a lost worker, a database error): kept for `import_job_retry`, at most
   `IMPORT_UPLOAD_KEEP_HOURS` after the failure (`uploads_expired_remove`, run by every import and by
-  `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted.
+  `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted;
+- the label table's column preview was cancelled: removed at once (`upload_discard`); never confirmed:
+  removed `IMPORT_UPLOAD_KEEP_HOURS` (at least an hour) after the upload (`uploads_expired_remove`: files
+  no import names).
 """
 
 from __future__ import annotations
@@ -37,6 +40,28 @@ def upload_save(uploaded, *, kind: str) -> Path:
         for chunk in uploaded.chunks():
             fh.write(chunk)
     return path
+
+
+def upload_resolve(name: str) -> Path | None:
+    """The upload `kind/file` (as `upload_name` gives it) if it is a file inside UPLOAD_ROOT, else None."""
+    root = settings.UPLOAD_ROOT.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path == root or not path.is_file():
+        return None
+    return path
+
+
+def upload_name(path: Path | str) -> str:
+    """An upload's path relative to UPLOAD_ROOT (`labels/<random>.csv`), to hand back to `upload_resolve`."""
+    return Path(path).resolve().relative_to(settings.UPLOAD_ROOT.resolve()).as_posix()
+
+
+def upload_discard(*paths: Path | str) -> None:
+    """Remove uploads that no import will use (a cancelled preview); paths outside UPLOAD_ROOT are left alone."""
+    root = settings.UPLOAD_ROOT.resolve()
+    for p in paths:
+        if p and Path(p).resolve().is_relative_to(root) and Path(p).is_file():
+            Path(p).unlink()
 
 
 def _uploaded_paths(job) -> list[Path]:
@@ -73,6 +98,28 @@ def uploads_expired_remove(*, now=None) -> int:
         if not uploads_gone(job) and _uploaded_paths(job):
             uploads_remove(job)
             n += 1
+    # A preview waits at least an hour for its confirmation, whatever the retry window.
+    hours = max(settings.IMPORT_UPLOAD_KEEP_HOURS, 1)
+    return n + _unclaimed_uploads_remove((now or timezone.now()) - timedelta(hours=hours))
+
+
+def _unclaimed_uploads_remove(cutoff) -> int:
+    """Remove uploads that no import names (a column preview never confirmed) older than `cutoff`."""
+    root = settings.UPLOAD_ROOT
+    if not root.is_dir():
+        return 0
+    named = {
+        Path(p).resolve()
+        for paths in ImportJob.objects.filter(remove_sources=True).values_list("source_path", "labels_path")
+        for p in paths
+        if p
+    }
+    n = 0
+    for kind in ("labels", "archives"):
+        for path in (root / kind).glob("*") if (root / kind).is_dir() else ():
+            if path.is_file() and path.resolve() not in named and path.stat().st_mtime < cutoff.timestamp():
+                path.unlink()
+                n += 1
     return n
 
 
