@@ -49,6 +49,7 @@ def _pages(study, reader, coordinator):
             "/",
             "/studies/",
             f"/studies/{study.pk}/",
+            f"/studies/{study.pk}/cases/1/",
             "/studies/new/",
             f"/reports/studies/{study.pk}/",
             "/datasets/",
