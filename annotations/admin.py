@@ -3,10 +3,13 @@
 from django.contrib import admin
 
 from annotations.models import Answer, AnswerItem, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
+from readerstudy.admin import BlindedAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Coordinators inspect answers here; nobody edits them by hand."""
+class ReadOnlyAdmin(BlindedAdmin):
+    """Coordinators inspect answers here (not those of a study they read themselves); nobody edits them by hand."""
+
+    study_path = "assignment__study"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -43,6 +46,7 @@ class AnswerAdmin(ReadOnlyAdmin):
 
 @admin.register(AnswerRevision)
 class AnswerRevisionAdmin(ReadOnlyAdmin):
+    study_path = "answer__assignment__study"
     list_display = ["id", "answer", "revision", "submitted_at", "replaced_at"]
 
 

@@ -8,10 +8,22 @@ deleted (that would delete answers); cases and candidates are never edited here.
 from django.contrib import admin
 from django.utils.html import format_html
 
-from readerstudy import services
+from readerstudy import selectors, services
 from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion
 
 _DESIGN_FIELDS = ("dataset", "builder", "builder_config", "seed", *services.LOCKED_ONCE_ANSWERED)
+
+
+class BlindedAdmin(admin.ModelAdmin):
+    """Leaves out the rows of studies the signed-in user is reading and that are not closed (a coordinator or
+    superuser assigned as a reader is blinded here as on the study pages; issue 12, finding 10).
+    `study_path` leads from the model to its study."""
+
+    study_path = "study"
+
+    def get_queryset(self, request):
+        blinded = selectors.studies_blinded_for(user=request.user).values("pk")
+        return super().get_queryset(request).exclude(**{f"{self.study_path}__in": blinded})
 
 
 def _answered(study) -> bool:
@@ -33,7 +45,9 @@ class StudyQuestionInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(BlindedAdmin):
+    study_path = "pk"
+
     list_display = ("name", "status", "dataset", "mode", "k", "builder", "created_at")
     list_filter = ("status", "mode", "dataset")
     search_fields = ("name",)
@@ -64,7 +78,7 @@ class CandidateInline(admin.TabularInline):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
+class CaseAdmin(BlindedAdmin):
     """Read-only: cases change only through the builders (and never once answered)."""
 
     list_display = ("__str__", "study", "position", "query")
@@ -84,7 +98,7 @@ class CaseAdmin(admin.ModelAdmin):
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(BlindedAdmin):
     list_display = ("reader", "study", "seed", "created_at")
     list_filter = ("study",)
     search_fields = ("reader__username", "study__name")

@@ -103,6 +103,7 @@ def study_detail(request, pk: int):
             "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
             "case_list_form": CaseListForm(),
             "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
+            "recurrence": building.study_recurrence(study=study),
             "flags": selectors.study_flags(study=study),
         },
     )
@@ -129,6 +130,7 @@ def study_case(request, pk: int, number: int):
 @role_required(COORDINATOR)
 def study_edit(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     locked = services.study_has_answers(study=study)
     initial = {f: getattr(study, f) for f in (*services.ALWAYS_EDITABLE, *services.LOCKED_ONCE_ANSWERED)}
     form = StudyEditForm(request.POST or None, study=study, locked=locked, initial=initial)
@@ -160,6 +162,7 @@ def _run(request, action, success: str):
 @require_POST
 def study_open(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     _run(request, lambda: services.study_open(study=study), "The study is open: its readers can start.")
     return redirect(study.get_absolute_url())
 
@@ -168,6 +171,7 @@ def study_open(request, pk: int):
 @require_POST
 def study_close(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     _run(request, lambda: services.study_close(study=study), "The study is closed: readers can no longer answer.")
     return redirect(study.get_absolute_url())
 
@@ -176,6 +180,7 @@ def study_close(request, pk: int):
 @require_POST
 def study_clone(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = CloneForm(request.POST)
     if not form.is_valid():
         messages.error(request, "The copy needs a name.")
@@ -192,6 +197,7 @@ def study_clone(request, pk: int):
 @require_POST
 def reader_add(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = AssignmentAddForm(request.POST, study=study)
     if not form.is_valid():
         messages.error(request, "Choose a reader who is not assigned yet.")
@@ -209,6 +215,7 @@ def reader_add(request, pk: int):
 @require_POST
 def reader_remove(request, pk: int, user_id: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     assignment = get_object_or_404(study.assignments.select_related("reader"), reader_id=user_id)
     reader = assignment.reader
     _run(
@@ -223,6 +230,7 @@ def reader_remove(request, pk: int, user_id: int):
 @require_POST
 def question_add(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = QuestionForm(request.POST)
     if not form.is_valid() or form.question() is None:
         messages.error(request, "A question needs a text and at least two comma-separated choices.")
@@ -235,6 +243,7 @@ def question_add(request, pk: int):
 @require_POST
 def question_remove(request, pk: int, question_id: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     question = get_object_or_404(StudyQuestion, pk=question_id, study=study)
     _run(request, lambda: services.question_remove(study=study, question=question), "Question removed.")
     return redirect(study.get_absolute_url())
@@ -244,6 +253,7 @@ def question_remove(request, pk: int, question_id: int):
 @require_POST
 def case_list_upload(request, pk: int):
     study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = CaseListForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():
