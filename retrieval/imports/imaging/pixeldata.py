@@ -128,20 +128,28 @@ def _codestream_size(head: bytes) -> tuple[int, int] | None:
 
 
 def decode_frame(ds, *, index: int | None, plugins: list[str]) -> np.ndarray:
-    """Decode one frame, trying the allowed decoder plugins one after the other."""
+    """Decode one frame with the allowed decoder plugins. A compressed frame must decode without a warning
+    or an error in *every* plugin that supports its transfer syntax: decoders differ in what corruption
+    they notice (libjpeg refuses scrambled entropy data that Pillow decodes into garbage, Pillow refuses a
+    truncation that libjpeg fills in), and a corrupt frame must be refused, not stored as a garbled image."""
     reasons: list[str] = []
+    decoded = None
     for plugin in plugins or [""]:
         try:
             with warnings.catch_warnings():
-                warnings.simplefilter("error")  # a decoder's warning about the data is a failure, not a garbled image
-                return pixel_array(ds, index=index, as_rgb=True, decoding_plugin=plugin)
+                warnings.simplefilter("error")  # a decoder's warning about the data is a failure
+                arr = pixel_array(ds, index=index, as_rgb=True, decoding_plugin=plugin)
+            decoded = arr if decoded is None else decoded
         except Exception as exc:
             # pydicom lists one "  plugin: reason" line per plugin it tried.
             lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-            reasons.extend(lines or [f"{plugin}: {short_reason(exc)}" if plugin else short_reason(exc)])
-            if not all("support" in line for line in lines or ["support"]):
-                break  # the data is corrupt: a more lenient decoder must not paper over it
-    raise ImageDecodeError(_pixel_failure(ds, reasons))
+            lines = lines or [f"{plugin}: {short_reason(exc)}" if plugin else short_reason(exc)]
+            reasons.extend(lines)
+            if not all("support" in line for line in lines):
+                raise ImageDecodeError(_pixel_failure(ds, reasons)) from None  # corrupt data, not a missing codec
+    if decoded is None:
+        raise ImageDecodeError(_pixel_failure(ds, reasons))
+    return decoded
 
 
 def _pixel_failure(ds, reasons: list[str]) -> str:
