@@ -115,7 +115,7 @@ class _Run:
                 self.hidden[(status, group)] += 1
                 return
         if len(self.report) >= REPORT_MAX_LINES:
-            self.hidden[(status, f"more files {status}" if status in ("failed", "skipped") else "more report lines")] += 1
+            self.hidden[(status, f"files {status}" if status in ("failed", "skipped") else "report lines")] += 1
             return
         self.report.append(
             {"file": printable_name(file), "line": line, "status": status, "message": printable_name(message)}

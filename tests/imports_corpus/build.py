@@ -255,10 +255,11 @@ def build(root: Path) -> list[Source]:
         refused["odd/a_socket.png"] = "not a regular file (a socket)"
     labels = root / "labels_for_mixed.csv"
     long_column = "a label name far longer than the hundred characters a label name may have " * 2
-    rows = [["filename", "grade", long_column]]
-    rows += [[name.split("/")[-1], str(i), "1"] for i, name in enumerate(sorted(good))]
-    rows.append(["img_1.png", "99", "1"])  # listed twice
-    rows += [[f"missing_{i}.png", "1", "1"] for i in range(300)]  # 300 rows name no file
+    # two names alike in their first 100 characters: cut to 100 they collided and the image vanished
+    rows = [["filename", "grade", long_column + "one", long_column + "two"]]
+    rows += [[name.split("/")[-1], str(i), "1", "2"] for i, name in enumerate(sorted(good))]
+    rows.append(["img_1.png", "99", "1", "2"])  # listed twice
+    rows += [[f"missing_{i}.png", "1", "1", "2"] for i in range(300)]  # 300 rows name no file
     labels.write_bytes(csv_text(rows))
     sources.append(
         Source(
