@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import resource
 import subprocess
 import sys
-import time
 
 import pytest
 from django.conf import settings as django_settings
 
 from core.jobs import JobStatus
 from retrieval.imports import ingest, services
-from retrieval.models import Dataset, Image, ImportJob, Label
+from retrieval.models import Image, ImportJob, Label
 from tests.conftest import ROOT, send, wait_until, worker_database_url
 from tests.imports_corpus.build import CORPUS_ENV, Source, build, count_inputs, png
 
@@ -205,9 +203,7 @@ def test_corpus_through_a_real_worker(corpus, tmp_path, settings, start_worker, 
         )
         send(import_run, REDIS_URL, job_id=job.pk)
         jobs.append((source, job))
-    wait_until(
-        lambda: all(ImportJob.objects.get(pk=job.pk).is_finished for _, job in jobs), worker=worker, timeout=300
-    )
+    wait_until(lambda: all(ImportJob.objects.get(pk=job.pk).is_finished for _, job in jobs), worker=worker, timeout=300)
     for source, job in jobs:
         job.refresh_from_db()
         _check_source(source, job)

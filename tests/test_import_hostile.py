@@ -5,7 +5,6 @@ tests/test_import_corpus.py."""
 from __future__ import annotations
 
 import errno
-import io
 import os
 import subprocess
 import sys
@@ -29,7 +28,11 @@ def _media_files(settings) -> set[str]:
 
 
 def _referenced() -> set[str]:
-    return {path for image in Image.objects.all() for path in (image.original.name, image.rendition.name, image.thumbnail.name)}
+    return {
+        path
+        for image in Image.objects.all()
+        for path in (image.original.name, image.rendition.name, image.thumbnail.name)
+    }
 
 
 def test_a_100000_member_zip_is_streamed_and_reported_in_bounded_lines(tmp_path):

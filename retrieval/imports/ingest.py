@@ -103,9 +103,7 @@ class _Run:
     group_seen: Counter = field(default_factory=Counter)
     seen_files: int = 0  # entries of the source, refused ones included
 
-    def note(
-        self, status: str, message: str, *, file: str = "", line: int | None = None, group: str = ""
-    ) -> None:
+    def note(self, status: str, message: str, *, file: str = "", line: int | None = None, group: str = "") -> None:
         """Add a report line (file names and messages made storable: no NUL, no undecodable bytes). Lines of
         one `group` beyond GROUP_LIMIT, and any line beyond REPORT_MAX_LINES, are counted instead."""
         self.counts[status] += 1
@@ -163,7 +161,7 @@ def _import(run: _Run) -> None:
             raise label_tables.LabelTableError(problem)
         rows, problems = label_tables.parse_label_table(table.read_bytes(), job.label_format)
         for line, message in problems:
-            run.note("warning", message, file=table.name, line=line, group=_problem_group(message))
+            run.note("warning", message, file=table.name, line=line, group="table")
         for row in _rows_within_limits(run, rows):
             run.rows.setdefault(_norm(row.key), []).append(row)
         _note_repeated_rows(run)
@@ -231,7 +229,11 @@ def _plan_units(run: _Run, sources) -> list[_Unit]:
             continue
         kind = sniff_format(data) if data else None
         if kind is None:
-            run.note("failed", "not a DICOM, PNG or JPEG file" if data else "empty file: not a DICOM, PNG or JPEG file", file=entry.name)
+            run.note(
+                "failed",
+                "not a DICOM, PNG or JPEG file" if data else "empty file: not a DICOM, PNG or JPEG file",
+                file=entry.name,
+            )
         elif kind == "dicom":
             try:
                 header = read_dicom_header(data)
@@ -588,10 +590,6 @@ def _group_text(group: str) -> str:
         "long-name": "label names over the length limit",
         "table": "label table problems",
     }.get(group, group)
-
-
-def _problem_group(message: str) -> str:
-    return "table"
 
 
 def _rows_within_limits(run: _Run, rows: list) -> Iterator:

@@ -191,7 +191,9 @@ def _iter_zip(archive: _Archive, *, max_members: int) -> Iterator[SourceEntry]:
         seen.add(name)
         if not reason and info.file_size > archive.max_bytes:
             reason = f"{info.file_size:,} bytes uncompressed exceed the limit of {archive.max_bytes:,}"
-        yield SourceEntry(name=name, size=info.file_size, read=archive.reader(index, info), problem=reason, head=archive.head(info))
+        yield SourceEntry(
+            name=name, size=info.file_size, read=archive.reader(index, info), problem=reason, head=archive.head(info)
+        )
 
 
 def iter_zip(path: Path, *, max_bytes: int, max_members: int) -> Iterator[SourceEntry]:

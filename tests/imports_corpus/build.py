@@ -341,7 +341,9 @@ def build(root: Path) -> list[Source]:
         (root / name).write_bytes(data)
         sources.append(Source(name, small, root / name, status="failed", error=message))
     os.mkfifo(root / "fifo_labels.csv")
-    sources.append(Source("fifo_labels.csv", small, root / "fifo_labels.csv", status="failed", error="not a regular file"))
+    sources.append(
+        Source("fifo_labels.csv", small, root / "fifo_labels.csv", status="failed", error="not a regular file")
+    )
     return sources
 
 

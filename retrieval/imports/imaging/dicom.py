@@ -17,7 +17,6 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from retrieval.imports.imaging.errors import ImageDecodeError, short_reason
 from retrieval.imports.imaging.sniff import dcmread_bytes, looks_like_raw_dicom
 
-
 #: Deepest sequence nesting accepted (an image's header nests a few levels; pydicom's writer recurses per level
 #: and, past Python's recursion limit, re-raises ever-growing messages until memory runs out).
 MAX_SEQUENCE_DEPTH = 32
