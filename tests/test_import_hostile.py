@@ -142,3 +142,23 @@ def test_the_import_report_page_is_paginated(client, coordinator, tmp_path):
     assert "bad_000.png" in first and "bad_250.png" not in first and "Page 1 of 3" in first
     third = client.get(job.get_absolute_url() + "?page=3").content.decode()
     assert "bad_449.png" in third and "bad_000.png" not in third
+
+
+def test_a_single_uploaded_file_is_reported_under_its_own_name(client, coordinator, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from retrieval.imports import services
+
+    ds = services.dataset_create(name="single")
+    client_for(client, coordinator)
+    upload = SimpleUploadedFile("Chest film.png", b"not really a PNG")
+    with pytest.MonkeyPatch.context() as mp:  # run the queued task inline
+        mp.setattr(services, "_import_enqueue", lambda job: None)
+        client.post(f"/datasets/{ds.pk}/import/", {"archive": upload, "label_format": "generic"})
+    job = ImportJob.objects.get()
+    ingest.import_job_run(job_id=job.pk)
+    job.refresh_from_db()
+    assert job.status == "failed" and "none of its 1 files" in job.error
+    assert [r["file"] for r in job.report] == ["Chest film.png", "Chest film.png"]
+    assert not any(settings.UPLOAD_ROOT.rglob("*.png"))  # removed, and its random folder with it
+    assert not any(p.is_dir() for p in (settings.UPLOAD_ROOT / "archives").iterdir())

@@ -27,16 +27,34 @@ from core.jobs import JobStatus
 from retrieval.models import ImportJob
 
 
+#: Upload kinds of imports, kept under their own name in a random folder.
+IMPORT_KINDS = ("archives", "labels")
+
+
 def upload_save(uploaded, *, kind: str) -> Path:
-    """Stream an UploadedFile to UPLOAD_ROOT under a random name; returns its path."""
-    folder = settings.UPLOAD_ROOT / kind
+    """Stream an UploadedFile to UPLOAD_ROOT/kind/<random folder>/<its own name> (imports); returns its path.
+
+    The file keeps the name it was uploaded under (made safe: no folders, no control characters, at most
+    100 characters), so that the import report names a single uploaded image, an archive or a label table
+    as the user knows it, not by the server's random name."""
+    if kind in IMPORT_KINDS:
+        folder, name = settings.UPLOAD_ROOT / kind / uuid.uuid4().hex, _safe_name(uploaded.name)
+    else:  # a search's query image: removed by its task, never reported
+        folder, name = settings.UPLOAD_ROOT / kind, f"{uuid.uuid4().hex}{Path(uploaded.name).suffix.lower()[:10]}"
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = Path(uploaded.name).suffix.lower()[:10]
-    path = folder / f"{uuid.uuid4().hex}{suffix}"
+    path = folder / name
     with path.open("wb") as fh:
         for chunk in uploaded.chunks():
             fh.write(chunk)
     return path
+
+
+def _safe_name(name: str) -> str:
+    base = "".join(c for c in str(name).replace("\\", "/").rsplit("/", 1)[-1] if c.isprintable()).strip(" .")
+    if len(base) > 100:
+        suffix = Path(base).suffix[:10]
+        base = base[: 100 - len(suffix)] + suffix
+    return base or "upload"
 
 
 def _uploaded_paths(job) -> list[Path]:
@@ -58,6 +76,9 @@ def uploads_remove(job) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+        parent = path.resolve().parent  # upload_save's random folder, empty once its file is gone
+        if parent.parent.parent == settings.UPLOAD_ROOT.resolve() and parent.exists() and not any(parent.iterdir()):
+            parent.rmdir()
 
 
 def uploads_gone(job) -> bool:
