@@ -26,7 +26,6 @@ from django.utils import timezone
 from core.jobs import JobStatus
 from retrieval.models import ImportJob
 
-
 #: Upload kinds of imports, kept under their own name in a random folder.
 IMPORT_KINDS = ("archives", "labels")
 
