@@ -162,3 +162,21 @@ def test_a_single_uploaded_file_is_reported_under_its_own_name(client, coordinat
     assert [r["file"] for r in job.report] == ["Chest film.png", "Chest film.png"]
     assert not any(settings.UPLOAD_ROOT.rglob("*.png"))  # removed, and its random folder with it
     assert not any(p.is_dir() for p in (settings.UPLOAD_ROOT / "archives").iterdir())
+
+
+def test_a_dicom_nested_400_deep_is_refused_before_anything_recurses_into_it():
+    """47 KB nested 400 deep: pydicom's writer, in de-identification, used to take the worker to 20 GB."""
+    from retrieval.imports.imaging.decode import decode_image
+    from retrieval.imports.imaging.deid import deidentify_dicom
+    from retrieval.imports.imaging.dicom import MAX_SEQUENCE_DEPTH, check_structure, read_dataset, read_dicom_header
+    from retrieval.imports.imaging.errors import ImageDecodeError
+    from tests.imports_corpus.build import deep_dicom
+
+    deep = deep_dicom(400)
+    for read in (read_dicom_header, decode_image, lambda data: deidentify_dicom(data, pseudo_id="P1")):
+        with pytest.raises(ImageDecodeError, match=f"nested more than {MAX_SEQUENCE_DEPTH} deep"):
+            read(deep)
+    assert deidentify_dicom(deep_dicom(MAX_SEQUENCE_DEPTH - 1), pseudo_id="P1")  # the bound itself is written
+    ds = read_dataset(deep_dicom(3), stop_before_pixels=True)
+    with pytest.raises(ImageDecodeError, match="more than 50 data elements"):
+        check_structure(ds, max_elements=50)

@@ -93,10 +93,11 @@ class _Utf8FlagFix:
     def __init__(self, fh):
         self._fh = fh
         self.bad: set[str] = set()
+        self.active = True  # only while zipfile reads the central directory, never a member's bytes
 
     def read(self, n=-1):
         data = self._fh.read(n)
-        return self._fix(data) if data[:4] == b"PK\x01\x02" else data
+        return self._fix(data) if self.active and data[:4] == b"PK\x01\x02" else data
 
     def _fix(self, data: bytes) -> bytes:
         out, pos = bytearray(data), 0
@@ -126,6 +127,7 @@ class _Archive:
         self.fixer = _Utf8FlagFix(self._fh)
         try:
             self.zip = zipfile.ZipFile(self.fixer)
+            self.fixer.active = False
         except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
             self._fh.close()
             raise SourceError(f"{path.name}: not a readable zip archive ({exc})") from None
