@@ -149,6 +149,8 @@ class ImportJob(TrackedJob):
     label_format = models.CharField(max_length=16, choices=LabelFormat.choices, default=LabelFormat.GENERIC)
     # Delete source/labels after the import (uploads); never for a folder given on the server.
     remove_sources = models.BooleanField(default=False)
+    # Import free-text label columns (notes, comments…) the coordinator allowed; refused otherwise.
+    allow_free_text = models.BooleanField(default=False)
     # One entry per file or label row with a problem: {"file", "line", "status", "message"}.
     report = models.JSONField(default=list, blank=True)
     n_imported = models.PositiveIntegerField(default=0)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("datasets/new/", views.dataset_create, name="dataset-create"),
     path("datasets/<int:pk>/", views.dataset_detail, name="dataset-detail"),
     path("datasets/<int:pk>/import/", views.import_create, name="import-create"),
+    path("datasets/<int:pk>/import/confirm/", views.import_confirm, name="import-confirm"),
     path("imports/<int:pk>/", views.import_detail, name="import-detail"),
     path("imports/<int:pk>/retry/", views.import_retry, name="import-retry"),
     path("images/<int:pk>/", views.image_detail, name="image-detail"),

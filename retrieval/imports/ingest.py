@@ -36,7 +36,7 @@ from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
 from retrieval.imports import uploads
 from retrieval.imports.imaging.decode import decode_image
-from retrieval.imports.imaging.deid import deidentify_dicom
+from retrieval.imports.imaging.deid import deidentify_dicom, strip_image_metadata
 from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
 from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
@@ -159,7 +159,9 @@ def _import(run: _Run) -> None:
         problem = regular_file_problem(table)
         if problem:
             raise label_tables.LabelTableError(problem)
-        rows, problems = label_tables.parse_label_table(table.read_bytes(), job.label_format)
+        rows, problems = label_tables.parse_label_table(
+            table.read_bytes(), job.label_format, allow_free_text=job.allow_free_text
+        )
         for line, message in problems:
             run.note("warning", message, file=table.name, line=line, group="table")
         for row in _rows_within_limits(run, rows):
@@ -350,9 +352,14 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
 
 
 def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings) -> Image:
-    """Write original (de-identified for DICOM), rendition and thumbnail, then the rows."""
+    """Write original (de-identified DICOM, PNG/JPEG without metadata), rendition and thumbnail, then the rows."""
     dataset = job.dataset
-    original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS") if decoded.source_format == "dicom" else data
+    if decoded.source_format == "dicom":
+        original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS")
+    else:
+        original = strip_image_metadata(
+            data, decoded.source_format, pixels=decoded.pixels, max_pixels=settings.IMPORT_MAX_PIXELS
+        )
     image = Image(
         dataset=dataset,
         import_job=job,

@@ -8,7 +8,10 @@ never outlives its use (docs/importing.md#uploads):
   error that a retry would meet again): removed at once, and a retry asks for a new upload;
 - the import failed unexpectedly (a lost worker, a database error): kept for `import_job_retry`, at most
   `IMPORT_UPLOAD_KEEP_HOURS` after the failure (`uploads_expired_remove`, run by every import and by
-  `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted.
+  `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted;
+- the label table's column preview was cancelled: removed at once (`upload_discard`); never confirmed:
+  removed `IMPORT_UPLOAD_KEEP_HOURS` (at least an hour) after the upload (`uploads_expired_remove`: files
+  no import names).
 """
 
 from __future__ import annotations
@@ -56,6 +59,36 @@ def _safe_name(name: str) -> str:
     return base or "upload"
 
 
+def upload_resolve(name: str) -> Path | None:
+    """The upload `kind/file` (as `upload_name` gives it) if it is a file inside UPLOAD_ROOT, else None."""
+    root = settings.UPLOAD_ROOT.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path == root or not path.is_file():
+        return None
+    return path
+
+
+def upload_name(path: Path | str) -> str:
+    """An upload's path relative to UPLOAD_ROOT (`labels/<random>.csv`), to hand back to `upload_resolve`."""
+    return Path(path).resolve().relative_to(settings.UPLOAD_ROOT.resolve()).as_posix()
+
+
+def upload_discard(*paths: Path | str) -> None:
+    """Remove uploads that no import will use (a cancelled preview); paths outside UPLOAD_ROOT are left alone."""
+    root = settings.UPLOAD_ROOT.resolve()
+    for p in paths:
+        if p and Path(p).resolve().is_relative_to(root) and Path(p).is_file():
+            _discard(Path(p))
+
+
+def _discard(path: Path) -> None:
+    """Remove an uploaded file, and the random folder upload_save made for it once it is empty."""
+    path.unlink(missing_ok=True)
+    parent = path.resolve().parent
+    if parent.parent.parent == settings.UPLOAD_ROOT.resolve() and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
+
+
 def _uploaded_paths(job) -> list[Path]:
     """The job's sources that were uploaded for it (inside UPLOAD_ROOT); server folders are never touched."""
     if not job.remove_sources:
@@ -73,11 +106,8 @@ def uploads_remove(job) -> None:
     for path in _uploaded_paths(job):
         if path.is_dir():
             shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        parent = path.resolve().parent  # upload_save's random folder, empty once its file is gone
-        if parent.parent.parent == settings.UPLOAD_ROOT.resolve() and parent.exists() and not any(parent.iterdir()):
-            parent.rmdir()
+        else:
+            _discard(path)
 
 
 def uploads_gone(job) -> bool:
@@ -93,6 +123,29 @@ def uploads_expired_remove(*, now=None) -> int:
         if not uploads_gone(job) and _uploaded_paths(job):
             uploads_remove(job)
             n += 1
+    # A preview waits at least an hour for its confirmation, whatever the retry window.
+    hours = max(settings.IMPORT_UPLOAD_KEEP_HOURS, 1)
+    return n + _unclaimed_uploads_remove((now or timezone.now()) - timedelta(hours=hours))
+
+
+def _unclaimed_uploads_remove(cutoff) -> int:
+    """Remove uploads that no import names (a column preview never confirmed) older than `cutoff`."""
+    root = settings.UPLOAD_ROOT
+    if not root.is_dir():
+        return 0
+    named = {
+        Path(p).resolve()
+        for paths in ImportJob.objects.filter(remove_sources=True).values_list("source_path", "labels_path")
+        for p in paths
+        if p
+    }
+    n = 0
+    for kind in ("labels", "archives"):
+        # kind/<random folder>/<name> (upload_save), or kind/<random name> (uploads made before)
+        for path in [*(root / kind).glob("*"), *(root / kind).glob("*/*")] if (root / kind).is_dir() else ():
+            if path.is_file() and path.resolve() not in named and path.stat().st_mtime < cutoff.timestamp():
+                _discard(path)
+                n += 1
     return n
 
 
