@@ -180,3 +180,23 @@ def test_a_dicom_nested_400_deep_is_refused_before_anything_recurses_into_it():
     ds = read_dataset(deep_dicom(3), stop_before_pixels=True)
     with pytest.raises(ImageDecodeError, match="more than 50 data elements"):
         check_structure(ds, max_elements=50)
+
+
+def test_the_archive_budget_is_counted_again_while_members_are_read(tmp_path):
+    """Declared sizes are checked before any member is read; what is inflated is counted too (a reader that
+    trusted the headers alone would read on)."""
+    from retrieval.imports.sources import SourceError, _Archive
+
+    path = tmp_path / "a.zip"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("a.png", b"\0" * 6_000)
+        zf.writestr("b.png", b"\0" * 6_000)
+    archive = _Archive(path, max_bytes=10_000, max_total_bytes=10_000)
+    try:
+        first, second = archive.zip.infolist()
+        assert len(archive.reader(0, first)()) == 6_000
+        assert len(archive.reader(0, first)()) == 6_000  # the same member read again is not counted twice
+        with pytest.raises(SourceError, match="more than 10,000 bytes uncompressed in total"):
+            archive.reader(1, second)()
+    finally:
+        archive.close()
