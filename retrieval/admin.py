@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.utils.html import format_html
 
-from retrieval.models import Dataset, Evaluation, Image, ImportJob, Label
+from retrieval.models import Dataset, DicomwebSource, Evaluation, Image, ImportJob, Label, WeightsFetch
 
 
 @admin.register(Dataset)
@@ -48,3 +48,18 @@ class EvaluationAdmin(admin.ModelAdmin):
     list_display = ("pk", "run", "status", "created_at", "finished_at")
     list_filter = ("status",)
     readonly_fields = [f.name for f in Evaluation._meta.fields]
+
+
+@admin.register(DicomwebSource)
+class DicomwebSourceAdmin(admin.ModelAdmin):
+    """What a PACS import retrieved: the endpoint's name and the UIDs (no patient identifier is stored)."""
+
+    list_display = ("job", "endpoint")
+    readonly_fields = [f.name for f in DicomwebSource._meta.fields]
+
+
+@admin.register(WeightsFetch)
+class WeightsFetchAdmin(admin.ModelAdmin):
+    list_display = ("pk", "model_name", "status", "created_at", "finished_at")
+    list_filter = ("status",)
+    readonly_fields = [f.name for f in WeightsFetch._meta.fields]

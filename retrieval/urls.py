@@ -30,3 +30,16 @@ urlpatterns += [
     path("searches/<int:pk>/", run_views.search_upload_result, name="search-upload"),
     path("searches/<int:pk>/retry/", run_views.search_upload_retry, name="search-retry"),
 ]
+
+from retrieval import pacs_views  # noqa: E402
+
+urlpatterns += [path("datasets/<int:pk>/import/pacs/", pacs_views.dicomweb_import, name="dicomweb-import")]
+
+from retrieval import weights_views  # noqa: E402
+
+urlpatterns += [
+    path("weights/fetch/", weights_views.weights_fetch_start, name="weights-fetch-start"),
+    path("weights/<int:pk>/", weights_views.weights_fetch_detail, name="weights-fetch"),
+    path("weights/<int:pk>/progress/", weights_views.weights_fetch_progress, name="weights-fetch-progress"),
+    path("weights/<int:pk>/retry/", weights_views.weights_fetch_again, name="weights-fetch-retry"),
+]

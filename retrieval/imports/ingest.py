@@ -35,6 +35,7 @@ from django.db.models import Q
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
 from retrieval.imports import uploads
+from retrieval.imports.dicomweb import retrieved as pacs_retrieved
 from retrieval.imports.imaging.decode import decode_image
 from retrieval.imports.imaging.deid import deidentify_dicom, strip_image_metadata
 from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
@@ -130,7 +131,8 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     def body(job: ImportJob) -> None:
         run = _Run(job=job)
         try:
-            _import(run)
+            with pacs_retrieved(job):  # a PACS import: its instances in a folder while it runs (dicomweb.py)
+                _import(run)
         except (SourceError, label_tables.LabelTableError, NothingImported) as exc:
             table = isinstance(exc, label_tables.LabelTableError)
             run.note("failed", str(exc), file=Path(job.labels_path if table else job.source_path).name)
