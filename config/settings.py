@@ -155,6 +155,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 IMPORT_MAX_PIXELS = envint("IMPORT_MAX_PIXELS", 64_000_000, minimum=1)
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 512 * 1024 * 1024, minimum=1)
 IMPORT_MAX_ARCHIVE_MEMBERS = envint("IMPORT_MAX_ARCHIVE_MEMBERS", 200_000, minimum=1)
+# Total uncompressed bytes one archive may hold (from its headers, and counted again while reading): zip bombs.
+IMPORT_MAX_ARCHIVE_BYTES = envint("IMPORT_MAX_ARCHIVE_BYTES", 64 * 1024**3, minimum=1)
 RENDITION_MAX_SIDE = envint("RENDITION_MAX_SIDE", 1024, minimum=64)
 THUMBNAIL_MAX_SIDE = envint("THUMBNAIL_MAX_SIDE", 256, minimum=32)
 
