@@ -598,18 +598,30 @@ def _pseudonym(run: _Run, name: str) -> str:
 def _pseudonymised(run: _Run, entries: Iterable[SourceEntry]) -> Iterator[SourceEntry]:
     for entry in entries:
         pseudonym = _pseudonym(run, entry.name)
-        yield replace(entry, name=pseudonym, read=_scrubbed_reader(entry, pseudonym, run.job))
+        yield replace(
+            entry,
+            name=pseudonym,
+            read=_scrubbed(entry.read, entry, pseudonym, run.job),
+            head=_scrubbed(entry.head, entry, pseudonym, run.job) if entry.head is not None else None,
+        )
 
 
-def _scrubbed_reader(entry: SourceEntry, pseudonym: str, job: ImportJob) -> Callable[[], bytes]:
-    """The entry's reader, its errors without the file's path (an OSError or zipfile names the file)."""
+class UnreadableFile(Exception):
+    """One file of the source could not be read (its message names the file by its pseudonym only)."""
 
-    def read() -> bytes:
+
+def _scrubbed(reader: Callable, entry: SourceEntry, pseudonym: str, job: ImportJob) -> Callable:
+    """The entry's reader (read or head), its errors without the file's path (an OSError or zipfile names
+    the file). The archive's total budget stays a SourceError: it stops the whole import."""
+
+    def read(*args) -> bytes:
         try:
-            return entry.read()
+            return reader(*args)
+        except SourceError:
+            raise
         except Exception as exc:
             message = _replace_names(str(exc), {entry.name: pseudonym})
-            raise SourceError(_scrub_source_names(message, job)) from None
+            raise UnreadableFile(_scrub_source_names(message, job)) from None
 
     return read
 
