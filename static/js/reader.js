@@ -584,8 +584,10 @@
   }
 
   var submitting = false;
+  var submittedAt = 0;
   function submit() {
     if (submitting || !canSubmit) { return; }
+    submittedAt = Date.now();
     submitting = true;
     clearTimeout(saveTimer);
     dirty = false;
@@ -601,6 +603,7 @@
     api("POST", urls.answer, payload).then(function (result) {
       setStatus("Submitted", "saved");
       dropLocal();
+      try { window.sessionStorage.setItem(TURNAROUND_KEY, String(submittedAt)); } catch (e) { /* storage off */ }
       window.location.assign(result.next_url);
     }, function (err) {
       if ((!err.status || err.status >= 500) && attempt < 3) {
@@ -806,6 +809,36 @@
   var fitTimer = null;
   window.addEventListener("resize", function () { clearTimeout(fitTimer); fitTimer = setTimeout(fitGrid, 60); });
 
+  // --- the case usable, then the next case's images --------------------------------------------
+  // Usable = the query and every candidate painted. Only then are the next case's images fetched
+  // (into the browser's cache: their addresses are immutable), so they never queue before this
+  // case's own. The time from the previous case's submit key to this moment is kept on the page
+  // (data-turnaround-ms) for the reading benchmark.
+  var TURNAROUND_KEY = "cbir-submitted-at";
+  function whenUsable(done) {
+    var pending = tileImages.filter(function (img) { return !img.complete; }).length + (queryViewer.pixels ? 0 : 1);
+    if (!pending) { done(); return; }
+    function one() { pending -= 1; if (pending === 0) { done(); } }
+    tileImages.forEach(function (img) {
+      if (!img.complete) { img.addEventListener("load", one, { once: true }); img.addEventListener("error", one, { once: true }); }
+    });
+    if (!queryViewer.pixels) { queryViewer.onLoad(function () { if (pending > 0) { one(); } }); }
+  }
+  function afterUsable() {
+    root.setAttribute("data-usable", "1");
+    var at = null;
+    try { at = window.sessionStorage.getItem(TURNAROUND_KEY); window.sessionStorage.removeItem(TURNAROUND_KEY); } catch (e) { /* off */ }
+    if (at) { root.setAttribute("data-turnaround-ms", String(Date.now() - Number(at))); }
+    prefetchUrls.forEach(function (url) {
+      var link = document.createElement("link");
+      link.rel = "prefetch";
+      link.as = "image";
+      link.href = url;
+      document.head.appendChild(link);
+    });
+  }
+  var prefetchUrls = JSON.parse(document.getElementById("prefetch-data").textContent || "[]");
+
   // --- start ----------------------------------------------------------------------------------
   if (!canSubmit) {
     root.classList.add("read-only");
@@ -825,4 +858,5 @@
   if (local && canSubmit) { scheduleSave(); }
   focus(mode === "rank_all" ? byKey[state.ranking[0]] : tiles[0]);
   root.setAttribute("data-ready", "1");
+  whenUsable(afterUsable);
 })();
