@@ -58,9 +58,8 @@ def test_case_page_prefetches_next_case_images(logged_in, study, assignment):
     keys = ["query"] + [c.key for c in selectors.reader_candidates(assignment=assignment, case=nxt)]
     expected = [f"/read/{study.pk}/case/2/image/{key}.png" for key in keys]
     # Handed to reader.js, which fetches them once the current case is painted (never in <head>).
-    assert json.loads(re.search(r'<script id="prefetch-data" type="application/json">(.*?)</script>', html, re.S)[1]) == (
-        expected
-    )
+    handed = re.search(r'<script id="prefetch-data" type="application/json">(.*?)</script>', html, re.S)[1]
+    assert json.loads(handed) == expected
     assert 'rel="prefetch"' not in html
     assert len(expected) == 6
     assert all(logged_in.get(url).status_code == 200 for url in expected)
