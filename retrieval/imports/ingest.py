@@ -28,6 +28,7 @@ from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
 from retrieval.imports.imaging.series import group_series, middle
 from retrieval.imports.imaging.sniff import content_hash, sniff_format
+from retrieval.imports.imaging.values import make_values_png
 from retrieval.imports.sources import SourceEntry, SourceError, iter_source
 from retrieval.models import Dataset, Image, ImportJob, Label, Rating
 
@@ -262,6 +263,11 @@ def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings
             make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE),
         ),
     }
+    if decoded.values is not None:  # greyscale DICOM: the modality values for the viewer (imaging.values)
+        values_png, image.display = make_values_png(
+            decoded.values, decoded.values_display, max_side=settings.RENDITION_MAX_SIDE
+        )
+        files["values"] = (f"datasets/{dataset.pk}/values/{digest[:2]}/{digest}.png", values_png)
     written: list[str] = []
     try:
         for attr, (path, content) in files.items():
