@@ -77,7 +77,9 @@ def _check_store(media, before: dict[str, str]) -> None:
     referenced = set()
     for image in Image.objects.all():
         paths = {image.original.name, image.rendition.name, image.thumbnail.name}
-        assert all(paths) and all((media / p).is_file() for p in paths), image.source_name
+        assert all(paths), image.source_name
+        paths |= {image.values.name} if image.values else set()  # greyscale DICOM: modality values
+        assert all((media / p).is_file() for p in paths), image.source_name
         referenced |= paths
     now = _files(media)
     assert set(now) == referenced, f"orphans: {set(now) - referenced}"

@@ -44,6 +44,7 @@ from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
 from retrieval.imports.imaging.series import group_series, middle
 from retrieval.imports.imaging.sniff import content_hash, looks_like_raw_dicom, sniff_format
+from retrieval.imports.imaging.values import make_values_png
 from retrieval.imports.sources import (
     SourceEntry,
     SourceError,
@@ -404,6 +405,11 @@ def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings
             make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE),
         ),
     }
+    if decoded.values is not None:  # greyscale DICOM: the modality values for the viewer (imaging.values)
+        values_png, image.display = make_values_png(
+            decoded.values, decoded.values_display, max_side=settings.RENDITION_MAX_SIDE
+        )
+        files["values"] = (f"datasets/{dataset.pk}/values/{digest[:2]}/{digest}.png", values_png)
     written: list[str] = []
     try:
         for attr, (path, content) in files.items():
@@ -447,7 +453,8 @@ def _remove_unreferenced(dataset: Dataset, paths: list[str]) -> None:
         with transaction.atomic():
             _lock_dataset(dataset)
             for path in paths:
-                if not Image.objects.filter(Q(original=path) | Q(rendition=path) | Q(thumbnail=path)).exists():
+                referenced = Q(original=path) | Q(rendition=path) | Q(thumbnail=path) | Q(values=path)
+                if not Image.objects.filter(referenced).exists():
                     default_storage.delete(path)
     except Exception:  # the database is gone too: keep the files (a later import reuses them), report the cause
         log.warning("could not clean up %s after a failed image", paths, exc_info=True)
