@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("retrieval", "0006_importjob_allow_free_text"),
+        ("retrieval", "0008_pseudonymise_file_names"),
     ]
 
     operations = [
