@@ -43,16 +43,18 @@ django.setup()
 
 from benchmarks.record import add_record_arguments, markdown_table, record  # noqa: E402
 from reports import choose_k, ranking, rating  # noqa: E402
+from reports import stats as S  # noqa: E402
 from reports.analysis import Analysis, MethodView  # noqa: E402
 from reports.options import options_parse  # noqa: E402
 
 N_CAND, N_READERS, K = 10, 3, 5
 READER_NOISE = np.array([0.7, 1.0, 1.3])
+POPULATION_READERS = 150  # readers of the study that gives the population ICC
 METHOD_NOISE = {"good": 0.8, "weak": 1.6}
 LOW, HIGH = 0.93, 0.97
 
 
-def reader_population(n_cases: int, rng: np.random.Generator, readers: str, mode: str) -> tuple:
+def reader_population(n_cases: int, rng: np.random.Generator, readers: str, mode: str, n_readers: int) -> tuple:
     """Each reader's noise level and rating bias: fixed readers, readers drawn once per study, or fresh per case.
 
     ``fixed``: the three readers of every study are the same (σ 0.7, 1.0, 1.3; bias 0, +0.3, −0.3).
@@ -64,7 +66,7 @@ def reader_population(n_cases: int, rng: np.random.Generator, readers: str, mode
     """
     if readers == "fixed":
         return READER_NOISE, np.array([0.0, 0.3, -0.3])
-    shape = (N_READERS,) if readers == "random" else (n_cases, 1, N_READERS)
+    shape = (n_readers,) if readers == "random" else (n_cases, 1, n_readers)
     sigma = np.exp(rng.normal(0.0, 0.35, size=shape))
     bias = rng.normal(0.0, 0.3, size=shape)
     if mode == "rank_all":
@@ -72,11 +74,13 @@ def reader_population(n_cases: int, rng: np.random.Generator, readers: str, mode
     return sigma, bias
 
 
-def simulate(mode: str, n_cases: int, rng: np.random.Generator, readers: str = "fixed") -> Analysis:
+def simulate(
+    mode: str, n_cases: int, rng: np.random.Generator, readers: str = "fixed", n_readers: int = N_READERS
+) -> Analysis:
     """One study: a latent similarity per (case, candidate); readers and methods see it through noise."""
     latent = rng.normal(size=(n_cases, N_CAND)) + rng.normal(0, 0.5, size=(n_cases, 1))
-    sigma, bias = reader_population(n_cases, rng, readers, mode)
-    perceived = latent[..., None] + sigma * rng.normal(size=(n_cases, N_CAND, N_READERS))
+    sigma, bias = reader_population(n_cases, rng, readers, mode, n_readers)
+    perceived = latent[..., None] + sigma * rng.normal(size=(n_cases, N_CAND, n_readers))
     if mode == "choose_k":
         values = np.argsort(np.argsort(-perceived, axis=1), axis=1) < K
     elif mode == "rank_all":
@@ -88,7 +92,8 @@ def simulate(mode: str, n_cases: int, rng: np.random.Generator, readers: str = "
         d = -(latent + noise * rng.normal(size=latent.shape))
         ranks = np.argsort(np.argsort(d, axis=1, kind="stable"), axis=1) + 1
         methods[name] = MethodView(name, d, ranks, np.ones(n_cases, bool))
-    return Analysis(mode, values, np.arange(n_cases), ["R1", "R2", "R3"], 0, methods, K, (1, 5))
+    names = [f"R{r + 1}" for r in range(n_readers)]
+    return Analysis(mode, values, np.arange(n_cases), names, 0, methods, K, (1, 5))
 
 
 MODULES = {"choose_k": choose_k, "rank_all": ranking, "rate": rating}
@@ -160,7 +165,10 @@ def run_random(mode: str, args: argparse.Namespace) -> list[list]:
     """Readers drawn from a population per study: the readers-too intervals and the MRMC (OR / Hillis) intervals.
 
     Truth: the population value over readers and cases, i.e. the same code's point estimate (for MRMC: the
-    mean difference) on one study of ``--truth-cases`` cases, each read by its own readers.
+    mean difference) on one study of ``--truth-cases`` cases, each read by its own readers. That is right for
+    means over readers (agreements, nDCG, κ of choose-k, whose chance level is fixed); the ICC is a ratio of
+    variance components, so its population value is the ICC of ``POPULATION_READERS`` readers drawn once
+    (on a tenth of the cases).
     """
     rng = np.random.default_rng(args.seed + 1)
     big = simulate(mode, args.truth_cases, rng, readers="fresh")
@@ -168,6 +176,9 @@ def run_random(mode: str, args: argparse.Namespace) -> list[list]:
     big_section = SECTIONS[mode](big, o.analysis())
     truth = {k: v["estimate"] for k, v in intervals(big_section).items()}
     truth_or = {k: p["mean_difference"] for k, p in readers_random(big, mode, big_section).items()}
+    if mode == "rate":  # the ICC is not a mean over readers: its population value needs many readers
+        many = simulate(mode, args.truth_cases // 10, rng, readers="random", n_readers=POPULATION_READERS)
+        truth["icc.ICC(A,1)"] = S.icc(many.values.astype(float).reshape(-1, POPULATION_READERS), kind="ICC2")
     hits: dict[str, list] = {}
     below: dict[str, int] = {}
     hits_or: dict[str, list] = {k: [] for k in truth_or}

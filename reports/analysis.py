@@ -173,6 +173,56 @@ def reader_mean_statistic(per_case: np.ndarray) -> Callable:
     return stat
 
 
+def readers_random_ci(
+    statistic: Callable,
+    n_cases: int,
+    o: ReportOptions,
+    leave_one_reader_out: Callable[[], list[float]],
+    *,
+    fisher_z: bool = False,
+    **kwargs,
+) -> dict | None:
+    """With readers too and at least 3 readers: the case-bootstrap CI widened by the readers' jackknife (MOVER).
+
+    The two-way bootstrap (cases and readers drawn) misses the reader variance of 3 readers by a third and
+    cannot show its 2 degrees of freedom: its coverage ran from 85 % (ICC) to 99 % (mean agreement) with
+    readers drawn from a population (benchmarks/bench_coverage.py). ``stats.readers_mover`` combines the
+    case interval with t(R − 1) · the jackknife s.e. over readers. With 2 readers (no leave-one-out value
+    has a pair) readers are resampled as before; without readers too, the case bootstrap.
+    """
+    n_readers = kwargs.pop("n_readers", 0)
+    if not (o.readers_too and o.n_resamples and n_readers >= 3 and n_cases >= 2):
+        return ci(statistic, n_cases, o, n_readers=n_readers, **kwargs)
+    cases = ci(statistic, n_cases, replace(o, readers_too=False), **kwargs)
+    estimate = _full_value(statistic, n_cases, kwargs.get("vectorized", True))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        low, high = S.readers_mover(
+            estimate, cases["low"], cases["high"], leave_one_reader_out(), level=o.level, fisher_z=fisher_z
+        )
+    return {"low": low, "high": high, "resampled": "cases+readers", "n_failed": cases["n_failed"]}
+
+
+def _full_value(statistic: Callable, n_cases: int, vectorized: bool) -> float:
+    """The statistic on every case (the estimate the interval is centred on)."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if vectorized:
+            return float(np.asarray(statistic(np.ones((1, n_cases))))[0])
+        return float(statistic(np.arange(n_cases)))
+
+
+def reader_mean_ci(per_case: np.ndarray, o: ReportOptions) -> dict | None:
+    """CI of the mean over readers and cases of (C, R) values (readers random with readers too, see above)."""
+    x = np.asarray(per_case, float)
+    r = x.shape[1]
+
+    def loo() -> list[float]:
+        return [float(np.delete(x, j, axis=1).mean()) for j in range(r)]
+
+    return readers_random_ci(reader_mean_statistic(x), len(x), o, loo, n_readers=r)
+
+
 def quiet(fn: Callable, *args, **kwargs) -> Any:
     """Call a statistic with numpy/scipy warnings silenced (constant inputs give NaN, reported as null)."""
     with np.errstate(all="ignore"), warnings.catch_warnings():

@@ -17,7 +17,7 @@ from reports.analysis import (
     est,
     method_pairs,
     nanmean,
-    reader_mean_statistic,
+    reader_mean_ci,
     readers_random_pairs,
     scatter,
 )
@@ -144,7 +144,7 @@ def _other_readers_mean(per_case: dict, others: list[str], metrics: list[str], o
     out = {}
     for metric in metrics:
         x = np.stack([per_case[r][metric] for r in others], axis=1)
-        out[metric] = est(float(x.mean()), ci(reader_mean_statistic(x), len(x), o, n_readers=len(others)))
+        out[metric] = est(float(x.mean()), reader_mean_ci(x, o))
     return out
 
 

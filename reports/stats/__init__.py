@@ -67,10 +67,12 @@ from reports.stats.agreement import (
     reader_agreement,
 )
 from reports.stats.bootstrap import (
+    READERS_RANDOM_RULE,
     bootstrap_ci,
     fleiss_statistic,
     kappa_statistic,
     mean_statistic,
+    readers_mover,
 )
 from reports.stats.consensus import (
     TIE_BREAK_RULES,
@@ -111,6 +113,8 @@ from reports.stats.ranking import (
 )
 
 __all__ = [
+    "READERS_RANDOM_RULE",
+    "readers_mover",
     "fleiss_kappa",
     "AgreementStats",
     "agreement_stats",

@@ -142,3 +142,45 @@ def kappa_statistic(per_case_confusion: ArrayLike) -> Callable[[np.ndarray], np.
     """Vectorised bootstrap statistic: Cohen's kappa pooled over items of the resampled cases."""
     conf = np.asarray(per_case_confusion, float)
     return lambda w: kappa_from_confusion(np.tensordot(w, conf, axes=(-1, 0)))
+
+
+READERS_RANDOM_RULE = (
+    "readers random: the case-bootstrap interval widened by the readers' leave-one-out jackknife variance on "
+    "t(R − 1) quantiles (MOVER: half-widths combined as sqrt(case² + reader²); for the ICC on the Fisher z scale)"
+)
+
+
+def readers_mover(
+    estimate: float,
+    case_low: float,
+    case_high: float,
+    leave_one_reader_out: ArrayLike,
+    *,
+    level: float = 0.95,
+    fisher_z: bool = False,
+) -> tuple[float, float]:
+    """Interval with readers as a random effect from a case interval and the leave-one-reader-out values.
+
+    MOVER (method of variance estimates recovery, Zou & Donner 2008): the case interval's lower and upper
+    half-widths are each combined with the reader half-width t_{(1+level)/2, R−1} · sqrt(v_R), where
+    v_R = (R − 1)/R Σ_j (θ_(−j) − θ̄_(·))² is the jackknife variance over readers, as sqrt(case² + reader²).
+    Each variance component keeps its own reference distribution (a modified large-sample interval,
+    Graybill & Wang 1980): with 3 readers the reader part has 2 degrees of freedom, which a bootstrap of 3
+    readers cannot show. Needs R ≥ 3 (each leave-one-out value needs two readers).
+    fisher_z: combine on the arctanh scale and transform back (a correlation such as the ICC: the interval
+    stays inside (−1, 1) instead of passing 1).
+    """
+    loo = np.asarray(leave_one_reader_out, float)
+    r = len(loo)
+    if r < 3 or np.isnan(loo).any() or np.isnan([estimate, case_low, case_high]).any():
+        return float("nan"), float("nan")
+    if fisher_z:
+        edge = 1.0 - 1e-12
+        z = [np.arctanh(np.clip(v, -edge, edge)) for v in (estimate, case_low, case_high, loo)]
+        low, high = readers_mover(*z, level=level)
+        return float(np.tanh(low)), float(np.tanh(high))
+    v_r = (r - 1) / r * ((loo - loo.mean()) ** 2).sum()
+    half = sps.t.ppf(0.5 + level / 2.0, r - 1) * np.sqrt(v_r)
+    low = estimate - np.sqrt((estimate - case_low) ** 2 + half**2)
+    high = estimate + np.sqrt((case_high - estimate) ** 2 + half**2)
+    return float(low), float(high)
