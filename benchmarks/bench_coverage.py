@@ -60,7 +60,8 @@ def reader_population(n_cases: int, rng: np.random.Generator, readers: str, mode
     ``fixed``: the three readers of every study are the same (σ 0.7, 1.0, 1.3; bias 0, +0.3, −0.3).
     ``random``: a study's readers are drawn from the population (σ = exp(N(0, 0.35)), bias N(0, 0.3)).
     ``fresh``: every case has its own readers from that population; one study of many such cases gives the
-    population value over readers and cases (each reader's effect averages out over the cases, as over readers).
+    population value over readers and cases of a mean over readers (each reader's effect averages out over the
+    cases, as over readers). Not of the ICC, a ratio of variance components: see ``run_random``.
     In ranking studies the ground-truth reader (the first) is the study's designated reference, not a
     draw: σ = 1.0 in the random scenarios.
     """
