@@ -198,3 +198,23 @@ def test_readers_too_icc_of_three_readers_is_the_case_interval_widened_by_the_re
     expected = np.tanh([z - np.hypot(z - z_low, half), z + np.hypot(z_high - z, half)])
     assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(expected)
     assert icc["ci_low"] < cases["ci_low"] < cases["ci_high"] < icc["ci_high"] < 1.0
+
+
+def test_readers_too_mean_agreement_of_three_readers_is_the_or_interval(choose):
+    """Readers random (issue 14): the mean reader agreement with a method's k nearest gets the single-method
+    OR / Hillis t interval of the per-case, per-reader agreements (computed here by loops)."""
+    s = _report(choose, readers_too=True)["choose_k"]
+    block = s["methods"][choose.run.name]["mean_reader_agreement"]
+    sel = choose.values.astype(bool)
+    chosen = ind.k_nearest(choose.distances, 5)
+    y = np.array([[ind.percent(sel[c, :, r], chosen[c]) for r in range(3)] for c in range(24)])
+    theta = y.mean(0)
+    jack = (y.sum(0) - y) / 23
+    dev = jack - jack.mean(0)
+    cov = 23 / 24 * dev.T @ dev
+    cov2 = cov[~np.eye(3, dtype=bool)].mean()
+    ms_r = theta.var(ddof=1)
+    den = ms_r + 3 * max(cov2, 0.0)
+    half = sps.t.ppf(0.975, den**2 * 2 / ms_r**2) * np.sqrt(den / 3)
+    assert block["resampled"] == "cases+readers" and block["estimate"] == pytest.approx(y.mean())
+    assert [block["ci_low"], block["ci_high"]] == pytest.approx([y.mean() - half, y.mean() + half])
