@@ -217,4 +217,9 @@ def test_readers_too_mean_agreement_of_three_readers_is_the_or_interval(choose):
     den = ms_r + 3 * max(cov2, 0.0)
     half = sps.t.ppf(0.975, den**2 * 2 / ms_r**2) * np.sqrt(den / 3)
     assert block["resampled"] == "cases+readers" and block["estimate"] == pytest.approx(y.mean())
+    report = _report(choose, readers_too=True)
+    assert (
+        "Obuchowski" in report["uncertainty"]["readers_random"]
+        and _report(choose)["uncertainty"]["readers_random"] is None
+    )
     assert [block["ci_low"], block["ci_high"]] == pytest.approx([y.mean() - half, y.mean() + half])
