@@ -97,9 +97,7 @@ try:
     # A kept connection is checked before each request reuses it: a database restart or a killed
     # connection costs no 500 (one per pooled connection without the check).
     DATABASES = {
-        "default": dj_database_url.parse(
-            DATABASE_URL, conn_max_age=_conn_max_age, conn_health_checks=_conn_max_age > 0
-        )
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=_conn_max_age, conn_health_checks=_conn_max_age > 0)
     }
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None

@@ -31,7 +31,7 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
@@ -139,7 +139,8 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
     """Move a job to RUNNING if it is pending, or running with a lost worker; True if won.
 
     A lost worker is one whose claiming process is gone (a process of this host: checked directly, whatever its
-    heartbeat says) or, for a claimant on another host, whose heartbeat is older than JOB_STALE_SECONDS. A live job is never claimed twice: each claim is a compare-and-set on the row.
+    heartbeat says) or, for a claimant on another host, whose heartbeat is older than JOB_STALE_SECONDS. A live
+    job is never claimed twice: each claim is a compare-and-set on the row.
     A job whose worker was lost JOB_MAX_WORKER_LOSSES times is failed instead (see the module docstring).
     """
     now = timezone.now()

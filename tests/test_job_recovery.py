@@ -212,7 +212,10 @@ def test_import_command_names_the_unreachable_broker(tmp_path, unreachable_broke
 
 def test_kept_database_connections_are_health_checked(tmp_path):
     """With DB_CONN_MAX_AGE > 0 a kept connection is checked before reuse: a killed one costs no 500 (issue 15)."""
-    code = "from django.conf import settings as s; d = s.DATABASES['default']; print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+    code = (
+        "from django.conf import settings as s; d = s.DATABASES['default']; "
+        "print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+    )
     base = {k: v for k, v in os.environ.items() if k not in ("DB_CONN_MAX_AGE",)}
     env = {**base, "DEBUG": "true", "DATA_DIR": str(tmp_path), "DJANGO_SETTINGS_MODULE": "config.settings"}
     for age, expected in (("60", "60 True"), ("0", "0 False")):
@@ -233,8 +236,9 @@ def _assert_stored_once(dataset, n: int) -> None:
     images = list(Image.objects.filter(dataset=dataset))
     assert len(images) == n and len({i.content_hash for i in images}) == n
     assert len({i.source_name for i in images}) == n
-    referenced = {str(Path(settings.MEDIA_ROOT) / f.name) for i in images for f in (i.original, i.rendition, i.thumbnail)}
-    on_disk = {str(p) for p in Path(settings.MEDIA_ROOT).rglob("*") if p.is_file()}
+    media = Path(settings.MEDIA_ROOT)
+    referenced = {str(media / f.name) for i in images for f in (i.original, i.rendition, i.thumbnail)}
+    on_disk = {str(p) for p in media.rglob("*") if p.is_file()}
     assert on_disk == referenced, sorted(on_disk ^ referenced)
 
 

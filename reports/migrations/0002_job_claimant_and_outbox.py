@@ -4,25 +4,24 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('reports', '0001_initial'),
+        ("reports", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='reportrun',
-            name='claimed_by',
-            field=models.CharField(blank=True, default='', max_length=200),
+            model_name="reportrun",
+            name="claimed_by",
+            field=models.CharField(blank=True, default="", max_length=200),
         ),
         migrations.AddField(
-            model_name='reportrun',
-            name='enqueued_at',
+            model_name="reportrun",
+            name="enqueued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='reportrun',
-            name='workers_lost',
+            model_name="reportrun",
+            name="workers_lost",
             field=models.PositiveSmallIntegerField(default=0),
         ),
     ]

@@ -4,70 +4,69 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('retrieval', '0005_evaluations'),
+        ("retrieval", "0005_evaluations"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='evaluation',
-            name='claimed_by',
-            field=models.CharField(blank=True, default='', max_length=200),
+            model_name="evaluation",
+            name="claimed_by",
+            field=models.CharField(blank=True, default="", max_length=200),
         ),
         migrations.AddField(
-            model_name='evaluation',
-            name='enqueued_at',
+            model_name="evaluation",
+            name="enqueued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='evaluation',
-            name='workers_lost',
+            model_name="evaluation",
+            name="workers_lost",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='importjob',
-            name='claimed_by',
-            field=models.CharField(blank=True, default='', max_length=200),
+            model_name="importjob",
+            name="claimed_by",
+            field=models.CharField(blank=True, default="", max_length=200),
         ),
         migrations.AddField(
-            model_name='importjob',
-            name='enqueued_at',
+            model_name="importjob",
+            name="enqueued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='importjob',
-            name='workers_lost',
+            model_name="importjob",
+            name="workers_lost",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='modelrun',
-            name='claimed_by',
-            field=models.CharField(blank=True, default='', max_length=200),
+            model_name="modelrun",
+            name="claimed_by",
+            field=models.CharField(blank=True, default="", max_length=200),
         ),
         migrations.AddField(
-            model_name='modelrun',
-            name='enqueued_at',
+            model_name="modelrun",
+            name="enqueued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='modelrun',
-            name='workers_lost',
+            model_name="modelrun",
+            name="workers_lost",
             field=models.PositiveSmallIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='searchrequest',
-            name='claimed_by',
-            field=models.CharField(blank=True, default='', max_length=200),
+            model_name="searchrequest",
+            name="claimed_by",
+            field=models.CharField(blank=True, default="", max_length=200),
         ),
         migrations.AddField(
-            model_name='searchrequest',
-            name='enqueued_at',
+            model_name="searchrequest",
+            name="enqueued_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='searchrequest',
-            name='workers_lost',
+            model_name="searchrequest",
+            name="workers_lost",
             field=models.PositiveSmallIntegerField(default=0),
         ),
     ]
