@@ -98,9 +98,14 @@ class JobTask(Task):
                 f"The task queue (broker) is unreachable, so the work could not be queued. {what.capitalize()} "
                 "is saved as pending and starts by itself once the queue is back; nothing needs to be sent again."
             ) from exc
+        from core.jobs import JobStatus
+
         for kind in JOB_KINDS:
             if kind.task.name == self.name and (kwargs or {}).get(kind.kwarg) is not None:
-                kind.model.objects.filter(pk=kwargs[kind.kwarg]).update(enqueued_at=timezone.now())
+                # Only while pending: a worker may already have claimed it (a running row's enqueued_at says when
+                # the requeue last sent it, jobs_requeue).
+                pending = kind.model.objects.filter(pk=kwargs[kind.kwarg], status=JobStatus.PENDING)
+                pending.update(enqueued_at=timezone.now())
         return result
 
 

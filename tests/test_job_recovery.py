@@ -298,3 +298,28 @@ def test_a_job_saved_while_the_broker_was_down_runs_once_it_is_back(start_worker
     assert (done.status, done.n_imported, done.attempts) == ("succeeded", 3, 1)
     assert done.enqueued_at is not None  # sent by the worker's requeue: nothing else sent it
     _assert_stored_once(dataset, 3)
+
+
+@ON_COMMIT
+def test_a_run_created_while_the_broker_is_down_is_pending_and_can_be_resumed(
+    client, coordinator, tmp_path, unreachable_broker
+):
+    from retrieval.imports.ingest import import_job_run
+    from retrieval.models import ModelRun
+
+    dataset = services.dataset_create(name="d")
+    src = write_files(tmp_path / "s", {f"{i}.png": png_bytes(i) for i in range(3)})
+    import_job_run(job_id=services.import_job_create(dataset=dataset, source_path=src, enqueue=False).pk)
+    api = client_for(client, coordinator)
+    body = {"name": "r", "method": "timm", "config": {"backbone": "resnet18", "weights": "random"}}
+    response = api.post(f"/api/datasets/{dataset.pk}/runs/create/", body, content_type="application/json")
+    assert response.status_code == 503, response.content
+    assert "Model run" in response.json()["detail"] and "is saved as pending" in response.json()["detail"]
+    run = ModelRun.objects.get()
+    assert (run.status, run.enqueued_at) == ("pending", None)
+    response = api.post(f"/api/runs/{run.pk}/resume/")  # still down: the same answer, nothing lost
+    assert response.status_code == 503 and ModelRun.objects.get().status == "pending"
+    unreachable_broker(_redis(REDIS_URL))  # back: resuming a pending run sends it again
+    assert api.post(f"/api/runs/{run.pk}/resume/").status_code in (200, 202)
+    run.refresh_from_db()
+    assert run.status == "pending" and run.enqueued_at is not None
