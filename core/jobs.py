@@ -206,6 +206,15 @@ def job_finish(job: TrackedJob, *, status: str, error: str = "") -> None:
     type(job).objects.filter(pk=job.pk).update(status=status, error=error, finished_at=job.finished_at)
 
 
+def job_fail_running(model: type[TrackedJob], pk: int, *, error: str) -> bool:
+    """Fail a job that is still running (its process was killed by a limit); True if it was running."""
+    return bool(
+        model.objects.filter(pk=pk, status=JobStatus.RUNNING).update(
+            status=JobStatus.FAILED, error=error, finished_at=timezone.now()
+        )
+    )
+
+
 def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
     """The message a failed job shows: the error's own for expected errors, else its type and text."""
     if isinstance(exc, SoftTimeLimitExceeded):

@@ -37,7 +37,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from celery import Task, shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import F, Q
@@ -107,6 +107,26 @@ class JobTask(Task):
                 pending = kind.model.objects.filter(pk=kwargs[kind.kwarg], status=JobStatus.PENDING)
                 pending.update(enqueued_at=timezone.now())
         return result
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        """A hard time limit killed the task's pool process (Celery calls this in the worker's main process): the job
+        fails with a message at once, rather than being taken over as a lost worker's and killed again."""
+        if not isinstance(exc, TimeLimitExceeded):
+            return
+        from core.jobs import job_fail_running
+
+        for kind in JOB_KINDS:
+            if kind.task.name == self.name and (kwargs or {}).get(kind.kwarg) is not None:
+                limit = exc.args[0] if exc.args else self.time_limit
+                queue = _QUEUE_OF.get(self.name, CPU_QUEUE).upper()
+                job_fail_running(
+                    kind.model,
+                    kwargs[kind.kwarg],
+                    error=f"Stopped: the job ran past the hard time limit of its queue ({limit} s, "
+                    f"{queue}_TASK_TIME_LIMIT) and its process was killed.",
+                )
+                if not connection.in_atomic_block:
+                    connection.close()  # the worker's main process keeps no connection for the pool processes it forks
 
 
 def _soft_limit_alarm(seconds: int):

@@ -151,6 +151,43 @@ def test_the_gpu_task_soft_time_limit_fails_the_job_with_a_message(settings):
     assert failure_message(SoftTimeLimitExceeded()).startswith("Stopped: the job ran longer than the time limit")
 
 
+@pytest.mark.django_db
+def test_a_task_killed_by_the_hard_time_limit_fails_its_job_at_once(tmp_path):
+    """Celery calls on_failure in the worker's main process when the hard limit killed the pool process."""
+    from celery.exceptions import TimeLimitExceeded
+
+    job = _running_import(tmp_path, claimed_by=f"{socket.gethostname()} {_dead_pid()} 1")
+    import_run.on_failure(TimeLimitExceeded(21900), "task-id", (), {"job_id": job.pk}, None)
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error == (
+        "Stopped: the job ran past the hard time limit of its queue (21900 s, CPU_TASK_TIME_LIMIT) and its "
+        "process was killed."
+    )
+
+
+@worker_test
+def test_an_import_past_its_soft_time_limit_fails_with_a_message_and_resumes_on_retry(start_worker, tmp_path):
+    url = _redis(REDIS_URL)
+    dataset, job = _slow_import(tmp_path)
+    worker = start_worker(url, roles=("cpu",), env={**SLOW_ENV, "CPU_TASK_SOFT_TIME_LIMIT": "2"})
+    from config.celery import app
+
+    # The limits travel in the message: the sender's settings (CPU_TASK_SOFT_TIME_LIMIT=2 where it is sent) decide.
+    with app.connection_for_write(url) as conn, conn.Producer() as producer:
+        import_run.apply_async(kwargs={"job_id": job.pk}, producer=producer, soft_time_limit=2)
+    wait_until(lambda: ImportJob.objects.get(pk=job.pk).is_finished, timeout=60, worker=worker)
+    stopped = ImportJob.objects.get(pk=job.pk)
+    assert stopped.status == "failed" and stopped.error.startswith("Stopped: the job ran longer than the time limit")
+    assert 0 < Image.objects.filter(dataset=dataset).count() < N_IMAGES  # what was committed stays, whole
+    services.import_job_retry(job=stopped, enqueue=False)
+    from retrieval.imports.ingest import import_job_run
+
+    import_job_run(job_id=job.pk)  # here, without the limit: it goes on where the worker stopped
+    done = ImportJob.objects.get(pk=job.pk)
+    assert (done.status, done.n_imported) == ("succeeded", N_IMAGES)
+    _assert_stored_once(dataset, N_IMAGES)
+
+
 @pytest.fixture
 def unreachable_broker():
     """The Celery application's broker pointed at a closed port, as when Redis is down; restored afterwards."""
