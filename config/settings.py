@@ -225,6 +225,12 @@ if CPU_TASK_TIME_LIMIT <= CPU_TASK_SOFT_TIME_LIMIT or GPU_TASK_TIME_LIMIT <= GPU
 # delivered twice); a worker that died is not waited for: its jobs are sent again by the requeue.
 BROKER_VISIBILITY_TIMEOUT = max(CPU_TASK_TIME_LIMIT, GPU_TASK_TIME_LIMIT) + 3600
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.split(":", 1)[0] in ("redis", "rediss", "sentinel"):
+    # A broker host that is down answers nothing: a request queueing a job gives up after seconds (a 503 that
+    # keeps the job pending) instead of waiting for the operating system's connect timeout.
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = 5
+# Sending a task is tried three times within about a second before the job is left pending (a 503).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
