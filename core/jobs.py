@@ -85,6 +85,20 @@ class TrackedJob(models.Model):
             return 0
         return min(100, int(100 * self.progress_done / self.progress_total))
 
+    @property
+    def waiting_for_broker(self) -> bool:
+        """Pending, and its task never reached the broker (it was unreachable): the requeue sends it once it is back."""
+        return self.status == JobStatus.PENDING and self.enqueued_at is None
+
+    @property
+    def worker_lost(self) -> bool:
+        """Running without a heartbeat for JOB_STALE_SECONDS: its worker died; the next one takes the job over."""
+        return (
+            self.status == JobStatus.RUNNING
+            and self.heartbeat_at is not None
+            and (timezone.now() - self.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
+        )
+
     def progress_dict(self) -> dict:
         return {
             "id": self.pk,

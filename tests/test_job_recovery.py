@@ -360,3 +360,13 @@ def test_a_run_created_while_the_broker_is_down_is_pending_and_can_be_resumed(
     assert api.post(f"/api/runs/{run.pk}/resume/").status_code in (200, 202)
     run.refresh_from_db()
     assert run.status == "pending" and run.enqueued_at is not None
+
+
+@pytest.mark.django_db
+def test_the_import_page_says_why_an_import_waits(client, coordinator, tmp_path, settings):
+    job = _running_import(tmp_path, claimed_by="elsewhere 1 1", heartbeat_age=settings.JOB_STALE_SECONDS + 5)
+    page = client_for(client, coordinator).get(f"/imports/{job.pk}/").content.decode()
+    assert 'id="worker-lost"' in page and "resumes the import by itself" in page
+    ImportJob.objects.filter(pk=job.pk).update(status="pending", enqueued_at=None)
+    page = client.get(f"/imports/{job.pk}/").content.decode()
+    assert 'id="waiting-for-broker"' in page and "starts by itself once the queue is back" in page
