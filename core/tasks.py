@@ -153,12 +153,21 @@ def _soft_limit_alarm(seconds: int):
     return disarm
 
 
+def _soft_limit() -> int:
+    """The soft time limit of the gpu task being run: the message's (the sender's settings, as the prefork pool
+    uses them), else GPU_TASK_SOFT_TIME_LIMIT (a task called directly)."""
+    from celery import current_task
+
+    limits = getattr(getattr(current_task, "request", None), "timelimit", None) or (None, None)
+    return int(limits[1] or settings.GPU_TASK_SOFT_TIME_LIMIT)
+
+
 def _outcome(func, queue: str):
     """Run a task body; raise JobFailed when it returns a job row that ended failed."""
 
     @functools.wraps(func)
     def task(**kwargs):
-        disarm = _soft_limit_alarm(settings.GPU_TASK_SOFT_TIME_LIMIT) if queue == GPU_QUEUE else None
+        disarm = _soft_limit_alarm(_soft_limit()) if queue == GPU_QUEUE else None
         try:
             job = func(**kwargs)
         finally:

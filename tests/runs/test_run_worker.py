@@ -81,3 +81,30 @@ def test_embed_run_over_redis(start_worker, tmp_path):
     done = ModelRun.objects.get(pk=run.pk)
     assert done.status == "succeeded", (done.error, worker.output()[-3000:])
     assert done.n_embedded == 20 and done.attempts == 1
+
+
+def test_a_run_past_its_soft_time_limit_is_stopped_by_the_solo_gpu_worker(start_worker, tmp_path):
+    """The solo pool enforces no time limit of Celery's: the gpu task's own alarm stops the run with a message."""
+    import redis
+
+    from config.celery import app
+
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    dataset = make_phantom_dataset(tmp_path / "p", n=20, size=64)
+    config = {**SMALL, "task": "binary", "positive": ["Cardiomegaly"], "undersample": False, "epochs": 200}
+    run = run_create(
+        dataset=dataset,
+        name="endless",
+        method="finetune",
+        enqueue=False,
+        config=config,
+        split=split_create(dataset=dataset),
+    )
+    worker = start_worker(REDIS_URL, roles=("gpu",))
+    with app.connection_for_write(REDIS_URL) as conn, conn.Producer() as producer:
+        run_execute.apply_async(kwargs={"run_id": run.pk}, producer=producer, soft_time_limit=15)
+    wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=240, worker=worker)
+    done = ModelRun.objects.get(pk=run.pk)
+    assert done.status == "failed", done.status
+    assert done.error.startswith("Stopped: the job ran longer than the time limit of its queue"), done.error
+    assert worker.exited() is None  # the worker lives on for the next run
