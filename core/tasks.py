@@ -66,6 +66,7 @@ class JobKind:
     model: type[TrackedJob]
     task: Task
     kwarg: str
+    func: object = None  # the task's body, as decorated
 
 
 JOB_KINDS: list[JobKind] = []  # filled by the decorators' job= argument
@@ -170,6 +171,10 @@ def _outcome(func, queue: str):
         disarm = _soft_limit_alarm(_soft_limit()) if queue == GPU_QUEUE else None
         try:
             job = func(**kwargs)
+        except SoftTimeLimitExceeded as exc:  # outside the job's runner (e.g. while the body's modules load)
+            job = _stopped(func, kwargs, exc)
+            if job is None:
+                raise
         finally:
             if disarm:
                 disarm()
@@ -177,6 +182,18 @@ def _outcome(func, queue: str):
             raise JobFailed(f"{type(job).__name__} {job.pk} failed: {job.error}")
 
     return task
+
+
+def _stopped(func, kwargs: dict, exc: SoftTimeLimitExceeded):
+    """Fail the pending or running job of a task stopped by its soft limit before or after its runner; the row."""
+    from core.jobs import JobStatus, failure_message
+
+    kind = next((k for k in JOB_KINDS if k.func is func), None)
+    if kind is None or kwargs.get(kind.kwarg) is None:
+        return None
+    rows = kind.model.objects.filter(pk=kwargs[kind.kwarg], status__in=[JobStatus.PENDING, JobStatus.RUNNING])
+    rows.update(status=JobStatus.FAILED, error=failure_message(exc), finished_at=timezone.now())
+    return kind.model.objects.filter(pk=kwargs[kind.kwarg]).first()
 
 
 def _limits(queue: str) -> dict:
@@ -193,7 +210,7 @@ def _register(func, queue: str, options: dict):
     _QUEUE_OF[task.name] = queue
     if job is not None:
         (kwarg,) = [p.name for p in inspect.signature(func).parameters.values() if p.kind is p.KEYWORD_ONLY]
-        JOB_KINDS.append(JobKind(model=job, task=task, kwarg=kwarg))
+        JOB_KINDS.append(JobKind(model=job, task=task, kwarg=kwarg, func=func))
     return task
 
 

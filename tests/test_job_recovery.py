@@ -370,3 +370,24 @@ def test_the_import_page_says_why_an_import_waits(client, coordinator, tmp_path,
     ImportJob.objects.filter(pk=job.pk).update(status="pending", enqueued_at=None)
     page = client.get(f"/imports/{job.pk}/").content.decode()
     assert 'id="waiting-for-broker"' in page and "starts by itself once the queue is back" in page
+
+
+@pytest.mark.django_db
+def test_a_soft_limit_outside_the_runner_fails_the_job_too(tmp_path, monkeypatch):
+    """The limit may strike before the job is claimed (a gpu task's modules loading on a busy machine)."""
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    from core.tasks import JobFailed
+    from retrieval.imports import uploads
+
+    dataset = services.dataset_create(name="d")
+    src = write_files(tmp_path / "s", {"a.png": png_bytes(1)})
+    job = services.import_job_create(dataset=dataset, source_path=src, enqueue=False)
+
+    def stopped():
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(uploads, "uploads_expired_remove", stopped)  # runs before the claim
+    with pytest.raises(JobFailed, match="Stopped: the job ran longer than the time limit"):
+        import_run(job_id=job.pk)
+    assert ImportJob.objects.get(pk=job.pk).status == "failed"
