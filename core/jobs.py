@@ -198,10 +198,23 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
     return won == 1
 
 
+_stop_requested: list[BaseException] = []  # a stop asked for by a time limit (core.tasks), raised by job_progress
+
+
+def job_stop_request(exc: BaseException | None) -> None:
+    """Ask the running job to stop at its next `job_progress` with `exc` (None: withdraw the request).
+
+    The gpu worker's soft time limit stops a run this way, between two batches, rather than by an exception
+    raised wherever the alarm strikes (inside torch.save it would leave a half-written checkpoint)."""
+    _stop_requested[:] = [exc] if exc is not None else []
+
+
 def job_progress(
     job: TrackedJob, *, done: int | None = None, total: int | None = None, note: str | None = None
 ) -> None:
-    """Write progress in one UPDATE (and on the instance)."""
+    """Write progress in one UPDATE (and on the instance); raise the stop a time limit asked for (job_stop_request)."""
+    if _stop_requested:
+        raise _stop_requested.pop()
     fields: dict = {"heartbeat_at": timezone.now()}
     if done is not None:
         fields["progress_done"] = done

@@ -16,8 +16,10 @@ queue (CPU_TASK_SOFT_TIME_LIMIT / CPU_TASK_TIME_LIMIT, GPU_…). The prefork poo
 enforces both (the soft one raises SoftTimeLimitExceeded in the task: the job fails with a message;
 the hard one kills the pool process: the job is taken over as a lost worker's, at most
 JOB_MAX_WORKER_LOSSES times). The solo pool of the gpu worker enforces neither, so gpu tasks arm
-their own soft limit (SIGALRM in the worker's main thread, which runs the task); a call that never
-returns to Python (a hung CUDA kernel) is not interrupted: restart the worker, and the run resumes.
+their own soft limit (SIGALRM in the worker's main thread, which runs the task): the run is asked to
+stop at its next progress report (between two batches), and SoftTimeLimitExceeded is raised where it
+is if it has not within the grace before the hard limit (at most 300 s). A call that never returns
+to Python (a hung CUDA kernel) is not interrupted: restart the worker, and the run resumes.
 
 The outbox: sending a job's task records `enqueued_at` on its row, and an unreachable broker is
 `BrokerUnavailable` (HTTP 503, the row stays pending). `jobs_requeue` sends the tasks of pending
@@ -130,9 +132,13 @@ class JobTask(Task):
                     connection.close()  # the worker's main process keeps no connection for the pool processes it forks
 
 
-def _soft_limit_alarm(seconds: int):
-    """Arm SIGALRM to raise SoftTimeLimitExceeded after `seconds` (the solo pool has no time limits of its own);
-    a no-op outside the main thread or when an alarm is already armed (e.g. by a test runner)."""
+def _soft_limit_alarm(seconds: int, grace: int):
+    """Arm the soft time limit of a task in the solo pool, which has no time limits of its own: after `seconds` the
+    job is asked to stop at its next progress report (core.jobs.job_stop_request: a run stops between two batches);
+    `grace` seconds later, if it has not, SoftTimeLimitExceeded is raised wherever the task is. A no-op outside the
+    main thread or when an alarm is already armed (e.g. by a test runner). Returns the function that disarms it."""
+    from core.jobs import job_stop_request
+
     if (
         seconds <= 0
         or threading.current_thread() is not threading.main_thread()
@@ -140,8 +146,14 @@ def _soft_limit_alarm(seconds: int):
         or signal.getsignal(signal.SIGALRM) not in (signal.SIG_DFL, None)
     ):
         return None
+    asked = []
 
     def expired(signum, frame):
+        if not asked:
+            asked.append(True)
+            job_stop_request(SoftTimeLimitExceeded(seconds))
+            signal.setitimer(signal.ITIMER_REAL, max(1, grace))
+            return
         raise SoftTimeLimitExceeded(seconds)
 
     signal.signal(signal.SIGALRM, expired)
@@ -150,17 +162,20 @@ def _soft_limit_alarm(seconds: int):
     def disarm():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        job_stop_request(None)
 
     return disarm
 
 
-def _soft_limit() -> int:
-    """The soft time limit of the gpu task being run: the message's (the sender's settings, as the prefork pool
-    uses them), else GPU_TASK_SOFT_TIME_LIMIT (a task called directly)."""
+def _soft_limit() -> tuple[int, int]:
+    """The soft time limit of the gpu task being run and the grace after it (up to the hard limit, at most 300 s):
+    the message's limits (the sender's settings, as the prefork pool uses them), else GPU_TASK_*_TIME_LIMIT."""
     from celery import current_task
 
     limits = getattr(getattr(current_task, "request", None), "timelimit", None) or (None, None)
-    return int(limits[1] or settings.GPU_TASK_SOFT_TIME_LIMIT)
+    soft = int(limits[1] or settings.GPU_TASK_SOFT_TIME_LIMIT)
+    hard = int(limits[0] or settings.GPU_TASK_TIME_LIMIT)
+    return soft, min(300, max(1, hard - soft))
 
 
 def _outcome(func, queue: str):
@@ -168,7 +183,7 @@ def _outcome(func, queue: str):
 
     @functools.wraps(func)
     def task(**kwargs):
-        disarm = _soft_limit_alarm(_soft_limit()) if queue == GPU_QUEUE else None
+        disarm = _soft_limit_alarm(*_soft_limit()) if queue == GPU_QUEUE else None
         try:
             job = func(**kwargs)
         except SoftTimeLimitExceeded as exc:  # outside the job's runner (e.g. while the body's modules load)
