@@ -8,7 +8,7 @@ the process boundary (the web process imports this module to queue tasks and mus
 from core.jobs import JobStatus
 from core.tasks import cpu_task, gpu_task
 from retrieval.imports.ingest import import_job_run
-from retrieval.models import Evaluation, ImportJob, ModelRun, SearchRequest
+from retrieval.models import Evaluation, ImportJob, ModelRun, SearchRequest, WeightsFetch
 from retrieval.runs.evaluation import evaluation_execute as evaluate
 
 
@@ -48,7 +48,7 @@ def search_execute(*, search_id: int):
     return search_request_execute(search_id=search_id)
 
 
-@gpu_task
+@gpu_task(job=WeightsFetch)
 def weights_fetch(*, fetch_id: int):
     """Download a model's pretrained weights into the Hugging Face cache (GPU queue: the runs' cache)."""
     from retrieval.runs.weights_job import weights_fetch_execute  # worker only: imports torch
