@@ -243,8 +243,7 @@ def _assert_stored_once(dataset, n: int) -> None:
     assert len(images) == n and len({i.content_hash for i in images}) == n
     assert len({i.source_name for i in images}) == n
     media = Path(settings.MEDIA_ROOT)
-    files = lambda i: (i.original, i.rendition, i.thumbnail, i.values)  # noqa: E731
-    referenced = {str(media / f.name) for i in images for f in files(i) if f}
+    referenced = {str(media / f.name) for i in images for f in (i.original, i.rendition, i.thumbnail, i.values) if f}
     on_disk = {str(p) for p in media.rglob("*") if p.is_file()}
     assert on_disk == referenced, sorted(on_disk ^ referenced)
 
