@@ -66,6 +66,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "core.security.NoStoreMiddleware",
+    "core.http.BrokerUnavailableMiddleware",
     "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page (429)
 ]
 
@@ -92,7 +93,12 @@ TEMPLATES = [
 # --- Database: DATABASE_URL, default an SQLite file under DATA_DIR -------------------------
 DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}")
 try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 0))}
+    _conn_max_age = envint("DB_CONN_MAX_AGE", 0, minimum=0)
+    # A kept connection is checked before each request reuses it: a database restart or a killed
+    # connection costs no 500 (one per pooled connection without the check).
+    DATABASES = {
+        "default": dj_database_url.parse(DATABASE_URL, conn_max_age=_conn_max_age, conn_health_checks=_conn_max_age > 0)
+    }
 except Exception as exc:  # dj-database-url raises several types for a bad URL
     raise ConfigError(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if not DATABASES["default"].get("NAME"):  # e.g. postgres://user@host:5432/ names no database
@@ -204,10 +210,31 @@ BROKER_SCHEMES = ("filesystem", "redis", "rediss", "sentinel", "amqp", "amqps", 
 CELERY_BROKER_URL = envurl("CELERY_BROKER_URL", "filesystem://localhost/", schemes=BROKER_SCHEMES)
 if CELERY_BROKER_URL in ("filesystem://", "filesystem:///"):
     CELERY_BROKER_URL = "filesystem://localhost/"  # kombu warns "No hostname was supplied" on every connection
-CELERY_BROKER_TRANSPORT_OPTIONS: dict = {}
+# --- Job limits (docs/configuration.md#jobs-and-workers) ---
+# Every task has a soft limit (the job fails with a message) and a hard one (its process is killed;
+# the job is then handled as a lost worker's), per queue. The gpu worker's solo pool enforces only
+# the soft one, by an alarm in the task (core.tasks).
+CPU_TASK_SOFT_TIME_LIMIT = envint("CPU_TASK_SOFT_TIME_LIMIT", 6 * 3600, minimum=1)
+CPU_TASK_TIME_LIMIT = envint("CPU_TASK_TIME_LIMIT", CPU_TASK_SOFT_TIME_LIMIT + 300, minimum=1)
+GPU_TASK_SOFT_TIME_LIMIT = envint("GPU_TASK_SOFT_TIME_LIMIT", 72 * 3600, minimum=1)
+GPU_TASK_TIME_LIMIT = envint("GPU_TASK_TIME_LIMIT", GPU_TASK_SOFT_TIME_LIMIT + 300, minimum=1)
+if CPU_TASK_TIME_LIMIT <= CPU_TASK_SOFT_TIME_LIMIT or GPU_TASK_TIME_LIMIT <= GPU_TASK_SOFT_TIME_LIMIT:
+    raise ConfigError("CPU_TASK_TIME_LIMIT / GPU_TASK_TIME_LIMIT must be longer than their *_SOFT_TIME_LIMIT")
+# Redis (and SQS) keep a delivered, unacknowledged message invisible this long; then they deliver it
+# again. Longer than the longest task (with acks_late a task still running would otherwise be
+# delivered twice); a worker that died is not waited for: its jobs are sent again by the requeue.
+BROKER_VISIBILITY_TIMEOUT = max(CPU_TASK_TIME_LIMIT, GPU_TASK_TIME_LIMIT) + 3600
+CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": BROKER_VISIBILITY_TIMEOUT}
+if CELERY_BROKER_URL.split(":", 1)[0] in ("redis", "rediss", "sentinel"):
+    # A broker host that is down answers nothing: a request queueing a job gives up after seconds (a 503 that
+    # keeps the job pending) instead of waiting for the operating system's connect timeout.
+    CELERY_BROKER_TRANSPORT_OPTIONS["socket_connect_timeout"] = 5
+# Sending a task is tried three times within about a second before the job is left pending (a 503).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 0.5}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _queue_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,
         "data_folder_in": str(_queue_dir / "queue"),
         "data_folder_out": str(_queue_dir / "queue"),
         "control_folder": str(_queue_dir / "control"),
@@ -224,8 +251,15 @@ CELERY_TASK_DEFAULT_QUEUE = "cpu"
 CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# A running job whose heartbeat is older than this is taken to have lost its worker.
+# A running job whose heartbeat is older than this is taken to have lost its worker (for a claimant on
+# another host; on the same host the claiming process is checked directly: core.jobs.job_claim).
 JOB_STALE_SECONDS = envint("JOB_STALE_SECONDS", 300, minimum=1)
+# A job whose worker was lost this many times is failed with a message instead of being taken over again.
+JOB_MAX_WORKER_LOSSES = envint("JOB_MAX_WORKER_LOSSES", 3, minimum=1)
+# Every worker sends again, at start and every JOB_REQUEUE_SECONDS (0: never), the tasks of pending jobs
+# that never reached the broker (older than JOB_REQUEUE_GRACE_SECONDS) and of jobs whose worker was lost.
+JOB_REQUEUE_SECONDS = envint("JOB_REQUEUE_SECONDS", 60, minimum=0)
+JOB_REQUEUE_GRACE_SECONDS = envint("JOB_REQUEUE_GRACE_SECONDS", 10, minimum=0)
 
 # --- REST framework + OpenAPI ------------------------------------------------------------------
 REST_FRAMEWORK = {

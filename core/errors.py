@@ -36,6 +36,22 @@ def api_exception_handler(exc, context):
         exc = exceptions.ValidationError(exc.message_dict if hasattr(exc, "error_dict") else exc.messages)
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied(str(exc) or None)
+    if isinstance(exc, BrokerUnavailable):
+        return Response({"detail": exc.message}, status=exc.status_code, headers={"Retry-After": "60"})
     if isinstance(exc, ApplicationError):
         return Response({"detail": exc.message, "extra": exc.extra}, status=exc.status_code)
     return exception_handler(exc, context)
+
+
+class BrokerUnavailable(Exception):
+    """The task broker could not be reached: the job row is saved pending (the outbox, core.tasks.jobs_requeue).
+
+    Not an ApplicationError (whose views re-render their form): every page answers it with a 503 and the message
+    (core.http.BrokerUnavailableMiddleware), the API with a JSON 503 (api_exception_handler), commands with a
+    CommandError."""
+
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message

@@ -4,12 +4,15 @@ PostgreSQL cannot hold a NUL character in a text value, so a `\\x00` in a query 
 was a server error there (and meaningless anywhere): `RejectNulMiddleware` answers 400 before any view
 runs. DRF's own CharFields refuse NUL in bodies; JSON objects stored as they are (a run's configuration)
 are checked where they are validated. `BoundedLimitOffsetPagination` caps `limit` (MAX_LIMIT) and
-`offset`, which the database could not take beyond 64 bits.
+`offset`, which the database could not take beyond 64 bits. `BrokerUnavailableMiddleware` answers a
+job that could not be queued (core.errors.BrokerUnavailable: its row is saved pending and sent once the
+broker is back) with a 503 and the message, JSON under /api/, instead of a server error.
 """
 
 from __future__ import annotations
 
 from django.http import HttpResponseBadRequest, JsonResponse
+from django.shortcuts import render
 from rest_framework.pagination import LimitOffsetPagination
 
 NUL_MESSAGE = "The request contains a NUL character (\\x00), which no field accepts."
@@ -31,6 +34,29 @@ class RejectNulMiddleware:
                 return JsonResponse({"detail": NUL_MESSAGE}, status=400)
             return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
         return self.get_response(request)
+
+
+class BrokerUnavailableMiddleware:
+    """503 with the message for core.errors.BrokerUnavailable raised by a view (the API's handler answers its own)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        from core.errors import BrokerUnavailable
+
+        if not isinstance(exception, BrokerUnavailable):
+            return None
+        if request.path.startswith("/api/"):
+            response = JsonResponse({"detail": exception.message}, status=503)
+        else:
+            context = {"code": 503, "title": "The task queue is unreachable", "message": exception.message}
+            response = render(request, "errors/error.html", context, status=503)
+        response["Retry-After"] = "60"
+        return response
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):

@@ -2,11 +2,20 @@
 
 Every Celery job row (imports, model runs and their re-evaluations, upload searches, reports)
 inherits `TrackedJob`, and every task body goes through `job_run`: it claims the row with
-`job_claim`, an UPDATE ... WHERE status = pending (or running with a stale heartbeat) that only
-one worker can win, so a task delivered twice does the work once; runs the body; and records the
-end, *whatever* the body raised: an expected error (ApplicationError and the kind's own) with its
-message, anything else as "Unexpected error: Type: message" with the traceback in the worker's log.
-No job is left running by an exception. `job_retry` puts a failed job back to pending.
+`job_claim`, an UPDATE ... WHERE status = pending that only one worker can win, so a task
+delivered twice does the work once; runs the body; and records the end, *whatever* the body raised:
+an expected error (ApplicationError and the kind's own) with its message, anything else as
+"Unexpected error: Type: message" with the traceback in the worker's log. No job is left running
+by an exception. `job_retry` puts a failed job back to pending.
+
+A job whose worker died is taken over by the next delivery of its task, with nobody clicking
+anything (docs/architecture.md#job-runner): the claim records the claiming process
+(`claimed_by`: host, pid and the process's start time), and a running job may be claimed again
+when that process is gone (same host: checked at once, so a task redelivered after its pool
+process was SIGKILLed goes on immediately; a live one is never taken over) or, for a claimant on
+another host, when its heartbeat is older than JOB_STALE_SECONDS. Job bodies are re-runnable: they skip what an
+earlier attempt committed. A job whose worker was lost JOB_MAX_WORKER_LOSSES times (a file
+that exhausts memory every time) is failed with a message instead of being tried for ever.
 Progress is written with `job_progress` (a single UPDATE, no read-modify-write) and shown by the
 progress bar.
 """
@@ -14,12 +23,15 @@ progress bar.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 from collections.abc import Callable
 from datetime import timedelta
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
@@ -47,6 +59,13 @@ class TrackedJob(models.Model):
     error = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The process that claimed the job ("host pid start-time", see worker_identity): a redelivered task
+    # takes over when it is gone.
+    claimed_by = models.CharField(max_length=200, blank=True, default="")
+    workers_lost = models.PositiveSmallIntegerField(default=0)  # takeovers since the job was last queued by a user
+    # When the job's task message last reached the broker (core.tasks): the job row is the outbox, and
+    # pending rows never sent are sent again by the requeue (core.tasks.jobs_requeue).
+    enqueued_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -66,6 +85,20 @@ class TrackedJob(models.Model):
             return 0
         return min(100, int(100 * self.progress_done / self.progress_total))
 
+    @property
+    def waiting_for_broker(self) -> bool:
+        """Pending, and its task never reached the broker (it was unreachable): the requeue sends it once it is back."""
+        return self.status == JobStatus.PENDING and self.enqueued_at is None
+
+    @property
+    def worker_lost(self) -> bool:
+        """Running without a heartbeat for JOB_STALE_SECONDS: its worker died; the next one takes the job over."""
+        return (
+            self.status == JobStatus.RUNNING
+            and self.heartbeat_at is not None
+            and (timezone.now() - self.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
+        )
+
     def progress_dict(self) -> dict:
         return {
             "id": self.pk,
@@ -79,27 +112,109 @@ class TrackedJob(models.Model):
         }
 
 
-def job_claim(model: type[TrackedJob], pk: int) -> bool:
-    """Move a job to RUNNING if it is pending, or running with a stale heartbeat; True if won.
+def _process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux /proc), "" where unknown, None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read().decode(errors="replace")
+    except FileNotFoundError:
+        return None
+    except OSError:  # no /proc (macOS): whether the pid exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (name) "
+    if fields[0] in ("Z", "X"):  # a zombie: killed, not yet reaped by its parent
+        return None
+    return fields[19]
 
-    A job whose worker died (killed, out of memory) stops beating; after JOB_STALE_SECONDS a
-    redelivered message or a `resume` may claim it again. A live job is never claimed twice.
+
+def worker_identity() -> str:
+    """This process as `claimed_by` records it: host, pid and start time (a reused pid is another process)."""
+    pid = os.getpid()
+    return f"{socket.gethostname()} {pid} {_process_start(pid) or ''}".strip()
+
+
+def claimant_gone(claimed_by: str) -> bool | None:
+    """Whether the process `claimed_by` names is gone: True (killed, out of memory) or False (alive) for a process of
+    this host; None for one of another host or an unknown claimant (only its heartbeat tells)."""
+    parts = claimed_by.split()
+    if len(parts) < 2 or parts[0] != socket.gethostname() or not parts[1].isdecimal():
+        return None
+    start = _process_start(int(parts[1]))
+    return start is None or (len(parts) > 2 and bool(start) and start != parts[2])
+
+
+def job_claim(model: type[TrackedJob], pk: int) -> bool:
+    """Move a job to RUNNING if it is pending, or running with a lost worker; True if won.
+
+    A lost worker is one whose claiming process is gone (a process of this host: checked directly, whatever its
+    heartbeat says) or, for a claimant on another host, whose heartbeat is older than JOB_STALE_SECONDS. A live
+    job is never claimed twice: each claim is a compare-and-set on the row.
+    A job whose worker was lost JOB_MAX_WORKER_LOSSES times is failed instead (see the module docstring).
     """
     now = timezone.now()
-    stale = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
-    claimable = Q(status=JobStatus.PENDING) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
-    return (
-        model.objects.filter(claimable, pk=pk).update(
-            status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1
-        )
-        == 1
+    me = worker_identity()
+    won = model.objects.filter(pk=pk, status=JobStatus.PENDING).update(
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
     )
+    if won:
+        return True
+    row = model.objects.filter(pk=pk, status=JobStatus.RUNNING).values("claimed_by", "heartbeat_at", "workers_lost")
+    row = row.first()
+    if row is None:
+        return False
+    stale = now - timedelta(seconds=settings.JOB_STALE_SECONDS)
+    gone = claimant_gone(row["claimed_by"])
+    if gone is None:  # another host's process, or unknown: its heartbeat tells
+        gone = row["heartbeat_at"] is None or row["heartbeat_at"] < stale
+    if not gone:
+        return False
+    same = model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=row["claimed_by"])
+    same = same.filter(heartbeat_at=row["heartbeat_at"])  # nobody else took it over meanwhile
+    if row["workers_lost"] + 1 >= settings.JOB_MAX_WORKER_LOSSES:
+        error = (
+            f"The worker running this job was lost {row['workers_lost'] + 1} times (killed, out of memory, or over "
+            "the time limit: see the worker's log); it is not tried again automatically. Retry it once the cause "
+            "is fixed."
+        )
+        if same.update(status=JobStatus.FAILED, error=error, finished_at=now, workers_lost=F("workers_lost") + 1):
+            log.warning("%s %s: %s", model.__name__, pk, error)
+        return False
+    won = same.update(
+        started_at=now,
+        heartbeat_at=now,
+        attempts=F("attempts") + 1,
+        workers_lost=F("workers_lost") + 1,
+        claimed_by=me,
+        progress_note="resumed after its worker was lost",
+    )
+    if won:
+        log.warning("%s %s: its worker (%s) was lost; resuming", model.__name__, pk, row["claimed_by"] or "unknown")
+    return won == 1
+
+
+_stop_requested: list[BaseException] = []  # a stop asked for by a time limit (core.tasks), raised by job_progress
+
+
+def job_stop_request(exc: BaseException | None) -> None:
+    """Ask the running job to stop at its next `job_progress` with `exc` (None: withdraw the request).
+
+    The gpu worker's soft time limit stops a run this way, between two batches, rather than by an exception
+    raised wherever the alarm strikes (inside torch.save it would leave a half-written checkpoint)."""
+    _stop_requested[:] = [exc] if exc is not None else []
 
 
 def job_progress(
     job: TrackedJob, *, done: int | None = None, total: int | None = None, note: str | None = None
 ) -> None:
-    """Write progress in one UPDATE (and on the instance)."""
+    """Write progress in one UPDATE (and on the instance); raise the stop a time limit asked for (job_stop_request)."""
+    if _stop_requested:
+        raise _stop_requested.pop()
     fields: dict = {"heartbeat_at": timezone.now()}
     if done is not None:
         fields["progress_done"] = done
@@ -118,8 +233,22 @@ def job_finish(job: TrackedJob, *, status: str, error: str = "") -> None:
     type(job).objects.filter(pk=job.pk).update(status=status, error=error, finished_at=job.finished_at)
 
 
+def job_fail_running(model: type[TrackedJob], pk: int, *, error: str) -> bool:
+    """Fail a job that is still running (its process was killed by a limit); True if it was running."""
+    return bool(
+        model.objects.filter(pk=pk, status=JobStatus.RUNNING).update(
+            status=JobStatus.FAILED, error=error, finished_at=timezone.now()
+        )
+    )
+
+
 def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
     """The message a failed job shows: the error's own for expected errors, else its type and text."""
+    if isinstance(exc, SoftTimeLimitExceeded):
+        return (
+            "Stopped: the job ran longer than the time limit of its queue (CPU_TASK_SOFT_TIME_LIMIT or "
+            "GPU_TASK_SOFT_TIME_LIMIT, docs/configuration.md#jobs-and-workers)."
+        )
     if isinstance(exc, (ApplicationError, *expected)):
         return getattr(exc, "message", None) or str(exc) or type(exc).__name__
     return f"{UNEXPECTED}: {type(exc).__name__}: {exc}"
@@ -145,7 +274,7 @@ def job_run(
     try:
         body(job)
     except Exception as exc:
-        if not isinstance(exc, (ApplicationError, *expected)):
+        if not isinstance(exc, (ApplicationError, SoftTimeLimitExceeded, *expected)):
             log.exception("%s %s failed", model.__name__, pk)
         job_finish(job, status=JobStatus.FAILED, error=failure_message(exc, expected))
         return job
@@ -161,7 +290,15 @@ def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
     retried = (
         type(job)
         .objects.filter(pk=job.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED])
-        .update(status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again", finished_at=None)
+        .update(
+            status=JobStatus.PENDING,
+            error="",
+            progress_done=0,
+            progress_note="queued again",
+            finished_at=None,
+            workers_lost=0,
+            enqueued_at=None,
+        )
     )
     job.refresh_from_db()
     if not retried:

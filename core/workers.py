@@ -18,6 +18,16 @@ Two roles, one per queue, each with the pool its work needs:
   child per core (CPU_WORKER_CONCURRENCY), so an import and a report run side by side and a
   crashed child does not take the worker down. These tasks start no DataLoader processes.
 
+The cpu worker replaces a pool process whose resident memory exceeds CPU_WORKER_MAX_MEMORY_MB
+(default 2048; 0: never) once its task has ended (`--max-memory-per-child`): a leak or a large
+import does not keep its memory for the next job. It bounds nothing *during* a task: a task that
+exhausts memory is killed by the kernel, and its job is taken over as a lost worker's, failed after
+JOB_MAX_WORKER_LOSSES (core.jobs). Time limits are the tasks' own (core.tasks).
+
+Every worker also runs the requeue (core.tasks.requeue_loop_start, started from config.celery when
+the worker is ready): pending jobs whose task never reached the broker and jobs of a lost worker are
+sent again, so neither a broker outage nor a killed worker needs anyone to click anything.
+
 Common to both: prefetch 1 (CELERY_WORKER_PREFETCH_MULTIPLIER in the settings; with acks_late a
 long job never holds a second message hostage), and no gossip, mingle or event heartbeats: the
 platform tracks every job in its own tables (status, progress, heartbeat_at), uses no remote
@@ -39,6 +49,7 @@ class WorkerRole:
     pool: str
     concurrency: int
     why: str
+    max_memory_mb: int = 0  # --max-memory-per-child (prefork only; 0: none)
 
 
 def _cores() -> int:
@@ -53,6 +64,7 @@ def worker_roles() -> dict[str, WorkerRole]:
             pool="prefork",
             concurrency=envint("CPU_WORKER_CONCURRENCY", max(2, _cores()), minimum=1),
             why="imports, re-evaluations, upload searches and reports, side by side",
+            max_memory_mb=envint("CPU_WORKER_MAX_MEMORY_MB", 2048, minimum=0),
         ),
         "gpu": WorkerRole(
             queues=("gpu",),
@@ -71,6 +83,7 @@ def worker_argv(role: str, *, name: str | None = None, loglevel: str | None = No
     spec = worker_roles().get(role)
     if spec is None:
         raise ValueError(f"unknown worker role {role!r}: use one of {', '.join(ROLES)}")
+    memory = ["--max-memory-per-child", str(spec.max_memory_mb * 1024)] if spec.max_memory_mb else []  # in KiB
     return [
         sys.executable,
         "-m",
@@ -84,6 +97,7 @@ def worker_argv(role: str, *, name: str | None = None, loglevel: str | None = No
         spec.pool,
         "--concurrency",
         str(spec.concurrency),
+        *memory,
         "--hostname",
         name or f"{role}@%h",
         "--without-gossip",

@@ -19,7 +19,7 @@ from reports.options import ReportOptions
 
 
 # The name it had in the annotations app: messages queued before the move still find it.
-@cpu_task(name="annotations.tasks.report_bootstrap")
+@cpu_task(name="annotations.tasks.report_bootstrap", job=ReportRun)
 def report_bootstrap(*, report_run_id: int):
     """Compute an agreement report with bootstrap intervals and p-values, and store it on the run."""
     return report_run_execute(report_run_id=report_run_id)
@@ -49,7 +49,12 @@ def report_run_start(*, study: Study, options: ReportOptions, created_by=None) -
     retried = (
         not created
         and ReportRun.objects.filter(pk=run.pk, status__in=[JobStatus.FAILED, JobStatus.CANCELLED]).update(
-            status=JobStatus.PENDING, error="", progress_done=0, progress_note="queued again"
+            status=JobStatus.PENDING,
+            error="",
+            progress_done=0,
+            progress_note="queued again",
+            workers_lost=0,
+            enqueued_at=None,
         )
         == 1
     )

@@ -246,7 +246,10 @@ class ImportDetailApi(APIView):
 class RunOutputSerializer(serializers.ModelSerializer):
     percent = serializers.IntegerField(source="progress_percent")
     worker_lost = serializers.SerializerMethodField(
-        help_text="Running, but no heartbeat for JOB_STALE_SECONDS: the worker died; POST …/resume/ to go on."
+        help_text=(
+            "Running, but no heartbeat for JOB_STALE_SECONDS: the worker died. A running gpu worker takes the run "
+            "over by itself (within JOB_REQUEUE_SECONDS); POST …/resume/ queues it at once."
+        )
     )
 
     def get_worker_lost(self, run: ModelRun) -> bool:

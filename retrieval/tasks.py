@@ -8,17 +8,17 @@ the process boundary (the web process imports this module to queue tasks and mus
 from core.jobs import JobStatus
 from core.tasks import cpu_task, gpu_task
 from retrieval.imports.ingest import import_job_run
-from retrieval.models import Evaluation
+from retrieval.models import Evaluation, ImportJob, ModelRun, SearchRequest, WeightsFetch
 from retrieval.runs.evaluation import evaluation_execute as evaluate
 
 
-@cpu_task
+@cpu_task(job=ImportJob)
 def import_run(*, job_id: int):
     """Import a folder or archive (and its label table) into a dataset."""
     return import_job_run(job_id=job_id)
 
 
-@gpu_task
+@gpu_task(job=ModelRun)
 def run_execute(*, run_id: int):
     """Train / embed / index / evaluate a model run (GPU queue; CPU when no GPU is present)."""
     from retrieval.runs.stages import run_execute as execute  # worker only: imports torch
@@ -26,7 +26,7 @@ def run_execute(*, run_id: int):
     return execute(run_id=run_id)
 
 
-@cpu_task
+@cpu_task(job=Evaluation)
 def evaluation_execute(*, evaluation_id: int):
     """Re-evaluate a finished run with the options of an Evaluation (CPU queue: numpy/scipy, no torch)."""
     return evaluate(evaluation_id=evaluation_id)
@@ -40,7 +40,7 @@ def run_evaluate(*, run_id: int):
     return evaluate(evaluation_id=pending.pk) if pending else None
 
 
-@cpu_task
+@cpu_task(job=SearchRequest)
 def search_execute(*, search_id: int):
     """Embed an uploaded query image with the run's model and search the run's index."""
     from retrieval.runs.search_job import search_request_execute  # worker only: imports torch
@@ -48,7 +48,7 @@ def search_execute(*, search_id: int):
     return search_request_execute(search_id=search_id)
 
 
-@gpu_task
+@gpu_task(job=WeightsFetch)
 def weights_fetch(*, fetch_id: int):
     """Download a model's pretrained weights into the Hugging Face cache (GPU queue: the runs' cache)."""
     from retrieval.runs.weights_job import weights_fetch_execute  # worker only: imports torch

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -145,12 +147,20 @@ class Worker:
     one process per role, over one broker and the test database.
 
     Only the environment differs from a user's: the test database, media, artefact and checkpoint folders and broker,
-    JOB_STALE_SECONDS=2 so that the takeover of a killed worker's job is seen within a test, and one
+    JOB_STALE_SECONDS=2 so that the takeover of a killed worker's job is seen within a test, the requeue every
+    second (JOB_REQUEUE_SECONDS=1, JOB_REQUEUE_GRACE_SECONDS=1: a job whose task never reached the broker is sent
+    within a test), `env` of the test, and one
     torch/OpenMP/BLAS thread, as in the test process (limit_threads): with two threads a training run in a
     worker took 23 s alone and 47-83 s beside the other work of a shared two-core machine."""
 
     def __init__(
-        self, broker_url: str, data_dir: Path, media_root: Path, artefact_root: Path, roles: tuple[str, ...] = ROLES
+        self,
+        broker_url: str,
+        data_dir: Path,
+        media_root: Path,
+        artefact_root: Path,
+        roles: tuple[str, ...] = ROLES,
+        env: dict[str, str] | None = None,
     ):
         self.broker_url = broker_url
         self.log = data_dir / f"worker-{uuid.uuid4().hex[:6]}.log"
@@ -165,7 +175,10 @@ class Worker:
             "WEIGHTS_DIR": str(django_settings.WEIGHTS_DIR),
             "DEBUG": "true",
             "JOB_STALE_SECONDS": "2",
+            "JOB_REQUEUE_SECONDS": "1",
+            "JOB_REQUEUE_GRACE_SECONDS": "1",
             **{var: "1" for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+            **(env or {}),
         }
         out = self.log.open("wb")
         self.procs = [
@@ -186,7 +199,22 @@ class Worker:
         """The exit code of a worker process that ended, else None."""
         return next((p.returncode for p in self.procs if p.poll() is not None), None)
 
+    def pool_pids(self) -> list[int]:
+        """The pids of the worker processes' children (the prefork pool; none for the solo pool)."""
+        pids = []
+        for proc in self.procs:
+            for task in Path(f"/proc/{proc.pid}/task").glob("*"):
+                with contextlib.suppress(OSError):
+                    pids += [int(p) for p in (task / "children").read_text().split()]
+        return pids
+
     def stop(self, sig: str = "term") -> None:
+        """SIGTERM (a warm shutdown), or SIGKILL to the pool processes and the workers, as when a machine or
+        container dies: nothing is left to finish the task it was running."""
+        if sig == "kill":
+            for pid in self.pool_pids():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for proc in self.procs:
             if proc.poll() is None:
                 proc.kill() if sig == "kill" else proc.terminate()
@@ -225,8 +253,8 @@ def start_worker(transactional_db, settings, tmp_path):
     workers with SIGTERM). `roles` picks the queues a test needs (default: both, as `make demo` starts them)."""
     workers: list[Worker] = []
 
-    def start(broker_url: str, roles: tuple[str, ...] = ROLES) -> Worker:
-        w = Worker(broker_url, tmp_path, settings.MEDIA_ROOT, settings.ARTEFACT_ROOT, roles)
+    def start(broker_url: str, roles: tuple[str, ...] = ROLES, env: dict[str, str] | None = None) -> Worker:
+        w = Worker(broker_url, tmp_path, settings.MEDIA_ROOT, settings.ARTEFACT_ROOT, roles, env)
         workers.append(w)
         return w
 

@@ -143,13 +143,21 @@ def run_worker_lost(*, run: ModelRun) -> bool:
 
 
 def run_resume(*, run: ModelRun) -> ModelRun:
-    """Queue a failed or interrupted run again; finished stages are kept, training resumes from its checkpoint."""
+    """Queue a failed, interrupted or pending run again; finished stages are kept, training resumes from its
+    checkpoint. A pending run's task is sent again (a duplicate message is harmless: the claim runs a job once)."""
     stale = timezone.now() - timezone.timedelta(seconds=settings.JOB_STALE_SECONDS)
     resumable = (
-        Q(status=JobStatus.FAILED) | Q(status=JobStatus.CANCELLED) | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
+        Q(status=JobStatus.FAILED)
+        | Q(status=JobStatus.CANCELLED)
+        | Q(status=JobStatus.PENDING)
+        | Q(status=JobStatus.RUNNING, heartbeat_at__lt=stale)
     )
-    if not ModelRun.objects.filter(resumable, pk=run.pk).update(status=JobStatus.PENDING, error=""):
-        raise Conflict(f"Run {run.name!r} is {run.status}; only failed, cancelled or stalled runs can be resumed.")
+    if not ModelRun.objects.filter(resumable, pk=run.pk).update(
+        status=JobStatus.PENDING, error="", workers_lost=0, enqueued_at=None
+    ):
+        raise Conflict(
+            f"Run {run.name!r} is {run.status}; only failed, cancelled, pending or stalled runs can be resumed."
+        )
     run.refresh_from_db()
     run_enqueue(run=run)
     return run

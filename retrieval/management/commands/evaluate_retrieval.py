@@ -5,7 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from core.cli import wait_for_job
-from core.errors import ApplicationError
+from core.errors import ApplicationError, BrokerUnavailable
 from core.jobs import JobStatus
 from retrieval.cli import ensure_can_wait, run_lookup
 from retrieval.ml.metrics import AP_DEFINITION_NAMES, AP_DEFINITIONS, LABEL_DISTANCES
@@ -54,7 +54,7 @@ class Command(BaseCommand):
             if not o["sync"] and not o["no_wait"]:
                 ensure_can_wait()
             evaluation = evaluation_request(run=run, options=options, enqueue=not o["sync"])
-        except ApplicationError as exc:
+        except (ApplicationError, BrokerUnavailable) as exc:
             raise CommandError(exc.message) from None
         if o["sync"]:
             evaluation_execute(evaluation_id=evaluation.pk)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from core.cli import wait_for_job
-from core.errors import ApplicationError
+from core.errors import ApplicationError, BrokerUnavailable
 from core.jobs import JobStatus
 from retrieval.imports import ingest, services
 from retrieval.models import Dataset, LabelFormat
@@ -53,7 +53,7 @@ class Command(BaseCommand):
                 allow_free_text=options["allow_free_text"],
                 enqueue=not sync,
             )
-        except ApplicationError as exc:
+        except (ApplicationError, BrokerUnavailable) as exc:
             raise CommandError(exc.message) from None
         if sync:
             ingest.import_job_run(job_id=job.pk)
