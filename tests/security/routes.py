@@ -1,0 +1,100 @@
+"""Every route of the project, from the URL resolver, and every API operation, from the OpenAPI schema.
+
+`routes()` walks `get_resolver().url_patterns` recursively; `api_operations()` reads the schema that
+drf-spectacular generates (the one served at /api/schema/); `url_for()` fills a route's parameters from
+the security tests' world (tests/security/conftest.py) by what the segment before each parameter names.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from django.urls import URLPattern, URLResolver, get_resolver
+
+WRITE_METHODS = ("post", "put", "patch", "delete")
+
+
+@dataclass(frozen=True)
+class Route:
+    key: str  # "namespace:name", or the pattern when the route has no name
+    pattern: str  # the whole pattern, e.g. "studies/<int:pk>/open/"
+    callback: object
+
+    @property
+    def is_api(self) -> bool:
+        return self.pattern.startswith("api/")
+
+    @property
+    def is_admin(self) -> bool:
+        return self.key.startswith("admin:") or self.pattern.startswith("admin/")
+
+
+def _walk(patterns, prefix: str = "", namespace: str = ""):
+    for p in patterns:
+        if isinstance(p, URLResolver):
+            ns = namespace + (f"{p.namespace}:" if p.namespace else "")
+            yield from _walk(p.url_patterns, prefix + str(p.pattern), ns)
+        elif isinstance(p, URLPattern):
+            pattern = prefix + str(p.pattern)
+            yield Route(key=f"{namespace}{p.name}" if p.name else pattern, pattern=pattern, callback=p.callback)
+
+
+def routes() -> list[Route]:
+    return list(_walk(get_resolver().url_patterns))
+
+
+def api_operations() -> dict[str, set[str]]:
+    """OpenAPI path ("/api/studies/{id}/") → its methods, as the served schema lists them."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return {path: {m for m in item if m in ("get", *WRITE_METHODS)} for path, item in schema["paths"].items()}
+
+
+def openapi_path(route: Route) -> str:
+    """The route's pattern as the schema writes it: "/api/studies/{id}/" (drf-spectacular names pk `id`)."""
+    path = re.sub(
+        r"<(?:\w+:)?(\w+)>", lambda m: "{" + ("id" if m.group(1) == "pk" else m.group(1)) + "}", route.pattern
+    )
+    return "/" + path
+
+
+# The segment before `<int:pk>` (or the parameter's own name) says which of the world's objects it is.
+_SEGMENT_OBJECT = {
+    "datasets": "dataset",
+    "images": "image",
+    "imports": "import_job",
+    "runs": "run",
+    "searches": "search",
+    "studies": "study",
+    "reports/studies": "study",
+    "reports/runs": "report_run",
+}
+_PARAM_VALUE = {
+    "study_id": lambda w: w["study"].pk,
+    "index": lambda w: 1,  # the reader's first case (1-based)
+    "key": lambda w: "query",  # the case's query image: the same address for every persona
+    "user_id": lambda w: w.users["reader"].pk,
+    "question_id": lambda w: w["question"].pk,
+    "image_id": lambda w: w["image"].pk,
+    "kind": lambda w: "thumbnail",
+    "name": lambda w: "curves",
+    "fmt": lambda w: "csv",
+}
+
+
+def url_for(route: Route, world) -> str:
+    """The route's address with the world's objects in it."""
+
+    def fill(match: re.Match) -> str:
+        name = match.group(1)
+        if name != "pk":
+            return str(_PARAM_VALUE[name](world))
+        before = route.pattern[: match.start()].rstrip("/")
+        for segment, obj in sorted(_SEGMENT_OBJECT.items(), key=lambda kv: -len(kv[0])):
+            if before.endswith(segment):
+                return str(world[obj].pk)
+        raise KeyError(f"{route.pattern}: no object of the world for <pk> after {before!r}")
+
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", fill, route.pattern)
