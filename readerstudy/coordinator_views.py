@@ -107,9 +107,17 @@ def study_detail(request, pk: int):
     )
 
 
+def _study_to_write(pk: int, user) -> Study:
+    """The study a coordinator changes; refused (403) to one of its readers while it is not closed, as the
+    dashboard is: a write page shows the design and readers, and a case list decides the cases."""
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=user, study=study)
+    return study
+
+
 @role_required(COORDINATOR)
 def study_edit(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     locked = services.study_has_answers(study=study)
     initial = {f: getattr(study, f) for f in (*services.ALWAYS_EDITABLE, *services.LOCKED_ONCE_ANSWERED)}
     form = StudyEditForm(request.POST or None, study=study, locked=locked, initial=initial)
@@ -140,7 +148,7 @@ def _run(request, action, success: str):
 @role_required(COORDINATOR)
 @require_POST
 def study_open(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     _run(request, lambda: services.study_open(study=study), "The study is open: its readers can start.")
     return redirect(study.get_absolute_url())
 
@@ -148,7 +156,7 @@ def study_open(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def study_close(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     _run(request, lambda: services.study_close(study=study), "The study is closed: readers can no longer answer.")
     return redirect(study.get_absolute_url())
 
@@ -156,7 +164,7 @@ def study_close(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def study_clone(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     form = CloneForm(request.POST)
     if not form.is_valid():
         messages.error(request, "The copy needs a name.")
@@ -172,7 +180,7 @@ def study_clone(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def reader_add(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     form = AssignmentAddForm(request.POST, study=study)
     if not form.is_valid():
         messages.error(request, "Choose a reader who is not assigned yet.")
@@ -189,7 +197,7 @@ def reader_add(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def reader_remove(request, pk: int, user_id: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     assignment = get_object_or_404(study.assignments.select_related("reader"), reader_id=user_id)
     reader = assignment.reader
     _run(
@@ -203,7 +211,7 @@ def reader_remove(request, pk: int, user_id: int):
 @role_required(COORDINATOR)
 @require_POST
 def question_add(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     form = QuestionForm(request.POST)
     if not form.is_valid() or form.question() is None:
         messages.error(request, "A question needs a text and at least two comma-separated choices.")
@@ -215,7 +223,7 @@ def question_add(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def question_remove(request, pk: int, question_id: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     question = get_object_or_404(StudyQuestion, pk=question_id, study=study)
     _run(request, lambda: services.question_remove(study=study, question=question), "Question removed.")
     return redirect(study.get_absolute_url())
@@ -224,7 +232,7 @@ def question_remove(request, pk: int, question_id: int):
 @role_required(COORDINATOR)
 @require_POST
 def case_list_upload(request, pk: int):
-    study = get_object_or_404(Study, pk=pk)
+    study = _study_to_write(pk, request.user)
     form = CaseListForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():
