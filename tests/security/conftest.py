@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.test import override_settings
 
 from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
 from readerstudy.models import Assignment, Study
@@ -36,6 +37,7 @@ PERSONAS: dict[str, tuple[str, ...] | None] = {
     "coord_reader": (COORDINATOR, READER),
 }
 PASSWORD = "pw-security-world"
+FAST_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @dataclass
@@ -105,7 +107,7 @@ def world_delete(django_db_blocker, world: World) -> None:
 @pytest.fixture(scope="module")
 def _world(django_db_setup, django_db_blocker, tmp_path_factory):
     root = tmp_path_factory.mktemp("security-world")
-    with module_data(django_db_blocker, root):
+    with module_data(django_db_blocker, root), override_settings(PASSWORD_HASHERS=FAST_HASHERS):
         world = _make_world(root / "files")
     yield root, world
     world_delete(django_db_blocker, world)
@@ -116,6 +118,6 @@ def world(_world, db, settings) -> World:
     """The module's world (its media folder is this test's), for `db` tests."""
     root, world = _world
     use_shared_folders(settings, root)
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.PASSWORD_HASHERS = FAST_HASHERS  # the world's passwords (HTTP Basic in the fuzz) are checked with it
     assert Assignment.objects.filter(study=world["study"]).count() == 2, "the module's world is gone"
     return world

@@ -84,17 +84,23 @@ _PARAM_VALUE = {
 }
 
 
+def param_value(before: str, name: str, world):
+    """The world's value for parameter `name` of a pattern whose text before it is `before`."""
+    if name not in ("pk", "id"):
+        return _PARAM_VALUE[name](world)
+    before = before.rstrip("/")
+    for segment, obj in sorted(_SEGMENT_OBJECT.items(), key=lambda kv: -len(kv[0])):
+        if before.endswith(segment):
+            return world[obj].pk
+    raise KeyError(f"no object of the world for <{name}> after {before!r}")
+
+
 def url_for(route: Route, world) -> str:
     """The route's address with the world's objects in it."""
-
-    def fill(match: re.Match) -> str:
-        name = match.group(1)
-        if name != "pk":
-            return str(_PARAM_VALUE[name](world))
-        before = route.pattern[: match.start()].rstrip("/")
-        for segment, obj in sorted(_SEGMENT_OBJECT.items(), key=lambda kv: -len(kv[0])):
-            if before.endswith(segment):
-                return str(world[obj].pk)
-        raise KeyError(f"{route.pattern}: no object of the world for <pk> after {before!r}")
-
+    fill = lambda m: str(param_value(route.pattern[: m.start()], m.group(1), world))  # noqa: E731
     return "/" + re.sub(r"<(?:\w+:)?(\w+)>", fill, route.pattern)
+
+
+def path_parameters(openapi: str, world) -> dict:
+    """The world's values for the parameters of an OpenAPI path ("/api/studies/{id}/readers/{user_id}/")."""
+    return {m.group(1): param_value(openapi[: m.start()], m.group(1), world) for m in re.finditer(r"{(\w+)}", openapi)}
