@@ -104,3 +104,27 @@ def url_for(route: Route, world) -> str:
 def path_parameters(openapi: str, world) -> dict:
     """The world's values for the parameters of an OpenAPI path ("/api/studies/{id}/readers/{user_id}/")."""
     return {m.group(1): param_value(openapi[: m.start()], m.group(1), world) for m in re.finditer(r"{(\w+)}", openapi)}
+
+
+def admin_url_for(route: Route, world) -> str:
+    """An admin route's address: the app list of `retrieval`, a model's pages on that model's first row ("0" when
+    the world has none: the admin then redirects to its index), view-on-site for the world's dataset."""
+    from django.apps import apps
+    from django.contrib.contenttypes.models import ContentType
+
+    if "(?P<app_label>" in route.pattern:
+        return "/admin/retrieval/"
+    if "(?P<url>" in route.pattern:  # the admin's catch-all
+        return "/admin/no-such-page/"
+    model_match = re.match(r"admin/(\w+)/(\w+)/<", route.pattern)  # a model's page on one row
+    model = apps.get_model(model_match.group(1), model_match.group(2)) if model_match else None
+
+    def fill(match: re.Match) -> str:
+        if match.group(1) == "content_type_id":
+            return str(ContentType.objects.get_for_model(world["dataset"]).pk)
+        if model is None:  # view-on-site's object
+            return str(world["dataset"].pk)
+        first = model.objects.order_by("pk").first()
+        return str(first.pk) if first else "0"
+
+    return "/" + re.sub(r"<(?:\w+:)?(\w+)>", fill, route.pattern)
