@@ -8,7 +8,7 @@ deleted (that would delete answers); cases and candidates are never edited here.
 from django.contrib import admin
 from django.utils.html import format_html
 
-from readerstudy import services
+from readerstudy import selectors, services
 from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion
 
 _DESIGN_FIELDS = ("dataset", "builder", "builder_config", "seed", *services.LOCKED_ONCE_ANSWERED)
@@ -16,6 +16,11 @@ _DESIGN_FIELDS = ("dataset", "builder", "builder_config", "seed", *services.LOCK
 
 def _answered(study) -> bool:
     return study is not None and study.pk is not None and services.study_has_answers(study=study)
+
+
+def _blinded(request, case) -> bool:
+    """True when the user reads this case's study (not closed): its provenance stays hidden from them."""
+    return case is not None and selectors.study_reader_blinded(user=request.user, study=case.study)
 
 
 class StudyQuestionInline(admin.TabularInline):
@@ -65,7 +70,8 @@ class CandidateInline(admin.TabularInline):
 
 @admin.register(Case)
 class CaseAdmin(admin.ModelAdmin):
-    """Read-only: cases change only through the builders (and never once answered)."""
+    """Read-only: cases change only through the builders (and never once answered). A case's page shows its
+    candidates' provenance, so it is refused (403) to one of its study's readers until the study is closed."""
 
     list_display = ("__str__", "study", "position", "query")
     list_filter = ("study",)
@@ -81,6 +87,12 @@ class CaseAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+    def has_view_permission(self, request, obj=None):
+        return not _blinded(request, obj) and super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request, obj=None):
+        return not _blinded(request, obj) and super().has_change_permission(request, obj)
 
 
 @admin.register(Assignment)
