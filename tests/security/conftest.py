@@ -3,7 +3,8 @@
 Six personas (anonymous and five users) and one of everything a route can name: an imported dataset
 (PNG files, a label table, its import job), a finished run with embeddings and a training history, a
 split, an upload search, an open study with cases, candidates, a question and two readers — a plain
-reader and a coordinator who is also one of its readers (blinded while assigned) — and a report run.
+reader, who has answered, visited and flagged their second case, and a coordinator who is also one of
+its readers (blinded while assigned) — and a report run.
 The rows are committed for the module (tests/runs/conftest.py: module_data) and deleted after it; each
 test's own writes roll back.
 """
@@ -16,9 +17,12 @@ import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import override_settings
+from django.utils import timezone
 
+from annotations.models import Answer, CaseFlag, CaseVisit
+from annotations.selectors import reader_order
 from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
-from readerstudy.models import Assignment, Study
+from readerstudy.models import Assignment, Case, Study
 from reports.models import ReportRun
 from retrieval.models import SearchRequest
 from tests.factories import png_bytes, write_files
@@ -81,6 +85,13 @@ def _make_world(tmp) -> World:
         n_candidates=3,
         created_by=world.users["coordinator"],
     )
+    # The reader has answered, visited and flagged their second case (their first is still to read).
+    assignment = Assignment.objects.get(study=study, reader=world.users["reader"])
+    answered = Case.objects.get(pk=reader_order(assignment=assignment).case_id(2))
+    now = timezone.now()
+    answer = Answer.objects.create(assignment=assignment, case=answered, submitted_at=now, active_ms=1000)
+    CaseVisit.objects.create(assignment=assignment, case=answered, opened_at=now, last_seen_at=now, active_ms=1000)
+    CaseFlag.objects.create(assignment=assignment, case=answered, comment="blurred")
     report_run = ReportRun.objects.create(study=study, options={}, key="k", fingerprint="f", status="succeeded")
     world.objects.update(
         dataset=dataset,
@@ -93,6 +104,7 @@ def _make_world(tmp) -> World:
         case=study.cases.order_by("position").first(),
         question=study.questions.get(),
         report_run=report_run,
+        answer=answer,
     )
     return world
 
