@@ -7,6 +7,7 @@ the security tests' world (tests/security/conftest.py) by what the segment befor
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -40,8 +41,9 @@ def _walk(patterns, prefix: str = "", namespace: str = ""):
             yield Route(key=f"{namespace}{p.name}" if p.name else pattern, pattern=pattern, callback=p.callback)
 
 
-def routes() -> list[Route]:
-    return list(_walk(get_resolver().url_patterns))
+@functools.cache
+def routes() -> tuple[Route, ...]:
+    return tuple(_walk(get_resolver().url_patterns))
 
 
 def api_operations() -> dict[str, set[str]]:

@@ -295,7 +295,7 @@ def _cells():
                 yield pytest.param(route, method, persona, expected, id=f"{route}-{method}-{persona}", marks=marks)
 
 
-def _route_table():
+def _route_table() -> dict:
     return {r.key: r for r in routes() if not r.is_admin}
 
 
