@@ -30,7 +30,13 @@ from schemathesis.checks import not_a_server_error
 from tests.security.conftest import PASSWORD
 from tests.security.routes import api_operations, path_parameters
 
-pytestmark = pytest.mark.django_db
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.db_engine(
+        "which inputs are server errors depends on the engine: PostgreSQL refuses NUL characters in text and JSON "
+        "values and integers beyond 64 bits in a query, SQLite fails on other ones (an id beyond 64 bits)"
+    ),
+]
 
 # Examples per operation and persona: about 40 s for the whole fuzz on a loaded two-core machine. FUZZ_EXAMPLES=200
 # runs a deeper fuzz by hand (the first examples are the same, more follow).
