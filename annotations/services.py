@@ -24,11 +24,15 @@ from django.utils import timezone
 from annotations.models import Answer, AnswerItem, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
 from annotations.selectors import answer_as_payload
 from core.errors import ApplicationError, Conflict
-from readerstudy.models import AnswerMode, Assignment, Case, Study, StudyQuestion, StudyStatus
+from readerstudy.models import AnswerMode, Assignment, Case, Study, StudyQuestion, StudyStatus, UntouchedRanking
 
 MAX_BEAT_MS = 60_000  # one heartbeat never adds more than this
 MAX_COMMENT_CHARS = 2_000
 TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+UNTOUCHED_RANKING_MESSAGE = (
+    "The ranking is still the order the candidates were shown in: order them from most to least similar "
+    "before submitting (this study refuses untouched rankings)."
+)
 
 
 # --- guards -------------------------------------------------------------------------------------
@@ -171,7 +175,11 @@ def _answer_submit_locked(
     ids = sorted(images)
     items = _items(study=study, ids=ids, payload=payload)
     image_answers = _image_answers(payload.get("image_answers", []), study, case, complete=True, images=images)
-    shown = {cid: i + 1 for i, cid in enumerate(assignment.candidate_order(case.pk, ids))}
+    shown_order = assignment.candidate_order(case.pk, ids)
+    if study.mode == AnswerMode.RANK_ALL and study.untouched_ranking == UntouchedRanking.REFUSE:
+        if sorted(items, key=lambda cid: items[cid]["rank"]) == shown_order:
+            raise ApplicationError(UNTOUCHED_RANKING_MESSAGE)
+    shown = {cid: i + 1 for i, cid in enumerate(shown_order)}
     visit = _beat(
         visit=_visit_for_update(assignment=assignment, case=case), active_ms_delta=max(0, int(active_ms_delta or 0))
     )

@@ -6,6 +6,7 @@ module serves development, tests and production. See the configuration table in 
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -138,6 +139,9 @@ UPLOAD_ROOT = Path(envstr("UPLOAD_ROOT", str(DATA_DIR / "uploads"))).resolve()
 IMPORT_UPLOAD_KEEP_HOURS = envint("IMPORT_UPLOAD_KEEP_HOURS", 24, minimum=0)
 # The only folder a run's `weights` may name a checkpoint file in (anything else: one generic refusal).
 WEIGHTS_DIR = Path(envstr("WEIGHTS_DIR", str(DATA_DIR / "checkpoints"))).resolve()
+# The server may reach the Hugging Face hub (HF_ENDPOINT): `manage.py fetch_weights` and the run form's
+# "Fetch weights" download into the cache. Runs never download, whatever this says (retrieval.ml.fetch).
+WEIGHTS_DOWNLOAD = envbool("WEIGHTS_DOWNLOAD", False)
 # Model runs: checkpoints, embeddings, FAISS indexes (not served).
 ARTEFACT_ROOT = Path(envstr("ARTEFACT_ROOT", str(DATA_DIR / "artefacts"))).resolve()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
@@ -149,6 +153,35 @@ IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 512 * 1024 * 1024, minim
 IMPORT_MAX_ARCHIVE_MEMBERS = envint("IMPORT_MAX_ARCHIVE_MEMBERS", 200_000, minimum=1)
 RENDITION_MAX_SIDE = envint("RENDITION_MAX_SIDE", 1024, minimum=64)
 THUMBNAIL_MAX_SIDE = envint("THUMBNAIL_MAX_SIDE", 256, minimum=32)
+
+# --- PACS over DICOMweb (retrieval.imports.dicomweb; docs/importing.md#from-a-pacs-dicomweb) -------
+# The endpoints coordinators may import from, by name: a JSON object
+# {"name": {"url": "https://pacs/dicom-web", "username": …, "password": …} or {"url": …, "token": …}};
+# optional "timeout" (seconds, default 30) and "verify" (false, or a CA bundle path). Credentials live
+# here (or in the environment of the web process and the workers), never in the database or a form.
+DICOMWEB_ENDPOINT_KEYS = {"url", "username", "password", "token", "timeout", "verify"}
+
+
+def _dicomweb_endpoints(raw: str | None) -> dict[str, dict]:
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"DICOMWEB_ENDPOINTS must be a JSON object: {exc}") from None
+    if not isinstance(value, dict):
+        raise ConfigError("DICOMWEB_ENDPOINTS must be a JSON object of endpoint name -> settings")
+    for name, conf in value.items():
+        if not isinstance(conf, dict) or not str(conf.get("url", "")).startswith(("http://", "https://")):
+            raise ConfigError(f'DICOMWEB_ENDPOINTS[{name!r}] needs a "url" starting with http:// or https://')
+        if unknown := set(conf) - DICOMWEB_ENDPOINT_KEYS:
+            raise ConfigError(f"DICOMWEB_ENDPOINTS[{name!r}]: unknown keys {sorted(unknown)}")
+        if conf.get("token") and (conf.get("username") or conf.get("password")):
+            raise ConfigError(f"DICOMWEB_ENDPOINTS[{name!r}]: give a token or a username and password, not both")
+    return value
+
+
+DICOMWEB_ENDPOINTS = _dicomweb_endpoints(envstr("DICOMWEB_ENDPOINTS"))
 
 # --- Model runs ---------------------------------------------------------------------------------
 # DataLoader worker processes that decode and preprocess images while the model runs: the default

@@ -18,7 +18,7 @@ from core.http import BoundedLimitOffsetPagination
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from readerstudy import building, selectors, services
 from readerstudy.forms import MAX_CASE_LIST_BYTES
-from readerstudy.models import AnswerMode, Study, StudyQuestion
+from readerstudy.models import AnswerMode, Study, StudyQuestion, UntouchedRanking
 from retrieval.models import Dataset, SplitPart
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
@@ -60,6 +60,7 @@ class StudyOutputSerializer(serializers.Serializer):
     rating_max = serializers.IntegerField()
     instructions = serializers.CharField()
     allow_revisions = serializers.BooleanField()
+    untouched_ranking = serializers.CharField()
     show_candidate_labels = serializers.BooleanField()
     show_saliency = serializers.BooleanField()
     builder = serializers.CharField()
@@ -145,6 +146,9 @@ class StudyCreateApi(APIView):
         rating_min = serializers.IntegerField(required=False, default=1)
         rating_max = serializers.IntegerField(required=False, default=5)
         allow_revisions = serializers.BooleanField(required=False, default=False)
+        untouched_ranking = serializers.ChoiceField(
+            choices=UntouchedRanking.choices, required=False, default=UntouchedRanking.WARN
+        )
         show_candidate_labels = serializers.BooleanField(required=False, default=False)
         show_saliency = serializers.BooleanField(required=False, default=False)
         seed = serializers.IntegerField(min_value=0, max_value=2**63 - 1, required=False, allow_null=True)
@@ -170,6 +174,7 @@ class StudyUpdateApi(APIView):
         name = serializers.CharField(max_length=200, required=False)
         instructions = serializers.CharField(required=False, allow_blank=True)
         allow_revisions = serializers.BooleanField(required=False)
+        untouched_ranking = serializers.ChoiceField(choices=UntouchedRanking.choices, required=False)
         ground_truth_reader = serializers.PrimaryKeyRelatedField(
             queryset=get_user_model().objects.all(), required=False, allow_null=True
         )

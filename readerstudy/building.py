@@ -22,6 +22,7 @@ from readerstudy.services import (
     lock_study,
     refuse_if_answered,
 )
+from retrieval.imports.names import path_pseudonym
 from retrieval.models import Dataset, Label, ModelRun, Split, SplitPart
 from retrieval.runs.methods import METHODS
 from retrieval.runs.ranking import neighbours_fn, run_vectors
@@ -97,7 +98,8 @@ def study_load_case_list(*, study: Study, data: bytes, seed: int | None = None, 
         _write_cases(study, specs)
         study.builder, study.seed = CASE_LIST, seed
         study.builder_config = {
-            "file_name": file_name[:200],
+            # The upload's name may name a patient: stored as its pseudonym, like an imported file's (issue 12).
+            "file_name": path_pseudonym(study.dataset.pseudonym_key, file_name)[:200] if file_name else "",
             "sha256": hashlib.sha256(data).hexdigest(),
             "n_cases": len(specs),
         }
@@ -106,7 +108,8 @@ def study_load_case_list(*, study: Study, data: bytes, seed: int | None = None, 
 
 
 def _image_resolver(dataset: Dataset) -> Callable[[str], int | None]:
-    """Resolve a case-list reference: an image id of the dataset, a source name, or a unique base name."""
+    """Resolve a case-list reference: an image id of the dataset, a source name, or a unique base name (a stored
+    pseudonym, or the original name, pseudonymised with the dataset's key: retrieval.imports.names)."""
     rows = list(dataset.images.values_list("pk", "source_name"))
     ids = {pk for pk, _ in rows}
     names = {name: pk for pk, name in rows}
@@ -117,10 +120,14 @@ def _image_resolver(dataset: Dataset) -> Callable[[str], int | None]:
     def resolve(ref: str) -> int | None:
         if ref.isdigit() and int(ref) in ids:
             return int(ref)
-        if ref in names:
-            return names[ref]
-        hits = bases.get(PurePosixPath(ref).name, [])
-        return hits[0] if len(hits) == 1 else None
+        # The stored name, or the original file name the coordinator knows (stored as its pseudonym).
+        for name in (ref, path_pseudonym(dataset.pseudonym_key, ref)):
+            if name in names:
+                return names[name]
+            hits = bases.get(PurePosixPath(name).name, [])
+            if len(hits) == 1:
+                return hits[0]
+        return None
 
     return resolve
 

@@ -9,6 +9,7 @@ urlpatterns = [
     path("", views.study_list, name="list"),
     path("new/", views.study_create, name="create"),
     path("<int:pk>/", views.study_detail, name="detail"),
+    path("<int:pk>/cases/<int:number>/", views.study_case, name="case"),
     path("<int:pk>/edit/", views.study_edit, name="edit"),
     path("<int:pk>/open/", views.study_open, name="open"),
     path("<int:pk>/close/", views.study_close, name="close"),

@@ -103,6 +103,25 @@ def study_detail(request, pk: int):
             "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
             "case_list_form": CaseListForm(),
             "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
+            "flags": selectors.study_flags(study=study),
+        },
+    )
+
+
+@role_required(COORDINATOR, RESEARCHER)
+def study_case(request, pk: int, number: int):
+    """One case, read-only, as the coordinator sees it: query, catalogue with provenance, readers' flags."""
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
+    case = get_object_or_404(selectors.study_cases(study=study), position=number - 1)
+    return render(
+        request,
+        "studies/study_case.html",
+        {
+            "study": study,
+            "case": case,
+            "flags": selectors.study_flags(study=study, case=case),
+            "n_cases": study.cases.count(),
         },
     )
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django import forms
 
 from readerstudy import building, selectors, services
-from readerstudy.models import AnswerMode, StudyQuestion
+from readerstudy.models import AnswerMode, StudyQuestion, UntouchedRanking
 from retrieval.models import Dataset, ModelRun, Split, SplitPart
 
 MAX_CASE_LIST_BYTES = 5 * 1024 * 1024
@@ -76,6 +76,12 @@ class StudyWizardForm(forms.Form):
     rating_min = forms.IntegerField(min_value=0, max_value=99, initial=1)
     rating_max = forms.IntegerField(min_value=1, max_value=100, initial=5)
     allow_revisions = forms.BooleanField(required=False, help_text="Readers may change a submitted answer.")
+    untouched_ranking = forms.ChoiceField(
+        choices=UntouchedRanking.choices,
+        initial=UntouchedRanking.WARN,
+        label="Untouched ranking",
+        help_text="Rank all: a ranking still in the order it was shown is allowed, warned about, or refused.",
+    )
     show_candidate_labels = forms.BooleanField(required=False, help_text="Readers see the candidates' labels.")
     show_saliency = forms.BooleanField(required=False, help_text="Readers see saliency overlays where available.")
     # 3. Builder, sizes and seed
@@ -177,6 +183,7 @@ class StudyWizardForm(forms.Form):
                 "rating_min",
                 "rating_max",
                 "allow_revisions",
+                "untouched_ranking",
                 "show_candidate_labels",
                 "show_saliency",
             ),
@@ -289,6 +296,7 @@ class StudyWizardForm(forms.Form):
                 "rating_min",
                 "rating_max",
                 "allow_revisions",
+                "untouched_ranking",
                 "show_candidate_labels",
                 "show_saliency",
                 "ground_truth_reader",
@@ -325,12 +333,23 @@ class QuestionForm(forms.Form):
         max_length=300,
         required=False,
         label="Question",
-        widget=forms.TextInput(attrs={"placeholder": "Does this image show pleural effusion?"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": "Does this image show pleural effusion?", "aria-label": "Question"}
+        ),
     )
+    # aria-label: the study page shows these fields in one row without their <label>s.
     choices = forms.CharField(
-        max_length=600, required=False, initial="yes, no, unsure", help_text="Comma-separated answer choices."
+        max_length=600,
+        required=False,
+        initial="yes, no, unsure",
+        help_text="Comma-separated answer choices.",
+        widget=forms.TextInput(attrs={"aria-label": "Choices, comma-separated"}),
     )
-    applies_to = forms.ChoiceField(choices=StudyQuestion.AppliesTo.choices, initial=StudyQuestion.AppliesTo.ALL)
+    applies_to = forms.ChoiceField(
+        choices=StudyQuestion.AppliesTo.choices,
+        initial=StudyQuestion.AppliesTo.ALL,
+        widget=forms.Select(attrs={"aria-label": "Asked about"}),
+    )
 
     def clean(self):
         data = super().clean()
@@ -355,6 +374,11 @@ class StudyEditForm(forms.Form):
     name = forms.CharField(max_length=200)
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 5}), required=False)
     allow_revisions = forms.BooleanField(required=False)
+    untouched_ranking = forms.ChoiceField(
+        choices=UntouchedRanking.choices,
+        label="Untouched ranking",
+        help_text="Rank all: a ranking still in the order it was shown is allowed, warned about, or refused.",
+    )
     ground_truth_reader = UsernameChoiceField(queryset=None, required=False, empty_label="None")
     mode = forms.ChoiceField(choices=AnswerMode.choices)
     k = forms.IntegerField(
@@ -384,7 +408,9 @@ class AssignmentAddForm(forms.Form):
 
 
 class CloneForm(forms.Form):
-    name = forms.CharField(max_length=200, label="Name of the copy")
+    name = forms.CharField(
+        max_length=200, label="Name of the copy", widget=forms.TextInput(attrs={"aria-label": "Name of the copy"})
+    )
 
 
 class CaseListForm(forms.Form):

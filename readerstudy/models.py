@@ -34,6 +34,14 @@ class StudyStatus(models.TextChoices):
     CLOSED = "closed", "Closed"
 
 
+class UntouchedRanking(models.TextChoices):
+    """What a rank-all study does with a ranking the reader did not change (the shown random order)."""
+
+    ALLOW = "allow", "Allow"
+    WARN = "warn", "Warn before submitting"
+    REFUSE = "refuse", "Refuse"
+
+
 class Study(models.Model):
     name = models.CharField(max_length=200, unique=True)
     instructions = models.TextField(blank=True)
@@ -46,6 +54,12 @@ class Study(models.Model):
     allow_revisions = models.BooleanField(default=False, help_text="readers may change a submitted answer")
     show_candidate_labels = models.BooleanField(default=False, help_text="readers see the labels of candidates")
     show_saliency = models.BooleanField(default=False, help_text="readers see saliency overlays where available")
+    untouched_ranking = models.CharField(
+        max_length=8,
+        choices=UntouchedRanking.choices,
+        default=UntouchedRanking.WARN,
+        help_text="rank all: a ranking left in the shown order is allowed, warned about, or refused",
+    )
     # How the cases were built: recorded so the study can be explained and rebuilt.
     builder = models.CharField(max_length=32, blank=True)
     builder_config = models.JSONField(default=dict, blank=True)

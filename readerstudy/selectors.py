@@ -108,6 +108,29 @@ def study_progress(*, study: Study) -> list[dict]:
     return rows
 
 
+def study_flags(*, study: Study, case: Case | None = None) -> list[dict]:
+    """Readers' flags on the study's cases (case order, then reader): who flagged which case, with the comment.
+
+    Through the reverse relations of cases, so that the studies layer needs nothing from reading.
+    """
+    qs = Case.objects.filter(study=study, flags__isnull=False)
+    if case is not None:
+        qs = qs.filter(pk=case.pk)
+    rows = qs.order_by("position", "flags__assignment__reader__username").values(
+        "pk", "position", "flags__comment", "flags__assignment__reader__username", "flags__updated_at"
+    )
+    return [
+        {
+            "case_id": r["pk"],
+            "case_number": r["position"] + 1,
+            "reader": r["flags__assignment__reader__username"],
+            "comment": r["flags__comment"],
+            "updated_at": r["flags__updated_at"],
+        }
+        for r in rows
+    ]
+
+
 def study_cases(*, study: Study) -> QuerySet[Case]:
     """The cases in canonical order with query and candidates (with provenance) prefetched."""
     return (

@@ -26,14 +26,23 @@ from django.utils.text import slugify
 from core.errors import ApplicationError, Conflict
 from core.roles import READER, has_role
 from readerstudy import builders
-from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
+from readerstudy.models import (
+    AnswerMode,
+    Assignment,
+    Candidate,
+    Case,
+    Study,
+    StudyQuestion,
+    StudyStatus,
+    UntouchedRanking,
+)
 from retrieval.models import Dataset
 
 MAX_CASES = 2000
 MAX_CATALOGUE = 100
 # Fields that change what readers answered or saw: frozen once the first answer exists.
 LOCKED_ONCE_ANSWERED = ("mode", "k", "rating_min", "rating_max", "show_candidate_labels", "show_saliency")
-ALWAYS_EDITABLE = ("name", "instructions", "allow_revisions", "ground_truth_reader")
+ALWAYS_EDITABLE = ("name", "instructions", "allow_revisions", "untouched_ranking", "ground_truth_reader")
 
 
 # --- Study design -------------------------------------------------------------------------------
@@ -103,6 +112,7 @@ def study_create(
     rating_min: int = 1,
     rating_max: int = 5,
     allow_revisions: bool = False,
+    untouched_ranking: str = UntouchedRanking.WARN,
     show_candidate_labels: bool = False,
     show_saliency: bool = False,
     seed: int | None = None,
@@ -111,6 +121,7 @@ def study_create(
 ) -> Study:
     """Create a draft study (no cases yet: build them with `study_build_cases` or a case list)."""
     k = _clean_design(mode, k, rating_min, rating_max)
+    _check_untouched_ranking(untouched_ranking)
     _check_ground_truth_reader(ground_truth_reader)
     seed = new_seed() if seed is None else clean_seed(seed)
     return Study.objects.create(
@@ -122,6 +133,7 @@ def study_create(
         rating_min=rating_min,
         rating_max=rating_max,
         allow_revisions=allow_revisions,
+        untouched_ranking=untouched_ranking,
         show_candidate_labels=show_candidate_labels,
         show_saliency=show_saliency,
         seed=seed,
@@ -138,6 +150,11 @@ def clean_seed(seed: int) -> int:
 
 
 @transaction.atomic
+def _check_untouched_ranking(value: str) -> None:
+    if value not in UntouchedRanking.values:
+        raise ApplicationError(f"untouched_ranking must be one of {', '.join(UntouchedRanking.values)}.")
+
+
 def study_update(*, study: Study, **changes: Any) -> Study:
     """Change a study's design; fields readers depend on are refused once answers exist."""
     unknown = set(changes) - set(LOCKED_ONCE_ANSWERED) - set(ALWAYS_EDITABLE)
@@ -155,6 +172,8 @@ def study_update(*, study: Study, **changes: Any) -> Study:
     check_catalogue_sizes(merged["mode"], changed["k"], catalogue_sizes(study))
     if "name" in changed:
         changed["name"] = _clean_name(changed["name"], exclude_pk=study.pk)
+    if "untouched_ranking" in changed:
+        _check_untouched_ranking(changed["untouched_ranking"])
     if changed.get("ground_truth_reader") is not None:
         _check_ground_truth_reader(changed["ground_truth_reader"])
         if not study.assignments.filter(reader=changed["ground_truth_reader"]).exists():
@@ -205,6 +224,7 @@ def study_clone(*, study: Study, name: str, created_by=None) -> Study:
         rating_min=study.rating_min,
         rating_max=study.rating_max,
         allow_revisions=study.allow_revisions,
+        untouched_ranking=study.untouched_ranking,
         show_candidate_labels=study.show_candidate_labels,
         show_saliency=study.show_saliency,
         seed=study.seed,

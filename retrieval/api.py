@@ -15,7 +15,7 @@ from core.http import BoundedLimitOffsetPagination
 from core.roles import COORDINATOR, RESEARCHER, api_role
 from retrieval import selectors
 from retrieval.imports import services
-from retrieval.imports.uploads import upload_save
+from retrieval.imports.uploads import upload_discard, upload_save
 from retrieval.models import Dataset, Image, ImportJob, LabelFormat, ModelRun, SearchRequest, Split
 from retrieval.runs import index, search
 from retrieval.runs import services as runs
@@ -141,6 +141,7 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
             "progress_note",
             "error",
             "label_format",
+            "allow_free_text",
             "n_imported",
             "n_skipped",
             "n_failed",
@@ -152,8 +153,33 @@ class ImportJobOutputSerializer(serializers.ModelSerializer):
         ]
 
 
+class LabelColumnSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    action = serializers.ChoiceField(
+        choices=["key", "patient", "view", "label", "identifier", "free_text", "ignored"],
+        help_text="key: names the image file; patient: replaced by a pseudonym; view; label: imported; "
+        "identifier: dropped; free_text: refused (send allow_free_text to import it); ignored: not read by the format",
+    )
+    action_text = serializers.CharField()
+    reason = serializers.CharField()
+    samples = serializers.ListField(child=serializers.CharField(), help_text="a few values of imported columns")
+
+
+class LabelTablePreviewSerializer(serializers.Serializer):
+    rows = serializers.IntegerField()
+    columns = LabelColumnSerializer(many=True)
+    problems = serializers.SerializerMethodField(help_text="the first 50 remarks on the table: [line, message]")
+
+    def get_problems(self, preview) -> list[list]:
+        return [[line, message] for line, message in preview.problems[:50]]
+
+
 class ImportCreateApi(APIView):
-    """Upload an archive and/or a label table; the import runs on the worker."""
+    """Upload an archive and/or a label table; the import runs on the worker.
+
+    `preview=true` (with a label table) imports nothing: the answer (200) says what the import would do with
+    each column (the same plan the import applies, and the page a coordinator confirms on the web).
+    """
 
     permission_classes = [CoordinatorOnly]
     parser_classes = [MultiPartParser, FormParser]
@@ -163,18 +189,37 @@ class ImportCreateApi(APIView):
         archive = serializers.FileField(required=False)
         labels = serializers.FileField(required=False)
         label_format = serializers.ChoiceField(choices=LabelFormat.choices, default=LabelFormat.GENERIC)
+        allow_free_text = serializers.BooleanField(
+            default=False, help_text="import free-text label columns (notes, comments…); refused otherwise"
+        )
+        preview = serializers.BooleanField(
+            default=False, help_text="only say what would happen to each column of the label table"
+        )
 
         def validate(self, attrs):
             if not attrs.get("archive") and not attrs.get("labels"):
                 raise serializers.ValidationError("Send an archive of images, a label table, or both.")
+            if attrs.get("preview") and not attrs.get("labels"):
+                raise serializers.ValidationError({"labels": "A preview needs a label table."})
             return attrs
 
-    @extend_schema(request=InputSerializer, responses={202: ImportJobOutputSerializer})
+    @extend_schema(
+        request=InputSerializer, responses={202: ImportJobOutputSerializer, 200: LabelTablePreviewSerializer}
+    )
     def post(self, request, pk: int):
         dataset = get_object_or_404(Dataset, pk=pk)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
+        if v["preview"]:
+            labels = upload_save(v["labels"], kind="labels")
+            try:
+                preview = services.label_table_preview(
+                    labels_path=labels, label_format=v["label_format"], allow_free_text=v["allow_free_text"]
+                )
+            finally:
+                upload_discard(labels)
+            return Response(LabelTablePreviewSerializer(preview).data)
         archive = upload_save(v["archive"], kind="archives") if v.get("archive") else ""
         labels = upload_save(v["labels"], kind="labels") if v.get("labels") else ""
         with transaction.atomic():
@@ -183,6 +228,7 @@ class ImportCreateApi(APIView):
                 source_path=archive,
                 labels_path=labels,
                 label_format=v["label_format"],
+                allow_free_text=v["allow_free_text"],
                 created_by=request.user,
                 remove_sources=True,
             )

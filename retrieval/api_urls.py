@@ -1,6 +1,6 @@
 from django.urls import path
 
-from retrieval import api
+from retrieval import api, pacs_api
 
 urlpatterns = [
     path("datasets/", api.DatasetListApi.as_view(), name="api-dataset-list"),
@@ -19,4 +19,9 @@ urlpatterns += [
     path("runs/<int:pk>/resume/", api.RunResumeApi.as_view(), name="api-run-resume"),
     path("runs/<int:pk>/search/", api.SearchApi.as_view(), name="api-search"),
     path("searches/<int:pk>/", api.SearchDetailApi.as_view(), name="api-search-detail"),
+]
+
+urlpatterns += [  # PACS imports over DICOMweb (retrieval.pacs_api)
+    path("dicomweb/search/", pacs_api.DicomwebSearchApi.as_view(), name="api-dicomweb-search"),
+    path("datasets/<int:pk>/imports/dicomweb/", pacs_api.DicomwebImportApi.as_view(), name="api-dicomweb-import"),
 ]

@@ -22,6 +22,12 @@ class ImportUploadForm(forms.Form):
         widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt"}),
     )
     label_format = forms.ChoiceField(choices=LabelFormat.choices, initial=LabelFormat.GENERIC)
+    allow_free_text = forms.BooleanField(
+        required=False,
+        label="Import free-text columns",
+        help_text="Notes, comments and other free text are refused unless ticked (they may name patients). "
+        "Identifier columns (names, dates of birth, MRN…) are dropped either way.",
+    )
 
     def clean(self):
         data = super().clean()

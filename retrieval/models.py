@@ -149,6 +149,8 @@ class ImportJob(TrackedJob):
     label_format = models.CharField(max_length=16, choices=LabelFormat.choices, default=LabelFormat.GENERIC)
     # Delete source/labels after the import (uploads); never for a folder given on the server.
     remove_sources = models.BooleanField(default=False)
+    # Import free-text label columns (notes, comments…) the coordinator allowed; refused otherwise.
+    allow_free_text = models.BooleanField(default=False)
     # One entry per file or label row with a problem: {"file", "line", "status", "message"}.
     report = models.JSONField(default=list, blank=True)
     n_imported = models.PositiveIntegerField(default=0)
@@ -277,3 +279,36 @@ class Evaluation(TrackedJob):
 
     def __str__(self) -> str:
         return f"Evaluation {self.pk} of {self.run}"
+
+
+class DicomwebSource(models.Model):
+    """What an import retrieves from a PACS over DICOMweb (retrieval.imports.dicomweb).
+
+    Only the endpoint's name (or URL, `manage.py import_dicomweb`) and the chosen UIDs are stored: the
+    patient identifiers a search shows the coordinator are never saved, and credentials stay in the
+    settings (DICOMWEB_ENDPOINTS).
+    """
+
+    job = models.OneToOneField(ImportJob, on_delete=models.CASCADE, related_name="dicomweb")
+    endpoint = models.CharField(max_length=500, help_text="a name of DICOMWEB_ENDPOINTS, or a URL")
+    # [{"study": StudyInstanceUID, "series": SeriesInstanceUID or ""}]: a whole study when series is "".
+    selections = models.JSONField(default=list)
+
+    def __str__(self) -> str:
+        return f"DICOMweb {self.endpoint}: {len(self.selections)} selections"
+
+
+class WeightsFetch(TrackedJob):
+    """A download of a model's pretrained weights into the workers' Hugging Face cache (retrieval.ml.fetch), run on
+    the `gpu` queue, where the runs that read that cache run; the run form's *Fetch weights* button."""
+
+    model_name = models.CharField(max_length=300)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    # The cached files once done.
+    paths = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"Weights of {self.model_name}"

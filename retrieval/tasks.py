@@ -46,3 +46,11 @@ def search_execute(*, search_id: int):
     from retrieval.runs.search_job import search_request_execute  # worker only: imports torch
 
     return search_request_execute(search_id=search_id)
+
+
+@gpu_task
+def weights_fetch(*, fetch_id: int):
+    """Download a model's pretrained weights into the Hugging Face cache (GPU queue: the runs' cache)."""
+    from retrieval.runs.weights_job import weights_fetch_execute  # worker only: imports torch
+
+    return weights_fetch_execute(fetch_id=fetch_id)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core import signing
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import FileResponse, Http404
@@ -17,7 +19,7 @@ from core.roles import COORDINATOR, RESEARCHER, has_role, role_required
 from retrieval import selectors
 from retrieval.forms import DatasetForm, ImportUploadForm
 from retrieval.imports import services
-from retrieval.imports.uploads import upload_save
+from retrieval.imports.uploads import upload_discard, upload_name, upload_resolve, upload_save
 from retrieval.models import Dataset, Image, ImportJob
 from retrieval.run_views import saliency_runs_for
 
@@ -76,22 +78,102 @@ def image_detail(request, pk: int):
 
 @role_required(COORDINATOR)
 def import_create(request, pk: int):
+    """Upload images and/or a label table. With a label table, the column preview comes first
+    (`import_confirm`): nothing is imported before the coordinator confirms what each column becomes."""
     dataset = get_object_or_404(Dataset, pk=pk)
     form = ImportUploadForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         archive = upload_save(form.cleaned_data["archive"], kind="archives") if form.cleaned_data["archive"] else ""
         labels = upload_save(form.cleaned_data["labels"], kind="labels") if form.cleaned_data["labels"] else ""
-        with transaction.atomic():
-            job = services.import_job_create(
-                dataset=dataset,
-                source_path=archive,
-                labels_path=labels,
-                label_format=form.cleaned_data["label_format"],
-                created_by=request.user,
-                remove_sources=True,
-            )
-        return redirect(job.get_absolute_url())
+        pending = {
+            "dataset": dataset.pk,
+            "archive": upload_name(archive) if archive else "",
+            "labels": upload_name(labels) if labels else "",
+            "label_format": form.cleaned_data["label_format"],
+            "allow_free_text": form.cleaned_data["allow_free_text"],
+        }
+        if labels:
+            try:
+                return _import_preview(request, dataset, pending)
+            except ApplicationError as exc:
+                upload_discard(archive, labels)
+                form.add_error("labels", exc.message)
+        else:
+            return _import_start(request, dataset, pending)
     return render(request, "retrieval/import_form.html", {"dataset": dataset, "form": form})
+
+
+_PENDING_SALT = "retrieval.import-confirm"
+
+
+def _import_preview(request, dataset, pending: dict):
+    preview = services.label_table_preview(
+        labels_path=upload_resolve(pending["labels"]),
+        label_format=pending["label_format"],
+        allow_free_text=pending["allow_free_text"],
+    )
+    return render(
+        request,
+        "retrieval/import_confirm.html",
+        {
+            "dataset": dataset,
+            "preview": preview,
+            "pending": pending,
+            "token": signing.dumps(pending, salt=_PENDING_SALT),
+            "refused": [c for c in preview.columns if c.action == "free_text"],
+        },
+    )
+
+
+def _import_start(request, dataset, pending: dict):
+    archive = upload_resolve(pending["archive"]) if pending["archive"] else ""
+    labels = upload_resolve(pending["labels"]) if pending["labels"] else ""
+    with transaction.atomic():
+        job = services.import_job_create(
+            dataset=dataset,
+            source_path=archive or "",
+            labels_path=labels or "",
+            label_format=pending["label_format"],
+            allow_free_text=pending["allow_free_text"],
+            created_by=request.user,
+            remove_sources=True,
+        )
+    return redirect(job.get_absolute_url())
+
+
+@role_required(COORDINATOR)
+@require_http_methods(["POST"])
+def import_confirm(request, pk: int):
+    """The coordinator's answer to the column preview: import, show again (free text allowed or not), or cancel."""
+    dataset = get_object_or_404(Dataset, pk=pk)
+    try:
+        pending = signing.loads(
+            request.POST.get("token", ""), salt=_PENDING_SALT, max_age=max(settings.IMPORT_UPLOAD_KEEP_HOURS, 1) * 3600
+        )
+    except signing.BadSignature:
+        messages.error(request, "This preview has expired or is not valid: upload the files again.")
+        return redirect("retrieval:import-create", pk=dataset.pk)
+    paths = [pending[k] for k in ("archive", "labels") if pending.get(k)]
+    if pending.get("dataset") != dataset.pk or any(upload_resolve(p) is None for p in paths):
+        messages.error(request, "The uploaded files of this preview are gone: upload them again.")
+        return redirect("retrieval:import-create", pk=dataset.pk)
+    action = request.POST.get("action")
+    if action == "cancel":
+        upload_discard(*(upload_resolve(p) for p in paths))
+        messages.info(request, "Import cancelled; the uploaded files were removed.")
+        return redirect(dataset.get_absolute_url())
+    if action == "preview":
+        pending = {**pending, "allow_free_text": request.POST.get("allow_free_text") == "on"}
+        try:
+            return _import_preview(request, dataset, pending)
+        except ApplicationError as exc:
+            messages.error(request, exc.message)
+            return redirect("retrieval:import-create", pk=dataset.pk)
+    try:
+        return _import_start(request, dataset, pending)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return redirect("retrieval:import-create", pk=dataset.pk)
 
 
 @role_required(COORDINATOR, RESEARCHER)

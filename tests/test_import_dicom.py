@@ -7,7 +7,7 @@ import pytest
 
 from retrieval.models import Image
 from tests.factories import dicom_sample, dicom_with, write_files
-from tests.importing import run_import
+from tests.importing import report_for, run_import, stored_name
 
 pytestmark = pytest.mark.django_db
 
@@ -59,8 +59,9 @@ def test_same_dicom_patient_same_pseudonym(tmp_path):
     b = dicom_with(PatientID="MRN-1", SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
     c = dicom_with(PatientID="MRN-2", SOPInstanceUID=generate_uid(), SeriesInstanceUID=generate_uid())
     run_import(source=write_files(tmp_path / "s", {"a.dcm": a, "b.dcm": b, "c.dcm": c}))
-    ids = dict(Image.objects.values_list("source_name", "patient_pseudo_id"))
-    assert ids["a.dcm"] == ids["b.dcm"] != ids["c.dcm"]
+    ids = {image.source_name: image.patient_pseudo_id for image in Image.objects.select_related("dataset")}
+    a, b, c = (stored_name(Image.objects.first().dataset, f"{n}.dcm") for n in "abc")
+    assert ids[a] == ids[b] != ids[c]
 
 
 def test_ct_series_becomes_its_middle_slice(tmp_path):
@@ -79,7 +80,7 @@ def test_ct_series_becomes_its_middle_slice(tmp_path):
     assert job.n_imported == 1, job.report
     image = Image.objects.get()
     assert image.slices_in_series == 7
-    assert image.source_name == "series/slice3.dcm"  # z = 30 is the middle of 0..60
+    assert image.source_name == stored_name(job.dataset, "series/slice3.dcm")  # z = 30 is the middle of 0..60
 
 
 @pytest.mark.parametrize("sample", ["JPEG2000.dcm", "SC_rgb_rle.dcm", "MR_small_RLE.dcm", "JPEGLSNearLossless_08.dcm"])
@@ -96,7 +97,7 @@ def test_undecodable_compressed_file_is_reported_and_others_import(tmp_path):
         )
     )
     assert job.status == "succeeded" and job.n_imported == 1 and job.n_failed == 1
-    failed = [r for r in job.report if r["file"] == "bad.dcm"][0]
+    failed = report_for(job, "bad.dcm")[0]
     assert failed["status"] == "failed" and "12-bit" in failed["message"]
 
 

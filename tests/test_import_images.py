@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 
 from retrieval.models import Image, Label
 from tests.factories import csv_bytes, jpeg_bytes, png_bytes, write_files, zip_bytes
-from tests.importing import report_for, run_import
+from tests.importing import image_named, report_for, run_import, stored_name
 
 pytestmark = pytest.mark.django_db
 
@@ -29,11 +29,11 @@ def test_folder_with_generic_labels(tmp_path):
     job = run_import(source=src, labels=labels)
     assert job.status == "succeeded", job.report
     assert (job.n_imported, job.n_failed, job.n_skipped) == (2, 0, 0)
-    a = Image.objects.get(source_name="a.png")
+    a = image_named("a.png")
     assert a.labels.get(name="weight").value_num == 172.5
     assert a.labels.get(name="finding").value_text == "normal"
     assert not a.labels.filter(name="patient_id").exists()
-    b = Image.objects.get(source_name="sub/b.jpg")
+    b = image_named("sub/b.jpg")
     assert b.source_format == "jpeg" and a.source_format == "png"
     # one patient, one pseudonym, and the raw id is nowhere
     assert a.patient_pseudo_id and a.patient_pseudo_id == b.patient_pseudo_id
@@ -60,7 +60,16 @@ def test_zip_import(tmp_path):
     archive.write_bytes(zip_bytes({"x/1.png": png_bytes(1), "x/2.png": png_bytes(2), "__MACOSX/._1.png": b"junk"}))
     job = run_import(source=archive)
     assert job.n_imported == 2 and job.n_failed == 0
-    assert set(Image.objects.values_list("source_name", flat=True)) == {"x/1.png", "x/2.png"}
+    ds = job.dataset
+    assert set(Image.objects.values_list("source_name", flat=True)) == {
+        stored_name(ds, "x/1.png"),
+        stored_name(ds, "x/2.png"),
+    }
+    # one folder, one pseudonym; the extension is kept, no original name is
+    (folder,) = {name.split("/")[0] for name in Image.objects.values_list("source_name", flat=True)}
+    assert len(folder) == 12 and all(
+        name.endswith(".png") for name in Image.objects.values_list("source_name", flat=True)
+    )
 
 
 def test_same_patient_same_pseudonym_across_imports_not_across_datasets(tmp_path):
@@ -114,15 +123,17 @@ def test_nih_format(tmp_path):
     labels.write_bytes(csv_bytes(rows))
     job = run_import(source=src, labels=labels, fmt="nih")
     assert job.n_imported == 3
-    img = Image.objects.get(source_name="00000001_001.png")
+    img = image_named("00000001_001.png")
     values = {lab.name: lab.value_num for lab in img.labels.all() if lab.value_num is not None}
     assert values["Cardiomegaly"] == 1 and values["Emphysema"] == 1 and values["Effusion"] == 0
     assert values["No Finding"] == 0
     assert img.view_position == "PA"
-    assert Image.objects.get(source_name="00000002_000.png").view_position == "AP"
-    p1 = Image.objects.get(source_name="00000001_000.png").patient_pseudo_id
-    assert p1 == img.patient_pseudo_id != Image.objects.get(source_name="00000002_000.png").patient_pseudo_id
-    assert any("00000099_000.png" in r["message"] and "names no imported file" in r["message"] for r in job.report)
+    assert image_named("00000002_000.png").view_position == "AP"
+    p1 = image_named("00000001_000.png").patient_pseudo_id
+    assert p1 == img.patient_pseudo_id != image_named("00000002_000.png").patient_pseudo_id
+    ghost = stored_name(job.dataset, "00000099_000.png")
+    assert any(ghost in r["message"] and "names no imported file" in r["message"] for r in job.report)
+    assert not any("000000" in r["message"] + r["file"] for r in job.report)  # no original name is reported
 
 
 def test_chexpert_keeps_uncertain_and_missing_distinct(tmp_path):
@@ -175,12 +186,12 @@ def test_chexpert_keeps_uncertain_and_missing_distinct(tmp_path):
     )
     job = run_import(source=src, labels=labels, fmt="chexpert")
     assert job.n_imported == 2, job.report
-    one = {lab.name: lab.value_num for lab in Image.objects.get(source_name__contains="patient00001").labels.all()}
+    one = {lab.name: lab.value_num for lab in image_named("train/patient00001/study1/view1_frontal.jpg").labels.all()}
     assert one["Cardiomegaly"] == 1.0 and one["Pleural Effusion"] == -1.0
     assert "Edema" not in one and "No Finding" not in one  # blank = missing, not 0
-    two = {lab.name: lab.value_num for lab in Image.objects.get(source_name__contains="patient00002").labels.all()}
+    two = {lab.name: lab.value_num for lab in image_named("train/patient00002/study1/view1_frontal.jpg").labels.all()}
     assert two["Cardiomegaly"] == 0.0 and two["Edema"] == 0.0 and "Pleural Effusion" not in two
-    assert Image.objects.get(source_name__contains="patient00002").view_position == "PA"
+    assert image_named("train/patient00002/study1/view1_frontal.jpg").view_position == "PA"
 
 
 def test_reimport_is_idempotent(tmp_path):
@@ -220,11 +231,11 @@ def test_rating_table_one_row_per_reader(tmp_path):
     )
     job = run_import(source=src, labels=labels)
     assert job.n_imported == 2, job.report
-    n1 = Image.objects.get(source_name="n1.png")
+    n1 = image_named("n1.png")
     assert {r.rater: r.values for r in n1.ratings.all()} == {
         "R1": {"malignancy": 4.0, "spiculation": 2.0},
         "R2": {"malignancy": 5.0, "spiculation": 3.0},
     }
     assert not n1.labels.filter(name="rater").exists()
     assert Rating.objects.count() == 3
-    assert n1.patient_pseudo_id != Image.objects.get(source_name="n2.png").patient_pseudo_id
+    assert n1.patient_pseudo_id != image_named("n2.png").patient_pseudo_id

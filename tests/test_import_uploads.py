@@ -51,11 +51,13 @@ def _fault(*args, **kwargs):
 
 def test_an_upload_the_import_refuses_is_removed_at_once(upload_root):
     job = _uploaded_job(upload_root, archive=b"PatientName=Doe^John, not a zip")
+    source = Path(job.source_path)
     with pytest.raises(JobFailed):
         import_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "failed" and "not a readable zip archive" in job.error
-    assert not Path(job.source_path).exists()
+    assert not source.exists()
+    assert job.source_path == job.labels_path == ""  # issue 12, finding 2: no path outlives its upload
     with pytest.raises(ApplicationError, match="upload them again"):
         services.import_job_retry(job=job, enqueue=False)
 
@@ -63,11 +65,13 @@ def test_an_upload_the_import_refuses_is_removed_at_once(upload_root):
 def test_an_unusable_label_table_takes_the_archive_with_it(upload_root):
     archive = zip_bytes({"Doe_John_MRN1234.png": png_bytes(1)})
     job = _uploaded_job(upload_root, archive=archive, labels=b"")
+    source, table = Path(job.source_path), Path(job.labels_path)
     with pytest.raises(JobFailed):
         import_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "failed" and "empty table" in job.error
-    assert not Path(job.source_path).exists() and not Path(job.labels_path).exists()
+    assert not source.exists() and not table.exists()
+    assert job.source_path == job.labels_path == ""
 
 
 def test_an_unexpected_failure_keeps_the_upload_for_a_while_then_removes_it(upload_root, monkeypatch):
@@ -82,9 +86,12 @@ def test_an_unexpected_failure_keeps_the_upload_for_a_while_then_removes_it(uplo
     call_command("import_uploads_purge")
     assert Path(job.source_path).exists()  # still inside the retry window
 
+    source, table = Path(job.source_path), Path(job.labels_path)
     ImportJob.objects.filter(pk=job.pk).update(finished_at=timezone.now() - timedelta(hours=25))
     call_command("import_uploads_purge")
-    assert not Path(job.source_path).exists() and not Path(job.labels_path).exists()
+    assert not source.exists() and not table.exists()
+    job.refresh_from_db()
+    assert job.source_path == job.labels_path == ""  # forgotten with the upload
     with pytest.raises(ApplicationError, match="upload them again"):
         services.import_job_retry(job=job, enqueue=False)
 

@@ -1,7 +1,7 @@
 """Every job kind through the one runner (core.jobs.job_run), by its own Celery task, exactly as a worker calls it.
 
-For each kind — import, model run, re-evaluation, upload search, report — and each way a job can go:
-success; an expected failure (ApplicationError: its own message, no traceback); an unexpected failure (the
+For each kind — import, model run, re-evaluation, upload search, report, weights fetch — and each way a job can
+go: success; an expected failure (ApplicationError: its own message, no traceback); an unexpected failure (the
 message names the type, the traceback goes to the log); a second delivery of a finished and of a live job
 (nothing done twice); and a job whose worker was lost (running, heartbeat older than JOB_STALE_SECONDS),
 which a redelivered message takes over. A failed job can be retried to success with the kind's own service.
@@ -177,14 +177,48 @@ def _report_kind(tmp_path, phantom_dataset) -> Kind:
     )
 
 
+_ENV = pytest.MonkeyPatch()  # what a kind sets up in the environment; the test's own monkeypatch is undone midway
+
+
+@pytest.fixture(autouse=True)
+def _env_undone():
+    yield
+    _ENV.undo()
+
+
+def _weights_kind(tmp_path, phantom_dataset) -> Kind:
+    """A weights fetch whose files are already in the cache (the download itself: tests/ml/test_fetch_weights.py)."""
+    from retrieval.models import WeightsFetch
+    from retrieval.runs import weights_job
+    from retrieval.runs.fetching import weights_fetch_create, weights_fetch_retry
+    from retrieval.tasks import weights_fetch
+
+    snapshot = tmp_path / "hf" / "hub" / "models--timm--test_vit.r160_in1k" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    (snapshot / "model.safetensors").write_bytes(b"weights")
+    _ENV.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))  # undone after the test (_env_undone)
+
+    return Kind(
+        WeightsFetch,
+        lambda: weights_fetch_create(model_name="test_vit", enqueue=False),
+        lambda pk: weights_fetch(fetch_id=pk),
+        (weights_job, "fetch_weights"),
+        lambda job: weights_fetch_retry(job=job, enqueue=False),
+        lambda job: job.paths == [str(snapshot / "model.safetensors")],
+    )
+
+
 KINDS = {
+    "weights": _weights_kind,
     "import": _import_kind,
     "run": _run_kind,
     "evaluation": _evaluation_kind,
     "search": _search_kind,
     "report": _report_kind,
 }
-NEEDS_TORCH = {"run", "evaluation", "search"}
+NEEDS_TORCH = {"run", "evaluation", "search", "weights"}
 
 
 def _fault(exc: Exception):

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from retrieval.imports.names import path_pseudonym
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "demo_db_961dcb8.sqlite3"
 
@@ -28,15 +30,38 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "demo_db_961dcb8.sqlite
 TABLE_RENAMES: dict[str, str] = {}
 # - Columns a migration renames: (old table, old column) → new column.
 COLUMN_RENAMES: dict[tuple[str, str], str] = {}
+
+
 # - Rows a migration rewrites on purpose: old table → function from the old row (a dict, columns already
 #   renamed) to the row expected now; a column a migration drops must be removed from the dict here, e.g.
 #   "django_content_type": lambda row: {**row, "app_label": "reports"} if row["model"] == "reportrun" else row
+def _dataset_keys() -> dict[int, str]:
+    with sqlite3.connect(f"file:{FIXTURE}?mode=ro", uri=True) as con:
+        return dict(con.execute("SELECT id, pseudonym_key FROM retrieval_dataset"))
+
+
+def _image_pseudonymised(row: dict) -> dict:
+    """retrieval/0007: stored file names become their pseudonyms under the dataset's key (issue 12)."""
+    return {**row, "source_name": path_pseudonym(_dataset_keys()[row["dataset_id"]], row["source_name"])}
+
+
+def _import_forgets_names(row: dict) -> dict:
+    """retrieval/0007: a finished import forgets its paths and last file; its report names pseudonyms. The
+    fixture's imports all succeeded, and their report lines name imported files."""
+    assert row["status"] == "succeeded"
+    key = _dataset_keys()[row["dataset_id"]]
+    report = [{**r, "file": path_pseudonym(key, r["file"])} for r in json.loads(row["report"])]
+    return {**row, "source_path": "", "labels_path": "", "progress_note": "", "report": json.dumps(report)}
+
+
 VALUE_CHANGES: dict[str, Callable[[dict], dict]] = {
     # ReportRun moved from annotations to reports with its table (reports/0001): its content type moves with
     # it, so its permissions and admin log entries keep pointing at it.
     "django_content_type": lambda row: (
         {**row, "app_label": "reports"} if (row["app_label"], row["model"]) == ("annotations", "reportrun") else row
     ),
+    "retrieval_image": _image_pseudonymised,
+    "retrieval_importjob": _import_forgets_names,
 }
 # SQLite's own bookkeeping (the AUTOINCREMENT counters), not data.
 NOT_DATA = {"sqlite_sequence"}

@@ -92,10 +92,11 @@ def test_upload_through_the_web_queues_an_import(client, coordinator, django_cap
     job = ImportJob.objects.get()
     assert response.status_code == 302 and response["Location"] == f"/imports/{job.pk}/"
     assert len(callbacks) == 1  # the task is sent only after the job row is committed
+    upload = __import__("pathlib").Path(job.source_path)
     ingest.import_job_run(job_id=job.pk)  # what the worker does with it
     job.refresh_from_db()
     assert job.n_imported == 2
-    assert not any(p.exists() for p in [__import__("pathlib").Path(job.source_path)])  # upload removed
+    assert not upload.exists() and job.source_path == ""  # upload removed, its path forgotten
     page = client.get(f"/imports/{job.pk}/").content.decode()
     assert "2 imported" in page
 

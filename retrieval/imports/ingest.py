@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-from dataclasses import dataclass, field
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from django.conf import settings
@@ -20,9 +22,10 @@ from django.db import IntegrityError, transaction
 
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
-from retrieval.imports import uploads
+from retrieval.imports import names, uploads
+from retrieval.imports.dicomweb import retrieved as pacs_retrieved
 from retrieval.imports.imaging.decode import decode_image
-from retrieval.imports.imaging.deid import deidentify_dicom
+from retrieval.imports.imaging.deid import deidentify_dicom, strip_image_metadata
 from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
 from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
@@ -59,6 +62,7 @@ class _Run:
     suffixes: dict[str, str | None] | None = None
     stored: set[int] = field(default_factory=set)  # images stored by this attempt
     report: list[dict] = field(default_factory=list)
+    raw_keys: dict[str, str] = field(default_factory=dict)  # names: a row's key -> the name its table gives
 
     def note(self, status: str, message: str, *, file: str = "", line: int | None = None) -> None:
         self.report.append({"file": file, "line": line, "status": status, "message": message})
@@ -74,12 +78,14 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     def body(job: ImportJob) -> None:
         run = _Run(job=job)
         try:
-            _import(run)
+            with pacs_retrieved(job):  # a PACS import: its instances in a folder while it runs (dicomweb.py)
+                _import(run)
         except (SourceError, label_tables.LabelTableError) as exc:
             table = isinstance(exc, label_tables.LabelTableError)
-            run.note("failed", str(exc), file=Path(job.labels_path if table else job.source_path).name)
+            message = _scrub_source_names(str(exc), job)  # names: issue 12, finding 2
+            run.note("failed", message, file=LABEL_TABLE if table else SOURCE)
             refused.append(exc)
-            raise
+            raise type(exc)(message) from None
         finally:
             _save_report(run)
 
@@ -87,6 +93,8 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     job = job_run(ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError))
     if job is not None and (job.status == JobStatus.SUCCEEDED or (job.status == JobStatus.FAILED and refused)):
         uploads.uploads_remove(job)
+        if job.status == JobStatus.SUCCEEDED or job.remove_sources:  # names: a path names folders (issue 12)
+            uploads.source_paths_forget(job)  # (a failed server import keeps it for a retry: uploads.py)
     return job
 
 
@@ -94,11 +102,17 @@ def _import(run: _Run) -> None:
     job = run.job
     if job.labels_path:
         # Parse the whole table first: an unusable table stops the import before any image.
-        rows, problems = label_tables.parse_label_table(Path(job.labels_path).read_bytes(), job.label_format)
+        rows, problems = label_tables.parse_label_table(
+            Path(job.labels_path).read_bytes(), job.label_format, allow_free_text=job.allow_free_text
+        )
+        # names (issue 12, finding 2): rows are keyed by the pseudonym of the file they name, and the
+        # report names no file of the table.
+        keys = {row.key: _pseudonym(run, row.key) for row in rows}
         for line, message in problems:
-            run.note("warning", message, file=Path(job.labels_path).name, line=line)
+            run.note("warning", _scrub_keys(message, keys), file=LABEL_TABLE, line=line)
         for row in rows:
-            run.rows.setdefault(_norm(row.key), []).append(row)
+            run.rows.setdefault(keys[row.key], []).append(row)
+            run.raw_keys.setdefault(keys[row.key], _norm(row.key))
     job.n_imported = job.n_skipped = job.n_failed = job.n_labels = 0  # a resumed run counts afresh
     ImportJob.objects.filter(pk=job.pk).update(n_imported=0, n_skipped=0, n_failed=0, n_labels=0)
     units = _plan_units(run) if job.source_path else []
@@ -120,6 +134,7 @@ def _plan_units(run: _Run) -> list[_Unit]:
     sources = iter_source(
         run.job.source_path, max_bytes=settings.IMPORT_MAX_FILE_BYTES, max_members=settings.IMPORT_MAX_ARCHIVE_MEMBERS
     )
+    sources = _pseudonymised(run, sources)  # names: from here on a file is known by its pseudonym only
     for count, entry in enumerate(sources, 1):
         if count % 50 == 0:
             job_progress(run.job, note=f"scanning: {count} files read")
@@ -220,9 +235,14 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
 
 
 def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings) -> Image:
-    """Write original (de-identified for DICOM), rendition and thumbnail, then the rows."""
+    """Write original (de-identified DICOM, PNG/JPEG without metadata), rendition and thumbnail, then the rows."""
     dataset = job.dataset
-    original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS") if decoded.source_format == "dicom" else data
+    if decoded.source_format == "dicom":
+        original = deidentify_dicom(data, pseudo_id=pseudo or "ANONYMOUS")
+    else:
+        original = strip_image_metadata(
+            data, decoded.source_format, pixels=decoded.pixels, max_pixels=settings.IMPORT_MAX_PIXELS
+        )
     image = Image(
         dataset=dataset,
         import_job=job,
@@ -322,7 +342,12 @@ def _apply_labels_to_existing(run: _Run) -> int:
     for key, rows in run.rows.items():
         if key in run.matched_keys:
             continue
-        images = by_name.get(key) or by_name.get(_norm(PurePosixPath(key).name)) or []
+        # By the pseudonym of the name the table gives, or by that name when it is a stored one (a table
+        # written from the image list).
+        raw = run.raw_keys.get(key, "")
+        images = next(
+            (by_name[k] for k in (key, PurePosixPath(key).name, raw, PurePosixPath(raw).name) if k in by_name), []
+        )
         if len(images) != 1:
             for row in rows:
                 why = (
@@ -330,9 +355,7 @@ def _apply_labels_to_existing(run: _Run) -> int:
                     if not images
                     else f"matches {len(images)} files; use the full relative path"
                 )
-                run.note(
-                    "warning", f"label row for {row.key!r} {why}", file=Path(run.job.labels_path).name, line=row.line
-                )
+                run.note("warning", f"label row for {key!r} {why}", file=LABEL_TABLE, line=row.line)
             continue
         row, ratings = _split_rows(rows)
         with transaction.atomic():
@@ -371,7 +394,65 @@ def _keys_for(run: _Run, name: str) -> list[str]:
 
 
 def _norm(key: str) -> str:
-    return key.strip().replace("\\", "/").lstrip("./")
+    return names.normalise(key)
+
+
+# --------------------------------------------------------------------------- names (issue 12, finding 2)
+# No folder or file name of a source is stored: entries are renamed to their pseudonyms as they are read,
+# label rows are keyed by the pseudonym of the file they name, and report lines about a label table or
+# the source as a whole name neither.
+
+LABEL_TABLE = "label table"  # the report's `file` of a label-table line
+SOURCE = "source"  # … and of a line about the whole folder or archive
+
+
+def _pseudonym(run: _Run, name: str) -> str:
+    return names.path_pseudonym(run.job.dataset.pseudonym_key, name)
+
+
+def _pseudonymised(run: _Run, entries: Iterable[SourceEntry]) -> Iterator[SourceEntry]:
+    for entry in entries:
+        pseudonym = _pseudonym(run, entry.name)
+        yield replace(entry, name=pseudonym, read=_scrubbed_reader(entry, pseudonym, run.job))
+
+
+def _scrubbed_reader(entry: SourceEntry, pseudonym: str, job: ImportJob) -> Callable[[], bytes]:
+    """The entry's reader, its errors without the file's path (an OSError or zipfile names the file)."""
+
+    def read() -> bytes:
+        try:
+            return entry.read()
+        except Exception as exc:
+            message = _replace_names(str(exc), {entry.name: pseudonym})
+            raise SourceError(_scrub_source_names(message, job)) from None
+
+    return read
+
+
+def _replace_names(message: str, names_: dict[str, str]) -> str:
+    """`message` with each whole name (not part of another word or path) replaced: the parsers write
+    `name: …` and `'name'`."""
+    present = sorted((k for k in names_ if k and k in message), key=len, reverse=True)
+    if not present:
+        return message
+    pattern = re.compile(r"(?<![^\s'\"(/])(" + "|".join(map(re.escape, present)) + r")(?=$|[\s'\":,)])")
+    return pattern.sub(lambda m: names_[m.group(1)], message)
+
+
+def _scrub_keys(message: str, keys: dict[str, str]) -> str:
+    """A label-table problem with every file name of the table replaced by its pseudonym."""
+    return _replace_names(message, keys)
+
+
+def _scrub_source_names(message: str, job: ImportJob) -> str:
+    """A message about the source or label table as a whole, without the server path or the file's name."""
+    for path, what in ((job.source_path, SOURCE), (job.labels_path, LABEL_TABLE)):
+        if path:
+            spellings = {str(path), str(Path(path)), str(Path(path).resolve())}
+            for spelling in sorted(spellings, key=len, reverse=True):  # absolute paths: replaced wherever they are
+                message = message.replace(spelling, what)
+            message = _replace_names(message, {Path(path).name: what, Path(path).resolve().name: what})
+    return message
 
 
 def _find_duplicate(dataset: Dataset, digest: str, sop_uid: str | None) -> Image | None:

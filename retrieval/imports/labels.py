@@ -6,9 +6,14 @@ Pure Python (csv module), no Django import. Three formats:
 * ``chexpert`` CheXpert / MIMIC-CXR-JPG: one column per observation holding 1, 0, -1
                (uncertain) or blank (not mentioned, i.e. missing: the key is left out).
 * ``generic``  a file name column plus any columns; numbers become floats, the rest text.
-               Columns that look like patient identifiers (`IDENTIFIER_COLUMNS`: name, birth
-               date, MRN, address, phone, accession number, institution, physicians…) are
-               dropped, each with a problem line; the patient id is the caller's to pseudonymise.
+               Columns that look like patient identifiers (`identifier_reason`: a name, birth,
+               MRN, NHS/national number, address, phone, e-mail, date… token in the column name,
+               or values that are dates or e-mail addresses) are dropped, each with a problem
+               line; free-text columns (`free_text_reason`) are refused the same way unless
+               the caller allows them; the patient id is the caller's to pseudonymise.
+
+`label_table_columns` says what happens to each column (the preview a coordinator confirms
+before an import); `parse_label_table` applies the same plan.
 
 A table that cannot be used at all raises `LabelTableError`; a row that cannot be used
 is reported as ``(line, message)`` next to the rows that can. Whether a row names a file
@@ -168,9 +173,202 @@ IDENTIFIER_COLUMNS: frozenset[str] = frozenset(
 )
 
 
+#: Tokens of a column name (split on anything but letters and digits, and at camelCase) that
+#: name a patient identifier. "name" is one unless a thing precedes it (`_NAMED_THINGS`:
+#: "file_name", "image_name", "study_name" name a file or a thing, not a person; the column
+#: that names the image file is the key column, never a label).
+IDENTIFIER_TOKENS: frozenset[str] = frozenset(
+    # names
+    "name names surname surnames forename forenames firstname lastname givenname familyname fullname "
+    "middlename maidenname nickname initials "
+    # birth and other personal dates
+    "dob dod birth birthdate birthday birthplace birthtime born date dates datetime timestamp "
+    # record and national numbers other than the (pseudonymised) patient id
+    "mrn ssn nhs nino national passport medicare medicaid insurance accession "
+    # addresses and contact
+    "address addresses addr street postcode postalcode postal zip zipcode residence city town county "
+    "phone telephone tel mobile cellphone fax email contact "
+    # where and by whom
+    "institution hospital physician physicians doctor referrer referring surgeon clinician "
+    "".split()
+)
+#: Pairs of adjacent tokens that name an identifier (each token alone does not).
+IDENTIFIER_PAIRS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("medical", "record"),
+        ("record", "number"),
+        ("record", "no"),
+        ("record", "id"),
+        ("social", "security"),
+        ("health", "number"),
+        ("health", "no"),
+        ("patient", "number"),
+        ("patient", "no"),
+        ("e", "mail"),
+    }
+)
+#: Glued spellings found inside a lower-cased name with no separators ("patientmrn", "ptdob").
+_IDENTIFIER_SUBSTRINGS = tuple(
+    "mrn dob ssn nhsn surname forename firstname lastname fullname givenname familyname birth phone "
+    "email address postcode zipcode passport accession medicalrecord socialsecurity nationalid "
+    "nationalinsurance "
+    "".split()
+)
+_NAMED_THINGS = frozenset(
+    "file image img picture view label finding class category model scanner device dataset feature "
+    "disease diagnosis condition sequence series study protocol drug organ region body structure "
+    "lesion test variable column task set split "
+    "".split()
+)
+#: A last token that makes the column a measure about something, not the thing itself
+#: ("surname_score", "dob_known"); its values are still checked (dates, e-mails, free text).
+_MEASURE_SUFFIXES = frozenset(
+    {"score", "count", "flag", "known", "missing", "present", "valid", "confidence", "quality"}
+)
+#: Tokens of a column name that hold free text.
+FREE_TEXT_TOKENS: frozenset[str] = frozenset(
+    "note notes comment comments remark remarks description desc narrative history report reports "
+    "impression text freetext memo summary "
+    "".split()
+)
+
+
+def column_tokens(column: str) -> list[str]:
+    """Lower-case tokens of a column name: split on anything but letters and digits and at
+    camelCase ("patientMRN" → patient, mrn; "NHS_no" → nhs, no; "PatientBirthDate" → patient,
+    birth, date)."""
+    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", column)
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", spaced)
+    spaced = re.sub(r"(?<=[A-Za-z])(?=[0-9])|(?<=[0-9])(?=[A-Za-z])", " ", spaced)
+    return [t for t in re.split(r"[^0-9a-z]+", spaced.lower()) if t]
+
+
+def identifier_reason(column: str, values: list[str] = ()) -> str | None:
+    """Why a label-table column looks like a patient identifier, or None.
+
+    By name: a token of `IDENTIFIER_TOKENS` or a pair of `IDENTIFIER_PAIRS`, a glued spelling
+    (`_IDENTIFIER_SUBSTRINGS`) or an exact name of `IDENTIFIER_COLUMNS`. By value: most values
+    are dates, or e-mail addresses.
+    """
+    tokens = column_tokens(column)
+    if tokens and tokens[-1] in _MEASURE_SUFFIXES and len(tokens) > 1:
+        tokens = []  # a measure about an identifier: judged by its values only
+    else:
+        for i, token in enumerate(tokens):
+            if token == "name" and i > 0 and tokens[i - 1] in _NAMED_THINGS:
+                continue
+            if token in IDENTIFIER_TOKENS:
+                return f"its name has {token!r}"
+        for pair in zip(tokens, tokens[1:], strict=False):
+            if pair in IDENTIFIER_PAIRS:
+                return f"its name has {' '.join(pair)!r}"
+        glued = re.sub(r"[^0-9a-z]", "", column.lower())
+        if glued in IDENTIFIER_COLUMNS:
+            return "its name is an identifier's"
+        hit = next((sub for sub in _IDENTIFIER_SUBSTRINGS if sub in glued), None)
+        if hit:
+            return f"its name has {hit!r}"
+    filled = [v for v in values if v and not _is_nan(v)]
+    if filled:
+        dates = sum(1 for v in filled if _DATE.fullmatch(v.strip()))
+        if dates >= 0.8 * len(filled):
+            return "its values are dates"
+        emails = sum(1 for v in filled if _EMAIL.search(v))
+        if emails >= 0.5 * len(filled):
+            return "its values are e-mail addresses"
+    return None
+
+
 def is_identifier_column(column: str) -> bool:
-    """Does a label-table column name look like a patient identifier (see IDENTIFIER_COLUMNS)?"""
-    return re.sub(r"[^0-9a-z]", "", column.lower()) in IDENTIFIER_COLUMNS
+    """Does a label-table column name look like a patient identifier (see `identifier_reason`)?"""
+    return identifier_reason(column) is not None
+
+
+_DATE = re.compile(
+    r"(19|20)\d\d[-/.](0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])([ T]\d{1,2}:\d\d(:\d\d(\.\d+)?)?)?"
+    r"|(0?[1-9]|[12]\d|3[01])[-/.](0?[1-9]|1[0-2])[-/.](19|20)?\d\d"
+    r"|(0?[1-9]|1[0-2])[-/.](0?[1-9]|[12]\d|3[01])[-/.](19|20)?\d\d"
+    r"|(19|20)\d\d(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])"
+)
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[a-z]{2,}", re.IGNORECASE)
+
+#: Free text, by value: a value longer than this many characters …
+FREE_TEXT_MAX_CHARS = 80
+#: … or this many words on average …
+FREE_TEXT_MEAN_WORDS = 5
+#: … or (with at least FREE_TEXT_MIN_ROWS text values) this share of distinct values.
+FREE_TEXT_DISTINCT_SHARE = 0.9
+FREE_TEXT_MIN_ROWS = 10
+
+
+def free_text_reason(column: str, values: list[str]) -> str | None:
+    """Why a label-table column looks like free text, or None: a free-text token in its name
+    (`FREE_TEXT_TOKENS`: notes, comments, description, report…), or text values that are long,
+    wordy, or different on almost every row (a label that differs on every row classifies
+    nothing; it is a note or an identifier). A column without text values (numbers, blanks) is
+    never free text."""
+    text = [v for v in values if v and not _is_nan(v) and _number(v) is None]
+    if not text:
+        return None
+    tokens = column_tokens(column)
+    if not (len(tokens) > 1 and tokens[-1] in _MEASURE_SUFFIXES):
+        hit = next((t for t in tokens if t in FREE_TEXT_TOKENS), None)
+        if hit:
+            return f"its name has {hit!r}"
+    longest = max(len(v) for v in text)
+    if longest > FREE_TEXT_MAX_CHARS:
+        return f"a value has {longest} characters"
+    words = sum(len(v.split()) for v in text) / len(text)
+    if words >= FREE_TEXT_MEAN_WORDS:
+        return f"its values have {words:.1f} words on average"
+    distinct = len(set(text))
+    if len(text) >= FREE_TEXT_MIN_ROWS and distinct >= FREE_TEXT_DISTINCT_SHARE * len(text):
+        return f"{distinct} of its {len(text)} values differ"
+    return None
+
+
+#: What happens to a column of a label table.
+Action = Literal["key", "patient", "view", "label", "identifier", "free_text", "ignored"]
+
+ACTION_TEXT: dict[str, str] = {
+    "key": "names the image file",
+    "patient": "patient ID: replaced by a pseudonym",
+    "view": "view position",
+    "label": "imported as a label",
+    "identifier": "dropped: looks like a patient identifier",
+    "free_text": "refused: free text",
+    "ignored": "not read by this format",
+}
+
+#: Rows whose values decide whether a column is an identifier or free text (the first ones; a
+#: table's plan is the same in the preview and in the import).
+PLAN_SAMPLE_ROWS = 5000
+
+#: Sample values shown in the preview, per kept column.
+PREVIEW_SAMPLES = 3
+
+
+@dataclass
+class ColumnPlan:
+    """One column of a label table and what the import does with it."""
+
+    name: str
+    action: Action
+    #: Why (for dropped, refused or allowed free-text columns).
+    reason: str = ""
+    #: A few distinct values, only for columns whose values are imported as they are.
+    samples: list[str] = field(default_factory=list)
+
+    @property
+    def action_text(self) -> str:
+        return ACTION_TEXT[self.action]
+
+
+@dataclass
+class LabelTablePreview:
+    columns: list[ColumnPlan]
+    rows: int
+    problems: Problems
 
 
 class LabelTableError(ValueError):
@@ -193,14 +391,54 @@ Problems = list[tuple[int, str]]
 
 
 def parse_label_table(
-    data: bytes, fmt: Format, *, filename_column: str | None = None
+    data: bytes, fmt: Format, *, filename_column: str | None = None, allow_free_text: bool = False
 ) -> tuple[list[LabelRow], Problems]:
-    """Parse a label table into rows and per-row problems ``(line, message)``."""
+    """Parse a label table into rows and per-row problems ``(line, message)``.
+
+    Generic tables: identifier columns are dropped and free-text columns refused (kept as labels
+    when `allow_free_text`), each with a problem line on the header line.
+    """
     parsers = {"nih": _parse_nih, "chexpert": _parse_chexpert, "generic": _parse_generic}
     if fmt not in parsers:
         raise LabelTableError(f"unknown label table format {fmt!r} (nih, chexpert or generic)")
     table = _read_table(data)
+    if fmt == "generic":
+        return _parse_generic(table, filename_column, allow_free_text)
     return parsers[fmt](table, filename_column)
+
+
+def label_table_columns(
+    data: bytes, fmt: Format, *, filename_column: str | None = None, allow_free_text: bool = False
+) -> LabelTablePreview:
+    """What an import of this table does with each column (the preview a coordinator confirms):
+    key, patient (pseudonymised), view, label, identifier (dropped), free text (refused unless
+    allowed) or ignored (a column the NIH/CheXpert format does not read). Sample values are
+    shown only for columns imported as they are (labels and view). Raises LabelTableError as
+    `parse_label_table` does."""
+    if fmt not in ("nih", "chexpert", "generic"):
+        raise LabelTableError(f"unknown label table format {fmt!r} (nih, chexpert or generic)")
+    table = _read_table(data)
+    if fmt == "generic":
+        plan = _generic_plan(table, filename_column, allow_free_text)
+    else:
+        plan = _fixed_plan(table, fmt, filename_column)
+    _, problems = (
+        _parse_generic(table, filename_column, allow_free_text, plan=plan)
+        if fmt == "generic"
+        else {"nih": _parse_nih, "chexpert": _parse_chexpert}[fmt](table, filename_column)
+    )
+    for index, column in enumerate(plan):
+        if column.action in ("label", "view"):
+            seen: list[str] = []
+            for _, cells in table.records:
+                value = cells[index]
+                shown = value[:40] + ("…" if len(value) > 40 else "")
+                if value and not _is_nan(value) and shown not in seen:
+                    seen.append(shown)
+                    if len(seen) == PREVIEW_SAMPLES:
+                        break
+            column.samples = seen
+    return LabelTablePreview(columns=plan, rows=len(table.records), problems=problems)
 
 
 # --------------------------------------------------------------------------- reading
@@ -479,7 +717,7 @@ def _canonical_observation(column: str) -> str | None:
 # --------------------------------------------------------------------------- generic
 
 
-def _parse_generic(table: _Table, filename_column: str | None):
+def _generic_plan(table: _Table, filename_column: str | None, allow_free_text: bool) -> list[ColumnPlan]:
     header = table.header
     key_index = _column_or_error(
         header,
@@ -490,16 +728,84 @@ def _parse_generic(table: _Table, filename_column: str | None):
     )
     patient_index = _find_column(header, _PATIENT_COLUMNS)
     view_index = _find_column(header, ("viewposition",))
-    special = {key_index, patient_index, view_index} - {None}
+    plan = []
+    for index, column in enumerate(header):
+        if index == key_index:
+            plan.append(ColumnPlan(column, "key"))
+        elif index == patient_index:
+            plan.append(ColumnPlan(column, "patient"))
+        elif index == view_index:
+            plan.append(ColumnPlan(column, "view"))
+        else:
+            values = [cells[index] for _, cells in table.records[:PLAN_SAMPLE_ROWS]]
+            reason = identifier_reason(column, values)
+            if reason:
+                plan.append(ColumnPlan(column, "identifier", reason))
+                continue
+            reason = free_text_reason(column, values)
+            if reason and not allow_free_text:
+                plan.append(ColumnPlan(column, "free_text", reason))
+            else:
+                plan.append(ColumnPlan(column, "label", f"free text ({reason}), allowed" if reason else ""))
+    return plan
+
+
+def _fixed_plan(table: _Table, fmt: str, filename_column: str | None) -> list[ColumnPlan]:
+    """The columns the NIH or CheXpert parser reads; every other one is ignored."""
+    header = table.header
+    if fmt == "nih":
+        key = _column_or_error(header, filename_column, ("imageindex",), "Image Index")
+        labels = {_find_column(header, (c,)) for c in ("findinglabels", "patientage", "patientgender", "patientsex")}
+    else:
+        key = _column_or_error(header, filename_column, _CHEXPERT_KEY_COLUMNS, "Path", ("dicom_id", "filename"))
+        labels = {i for i, h in enumerate(header) if _canonical_observation(h)}
+        labels |= {_find_column(header, c) for c in (("sex", "patientsex", "gender"), ("age", "patientage"))}
+    patient = _find_column(header, _PATIENT_COLUMNS)
+    views = {_find_column(header, _VIEW_COLUMNS)} | (
+        {_find_column(header, ("frontallateral",))} if fmt == "chexpert" else set()
+    )
+    plan = []
+    for index, column in enumerate(header):
+        if index == key:
+            plan.append(ColumnPlan(column, "key"))
+        elif index == patient:
+            plan.append(ColumnPlan(column, "patient"))
+        elif index in views:
+            plan.append(ColumnPlan(column, "view"))
+        elif index in labels:
+            plan.append(ColumnPlan(column, "label"))
+        else:
+            plan.append(ColumnPlan(column, "ignored"))
+    return plan
+
+
+def _parse_generic(
+    table: _Table, filename_column: str | None, allow_free_text: bool = False, *, plan: list[ColumnPlan] | None = None
+):
+    header = table.header
+    plan = plan or _generic_plan(table, filename_column, allow_free_text)
+    actions = [column.action for column in plan]
+    key_index = actions.index("key")
+    patient_index = actions.index("patient") if "patient" in actions else None
+    view_index = actions.index("view") if "view" in actions else None
+    labelled = [index for index, action in enumerate(actions) if action == "label"]
 
     rows: list[LabelRow] = []
     problems = list(table.problems)
-    # No patient identifier leaves the import: such columns are dropped, each with a report line.
-    for index, column in enumerate(header):
-        if index not in special and is_identifier_column(column):
-            special.add(index)
+    # No patient identifier leaves the import: such columns are dropped, each with a report line;
+    # free text is refused unless allowed.
+    for column in plan:
+        if column.action == "identifier":
             problems.append(
-                (table.header_line, f"column {column!r} looks like a patient identifier and was not imported")
+                (table.header_line, f"column {column.name!r} looks like a patient identifier and was not imported")
+            )
+        elif column.action == "free_text":
+            problems.append(
+                (
+                    table.header_line,
+                    f"column {column.name!r} looks like free text ({column.reason}) and was not imported; "
+                    "allow free-text columns to import it",
+                )
             )
     for line, cells in table.records:
         key = cells[key_index]
@@ -507,14 +813,12 @@ def _parse_generic(table: _Table, filename_column: str | None):
             problems.append((line, "empty file name"))
             continue
         labels: dict[str, float | str] = {}
-        for index, column in enumerate(header):
-            if index in special:
-                continue
+        for index in labelled:
             text = cells[index]
             if not text or _is_nan(text):
                 continue
             number = _number(text, table.delimiter)
-            labels[column] = number if number is not None else text
+            labels[header[index]] = number if number is not None else text
         rows.append(
             LabelRow(
                 key=key,

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from core.errors import ApplicationError
 from core.jobs import JobStatus, job_retry
+from retrieval.imports import labels as label_tables
 from retrieval.imports.uploads import uploads_gone
 from retrieval.models import Dataset, ImportJob, LabelFormat
 from retrieval.tasks import import_run
@@ -37,11 +38,13 @@ def import_job_create(
     label_format: str = LabelFormat.GENERIC,
     created_by=None,
     remove_sources: bool = False,
+    allow_free_text: bool = False,
     enqueue: bool = True,
 ) -> ImportJob:
     """Record an import and queue it for the worker once the transaction commits.
 
-    With enqueue=False the caller runs `import_job_run` itself (`import_images --sync`).
+    With enqueue=False the caller runs `import_job_run` itself (`import_images --sync`). Free-text
+    label columns are imported only with `allow_free_text` (see `label_table_preview`).
     """
     if label_format not in LabelFormat.values:
         raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
@@ -57,10 +60,27 @@ def import_job_create(
         labels_path=str(labels_path),
         label_format=label_format,
         remove_sources=remove_sources,
+        allow_free_text=allow_free_text,
     )
     if enqueue:
         _import_enqueue(job)
     return job
+
+
+def label_table_preview(
+    *, labels_path: str | Path, label_format: str = LabelFormat.GENERIC, allow_free_text: bool = False
+) -> label_tables.LabelTablePreview:
+    """What an import of this label table would do with each column (key, label, dropped as an identifier,
+    refused as free text…), with a few sample values of the kept ones: the preview a coordinator confirms
+    before anything is stored. Reads the table only; an unusable table is an ApplicationError."""
+    if label_format not in LabelFormat.values:
+        raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
+    try:
+        return label_tables.label_table_columns(
+            Path(labels_path).read_bytes(), label_format, allow_free_text=allow_free_text
+        )
+    except label_tables.LabelTableError as exc:
+        raise ApplicationError(f"The label table cannot be used: {exc}") from None
 
 
 def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
@@ -70,8 +90,8 @@ def import_job_retry(*, job: ImportJob, enqueue: bool = True) -> ImportJob:
     """
     if job.status == JobStatus.FAILED and uploads_gone(job):
         raise ApplicationError(
-            f"Import {job.pk}'s uploaded files were removed after it failed (they hold patient identifiers): "
-            "upload them again in a new import."
+            f"Import {job.pk}'s uploaded files were removed, or its source paths forgotten, after it failed (they "
+            "hold patient identifiers): upload them again (or name the server folder again) in a new import."
         )
     job = job_retry(job, what=f"Import {job.pk}")
     if enqueue:

@@ -8,7 +8,13 @@ never outlives its use (docs/importing.md#uploads):
   error that a retry would meet again): removed at once, and a retry asks for a new upload;
 - the import failed unexpectedly (a lost worker, a database error): kept for `import_job_retry`, at most
   `IMPORT_UPLOAD_KEEP_HOURS` after the failure (`uploads_expired_remove`, run by every import and by
-  `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted.
+  `manage.py import_uploads_purge`), and removed with the job when it (or its dataset) is deleted;
+- the label table's column preview was cancelled: removed at once (`upload_discard`); never confirmed:
+  removed `IMPORT_UPLOAD_KEEP_HOURS` (at least an hour) after the upload (`uploads_expired_remove`: files
+  no import names).
+
+The job's `source_path` and `labels_path` (a server folder's path names folders too) are blanked when the
+import succeeds or its upload goes, and when a failed import's retry window closes (`source_paths_forget`).
 """
 
 from __future__ import annotations
@@ -39,6 +45,28 @@ def upload_save(uploaded, *, kind: str) -> Path:
     return path
 
 
+def upload_resolve(name: str) -> Path | None:
+    """The upload `kind/file` (as `upload_name` gives it) if it is a file inside UPLOAD_ROOT, else None."""
+    root = settings.UPLOAD_ROOT.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root) or path == root or not path.is_file():
+        return None
+    return path
+
+
+def upload_name(path: Path | str) -> str:
+    """An upload's path relative to UPLOAD_ROOT (`labels/<random>.csv`), to hand back to `upload_resolve`."""
+    return Path(path).resolve().relative_to(settings.UPLOAD_ROOT.resolve()).as_posix()
+
+
+def upload_discard(*paths: Path | str) -> None:
+    """Remove uploads that no import will use (a cancelled preview); paths outside UPLOAD_ROOT are left alone."""
+    root = settings.UPLOAD_ROOT.resolve()
+    for p in paths:
+        if p and Path(p).resolve().is_relative_to(root) and Path(p).is_file():
+            Path(p).unlink()
+
+
 def _uploaded_paths(job) -> list[Path]:
     """The job's sources that were uploaded for it (inside UPLOAD_ROOT); server folders are never touched."""
     if not job.remove_sources:
@@ -61,18 +89,56 @@ def uploads_remove(job) -> None:
 
 
 def uploads_gone(job) -> bool:
-    """True when an upload of this import was removed (a retry then needs a new upload)."""
+    """True when an upload of this import was removed, or its sources forgotten (a retry then needs a new
+    upload)."""
+    if not job.source_path and not job.labels_path:  # every import names a source: these were forgotten
+        return True
     return any(not path.exists() for path in _uploaded_paths(job))
 
 
+def source_paths_forget(job) -> None:
+    """Blank the job's source and label-table paths: a server path names folders (a patient's name, an MRN),
+    and an upload's is of no use once it is removed. Done when an import succeeds or its upload is removed; a
+    failed import keeps them for a retry until the retry window closes (`uploads_expired_remove`)."""
+    job.source_path = job.labels_path = ""
+    ImportJob.objects.filter(pk=job.pk).update(source_path="", labels_path="")
+
+
 def uploads_expired_remove(*, now=None) -> int:
-    """Remove the uploads kept for a retry of failed imports that failed over IMPORT_UPLOAD_KEEP_HOURS ago."""
+    """Remove the uploads kept for a retry of failed imports that failed over IMPORT_UPLOAD_KEEP_HOURS ago;
+    the paths of such imports (uploads and server folders alike) are forgotten. Returns the uploads removed."""
     cutoff = (now or timezone.now()) - timedelta(hours=settings.IMPORT_UPLOAD_KEEP_HOURS)
     n = 0
-    for job in ImportJob.objects.filter(status=JobStatus.FAILED, remove_sources=True, finished_at__lt=cutoff):
+    expired = ImportJob.objects.filter(status=JobStatus.FAILED, finished_at__lt=cutoff).exclude(
+        source_path="", labels_path=""
+    )
+    for job in expired:
         if not uploads_gone(job) and _uploaded_paths(job):
             uploads_remove(job)
             n += 1
+        source_paths_forget(job)
+    # A preview waits at least an hour for its confirmation, whatever the retry window.
+    hours = max(settings.IMPORT_UPLOAD_KEEP_HOURS, 1)
+    return n + _unclaimed_uploads_remove((now or timezone.now()) - timedelta(hours=hours))
+
+
+def _unclaimed_uploads_remove(cutoff) -> int:
+    """Remove uploads that no import names (a column preview never confirmed) older than `cutoff`."""
+    root = settings.UPLOAD_ROOT
+    if not root.is_dir():
+        return 0
+    named = {
+        Path(p).resolve()
+        for paths in ImportJob.objects.filter(remove_sources=True).values_list("source_path", "labels_path")
+        for p in paths
+        if p
+    }
+    n = 0
+    for kind in ("labels", "archives"):
+        for path in (root / kind).glob("*") if (root / kind).is_dir() else ():
+            if path.is_file() and path.resolve() not in named and path.stat().st_mtime < cutoff.timestamp():
+                path.unlink()
+                n += 1
     return n
 
 

@@ -16,6 +16,8 @@
   var ratingMin = Number(root.getAttribute("data-rating-min"));
   var ratingMax = Number(root.getAttribute("data-rating-max"));
   var canSubmit = root.getAttribute("data-can-submit") === "1";
+  var untouchedPolicy = root.getAttribute("data-untouched") || "allow";  // rank all: allow / warn / refuse
+  var untouchedWarned = false;
   var csrf = root.getAttribute("data-csrf");
   var urls = {
     draft: root.getAttribute("data-api-draft"), answer: root.getAttribute("data-api-answer"),
@@ -99,13 +101,55 @@
   }
   function qid(fieldset) { return fieldset.getAttribute("data-question") + "|" + fieldset.getAttribute("data-image"); }
 
+  // --- per-image questions by keyboard ---------------------------------------------------------
+  // Each choice gets a letter (its first letter not taken by a shortcut or an earlier choice of the
+  // same question), shown beside it. A letter answers the focused image's question that has it (the
+  // first unanswered one when several do); Q moves the keyboard to the query's questions and back.
+  var RESERVED = "eilqrsz";
+  var queryQuestions = root.querySelector(".questions[data-image='query']"), onQuery = false;
+  questionSets.forEach(function (f) {
+    var used = RESERVED;
+    Array.prototype.forEach.call(f.querySelectorAll("input"), function (input) {
+      var letters = input.value.toLowerCase().replace(/[^a-z]/g, "") + "abcdfghjkmnoptuvwxy", letter = "";
+      for (var i = 0; i < letters.length && !letter; i++) { if (used.indexOf(letters[i]) < 0) { letter = letters[i]; } }
+      if (!letter) { return; }
+      used += letter;
+      input.setAttribute("data-letter", letter);
+      var kbd = document.createElement("kbd");
+      kbd.className = "choice-key";
+      kbd.textContent = letter.toUpperCase();
+      input.parentNode.appendChild(kbd);
+      input.parentNode.title = "Press " + letter.toUpperCase();
+    });
+  });
+
+  function answerByLetter(letter) {
+    if (!canSubmit) { return false; }
+    var scope = onQuery ? queryQuestions : focused && focused.querySelector(".questions");
+    if (!scope) { return false; }
+    var inputs = Array.prototype.slice.call(scope.querySelectorAll("input[data-letter='" + letter + "']"));
+    if (!inputs.length) { return false; }
+    var open = inputs.filter(function (i) { return state.answers[qid(i.closest("fieldset"))] === undefined; });
+    var input = (open.length ? open : inputs)[0];
+    state.answers[qid(input.closest("fieldset"))] = input.value;
+    changed();
+    return true;
+  }
+
+  function setOnQuery(on) {
+    onQuery = !!on && !!queryQuestions;
+    root.classList.toggle("answering-query", onQuery);
+    if (queryQuestions) { queryQuestions.classList.toggle("active", onQuery); }
+    if (onQuery) { queryQuestions.focus(); } else if (focused) { focused.focus(); }
+  }
+
   // --- rendering ------------------------------------------------------------------------------
   function render() {
     if (mode === "choose_k") {
       tiles.forEach(function (t) {
         var on = state.selected.indexOf(keyOf(t)) >= 0;
         t.classList.toggle("selected", on);
-        t.setAttribute("aria-checked", on ? "true" : "false");
+        t.setAttribute("aria-label", "Candidate " + t.getAttribute("data-position") + (on ? ", chosen" : ""));
       });
       counter.textContent = state.selected.length + "/" + k;
       counter.classList.toggle("complete", state.selected.length === k);
@@ -114,8 +158,8 @@
       state.ranking.forEach(function (key, i) {
         var t = byKey[key];
         grid.appendChild(t);
-        t.querySelector(".rank-badge").textContent = "rank " + (i + 1);
-        t.setAttribute("aria-label", "Candidate " + t.getAttribute("data-position") + ", rank " + (i + 1));
+        t.querySelector(".badge").textContent = String(i + 1);
+        t.setAttribute("aria-label", "Rank " + (i + 1));
       });
     }
     if (mode === "rate") {
@@ -145,6 +189,7 @@
   }
 
   function changed() {
+    untouchedWarned = false;
     render();
     hideMessage();
     keepLocal();
@@ -188,8 +233,19 @@
     changed();
   }
 
+  function moveToRank(tile, rank) {
+    if (!canSubmit || mode !== "rank_all" || !tile || rank > state.ranking.length) { return; }
+    moveTo(keyOf(tile), rank - 1);
+    focus(tile);
+  }
+
   function focus(tile) {
     if (!tile) { return; }
+    if (onQuery) {  // back from the query's questions to the candidates
+      onQuery = false;
+      root.classList.remove("answering-query");
+      queryQuestions.classList.remove("active");
+    }
     tiles.forEach(function (t) { t.tabIndex = t === tile ? 0 : -1; });
     focused = tile;
     tile.focus({ preventScroll: false });
@@ -286,6 +342,12 @@
       onEnter();
       return;
     }
+    if (mode === "rank_all" && e.shiftKey && /^(Digit|Numpad)[0-9]$/.test(e.code)) {
+      e.preventDefault();
+      var d = Number(e.code.slice(-1));
+      moveToRank(focused, d === 0 ? 10 : d);
+      return;
+    }
     if (/^[0-9]$/.test(e.key)) { e.preventDefault(); onDigit(Number(e.key)); return; }
     if (e.key.indexOf("Arrow") === 0) {
       if (t.tagName === "INPUT") { return; }  // arrows move within a radio group
@@ -300,8 +362,12 @@
     }
     var lower = e.key.toLowerCase();
     if (lower === "e") { openEnlarged(enlargedTile || focused); }
-    else if (lower === "i") { viewers().forEach(function (v) { v.toggleInvert(); }); }
-    else if (lower === "r") { viewers().forEach(function (v) { v.reset(); }); }
+    else if (lower === "i") { (enlargedEl.hidden ? queryViewer : enlargedCandidate).toggleInvert(); }
+    else if (lower === "r") { resetAll(); }
+    else if (lower === "q") { setOnQuery(!onQuery); }
+    else if (lower.length === 1 && /[a-z]/.test(lower) && !e.shiftKey && answerByLetter(lower)) { e.preventDefault(); }
+    else if (lower === "l") { setLinked(!linked); }
+    else if (lower === "z") { setZoomLinked(!zoomLinked); }
     else if (lower === "s" && saliencyBtn) { setSaliency(!saliencyOn); }
   });
 
@@ -313,13 +379,29 @@
     }
     var reasons = missing();
     if (reasons.length) { showMessage("Not yet: " + reasons.join("; ") + "."); return; }
+    if (untouched() && untouchedPolicy === "refuse") {
+      showMessage("The ranking is still in the order the candidates were shown: order them before submitting.");
+      return;
+    }
+    if (untouched() && untouchedPolicy === "warn" && !untouchedWarned) {
+      untouchedWarned = true;
+      showMessage("You have not changed the order the candidates were shown in. Press Enter (or Submit) again " +
+                  "to submit this ranking as it is, or order the candidates first.", "info");
+      return;
+    }
     submit();
+  }
+
+  // A rank-all answer still in the shown order (tiles is the order the server rendered).
+  function untouched() {
+    return mode === "rank_all" && state.ranking.join(",") === tiles.map(keyOf).join(",");
   }
 
   function onDigit(d) {
     var position = d === 0 ? 10 : d;
     if (mode === "rate") { rate(focused, d); if (canSubmit && d >= ratingMin && d <= ratingMax) { focus(neighbour(focused, 1)); } return; }
-    var tile = byPosition[String(position)];
+    // Rank all: the number on a tile is its rank, and a digit means that rank.
+    var tile = mode === "rank_all" ? byKey[state.ranking[position - 1]] : byPosition[String(position)];
     if (!tile) { return; }
     if (!enlargedEl.hidden && mode !== "choose_k") { showEnlarged(tile); return; }
     if (mode === "choose_k") { toggle(tile); if (enlargedEl.hidden) { focus(tile); } } else { focus(tile); }
@@ -341,18 +423,12 @@
   // --- overlays -------------------------------------------------------------------------------
   var queryViewer = null, enlargedQuery = null, enlargedCandidate = null, enlargedTile = null;
 
-  function viewers() {
-    var out = [queryViewer];
-    if (!enlargedEl.hidden) { out.push(enlargedQuery, enlargedCandidate); }
-    return out.filter(Boolean);
-  }
-
   function openEnlarged(tile) {
     if (!tile) { return; }
     enlargedEl.hidden = false;
     if (!enlargedQuery) {
-      enlargedQuery = new window.CbirViewer(document.getElementById("enlarged-query"));
-      enlargedCandidate = new window.CbirViewer(document.getElementById("enlarged-candidate"));
+      enlargedQuery = watch(new window.CbirViewer(document.getElementById("enlarged-query")));
+      enlargedCandidate = watch(new window.CbirViewer(document.getElementById("enlarged-candidate")));
       if (saliencyBtn) { withOverlay(enlargedQuery, queryOverlay, "Saliency overlay of the query"); }
     }
     showEnlarged(tile);
@@ -374,7 +450,7 @@
   function updateEnlargedTitle() {
     if (!enlargedTile || enlargedEl.hidden) { return; }
     var key = keyOf(enlargedTile), text = "Candidate " + enlargedTile.getAttribute("data-position");
-    if (mode === "rank_all") { text += " · rank " + (state.ranking.indexOf(key) + 1); }
+    if (mode === "rank_all") { text = "Rank " + (state.ranking.indexOf(key) + 1); }
     if (mode === "rate" && state.ratings[key] !== undefined) { text += " · rated " + state.ratings[key]; }
     var chosen = state.selected.indexOf(key) >= 0;
     if (mode === "choose_k") { text += chosen ? " · chosen" : ""; }
@@ -597,12 +673,147 @@
     return Array.prototype.map.call(bytes, function (b) { return ("0" + b.toString(16)).slice(-2); }).join("");
   }
 
+  // --- linked viewers -------------------------------------------------------------------------
+  // Linked (L, default on): the window/level and invert of the query apply to every candidate and to
+  // the compare view; zoom linked (Z, default off) does the same for zoom and pan. The candidates
+  // are plain images: one SVG colour-transfer filter (the same linear map as the viewer's lookup
+  // table) and a CSS transform give them the linked window and zoom. The two viewers of the compare
+  // view always share their window and zoom.
+  var linkBtn = document.getElementById("link-btn"), zoomLinkBtn = document.getElementById("link-zoom-btn");
+  var linked = true, zoomLinked = false, linkedState = null;
+  var tileImages = tiles.map(function (t) { return t.querySelector("img.tile-img"); });
+  var tileFilter = makeTileFilter();
+
+  function makeTileFilter() {
+    var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("width", "0");
+    svg.setAttribute("height", "0");
+    svg.setAttribute("aria-hidden", "true");
+    svg.style.position = "absolute";
+    var filter = document.createElementNS(ns, "filter"), transfer = document.createElementNS(ns, "feComponentTransfer");
+    filter.setAttribute("id", "linked-window");
+    filter.setAttribute("color-interpolation-filters", "sRGB");
+    var funcs = ["feFuncR", "feFuncG", "feFuncB"].map(function (name) {
+      var f = document.createElementNS(ns, name);
+      f.setAttribute("type", "linear");
+      transfer.appendChild(f);
+      return f;
+    });
+    filter.appendChild(transfer);
+    svg.appendChild(filter);
+    document.body.appendChild(svg);
+    return funcs;
+  }
+
+  function applyToTiles(rel, parts) {
+    if (parts.window) {
+      // Grey level g (0–1) → (255·g − low) / width, as the viewer's table; inverted: 1 − that.
+      var low = rel.center - rel.width / 2, slope = 255 / rel.width, intercept = -low / rel.width;
+      if (rel.invert) { slope = -slope; intercept = 1 - intercept; }
+      tileFilter.forEach(function (f) { f.setAttribute("slope", String(slope)); f.setAttribute("intercept", String(intercept)); });
+      var plain = rel.center === 128 && rel.width === 256 && !rel.invert;
+      tileImages.forEach(function (img) { img.style.filter = plain ? "" : "url(#linked-window)"; });
+      root.setAttribute("data-tiles-window", Math.round(rel.center) + "/" + Math.round(rel.width) + (rel.invert ? "/inv" : ""));
+    }
+    if (parts.zoom) {
+      tileImages.forEach(function (img) {
+        var plain = rel.zoom === 1 && !rel.panX && !rel.panY;
+        img.style.transform = plain ? "" : "translate(" + rel.panX * img.clientWidth + "px, " + rel.panY * img.clientHeight +
+          "px) scale(" + rel.zoom + ")";
+      });
+      root.setAttribute("data-tiles-zoom", rel.zoom.toFixed(2));
+    }
+  }
+
+  function allViewers() { return [queryViewer, enlargedQuery, enlargedCandidate].filter(Boolean); }
+  function comparePair(v) { return v === enlargedQuery ? enlargedCandidate : v === enlargedCandidate ? enlargedQuery : null; }
+
+  function onViewerChange(source) {
+    var rel = source.relativeState(), parts = { window: linked, zoom: zoomLinked }, pair = comparePair(source);
+    if (pair) { pair.setState(rel, { window: true, zoom: true }); }
+    if (!parts.window && !parts.zoom) { return; }
+    linkedState = rel;
+    allViewers().forEach(function (v) { if (v !== source && v !== pair) { v.setState(rel, parts); } });
+    applyToTiles(rel, parts);
+  }
+
+  function onViewerLoad(v) {
+    var pair = comparePair(v);
+    if (pair && pair.pixels) { v.setState(pair.relativeState(), { window: true, zoom: true }); return; }
+    if (linkedState && (linked || zoomLinked)) { v.setState(linkedState, { window: linked, zoom: zoomLinked }); }
+  }
+
+  function watch(v) { v.onChange(onViewerChange); v.onLoad(onViewerLoad); return v; }
+
+  function setLinked(on) {
+    linked = !!on;
+    linkBtn.setAttribute("aria-pressed", linked ? "true" : "false");
+    root.setAttribute("data-linked", linked ? "1" : "0");
+    if (linked && queryViewer) { onViewerChange(queryViewer); }
+  }
+
+  function setZoomLinked(on) {
+    zoomLinked = !!on;
+    zoomLinkBtn.setAttribute("aria-pressed", zoomLinked ? "true" : "false");
+    root.setAttribute("data-zoom-linked", zoomLinked ? "1" : "0");
+    if (zoomLinked && queryViewer) { onViewerChange(queryViewer); }
+  }
+
+  function resetAll() {
+    allViewers().forEach(function (v) { v.setState({ center: 128, width: 256, invert: false, zoom: 1, panX: 0, panY: 0 }, { window: true, zoom: true }); });
+    linkedState = null;
+    applyToTiles({ center: 128, width: 256, invert: false, zoom: 1, panX: 0, panY: 0 }, { window: true, zoom: true });
+  }
+
+  linkBtn.addEventListener("click", function () { setLinked(!linked); linkBtn.blur(); });
+  zoomLinkBtn.addEventListener("click", function () { setZoomLinked(!zoomLinked); zoomLinkBtn.blur(); });
+
+  // --- layout: the whole catalogue in the window, as large as it fits ------------------------
+  // The number of columns that gives the largest square image with every candidate visible
+  // without scrolling (below the reader bar), leaving the query pane at least MIN_QUERY_PX or
+  // 22 % of the width. The tile's chrome (border, padding, rating buttons, questions, labels) is
+  // measured, not assumed. Too small a fit (a long catalogue on a small screen) keeps the CSS grid.
+  var MIN_QUERY_PX = 300, MIN_TILE_PX = 140;
+  var layout = root.querySelector(".reading-layout");
+  function fitGrid() {
+    grid.style.gridTemplateColumns = "";
+    layout.style.gridTemplateColumns = "";
+    root.style.removeProperty("--reading-height");
+    if (window.matchMedia("(max-width: 900px)").matches) { return; }
+    var gap = parseFloat(window.getComputedStyle(grid).columnGap) || 0;
+    var layoutGap = parseFloat(window.getComputedStyle(layout).columnGap) || 0;
+    var chromeX = 0, chromeY = 0;
+    tiles.forEach(function (t) {
+      var img = t.querySelector("img");
+      chromeX = Math.max(chromeX, t.offsetWidth - img.offsetWidth);
+      chromeY = Math.max(chromeY, t.offsetHeight - img.offsetHeight);
+    });
+    var width = layout.clientWidth, top = grid.getBoundingClientRect().top + window.scrollY;
+    var height = window.innerHeight - top - 8;
+    var minQuery = Math.max(MIN_QUERY_PX, 0.22 * width);
+    var room = width - layoutGap - minQuery, n = tiles.length, best = { size: 0, cols: 1 };
+    for (var cols = 1; cols <= n; cols++) {
+      var rows = Math.ceil(n / cols);
+      var size = Math.floor(Math.min((room - (cols - 1) * gap) / cols - chromeX, (height - (rows - 1) * gap) / rows - chromeY));
+      if (size > best.size) { best = { size: size, cols: cols }; }
+    }
+    if (best.size < MIN_TILE_PX) { return; }
+    grid.style.gridTemplateColumns = "repeat(" + best.cols + ", " + (best.size + chromeX) + "px)";
+    layout.style.gridTemplateColumns = "minmax(" + Math.floor(minQuery) + "px, 1fr) auto";
+    root.style.setProperty("--reading-height", Math.floor(height) + "px");
+    root.setAttribute("data-tile-px", String(best.size));
+  }
+  var fitTimer = null;
+  window.addEventListener("resize", function () { clearTimeout(fitTimer); fitTimer = setTimeout(fitGrid, 60); });
+
   // --- start ----------------------------------------------------------------------------------
   if (!canSubmit) {
     root.classList.add("read-only");
     tiles.forEach(function (t) { t.removeAttribute("draggable"); });
   }
-  queryViewer = new window.CbirViewer(document.getElementById("query-viewer"));
+  queryViewer = watch(new window.CbirViewer(document.getElementById("query-viewer")));
+  setLinked(true);
+  setZoomLinked(false);
   if (saliencyBtn) {
     withOverlay(queryViewer, queryOverlay, "Saliency overlay of the query");
     var stored = null;
@@ -610,6 +821,7 @@
     setSaliency(stored === "1");
   }
   render();
+  fitGrid();
   if (local && canSubmit) { scheduleSave(); }
   focus(mode === "rank_all" ? byKey[state.ranking[0]] : tiles[0]);
   root.setAttribute("data-ready", "1");

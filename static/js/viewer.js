@@ -11,6 +11,11 @@
 //   double-click         reset
 // Toolbar: presets, invert, reset. State is mirrored in data-* attributes (for tests).
 //
+// Linking (reader.js): onChange(fn) calls fn(viewer, windowChanged) after every change a user makes;
+// setState(state, {window, zoom}) applies another viewer's window/invert and/or zoom/pan without
+// calling the listeners back. Pan travels as a fraction of the canvas size, so viewers of different
+// sizes show the same part of the image.
+//
 // Overlay (optional, setOverlay/showOverlay): a second image, e.g. a saliency map, shown over the
 // canvas instead of the image while it is on. It is not windowed, zoomed or panned (it is its own
 // picture: the image as a network sees it, cropped), and it is only fetched when first shown.
@@ -35,6 +40,9 @@
     this.shown = document.createElement("canvas"); // after window/level and invert
     this.pixels = null;
     this.state = Viewer.initialState();
+    this.listeners = [];
+    this.loadListeners = [];
+    this.silent = false;
     this.buildTools();
     el.appendChild(this.canvas);
     this.bindPointer();
@@ -100,7 +108,11 @@
       self.pixels = ctx.getImageData(0, 0, img.naturalWidth, img.naturalHeight);
       self.el.classList.remove("loading");
       self.el.setAttribute("data-loaded", "1");
-      self.reset();
+      // A new image starts from the default view without telling linked viewers (they keep theirs);
+      // onLoad listeners may then hand it the linked state.
+      self.silent = true;
+      try { self.reset(); } finally { self.silent = false; }
+      self.loadListeners.forEach(function (fn) { fn(self); });
     };
     img.onerror = function () { self.el.classList.add("failed"); };
     img.src = src;
@@ -181,6 +193,36 @@
     this.el.setAttribute("data-zoom", s.zoom.toFixed(2));
     this.el.setAttribute("data-pan", Math.round(s.panX) + "," + Math.round(s.panY));
     this.el.setAttribute("data-inverted", s.invert ? "1" : "0");
+    if (!this.silent) {
+      var self = this;
+      this.listeners.forEach(function (fn) { fn(self, !!windowChanged); });
+    }
+  };
+
+  Viewer.prototype.onChange = function (fn) { this.listeners.push(fn); };
+  Viewer.prototype.onLoad = function (fn) { this.loadListeners.push(fn); };
+
+  // Pan as a fraction of the canvas (what a linked viewer of another size needs).
+  Viewer.prototype.relativeState = function () {
+    var s = this.state, w = this.canvas.clientWidth || 1, h = this.canvas.clientHeight || 1;
+    return { center: s.center, width: s.width, invert: s.invert, zoom: s.zoom, panX: s.panX / w, panY: s.panY / h };
+  };
+
+  Viewer.prototype.setState = function (rel, parts) {
+    var s = this.state, windowChanged = false;
+    if (parts.window && (s.center !== rel.center || s.width !== rel.width || s.invert !== rel.invert)) {
+      s.center = rel.center; s.width = rel.width; s.invert = rel.invert;
+      windowChanged = true;
+      var match = PRESETS.findIndex(function (p) { return p.center === rel.center && p.width === rel.width; });
+      this.presetSelect.value = match >= 0 ? String(match) : "";
+    }
+    if (parts.zoom) {
+      s.zoom = rel.zoom;
+      s.panX = rel.panX * (this.canvas.clientWidth || 1);
+      s.panY = rel.panY * (this.canvas.clientHeight || 1);
+    }
+    this.silent = true;
+    try { this.update(windowChanged); } finally { this.silent = false; }
   };
 
   Viewer.prototype.setWindow = function (center, width) {

@@ -38,12 +38,26 @@ def test_rank_all_session_keyboard_and_drag(page, reader, live_server):
     assert initial == [key_at(page, p) for p in range(1, 6)]  # starts in the reader's positions
     expect(page.locator("#submit-btn")).to_be_enabled()
 
-    # Keyboard: focus candidate 4 with its digit, move it to the top with Shift+←/↑.
+    # One number per tile, its rank.
+    assert page.eval_on_selector_all("#grid .tile .badge", "els => els.map(e => e.textContent)") == [
+        "1",
+        "2",
+        "3",
+        "4",
+        "5",
+    ]
+    # Keyboard: the digit 4 focuses the candidate at rank 4; Shift+←/↑ move it to the top.
     page.keyboard.press("4")
     for key in ("Shift+ArrowLeft", "Shift+ArrowUp", "Shift+ArrowLeft"):
         page.keyboard.press(key)
     expect(page.locator("#grid .tile").first).to_have_attribute("data-position", "4")
-    expect(page.locator("#grid .tile").first.locator(".rank-badge")).to_have_text("rank 1")
+    expect(page.locator("#grid .tile").first.locator(".badge")).to_have_text("1")
+    expect(page.locator("#grid .tile").first).to_have_attribute("aria-label", "Rank 1")
+    # Shift+digit moves the focused candidate to that rank, and back.
+    page.keyboard.press("Shift+Digit3")
+    expect(page.locator("#grid .tile").nth(2)).to_have_attribute("data-position", "4")
+    page.keyboard.press("Shift+Digit1")
+    expect(page.locator("#grid .tile").first).to_have_attribute("data-position", "4")
     # Arrows move the focus: from the top (4) one step right is candidate 1; move it down to the end.
     page.keyboard.press("ArrowRight")
     for _ in range(4):
@@ -95,3 +109,54 @@ def test_rate_mode_smoke(page, reader, live_server):
     answer = Answer.objects.get(assignment=assignment, case_id=case_id)
     ratings = dict(answer.items.values_list("shown_position", "rating"))
     assert ratings == {1: 5, 2: 2, 3: 4}
+
+
+@pytest.mark.parametrize("width,height", [(1366, 768), (1440, 900), (1920, 1080)])
+def test_rank_all_ten_candidates_fit_the_width(page, reader, live_server, width, height):
+    """No sideways scroll and every ⤢ button inside its own tile at the widths radiologists use."""
+    study = study_make(mode=AnswerMode.RANK_ALL, readers=[reader], n_cases=1, n_candidates=10)
+    page.set_viewport_size({"width": width, "height": height})
+    login(page, "reader", "pw-reader")
+    open_reader_page(page, f"/read/{study.pk}/case/1/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    outside = page.eval_on_selector_all(
+        "#grid .tile",
+        """tiles => tiles.filter(t => {
+            const box = t.getBoundingClientRect();
+            return [...t.querySelectorAll('button')].some(b => {
+                const r = b.getBoundingClientRect();
+                return r.right > box.right + 0.5 || r.left < box.left - 0.5;
+            });
+        }).length""",
+    )
+    assert outside == 0
+    shot(page, f"rank_all_{width}x{height}")
+
+
+@pytest.mark.parametrize(
+    "policy,stored",
+    [("warn", True), ("refuse", False), ("allow", True)],
+)
+def test_untouched_ranking_policy(page, reader, live_server, policy, stored):
+    study = study_make(mode=AnswerMode.RANK_ALL, readers=[reader], n_cases=1, n_candidates=4)
+    study.untouched_ranking = policy
+    study.save()
+    login(page, "reader", "pw-reader")
+    open_reader_page(page, f"/read/{study.pk}/case/1/")
+    page.keyboard.press("Enter")
+    if policy == "warn":
+        expect(page.locator("#message")).to_contain_text("Press Enter (or Submit) again")
+        assert not Answer.objects.exists()
+        page.keyboard.press("Enter")  # the second time submits the shown order
+    elif policy == "refuse":
+        expect(page.locator("#message")).to_contain_text("order them before submitting")
+        page.keyboard.press("Enter")
+        expect(page.locator("#message")).to_contain_text("order them before submitting")
+        assert not Answer.objects.exists()
+        page.keyboard.press("2")
+        page.keyboard.press("Shift+Digit1")  # one change is enough
+        page.keyboard.press("Enter")
+    page.wait_for_url(f"**/read/{study.pk}/done/")
+    answer = Answer.objects.get()
+    untouched = all(i.rank == i.shown_position for i in answer.items.all())
+    assert untouched is stored

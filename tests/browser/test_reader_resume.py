@@ -97,16 +97,33 @@ def test_resume_after_reload_and_on_another_device(page, browser, reader, live_s
     assert ImageAnswer.objects.get(answer=answer).value == "yes"
 
 
-def test_flag_and_change_answer(page, reader, live_server):
+def test_flag_and_change_answer(page, reader, coordinator, live_server, browser):
     study = study_make(readers=[reader], n_cases=1, n_candidates=4, k=2, allow_revisions=True)
     assignment = Assignment.objects.get(study=study)
     login(page, "reader", "pw-reader")
     open_reader_page(page, f"/read/{study.pk}/case/1/")
     page.click("#flag-btn")
+    expect(page.locator("#flag-clear")).to_be_hidden()  # nothing to remove on an unflagged case
     page.fill("#flag-comment", "The query is rotated")
     page.click("#flag-save")
     expect(page.locator("#flag-btn")).to_have_text("Flagged")
     assert CaseFlag.objects.get(assignment=assignment).comment == "The query is rotated"
+
+    # The coordinator sees the flag on the study page and opens the case from it.
+    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+    try:
+        coord = context.new_page()
+        login(coord, "coordinator", "pw-coordinator")
+        coord.goto(f"/studies/{study.pk}/")
+        flags = coord.get_by_test_id("flags")
+        expect(flags).to_contain_text("The query is rotated")
+        expect(flags).to_contain_text("reader")
+        flags.get_by_role("link", name="Case 1").click()
+        coord.wait_for_url(f"**/studies/{study.pk}/cases/1/")
+        expect(coord.get_by_test_id("case-flags")).to_contain_text("The query is rotated")
+        expect(coord.locator(".catalogue .thumb")).to_have_count(4)
+    finally:
+        context.close()
     page.keyboard.press("1")
     page.keyboard.press("2")
     page.keyboard.press("Enter")
@@ -127,6 +144,7 @@ def test_flag_and_change_answer(page, reader, live_server):
 
     open_reader_page(page, f"/read/{study.pk}/case/1/")
     page.click("#flag-btn")
+    expect(page.locator("#flag-clear")).to_be_visible()
     page.click("#flag-clear")
     expect(page.locator("#flag-btn")).to_have_text("Flag case")
     assert not CaseFlag.objects.exists()

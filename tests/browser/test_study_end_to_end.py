@@ -42,6 +42,7 @@ from retrieval.models import Dataset, Label
 from retrieval.runs.services import run_create
 from retrieval.runs.stages import run_execute
 from tests.browser.conftest import login, shot, tile_keys, wait_reader_ready
+from tests.importing import stored_name
 from tests.reports import independent as ind
 from tests.reports import stored_answers as stored
 from tests.runs.conftest import SMALL
@@ -194,7 +195,7 @@ def _check_case_list(study, data: bytes, first: list[int], second: list[int]) ->
     assert _candidate_images(cases[0]) == first[1:]  # the CSV's positions
     assert sorted(_candidate_images(cases[1])) == sorted(second[1:])
     assert study.builder_config["sha256"] == hashlib.sha256(data).hexdigest()
-    assert study.builder_config["file_name"] == "cases.csv"
+    assert study.builder_config["file_name"] == stored_name(study.dataset, "cases.csv")  # issue 12: a pseudonym
 
 
 # --- 2. three readers in the browser ----------------------------------------------------------------
@@ -306,10 +307,13 @@ def _arrange(page, view: CaseView, target: list[int], how: str) -> None:
         i = current.index(key)
         if i == r:
             continue
-        if how == "keyboard":  # the digit focuses the candidate, Shift+← moves it up one place
-            page.keyboard.press(_digit(view.position_of[target[r]]))
-            for _ in range(i - r):
-                page.keyboard.press("Shift+ArrowLeft")
+        if how == "keyboard":  # the digit focuses the candidate at that rank, Shift+digit moves it to a rank
+            page.keyboard.press(_digit(i + 1))
+            if r % 2:
+                page.keyboard.press("Shift+Digit" + _digit(r + 1))
+            else:  # Shift+← moves it up one place
+                for _ in range(i - r):
+                    page.keyboard.press("Shift+ArrowLeft")
         elif how == "drag":
             page.drag_and_drop(f"#grid .tile[data-key='{key}']", f"#grid .tile[data-key='{current[r]}']")
         else:
@@ -333,7 +337,7 @@ def rank_answers(run):
         else:
             target, how = [view.candidates[i] for i in rng.permutation(10)], "buttons"
         _arrange(page, view, target, how)
-        expect(page.locator("#grid .tile").first.locator(".rank-badge")).to_have_text("rank 1")
+        expect(page.locator("#grid .tile").first.locator(".badge")).to_have_text("1")
         page.click("#submit-btn") if how == "buttons" else page.keyboard.press("Enter")
         return {c: float(target.index(c) + 1) for c in view.candidates}
 

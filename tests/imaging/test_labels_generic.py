@@ -2,6 +2,7 @@
 
 import pytest
 
+from retrieval.imports.ingest import LABEL_TABLE
 from retrieval.imports.labels import LabelTableError, parse_label_table
 
 
@@ -153,7 +154,7 @@ def test_import_stores_no_identifier_and_reports_the_dropped_columns(tmp_path):
     )
     job = run_import(source=src, labels=str(table))
     assert job.status == "succeeded" and job.n_imported == 2
-    lines = [(r["line"], r["message"]) for r in report_for(job, "labels.csv")]
+    lines = [(r["line"], r["message"]) for r in report_for(job, LABEL_TABLE)]
     assert (1, "column 'patient_name' looks like a patient identifier and was not imported") in lines
     assert (1, "column 'birth_date' looks like a patient identifier and was not imported") in lines
     assert set(Label.objects.values_list("name", flat=True)) == {"weight"}

@@ -102,6 +102,22 @@ def test_rank_all_needs_full_permutation(rank_study, reader, bad):
     assert not Answer.objects.exists()
 
 
+@pytest.mark.parametrize("policy", ["allow", "warn", "refuse"])
+def test_untouched_ranking_refused_only_when_the_study_says_so(rank_study, reader, policy):
+    """The shown order itself is an answer under allow/warn (the page warns) and refused under refuse."""
+    rank_study.untouched_ranking = policy
+    rank_study.save()
+    a, case = Assignment.objects.get(study=rank_study, reader=reader), rank_study.cases.first()
+    shown = a.candidate_order(case.pk, _ids(case))
+    if policy == "refuse":
+        with pytest.raises(ApplicationError, match="still the order the candidates were shown in"):
+            _submit(a, case, {"ranking": shown})
+        assert not Answer.objects.exists()
+        shown = [shown[1], shown[0], *shown[2:]]  # one swap is a ranking
+    answer = _submit(a, case, {"ranking": shown})
+    assert [i.candidate_id for i in answer.items.order_by("rank")] == shown
+
+
 # --- rate -----------------------------------------------------------------------------------------
 
 

@@ -21,6 +21,7 @@ def _addresses(study, report_run) -> list[tuple[str, str]]:
     s = study.pk
     return [
         ("get", f"/studies/{s}/"),
+        ("get", f"/studies/{s}/cases/1/"),
         ("get", f"/api/studies/{s}/"),
         ("get", f"/api/studies/{s}/cases/"),
         ("get", f"/api/studies/{s}/progress/"),

@@ -11,6 +11,7 @@ from core.errors import ApplicationError
 from readerstudy import building, services
 from readerstudy.models import AnswerMode, Candidate, Case, Study
 from retrieval.models import Dataset, Label
+from tests.importing import stored_name
 from tests.studies.factories import make_images, make_run, make_split
 
 pytestmark = pytest.mark.django_db
@@ -286,7 +287,23 @@ def test_case_list_resolves_ids_source_names_and_base_names(dataset, images):
     assert [x.query_id for x in cases] == [a.pk, b.pk]
     assert {x.image_id for x in catalogue(cases[0])} == {b.pk, d.pk}
     study.refresh_from_db()
-    assert study.builder == "case_list" and study.builder_config["file_name"] == "cases.csv"
+    assert study.builder == "case_list" and study.builder_config["file_name"] == stored_name(dataset, "cases.csv")
+
+
+def test_case_list_may_name_the_original_files_of_pseudonymised_images(dataset, images):
+    """Issue 12: imported files are stored under pseudonyms; a case list written from the coordinator's own
+    folder names the originals, and they resolve through the dataset's key (path and base name)."""
+    a, b, c = images[:3]
+    a.source_name = stored_name(dataset, "Doe^Jane_MRN-1/chest.png")
+    b.source_name = stored_name(dataset, "Doe^Jane_MRN-1/lateral.png")
+    a.save(), b.save()
+    data = f"query,candidate\nDoe^Jane_MRN-1/chest.png,lateral.png\nDoe^Jane_MRN-1/chest.png,{c.pk}\n".encode()
+    study = new_study(dataset, mode=AnswerMode.RANK_ALL)
+    building.study_load_case_list(study=study, data=data, file_name="Doe^Jane cases.csv")
+    (case,) = study.cases.all()
+    assert case.query_id == a.pk and {x.image_id for x in catalogue(case)} == {b.pk, c.pk}
+    study.refresh_from_db()
+    assert "Doe" not in study.builder_config["file_name"]
 
 
 def test_case_list_errors_are_listed_per_line_and_nothing_is_written(dataset, images):

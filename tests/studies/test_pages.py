@@ -21,6 +21,7 @@ def wizard_data(dataset, readers, **overrides):
         "k": 5,
         "rating_min": 1,
         "rating_max": 5,
+        "untouched_ranking": "warn",
         "builder": "stratified_random",
         "seed": 1234,
         "n_queries": 4,
@@ -194,18 +195,34 @@ def test_edit_page_locks_design_fields_after_answers(client, coordinator, assign
     assert form.fields["mode"].disabled and form.fields["k"].disabled and not form.fields["name"].disabled
     response = client.post(
         f"/studies/{assigned.pk}/edit/",
-        {"name": "New name", "instructions": "x", "mode": "rate", "k": 2, "rating_min": 1, "rating_max": 5},
+        {
+            "name": "New name",
+            "instructions": "x",
+            "mode": "rate",
+            "k": 2,
+            "rating_min": 1,
+            "rating_max": 5,
+            "untouched_ranking": "refuse",
+        },
     )
     assert response.status_code == 302
     study = Study.objects.get()
-    assert (study.name, study.mode, study.k) == ("New name", "choose_k", 5)
+    # The untouched-ranking policy stays editable: it changes what a reader may submit next, not the past.
+    assert (study.name, study.mode, study.k, study.untouched_ranking) == ("New name", "choose_k", 5, "refuse")
 
 
 def test_edit_shows_the_service_refusal(client, coordinator, study):
     client.force_login(coordinator)
     response = client.post(
         f"/studies/{study.pk}/edit/",
-        {"name": study.name, "mode": "choose_k", "k": 10, "rating_min": 1, "rating_max": 5},
+        {
+            "name": study.name,
+            "mode": "choose_k",
+            "k": 10,
+            "rating_min": 1,
+            "rating_max": 5,
+            "untouched_ranking": "warn",
+        },
     )
     assert response.status_code == 200
     assert "Choose 10 needs catalogues of more than 10 candidates" in response.content.decode()

@@ -60,7 +60,17 @@ def actions(w, *, with_wizard: bool = True):
         (f"/studies/{pk}/readers/{r}/remove/", {}),
         (f"/studies/{pk}/questions/add/", {"text": "Nodule?", "choices": "yes, no", "applies_to": "all"}),
         (f"/studies/{pk}/questions/{q}/remove/", {}),
-        (f"/studies/{pk}/edit/", {"name": "Renamed", "mode": "choose_k", "k": 5, "rating_min": 1, "rating_max": 5}),
+        (
+            f"/studies/{pk}/edit/",
+            {
+                "name": "Renamed",
+                "mode": "choose_k",
+                "k": 5,
+                "rating_min": 1,
+                "rating_max": 5,
+                "untouched_ranking": "warn",
+            },
+        ),
     ] + ([("/studies/new/", {"name": "Wizard"})] if with_wizard else [])
 
 

@@ -11,6 +11,7 @@ and is imported by name (this package re-exports nothing):
 * `pixeldata`: DICOM Pixel Data: native and compressed transfer syntaxes, decoder plugins.
 * `windowing`: stored values to display: modality LUT, VOI window or LUT, colour.
 * `decode`: `decode_image`, DICOM/PNG/JPEG bytes to display pixels within a pixel budget.
-* `deid`: de-identification of DICOM files under a pseudonym.
+* `deid`: de-identification of stored originals: DICOM under a pseudonym (PS3.15 Basic Profile),
+  PNG/JPEG without their metadata.
 * `renditions`: PNG/WEBP/JPEG renditions and thumbnails of decoded pixels.
 """
