@@ -4,7 +4,7 @@ Six personas (anonymous and five users) and one of everything a route can name: 
 (PNG files, a label table, its import job), a finished run with embeddings and a training history, a
 split, an upload search, an open study with cases, candidates, a question and two readers — a plain
 reader, who has answered, visited and flagged their second case, and a coordinator who is also one of
-its readers (blinded while assigned) — and a report run.
+its readers (blinded while assigned) — a report run and a weights download that failed.
 The rows are committed for the module (tests/runs/conftest.py: module_data) and deleted after it; each
 test's own writes roll back.
 """
@@ -24,7 +24,7 @@ from annotations.selectors import reader_order
 from core.roles import COORDINATOR, READER, RESEARCHER, user_set_roles
 from readerstudy.models import Assignment, Case, Study
 from reports.models import ReportRun
-from retrieval.models import SearchRequest
+from retrieval.models import SearchRequest, WeightsFetch
 from tests.factories import png_bytes, write_files
 from tests.importing import run_import
 from tests.reading.factories import study_make
@@ -92,6 +92,7 @@ def _make_world(tmp) -> World:
     answer = Answer.objects.create(assignment=assignment, case=answered, submitted_at=now, active_ms=1000)
     CaseVisit.objects.create(assignment=assignment, case=answered, opened_at=now, last_seen_at=now, active_ms=1000)
     CaseFlag.objects.create(assignment=assignment, case=answered, comment="blurred")
+    weights = WeightsFetch.objects.create(model_name="resnet18", status="failed", error="offline")
     report_run = ReportRun.objects.create(study=study, options={}, key="k", fingerprint="f", status="succeeded")
     world.objects.update(
         dataset=dataset,
@@ -105,6 +106,7 @@ def _make_world(tmp) -> World:
         question=study.questions.get(),
         report_run=report_run,
         answer=answer,
+        weights_fetch=weights,
     )
     return world
 
@@ -112,6 +114,7 @@ def _make_world(tmp) -> World:
 def world_delete(django_db_blocker, world: World) -> None:
     with django_db_blocker.unblock():
         Study.objects.filter(pk=world["study"].pk).delete()
+        WeightsFetch.objects.filter(pk=world["weights_fetch"].pk).delete()
         module_data_delete(django_db_blocker)
         get_user_model().objects.filter(pk__in=[u.pk for u in world.users.values()]).delete()
 

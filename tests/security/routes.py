@@ -72,10 +72,12 @@ _SEGMENT_OBJECT = {
     "studies": "study",
     "reports/studies": "study",
     "reports/runs": "report_run",
+    "weights": "weights_fetch",
 }
 _PARAM_VALUE = {
     "study_id": lambda w: w["study"].pk,
     "index": lambda w: 1,  # the reader's first case (1-based)
+    "number": lambda w: 1,  # the study's first case, on the coordinator's case page (1-based)
     "key": lambda w: "query",  # the case's query image: the same address for every persona
     "user_id": lambda w: w.users["reader"].pk,
     "question_id": lambda w: w["question"].pk,

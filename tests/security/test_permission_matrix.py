@@ -157,6 +157,15 @@ EXPECTED: dict[str, dict[str, tuple]] = {
     "reports:study": {"GET": (302, 403, 403, 200, 200, 403), "POST": (302, 403, 403, 200, 200, 403)},
     "reports:bootstrap": {"GET": (405, 405, 405, 405, 405, 405), "POST": (302, 403, 403, 302, 302, 403)},
     "reports:download": {"GET": (302, 403, 403, 200, 200, 403), "POST": (302, 403, 403, 200, 200, 403)},
+    "api-dicomweb-search": {"GET": (API_ANON, 403, 403, 405, 403, 405), "POST": (API_ANON, 403, 403, 400, 403, 400)},
+    "api-dicomweb-import": {"GET": (API_ANON, 403, 403, 405, 403, 405), "POST": (API_ANON, 403, 403, 400, 403, 400)},
+    "retrieval:import-confirm": {"GET": (302, 403, 403, 405, 403, 405), "POST": (302, 403, 403, 302, 403, 302)},
+    "retrieval:dicomweb-import": {"GET": (302, 403, 403, 200, 403, 200), "POST": (302, 403, 403, 200, 403, 200)},
+    "retrieval:weights-fetch-start": {"GET": (302, 403, 403, 405, 403, 405), "POST": (302, 403, 403, 302, 403, 302)},
+    "retrieval:weights-fetch": {"GET": (302, 403, 403, 200, 200, 200), "POST": (302, 403, 403, 200, 200, 200)},
+    "retrieval:weights-fetch-progress": {"GET": (302, 403, 403, 200, 200, 200), "POST": (302, 403, 403, 200, 200, 200)},
+    "retrieval:weights-fetch-retry": {"GET": (302, 403, 403, 405, 403, 405), "POST": (302, 403, 403, 302, 403, 302)},
+    "studies:case": {"GET": (302, 403, 403, 200, 200, 403), "POST": (302, 403, 403, 200, 200, 403)},
 }
 
 # The Django admin (admin/…), GET only: staff (coordinators) only, the others get the admin's login (302); then
@@ -252,6 +261,18 @@ ADMIN_EXPECTED: dict[str, tuple] = {
     "admin/annotations/caseflag/<path:object_id>/": (302, 302, 302, 302, 302, 302),
     "admin:app_list": (302, 302, 302, 200, 302, 200),
     "admin/(?P<url>.*)$": (302, 302, 302, 404, 302, 404),
+    "admin:retrieval_dicomwebsource_changelist": (302, 302, 302, 200, 302, 200),
+    "admin:retrieval_dicomwebsource_add": (302, 302, 302, 200, 302, 200),
+    "admin:retrieval_dicomwebsource_history": (302, 302, 302, 302, 302, 302),
+    "admin:retrieval_dicomwebsource_delete": (302, 302, 302, 302, 302, 302),
+    "admin:retrieval_dicomwebsource_change": (302, 302, 302, 302, 302, 302),
+    "admin/retrieval/dicomwebsource/<path:object_id>/": (302, 302, 302, 302, 302, 302),
+    "admin:retrieval_weightsfetch_changelist": (302, 302, 302, 200, 302, 200),
+    "admin:retrieval_weightsfetch_add": (302, 302, 302, 200, 302, 200),
+    "admin:retrieval_weightsfetch_history": (302, 302, 302, 200, 302, 200),
+    "admin:retrieval_weightsfetch_delete": (302, 302, 302, 200, 302, 200),
+    "admin:retrieval_weightsfetch_change": (302, 302, 302, 200, 302, 200),
+    "admin/retrieval/weightsfetch/<path:object_id>/": (302, 302, 302, 302, 302, 302),
 }
 
 # Cells that main does not meet yet (route, method, persona): strict xfails, emptied as they are fixed.
