@@ -3,19 +3,13 @@
 from django.contrib import admin
 
 from annotations.models import Answer, AnswerItem, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
-from readerstudy.selectors import study_reader_blinded
+from readerstudy.admin import BlindedAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Coordinators inspect answers here; nobody edits them by hand. One of a study's readers (a coordinator who
-    reads it) is refused (403) the pages of its answers, revisions, visits and flags until the study is closed:
-    they show the other readers' choices and timings."""
+class ReadOnlyAdmin(BlindedAdmin):
+    """Coordinators inspect answers here (not those of a study they read themselves); nobody edits them by hand."""
 
-    study_of = staticmethod(lambda obj: obj.assignment.study)
-
-    def has_view_permission(self, request, obj=None) -> bool:
-        blinded = obj is not None and study_reader_blinded(user=request.user, study=self.study_of(obj))
-        return not blinded and super().has_view_permission(request, obj)
+    study_path = "assignment__study"
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -52,7 +46,7 @@ class AnswerAdmin(ReadOnlyAdmin):
 
 @admin.register(AnswerRevision)
 class AnswerRevisionAdmin(ReadOnlyAdmin):
-    study_of = staticmethod(lambda obj: obj.answer.assignment.study)
+    study_path = "answer__assignment__study"
     list_display = ["id", "answer", "revision", "submitted_at", "replaced_at"]
 
 

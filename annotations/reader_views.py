@@ -130,7 +130,7 @@ def case_image(request, study_id: int, index: int, key: str):
         raise Http404("No such image among your cases.")
     is_query = key == selectors.QUERY_KEY
     headers = {
-        "ETag": f'"{selectors.reader_image_etag(assignment=assignment, image=image)}"',
+        "ETag": f'"{selectors.reader_image_etag(assignment=assignment, case=case, key=key, image=image)}"',
         # A candidate key names one candidate row for good; "query" of case n changes if an
         # unanswered study is rebuilt, so the browser revalidates it (304 while unchanged).
         "Cache-Control": "private, no-cache" if is_query else "private, max-age=86400",

@@ -251,9 +251,16 @@ def reader_image(*, assignment: Assignment, case: Case, key: str):
     return Image.objects.only("pk", "rendition", "content_hash").get(pk=image_id) if image_id is not None else None
 
 
-def reader_image_etag(*, assignment: Assignment, image) -> str:
-    """An opaque validator of one image's rendition for one reader (changes with the image, names no id)."""
-    msg = f"reading-image:{assignment.pk}:{image.pk}:{image.content_hash}:{image.rendition.name}".encode()
+def reader_image_etag(*, assignment: Assignment, case: Case, key: str, image) -> str:
+    """An opaque validator of one image's rendition as one reader loads it at one place (changes with the
+    image, names no id).
+
+    Per (assignment, case, key): the same image shown in two cases, or to two readers, gets two unrelated
+    ETags, so that a script cannot tell from the validators which candidates recur across cases
+    (issue 12, finding 4)."""
+    msg = (
+        f"reading-image:{assignment.pk}:{case.pk}:{key}:{image.pk}:{image.content_hash}:{image.rendition.name}"
+    ).encode()
     return hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).hexdigest()[:32]
 
 

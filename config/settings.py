@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -45,6 +46,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "core",
     "readerstudy",
     "retrieval",
@@ -54,6 +56,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "core.http.RejectNulMiddleware",
     "core.http.RejectHugeIdMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -63,6 +66,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "core.security.NoStoreMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into the lockout page (429)
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -151,6 +156,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 IMPORT_MAX_PIXELS = envint("IMPORT_MAX_PIXELS", 64_000_000, minimum=1)
 IMPORT_MAX_FILE_BYTES = envint("IMPORT_MAX_FILE_BYTES", 512 * 1024 * 1024, minimum=1)
 IMPORT_MAX_ARCHIVE_MEMBERS = envint("IMPORT_MAX_ARCHIVE_MEMBERS", 200_000, minimum=1)
+# Total uncompressed bytes one archive may hold (from its headers, and counted again while reading): zip bombs.
+IMPORT_MAX_ARCHIVE_BYTES = envint("IMPORT_MAX_ARCHIVE_BYTES", 64 * 1024**3, minimum=1)
 RENDITION_MAX_SIDE = envint("RENDITION_MAX_SIDE", 1024, minimum=64)
 THUMBNAIL_MAX_SIDE = envint("THUMBNAIL_MAX_SIDE", 256, minimum=32)
 
@@ -225,7 +232,7 @@ JOB_STALE_SECONDS = envint("JOB_STALE_SECONDS", 300, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.BasicAuthentication",
+        "core.security.ThrottledBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -238,15 +245,63 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Image collections, retrieval runs, reader studies and agreement reports.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],  # schema and docs: signed-in users only
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
 
+# --- Security: HTTPS, cookies, sessions, login throttling, Content-Security-Policy --------------------
+# Production behind a TLS-terminating proxy: see the security table in docs/configuration.md.
 SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", False)
 CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", False)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz/$"]  # the container's health check calls plain HTTP from inside
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+# A reverse proxy in front (nginx, traefik …) that sets X-Forwarded-Proto and appends X-Forwarded-For:
+# requests are then HTTPS when it says so, and the login throttle counts the address it appended.
+BEHIND_PROXY = envbool("BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if BEHIND_PROXY else None
 SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
+# Sessions end after SESSION_IDLE_MINUTES without a request (every request renews the cookie).
+SESSION_COOKIE_AGE = envint("SESSION_IDLE_MINUTES", 60, minimum=1) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_HTTPONLY = True
+
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT failures per account or per address lock it for
+# LOGIN_COOLOFF_MINUTES; the right password is refused meanwhile. See core/security.py.
+AUTHENTICATION_BACKENDS = ["core.security.LoginThrottleBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]  # either one locks: per account and per address
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "core.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "core.security.client_ip"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_SENSITIVE_PARAMETERS: list[str] = []  # failures are logged with user name and address (never the password)
+
+# Content-Security-Policy (django-csp): scripts and style sheets from this site only, no inline script or
+# <style>; style attributes (progress-bar widths) are allowed; images may also be data: URIs (report
+# figures). The API docs pages (Swagger UI, ReDoc) relax it for their own inline code: config/urls.py.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "style-src-attr": ["'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 LOGGING = {
     "version": 1,
@@ -263,6 +318,8 @@ LOGGING = {
         "pydicom": {"level": "CRITICAL"},
         # faiss tells at INFO, in every worker process, which of its builds it loaded
         "faiss.loader": {"level": "WARNING"},
+        # django-axes: login failures and lockouts at WARNING; its INFO lines (start-up, each login) are noise
+        "axes": {"level": "WARNING"},
         "django.request": {"filters": ["client_errors"]},
         # runserver's request lines (Django's default sends them to a handler of its own, replaced here)
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False, "filters": ["progress_polls"]},

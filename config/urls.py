@@ -1,7 +1,9 @@
 """URL configuration."""
 
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
 from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic import RedirectView
@@ -15,14 +17,21 @@ handler403 = "readerstudy.views.error_403"
 handler404 = "readerstudy.views.error_404"
 handler500 = "readerstudy.views.error_500"
 
+
+def _api_docs(view):
+    relaxed = {"script-src": ["'unsafe-inline'"], "style-src": ["'unsafe-inline'"], "worker-src": ["blob:"]}
+    return login_required(csp_update(relaxed)(view))
+
+
 api_patterns = [
     path("", include("retrieval.api_urls")),
     path("", include("readerstudy.api_urls")),
     path("", include("annotations.api_urls")),
     path("", include("reports.api_urls")),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+    # Signed-in users only (anonymous: the login page); their bundled pages carry inline script and style.
+    path("docs/", _api_docs(SpectacularSwaggerView.as_view(url_name="api-schema")), name="api-docs"),
+    path("redoc/", _api_docs(SpectacularRedocView.as_view(url_name="api-schema")), name="api-redoc"),
 ]
 
 urlpatterns = [

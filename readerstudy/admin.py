@@ -14,13 +14,20 @@ from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion
 _DESIGN_FIELDS = ("dataset", "builder", "builder_config", "seed", *services.LOCKED_ONCE_ANSWERED)
 
 
+class BlindedAdmin(admin.ModelAdmin):
+    """Leaves out the rows of studies the signed-in user is reading and that are not closed (a coordinator or
+    superuser assigned as a reader is blinded here as on the study pages; issue 12, finding 10).
+    `study_path` leads from the model to its study."""
+
+    study_path = "study"
+
+    def get_queryset(self, request):
+        blinded = selectors.studies_blinded_for(user=request.user).values("pk")
+        return super().get_queryset(request).exclude(**{f"{self.study_path}__in": blinded})
+
+
 def _answered(study) -> bool:
     return study is not None and study.pk is not None and services.study_has_answers(study=study)
-
-
-def _blinded(request, case) -> bool:
-    """True when the user reads this case's study (not closed): its provenance stays hidden from them."""
-    return case is not None and selectors.study_reader_blinded(user=request.user, study=case.study)
 
 
 class StudyQuestionInline(admin.TabularInline):
@@ -38,7 +45,9 @@ class StudyQuestionInline(admin.TabularInline):
 
 
 @admin.register(Study)
-class StudyAdmin(admin.ModelAdmin):
+class StudyAdmin(BlindedAdmin):
+    study_path = "pk"
+
     list_display = ("name", "status", "dataset", "mode", "k", "builder", "created_at")
     list_filter = ("status", "mode", "dataset")
     search_fields = ("name",)
@@ -69,9 +78,8 @@ class CandidateInline(admin.TabularInline):
 
 
 @admin.register(Case)
-class CaseAdmin(admin.ModelAdmin):
-    """Read-only: cases change only through the builders (and never once answered). A case's page shows its
-    candidates' provenance, so it is refused (403) to one of its study's readers until the study is closed."""
+class CaseAdmin(BlindedAdmin):
+    """Read-only: cases change only through the builders (and never once answered)."""
 
     list_display = ("__str__", "study", "position", "query")
     list_filter = ("study",)
@@ -88,15 +96,9 @@ class CaseAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def has_view_permission(self, request, obj=None):
-        return not _blinded(request, obj) and super().has_view_permission(request, obj)
-
-    def has_change_permission(self, request, obj=None):
-        return not _blinded(request, obj) and super().has_change_permission(request, obj)
-
 
 @admin.register(Assignment)
-class AssignmentAdmin(admin.ModelAdmin):
+class AssignmentAdmin(BlindedAdmin):
     list_display = ("reader", "study", "seed", "created_at")
     list_filter = ("study",)
     search_fields = ("reader__username", "study__name")

@@ -74,6 +74,13 @@ class StudyOutputSerializer(serializers.Serializer):
     locked = serializers.SerializerMethodField(help_text="true once any reader has answered: the design is frozen")
     questions = QuestionOutputSerializer(many=True, source="questions.all")
     readers = AssignmentOutputSerializer(many=True, source="assignments.all")
+    catalogue_recurrence = serializers.SerializerMethodField(
+        help_text="per candidate set (nearest/farthest, or all): candidates, how many show an image another case "
+        "shows too, and the rate; rule_accuracy: how well 'recurs ⇒ far' tells the sets apart (0.5 = not at all)"
+    )
+
+    def get_catalogue_recurrence(self, obj: Study) -> dict:
+        return building.study_recurrence(study=obj)
 
     def get_n_cases(self, obj: Study) -> int:
         return obj.cases.count()
@@ -89,11 +96,11 @@ def _study_response(study: Study, code: int = status.HTTP_200_OK) -> Response:
     return Response(StudyOutputSerializer(study).data, status=code)
 
 
-def _study(pk: int, *, blinded_for=None) -> Study:
-    """The study; with `blinded_for`, a read refused (403) to that user while they are one of its readers."""
+def _study(pk: int, *, blinded_for) -> Study:
+    """The study, refused (403) to `blinded_for` while they are one of its readers: every study endpoint, reads
+    and writes alike (a write answers with the study's provenance; issue 12, finding 10)."""
     study = get_object_or_404(Study, pk=pk)
-    if blinded_for is not None:
-        selectors.study_blinding_check(user=blinded_for, study=study)
+    selectors.study_blinding_check(user=blinded_for, study=study)
     return study
 
 
@@ -189,7 +196,7 @@ class StudyUpdateApi(APIView):
     def patch(self, request, pk: int):
         data = self.InputSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        return _study_response(services.study_update(study=_study(pk), **data.validated_data))
+        return _study_response(services.study_update(study=_study(pk, blinded_for=request.user), **data.validated_data))
 
 
 class StudyOpenApi(APIView):
@@ -197,7 +204,7 @@ class StudyOpenApi(APIView):
 
     @extend_schema(request=None, responses=StudyOutputSerializer)
     def post(self, request, pk: int):
-        return _study_response(services.study_open(study=_study(pk)))
+        return _study_response(services.study_open(study=_study(pk, blinded_for=request.user)))
 
 
 class StudyCloseApi(APIView):
@@ -205,7 +212,7 @@ class StudyCloseApi(APIView):
 
     @extend_schema(request=None, responses=StudyOutputSerializer)
     def post(self, request, pk: int):
-        return _study_response(services.study_close(study=_study(pk)))
+        return _study_response(services.study_close(study=_study(pk, blinded_for=request.user)))
 
 
 class StudyCloneApi(APIView):
@@ -219,7 +226,9 @@ class StudyCloneApi(APIView):
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        copy = services.study_clone(study=_study(pk), name=data.validated_data["name"], created_by=request.user)
+        copy = services.study_clone(
+            study=_study(pk, blinded_for=request.user), name=data.validated_data["name"], created_by=request.user
+        )
         return _study_response(copy, status.HTTP_201_CREATED)
 
 
@@ -265,7 +274,7 @@ class StudyBuildApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=StudyOutputSerializer)
     def post(self, request, pk: int):
-        study = _study(pk)
+        study = _study(pk, blinded_for=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         config = dict(data.validated_data)
@@ -295,7 +304,10 @@ class StudyCaseListApi(APIView):
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         study = building.study_load_case_list(
-            study=_study(pk), data=upload.read(), seed=data.validated_data.get("seed"), file_name=upload.name
+            study=_study(pk, blinded_for=request.user),
+            data=upload.read(),
+            seed=data.validated_data.get("seed"),
+            file_name=upload.name,
         )
         return _study_response(study)
 
@@ -396,7 +408,7 @@ class AssignmentAddApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: AssignmentOutputSerializer})
     def post(self, request, pk: int):
-        study = _study(pk)
+        study = _study(pk, blinded_for=request.user)
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         assignment = services.assignment_add(
@@ -412,7 +424,7 @@ class AssignmentRemoveApi(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, pk: int, user_id: int):
-        services.assignment_remove(study=_study(pk), reader=_reader(user_id))
+        services.assignment_remove(study=_study(pk, blinded_for=request.user), reader=_reader(user_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -432,7 +444,7 @@ class QuestionAddApi(APIView):
     def post(self, request, pk: int):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        question = services.question_add(study=_study(pk), **data.validated_data)
+        question = services.question_add(study=_study(pk, blinded_for=request.user), **data.validated_data)
         return Response(QuestionOutputSerializer(question).data, status=status.HTTP_201_CREATED)
 
 
@@ -441,7 +453,7 @@ class QuestionRemoveApi(APIView):
 
     @extend_schema(request=None, responses={204: None})
     def delete(self, request, pk: int, question_id: int):
-        study = _study(pk)
+        study = _study(pk, blinded_for=request.user)
         question = get_object_or_404(StudyQuestion, pk=question_id, study=study)
         services.question_remove(study=study, question=question)
         return Response(status=status.HTTP_204_NO_CONTENT)

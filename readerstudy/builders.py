@@ -10,10 +10,12 @@ shuffle (unless a case list gives explicit positions), so the stored position ne
 model's rank: paper 000 shows the 5 closest and 5 farthest images unordered.
 
 Randomness comes from ``numpy.random.default_rng([seed, purpose, query_id])``: each query's
-catalogue depends only on the seed and that query, not on the other queries or their order.
+catalogue depends only on the seed and that query, not on the other queries or their order; except the
+far images of k nearest + k farthest with a far band, drawn across the study (see `_far_draw`).
 
 Builders and the papers they reproduce:
-  knn_and_farthest  k nearest + k farthest under one model run, shuffled       (paper 000)
+  knn_and_farthest  k nearest + k far under one model run, shuffled; far drawn across the study
+                    so that recurrence in other cases does not tell near from far  (paper 000)
   stratified_random random catalogue of N stratified by class from a pool      (papers 001/003)
   top_n             the N nearest under one model run, shuffled
   pooled            the top candidates of several methods, de-duplicated, so readers cannot
@@ -25,7 +27,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -43,7 +45,7 @@ MAX_SEED = 2**63 - 1
 MAX_REPORTED_ERRORS = 50
 
 # Salts of the seeded generators, one per purpose, so that two purposes never share a stream.
-_QUERIES, _SHUFFLE, _DRAW, _CASE_LIST = 0, 1, 2, 3
+_QUERIES, _SHUFFLE, _DRAW, _CASE_LIST, _FAR = 0, 1, 2, 3, 4
 
 
 class BuildError(ValueError):
@@ -172,24 +174,131 @@ def knn_and_farthest(
     seed: int,
     method: str = "model",
     run: int | None = None,
+    far_band: int | None = None,
 ) -> list[CaseSpec]:
-    """Paper 000: per query, its k nearest and k farthest images under a model, shuffled together."""
+    """Paper 000: per query, its k nearest and k far images under a model, shuffled together.
+
+    The nearest are the true k nearest. The far ones are drawn from the query's far band (its `far_band`
+    farthest images; default k, i.e. exactly the k farthest) across the whole study, so that an image's
+    recurrence in other cases says nothing about the set it belongs to: the same outliers are far from
+    every query, and "seen in another case ⇒ far" was right for 92-97 % of candidates (issue 12, finding 4).
+    See `_far_draw`; `recurrence` measures the result. Each far candidate's provenance keeps its true rank.
+    """
     if k < 1:
         raise BuildError("k (nearest and farthest each) must be at least 1.")
-    cases = []
+    band_size = max(k, int(far_band or k))
+    near: dict[int, list[tuple[int, int, float]]] = {}
+    bands: dict[int, list[tuple[int, int, float]]] = {}
     for q in query_ids:
-        near = _neighbours(neighbours_fn, q, k)
-        far = _neighbours(neighbours_fn, q, k, farthest=True)
-        overlap = {i for i, _, _ in near} & {i for i, _, _ in far}
-        if overlap:
+        q = int(q)
+        near[q] = _neighbours(neighbours_fn, q, k)
+        band = _neighbours(neighbours_fn, q, band_size, farthest=True)  # farthest first
+        near_ids = {i for i, _, _ in near[q]}
+        if near_ids & {i for i, _, _ in band[:k]}:
             raise BuildError(
                 f"Query {q}: the candidate pool is too small for {k} nearest + {k} farthest "
                 f"distinct images (at least {2 * k} needed)."
             )
-        catalogue = [(i, [_entry(method, run, r, d, set="nearest")]) for i, r, d in near]
-        catalogue += [(i, [_entry(method, run, r, d, set="farthest")]) for i, r, d in far]
-        cases.append((int(q), _shuffled(catalogue, _rng(seed, _SHUFFLE, q))))
+        bands[q] = [entry for entry in band if entry[0] not in near_ids]
+    far = _far_draw([int(q) for q in query_ids], near, bands, k, seed)
+    cases = []
+    for q in query_ids:
+        q = int(q)
+        catalogue = [(i, [_entry(method, run, r, d, set="nearest")]) for i, r, d in near[q]]
+        catalogue += [(i, [_entry(method, run, r, d, set="farthest")]) for i, r, d in far[q]]
+        cases.append((q, _shuffled(catalogue, _rng(seed, _SHUFFLE, q))))
     return cases
+
+
+def _recurring(counts: Mapping[int, int], ids: Iterable[int]) -> int:
+    return sum(1 for i in ids if counts[i] >= 2)
+
+
+def _far_draw(
+    query_ids: list[int],
+    near: Mapping[int, list[tuple[int, int, float]]],
+    bands: Mapping[int, list[tuple[int, int, float]]],
+    k: int,
+    seed: int,
+) -> dict[int, list[tuple[int, int, float]]]:
+    """k far images per query from its band, with as many recurring across cases as the nearest have.
+
+    The nearest sets are what the model says; some of their images recur (hubs near many queries), a
+    share `r` of the near candidates. The far draw goes through the queries in a seeded order and, slot by
+    slot, keeps the share of recurring far candidates on pace with `r`: above pace it takes an image no
+    other case shows (fresh), below it one that another case shows as far already. Images that are near in
+    another case are left out of the band while it has enough without them. So "recurs" is as likely for
+    a far candidate as for a near one, wherever the bands hold enough fresh images (a small collection
+    may leave far images recurring more; `recurrence` reports what was built).
+    """
+    rng = _rng(seed, _FAR, len(query_ids))
+    near_uses: Counter[int] = Counter(i for q in query_ids for i, _, _ in near[q])
+    n_near = len(query_ids) * k
+    target_share = _recurring(near_uses, (i for q in query_ids for i, _, _ in near[q])) / n_near if n_near else 0.0
+    far_uses: Counter[int] = Counter()
+
+    def recurring_far_slots(i: int, extra: int = 0) -> int:  # far slots of image i that recur
+        uses = far_uses[i] + extra
+        return uses if near_uses[i] + uses >= 2 else 0
+
+    filled, recurring = 0, 0
+    far: dict[int, list[tuple[int, int, float]]] = {}
+    for q in [query_ids[j] for j in rng.permutation(len(query_ids))]:
+        options = [e for e in bands[q] if e[0] not in near_uses]
+        if len(options) < k:
+            options = list(bands[q])
+        chosen: list[tuple[int, int, float]] = []
+        for _ in range(k):
+            taken = {i for i, _, _ in chosen}
+            left = [e for e in options if e[0] not in taken]
+            gains = {e[0]: recurring_far_slots(e[0], 1) - recurring_far_slots(e[0]) for e in left}
+            need = target_share * (filled + 1) - recurring
+            if need >= 0.5:  # below pace: the pick that brings the share closest to it, least used first
+                best = min(abs(need - g) for g in gains.values())
+                pick = [e for e in left if abs(need - gains[e[0]]) == best]
+                low = min(near_uses[e[0]] + far_uses[e[0]] for e in pick)
+                pick = [e for e in pick if near_uses[e[0]] + far_uses[e[0]] == low]
+            else:  # on pace: an image no other case shows, else the least used of the band
+                low = min(near_uses[e[0]] + far_uses[e[0]] for e in left)
+                pick = [e for e in left if near_uses[e[0]] + far_uses[e[0]] == low]
+            entry = pick[int(rng.integers(len(pick)))]
+            recurring += gains[entry[0]]
+            chosen.append(entry)
+            far_uses[entry[0]] += 1
+            filled += 1
+        far[q] = sorted(chosen, key=lambda e: -e[1])  # canonical (farthest first); the catalogue is shuffled
+    return far
+
+
+def recurrence(cases: Sequence[CaseSpec]) -> dict[str, Any]:
+    """How often each set's candidates recur in other cases of a study, and how well "recurs" predicts "far".
+
+    `sets` maps each provenance set ("nearest", "farthest"; "all" for builders without sets) to its
+    candidates, how many of them show an image that another case shows too, and the share. `rule_accuracy`
+    (k nearest + k farthest only) is the accuracy of guessing "far" for every recurring candidate and "near"
+    for every other: 0.5 when recurrence carries no information about the set.
+    """
+    cases_of: dict[int, set[int]] = defaultdict(set)
+    for n, (_, catalogue) in enumerate(cases):
+        for i, _ in catalogue:
+            cases_of[i].add(n)
+    sets: dict[str, dict[str, Any]] = {}
+    hits = 0
+    for _, catalogue in cases:
+        for i, prov in catalogue:
+            name = str(prov[0].get("set", "all")) if prov else "all"
+            row = sets.setdefault(name, {"candidates": 0, "recurring": 0})
+            recurs = len(cases_of[i]) >= 2
+            row["candidates"] += 1
+            row["recurring"] += recurs
+            hits += recurs == (name == "farthest")
+    for row in sets.values():
+        row["rate"] = round(row["recurring"] / row["candidates"], 4) if row["candidates"] else 0.0
+    out: dict[str, Any] = {"sets": sets}
+    if set(sets) == {"nearest", "farthest"}:
+        total = sum(row["candidates"] for row in sets.values())
+        out["rule_accuracy"] = round(hits / total, 4) if total else None
+    return out
 
 
 def top_n(

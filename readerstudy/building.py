@@ -42,6 +42,10 @@ BUILDERS: dict[str, str] = {
     CASE_LIST: "Uploaded case list (CSV of query + candidate)",
 }
 RUN_BUILDERS = (KNN_FARTHEST, TOP_N, POOLED)
+#: k nearest + k farthest: far images are drawn from the farthest quarter of each query's pool (at most
+#: FAR_BAND_MAX images), not only its k farthest, so that the same outliers need not recur in every case.
+FAR_BAND_FRACTION = 0.25
+FAR_BAND_MAX = 2000
 ALL_IMAGES = "all"  # pool_part: every image of the dataset
 
 
@@ -234,7 +238,13 @@ def _call_builder(
         )
     if builder == KNN_FARTHEST:
         return builders.knn_and_farthest(
-            queries, neighbours_fn(runs[0], pool), cfg["k"], seed=seed, method=runs[0].method, run=runs[0].pk
+            queries,
+            neighbours_fn(runs[0], pool),
+            cfg["k"],
+            seed=seed,
+            method=runs[0].method,
+            run=runs[0].pk,
+            far_band=far_band_size(len(pool), cfg["k"]),
         )
     if builder == TOP_N:
         return builders.top_n(
@@ -248,6 +258,23 @@ def _call_builder(
         seed=seed,
         runs={names[r.pk]: r.pk for r in runs},
     )
+
+
+def far_band_size(pool_size: int, k: int) -> int:
+    """How many of a query's farthest images its k far candidates are drawn from: the farthest quarter of the
+    pool (at most FAR_BAND_MAX), never reaching into its k nearest, and at least k."""
+    others = max(pool_size - 1, 0)  # the query itself may be in the pool
+    return max(k, min(int(FAR_BAND_FRACTION * others), FAR_BAND_MAX, others - k))
+
+
+def study_recurrence(*, study: Study) -> dict:
+    """How often each set's candidates recur in other cases (builders.recurrence), from the stored cases."""
+    specs: dict[int, list] = defaultdict(list)
+    for case_id, image_id, provenance in Candidate.objects.filter(case__study=study).values_list(
+        "case_id", "image_id", "provenance"
+    ):
+        specs[case_id].append((image_id, provenance if isinstance(provenance, list) else []))
+    return builders.recurrence([(case_id, catalogue) for case_id, catalogue in specs.items()])
 
 
 def _method_names(runs: list[ModelRun]) -> dict[int, str]:

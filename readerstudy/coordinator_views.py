@@ -103,6 +103,7 @@ def study_detail(request, pk: int):
             "clone_form": CloneForm(initial={"name": f"{study.name} (copy)"}),
             "case_list_form": CaseListForm(),
             "saliency_run": selectors.study_saliency_run(study=study) if study.show_saliency else None,
+            "recurrence": building.study_recurrence(study=study),
             "flags": selectors.study_flags(study=study),
         },
     )
@@ -126,17 +127,10 @@ def study_case(request, pk: int, number: int):
     )
 
 
-def _study_to_write(pk: int, user) -> Study:
-    """The study a coordinator changes; refused (403) to one of its readers while it is not closed, as the
-    dashboard is: a write page shows the design and readers, and a case list decides the cases."""
-    study = get_object_or_404(Study, pk=pk)
-    selectors.study_blinding_check(user=user, study=study)
-    return study
-
-
 @role_required(COORDINATOR)
 def study_edit(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     locked = services.study_has_answers(study=study)
     initial = {f: getattr(study, f) for f in (*services.ALWAYS_EDITABLE, *services.LOCKED_ONCE_ANSWERED)}
     form = StudyEditForm(request.POST or None, study=study, locked=locked, initial=initial)
@@ -167,7 +161,8 @@ def _run(request, action, success: str):
 @role_required(COORDINATOR)
 @require_POST
 def study_open(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     _run(request, lambda: services.study_open(study=study), "The study is open: its readers can start.")
     return redirect(study.get_absolute_url())
 
@@ -175,7 +170,8 @@ def study_open(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def study_close(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     _run(request, lambda: services.study_close(study=study), "The study is closed: readers can no longer answer.")
     return redirect(study.get_absolute_url())
 
@@ -183,7 +179,8 @@ def study_close(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def study_clone(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = CloneForm(request.POST)
     if not form.is_valid():
         messages.error(request, "The copy needs a name.")
@@ -199,7 +196,8 @@ def study_clone(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def reader_add(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = AssignmentAddForm(request.POST, study=study)
     if not form.is_valid():
         messages.error(request, "Choose a reader who is not assigned yet.")
@@ -216,7 +214,8 @@ def reader_add(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def reader_remove(request, pk: int, user_id: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     assignment = get_object_or_404(study.assignments.select_related("reader"), reader_id=user_id)
     reader = assignment.reader
     _run(
@@ -230,7 +229,8 @@ def reader_remove(request, pk: int, user_id: int):
 @role_required(COORDINATOR)
 @require_POST
 def question_add(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = QuestionForm(request.POST)
     if not form.is_valid() or form.question() is None:
         messages.error(request, "A question needs a text and at least two comma-separated choices.")
@@ -242,7 +242,8 @@ def question_add(request, pk: int):
 @role_required(COORDINATOR)
 @require_POST
 def question_remove(request, pk: int, question_id: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     question = get_object_or_404(StudyQuestion, pk=question_id, study=study)
     _run(request, lambda: services.question_remove(study=study, question=question), "Question removed.")
     return redirect(study.get_absolute_url())
@@ -251,7 +252,8 @@ def question_remove(request, pk: int, question_id: int):
 @role_required(COORDINATOR)
 @require_POST
 def case_list_upload(request, pk: int):
-    study = _study_to_write(pk, request.user)
+    study = get_object_or_404(Study, pk=pk)
+    selectors.study_blinding_check(user=request.user, study=study)
     form = CaseListForm(request.POST, request.FILES)
     if not form.is_valid():
         for errors in form.errors.values():

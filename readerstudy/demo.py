@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from django.conf import settings
@@ -56,15 +57,19 @@ def demo_collections_import(*, n_phantoms: int = 240, seed: int = 7, stdout=None
             name=name, description=_DESCRIPTIONS[name], created_by=coordinator
         )
         source, labels, fmt = make(folder, n_phantoms, seed)
-        job = imports.import_job_create(
-            dataset=dataset,
-            source_path=source,
-            labels_path=labels,
-            label_format=fmt,
-            created_by=coordinator,
-            enqueue=False,
-        )
-        ingest.import_job_run(job_id=job.pk)
+        try:
+            job = imports.import_job_create(
+                dataset=dataset,
+                source_path=source,
+                labels_path=labels,
+                label_format=fmt,
+                created_by=coordinator,
+                enqueue=False,
+            )
+            ingest.import_job_run(job_id=job.pk)
+        finally:
+            if name == DICOM_DATASET:  # the raw samples, with their original tags, do not stay in the data folder
+                shutil.rmtree(source, ignore_errors=True)
         job.refresh_from_db()
         if stdout:
             stdout.write(f"{name}: {job.n_imported} images, {job.n_labels} labels ({job.status})\n")

@@ -156,8 +156,9 @@ def dataset_label_names(*, dataset_ids: Iterable[int] | None = None) -> dict[int
 # --- blinding of readers who hold a second role -------------------------------------------------
 
 BLINDED_MESSAGE = (
-    "You are one of this study's readers: its cases with their provenance, the readers' progress and answers "
-    "and its report stay closed to you until the study is closed (or you are removed from its readers)."
+    "You are one of this study's readers: its cases with their provenance, the readers' progress and answers, "
+    "its report and its management stay closed to you until the study is closed (or you are removed from its "
+    "readers by another coordinator)."
 )
 
 
@@ -168,6 +169,13 @@ def study_reader_blinded(*, user, study: Study) -> bool:
         and getattr(user, "is_authenticated", False)
         and Assignment.objects.filter(study_id=study.pk, reader_id=user.pk).exists()
     )
+
+
+def studies_blinded_for(*, user) -> QuerySet[Study]:
+    """The studies `user` reads and that are not closed: every study-level view of them is closed to the user."""
+    if not getattr(user, "is_authenticated", False):
+        return Study.objects.none()
+    return Study.objects.filter(assignments__reader_id=user.pk).exclude(status=StudyStatus.CLOSED).distinct()
 
 
 def study_blinding_check(*, user, study: Study) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from django.db import transaction
 
 from core.errors import ApplicationError
-from readerstudy.building import CASE_LIST, study_build_cases, study_load_case_list
+from readerstudy.building import CASE_LIST, study_build_cases, study_load_case_list, study_recurrence
 from readerstudy.models import Study
 from readerstudy.services import assignment_add, catalogue_sizes, question_add, study_create
 
@@ -71,6 +71,7 @@ def _summary(study: Study) -> dict:
         "readers": list(study.assignments.values_list("reader__username", flat=True)),
         "questions": list(study.questions.values_list("text", flat=True)),
         "builder_config": study.builder_config,
+        "recurrence": study_recurrence(study=study),
         "example_query": first.query_id,
         "example_candidates": [(c.image_id, c.provenance) for c in first.candidates.all()],
     }

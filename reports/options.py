@@ -18,6 +18,12 @@ from reports import stats as S
 DEFAULT_P = (3, 10)
 DEFAULT_RESAMPLES = 2000
 MAX_RESAMPLES = 100_000
+# Caps on list options: each nDCG cut-off and each model run is another pass over every case, reader and
+# method, computed while the page waits (a request with 1,000 cut-offs ran until gunicorn killed the worker).
+MAX_CUTOFFS = 10
+MAX_CUTOFF = 1000
+MAX_RUNS = 20
+MAX_LIST_CHARS = 10_000  # the raw text of a list option, before it is split
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,11 @@ class ReportOptions:
 
 def _int_list(value: Any, name: str, *, low: int, high: int) -> tuple[int, ...]:
     """A list of ints from a list or a comma-separated string, each in [low, high]."""
+    if isinstance(value, str) and len(value) > MAX_LIST_CHARS:
+        raise ApplicationError(f"{name} is too long ({len(value)} characters; at most {MAX_LIST_CHARS}).")
     items = value.split(",") if isinstance(value, str) else list(value)
+    if len(items) > MAX_LIST_CHARS:
+        raise ApplicationError(f"{name} has too many items ({len(items)}).")
     try:
         out = tuple(int(str(v).strip()) for v in items if str(v).strip() != "")
     except (TypeError, ValueError):
@@ -80,7 +90,11 @@ def options_parse(
     o = ReportOptions()
     out: dict[str, Any] = {}
     if p not in (None, "", []):
-        out["p"] = tuple(sorted(set(_int_list(p, "p", low=1, high=1000)))) or DEFAULT_P
+        out["p"] = tuple(sorted(set(_int_list(p, "p", low=1, high=MAX_CUTOFF)))) or DEFAULT_P
+        if len(out["p"]) > MAX_CUTOFFS:
+            raise ApplicationError(
+                f"p names {len(out['p'])} nDCG cut-offs; a report computes at most {MAX_CUTOFFS} (e.g. p=3,5,10)."
+            )
     if tie_break not in (None, ""):
         if tie_break not in S.TIE_BREAK_RULES:
             raise ApplicationError(f"tie_break must be one of {', '.join(sorted(S.TIE_BREAK_RULES))}.")
@@ -95,6 +109,10 @@ def options_parse(
         out["level"] = _level(level)
     if runs not in (None, ""):
         out["runs"] = tuple(sorted(set(_int_list(runs, "runs", low=1, high=2**62))))
+        if len(out["runs"]) > MAX_RUNS:
+            raise ApplicationError(
+                f"runs names {len(out['runs'])} model runs; a report compares at most {MAX_RUNS} at a time."
+            )
     if class_label not in (None,):
         out["class_label"] = str(class_label).strip()[:100]
     return replace(o, **out)

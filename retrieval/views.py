@@ -176,10 +176,15 @@ def import_confirm(request, pk: int):
         return redirect("retrieval:import-create", pk=dataset.pk)
 
 
+#: Import report lines shown per page (a report holds up to ingest.REPORT_MAX_LINES lines and a summary).
+REPORT_LINES_PER_PAGE = 200
+
+
 @role_required(COORDINATOR, RESEARCHER)
 def import_detail(request, pk: int):
     job = get_object_or_404(ImportJob.objects.select_related("dataset"), pk=pk)
-    return render(request, "retrieval/import_detail.html", {"job": job})
+    page = Paginator(job.report, REPORT_LINES_PER_PAGE).get_page(request.GET.get("page"))
+    return render(request, "retrieval/import_detail.html", {"job": job, "page": page})
 
 
 @role_required(COORDINATOR)

@@ -26,6 +26,9 @@ def test_demo_setup(tmp_path, settings, client, django_user_model, capsys):
     ct = dicom.images.get(modality="CT")
     assert ct.slices_in_series > 1 and ct.window_source == "dicom"
     assert dicom.images.filter(modality="CR").exists()  # the MONOCHROME1 sample
+    # the raw pydicom samples (original tags) do not stay in the data folder (issue 12, finding 14)
+    assert not (tmp_path / "demo" / "dicom").exists()
+    assert not list(tmp_path.joinpath("demo").rglob("*.dcm"))
     assert ModelRun.objects.get(name=DEMO_RUN).status == "pending"
     from readerstudy.models import Study
 

@@ -18,7 +18,7 @@ from core.tasks import JobFailed
 from retrieval.imports import ingest, services
 from retrieval.models import ImportJob
 from retrieval.tasks import import_run
-from tests.factories import csv_bytes, png_bytes, zip_bytes
+from tests.factories import csv_bytes, png_bytes, write_files, zip_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -121,10 +121,9 @@ def test_a_deleted_import_takes_its_kept_upload_with_it(upload_root, monkeypatch
 
 
 def test_a_server_folder_is_never_removed(tmp_path):
-    source = tmp_path / "server"
-    source.mkdir()
+    source = write_files(tmp_path / "server", {"a.png": png_bytes(1)})  # an empty folder fails the import
     job = services.import_job_create(
         dataset=services.dataset_create(name="d"), source_path=source, remove_sources=True, enqueue=False
     )
     import_run(job_id=job.pk)
-    assert source.exists()
+    assert source.exists() and (source / "a.png").exists()

@@ -2,16 +2,28 @@
 
 `import_job_run` is the body of the `retrieval.tasks.import_run` task and is also what
 `manage.py import_images --sync` calls. Each image is stored atomically: its
-files are written, then its rows are created in one transaction; if anything fails the files
-are removed again, so a failed file leaves nothing behind and never touches stored images.
+files are written (under unique temporary names, renamed into place), then its rows are created in
+one transaction that holds the dataset's lock; if anything fails the files are removed again
+unless a committed row references them (a concurrent import of the same file), so a failed file
+leaves nothing behind and never touches stored images. A full disk fails the job with
+`StorageFull` and leaves no temporary file.
+
+The report lists what happened to each file, capped (`REPORT_MAX_LINES`, and `GROUP_LIMIT` lines
+per repetitive kind such as label rows naming no file) with a count of what was left out, so a
+100,000-member archive or a 200,000-row table gives a report of bounded size.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import hashlib
 import hmac
 import logging
+import os
 import re
+import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -19,6 +31,7 @@ from pathlib import Path, PurePosixPath
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
@@ -30,11 +43,36 @@ from retrieval.imports.imaging.dicom import DicomHeader, read_dicom_header
 from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
 from retrieval.imports.imaging.series import group_series, middle
-from retrieval.imports.imaging.sniff import content_hash, sniff_format
-from retrieval.imports.sources import SourceEntry, SourceError, iter_source
+from retrieval.imports.imaging.sniff import content_hash, looks_like_raw_dicom, sniff_format
+from retrieval.imports.sources import (
+    SourceEntry,
+    SourceError,
+    open_source,
+    printable_name,
+    regular_file_problem,
+)
 from retrieval.models import Dataset, Image, ImportJob, Label, Rating
 
 log = logging.getLogger(__name__)
+
+#: Report lines kept in full; beyond them, lines are counted by status.
+REPORT_MAX_LINES = 5_000
+#: Lines kept per repetitive kind (label rows naming no file, rows listed twice…); the rest are counted.
+GROUP_LIMIT = 20
+#: Bytes read to recognise a file's format before reading all of it (a DICOM preamble is 132).
+SNIFF_BYTES = 132
+#: The lengths of the Image columns a DICOM header fills (retrieval.models.Image).
+HEADER_LIMITS = {"sop_instance_uid": 64, "study_uid": 64, "series_uid": 64, "modality": 16}
+#: Label.name and Rating.rater hold at most this many characters.
+LABEL_NAME_CHARS = 100
+
+
+class StorageFull(OSError):
+    """The disk holding MEDIA_ROOT is full (or over quota): the import stops cleanly."""
+
+
+class NothingImported(ValueError):
+    """Files were given but none could be imported (each one's reason is in the report)."""
 
 
 def patient_pseudonym(*, dataset: Dataset, patient_id: str | None) -> str:
@@ -63,9 +101,26 @@ class _Run:
     stored: set[int] = field(default_factory=set)  # images stored by this attempt
     report: list[dict] = field(default_factory=list)
     raw_keys: dict[str, str] = field(default_factory=dict)  # names: a row's key -> the name its table gives
+    counts: Counter = field(default_factory=Counter)  # report lines by status, listed or not
+    hidden: Counter = field(default_factory=Counter)  # lines left out: (status, group) -> count
+    group_seen: Counter = field(default_factory=Counter)
+    seen_files: int = 0  # entries of the source, refused ones included
 
-    def note(self, status: str, message: str, *, file: str = "", line: int | None = None) -> None:
-        self.report.append({"file": file, "line": line, "status": status, "message": message})
+    def note(self, status: str, message: str, *, file: str = "", line: int | None = None, group: str = "") -> None:
+        """Add a report line (file names and messages made storable: no NUL, no undecodable bytes). Lines of
+        one `group` beyond GROUP_LIMIT, and any line beyond REPORT_MAX_LINES, are counted instead."""
+        self.counts[status] += 1
+        if group:
+            self.group_seen[group] += 1
+            if self.group_seen[group] > GROUP_LIMIT:
+                self.hidden[(status, group)] += 1
+                return
+        if len(self.report) >= REPORT_MAX_LINES:
+            self.hidden[(status, f"files {status}" if status in ("failed", "skipped") else "report lines")] += 1
+            return
+        self.report.append(
+            {"file": printable_name(file), "line": line, "status": status, "message": printable_name(message)}
+        )
 
 
 def import_job_run(*, job_id: int) -> ImportJob | None:
@@ -80,17 +135,22 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         try:
             with pacs_retrieved(job):  # a PACS import: its instances in a folder while it runs (dicomweb.py)
                 _import(run)
-        except (SourceError, label_tables.LabelTableError) as exc:
+        except (SourceError, label_tables.LabelTableError, NothingImported) as exc:
             table = isinstance(exc, label_tables.LabelTableError)
             message = _scrub_source_names(str(exc), job)  # names: issue 12, finding 2
             run.note("failed", message, file=LABEL_TABLE if table else SOURCE)
             refused.append(exc)
             raise type(exc)(message) from None
+        except StorageFull as exc:
+            run.note("failed", str(exc))
+            raise
         finally:
             _save_report(run)
 
     uploads.uploads_expired_remove()
-    job = job_run(ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError))
+    job = job_run(
+        ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError, NothingImported, StorageFull)
+    )
     if job is not None and (job.status == JobStatus.SUCCEEDED or (job.status == JobStatus.FAILED and refused)):
         uploads.uploads_remove(job)
         if job.status == JobStatus.SUCCEEDED or job.remove_sources:  # names: a path names folders (issue 12)
@@ -102,40 +162,70 @@ def _import(run: _Run) -> None:
     job = run.job
     if job.labels_path:
         # Parse the whole table first: an unusable table stops the import before any image.
+        table = Path(job.labels_path)
+        problem = regular_file_problem(table)
+        if problem:
+            raise label_tables.LabelTableError(problem)
         rows, problems = label_tables.parse_label_table(
-            Path(job.labels_path).read_bytes(), job.label_format, allow_free_text=job.allow_free_text
+            table.read_bytes(), job.label_format, allow_free_text=job.allow_free_text
         )
         # names (issue 12, finding 2): rows are keyed by the pseudonym of the file they name, and the
         # report names no file of the table.
         keys = {row.key: _pseudonym(run, row.key) for row in rows}
         for line, message in problems:
-            run.note("warning", _scrub_keys(message, keys), file=LABEL_TABLE, line=line)
-        for row in rows:
+            run.note("warning", _scrub_keys(message, keys), file=LABEL_TABLE, line=line, group="table")
+        for row in _rows_within_limits(run, rows):
             run.rows.setdefault(keys[row.key], []).append(row)
             run.raw_keys.setdefault(keys[row.key], _norm(row.key))
+        _note_repeated_rows(run)
     job.n_imported = job.n_skipped = job.n_failed = job.n_labels = 0  # a resumed run counts afresh
     ImportJob.objects.filter(pk=job.pk).update(n_imported=0, n_skipped=0, n_failed=0, n_labels=0)
-    units = _plan_units(run) if job.source_path else []
-    job_progress(job, done=0, total=len(units), note=f"{len(units)} images to import")
-    for i, unit in enumerate(units, 1):
-        _import_unit(run, unit)
-        job_progress(job, done=i, note=unit.entry.name)
+    source = (
+        open_source(
+            job.source_path,
+            max_bytes=settings.IMPORT_MAX_FILE_BYTES,
+            max_members=settings.IMPORT_MAX_ARCHIVE_MEMBERS,
+            max_total_bytes=settings.IMPORT_MAX_ARCHIVE_BYTES,
+        )
+        if job.source_path
+        else contextlib.nullcontext(None)
+    )
+    with source as entries:  # a zip is opened once, for the scan and the import
+        units = _plan_units(run, entries) if entries is not None else []
+        job_progress(job, done=0, total=len(units), note=f"{len(units)} images to import")
+        for i, unit in enumerate(units, 1):
+            _import_unit(run, unit)
+            job_progress(job, done=i, note=printable_name(unit.entry.name))
     added = _apply_labels_to_existing(run) if run.rows else 0
     job.n_labels = Label.objects.filter(image__import_job=job).count() + added
     ImportJob.objects.filter(pk=job.pk).update(n_labels=job.n_labels)
+    if job.source_path and job.n_imported == 0:
+        _explain_nothing_imported(run)
 
 
-def _plan_units(run: _Run) -> list[_Unit]:
+def _explain_nothing_imported(run: _Run) -> None:
+    """An import of a source that stored nothing says why: an empty source, or every file failed."""
+    name = "the folder or archive"  # not its name: a folder's name may name a patient (issue 12, finding 2)
+    if run.seen_files == 0:
+        raise SourceError(
+            f"{name}: no files to import (the folder or archive is empty; hidden files, hidden folders, "
+            "__MACOSX, .DS_Store, Thumbs.db and desktop.ini are not imported)"
+        )
+    if run.counts["failed"] and not run.counts["skipped"]:
+        raise NothingImported(
+            f"{name}: none of its {run.seen_files:,} files could be imported; each file's reason is in the report"
+        )
+
+
+def _plan_units(run: _Run, sources) -> list[_Unit]:
     """Read headers, refuse what is unsafe or not an image, and group DICOM series."""
     units: list[_Unit] = []
     dicoms: list[tuple[str, DicomHeader]] = []
     entries: dict[str, SourceEntry] = {}
     sops: dict[str, str] = {}
-    sources = iter_source(
-        run.job.source_path, max_bytes=settings.IMPORT_MAX_FILE_BYTES, max_members=settings.IMPORT_MAX_ARCHIVE_MEMBERS
-    )
     sources = _pseudonymised(run, sources)  # names: from here on a file is known by its pseudonym only
     for count, entry in enumerate(sources, 1):
+        run.seen_files = count
         if count % 50 == 0:
             job_progress(run.job, note=f"scanning: {count} files read")
         if entry.problem:
@@ -145,18 +235,28 @@ def _plan_units(run: _Run) -> list[_Unit]:
             run.note("skipped", "not an image (label tables are given separately with --labels)", file=entry.name)
             continue
         try:
-            data = entry.read()
+            data = _read_if_image(entry)
+        except SourceError:
+            raise  # the archive's total budget: nothing more is read
         except Exception as exc:  # zipfile raises several kinds on corrupt members
             run.note("failed", f"could not be read: {exc}", file=entry.name)
             continue
-        kind = sniff_format(data)
+        kind = sniff_format(data) if data else None
         if kind is None:
-            run.note("failed", "not a DICOM, PNG or JPEG file", file=entry.name)
+            run.note(
+                "failed",
+                "not a DICOM, PNG or JPEG file" if data else "empty file: not a DICOM, PNG or JPEG file",
+                file=entry.name,
+            )
         elif kind == "dicom":
             try:
                 header = read_dicom_header(data)
             except ImageDecodeError as exc:
                 run.note("failed", str(exc), file=entry.name)
+                continue
+            problem = _header_problem(header)
+            if problem:
+                run.note("failed", problem, file=entry.name)
                 continue
             first = sops.setdefault(header.sop_instance_uid, entry.name) if header.sop_instance_uid else entry.name
             if first != entry.name:  # two files of one instance would look like a 2-slice series
@@ -175,10 +275,36 @@ def _plan_units(run: _Run) -> list[_Unit]:
     return units
 
 
+def _read_if_image(entry: SourceEntry) -> bytes:
+    """The entry's bytes, or only its first bytes when they show it is no image (a member of zeros that
+    inflates to gigabytes is refused without being inflated)."""
+    if entry.head is not None:
+        head = entry.head(SNIFF_BYTES)
+        if len(head) < SNIFF_BYTES or not (sniff_format(head) or looks_like_raw_dicom(head)):
+            return head  # the whole file, or enough of it to refuse it
+    return entry.read()
+
+
+def _header_problem(header: DicomHeader) -> str:
+    """Why header values cannot be stored (too long for their column, control characters), or ''."""
+    for attr, limit in HEADER_LIMITS.items():
+        value = getattr(header, attr) or ""
+        keyword = {"sop_instance_uid": "SOPInstanceUID", "study_uid": "StudyInstanceUID"}.get(
+            attr, "SeriesInstanceUID" if attr == "series_uid" else "Modality"
+        )
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            return f"{keyword} contains a control character (NUL…): refused"
+        if len(value) > limit:
+            return f"{keyword} of {len(value)} characters exceeds the DICOM limit of {limit}: refused"
+    return ""
+
+
 def _import_unit(run: _Run, unit: _Unit) -> None:
     job, dataset, name = run.job, run.job.dataset, unit.entry.name
     try:
         data = unit.entry.read()
+    except SourceError:
+        raise
     except Exception as exc:
         run.note("failed", f"could not be read: {exc}", file=name)
         return
@@ -221,8 +347,11 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
             row=row,
             ratings=ratings,
         )
-    except IntegrityError:
-        run.note("skipped", "duplicate (stored by a concurrent import)", file=name)
+    except _StoredMeanwhile as exc:
+        run.note("skipped", f"duplicate of {exc.image.source_name} (stored by a concurrent import)", file=name)
+        return
+    except IntegrityError as exc:
+        run.note("failed", f"could not be stored: {exc}", file=name)
         return
     except ImageDecodeError as exc:
         run.note("failed", str(exc), file=name)
@@ -278,27 +407,77 @@ def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings
     written: list[str] = []
     try:
         for attr, (path, content) in files.items():
-            _write_file(path, content)
             written.append(path)
+            _write_file(path, content)
             setattr(image, attr, path)
         with transaction.atomic():
+            _lock_dataset(dataset)  # one image of a dataset is committed at a time
+            duplicate = _find_duplicate(dataset, digest, image.sop_instance_uid)
+            if duplicate is not None:  # a concurrent import committed it since the check
+                raise _StoredMeanwhile(duplicate)
+            for path, content in files.values():
+                if not default_storage.exists(path):  # a concurrent import's clean-up removed it before the lock
+                    _write_file(path, content)
             image.save()
             if row is not None:
                 Label.objects.bulk_create(_label_objects(image, row.labels))
             Rating.objects.bulk_create(Rating(image=image, rater=r, values=v) for r, v in ratings)
     except BaseException:
-        for path in written:
-            default_storage.delete(path)
+        _remove_unreferenced(dataset, written)
         raise
     return image
 
 
+class _StoredMeanwhile(Exception):
+    def __init__(self, image: Image):
+        super().__init__(image.source_name)
+        self.image = image
+
+
+def _lock_dataset(dataset: Dataset) -> None:
+    """Serialise commits into one dataset: a row lock on PostgreSQL; SQLite's IMMEDIATE transactions
+    (config.settings) already hold the database's write lock."""
+    list(Dataset.objects.select_for_update().filter(pk=dataset.pk).values_list("pk", flat=True))
+
+
+def _remove_unreferenced(dataset: Dataset, paths: list[str]) -> None:
+    """Remove the files of a failed image, except those a committed image references (content-addressed
+    paths: a concurrent import of the same file may have committed them)."""
+    try:
+        with transaction.atomic():
+            _lock_dataset(dataset)
+            for path in paths:
+                if not Image.objects.filter(Q(original=path) | Q(rendition=path) | Q(thumbnail=path)).exists():
+                    default_storage.delete(path)
+    except Exception:  # the database is gone too: keep the files (a later import reuses them), report the cause
+        log.warning("could not clean up %s after a failed image", paths, exc_info=True)
+
+
 def _write_file(path: str, content: bytes) -> None:
+    """Write under a unique temporary name, then rename into place; a full disk raises StorageFull and
+    leaves no temporary file."""
     full = Path(default_storage.path(path))
-    full.parent.mkdir(parents=True, exist_ok=True)
-    tmp = full.with_suffix(full.suffix + ".part")
-    tmp.write_bytes(content)
-    tmp.replace(full)
+    tmp = full.with_name(f"{full.name}.{uuid.uuid4().hex[:12]}.part")
+    try:
+        full.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            view = memoryview(content)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.replace(tmp, full)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StorageFull(
+                exc.errno,
+                f"the disk holding the media folder is full ({os.strerror(exc.errno)}): the import stopped; "
+                "images stored before are kept and no partial file was left. Free space, then retry the import",
+            ) from exc
+        raise
 
 
 RATER_COLUMNS = ("rater", "reader", "radiologist")
@@ -355,7 +534,13 @@ def _apply_labels_to_existing(run: _Run) -> int:
                     if not images
                     else f"matches {len(images)} files; use the full relative path"
                 )
-                run.note("warning", f"label row for {key!r} {why}", file=LABEL_TABLE, line=row.line)
+                run.note(
+                    "warning",
+                    f"label row for {key!r} {why}",
+                    file=LABEL_TABLE,
+                    line=row.line,
+                    group="no-file" if not images else "ambiguous",
+                )
             continue
         row, ratings = _split_rows(rows)
         with transaction.atomic():
@@ -469,7 +654,68 @@ def _count(job: ImportJob, field_name: str) -> None:
 
 def _save_report(run: _Run) -> None:
     job = run.job
-    job.report = run.report
-    job.n_failed = sum(1 for r in run.report if r["status"] == "failed")
-    job.n_skipped = sum(1 for r in run.report if r["status"] == "skipped")
+    summary = [
+        {"file": "", "line": None, "status": status, "message": f"{count:,} more {_group_text(group)} (not listed)"}
+        for (status, group), count in sorted(run.hidden.items())
+    ]
+    job.report = run.report + summary
+    job.n_failed = run.counts["failed"]
+    job.n_skipped = run.counts["skipped"]
     ImportJob.objects.filter(pk=job.pk).update(report=job.report, n_failed=job.n_failed, n_skipped=job.n_skipped)
+
+
+def _group_text(group: str) -> str:
+    return {
+        "no-file": "label rows name no imported file",
+        "ambiguous": "label rows match several files",
+        "repeated": "files listed more than once in the label table",
+        "long-name": "label names over the length limit",
+        "table": "label table problems",
+    }.get(group, group)
+
+
+def _rows_within_limits(run: _Run, rows: list) -> Iterator:
+    """Label names (columns) and raters over LABEL_NAME_CHARS would be cut and collide: left out, with a line."""
+    table = LABEL_TABLE
+    long_columns: set[str] = set()
+    for row in rows:
+        for column in [c for c in row.labels if len(c) > LABEL_NAME_CHARS]:
+            del row.labels[column]
+            if column not in long_columns:
+                long_columns.add(column)
+                run.note(
+                    "warning",
+                    f"column {column[:40]!r}… has a name of {len(column)} characters (limit {LABEL_NAME_CHARS}): "
+                    "not imported",
+                    file=table,
+                    group="long-name",
+                )
+        rater_key = next((k for k in row.labels if k.strip().lower() in RATER_COLUMNS), None)
+        if rater_key is not None and len(str(row.labels[rater_key])) > LABEL_NAME_CHARS:
+            run.note(
+                "warning",
+                f"rater name of {len(str(row.labels[rater_key]))} characters (limit {LABEL_NAME_CHARS}): "
+                "row not imported",
+                file=table,
+                line=row.line,
+                group="long-name",
+            )
+            continue
+        yield row
+
+
+def _note_repeated_rows(run: _Run) -> None:
+    """A file listed by several label rows (raters apart) gets its first row's labels, and a remark."""
+    table = LABEL_TABLE
+    for key, rows in run.rows.items():  # keys are pseudonyms (names: issue 12, finding 2)
+        plain = [r for r in rows if not any(k.strip().lower() in RATER_COLUMNS for k in r.labels)]
+        if len(plain) > 1:
+            lines = ", ".join(str(r.line) for r in plain[:10]) + ("…" if len(plain) > 10 else "")
+            run.note(
+                "warning",
+                f"{key!r} is listed {len(plain)} times (lines {lines}): the labels of line {plain[0].line} "
+                "were used, the other rows ignored",
+                file=table,
+                line=plain[1].line,
+                group="repeated",
+            )

@@ -32,17 +32,34 @@ from django.utils import timezone
 from core.jobs import JobStatus
 from retrieval.models import ImportJob
 
+#: Upload kinds of imports, kept under their own name in a random folder.
+IMPORT_KINDS = ("archives", "labels")
+
 
 def upload_save(uploaded, *, kind: str) -> Path:
-    """Stream an UploadedFile to UPLOAD_ROOT under a random name; returns its path."""
-    folder = settings.UPLOAD_ROOT / kind
+    """Stream an UploadedFile to UPLOAD_ROOT/kind/<random folder>/<its own name> (imports); returns its path.
+
+    The file keeps the name it was uploaded under (made safe: no folders, no control characters, at most
+    100 characters), so that the import report names a single uploaded image, an archive or a label table
+    as the user knows it, not by the server's random name."""
+    if kind in IMPORT_KINDS:
+        folder, name = settings.UPLOAD_ROOT / kind / uuid.uuid4().hex, _safe_name(uploaded.name)
+    else:  # a search's query image: removed by its task, never reported
+        folder, name = settings.UPLOAD_ROOT / kind, f"{uuid.uuid4().hex}{Path(uploaded.name).suffix.lower()[:10]}"
     folder.mkdir(parents=True, exist_ok=True)
-    suffix = Path(uploaded.name).suffix.lower()[:10]
-    path = folder / f"{uuid.uuid4().hex}{suffix}"
+    path = folder / name
     with path.open("wb") as fh:
         for chunk in uploaded.chunks():
             fh.write(chunk)
     return path
+
+
+def _safe_name(name: str) -> str:
+    base = "".join(c for c in str(name).replace("\\", "/").rsplit("/", 1)[-1] if c.isprintable()).strip(" .")
+    if len(base) > 100:
+        suffix = Path(base).suffix[:10]
+        base = base[: 100 - len(suffix)] + suffix
+    return base or "upload"
 
 
 def upload_resolve(name: str) -> Path | None:
@@ -64,7 +81,15 @@ def upload_discard(*paths: Path | str) -> None:
     root = settings.UPLOAD_ROOT.resolve()
     for p in paths:
         if p and Path(p).resolve().is_relative_to(root) and Path(p).is_file():
-            Path(p).unlink()
+            _discard(Path(p))
+
+
+def _discard(path: Path) -> None:
+    """Remove an uploaded file, and the random folder upload_save made for it once it is empty."""
+    path.unlink(missing_ok=True)
+    parent = path.resolve().parent
+    if parent.parent.parent == settings.UPLOAD_ROOT.resolve() and parent.is_dir() and not any(parent.iterdir()):
+        parent.rmdir()
 
 
 def _uploaded_paths(job) -> list[Path]:
@@ -84,8 +109,8 @@ def uploads_remove(job) -> None:
     for path in _uploaded_paths(job):
         if path.is_dir():
             shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
+        else:
+            _discard(path)
 
 
 def uploads_gone(job) -> bool:
@@ -135,9 +160,10 @@ def _unclaimed_uploads_remove(cutoff) -> int:
     }
     n = 0
     for kind in ("labels", "archives"):
-        for path in (root / kind).glob("*") if (root / kind).is_dir() else ():
+        # kind/<random folder>/<name> (upload_save), or kind/<random name> (uploads made before)
+        for path in [*(root / kind).glob("*"), *(root / kind).glob("*/*")] if (root / kind).is_dir() else ():
             if path.is_file() and path.resolve() not in named and path.stat().st_mtime < cutoff.timestamp():
-                path.unlink()
+                _discard(path)
                 n += 1
     return n
 

@@ -18,16 +18,30 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 @pytest.fixture
 def page(browser, live_server, request):
-    """A fresh browser context; a screenshot of the last state is kept in test-artifacts/."""
+    """A fresh browser context; a screenshot of the last state is kept in test-artifacts/.
+
+    Any Content-Security-Policy violation the browser reports (an inline script, handler or style the
+    policy blocks) fails the test: every page must work under the policy (issue 12, finding 14)."""
     context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
     pg = context.new_page()
     pg.set_default_timeout(15_000)
+    violations: list[str] = []
+    # ReDoc's bundle shows its vendor's logo from the vendor's CDN: blocked, as any outside load should be
+    pg.on(
+        "console",
+        lambda msg: (
+            violations.append(msg.text)
+            if "Content Security Policy" in msg.text and "https://cdn.redoc.ly/" not in msg.text
+            else None
+        ),
+    )
     yield pg
     ARTIFACTS.mkdir(exist_ok=True)
     try:
         pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
     finally:
         context.close()
+    assert not violations, f"Content-Security-Policy violations: {violations}"
 
 
 def login(page, username: str, password: str) -> None:
@@ -36,6 +50,20 @@ def login(page, username: str, password: str) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+def wait_until(page, expression: str, timeout: float = 15.0) -> None:
+    """Poll a JavaScript expression (or `() => …` function) until it is truthy.
+
+    Playwright's `wait_for_function` compiles its predicate inside the page with eval, which the
+    Content-Security-Policy forbids; `evaluate` runs through the DevTools protocol and is not affected."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not true after {timeout} s: {expression}")
+        page.wait_for_timeout(100)
 
 
 # --- reading helpers (tests/browser/test_reader_*.py) --------------------------------------------

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import login, open_reader_page, shot
+from tests.browser.conftest import login, open_reader_page, shot, wait_until
 from tests.reading.factories import saliency_run_make, study_make
 
 pytestmark = [
@@ -55,7 +55,7 @@ def test_toggle_shows_and_hides_the_overlays(page, reader, live_server):
     # The button shows them, loaded from the server, over their images; nothing else moves or changes.
     button.click()
     expect(button).to_have_attribute("aria-pressed", "true")
-    page.wait_for_function(ALL_LOADED)
+    wait_until(page, ALL_LOADED)
     expect(page.locator("#query-viewer")).to_have_attribute("data-overlay", "1")
     assert _boxes(page) == before
     tile = page.locator("#grid .tile", has=page.locator("img.saliency-overlay")).first
@@ -77,7 +77,7 @@ def test_toggle_shows_and_hides_the_overlays(page, reader, live_server):
     expect(page.locator("#query-viewer")).to_have_attribute("data-overlay", "0")
     page.keyboard.press("s")
     expect(button).to_have_attribute("aria-pressed", "true")
-    page.wait_for_function(ALL_LOADED)
+    wait_until(page, ALL_LOADED)
     tile.focus()
     page.keyboard.press("e")
     expect(page.locator("#enlarged-candidate img.viewer-overlay")).to_be_visible()
@@ -93,7 +93,7 @@ def test_toggle_shows_and_hides_the_overlays(page, reader, live_server):
     page.reload()
     open_reader_page(page, f"/read/{study.pk}/case/1/")
     expect(page.locator("#saliency-btn")).to_have_attribute("aria-pressed", "true")
-    page.wait_for_function(ALL_LOADED)
+    wait_until(page, ALL_LOADED)
 
 
 def test_no_toggle_when_the_study_does_not_show_saliency(page, reader, live_server):

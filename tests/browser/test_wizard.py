@@ -11,7 +11,7 @@ from core.roles import READER, user_set_roles
 from readerstudy.builders import allocate
 from readerstudy.models import Assignment, Candidate, Study
 from retrieval.models import Label
-from tests.browser.conftest import ARTIFACTS, login
+from tests.browser.conftest import ARTIFACTS, login, wait_until
 from tests.factories import csv_bytes, png_bytes, write_files
 from tests.importing import run_import
 
@@ -23,7 +23,7 @@ N_IMAGES = 30  # 10 effusion, 20 normal
 def wait_for_thumbnails(page) -> None:
     """Load every thumbnail (lazy ones too) and wait until each one decoded: the images are really served."""
     page.evaluate("document.querySelectorAll('img[loading=lazy]').forEach(i => { i.loading = 'eager'; })")
-    page.wait_for_function("Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
+    wait_until(page, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
 
 
 def screenshot(page, name: str) -> None:

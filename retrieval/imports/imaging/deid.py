@@ -15,7 +15,7 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
 
 from retrieval.imports.imaging.decode import DEFAULT_MAX_PIXELS, decode_image
-from retrieval.imports.imaging.dicom import ensure_transfer_syntax, read_dataset
+from retrieval.imports.imaging.dicom import check_structure, ensure_transfer_syntax, read_dataset
 from retrieval.imports.imaging.errors import ImageDecodeError, short_reason
 
 # DICOM PS3.15 Annex E, the Basic Application Level Confidentiality Profile, with the Retain
@@ -198,6 +198,7 @@ def _deidentify_dataset(ds, pseudo_id: str) -> bytes:
     if "SOPInstanceUID" in ds and "MediaStorageSOPInstanceUID" not in meta:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
 
+    check_structure(ds)  # bounded depth and size before the writer recurses (read_dataset checked the input)
     out = io.BytesIO()
     pydicom.dcmwrite(out, ds, enforce_file_format=True)
     return out.getvalue()

@@ -17,6 +17,12 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from retrieval.imports.imaging.errors import ImageDecodeError, short_reason
 from retrieval.imports.imaging.sniff import dcmread_bytes, looks_like_raw_dicom
 
+#: Deepest sequence nesting accepted (an image's header nests a few levels; pydicom's writer recurses per level
+#: and, past Python's recursion limit, re-raises ever-growing messages until memory runs out).
+MAX_SEQUENCE_DEPTH = 32
+#: Most data elements accepted in one file, sequence items included.
+MAX_ELEMENTS = 100_000
+
 
 @dataclass
 class DicomHeader:
@@ -43,8 +49,7 @@ def read_dataset(data: bytes, *, stop_before_pixels: bool):
         ds = dcmread_bytes(data, stop_before_pixels=stop_before_pixels)
         # pydicom parses lazily: touch every top-level element now, so that a corrupt
         # element raises here and not somewhere in the caller.
-        for _ in ds.iterall():
-            pass
+        check_structure(ds)
     except ImageDecodeError:
         raise
     except Exception as exc:
@@ -52,6 +57,24 @@ def read_dataset(data: bytes, *, stop_before_pixels: bool):
     if len(ds) == 0:
         raise ImageDecodeError("unreadable DICOM: no data elements found")
     return ds
+
+
+def check_structure(ds, *, max_depth: int = MAX_SEQUENCE_DEPTH, max_elements: int = MAX_ELEMENTS) -> None:
+    """Refuse a data set nested deeper than `max_depth` sequences or holding more than `max_elements`
+    elements, before anything recurses into it. Walks with an explicit stack (no recursion), touching every
+    element, so that a corrupt one raises here and not in the caller."""
+    stack = [(ds, 0)]
+    count = 0
+    while stack:
+        dataset, depth = stack.pop()
+        for elem in dataset:
+            count += 1
+            if count > max_elements:
+                raise ImageDecodeError(f"DICOM with more than {max_elements:,} data elements: refused")
+            if elem.VR == "SQ" and elem.value:
+                if depth + 1 > max_depth:
+                    raise ImageDecodeError(f"DICOM sequences nested more than {max_depth} deep: refused")
+                stack.extend((item, depth + 1) for item in elem.value)
 
 
 def element_text(ds, keyword: str) -> str | None:

@@ -9,6 +9,7 @@ says, is refused before a decoder allocates anything.
 from __future__ import annotations
 
 import struct
+import warnings
 
 import numpy as np
 import pydicom.pixels
@@ -80,6 +81,19 @@ def _check_codestream_size(ds, *, rows: int, columns: int, frames: int) -> None:
     size = _codestream_size(head)
     if size is not None and (size[0] > columns or size[1] > rows):
         raise ImageDecodeError(f"compressed frame is {size[0]}×{size[1]} pixels but the header says {columns}×{rows}")
+    if head[:2] == b"\xff\xd8":
+        _check_jpeg_frames(ds, frames)
+
+
+def _check_jpeg_frames(ds, frames: int) -> None:
+    """Every JPEG frame ends with its EOI marker: a frame cut short decodes without an error in libjpeg
+    (pylibjpeg) and would be stored as a grey or garbled image."""
+    for number, fragments in enumerate(generate_fragmented_frames(ds.PixelData, number_of_frames=frames), 1):
+        # After EOI come at most a few padding bytes (00 to an even length, FF fill); in entropy-coded data FF is
+        # always followed by 00 or a restart marker, so FF D9 near the end is the EOI.
+        if b"\xff\xd9" not in b"".join(fragments[-2:])[-16:]:
+            where = f"frame {number}" if frames > 1 else "the frame"
+            raise ImageDecodeError(f"corrupt pixel data: JPEG data of {where} is truncated (no end-of-image marker)")
 
 
 def _codestream_size(head: bytes) -> tuple[int, int] | None:
@@ -114,16 +128,28 @@ def _codestream_size(head: bytes) -> tuple[int, int] | None:
 
 
 def decode_frame(ds, *, index: int | None, plugins: list[str]) -> np.ndarray:
-    """Decode one frame, trying the allowed decoder plugins one after the other."""
+    """Decode one frame with the allowed decoder plugins. A compressed frame must decode without a warning
+    or an error in *every* plugin that supports its transfer syntax: decoders differ in what corruption
+    they notice (libjpeg refuses scrambled entropy data that Pillow decodes into garbage, Pillow refuses a
+    truncation that libjpeg fills in), and a corrupt frame must be refused, not stored as a garbled image."""
     reasons: list[str] = []
+    decoded = None
     for plugin in plugins or [""]:
         try:
-            return pixel_array(ds, index=index, as_rgb=True, decoding_plugin=plugin)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a decoder's warning about the data is a failure
+                arr = pixel_array(ds, index=index, as_rgb=True, decoding_plugin=plugin)
+            decoded = arr if decoded is None else decoded
         except Exception as exc:
             # pydicom lists one "  plugin: reason" line per plugin it tried.
             lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
-            reasons.extend(lines or [f"{plugin}: {short_reason(exc)}" if plugin else short_reason(exc)])
-    raise ImageDecodeError(_pixel_failure(ds, reasons))
+            lines = lines or [f"{plugin}: {short_reason(exc)}" if plugin else short_reason(exc)]
+            reasons.extend(lines)
+            if not all("support" in line for line in lines):
+                raise ImageDecodeError(_pixel_failure(ds, reasons)) from None  # corrupt data, not a missing codec
+    if decoded is None:
+        raise ImageDecodeError(_pixel_failure(ds, reasons))
+    return decoded
 
 
 def _pixel_failure(ds, reasons: list[str]) -> str:
