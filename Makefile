@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/cbir
 DATA_DIR ?= var
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install chromium orthanc demo test test-sqlite test-postgres bench lint clean
+.PHONY: install chromium orthanc demo test test-sqlite test-postgres bench lint clean vendor
 
 install: $(VENV)/.installed
 
@@ -54,6 +54,10 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
+
+# The browser libraries of static/vendor/ (committed): rebuilt from frontend/package-lock.json with npm.
+vendor:
+	cd frontend && npm ci --no-audit --no-fund && npm run build
 
 bench: install
 	$(PY) benchmarks/run_all.py

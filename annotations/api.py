@@ -25,6 +25,11 @@ from readerstudy.models import Assignment, Case, StudyStatus
 AnyRole = api_role(*ROLES)
 MAX_ITEMS = 500  # no catalogue is larger; bounds what a request may carry
 IMAGE_HELP = 'address of the rendition (PNG), by case number and "query" or candidate key (no image id)'
+VALUES_HELP = "greyscale DICOM only: address of the modality values (16-bit PNG; value = stored · scale + offset)"
+DISPLAY_HELP = (
+    "greyscale DICOM only: offset, scale, min, max, units (HU for CT), modality, monochrome1, the rendition's "
+    "window (LINEAR_EXACT centre/width in units) and the file's VOI windows"
+)
 SALIENCY_HELP = "address of the saliency overlay (PNG); only when the study shows saliency and the image has one"
 
 
@@ -138,6 +143,8 @@ class ReadingCaseDetailApi(APIView):
         class QuerySerializer(serializers.Serializer):
             url = serializers.CharField(help_text=IMAGE_HELP)
             saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
+            values = serializers.CharField(required=False, help_text=VALUES_HELP)
+            display = serializers.DictField(required=False, help_text=DISPLAY_HELP)
 
         @extend_schema_serializer(component_name="ReadingCandidate")
         class CandidateSerializer(serializers.Serializer):
@@ -148,6 +155,8 @@ class ReadingCaseDetailApi(APIView):
                 child=serializers.CharField(), required=False, help_text="only when the study shows candidate labels"
             )
             saliency = serializers.CharField(required=False, help_text=SALIENCY_HELP)
+            values = serializers.CharField(required=False, help_text=VALUES_HELP)
+            display = serializers.DictField(required=False, help_text=DISPLAY_HELP)
 
         @extend_schema_serializer(component_name="ReadingQuestion")
         class QuestionSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ urlpatterns = [
     path("<int:study_id>/case/<int:index>/", views.case_detail, name="case"),
     path("<int:study_id>/case/<int:index>/image/<slug:key>.png", views.case_image, name="image"),
     path("<int:study_id>/case/<int:index>/saliency/<slug:key>.png", views.case_saliency, name="saliency"),
+    path("<int:study_id>/case/<int:index>/values/<slug:key>.png", views.case_values, name="values"),
     path("<int:study_id>/done/", views.study_done, name="done"),
     path("<int:study_id>/closed/", views.study_closed, name="closed"),
 ]

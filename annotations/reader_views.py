@@ -8,6 +8,8 @@ reading API (annotations.api) from static/js/reader.js.
 
 from __future__ import annotations
 
+import json
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404
@@ -147,6 +149,27 @@ def case_image(request, study_id: int, index: int, key: str):
     return response
 
 
+@role_required(*ROLES)
+def case_values(request, study_id: int, index: int, key: str):
+    """The modality values (16-bit PNG, imaging.values) of case `index`'s query or candidate `key`.
+
+    Greyscale DICOM images only (404 otherwise); the checks and addressing of `case_image`. The
+    viewer windows them in the image's own units (HU for CT).
+    """
+    assignment = _assignment_or_404(request, study_id)
+    case = selectors.reader_image_case(order=selectors.reader_order(assignment=assignment), index=index)
+    image = selectors.reader_image(assignment=assignment, case=case, key=key) if case is not None else None
+    if image is None or not image.values:
+        raise Http404("No such image among your cases.")
+    try:
+        fh = image.values.open("rb")
+    except FileNotFoundError:
+        raise Http404("The image file is missing on the server.") from None
+    response = FileResponse(fh, content_type="image/png", filename="values.png")
+    response["Cache-Control"] = "private, no-cache"  # "query" of case n changes if an unanswered study is rebuilt
+    return response
+
+
 def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict) -> dict:
     """Template context of the case page: the payload, API addresses, neighbours, prefetches."""
     study = assignment.study
@@ -166,6 +189,7 @@ def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: i
         "candidates": payload["candidates"],
         "api": api,
         "prefetch": prefetch,
+        "query_display": json.dumps(payload["query"].get("display", {})),
         "query_questions": [q for q in questions if q["applies_to"] != "candidates"],
         "candidate_questions": [q for q in questions if q["applies_to"] != "query"],
         "previous_index": index - 1 if index > 1 else None,

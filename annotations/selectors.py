@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -311,7 +312,7 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     def image(key: str) -> str:
         return reader_image_url(study_id=study.pk, index=index, key=key)
 
-    query = {"url": image(QUERY_KEY)}
+    query = {"url": image(QUERY_KEY), **_values_out(case.query, study.pk, index, QUERY_KEY)}
     if case.query_id in maps:
         query["saliency"] = overlay(QUERY_KEY)
     return {
@@ -327,7 +328,12 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
         "case": {"index": index, "total": order.total, "done": order.done},
         "query": query,
         "candidates": [
-            _candidate_out(c, image(c.key), study.show_candidate_labels, overlay(c.key) if c.image_id in maps else None)
+            {
+                **_candidate_out(
+                    c, image(c.key), study.show_candidate_labels, overlay(c.key) if c.image_id in maps else None
+                ),
+                **_values_out(c.image, study.pk, index, c.key),
+            }
             for c in candidates
         ],
         "questions": _questions(study_id=study.pk),
@@ -336,6 +342,21 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
         "flag": {"comment": flag.comment} if flag else None,
         "can_submit": answer is None or study.allow_revisions,
     }
+
+
+VIEWER_DISPLAY_KEYS = ("offset", "scale", "min", "max", "units", "modality", "monochrome1", "rendition", "windows")
+
+
+def _values_out(image, study_id: int, index: int, key: str) -> dict:
+    """A greyscale DICOM's modality values for the viewer: their address (by case number and key, like the
+    rendition) and how to read and show them (imaging.values); nothing for other images."""
+    if not image.values or not image.display:
+        return {}
+    display = {k: image.display[k] for k in VIEWER_DISPLAY_KEYS if k in image.display}
+    display["windows"] = [  # the file's VOI windows; their explanations are free text: letters and digits only
+        {**w, "name": re.sub(r"[^A-Za-z0-9 /_-]", "", str(w.get("name", "")))[:32]} for w in display.get("windows", [])
+    ]
+    return {"values": reverse("reading:values", args=[study_id, index, key]), "display": display}
 
 
 def _candidate_out(c: Candidate, url: str, with_labels: bool, saliency_url: str | None) -> dict:

@@ -14,6 +14,7 @@ from readerstudy import building, services
 from readerstudy.models import Study
 from retrieval.imports import ingest, phantoms
 from retrieval.imports import services as imports
+from retrieval.imports.backfill import image_values_backfill
 from retrieval.models import Dataset, ModelRun
 from retrieval.runs.services import run_create, run_enqueue, run_resume
 from retrieval.runs.splits import split_create
@@ -50,6 +51,7 @@ def demo_collections_import(*, n_phantoms: int = 240, seed: int = 7, stdout=None
     """Generate the phantom collection and the DICOM samples and import both (inline)."""
     folder = Path(settings.DATA_DIR) / "demo"
     coordinator = get_user_model().objects.filter(username="coordinator").first()
+    image_values_backfill()  # a demo database made before the viewer windowed DICOM images in their own units
     for name, make in ((PHANTOM_DATASET, _phantoms), (DICOM_DATASET, _dicoms)):
         if Dataset.objects.filter(name=name, images__isnull=False).exists():
             continue

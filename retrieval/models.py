@@ -70,6 +70,10 @@ class Image(models.Model):
     original = models.FileField(max_length=300)
     rendition = models.FileField(max_length=300)
     thumbnail = models.FileField(max_length=300)
+    # Greyscale DICOM: the modality values as a 16-bit PNG of the rendition's size, and what turns it
+    # back into values and how the viewer shows it by default (retrieval.imports.imaging.values).
+    values = models.FileField(max_length=300, blank=True)
+    display = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from django.conf import settings
@@ -72,7 +73,12 @@ def image_detail(request, pk: int):
     return render(
         request,
         "retrieval/image_detail.html",
-        {"image": image, "labels": image.labels.order_by("name"), "saliency_runs": saliency_runs_for(image)},
+        {
+            "image": image,
+            "labels": image.labels.order_by("name"),
+            "saliency_runs": saliency_runs_for(image),
+            "display_json": json.dumps(image.display),
+        },
     )
 
 
@@ -202,12 +208,14 @@ def import_retry(request, pk: int):
 
 @login_required
 def image_file(request, pk: int, kind: str):
-    """Serve a rendition, thumbnail or (coordinators only) the de-identified original."""
+    """Serve a rendition, thumbnail, modality values (greyscale DICOM) or (coordinators only) the original."""
     image = get_object_or_404(Image, pk=pk)
-    if kind not in ("rendition", "thumbnail", "original") or not selectors.image_visible_to(
+    if kind not in ("rendition", "thumbnail", "values", "original") or not selectors.image_visible_to(
         user=request.user, image=image
     ):
         raise Http404("No such image.")
+    if kind == "values" and not image.values:
+        raise Http404("This image has no modality values (not a greyscale DICOM, or imported before they were kept).")
     if kind == "original" and not has_role(request.user, COORDINATOR):
         raise Http404("No such image.")
     field = getattr(image, kind)

@@ -31,7 +31,8 @@ def _referenced() -> set[str]:
     return {
         path
         for image in Image.objects.all()
-        for path in (image.original.name, image.rendition.name, image.thumbnail.name)
+        for path in (image.original.name, image.rendition.name, image.thumbnail.name, image.values.name)
+        if path
     }
 
 

@@ -44,6 +44,7 @@ from retrieval.imports.imaging.errors import ImageDecodeError
 from retrieval.imports.imaging.renditions import make_rendition, make_thumbnail
 from retrieval.imports.imaging.series import group_series, middle
 from retrieval.imports.imaging.sniff import content_hash, looks_like_raw_dicom, sniff_format
+from retrieval.imports.imaging.values import make_values_png
 from retrieval.imports.sources import (
     SourceEntry,
     SourceError,
@@ -404,6 +405,11 @@ def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings
             make_thumbnail(decoded.pixels, max_side=settings.THUMBNAIL_MAX_SIDE),
         ),
     }
+    if decoded.values is not None:  # greyscale DICOM: the modality values for the viewer (imaging.values)
+        values_png, image.display = make_values_png(
+            decoded.values, decoded.values_display, max_side=settings.RENDITION_MAX_SIDE
+        )
+        files["values"] = (f"datasets/{dataset.pk}/values/{digest[:2]}/{digest}.png", values_png)
     written: list[str] = []
     try:
         for attr, (path, content) in files.items():
@@ -447,7 +453,8 @@ def _remove_unreferenced(dataset: Dataset, paths: list[str]) -> None:
         with transaction.atomic():
             _lock_dataset(dataset)
             for path in paths:
-                if not Image.objects.filter(Q(original=path) | Q(rendition=path) | Q(thumbnail=path)).exists():
+                referenced = Q(original=path) | Q(rendition=path) | Q(thumbnail=path) | Q(values=path)
+                if not Image.objects.filter(referenced).exists():
                     default_storage.delete(path)
     except Exception:  # the database is gone too: keep the files (a later import reuses them), report the cause
         log.warning("could not clean up %s after a failed image", paths, exc_info=True)
@@ -598,18 +605,30 @@ def _pseudonym(run: _Run, name: str) -> str:
 def _pseudonymised(run: _Run, entries: Iterable[SourceEntry]) -> Iterator[SourceEntry]:
     for entry in entries:
         pseudonym = _pseudonym(run, entry.name)
-        yield replace(entry, name=pseudonym, read=_scrubbed_reader(entry, pseudonym, run.job))
+        yield replace(
+            entry,
+            name=pseudonym,
+            read=_scrubbed(entry.read, entry, pseudonym, run.job),
+            head=_scrubbed(entry.head, entry, pseudonym, run.job) if entry.head is not None else None,
+        )
 
 
-def _scrubbed_reader(entry: SourceEntry, pseudonym: str, job: ImportJob) -> Callable[[], bytes]:
-    """The entry's reader, its errors without the file's path (an OSError or zipfile names the file)."""
+class UnreadableFile(Exception):
+    """One file of the source could not be read (its message names the file by its pseudonym only)."""
 
-    def read() -> bytes:
+
+def _scrubbed(reader: Callable, entry: SourceEntry, pseudonym: str, job: ImportJob) -> Callable:
+    """The entry's reader (read or head), its errors without the file's path (an OSError or zipfile names
+    the file). The archive's total budget stays a SourceError: it stops the whole import."""
+
+    def read(*args) -> bytes:
         try:
-            return entry.read()
+            return reader(*args)
+        except SourceError:
+            raise
         except Exception as exc:
             message = _replace_names(str(exc), {entry.name: pseudonym})
-            raise SourceError(_scrub_source_names(message, job)) from None
+            raise UnreadableFile(_scrub_source_names(message, job)) from None
 
     return read
 

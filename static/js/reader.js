@@ -438,7 +438,7 @@
   function showEnlarged(tile) {
     enlargedTile = tile;
     focused = tile;
-    enlargedCandidate.load(tile.querySelector("img").getAttribute("src"));
+    enlargedCandidate.load(tile.querySelector("img").getAttribute("src"), candidateValues[keyOf(tile)], candidateDisplay[keyOf(tile)]);
     if (saliencyBtn) {
       var overlay = tile.querySelector("img.saliency-overlay");
       withOverlay(enlargedCandidate, overlay && overlay.getAttribute("data-src"),
@@ -584,8 +584,10 @@
   }
 
   var submitting = false;
+  var submittedAt = 0;
   function submit() {
     if (submitting || !canSubmit) { return; }
+    submittedAt = Date.now();
     submitting = true;
     clearTimeout(saveTimer);
     dirty = false;
@@ -601,6 +603,7 @@
     api("POST", urls.answer, payload).then(function (result) {
       setStatus("Submitted", "saved");
       dropLocal();
+      try { window.sessionStorage.setItem(TURNAROUND_KEY, String(submittedAt)); } catch (e) { /* storage off */ }
       window.location.assign(result.next_url);
     }, function (err) {
       if ((!err.status || err.status >= 500) && attempt < 3) {
@@ -680,40 +683,65 @@
   // table) and a CSS transform give them the linked window and zoom. The two viewers of the compare
   // view always share their window and zoom.
   var linkBtn = document.getElementById("link-btn"), zoomLinkBtn = document.getElementById("link-zoom-btn");
-  var linked = true, zoomLinked = false, linkedState = null;
+  var linked = true, zoomLinked = false, linkedState = null, linkedSource = null;
   var tileImages = tiles.map(function (t) { return t.querySelector("img.tile-img"); });
-  var tileFilter = makeTileFilter();
+  var candidateDisplay = {};  // key → the rendition's window etc. (DICOM candidates), from the payload
+  var candidateValues = {};   // key → address of the candidate's modality values (16-bit PNG), if any
+  (data.candidates || []).forEach(function (c) {
+    if (c.display) { candidateDisplay[c.key] = c.display; }
+    if (c.values) { candidateValues[c.key] = c.values; }
+  });
+  var tileFilters = makeTileFilters();
 
-  function makeTileFilter() {
+  // One SVG colour-transfer filter per candidate: each DICOM rendition was made with its own window,
+  // so the same window in HU is a different window on each rendition's grey levels.
+  function makeTileFilters() {
     var ns = "http://www.w3.org/2000/svg", svg = document.createElementNS(ns, "svg");
     svg.setAttribute("width", "0");
     svg.setAttribute("height", "0");
     svg.setAttribute("aria-hidden", "true");
     svg.style.position = "absolute";
-    var filter = document.createElementNS(ns, "filter"), transfer = document.createElementNS(ns, "feComponentTransfer");
-    filter.setAttribute("id", "linked-window");
-    filter.setAttribute("color-interpolation-filters", "sRGB");
-    var funcs = ["feFuncR", "feFuncG", "feFuncB"].map(function (name) {
-      var f = document.createElementNS(ns, name);
-      f.setAttribute("type", "linear");
-      transfer.appendChild(f);
-      return f;
+    var out = tiles.map(function (t, i) {
+      var filter = document.createElementNS(ns, "filter"), transfer = document.createElementNS(ns, "feComponentTransfer");
+      filter.setAttribute("id", "tile-window-" + i);
+      filter.setAttribute("color-interpolation-filters", "sRGB");
+      var funcs = ["feFuncR", "feFuncG", "feFuncB"].map(function (name) {
+        var f = document.createElementNS(ns, name);
+        f.setAttribute("type", "linear");
+        transfer.appendChild(f);
+        return f;
+      });
+      filter.appendChild(transfer);
+      svg.appendChild(filter);
+      return funcs;
     });
-    filter.appendChild(transfer);
-    svg.appendChild(filter);
     document.body.appendChild(svg);
-    return funcs;
+    return out;
+  }
+
+  // The linked window on this candidate's rendition grey levels: from the sender's modality units
+  // when the candidate's rendition window is known in the same units, else the sender's grey window.
+  function tileGreyWindow(tile, rel) {
+    var d = candidateDisplay[keyOf(tile)];
+    if (rel.kind === "values" && d && d.rendition && d.units === rel.units && d.modality === rel.modality) {
+      var r = d.rendition, c = 255 * (rel.center - r.center + r.width / 2) / r.width;
+      return { center: d.monochrome1 ? 255 - c : c, width: 255 * rel.width / r.width };
+    }
+    return rel.grey || { center: rel.center, width: rel.width };
   }
 
   function applyToTiles(rel, parts) {
     if (parts.window) {
-      // Grey level g (0–1) → (255·g − low) / width, as the viewer's table; inverted: 1 − that.
-      var low = rel.center - rel.width / 2, slope = 255 / rel.width, intercept = -low / rel.width;
-      if (rel.invert) { slope = -slope; intercept = 1 - intercept; }
-      tileFilter.forEach(function (f) { f.setAttribute("slope", String(slope)); f.setAttribute("intercept", String(intercept)); });
-      var plain = rel.center === 128 && rel.width === 256 && !rel.invert;
-      tileImages.forEach(function (img) { img.style.filter = plain ? "" : "url(#linked-window)"; });
-      root.setAttribute("data-tiles-window", Math.round(rel.center) + "/" + Math.round(rel.width) + (rel.invert ? "/inv" : ""));
+      tiles.forEach(function (t, i) {
+        // Grey level g (0–1) → (255·g − low) / width, as the viewer's table; inverted: 1 − that.
+        var g = tileGreyWindow(t, rel), low = g.center - g.width / 2, slope = 255 / g.width, intercept = -low / g.width;
+        if (rel.invert) { slope = -slope; intercept = 1 - intercept; }
+        tileFilters[i].forEach(function (f) { f.setAttribute("slope", String(slope)); f.setAttribute("intercept", String(intercept)); });
+        var plain = Math.abs(g.center - 128) < 1e-6 && Math.abs(g.width - 256) < 1e-6 && !rel.invert;
+        tileImages[i].style.filter = plain ? "" : "url(#tile-window-" + i + ")";
+      });
+      var shown = rel.grey || rel;
+      root.setAttribute("data-tiles-window", Math.round(shown.center) + "/" + Math.round(shown.width) + (rel.invert ? "/inv" : ""));
     }
     if (parts.zoom) {
       tileImages.forEach(function (img) {
@@ -733,6 +761,7 @@
     if (pair) { pair.setState(rel, { window: true, zoom: true }); }
     if (!parts.window && !parts.zoom) { return; }
     linkedState = rel;
+    linkedSource = source;
     allViewers().forEach(function (v) { if (v !== source && v !== pair) { v.setState(rel, parts); } });
     applyToTiles(rel, parts);
   }
@@ -740,7 +769,7 @@
   function onViewerLoad(v) {
     var pair = comparePair(v);
     if (pair && pair.pixels) { v.setState(pair.relativeState(), { window: true, zoom: true }); return; }
-    if (linkedState && (linked || zoomLinked)) { v.setState(linkedState, { window: linked, zoom: zoomLinked }); }
+    if (linkedState && v !== linkedSource && (linked || zoomLinked)) { v.setState(linkedState, { window: linked, zoom: zoomLinked }); }
   }
 
   function watch(v) { v.onChange(onViewerChange); v.onLoad(onViewerLoad); return v; }
@@ -760,9 +789,10 @@
   }
 
   function resetAll() {
-    allViewers().forEach(function (v) { v.setState({ center: 128, width: 256, invert: false, zoom: 1, panX: 0, panY: 0 }, { window: true, zoom: true }); });
+    allViewers().forEach(function (v) { v.silent = true; try { v.reset(); } finally { v.silent = false; } });
     linkedState = null;
-    applyToTiles({ center: 128, width: 256, invert: false, zoom: 1, panX: 0, panY: 0 }, { window: true, zoom: true });
+    var plain = { kind: "grey", center: 128, width: 256, grey: { center: 128, width: 256 }, invert: false, zoom: 1, panX: 0, panY: 0 };
+    applyToTiles(plain, { window: true, zoom: true });
   }
 
   linkBtn.addEventListener("click", function () { setLinked(!linked); linkBtn.blur(); });
@@ -806,6 +836,36 @@
   var fitTimer = null;
   window.addEventListener("resize", function () { clearTimeout(fitTimer); fitTimer = setTimeout(fitGrid, 60); });
 
+  // --- the case usable, then the next case's images --------------------------------------------
+  // Usable = the query and every candidate painted. Only then are the next case's images fetched
+  // (into the browser's cache: their addresses are immutable), so they never queue before this
+  // case's own. The time from the previous case's submit key to this moment is kept on the page
+  // (data-turnaround-ms) for the reading benchmark.
+  var TURNAROUND_KEY = "cbir-submitted-at";
+  function whenUsable(done) {
+    var pending = tileImages.filter(function (img) { return !img.complete; }).length + (queryViewer.pixels ? 0 : 1);
+    if (!pending) { done(); return; }
+    function one() { pending -= 1; if (pending === 0) { done(); } }
+    tileImages.forEach(function (img) {
+      if (!img.complete) { img.addEventListener("load", one, { once: true }); img.addEventListener("error", one, { once: true }); }
+    });
+    if (!queryViewer.pixels) { queryViewer.onLoad(function () { if (pending > 0) { one(); } }); }
+  }
+  function afterUsable() {
+    root.setAttribute("data-usable", "1");
+    var at = null;
+    try { at = window.sessionStorage.getItem(TURNAROUND_KEY); window.sessionStorage.removeItem(TURNAROUND_KEY); } catch (e) { /* off */ }
+    if (at) { root.setAttribute("data-turnaround-ms", String(Date.now() - Number(at))); }
+    prefetchUrls.forEach(function (url) {
+      var link = document.createElement("link");
+      link.rel = "prefetch";
+      link.as = "image";
+      link.href = url;
+      document.head.appendChild(link);
+    });
+  }
+  var prefetchUrls = JSON.parse(document.getElementById("prefetch-data").textContent || "[]");
+
   // --- start ----------------------------------------------------------------------------------
   if (!canSubmit) {
     root.classList.add("read-only");
@@ -825,4 +885,5 @@
   if (local && canSubmit) { scheduleSave(); }
   focus(mode === "rank_all" ? byKey[state.ranking[0]] : tiles[0]);
   root.setAttribute("data-ready", "1");
+  whenUsable(afterUsable);
 })();

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from annotations import selectors, services
@@ -63,7 +65,7 @@ def test_payload_and_prefetch_use_these_addresses(client, reader, setting):
     html = client.get(f"/read/{setting.pk}/case/1/").content.decode()
     _, _, following = _mine(setting, reader, 2)
     prefetch = [_url(setting, 2, "query")] + [_url(setting, 2, c.key) for c in following]
-    assert all(f'<link rel="prefetch" href="{u}" as="image">' in html for u in prefetch)
+    assert f"{json.dumps(prefetch)}</script>" in html  # handed to reader.js, fetched once case 1 is painted
     assert all(client.get(u).status_code == 200 for u in prefetch)
 
 

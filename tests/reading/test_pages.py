@@ -57,7 +57,10 @@ def test_case_page_prefetches_next_case_images(logged_in, study, assignment):
     nxt = selectors.reader_case(order=order, index=2)
     keys = ["query"] + [c.key for c in selectors.reader_candidates(assignment=assignment, case=nxt)]
     expected = [f"/read/{study.pk}/case/2/image/{key}.png" for key in keys]
-    assert re.findall(r'<link rel="prefetch" href="([^"]+)"', html) == expected
+    # Handed to reader.js, which fetches them once the current case is painted (never in <head>).
+    handed = re.search(r'<script id="prefetch-data" type="application/json">(.*?)</script>', html, re.S)[1]
+    assert json.loads(handed) == expected
+    assert 'rel="prefetch"' not in html
     assert len(expected) == 6
     assert all(logged_in.get(url).status_code == 200 for url in expected)
 

@@ -26,6 +26,7 @@ from retrieval.imports.imaging.dicom import (
 from retrieval.imports.imaging.errors import ImageDecodeError, short_reason
 from retrieval.imports.imaging.pixeldata import check_decodable, decode_frame
 from retrieval.imports.imaging.sniff import describe_unknown, sniff_format
+from retrieval.imports.imaging.values import modality_display
 from retrieval.imports.imaging.windowing import colour_to_display, modality_values, voi_to_display
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -53,6 +54,10 @@ class DecodedImage:
     photometric: str | None = None
     #: Which frame of a multi-frame image `pixels` shows.
     frame_index: int = 0
+    #: Greyscale DICOM whose rendition is a linear window: the modality values (float32 H×W) and what
+    #: the viewer needs beside them (imaging.values); None otherwise.
+    values: np.ndarray | None = None
+    values_display: dict | None = None
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS, frame: int | None = None) -> DecodedImage:
@@ -186,6 +191,7 @@ def _decode_dicom(data: bytes, *, max_pixels: int, frame: int | None) -> Decoded
 
     window_center = window_width = None
     window_source = None
+    values = display = None
     if samples == 3 or photometric == "PALETTE COLOR":
         pixels = colour_to_display(arr, ds, photometric)
     else:
@@ -193,6 +199,18 @@ def _decode_dicom(data: bytes, *, max_pixels: int, frame: int | None) -> Decoded
         pixels, window_center, window_width, window_source = voi_to_display(values, arr, ds, index)
         if photometric == "MONOCHROME1":
             pixels = 255 - pixels
+        display = modality_display(
+            values,
+            ds,
+            index,
+            modality=header.modality,
+            photometric=photometric,
+            window_center=window_center,
+            window_width=window_width,
+            window_source=window_source,
+        )
+        if display is None:
+            values = None
     return DecodedImage(
         pixels=np.ascontiguousarray(pixels),
         source_format="dicom",
@@ -210,4 +228,6 @@ def _decode_dicom(data: bytes, *, max_pixels: int, frame: int | None) -> Decoded
         frames=frames,
         photometric=photometric,
         frame_index=index,
+        values=values,
+        values_display=display,
     )

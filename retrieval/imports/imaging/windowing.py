@@ -28,7 +28,7 @@ from retrieval.imports.imaging.dicom import element_int
 from retrieval.imports.imaging.errors import ImageDecodeError, short_reason
 
 
-def _functional_group_value(ds, index: int, sequence: str, keyword: str):
+def functional_group_value(ds, index: int, sequence: str, keyword: str):
     """`keyword` from the per-frame, then shared functional groups (enhanced multi-frame
     objects), then the top level of the data set."""
     for groups_keyword, item_index in (
@@ -61,6 +61,27 @@ def _first_number(value) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def number_list(value) -> list[float | None]:
+    """A multi-valued number element (e.g. Window Center) as floats (None where a value is not a number)."""
+    if value is None:
+        return []
+    items = [value] if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") else list(value)
+    out: list[float | None] = []
+    for item in items:
+        try:
+            number = float(item)
+        except (TypeError, ValueError):
+            out.append(None)
+            continue
+        out.append(number if math.isfinite(number) else None)
+    return out
+
+
+def voi_function(ds, index: int) -> str:
+    """The VOI LUT Function of the frame's window (LINEAR by default)."""
+    return str(functional_group_value(ds, index, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR").strip().upper()
+
+
 def modality_values(arr: np.ndarray, ds, index: int) -> np.ndarray:
     """Stored values → modality values (e.g. Hounsfield units), as float32."""
     if "ModalityLUTSequence" in ds:
@@ -68,10 +89,8 @@ def modality_values(arr: np.ndarray, ds, index: int) -> np.ndarray:
             return np.asarray(apply_modality_lut(arr, ds), dtype=np.float32)
         except Exception as exc:
             raise ImageDecodeError(f"invalid Modality LUT Sequence: {short_reason(exc)}") from exc
-    slope = _first_number(_functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"))
-    intercept = _first_number(
-        _functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept")
-    )
+    slope = _first_number(functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleSlope"))
+    intercept = _first_number(functional_group_value(ds, index, "PixelValueTransformationSequence", "RescaleIntercept"))
     values = arr.astype(np.float32)
     if slope is not None and slope != 0 and slope != 1:
         values *= np.float32(slope)
@@ -106,11 +125,9 @@ def window_sigmoid(values: np.ndarray, center: float, width: float) -> np.ndarra
 
 
 def voi_to_display(values: np.ndarray, stored: np.ndarray, ds, index: int):
-    center = _first_number(_functional_group_value(ds, index, "FrameVOILUTSequence", "WindowCenter"))
-    width = _first_number(_functional_group_value(ds, index, "FrameVOILUTSequence", "WindowWidth"))
-    function = (
-        str(_functional_group_value(ds, index, "FrameVOILUTSequence", "VOILUTFunction") or "LINEAR").strip().upper()
-    )
+    center = _first_number(functional_group_value(ds, index, "FrameVOILUTSequence", "WindowCenter"))
+    width = _first_number(functional_group_value(ds, index, "FrameVOILUTSequence", "WindowWidth"))
+    function = voi_function(ds, index)
     if center is not None and width is not None:
         if function == "SIGMOID" and width > 0:
             return window_sigmoid(values, center, width), center, width, "dicom"
