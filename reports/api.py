@@ -24,7 +24,7 @@ from readerstudy.selectors import study_blinding_check
 from reports import stats as S
 from reports.jobs import report_latest
 from reports.models import ReportRun
-from reports.options import DEFAULT_RESAMPLES, MAX_RESAMPLES, ReportOptions, options_parse
+from reports.options import DEFAULT_RESAMPLES, MAX_RESAMPLES, NDCG_TIES, ReportOptions, options_parse
 from reports.tasks import report_run_start
 
 CoordinatorOrResearcher = api_role(COORDINATOR, RESEARCHER)
@@ -41,6 +41,11 @@ class _AnalysisSerializer(serializers.Serializer):
         choices=sorted(S.TIE_BREAK_RULES),
         required=False,
         help_text="consensus tie-break of choose-k studies (default index)",
+    )
+    ndcg_ties = serializers.ChoiceField(
+        choices=sorted(NDCG_TIES),
+        required=False,
+        help_text="headline nDCG of ranking studies: ties in distances broken (default) or averaged",
     )
     runs = serializers.ListField(
         child=serializers.IntegerField(min_value=1),
@@ -60,6 +65,7 @@ def _options(data: dict, **extra) -> ReportOptions:
     return options_parse(
         p=data.get("p"),
         tie_break=data.get("tie_break"),
+        ndcg_ties=data.get("ndcg_ties"),
         runs=data.get("runs"),
         class_label=data.get("class_label", ""),
         **extra,
@@ -104,6 +110,7 @@ class ReportDetailApi(APIView):
     class InputSerializer(serializers.Serializer):
         p = serializers.CharField(required=False, help_text="comma-separated nDCG cut-offs, e.g. 3,10")
         tie_break = serializers.ChoiceField(choices=sorted(S.TIE_BREAK_RULES), required=False)
+        ndcg_ties = serializers.ChoiceField(choices=sorted(NDCG_TIES), required=False)
         runs = serializers.CharField(required=False, help_text="comma-separated model run ids")
         class_label = serializers.CharField(required=False, allow_blank=True)
 

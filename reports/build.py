@@ -120,6 +120,14 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
             "jackknife) at Hesterberg's small-sample expanded level: z replaced by sqrt(n/(n-1)) t(n-1), n = cases"
         ),
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
+        "readers_random": (
+            "readers too: Fleiss κ and means over 2 readers draw readers with the cases (two-way bootstrap); "
+            "means over 3 or more readers get the Obuchowski–Rockette single-method t interval (Hillis df); "
+            "ICC(A,1) with 3 or more readers: the case interval widened by the readers' leave-one-out jackknife "
+            "on t(R − 1) (Fisher z)"
+            if o.readers_too
+            else None
+        ),
         "p_values": "sign-flip permutation and paired t-test; nDCG vs random: permutation of catalogue orders",
         "n_permutations": o.n_resamples,
         "permutation_p_values": (

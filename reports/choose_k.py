@@ -19,7 +19,7 @@ from reports.analysis import (
     est,
     method_pairs,
     paired_tests,
-    reader_mean_statistic,
+    reader_mean_ci,
     readers_random_pairs,
     scatter,
 )
@@ -83,9 +83,7 @@ def _agreement_block(sel: np.ndarray, reference: np.ndarray, readers: list[str],
         "reader_agreement": {
             name: est(pooled[r], ci(S.mean_statistic(per_case[:, r]), n, o)) for r, name in enumerate(readers)
         },
-        "mean_reader_agreement": est(
-            float(pooled.mean()), ci(reader_mean_statistic(per_case), n, o, n_readers=len(readers))
-        ),
+        "mean_reader_agreement": est(float(pooled.mean()), reader_mean_ci(per_case, o)),
     }
 
 

@@ -13,7 +13,8 @@ mean with its MRMC variance):
 * choose-k: modalityID = method; score = the fraction (0-1) of the case's catalogue on which the
   reader's selection agrees with the method's k nearest. Its mean over cases is the report's
   per-reader % agreement / 100 (Table 2), its mean over readers and cases the mean agreement.
-* rank-all: modalityID = "<method>@ndcg<p>"; score = nDCG@p of the method's order against that
+* rank-all: modalityID = "<method>@ndcg<p>"; score = nDCG@p of the method's order (tie-averaged with the
+  option ndcg_ties=averaged) against that
   reader's ranking. Rows of the ground-truth reader reproduce the report's nDCG of each method;
   the other readers' rows the "by reader" subgroup table.
 * rate: modalityID = method; score = Spearman ρ, within the case, between the reader's ratings
@@ -45,7 +46,7 @@ from reports.figures import new_figure, report_figure_uris, report_figures
 from reports.inputs import VALUE_FIELD, StudyArrays, query_classes, study_arrays
 from reports.jobs import report_latest
 from reports.options import ReportOptions
-from reports.ranking import cutoffs
+from reports.ranking import cutoffs, method_ndcg
 from reports.tables import report_tables
 
 IMRMC_COLUMNS = ["readerID", "caseID", "modalityID", "score"]
@@ -309,14 +310,14 @@ def _imrmc_choose(an: Analysis) -> Iterable[tuple]:
                 yield reader, case_id, key, float(scores[c, r])
 
 
-def _imrmc_rank(an: Analysis, p: tuple[int, ...]) -> Iterable[tuple]:
+def _imrmc_rank(an: Analysis, p: tuple[int, ...], ties: str = "broken") -> Iterable[tuple]:
     ranks = an.values.astype(int)
     for key, m in an.methods.items():
         if not m.mask.any():
             continue
         for q in cutoffs(p, ranks.shape[1]):
             for r, reader in enumerate(an.readers):
-                scores = S.ndcg_at(m.ranks[m.mask], ranks[m.mask][..., r], q)
+                scores = method_ndcg(m, ranks[..., r], q, ties)
                 for case_id, score in zip(an.case_ids[m.mask].tolist(), np.atleast_1d(scores)):
                     yield reader, case_id, f"{key}@ndcg{q}", float(score)
 
@@ -340,7 +341,7 @@ def imrmc_rows(inputs: ReportInputs, options: ReportOptions) -> list[tuple]:
     if mode == AnswerMode.CHOOSE_K:
         return list(_imrmc_choose(an))
     if mode == AnswerMode.RANK_ALL:
-        return list(_imrmc_rank(an, options.p))
+        return list(_imrmc_rank(an, options.p, options.ndcg_ties))
     return list(_imrmc_rate(an))
 
 

@@ -116,6 +116,52 @@ def or_hillis(fom: ArrayLike, jackknife: ArrayLike, *, level: float = 0.95) -> d
     }
 
 
+OR_MEAN_METHOD = (
+    "mean over readers and cases, readers and cases random: Obuchowski–Rockette single-method t interval "
+    "(jackknife Cov2 over cases, Hillis (2007) degrees of freedom)"
+)
+
+
+def or_mean_ci(scores: ArrayLike, *, level: float = 0.95) -> dict:
+    """t interval of the mean over readers and cases of (K cases, J readers) per-case scores, readers and cases random.
+
+    The single-method OR analysis (RJafroc's per-treatment RRRC interval, Hillis 2007): FOM θ_j = the reader's
+    mean over cases, MS(R) = Σ_j (θ_j − θ̄)²/(J − 1), Cov2 = the jackknife covariance of two readers' FOMs,
+
+        θ̄ ± t(ddf) · sqrt((MS(R) + J·max(Cov2, 0)) / J),   ddf = (MS(R) + J·max(Cov2, 0))² (J − 1) / MS(R)².
+
+    For a mean FOM, (MS(R) + J·Cov2)/J estimates σ²_reader/J + σ²_case/K + σ²_reader×case/(JK) without bias.
+    Cases with a NaN score are left out.
+    """
+    y = np.asarray(scores, float)
+    y = y[~np.isnan(y).any(axis=1)]
+    n_c, n_r = y.shape
+    if n_r < 2 or n_c < 3:
+        raise ValueError("the OR interval needs at least two readers and three cases")
+    fom, jack = mean_fom_jackknife(y.T[None])
+    theta = fom[0]
+    cov2 = or_covariances(jack)["cov2"]
+    ms_r = float(theta.var(ddof=1))
+    den = ms_r + n_r * max(cov2, 0.0)
+    ddf = den**2 * (n_r - 1) / ms_r**2 if ms_r > 0 else float("inf")
+    se = float(np.sqrt(den / n_r))
+    q = sps.t.ppf(0.5 + level / 2.0, ddf)
+    mean = float(theta.mean())
+    return {
+        "estimate": mean,
+        "low": mean - q * se,
+        "high": mean + q * se,
+        "se": se,
+        "df": float(ddf),
+        "ms_r": ms_r,
+        "cov2": float(cov2),
+        "n_cases": n_c,
+        "n_readers": n_r,
+        "level": level,
+        "method": OR_MEAN_METHOD,
+    }
+
+
 def holm(p_values: ArrayLike) -> np.ndarray:
     """Holm's step-down adjusted p-values (as statsmodels' multipletests(method='holm')); NaN stays NaN."""
     p = np.asarray(p_values, float)

@@ -1,4 +1,4 @@
-"""What a report computes: nDCG cut-offs, consensus tie-break, bootstrap, model runs, query class.
+"""What a report computes: nDCG cut-offs, consensus tie-break, nDCG ties, bootstrap, model runs, query class.
 
 `ReportOptions` is the identity of a report: its JSON form is stored with a `ReportRun`, shown
 in the report, and hashed with the data fingerprint into the run's key. `options_parse`
@@ -16,6 +16,10 @@ from core.errors import ApplicationError
 from reports import stats as S
 
 DEFAULT_P = (3, 10)
+NDCG_TIES = {
+    "broken": "ties in a method's distances broken by the lower canonical catalogue position (the default)",
+    "averaged": "tie-averaged: each group of equal distances gets its mean gain (McSherry & Najork 2008)",
+}
 DEFAULT_RESAMPLES = 2000
 MAX_RESAMPLES = 100_000
 # Caps on list options: each nDCG cut-off and each model run is another pass over every case, reader and
@@ -28,10 +32,11 @@ MAX_LIST_CHARS = 10_000  # the raw text of a list option, before it is split
 
 @dataclass(frozen=True)
 class ReportOptions:
-    """What to compute: nDCG cut-offs, tie-break, bootstrap, runs, the query class label."""
+    """What to compute: nDCG cut-offs, tie-break, the headline nDCG's ties, bootstrap, runs, the query class label."""
 
     p: tuple[int, ...] = DEFAULT_P
     tie_break: str = "index"
+    ndcg_ties: str = "broken"
     n_resamples: int = 0
     seed: int = 0
     readers_too: bool = False
@@ -79,6 +84,7 @@ def options_parse(
     *,
     p: Any = None,
     tie_break: Any = None,
+    ndcg_ties: Any = None,
     n_resamples: Any = None,
     seed: Any = None,
     readers_too: Any = None,
@@ -99,6 +105,10 @@ def options_parse(
         if tie_break not in S.TIE_BREAK_RULES:
             raise ApplicationError(f"tie_break must be one of {', '.join(sorted(S.TIE_BREAK_RULES))}.")
         out["tie_break"] = tie_break
+    if ndcg_ties not in (None, ""):
+        if ndcg_ties not in NDCG_TIES:
+            raise ApplicationError(f"ndcg_ties must be one of {', '.join(sorted(NDCG_TIES))}.")
+        out["ndcg_ties"] = ndcg_ties
     if n_resamples not in (None, ""):
         out["n_resamples"] = _int_list([n_resamples], "The number of resamples", low=0, high=MAX_RESAMPLES)[0]
     if seed not in (None, ""):

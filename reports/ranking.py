@@ -12,15 +12,16 @@ from reports import mrmc
 from reports import stats as S
 from reports.analysis import (
     Analysis,
+    MethodView,
     ci,
     est,
     method_pairs,
     nanmean,
-    reader_mean_statistic,
+    reader_mean_ci,
     readers_random_pairs,
     scatter,
 )
-from reports.options import ReportOptions
+from reports.options import NDCG_TIES, ReportOptions
 
 NAME = "ranking"
 BY_READER_NOTE = "Methods scored against each reader's ranking as the reference."
@@ -40,11 +41,30 @@ def _ranking_summary(ranks: np.ndarray, methods: dict, gt: int, o: ReportOptions
     return S.ranking_summary(ranks, methods, ground_truth=gt, p=cutoffs(o.p, ranks.shape[1]), reader_names=names)
 
 
+def method_ndcg(m: MethodView, reference: np.ndarray, q: int, ties: str = "broken") -> np.ndarray:
+    """(n rankable cases,) nDCG@q of a method against (C, N) reference ranks, over the cases it ranks.
+
+    ties: ``'broken'`` (its tie-broken ranks: the lower canonical catalogue position first) or ``'averaged'``
+    (the expected nDCG over every order of its tied distances, ``stats.ndcg_tie_averaged``).
+    """
+    ref = reference[m.mask]
+    if ties == "averaged":
+        return S.ndcg_tie_averaged(m.distances[m.mask], ref, q) if len(ref) else np.zeros(0)
+    return np.atleast_1d(S.ndcg_at(m.ranks[m.mask], ref, q))
+
+
 def _conventions(an: Analysis, o: ReportOptions, n_cand: int) -> dict:
     """The rules applied to the numbers of this section, stated next to them."""
     beyond = [q for q in o.p if n_cand and q > n_cand]
     return {
-        "ties": S.TIES_RULE,
+        "ties": S.TIES_RULE
+        + (
+            "; nDCG@p of a method is tie-averaged instead (option ndcg_ties=averaged: each group of equal "
+            "distances gets its mean gain)"
+            if o.ndcg_ties == "averaged"
+            else ""
+        ),
+        "ndcg_ties": o.ndcg_ties,
         "tau_rho": "Kendall τ_b and Spearman ρ of a method use its tie-broken ranks (readers' ranks have no ties)",
         "cutoffs": (
             f"cut-off {', '.join(map(str, beyond))} is beyond the catalogue of {n_cand}: computed and labelled "
@@ -69,6 +89,21 @@ def _tie_averaged(an: Analysis, o: ReportOptions, n_cand: int) -> dict:
     return out
 
 
+def _tie_broken(an: Analysis, o: ReportOptions, n_cand: int) -> dict:
+    """With ndcg_ties=averaged, per method with tied distances: the mean tie-broken nDCG@p (the default's numbers)."""
+    if o.ndcg_ties != "averaged":
+        return {}
+    truth = an.values.astype(int)[..., an.gt]
+    out = {}
+    for key, m in an.methods.items():
+        n_tied = int(S.tied_cases(m.distances[m.mask]).sum()) if m.mask.any() else 0
+        if n_tied:
+            out[key] = {"n_cases_with_ties": n_tied} | {
+                f"ndcg@{q}": float(method_ndcg(m, truth, q).mean()) for q in cutoffs(o.p, n_cand)
+            }
+    return out
+
+
 def _ranking_per_case(an: Analysis, o: ReportOptions, gt: int) -> tuple[dict, dict, dict]:
     """Per compared method/reader: per-case metric arrays (NaN where unavailable), kinds, n cases."""
     ranks = an.values.astype(int)
@@ -84,6 +119,11 @@ def _ranking_per_case(an: Analysis, o: ReportOptions, gt: int) -> tuple[dict, di
         ]
         per_case[key] = {metric: scatter(v, m.mask) for metric, v in part.items()}
         kinds[key], n[key] = "method", int(m.mask.sum())
+    if o.ndcg_ties == "averaged":  # the headline nDCG of each method: tie-averaged (τ and ρ keep the tie-broken ranks)
+        for key, m in an.methods.items():
+            if key in per_case:
+                for q in cutoffs(o.p, ranks.shape[1]):
+                    per_case[key][f"ndcg@{q}"] = scatter(method_ndcg(m, ranks[..., gt], q, "averaged"), m.mask)
     return per_case, kinds, n
 
 
@@ -104,7 +144,7 @@ def _other_readers_mean(per_case: dict, others: list[str], metrics: list[str], o
     out = {}
     for metric in metrics:
         x = np.stack([per_case[r][metric] for r in others], axis=1)
-        out[metric] = est(float(x.mean()), ci(reader_mean_statistic(x), len(x), o, n_readers=len(others)))
+        out[metric] = est(float(x.mean()), reader_mean_ci(x, o))
     return out
 
 
@@ -149,9 +189,12 @@ def section(an: Analysis, o: ReportOptions, *, gt_source: str = "") -> dict:
         "discount": "log2(i + 1)",
         "p": cutoffs(o.p, n_cand),
         "p_asked": list(o.p),
+        "ndcg_ties": o.ndcg_ties,
+        "ndcg_ties_rule": NDCG_TIES[o.ndcg_ties],
         "metrics": metrics,
         "conventions": _conventions(an, o, n_cand),
         "tie_averaged": _tie_averaged(an, o, n_cand),
+        "tie_broken": _tie_broken(an, o, n_cand),
         "random": random,
         "compared": compared,
         "inter_rater_band": band,
@@ -175,7 +218,12 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
             continue
         vs_random[key] = {
             f"ndcg@{q}": S.permutation_test_vs_random(
-                m.ranks[m.mask], truth[m.mask], p=q, n_resamples=o.n_resamples, seed=o.seed
+                m.ranks[m.mask],
+                truth[m.mask],
+                p=q,
+                n_resamples=o.n_resamples,
+                seed=o.seed,
+                observed=float(method_ndcg(m, truth, q, o.ndcg_ties).mean()),
             )
             for q in cutoffs(o.p, truth.shape[1])
         }
@@ -193,7 +241,7 @@ def _readers_random(an: Analysis, o: ReportOptions) -> dict:
     for q in cutoffs(o.p, ranks.shape[1]):
         scores = {
             key: scatter(
-                np.stack([S.ndcg_at(m.ranks[m.mask], ranks[m.mask][..., r], q) for r in range(ranks.shape[2])], -1),
+                np.stack([method_ndcg(m, ranks[..., r], q, o.ndcg_ties) for r in range(ranks.shape[2])], -1),
                 m.mask,
             )
             for key, m in an.methods.items()
@@ -202,7 +250,8 @@ def _readers_random(an: Analysis, o: ReportOptions) -> dict:
         pairs += readers_random_pairs(scores, o, f"ndcg@{q}")
     return {
         "method": mrmc.OR_METHOD,
-        "fom": "per reader: the method's nDCG@p with that reader's ranking as the reference, mean over cases",
+        "fom": "per reader: the method's nDCG@p with that reader's ranking as the reference, mean over cases"
+        + (" (tie-averaged, ndcg_ties=averaged)" if o.ndcg_ties == "averaged" else ""),
         "method_vs_method": pairs,
     }
 

@@ -19,6 +19,7 @@ from reports.analysis import (
     method_pairs,
     paired_tests,
     quiet,
+    readers_random_ci,
     readers_random_pairs,
     scatter,
 )
@@ -41,12 +42,29 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
     cluster = np.repeat(np.arange(n_cases), n_cand)
     out = {name: est(S.icc(items, kind=kind)) for name, kind in ICC_KINDS.items()}
     stat = S.icc_statistic(items, kind="ICC2")
+    n_readers = items.shape[1]
+
+    def leave_one_reader_out() -> list[float]:
+        return [S.icc(np.delete(items, j, axis=1), kind="ICC2") for j in range(n_readers)]
+
     interval = (
-        ci(stat, len(items), o, n_readers=items.shape[1], vectorized=False, cluster=cluster) if n_cases >= 2 else None
+        readers_random_ci(
+            stat,
+            len(items),
+            o,
+            leave_one_reader_out,
+            fisher_z=True,
+            n_readers=n_readers,
+            vectorized=False,
+            cluster=cluster,
+        )
+        if n_cases >= 2
+        else None
     )
     out["ICC(A,1)"] = est(out["ICC(A,1)"]["estimate"], interval)
     if interval and "readers" in interval["resampled"]:
-        out["ICC(A,1)"] |= {"readers_rule": S.ICC_READERS_RULE, "n_failed": interval["n_failed"]}
+        rule = S.READERS_RANDOM_RULE if n_readers >= 3 else S.ICC_READERS_RULE
+        out["ICC(A,1)"] |= {"readers_rule": rule, "n_failed": interval["n_failed"]}
     return out
 
 

@@ -145,21 +145,28 @@ def _ranking_tables(report: dict) -> list[dict]:
             ["inter-rater band (min–max)", "inter-rater", ""]
             + [f"{fmt(s['inter_rater_band'][m][0])}–{fmt(s['inter_rater_band'][m][1])}" for m in metrics]
         )
-    for name, t in s["tie_averaged"].items():
-        row = [f"{name} (tie-averaged)", "method", t["n_cases_with_ties"]]
+    averaged = s.get("ndcg_ties") == "averaged"
+    alternative = s.get("tie_broken", {}) if averaged else s["tie_averaged"]
+    for name, t in alternative.items():
+        row = [f"{name} ({'ties broken' if averaged else 'tie-averaged'})", "method", t["n_cases_with_ties"]]
         rows.append(row + [fmt(t.get(m)) if m.startswith("ndcg@") else "—" for m in metrics])
     conv = s["conventions"]
+    alternative_note = (
+        "; the 'ties broken' rows give the default nDCG (ties broken by the lower catalogue position)"
+        if averaged
+        else "; the tie-averaged rows give the expected nDCG over every order of the tied candidates"
+    )
     main = _table(
-        f"Orders scored against {s['ground_truth']}'s ranking",
+        f"Orders scored against {s['ground_truth']}'s ranking"
+        + (" (methods' nDCG tie-averaged: ndcg_ties=averaged)" if averaged else ""),
         ["compared", "kind", "cases"] + metrics,
         rows,
         f"Ground truth: {s['ground_truth']} ({s['ground_truth_source']}). Relevance {s['relevance']}, "
         f"gain {s['gain']}, discount {s['discount']}. A random order already scores the baseline row. "
-        f"Ties in a method's distances: {conv['ties']}"
+        f"nDCG ties (option ndcg_ties={s.get('ndcg_ties', 'broken')}): {conv['ties']}"
         + (
-            "; the tie-averaged rows give the expected nDCG over every order of the tied candidates "
-            "(their 'cases' column: cases with ties)"
-            if s["tie_averaged"]
+            alternative_note + " (their 'cases' column: cases with ties)"
+            if alternative
             else " (no method has tied distances here)"
         )
         + f". {conv['tau_rho']}."

@@ -31,7 +31,7 @@ from reports.tables import report_tables
 from reports.tasks import report_run_start
 
 GROUPS = {"": "no split", "modality": "query modality", "query_class": "query class", "reader": "reader"}
-ANALYSIS_PARAMS = ("p", "tie_break", "runs", "label")
+ANALYSIS_PARAMS = ("p", "tie_break", "ndcg_ties", "runs", "label")
 
 
 @role_required(COORDINATOR, RESEARCHER)
@@ -49,7 +49,11 @@ def _options(params, study: Study) -> ReportOptions:
     if label is None:
         label = (study.builder_config or {}).get("class_label", "") if isinstance(study.builder_config, dict) else ""
     return options_parse(
-        p=params.get("p"), tie_break=params.get("tie_break"), runs=params.get("runs"), class_label=label
+        p=params.get("p"),
+        tie_break=params.get("tie_break"),
+        ndcg_ties=params.get("ndcg_ties"),
+        runs=params.get("runs"),
+        class_label=label,
     )
 
 
@@ -65,7 +69,12 @@ def _run(params, study: Study) -> ReportRun | None:
 
 def _query(options: ReportOptions, *, run: ReportRun | None = None, group: str = "") -> str:
     """The query string that reproduces these options (links, downloads, redirects)."""
-    params = {"p": ",".join(map(str, options.p)), "tie_break": options.tie_break, "label": options.class_label}
+    params = {
+        "p": ",".join(map(str, options.p)),
+        "tie_break": options.tie_break,
+        "ndcg_ties": options.ndcg_ties,
+        "label": options.class_label,
+    }
     if options.runs is not None:
         params["runs"] = ",".join(map(str, options.runs))
     if run is not None:

@@ -155,21 +155,21 @@ def test_rating_intervals(generate):
     assert wk["ci_low"] <= wk["estimate"] <= wk["ci_high"]
 
 
-def test_readers_too_icc_counts_distinct_readers_and_says_so(generate):
-    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=9)
+def test_readers_too_icc_of_two_readers_counts_distinct_readers_and_says_so(generate):
+    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=2, q=0.6, seed=9)
     report = _report(g, readers_too=True)
     icc = report["rating"]["icc"]["ICC(A,1)"]
     assert icc["resampled"] == "cases+readers" and icc["ci_high"] < 1.0
     assert "distinct" in icc["readers_rule"] and icc["n_failed"] > 0
     assert icc["readers_rule"] in " ".join(t["note"] for t in report_tables(report))  # the page says it too
     # the interval is a naive loop over the same draws with np.unique(readers) as the raters
-    items = g.values.astype(float).reshape(-1, 3)
+    items = g.values.astype(float).reshape(-1, 2)
     rng = np.random.default_rng(SEED)
     values = []
     for start in range(0, N_RESAMPLES, 500):
         b = min(500, N_RESAMPLES - start)
         cases = rng.integers(0, 15, size=(b, 15))
-        readers = rng.integers(0, 3, size=(b, 3))
+        readers = rng.integers(0, 2, size=(b, 2))
         for c, r in zip(cases, readers):
             rows = np.concatenate([np.arange(6 * i, 6 * i + 6) for i in np.sort(c)])
             cols = np.unique(r)
@@ -177,3 +177,49 @@ def test_readers_too_icc_counts_distinct_readers_and_says_so(generate):
     jack = [S.icc(items[np.flatnonzero(np.arange(90) // 6 != c)]) for c in range(15)]  # every reader kept
     assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(ind.bca_expanded(values, S.icc(items), jack))
     assert icc["n_failed"] == int(np.isnan(values).sum())
+
+
+@pytest.mark.filterwarnings("ignore:The inplace keyword")
+def test_readers_too_icc_of_three_readers_is_the_case_interval_widened_by_the_readers(generate):
+    """Readers random (issue 14): the cases-only interval and the leave-one-reader-out ICCs (pingouin), combined
+    on the Fisher z scale as sqrt(case half-width² + (t(2) · jackknife s.e. over readers)²)."""
+    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=9)
+    report = _report(g, readers_too=True)
+    icc = report["rating"]["icc"]["ICC(A,1)"]
+    cases = _report(g)["rating"]["icc"]["ICC(A,1)"]  # same seed: the same case draws
+    assert icc["resampled"] == "cases+readers" and cases["resampled"] == "cases"
+    assert "jackknife" in icc["readers_rule"] and icc["readers_rule"] in " ".join(
+        t["note"] for t in report_tables(report)
+    )
+    items = g.values.astype(float).reshape(-1, 3)
+    loo = np.arctanh([ind.icc(items[:, [a, b]])["ICC2"] for a, b in ((1, 2), (0, 2), (0, 1))])
+    half = sps.t.ppf(0.975, 2) * np.sqrt(2 / 3 * ((loo - loo.mean()) ** 2).sum())
+    z, z_low, z_high = np.arctanh([icc["estimate"], cases["ci_low"], cases["ci_high"]])
+    expected = np.tanh([z - np.hypot(z - z_low, half), z + np.hypot(z_high - z, half)])
+    assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(expected)
+    assert icc["ci_low"] < cases["ci_low"] < cases["ci_high"] < icc["ci_high"] < 1.0
+
+
+def test_readers_too_mean_agreement_of_three_readers_is_the_or_interval(choose):
+    """Readers random (issue 14): the mean reader agreement with a method's k nearest gets the single-method
+    OR / Hillis t interval of the per-case, per-reader agreements (computed here by loops)."""
+    s = _report(choose, readers_too=True)["choose_k"]
+    block = s["methods"][choose.run.name]["mean_reader_agreement"]
+    sel = choose.values.astype(bool)
+    chosen = ind.k_nearest(choose.distances, 5)
+    y = np.array([[ind.percent(sel[c, :, r], chosen[c]) for r in range(3)] for c in range(24)])
+    theta = y.mean(0)
+    jack = (y.sum(0) - y) / 23
+    dev = jack - jack.mean(0)
+    cov = 23 / 24 * dev.T @ dev
+    cov2 = cov[~np.eye(3, dtype=bool)].mean()
+    ms_r = theta.var(ddof=1)
+    den = ms_r + 3 * max(cov2, 0.0)
+    half = sps.t.ppf(0.975, den**2 * 2 / ms_r**2) * np.sqrt(den / 3)
+    assert block["resampled"] == "cases+readers" and block["estimate"] == pytest.approx(y.mean())
+    report = _report(choose, readers_too=True)
+    assert (
+        "Obuchowski" in report["uncertainty"]["readers_random"]
+        and _report(choose)["uncertainty"]["readers_random"] is None
+    )
+    assert [block["ci_low"], block["ci_high"]] == pytest.approx([y.mean() - half, y.mean() + half])

@@ -16,7 +16,7 @@ from readerstudy.models import Study
 from reports import exports
 from reports import stats as S
 from reports.build import report_for_study
-from reports.options import DEFAULT_RESAMPLES, options_parse
+from reports.options import DEFAULT_RESAMPLES, NDCG_TIES, options_parse
 
 
 class Command(BaseCommand):
@@ -38,6 +38,13 @@ class Command(BaseCommand):
         parser.add_argument("--runs", help="comma-separated model run ids (default: every finished run)")
         parser.add_argument("--p", default="3,10", help="nDCG cut-offs (default 3,10)")
         parser.add_argument("--tie-break", default="index", choices=sorted(S.TIE_BREAK_RULES))
+        parser.add_argument(
+            "--ndcg-ties",
+            default="broken",
+            choices=sorted(NDCG_TIES),
+            help="headline nDCG of a method with tied distances: ties broken by catalogue position (default) "
+            "or tie-averaged",
+        )
         parser.add_argument("--class-label", default=None, help="query label defining the query class")
         parser.add_argument(
             "--group",
@@ -57,6 +64,7 @@ class Command(BaseCommand):
             options = options_parse(
                 p=opts["p"],
                 tie_break=opts["tie_break"],
+                ndcg_ties=opts["ndcg_ties"],
                 n_resamples=opts["bootstrap"],
                 seed=opts["seed"],
                 readers_too=opts["readers_too"],
