@@ -4,18 +4,22 @@ PostgreSQL cannot hold a NUL character in a text value, so a `\\x00` in a query 
 was a server error there (and meaningless anywhere): `RejectNulMiddleware` answers 400 before any view
 runs. DRF's own CharFields refuse NUL in bodies; JSON objects stored as they are (a run's configuration)
 are checked where they are validated. `BoundedLimitOffsetPagination` caps `limit` (MAX_LIMIT) and
-`offset`, which the database could not take beyond 64 bits. `BrokerUnavailableMiddleware` answers a
-job that could not be queued (core.errors.BrokerUnavailable: its row is saved pending and sent once the
-broker is back) with a 503 and the message, JSON under /api/, instead of a server error.
+`offset`, which the database could not take beyond 64 bits. `RejectHugeIdMiddleware` answers 404 for a
+number in the path (an id, a case index) beyond 64 bits, which no row has and SQLite cannot even compare.
+`BrokerUnavailableMiddleware` answers a job that could not be queued (core.errors.BrokerUnavailable: its
+row is saved pending and sent once the broker is back) with a 503 and the message, JSON under /api/,
+instead of a server error.
 """
 
 from __future__ import annotations
 
-from django.http import HttpResponseBadRequest, JsonResponse
+from django.http import Http404, HttpResponseBadRequest, JsonResponse
 from django.shortcuts import render
 from rest_framework.pagination import LimitOffsetPagination
 
 NUL_MESSAGE = "The request contains a NUL character (\\x00), which no field accepts."
+NOT_FOUND_MESSAGE = "Not found."
+MAX_PATH_INT = 2**63 - 1  # the largest id a database column holds
 MAX_LIMIT = 1000
 MAX_OFFSET = 2**31 - 1
 
@@ -57,6 +61,24 @@ class BrokerUnavailableMiddleware:
             response = render(request, "errors/error.html", context, status=503)
         response["Retry-After"] = "60"
         return response
+
+
+class RejectHugeIdMiddleware:
+    """404 for an integer path parameter beyond MAX_PATH_INT (`/api/studies/99999999999999999999/`): no row has
+    such an id, and SQLite raises OverflowError (a server error) when a query compares a column with it."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        if any(isinstance(v, int) and abs(v) > MAX_PATH_INT for v in (*view_args, *view_kwargs.values())):
+            if request.path.startswith("/api/"):
+                return JsonResponse({"detail": NOT_FOUND_MESSAGE}, status=404)
+            raise Http404(NOT_FOUND_MESSAGE)
+        return None
 
 
 class BoundedLimitOffsetPagination(LimitOffsetPagination):

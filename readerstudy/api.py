@@ -224,11 +224,10 @@ class StudyCloneApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: StudyOutputSerializer})
     def post(self, request, pk: int):
+        study = _study(pk, blinded_for=request.user)  # refused before the body is read
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        copy = services.study_clone(
-            study=_study(pk, blinded_for=request.user), name=data.validated_data["name"], created_by=request.user
-        )
+        copy = services.study_clone(study=study, name=data.validated_data["name"], created_by=request.user)
         return _study_response(copy, status.HTTP_201_CREATED)
 
 
@@ -300,11 +299,12 @@ class StudyCaseListApi(APIView):
 
     @extend_schema(request=InputSerializer, responses=StudyOutputSerializer)
     def post(self, request, pk: int):
+        study = _study(pk, blinded_for=request.user)  # refused before the body is read
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         upload = data.validated_data["file"]
         study = building.study_load_case_list(
-            study=_study(pk, blinded_for=request.user),
+            study=study,
             data=upload.read(),
             seed=data.validated_data.get("seed"),
             file_name=upload.name,
@@ -442,9 +442,10 @@ class QuestionAddApi(APIView):
 
     @extend_schema(request=InputSerializer, responses={201: QuestionOutputSerializer})
     def post(self, request, pk: int):
+        study = _study(pk, blinded_for=request.user)  # refused before the body is read
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        question = services.question_add(study=_study(pk, blinded_for=request.user), **data.validated_data)
+        question = services.question_add(study=study, **data.validated_data)
         return Response(QuestionOutputSerializer(question).data, status=status.HTTP_201_CREATED)
 
 

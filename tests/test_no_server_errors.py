@@ -88,3 +88,22 @@ def test_a_bad_host_header_gets_the_400_page(client, settings):
         response = client.get("/", HTTP_HOST=host)
         assert response.status_code == 400, host
         assert b"Bad request" in response.content
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        f"/api/reading/studies/{HUGE}/cases/1/draft/",
+        f"/api/reading/studies/1/cases/{HUGE}/",
+        f"/api/studies/{HUGE}/",
+        f"/studies/{HUGE}/",
+        f"/read/{HUGE}/case/1/",
+        f"/images/{HUGE}/thumbnail/",
+    ],
+)
+def test_an_id_beyond_64_bits_in_the_path_is_a_404(client, coordinator, address):
+    """Found by the API fuzz (tests/security/test_api_fuzz.py): SQLite raised OverflowError comparing an id column
+    with a number beyond 64 bits."""
+    c = client_for(client, coordinator)
+    response = c.put(address, {}, content_type="application/json") if "draft" in address else c.get(address)
+    assert response.status_code == 404, address
