@@ -125,48 +125,53 @@ def case_image(request, study_id: int, index: int, key: str):
     otherwise and for a key that names no image of that case for this reader. Addressed by case
     number and key and served as query.png / candidate.png: no image id reaches the reader.
     """
-    assignment = _assignment_or_404(request, study_id)
-    case = selectors.reader_image_case(order=selectors.reader_order(assignment=assignment), index=index)
-    image = selectors.reader_image(assignment=assignment, case=case, key=key) if case is not None else None
-    if image is None:
-        raise Http404("No such image among your cases.")
-    is_query = key == selectors.QUERY_KEY
-    headers = {
-        "ETag": f'"{selectors.reader_image_etag(assignment=assignment, case=case, key=key, image=image)}"',
-        # A candidate key names one candidate row for good; "query" of case n changes if an
-        # unanswered study is rebuilt, so the browser revalidates it (304 while unchanged).
-        "Cache-Control": "private, no-cache" if is_query else "private, max-age=86400",
-    }
-    response = get_conditional_response(request, etag=headers["ETag"])  # a 304, or None
-    if response is None:
-        try:
-            fh = image.rendition.open("rb")
-        except FileNotFoundError:
-            raise Http404("The image file is missing on the server.") from None
-        response = FileResponse(fh, content_type="image/png", filename="query.png" if is_query else "candidate.png")
-    for name, value in headers.items():
-        response[name] = value
-    return response
+    return _reader_file(request, study_id, index, key, kind="rendition")
 
 
 @role_required(*ROLES)
 def case_values(request, study_id: int, index: int, key: str):
     """The modality values (16-bit PNG, imaging.values) of case `index`'s query or candidate `key`.
 
-    Greyscale DICOM images only (404 otherwise); the checks and addressing of `case_image`. The
-    viewer windows them in the image's own units (HU for CT).
+    Greyscale DICOM images only (404 otherwise); the checks, addressing and caching of `case_image`.
+    The viewer windows them in the image's own units (HU for CT).
+    """
+    return _reader_file(request, study_id, index, key, kind="values")
+
+
+IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _reader_file(request, study_id: int, index: int, key: str, *, kind: str):
+    """Serve one of the reader's image files with its per-(assignment, case, key) ETag.
+
+    The page addresses every image with `?v=<its ETag>`: such an address names these bytes for good
+    (a rebuilt study or a changed file gets another ETag, hence another address), so the browser keeps
+    it a year without asking again (the next case's images, prefetched, cost no request). An address
+    without `v`, or with a stale one, is revalidated: the query of case n changes if an unanswered
+    study is rebuilt; a candidate key names one candidate row for good (a day).
     """
     assignment = _assignment_or_404(request, study_id)
     case = selectors.reader_image_case(order=selectors.reader_order(assignment=assignment), index=index)
     image = selectors.reader_image(assignment=assignment, case=case, key=key) if case is not None else None
-    if image is None or not image.values:
+    if image is None or not getattr(image, kind):
         raise Http404("No such image among your cases.")
-    try:
-        fh = image.values.open("rb")
-    except FileNotFoundError:
-        raise Http404("The image file is missing on the server.") from None
-    response = FileResponse(fh, content_type="image/png", filename="values.png")
-    response["Cache-Control"] = "private, no-cache"  # "query" of case n changes if an unanswered study is rebuilt
+    etag = selectors.reader_image_etag(assignment=assignment, case=case, key=key, image=image, kind=kind)
+    is_query = key == selectors.QUERY_KEY
+    if request.GET.get("v") == etag:
+        cache = IMMUTABLE
+    else:
+        cache = "private, no-cache" if is_query or request.GET.get("v") else "private, max-age=86400"
+    headers = {"ETag": f'"{etag}"', "Cache-Control": cache}
+    response = get_conditional_response(request, etag=headers["ETag"])  # a 304, or None
+    if response is None:
+        try:
+            fh = getattr(image, kind).open("rb")
+        except FileNotFoundError:
+            raise Http404("The image file is missing on the server.") from None
+        name = "values.png" if kind == "values" else "query.png" if is_query else "candidate.png"
+        response = FileResponse(fh, content_type="image/png", filename=name)
+    for header, value in headers.items():
+        response[header] = value
     return response
 
 

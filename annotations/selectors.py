@@ -252,7 +252,7 @@ def reader_image(*, assignment: Assignment, case: Case, key: str):
     return Image.objects.only("pk", "rendition", "content_hash").get(pk=image_id) if image_id is not None else None
 
 
-def reader_image_etag(*, assignment: Assignment, case: Case, key: str, image) -> str:
+def reader_image_etag(*, assignment: Assignment, case: Case, key: str, image, kind: str = "rendition") -> str:
     """An opaque validator of one image's rendition as one reader loads it at one place (changes with the
     image, names no id).
 
@@ -260,7 +260,8 @@ def reader_image_etag(*, assignment: Assignment, case: Case, key: str, image) ->
     ETags, so that a script cannot tell from the validators which candidates recur across cases
     (issue 12, finding 4)."""
     msg = (
-        f"reading-image:{assignment.pk}:{case.pk}:{key}:{image.pk}:{image.content_hash}:{image.rendition.name}"
+        f"reading-image:{assignment.pk}:{case.pk}:{key}:{image.pk}:{image.content_hash}:{kind}:"
+        f"{getattr(image, kind).name}"
     ).encode()
     return hmac.new(settings.SECRET_KEY.encode(), msg, hashlib.sha256).hexdigest()[:32]
 
@@ -268,9 +269,17 @@ def reader_image_etag(*, assignment: Assignment, case: Case, key: str, image) ->
 # --- the case a reader sees ---------------------------------------------------------------------
 
 
-def reader_image_url(*, study_id: int, index: int, key: str) -> str:
-    """Where the reader loads the rendition of case `index`'s query ("query") or candidate `key`: no image id."""
-    return reverse("reading:image", args=[study_id, index, key])
+def reader_image_url(*, study_id: int, index: int, key: str, version: str = "", kind: str = "rendition") -> str:
+    """Where the reader loads the rendition (or modality values) of case `index`'s query ("query") or candidate
+    `key`: no image id. With `version` (the file's ETag for this reader and place) the address names these
+    bytes for good, and the browser keeps them without asking again (an immutable address)."""
+    url = reverse("reading:image" if kind == "rendition" else "reading:values", args=[study_id, index, key])
+    return f"{url}?v={version}" if version else url
+
+
+def reader_image_versioned_url(*, assignment: Assignment, case: Case, index: int, key: str, image, kind="rendition"):
+    version = reader_image_etag(assignment=assignment, case=case, key=key, image=image, kind=kind)
+    return reader_image_url(study_id=assignment.study_id, index=index, key=key, version=version, kind=kind)
 
 
 def reader_image_case(*, order: ReaderOrder, index: int) -> Case | None:
@@ -284,10 +293,24 @@ def reader_image_case(*, order: ReaderOrder, index: int) -> Case | None:
 
 
 def case_image_urls(*, assignment: Assignment, case: Case, index: int) -> list[str]:
-    """The renditions a reader loads for case `index` (query first, then candidates in the reader's positions)."""
-    ids = list(Candidate.objects.filter(case=case).values_list("pk", flat=True))
-    keys = [candidate_key(assignment=assignment, candidate_id=c) for c in assignment.candidate_order(case.pk, ids)]
-    return [reader_image_url(study_id=assignment.study_id, index=index, key=k) for k in [QUERY_KEY, *keys]]
+    """The renditions a reader loads for case `index` (query first, then candidates in the reader's positions), at
+    their immutable addresses, and the query's modality values (the first thing its viewer fetches next)."""
+    by_id = {c.pk: c for c in Candidate.objects.filter(case=case).select_related("image")}
+    images = [(QUERY_KEY, case.query)] + [
+        (candidate_key(assignment=assignment, candidate_id=c), by_id[c].image)
+        for c in assignment.candidate_order(case.pk, list(by_id))
+    ]
+    urls = [
+        reader_image_versioned_url(assignment=assignment, case=case, index=index, key=key, image=image)
+        for key, image in images
+    ]
+    if case.query.values:
+        urls.append(
+            reader_image_versioned_url(
+                assignment=assignment, case=case, index=index, key=QUERY_KEY, image=case.query, kind="values"
+            )
+        )
+    return urls
 
 
 def reader_case(*, order: ReaderOrder, index: int) -> Case | None:
@@ -309,10 +332,14 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
     def overlay(key: str) -> str:
         return reverse("reading:saliency", args=[study.pk, index, key])
 
-    def image(key: str) -> str:
-        return reader_image_url(study_id=study.pk, index=index, key=key)
+    images = {QUERY_KEY: case.query, **{c.key: c.image for c in candidates}}
 
-    query = {"url": image(QUERY_KEY), **_values_out(case.query, study.pk, index, QUERY_KEY)}
+    def image(key: str, kind: str = "rendition") -> str:
+        return reader_image_versioned_url(
+            assignment=assignment, case=case, index=index, key=key, image=images[key], kind=kind
+        )
+
+    query = {"url": image(QUERY_KEY), **_values_out(case.query, image, QUERY_KEY)}
     if case.query_id in maps:
         query["saliency"] = overlay(QUERY_KEY)
     return {
@@ -332,7 +359,7 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
                 **_candidate_out(
                     c, image(c.key), study.show_candidate_labels, overlay(c.key) if c.image_id in maps else None
                 ),
-                **_values_out(c.image, study.pk, index, c.key),
+                **_values_out(c.image, image, c.key),
             }
             for c in candidates
         ],
@@ -347,7 +374,7 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
 VIEWER_DISPLAY_KEYS = ("offset", "scale", "min", "max", "units", "modality", "monochrome1", "rendition", "windows")
 
 
-def _values_out(image, study_id: int, index: int, key: str) -> dict:
+def _values_out(image, url, key: str) -> dict:
     """A greyscale DICOM's modality values for the viewer: their address (by case number and key, like the
     rendition) and how to read and show them (imaging.values); nothing for other images."""
     if not image.values or not image.display:
@@ -356,7 +383,7 @@ def _values_out(image, study_id: int, index: int, key: str) -> dict:
     display["windows"] = [  # the file's VOI windows; their explanations are free text: letters and digits only
         {**w, "name": re.sub(r"[^A-Za-z0-9 /_-]", "", str(w.get("name", "")))[:32]} for w in display.get("windows", [])
     ]
-    return {"values": reverse("reading:values", args=[study_id, index, key]), "display": display}
+    return {"values": url(key, "values"), "display": display}
 
 
 def _candidate_out(c: Candidate, url: str, with_labels: bool, saliency_url: str | None) -> dict:

@@ -137,7 +137,9 @@ def free_port() -> int:
 def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess.Popen:
     """gunicorn on loopback; returns once /healthz/ answers."""
     cmd = [
-        str(ROOT / ".venv/bin/gunicorn"),
+        sys.executable,  # this interpreter's gunicorn (the project's virtual environment, wherever it is)
+        "-m",
+        "gunicorn",
         "config.wsgi",
         "-b",
         f"127.0.0.1:{port}",
@@ -150,8 +152,6 @@ def start_server(env: dict, port: int, workers: int, threads: int) -> subprocess
         "--log-level",
         "warning",
     ]
-    if not Path(cmd[0]).exists():
-        cmd[0] = "gunicorn"
     proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **env})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -24,6 +24,7 @@ QUICK = [
     ["bench_embedding.py"],
     ["bench_faiss.py", "--sizes", "100000"],
     ["bench_reader.py"],
+    ["bench_reading_browser.py"],
     ["bench_methods.py"],  # every method of the papers against random retrieval (a few minutes of training)
 ]
 

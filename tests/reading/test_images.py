@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -56,17 +57,48 @@ def test_query_and_candidates_are_served_by_key(client, reader, setting):
         assert response["Content-Disposition"] == 'inline; filename="candidate.png"'
 
 
+def _path(url: str) -> str:
+    return url.split("?")[0]
+
+
 def test_payload_and_prefetch_use_these_addresses(client, reader, setting):
     client.force_login(reader)
     _, _, candidates = _mine(setting, reader)
     payload = client.get(f"/api/reading/studies/{setting.pk}/cases/1/").json()
-    assert payload["query"]["url"] == _url(setting, 1, "query")
-    assert [c["url"] for c in payload["candidates"]] == [_url(setting, 1, c.key) for c in candidates]
+    assert _path(payload["query"]["url"]) == _url(setting, 1, "query")
+    assert [_path(c["url"]) for c in payload["candidates"]] == [_url(setting, 1, c.key) for c in candidates]
+    assert all("?v=" in u for u in [payload["query"]["url"], *(c["url"] for c in payload["candidates"])])
     html = client.get(f"/read/{setting.pk}/case/1/").content.decode()
     _, _, following = _mine(setting, reader, 2)
-    prefetch = [_url(setting, 2, "query")] + [_url(setting, 2, c.key) for c in following]
-    assert f"{json.dumps(prefetch)}</script>" in html  # handed to reader.js, fetched once case 1 is painted
-    assert all(client.get(u).status_code == 200 for u in prefetch)
+    handed = json.loads(re.search(r'<script id="prefetch-data" type="application/json">(.*?)</script>', html, re.S)[1])
+    # Handed to reader.js, fetched once case 1 is painted, at the immutable addresses case 2's page will use.
+    assert [_path(u) for u in handed] == [_url(setting, 2, "query")] + [_url(setting, 2, c.key) for c in following]
+    for url in handed:
+        response = client.get(url)
+        assert response.status_code == 200 and response["Cache-Control"] == "private, max-age=31536000, immutable"
+    _answer(setting, reader, 1)
+    page2 = client.get(f"/api/reading/studies/{setting.pk}/cases/2/").json()
+    assert [page2["query"]["url"], *(c["url"] for c in page2["candidates"])] == handed
+
+
+def test_versioned_addresses_are_immutable_and_stale_ones_revalidated(client, reader, other_reader, setting):
+    client.force_login(reader)
+    payload = client.get(f"/api/reading/studies/{setting.pk}/cases/1/").json()
+    query = payload["query"]["url"]
+    assert client.get(query)["Cache-Control"] == "private, max-age=31536000, immutable"
+    stale = _path(query) + "?v=0123456789abcdef0123456789abcdef"
+    response = client.get(stale)  # still served (the current bytes), but the browser must ask again next time
+    assert response.status_code == 200 and response["Cache-Control"] == "private, no-cache"
+    assert client.get(_path(query))["Cache-Control"] == "private, no-cache"  # the query, unversioned
+    candidate = payload["candidates"][0]["url"]
+    assert client.get(_path(candidate))["Cache-Control"] == "private, max-age=86400"
+    # The version is the file's ETag for this reader and place: another reader's address of the same image
+    # differs (a shared version would tell which candidates recur across readers' cases).
+    client.force_login(other_reader)
+    other = client.get(f"/api/reading/studies/{setting.pk}/cases/1/").json()
+    mine_v = {u.split("v=")[1] for u in [query, *(c["url"] for c in payload["candidates"])]}
+    other_v = {u.split("v=")[1] for u in [other["query"]["url"], *(c["url"] for c in other["candidates"])]}
+    assert not mine_v & other_v
 
 
 def test_cases_beyond_the_next_one_are_not_served(client, reader, setting):
