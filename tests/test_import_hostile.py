@@ -14,10 +14,10 @@ import zipfile
 import pytest
 
 from retrieval.imports import ingest
-from retrieval.models import Image, ImportJob
+from retrieval.models import Dataset, Image, ImportJob
 from tests.conftest import ROOT, client_for, worker_database_url
 from tests.factories import png_bytes, write_files
-from tests.importing import report_for, run_import
+from tests.importing import report_for, run_import, stored_name
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,8 @@ def test_an_image_committed_by_a_concurrent_import_keeps_its_files(tmp_path, set
     monkeypatch.setattr(ingest, "_find_duplicate", racing)
     second = run_import(source=write_files(tmp_path / "b", {"b.png": data}))
     assert second.status == "succeeded" and second.n_imported == 0
-    assert report_for(second, "b.png")[0]["message"] == "duplicate of a.png (stored by a concurrent import)"
+    a_png = stored_name(first.dataset, "a.png")  # files are known by their keyed pseudonyms (issue 12, finding 2)
+    assert report_for(second, "b.png")[0]["message"] == f"duplicate of {a_png} (stored by a concurrent import)"
     assert _media_files(settings) == stored and all((settings.MEDIA_ROOT / p).is_file() for p in stored)
 
 
@@ -128,7 +129,10 @@ def test_two_imports_of_one_folder_at_once_store_each_file_once(tmp_path, settin
     ]
     outputs = [p.communicate(timeout=300)[0].decode() for p in procs]
     assert all("Traceback" not in out for out in outputs), outputs
-    assert sorted(Image.objects.values_list("source_name", flat=True)) == [f"{i:02d}.png" for i in range(24)]
+    dataset = Dataset.objects.get(name="both")
+    assert sorted(Image.objects.values_list("source_name", flat=True)) == sorted(
+        stored_name(dataset, f"{i:02d}.png") for i in range(24)
+    )
     assert sum(job.n_imported for job in ImportJob.objects.all()) >= 24  # a resumed duplicate counts as its own
     assert _media_files(settings) == _referenced()
     assert all((settings.MEDIA_ROOT / p).is_file() for p in _referenced())
@@ -140,9 +144,10 @@ def test_the_import_report_page_is_paginated(client, coordinator, tmp_path):
     assert job.n_failed == 450
     client_for(client, coordinator)
     first = client.get(job.get_absolute_url()).content.decode()
-    assert "bad_000.png" in first and "bad_250.png" not in first and "Page 1 of 3" in first
+    name = {i: stored_name(job.dataset, f"bad_{i:03d}.png") for i in (0, 250, 449)}
+    assert name[0] in first and name[250] not in first and "Page 1 of 3" in first
     third = client.get(job.get_absolute_url() + "?page=3").content.decode()
-    assert "bad_449.png" in third and "bad_000.png" not in third
+    assert name[449] in third and name[0] not in third
 
 
 def test_a_single_uploaded_file_is_reported_under_its_own_name(client, coordinator, settings):
@@ -160,7 +165,8 @@ def test_a_single_uploaded_file_is_reported_under_its_own_name(client, coordinat
     ingest.import_job_run(job_id=job.pk)
     job.refresh_from_db()
     assert job.status == "failed" and "none of its 1 files" in job.error
-    assert [r["file"] for r in job.report] == ["Chest film.png", "Chest film.png"]
+    # Under its own name's pseudonym (not the server's random upload name), then the source's line.
+    assert [r["file"] for r in job.report] == [stored_name(ds, "Chest film.png"), ingest.SOURCE]
     assert not any(settings.UPLOAD_ROOT.rglob("*.png"))  # removed, and its random folder with it
     assert not any(p.is_dir() for p in (settings.UPLOAD_ROOT / "archives").iterdir())
 
