@@ -89,11 +89,12 @@ def test_no_csv_download_holds_a_formula(client, researcher, seeded, fmt):
 
 
 def test_every_csv_export_goes_through_the_shared_helper():
-    """A new CSV writer in a web-facing app must use core.csvsafe (the phantom generator writes import input)."""
+    """A new CSV writer in a web-facing app must use core.csvsafe (the phantom generator and the PACS import's
+    UID-keyed label table rewritten for the ingest write import input, never a download)."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    allowed = {"core/csvsafe.py", "retrieval/imports/phantoms.py"}
+    allowed = {"core/csvsafe.py", "retrieval/imports/phantoms.py", "retrieval/imports/dicomweb.py"}
     writers = [
         str(p.relative_to(root))
         for app in ("core", "retrieval", "readerstudy", "annotations", "reports", "config")
