@@ -12,6 +12,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -147,11 +150,28 @@ def import_images(source: Source | None, *args: str, env: dict) -> tuple[int, st
         argv.insert(4, str(source.path))
         if source.labels:
             argv += ["--labels", str(source.labels)]
+    # Peak memory of the command's own process: its VmHWM, read while it runs. (Its rusage ru_maxrss would
+    # not do: Linux keeps the pre-exec high-water mark, i.e. this test process's size at the fork, which is
+    # gigabytes once a long session has loaded torch.)
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    output = proc.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, output, usage.ru_maxrss / 1024  # ru_maxrss is in kB on Linux
+    chunks, peak_kb = [], 0
+    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))
+    reader.start()
+    while proc.poll() is None:
+        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
+        time.sleep(0.02)
+    reader.join()
+    return proc.returncode, b"".join(chunks).decode(errors="replace"), peak_kb / 1024
+
+
+def _vm_hwm_kb(pid: int) -> int:
+    """The process's peak resident set size so far (VmHWM, kB), 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.M)
+    return int(match[1]) if match else 0
 
 
 def _latest_job() -> ImportJob:
