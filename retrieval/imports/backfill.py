@@ -22,7 +22,9 @@ def image_values_backfill(*, dataset_id: int | None = None) -> dict[str, int]:
     """Add the values to every DICOM image that lacks them; counts of `added`, `none` (no linear window or
     colour) and `failed` (original missing or undecodable)."""
     counts = {"added": 0, "none": 0, "failed": 0}
-    images = Image.objects.filter(source_format="dicom", values="")
+    # An image found to have none is marked (`display = {"values": "none"}`) and not decoded again: the demo
+    # runs this at every start.
+    images = Image.objects.filter(source_format="dicom", values="").exclude(display__has_key="values")
     if dataset_id is not None:
         images = images.filter(dataset_id=dataset_id)
     for image in images.iterator(chunk_size=200):
@@ -33,6 +35,7 @@ def image_values_backfill(*, dataset_id: int | None = None) -> dict[str, int]:
             counts["failed"] += 1
             continue
         if decoded.values is None:
+            Image.objects.filter(pk=image.pk, values="").update(display={"values": "none"})
             counts["none"] += 1
             continue
         data, display = make_values_png(decoded.values, decoded.values_display, max_side=settings.RENDITION_MAX_SIDE)

@@ -121,3 +121,20 @@ def test_image_values_command_adds_them_to_images_imported_before(tmp_path):
     np.testing.assert_array_equal(_stored_values(image), kept)
     call_command("image_values", stdout=out)  # again: nothing to do
     assert "added to 0 image(s)" in out.getvalue()
+
+
+@pytest.mark.django_db
+def test_image_values_command_decodes_an_image_without_values_once(tmp_path):
+    from django.core.management import call_command
+
+    data = dicom_with("CT_small.dcm", WindowCenter="40", WindowWidth="400", VOILUTFunction="SIGMOID")
+    run_import(source=write_files(tmp_path / "s", {"ct.dcm": data}))
+    image = Image.objects.get()
+    assert not image.values
+    out = io.StringIO()
+    call_command("image_values", stdout=out)
+    assert "1 have none to keep" in out.getvalue()
+    call_command("image_values", stdout=out)  # marked: not decoded again (the demo runs this at every start)
+    assert out.getvalue().count("0 have none to keep") == 1
+    image.refresh_from_db()
+    assert not image.values and image.display == {"values": "none"}
