@@ -789,7 +789,7 @@
   }
 
   function resetAll() {
-    allViewers().forEach(function (v) { v.silent = true; try { v.reset(); } finally { v.silent = false; } });
+    allViewers().forEach(function (v) { v.reset({ quiet: true }); });
     linkedState = null;
     var plain = { kind: "grey", center: 128, width: 256, grey: { center: 128, width: 256 }, invert: false, zoom: 1, panX: 0, panY: 0 };
     applyToTiles(plain, { window: true, zoom: true });

@@ -178,8 +178,7 @@
       self.el.setAttribute("data-loaded", "1");
       // A new image starts from the default view without telling linked viewers (they keep theirs);
       // onLoad listeners may then hand it the linked state.
-      self.silent = true;
-      try { self.reset(); } finally { self.silent = false; }
+      self.reset({ quiet: true });
       self.loadListeners.forEach(function (fn) { fn(self); });
       if (valuesSrc && self.display && window.FastPng) { self.loadValues(src, valuesSrc); }
     };
@@ -211,8 +210,7 @@
         self.state = { center: w.center, width: w.width, invert: keep.invert, zoom: keep.zoom, panX: keep.panX, panY: keep.panY };
         self.el.setAttribute("data-values-loaded", "1");
         self.el.setAttribute("data-units", self.display.units || "");
-        self.silent = true;
-        try { self.update(true); } finally { self.silent = false; }
+        self.quietly(function () { self.update(true); });
         self.loadListeners.forEach(function (fn) { fn(self); });  // linked viewers may now meet in units
       })
       .catch(function (err) {
@@ -381,8 +379,8 @@
       s.panX = rel.panX * (this.canvas.clientWidth || 1);
       s.panY = rel.panY * (this.canvas.clientHeight || 1);
     }
-    this.silent = true;
-    try { this.update(windowChanged); } finally { this.silent = false; }
+    var self = this;
+    this.quietly(function () { self.update(windowChanged); });
   };
 
   Viewer.prototype.setWindow = function (center, width) {
@@ -414,10 +412,17 @@
     this.update(true);
   };
 
-  Viewer.prototype.reset = function () {
+  // {quiet: true}: without calling the change listeners (a new image, or a reset of every viewer at once).
+  Viewer.prototype.reset = function (options) {
+    var self = this;
     this.linkedWindow = null;
     this.state = this.defaultState();
-    this.update(true);
+    if (options && options.quiet) { this.quietly(function () { self.update(true); }); } else { this.update(true); }
+  };
+
+  Viewer.prototype.quietly = function (fn) {
+    this.silent = true;
+    try { fn(); } finally { this.silent = false; }
   };
 
   Viewer.prototype.zoomAt = function (factor, cx, cy) {
