@@ -94,6 +94,11 @@ class DicomwebImportApi(APIView):
         )
         labels = serializers.FileField(required=False, help_text="label table, may be keyed by a UID column")
         label_format = serializers.ChoiceField(choices=LabelFormat.choices, default=LabelFormat.GENERIC)
+        allow_free_text = serializers.BooleanField(
+            default=False,
+            help_text="import free-text label columns (notes, comments…); refused otherwise. What the import "
+            "would do with each column: POST the table to the dataset's import API with preview=true",
+        )
 
     @extend_schema(request=InputSerializer, responses={202: ImportJobOutputSerializer})
     def post(self, request, pk: int):
@@ -110,6 +115,7 @@ class DicomwebImportApi(APIView):
                     selections=v["select"],
                     labels_path=labels,
                     label_format=v["label_format"],
+                    allow_free_text=v["allow_free_text"],
                     created_by=request.user,
                     remove_sources=True,
                 )

@@ -1,5 +1,8 @@
 """The PACS import page: search a configured DICOMweb endpoint, tick studies or series, import them.
 
+With a label table, the column preview comes first (retrieval.views.import_preview / import_confirm, as for
+uploaded files): nothing is asked of the PACS for the import before the coordinator confirms what each column becomes.
+
 The search results show the PACS's patient identifiers to the coordinator on this page only (sent with
 `Cache-Control: no-store`); the search is posted (no identifier in a URL, so none in an access log), the
 import form posts back UIDs alone, and only those are stored.
@@ -16,9 +19,10 @@ from django.views.decorators.cache import never_cache
 from core.errors import ApplicationError
 from core.roles import COORDINATOR, role_required
 from retrieval.imports import dicomweb, pacs
-from retrieval.imports.uploads import upload_save
+from retrieval.imports.uploads import upload_discard, upload_name, upload_save
 from retrieval.models import Dataset, LabelFormat
 from retrieval.pacs_api import search_rows
+from retrieval.views import import_preview
 
 
 class SearchForm(forms.Form):
@@ -58,20 +62,32 @@ def dicomweb_import(request, pk: int):
         form = ImportForm(request.POST, request.FILES)
         if form.is_valid():
             labels = upload_save(form.cleaned_data["labels"], kind="labels") if form.cleaned_data["labels"] else ""
+            if labels:
+                pending = {
+                    "dataset": dataset.pk,
+                    "archive": "",
+                    "labels": upload_name(labels),
+                    "label_format": form.cleaned_data["label_format"] or LabelFormat.GENERIC,
+                    "allow_free_text": False,
+                    "pacs": {"endpoint": form.cleaned_data["endpoint"], "selections": form.cleaned_data["select"]},
+                }
+                try:
+                    return import_preview(request, dataset, pending)
+                except ApplicationError as exc:
+                    upload_discard(labels)
+                    messages.error(request, exc.message)
+                    return redirect("retrieval:dicomweb-import", pk=dataset.pk)
             try:
                 with transaction.atomic():
                     job = pacs.dicomweb_import_create(
                         dataset=dataset,
                         endpoint=form.cleaned_data["endpoint"],
                         selections=form.cleaned_data["select"],
-                        labels_path=labels,
                         label_format=form.cleaned_data["label_format"] or LabelFormat.GENERIC,
                         created_by=request.user,
                         remove_sources=True,
                     )
             except ApplicationError as exc:
-                if labels:
-                    labels.unlink(missing_ok=True)
                 messages.error(request, exc.message)
             else:
                 return redirect(job.get_absolute_url())

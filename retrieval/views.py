@@ -19,7 +19,7 @@ from core.errors import ApplicationError
 from core.roles import COORDINATOR, RESEARCHER, has_role, role_required
 from retrieval import selectors
 from retrieval.forms import DatasetForm, ImportUploadForm
-from retrieval.imports import services
+from retrieval.imports import pacs, services
 from retrieval.imports.uploads import upload_discard, upload_name, upload_resolve, upload_save
 from retrieval.models import Dataset, Image, ImportJob
 from retrieval.run_views import saliency_runs_for
@@ -100,7 +100,7 @@ def import_create(request, pk: int):
         }
         if labels:
             try:
-                return _import_preview(request, dataset, pending)
+                return import_preview(request, dataset, pending)
             except ApplicationError as exc:
                 upload_discard(archive, labels)
                 form.add_error("labels", exc.message)
@@ -112,11 +112,15 @@ def import_create(request, pk: int):
 _PENDING_SALT = "retrieval.import-confirm"
 
 
-def _import_preview(request, dataset, pending: dict):
+def import_preview(request, dataset, pending: dict):
+    """The column preview of an uploaded label table, confirmed by `import_confirm`. `pending` says what the
+    import would be: uploaded files (`archive`, `labels`), or a PACS selection (`pacs`: endpoint and UIDs, from
+    the PACS page, retrieval.pacs_views) with its label table."""
     preview = services.label_table_preview(
         labels_path=upload_resolve(pending["labels"]),
         label_format=pending["label_format"],
         allow_free_text=pending["allow_free_text"],
+        uid_keys=bool(pending.get("pacs")),
     )
     return render(
         request,
@@ -134,6 +138,23 @@ def _import_preview(request, dataset, pending: dict):
 def _import_start(request, dataset, pending: dict):
     archive = upload_resolve(pending["archive"]) if pending["archive"] else ""
     labels = upload_resolve(pending["labels"]) if pending["labels"] else ""
+    if pending.get("pacs"):
+        try:
+            with transaction.atomic():
+                job = pacs.dicomweb_import_create(
+                    dataset=dataset,
+                    endpoint=pending["pacs"]["endpoint"],
+                    selections=pending["pacs"]["selections"],
+                    labels_path=labels,
+                    label_format=pending["label_format"],
+                    allow_free_text=pending["allow_free_text"],
+                    created_by=request.user,
+                    remove_sources=True,
+                )
+        except ApplicationError:
+            upload_discard(labels)  # nothing is created, the upload included (as on the PACS page)
+            raise
+        return redirect(job.get_absolute_url())
     with transaction.atomic():
         job = services.import_job_create(
             dataset=dataset,
@@ -163,6 +184,7 @@ def import_confirm(request, pk: int):
     if pending.get("dataset") != dataset.pk or any(upload_resolve(p) is None for p in paths):
         messages.error(request, "The uploaded files of this preview are gone: upload them again.")
         return redirect("retrieval:import-create", pk=dataset.pk)
+    back = "retrieval:dicomweb-import" if pending.get("pacs") else "retrieval:import-create"
     action = request.POST.get("action")
     if action == "cancel":
         upload_discard(*(upload_resolve(p) for p in paths))
@@ -171,15 +193,15 @@ def import_confirm(request, pk: int):
     if action == "preview":
         pending = {**pending, "allow_free_text": request.POST.get("allow_free_text") == "on"}
         try:
-            return _import_preview(request, dataset, pending)
+            return import_preview(request, dataset, pending)
         except ApplicationError as exc:
             messages.error(request, exc.message)
-            return redirect("retrieval:import-create", pk=dataset.pk)
+            return redirect(back, pk=dataset.pk)
     try:
         return _import_start(request, dataset, pending)
     except ApplicationError as exc:
         messages.error(request, exc.message)
-        return redirect("retrieval:import-create", pk=dataset.pk)
+        return redirect(back, pk=dataset.pk)
 
 
 #: Import report lines shown per page (a report holds up to ingest.REPORT_MAX_LINES lines and a summary).

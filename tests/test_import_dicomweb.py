@@ -7,6 +7,7 @@ import json
 
 import pydicom
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from pydicom.data import get_testdata_file
@@ -310,3 +311,116 @@ def test_a_pacs_import_runs_on_a_cpu_worker_as_users_start_it(pacs_settings, ort
     job.refresh_from_db()
     assert job.status == "succeeded" and job.n_imported == 2, (job.error, job.report, worker.output()[-3000:])
     assert Image.objects.get(series_uid=orthanc.series_uid).sop_instance_uid == orthanc.slices[2]
+
+
+def _token(page: str) -> str:
+    start = page.index('name="token" value="') + len('name="token" value="')
+    return page[start : page.index('"', start)]
+
+
+def test_the_page_previews_the_label_table_before_the_pacs_import(
+    pacs_settings, orthanc, client, coordinator, settings
+):
+    """With a label table, the PACS page shows the same column preview as a file upload before anything is
+    imported; free text is refused unless allowed there; confirming imports the selection with its labels."""
+    settings.UPLOAD_ROOT = settings.DATA_DIR / "uploads-pacs-preview"
+    dataset = _dataset()
+    client.force_login(coordinator)
+    table = (
+        f"StudyInstanceUID,Nodule,notes,PatientName\n{CT.StudyInstanceUID},1,Called the husband at home,x\n"
+        f"{orthanc.series_study},0,,y\n"
+    ).encode()
+    page = client.post(
+        f"/datasets/{dataset.pk}/import/pacs/",
+        {
+            "endpoint": "pacs",
+            "select": [CT.StudyInstanceUID, orthanc.series_study],
+            "labels": SimpleUploadedFile("labels.csv", table),
+            "label_format": "generic",
+        },
+    )
+    html = page.content.decode()
+    assert page.status_code == 200 and "Check the label table before importing" in html
+    assert "<td>notes</td><td>refused: free text</td>" in html and "<td>Nodule</td><td>imported as a label</td>" in html
+    assert "the chosen PACS studies and series with" in html
+    assert not ImportJob.objects.exists()  # nothing before the coordinator confirms
+
+    again = client.post(
+        f"/datasets/{dataset.pk}/import/confirm/", {"token": _token(html), "action": "preview", "allow_free_text": "on"}
+    ).content.decode()
+    assert "<td>notes</td><td>imported as a label</td>" in again
+    confirmed = client.post(f"/datasets/{dataset.pk}/import/confirm/", {"token": _token(again), "action": "confirm"})
+    job = ImportJob.objects.get()
+    assert confirmed.status_code == 302 and confirmed["Location"] == job.get_absolute_url()
+    assert job.allow_free_text and job.labels_path and DicomwebSource.objects.get(job=job).endpoint == "pacs"
+    job = _run(job)
+    assert job.status == "succeeded", job.report
+    values = {
+        (name, uid): (num, text)
+        for name, uid, num, text in Label.objects.values_list(
+            "name", "image__sop_instance_uid", "value_num", "value_text"
+        )
+    }
+    assert values[("Nodule", CT.SOPInstanceUID)][0] == 1.0 and values[("Nodule", orthanc.slices[2])][0] == 0.0
+    assert values[("notes", CT.SOPInstanceUID)][1] == "Called the husband at home"
+    assert not Label.objects.filter(name="PatientName").exists()
+
+
+def test_a_pacs_preview_cancelled_or_refused_by_the_pacs_creates_nothing_and_keeps_no_upload(
+    pacs_settings, orthanc, client, coordinator, settings
+):
+    settings.UPLOAD_ROOT = settings.DATA_DIR / "uploads-pacs-cancel"
+    dataset = _dataset()
+    client.force_login(coordinator)
+
+    def preview(selection: str) -> str:
+        return client.post(
+            f"/datasets/{dataset.pk}/import/pacs/",
+            {
+                "endpoint": "pacs",
+                "select": [selection],
+                "labels": SimpleUploadedFile("l.csv", b"StudyInstanceUID,A\n1.2,1\n"),
+            },
+        ).content.decode()
+
+    cancelled = client.post(
+        f"/datasets/{dataset.pk}/import/confirm/", {"token": _token(preview(CT.StudyInstanceUID)), "action": "cancel"}
+    )
+    assert cancelled.status_code == 302
+    refused = client.post(
+        f"/datasets/{dataset.pk}/import/confirm/", {"token": _token(preview("1.2.840.99999.1")), "action": "confirm"}
+    )
+    assert refused.status_code == 302 and refused["Location"] == f"/datasets/{dataset.pk}/import/pacs/"
+    assert "has no study 1.2.840.99999.1" in client.get(refused["Location"]).content.decode()
+    assert not ImportJob.objects.exists()
+    assert not [p for p in settings.UPLOAD_ROOT.rglob("*") if p.is_file()]
+
+
+def test_the_api_and_command_pass_allow_free_text_to_a_pacs_import(
+    pacs_settings, orthanc, client, coordinator, tmp_path
+):
+    dataset = _dataset()
+    client.force_login(coordinator)
+    response = client.post(
+        f"/api/datasets/{dataset.pk}/imports/dicomweb/",
+        {"endpoint": "pacs", "select": [CT.StudyInstanceUID], "allow_free_text": "true"},
+    )
+    assert response.status_code == 202 and ImportJob.objects.get().allow_free_text, response.content
+    table = tmp_path / "t.csv"
+    table.write_text(f"StudyInstanceUID,notes\n{CT.StudyInstanceUID},Called the husband at home\n")
+    call_command(
+        "import_dicomweb",
+        "pacs",
+        "--endpoint",
+        "pacs",
+        "--study",
+        CT.StudyInstanceUID,
+        "--labels",
+        str(table),
+        "--allow-free-text",
+        "--sync",
+        stdout=io.StringIO(),
+        stderr=io.StringIO(),
+    )
+    job = ImportJob.objects.latest("pk")
+    assert job.allow_free_text and job.status == "succeeded", job.report

@@ -377,6 +377,17 @@ def _remove_stale(root: Path) -> None:
 UID_COLUMNS = (("sopinstanceuid", "sop"), ("seriesinstanceuid", "series"), ("studyinstanceuid", "study"))
 
 
+def uid_key_column(data: bytes) -> str | None:
+    """The header of the UID column that keys a generic table of a PACS import (the most specific of
+    SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID), as `translate_uid_table` picks it; None without one."""
+    try:
+        table = label_tables._read_table(data)
+    except label_tables.LabelTableError:
+        return None  # the preview reports what is wrong with it
+    normalised = [label_tables._norm(h) for h in table.header]
+    return next((table.header[normalised.index(col)] for col, _ in UID_COLUMNS if col in normalised), None)
+
+
 def translate_uid_table(path: Path, files: list[Retrieved], out_dir: Path) -> Path:
     """A generic label table keyed by SOPInstanceUID, SeriesInstanceUID or StudyInstanceUID, rewritten as one keyed
     by the retrieved files (the image each series becomes: its middle slice); any other table is returned as is.

@@ -23,6 +23,7 @@ def dicomweb_import_create(
     selections: list[str],
     labels_path: str | Path = "",
     label_format: str = LabelFormat.GENERIC,
+    allow_free_text: bool = False,
     created_by=None,
     remove_sources: bool = False,
     allow_url: bool = False,
@@ -59,6 +60,7 @@ def dicomweb_import_create(
             source_path=f"{dicomweb.SOURCE_PREFIX}{target.name}",
             labels_path=str(labels_path),
             label_format=label_format,
+            allow_free_text=allow_free_text,
             remove_sources=remove_sources,
         )
         DicomwebSource.objects.create(job=job, endpoint=target.name, selections=parsed)

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from core.errors import ApplicationError
 from core.jobs import JobStatus, job_retry
+from retrieval.imports import dicomweb
 from retrieval.imports import labels as label_tables
 from retrieval.imports.uploads import uploads_gone
 from retrieval.models import Dataset, ImportJob, LabelFormat
@@ -68,16 +69,25 @@ def import_job_create(
 
 
 def label_table_preview(
-    *, labels_path: str | Path, label_format: str = LabelFormat.GENERIC, allow_free_text: bool = False
+    *,
+    labels_path: str | Path,
+    label_format: str = LabelFormat.GENERIC,
+    allow_free_text: bool = False,
+    uid_keys: bool = False,
 ) -> label_tables.LabelTablePreview:
     """What an import of this label table would do with each column (key, label, dropped as an identifier,
     refused as free text…), with a few sample values of the kept ones: the preview a coordinator confirms
-    before anything is stored. Reads the table only; an unusable table is an ApplicationError."""
+    before anything is stored. Reads the table only; an unusable table is an ApplicationError.
+
+    `uid_keys`: the table of a PACS import, whose generic table may name images by a SOPInstanceUID,
+    SeriesInstanceUID or StudyInstanceUID column (the most specific one is its key, dicomweb.uid_key_column)."""
     if label_format not in LabelFormat.values:
         raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
     try:
+        data = Path(labels_path).read_bytes()
+        key = dicomweb.uid_key_column(data) if uid_keys and label_format == LabelFormat.GENERIC else None
         return label_tables.label_table_columns(
-            Path(labels_path).read_bytes(), label_format, allow_free_text=allow_free_text
+            data, label_format, filename_column=key, allow_free_text=allow_free_text
         )
     except label_tables.LabelTableError as exc:
         raise ApplicationError(f"The label table cannot be used: {exc}") from None

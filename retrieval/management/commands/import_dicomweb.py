@@ -1,4 +1,5 @@
-"""manage.py import_dicomweb DATASET --endpoint NAME|URL (--study UID | --series STUDY/SERIES)... [--labels CSV]"""
+"""manage.py import_dicomweb DATASET --endpoint NAME|URL (--study UID | --series STUDY/SERIES)... [--labels CSV]
+[--allow-free-text]"""
 
 from __future__ import annotations
 
@@ -25,6 +26,12 @@ class Command(BaseCommand):
         parser.add_argument("--series", action="append", default=[], help="STUDYUID/SERIESUID (repeatable)")
         parser.add_argument("--labels", default="", help="label table (CSV), may be keyed by a UID column")
         parser.add_argument("--label-format", default=LabelFormat.GENERIC, choices=LabelFormat.values)
+        parser.add_argument(
+            "--allow-free-text",
+            action="store_true",
+            help="import free-text label columns (notes, comments…); refused otherwise (see what each column "
+            "becomes first with `manage.py import_images DATASET --labels CSV --preview`)",
+        )
         parser.add_argument("--search", action="store_true", help="list the PACS's studies (no import)")
         parser.add_argument("--patient-id", default="", help="--search: PatientID")
         parser.add_argument("--modality", default="", help="--search: modality")
@@ -49,6 +56,7 @@ class Command(BaseCommand):
                 selections=[*study, *series],
                 labels_path=labels,
                 label_format=label_format,
+                allow_free_text=options["allow_free_text"],
                 allow_url=True,
                 enqueue=not sync,
             )
