@@ -35,18 +35,30 @@ def run_artefact_dir(run: ModelRun) -> Path:
     return Path(run.artefact_dir) if run.artefact_dir else settings.ARTEFACT_ROOT / "runs" / str(run.pk)
 
 
+def saliency_name(image_id: int) -> str:
+    """The saliency overlay PNG of an image under a classifier run, relative to the run's artefacts."""
+    return f"{SALIENCY_DIR}/{image_id}.png"
+
+
 def saliency_path(run: ModelRun, image_id: int) -> Path:
-    """Where the saliency overlay PNG of an image under a classifier run is stored."""
-    return run_artefact_dir(run) / SALIENCY_DIR / f"{image_id}.png"
+    """The local path of the saliency overlay of an image under a classifier run (fetched from the artefact
+    storage first: retrieval.runs.artefacts); it does not exist when the run has no overlay of the image."""
+    from retrieval.runs import artefacts
+
+    return artefacts.fetch(run, saliency_name(image_id))
 
 
 def run_vectors(*, run: ModelRun) -> tuple[np.ndarray, np.ndarray]:
     """(image ids, float32 embeddings) of a run; raises ApplicationError when not embedded yet."""
-    folder = run_artefact_dir(run)
-    emb, ids = folder / EMBEDDINGS_FILE, folder / IDS_FILE
+    from retrieval.runs import artefacts
+
+    emb, ids = artefacts.fetch(run, EMBEDDINGS_FILE), artefacts.fetch(run, IDS_FILE)  # shared storage: refreshed
     if not emb.exists() or not ids.exists():
         raise ApplicationError(f"Run {run.name!r} has no embeddings yet (status: {run.status}).")
-    return _load(str(ids), ids.stat().st_mtime_ns), _load(str(emb), emb.stat().st_mtime_ns)
+    out = _load(str(ids), ids.stat().st_mtime_ns), _load(str(emb), emb.stat().st_mtime_ns)
+    if len(out[0]) != len(out[1]):  # fetched while the embed stage was storing the pair
+        raise ApplicationError(f"Run {run.name!r}'s embeddings are being updated: try again in a moment.")
+    return out
 
 
 @lru_cache(maxsize=8)
