@@ -110,19 +110,24 @@ def local_copy(storage: Storage, name: str, target: Path, *, immutable: bool = F
     if immutable and target.is_file():
         return target
     stamp = target.with_name(f".{target.name}.version")
-    current = version(storage, name)
-    if current is None:
-        return None
-    if target.is_file() and stamp.is_file() and stamp.read_text() == current:
-        return target
+    current = None
+    if not immutable:  # one HEAD request; an immutable file is simply fetched (GET) when there is no copy
+        current = version(storage, name)
+        if current is None:
+            return None
+        if target.is_file() and stamp.is_file() and stamp.read_text() == current:
+            return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.part")
     try:
         with storage.open(name, "rb") as src, open(tmp, "wb") as dst:
             shutil.copyfileobj(src, dst, 1024 * 1024)
         os.replace(tmp, target)
+    except FileNotFoundError:
+        return None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-    stamp.write_text(current)  # an ETag read before the download: a newer file is fetched again next time
+    if current is not None:  # the version read before the download: a newer file is fetched again next time
+        stamp.write_text(current)
     return target

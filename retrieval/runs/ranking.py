@@ -32,7 +32,13 @@ SSIM_FILE = "ssim_distances.npz"  # an SSIM run's pairwise matrix of the evaluat
 
 
 def run_artefact_dir(run: ModelRun) -> Path:
-    return Path(run.artefact_dir) if run.artefact_dir else settings.ARTEFACT_ROOT / "runs" / str(run.pk)
+    """The run's folder on this machine. With a shared artefact storage every machine has its own working copy
+    under its ARTEFACT_ROOT (the folder recorded in the run is the last worker's)."""
+    from retrieval.runs import artefacts
+
+    if run.artefact_dir and not artefacts.shared():
+        return Path(run.artefact_dir)
+    return settings.ARTEFACT_ROOT / "runs" / str(run.pk)
 
 
 def saliency_name(image_id: int) -> str:
