@@ -1,7 +1,7 @@
 """A real S3-compatible server for the shared-storage tests: moto's standalone server (`moto_server`, from
 the `moto[server]` test dependency), started by the tests as a separate process on a free port.
 
-`s3_settings(...)` are the environment variables a deployment sets (docs/configuration.md#shared-storage);
+`S3Server.env(bucket)` is the environment a deployment sets (docs/configuration.md#shared-storage-s3-minio);
 `s3_storages(...)` is what config.settings makes of them, for a test's `settings.STORAGES`.
 """
 
