@@ -231,3 +231,52 @@ def test_import_on_a_worker_stores_in_the_bucket(s3, start_worker, settings, tmp
     names = sorted(f"media/{i.rendition.name}" for i in Image.objects.filter(dataset=dataset))
     assert set(names) <= set(s3.keys()) and len(s3.keys()) == 9
     assert _local_files(settings.MEDIA_ROOT) == []
+
+
+@pytest.mark.ml
+def test_trained_weights_and_overlays_reach_another_machine_through_the_bucket(
+    s3, db, settings, tmp_path, client, researcher
+):
+    """A fine-tuned classifier's weights, overlays and embedding map are stored in the bucket; another machine's
+    query embedding uses the trained weights (not a fresh network) and its pages serve the overlays."""
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from retrieval.runs import ranking, search_job
+    from retrieval.runs.splits import split_create
+    from tests.runs.conftest import SMALL, make_phantom_dataset, run_inline
+
+    dataset = make_phantom_dataset(tmp_path / "phantoms", n=24)
+    config = {
+        **SMALL,
+        "task": "binary",
+        "positive": ["Cardiomegaly"],
+        "negative": ["No Finding"],
+        "undersample": False,
+        "epochs": 1,
+        "saliency": "grad_cam",
+        "saliency_max": 3,
+    }
+    split = split_create(dataset=dataset, name="s", fractions=(0.6, 0.1, 0.3))
+    run = run_inline(dataset, "cnn", "finetune", split, config)
+    prefix = f"artefacts/runs/{run.pk}/"
+    keys = s3.keys(prefix)
+    assert f"{prefix}model.safetensors" in keys and f"{prefix}embedding_map.png" in keys
+    overlays = [k for k in keys if k.startswith(f"{prefix}saliency/")]
+    assert len(overlays) == 3
+    ids, vectors = ranking.run_vectors(run=run)
+    image = Image.objects.get(pk=int(ids[2]))
+    with image.rendition.open("rb") as fh, PILImage.open(fh) as pil:
+        pixels = np.asarray(pil)
+
+    settings.ARTEFACT_ROOT = tmp_path / "web"  # another machine: nothing of the run on its disk
+    settings.STORAGE_CACHE_ROOT = tmp_path / "web-cache"
+    search_job._model.cache_clear()
+    assert np.allclose(search_job.embed_pixels(run, pixels), vectors[2], atol=1e-4)
+    client.force_login(researcher)
+    overlay_id = int(overlays[0].rsplit("/", 1)[1].removesuffix(".png"))
+    response = client.get(f"/runs/{run.pk}/saliency/{overlay_id}.png")
+    assert response.status_code == 200 and b"".join(response.streaming_content) == s3.server.get(s3.bucket, overlays[0])
+    response = client.get(f"/runs/{run.pk}/figures/map.png")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == s3.server.get(s3.bucket, f"{prefix}embedding_map.png")
