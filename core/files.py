@@ -85,12 +85,10 @@ def version(storage: Storage, name: str) -> str | None:
         return f"{st.st_size}:{st.st_mtime_ns}"
     bucket = getattr(storage, "bucket", None)
     if bucket is not None:  # S3Storage: one HEAD request
-        from botocore.exceptions import ClientError
-
         try:
             return bucket.Object(storage._normalize_name(name)).e_tag
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+        except Exception as exc:  # botocore's ClientError (botocore is imported only where S3 is configured)
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
                 return None
             raise
     if not storage.exists(name):

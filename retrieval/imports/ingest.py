@@ -2,7 +2,8 @@
 
 `import_job_run` is the body of the `retrieval.tasks.import_run` task and is also what
 `manage.py import_images --sync` calls. Each image is stored atomically: its
-files are written (under unique temporary names, renamed into place), then its rows are created in
+files are written to the media storage, each all or nothing (core.files.save_atomic: locally under a unique
+temporary name renamed into place, in an S3 bucket one PUT), then its rows are created in
 one transaction that holds the dataset's lock; if anything fails the files are removed again
 unless a committed row references them (a concurrent import of the same file), so a failed file
 leaves nothing behind and never touches stored images. A full disk fails the job with

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 
@@ -36,10 +37,16 @@ def storage_name(run: ModelRun, rel: str) -> str:
     return f"runs/{run.pk}/{rel}"
 
 
-def local_path(run: ModelRun, rel: str) -> Path:
-    from retrieval.runs.ranking import run_artefact_dir
+def run_folder(run: ModelRun) -> Path:
+    """The run's folder on this machine: the folder recorded in the run (local storage), or this machine's
+    working copy under its ARTEFACT_ROOT (shared storage: the recorded folder is the last worker's)."""
+    if run.artefact_dir and not shared():
+        return Path(run.artefact_dir)
+    return settings.ARTEFACT_ROOT / "runs" / str(run.pk)
 
-    return run_artefact_dir(run) / rel
+
+def local_path(run: ModelRun, rel: str) -> Path:
+    return run_folder(run) / rel
 
 
 def publish(run: ModelRun, *rels: str) -> None:

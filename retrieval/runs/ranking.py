@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from django.conf import settings
 from PIL import Image as PILImage
 
 from core.errors import ApplicationError
 from retrieval.ml.metrics import pairwise_distances
 from retrieval.ml.ssim import prepare, ssim_distance
 from retrieval.models import Image, ModelRun
+from retrieval.runs import artefacts
 
 EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "image_ids.npy"
@@ -32,13 +32,8 @@ SSIM_FILE = "ssim_distances.npz"  # an SSIM run's pairwise matrix of the evaluat
 
 
 def run_artefact_dir(run: ModelRun) -> Path:
-    """The run's folder on this machine. With a shared artefact storage every machine has its own working copy
-    under its ARTEFACT_ROOT (the folder recorded in the run is the last worker's)."""
-    from retrieval.runs import artefacts
-
-    if run.artefact_dir and not artefacts.shared():
-        return Path(run.artefact_dir)
-    return settings.ARTEFACT_ROOT / "runs" / str(run.pk)
+    """The run's folder on this machine (retrieval.runs.artefacts: with a shared storage, a working copy)."""
+    return artefacts.run_folder(run)
 
 
 def saliency_name(image_id: int) -> str:
@@ -49,15 +44,11 @@ def saliency_name(image_id: int) -> str:
 def saliency_path(run: ModelRun, image_id: int) -> Path:
     """The local path of the saliency overlay of an image under a classifier run (fetched from the artefact
     storage first: retrieval.runs.artefacts); it does not exist when the run has no overlay of the image."""
-    from retrieval.runs import artefacts
-
     return artefacts.fetch(run, saliency_name(image_id))
 
 
 def run_vectors(*, run: ModelRun) -> tuple[np.ndarray, np.ndarray]:
     """(image ids, float32 embeddings) of a run; raises ApplicationError when not embedded yet."""
-    from retrieval.runs import artefacts
-
     emb, ids = artefacts.fetch(run, EMBEDDINGS_FILE), artefacts.fetch(run, IDS_FILE)  # shared storage: refreshed
     if not emb.exists() or not ids.exists():
         raise ApplicationError(f"Run {run.name!r} has no embeddings yet (status: {run.status}).")
