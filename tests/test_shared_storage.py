@@ -280,3 +280,10 @@ def test_trained_weights_and_overlays_reach_another_machine_through_the_bucket(
     response = client.get(f"/runs/{run.pk}/figures/map.png")
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == s3.server.get(s3.bucket, f"{prefix}embedding_map.png")
+
+
+def test_an_import_into_a_missing_bucket_fails_with_the_storage_error_and_stores_nothing(s3, db, settings, tmp_path):
+    settings.STORAGES = s3_storages(s3.server, "cbir-no-such-bucket")
+    job = run_import(source=write_files(tmp_path / "s", {"a.png": png_bytes(1), "b.png": png_bytes(2)}))
+    assert job.status == "failed" and "NoSuchBucket" in job.error, job.error
+    assert Image.objects.count() == 0 and _local_files(settings.MEDIA_ROOT) == []
