@@ -242,6 +242,7 @@ def test_trained_weights_and_overlays_reach_another_machine_through_the_bucket(
     import numpy as np
     from PIL import Image as PILImage
 
+    from readerstudy.selectors import run_has_saliency
     from retrieval.runs import ranking, search_job
     from retrieval.runs.splits import split_create
     from tests.runs.conftest import SMALL, make_phantom_dataset, run_inline
@@ -272,6 +273,7 @@ def test_trained_weights_and_overlays_reach_another_machine_through_the_bucket(
     settings.ARTEFACT_ROOT = tmp_path / "web"  # another machine: nothing of the run on its disk
     settings.STORAGE_CACHE_ROOT = tmp_path / "web-cache"
     search_job._model.cache_clear()
+    assert run_has_saliency(run)  # the studies see the overlays in the bucket
     assert np.allclose(search_job.embed_pixels(run, pixels), vectors[2], atol=1e-4)
     client.force_login(researcher)
     overlay_id = int(overlays[0].rsplit("/", 1)[1].removesuffix(".png"))
