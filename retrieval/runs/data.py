@@ -5,6 +5,7 @@ Used by the worker's stages and by the evaluation (which also runs in the web pr
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +26,17 @@ def run_set(run: ModelRun, **fields) -> None:
 def image_paths(image_ids: list[int]) -> list[str]:
     """Local paths of the images' renditions, in order, for the DataLoader: the files themselves in the local
     media folder, or copies of the stored files on this machine (MEDIA_STORAGE=s3: under
-    STORAGE_CACHE_ROOT/media, downloaded once; rendition names are content-addressed)."""
-    paths = dict(Image.objects.filter(pk__in=image_ids).values_list("pk", "rendition"))
-    return [str(media_local_copy(paths[i])) for i in image_ids]
+    STORAGE_CACHE_ROOT/media, downloaded once, DOWNLOAD_THREADS at a time; rendition names are
+    content-addressed)."""
+    rows = dict(Image.objects.filter(pk__in=image_ids).values_list("pk", "rendition"))
+    names = [rows[i] for i in image_ids]
+    if files.is_local(default_storage):
+        return [str(media_local_copy(name)) for name in names]
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # requests to the bucket wait on the network
+        return [str(path) for path in pool.map(media_local_copy, names)]
+
+
+DOWNLOAD_THREADS = 8
 
 
 def media_local_copy(name: str) -> Path:
