@@ -83,6 +83,8 @@ def _stages(run: ModelRun) -> None:
         _dataset_statistics(run)
     if run.method == "igcbir" and "saliency_inputs" not in run.timings:
         _timed(run, "saliency_inputs", RunStage.TRAINING, _saliency_inputs)
+    elif run.method == "igcbir" and "train" not in run.timings and artefacts.shared():
+        _saliency_inputs(run)  # training resumed on another machine: the inputs it lacks (they stay local)
     if method.trains and "train" not in run.timings:
         _timed(run, "train", RunStage.TRAINING, train)
     if method.trains and run.config.get("saliency") and "saliency" not in run.timings:
