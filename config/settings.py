@@ -137,8 +137,48 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(envstr("STATIC_ROOT", str(DATA_DIR / "static")))
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns on every request otherwise
+# Media (originals, renditions, thumbnails, values) and run artefacts (model weights, embeddings, indexes,
+# overlays) go through Django's storage API (core.files): the local folders below by default, or one
+# S3-compatible bucket (AWS S3, MinIO, ...) when the web process and workers run on several machines
+# (MEDIA_STORAGE=s3; docs/configuration.md#shared-storage-s3-minio). The bucket stays private: every image
+# is served through the permission-checked views, never by a public or presigned bucket address.
+MEDIA_STORAGE = envstr("MEDIA_STORAGE", "local")
+if MEDIA_STORAGE not in ("local", "s3"):
+    raise ConfigError(f"MEDIA_STORAGE must be 'local' or 's3', not {MEDIA_STORAGE!r}")
+
+
+def _s3_storage(location: str) -> dict:
+    bucket = envstr("AWS_STORAGE_BUCKET_NAME")
+    if not bucket:
+        raise ConfigError("MEDIA_STORAGE=s3 needs AWS_STORAGE_BUCKET_NAME (the bucket's name)")
+    options = {
+        "bucket_name": bucket,
+        "location": location,
+        "default_acl": "private",
+        "querystring_auth": True,  # no public object addresses (and the views never hand out any)
+        "file_overwrite": True,  # content-addressed names: a rewrite is the same file (core.files.save_atomic)
+        "region_name": envstr("AWS_S3_REGION_NAME"),
+        "endpoint_url": envstr("AWS_S3_ENDPOINT_URL"),  # MinIO and other S3-compatible servers
+        "access_key": envstr("AWS_ACCESS_KEY_ID"),
+        "secret_key": envstr("AWS_SECRET_ACCESS_KEY"),
+        "addressing_style": envstr("AWS_S3_ADDRESSING_STYLE"),  # "path" for most MinIO set-ups
+    }
+    return {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {k: v for k, v in options.items() if v}}
+
+
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": (
+        _s3_storage(envstr("AWS_S3_MEDIA_PREFIX", "media"))
+        if MEDIA_STORAGE == "s3"
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
+    # Run artefacts. Local: ARTEFACT_ROOT itself (never accessed through this entry). S3: the bucket, with
+    # ARTEFACT_ROOT as each machine's working copy (retrieval.runs.artefacts).
+    "artefacts": (
+        _s3_storage(envstr("AWS_S3_ARTEFACT_PREFIX", "artefacts"))
+        if MEDIA_STORAGE == "s3"
+        else {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+    ),
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = DEBUG
@@ -155,6 +195,9 @@ WEIGHTS_DIR = Path(envstr("WEIGHTS_DIR", str(DATA_DIR / "checkpoints"))).resolve
 WEIGHTS_DOWNLOAD = envbool("WEIGHTS_DOWNLOAD", False)
 # Model runs: checkpoints, embeddings, FAISS indexes (not served).
 ARTEFACT_ROOT = Path(envstr("ARTEFACT_ROOT", str(DATA_DIR / "artefacts"))).resolve()
+# With MEDIA_STORAGE=s3: where a machine keeps its copies of the media files its workers read (renditions
+# for the models; content-addressed names, so a copy is never stale). Safe to empty at any time.
+STORAGE_CACHE_ROOT = Path(envstr("STORAGE_CACHE_ROOT", str(DATA_DIR / "cache"))).resolve()
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 

@@ -19,8 +19,9 @@ from core.jobs import JobStatus
 from core.roles import READER
 from readerstudy.models import Assignment, Candidate, Case, Study, StudyStatus
 from retrieval.models import Label, ModelRun
+from retrieval.runs import artefacts
 from retrieval.runs.methods import METHODS
-from retrieval.runs.ranking import SALIENCY_DIR, run_artefact_dir
+from retrieval.runs.ranking import SALIENCY_DIR
 
 
 def study_run_ids(*, study: Study) -> list[int]:
@@ -41,8 +42,7 @@ def run_has_saliency(run) -> bool:
     method = METHODS.get(run.method)
     if run.status != JobStatus.SUCCEEDED or method is None or not method.trains or not run.config.get("saliency"):
         return False
-    folder = run_artefact_dir(run) / SALIENCY_DIR
-    return folder.is_dir() and next(folder.glob("*.png"), None) is not None
+    return artefacts.any_file(run, SALIENCY_DIR, ".png")
 
 
 def study_saliency_run(*, study: Study):

@@ -19,7 +19,7 @@ from retrieval.forms import RunForm, SearchForm
 from retrieval.imports.uploads import upload_save
 from retrieval.ml.metrics import AP_DEFINITION_NAMES
 from retrieval.models import Dataset, Image, ModelRun, SearchRequest
-from retrieval.runs import index, ranking, search
+from retrieval.runs import artefacts, index, ranking, search
 from retrieval.runs import services as runs
 from retrieval.runs.comparison import comparison_table
 from retrieval.runs.evaluation import MAP_FILE
@@ -81,7 +81,7 @@ def run_detail(request, pk: int):
             "retrieval": retrieval,
             "rows": metric_rows(retrieval),
             "hubness": hubness_rows(retrieval),
-            "has_map": (ranking.run_artefact_dir(run) / MAP_FILE).exists(),
+            "has_map": artefacts.exists(run, MAP_FILE),
             "worker_lost": runs.run_worker_lost(run=run),
             "evaluations": run.evaluations.order_by("-pk")[:10],
         },
@@ -105,7 +105,7 @@ def run_figure(request, pk: int, name: str):
     """The embedding map (t-SNE) or the training curves of a run, as PNG."""
     run = get_object_or_404(ModelRun, pk=pk)
     if name == "map":
-        path = ranking.run_artefact_dir(run) / MAP_FILE
+        path = artefacts.fetch(run, MAP_FILE)
         if not path.exists():
             raise Http404("No embedding map yet.")
         return FileResponse(path.open("rb"), content_type="image/png")

@@ -45,10 +45,17 @@ def image_values_backfill(*, dataset_id: int | None = None) -> dict[str, int]:
             with transaction.atomic():
                 updated = Image.objects.filter(pk=image.pk, values="").update(values=path, display=display)
         except BaseException:
-            default_storage.delete(path)
+            _delete_unreferenced(path)
             raise
         if updated:
             counts["added"] += 1
         else:  # filled in meanwhile by another run
-            default_storage.delete(path)
+            _delete_unreferenced(path)
     return counts
+
+
+def _delete_unreferenced(path: str) -> None:
+    """Remove a values file no image references. A shared storage (S3, file_overwrite) gives two runs the same
+    name, so the file may be the one the other run committed."""
+    if not Image.objects.filter(values=path).exists():
+        default_storage.delete(path)

@@ -2,7 +2,8 @@
 
 `import_job_run` is the body of the `retrieval.tasks.import_run` task and is also what
 `manage.py import_images --sync` calls. Each image is stored atomically: its
-files are written (under unique temporary names, renamed into place), then its rows are created in
+files are written to the media storage, each all or nothing (core.files.save_atomic: locally under a unique
+temporary name renamed into place, in an S3 bucket one PUT), then its rows are created in
 one transaction that holds the dataset's lock; if anything fails the files are removed again
 unless a committed row references them (a concurrent import of the same file), so a failed file
 leaves nothing behind and never touches stored images. A full disk fails the job with
@@ -16,13 +17,11 @@ per repetitive kind such as label rows naming no file) with a count of what was 
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import hmac
 import logging
 import os
 import re
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 
+from core import files
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
 from retrieval.imports import names, uploads
@@ -461,30 +461,16 @@ def _remove_unreferenced(dataset: Dataset, paths: list[str]) -> None:
 
 
 def _write_file(path: str, content: bytes) -> None:
-    """Write under a unique temporary name, then rename into place; a full disk raises StorageFull and
-    leaves no temporary file."""
-    full = Path(default_storage.path(path))
-    tmp = full.with_name(f"{full.name}.{uuid.uuid4().hex[:12]}.part")
+    """Store a file in the media storage, all or nothing (core.files.save_atomic: locally a temporary name
+    renamed into place, in S3 one PUT); a full local disk raises StorageFull and leaves no temporary file."""
     try:
-        full.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        try:
-            view = memoryview(content)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.replace(tmp, full)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise StorageFull(
-                exc.errno,
-                f"the disk holding the media folder is full ({os.strerror(exc.errno)}): the import stopped; "
-                "images stored before are kept and no partial file was left. Free space, then retry the import",
-            ) from exc
-        raise
+        files.save_atomic(default_storage, path, content)
+    except files.StorageFull as exc:
+        raise StorageFull(
+            exc.errno,
+            f"the disk holding the media folder is full ({os.strerror(exc.errno)}): the import stopped; "
+            "images stored before are kept and no partial file was left. Free space, then retry the import",
+        ) from exc
 
 
 RATER_COLUMNS = ("rater", "reader", "radiologist")

@@ -5,9 +5,14 @@ Used by the worker's stages and by the evaluation (which also runs in the web pr
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 
+from core import files
 from retrieval.ml.splits import binary_task
 from retrieval.models import Image, Label, ModelRun
 
@@ -19,9 +24,27 @@ def run_set(run: ModelRun, **fields) -> None:
 
 
 def image_paths(image_ids: list[int]) -> list[str]:
-    paths = dict(Image.objects.filter(pk__in=image_ids).values_list("pk", "rendition"))
+    """Local paths of the images' renditions, in order, for the DataLoader: the files themselves in the local
+    media folder, or copies of the stored files on this machine (MEDIA_STORAGE=s3: under
+    STORAGE_CACHE_ROOT/media, downloaded once, DOWNLOAD_THREADS at a time; rendition names are
+    content-addressed)."""
+    rows = dict(Image.objects.filter(pk__in=image_ids).values_list("pk", "rendition"))
+    names = [rows[i] for i in image_ids]
+    if files.is_local(default_storage):
+        return [str(media_local_copy(name)) for name in names]
+    with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:  # requests to the bucket wait on the network
+        return [str(path) for path in pool.map(media_local_copy, names)]
 
-    return [default_storage.path(paths[i]) for i in image_ids]
+
+DOWNLOAD_THREADS = 8
+
+
+def media_local_copy(name: str) -> Path:
+    """A local path holding the media file `name` (FileNotFoundError when the storage has none)."""
+    path = files.local_copy(default_storage, name, settings.STORAGE_CACHE_ROOT / "media" / name, immutable=True)
+    if path is None:
+        raise FileNotFoundError(f"the media file {name!r} is missing from the storage")
+    return path
 
 
 def label_matrix(image_ids: list[int], names: list[str]) -> np.ndarray:

@@ -20,7 +20,7 @@ from retrieval.ml.metrics import evaluate_retrieval
 from retrieval.ml.plots import embedding_map_png
 from retrieval.ml.splits import bin_numeric
 from retrieval.models import Evaluation, Label, ModelRun, SplitPart
-from retrieval.runs import ranking
+from retrieval.runs import artefacts, ranking
 from retrieval.runs.data import label_matrix
 from retrieval.runs.splits import split_image_ids
 
@@ -197,7 +197,7 @@ def _draw_map(run, x, label_values, names, numeric) -> None:
     else:
         colours, title = np.zeros(len(x)), ""
     png = embedding_map_png(x, colours, "tsne", title=f"{run.name}: t-SNE coloured by {title}", seed=0)
-    (ranking.run_artefact_dir(run) / MAP_FILE).write_bytes(png)
+    artefacts.write(run, MAP_FILE, png)
 
 
 def _plain(result: dict) -> dict:

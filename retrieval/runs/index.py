@@ -4,18 +4,23 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import faiss
 import numpy as np
 
 from core.errors import ApplicationError
-from retrieval.ml.index import VectorIndex
+from retrieval.ml.index import IDS_FILE, INDEX_FILE, META_FILE, VectorIndex
 from retrieval.models import Image, ModelRun
-from retrieval.runs import ranking
+from retrieval.runs import artefacts, ranking
 
 SSIM_SEARCH_POOL = 2000
 
 INDEX_DIR = "index"
+
+
+# meta.json last: a reader that finds it finds the files it describes (VectorIndex.load checks they agree).
+INDEX_FILES = (INDEX_FILE, IDS_FILE, META_FILE)
 
 
 @lru_cache(maxsize=4)
@@ -24,13 +29,28 @@ def _index(folder: str, mtime_ns: int):
     return VectorIndex.load(folder)
 
 
-def run_index(run: ModelRun):
-    """The run's FAISS index (cached per process until the file changes)."""
+def fetch_index(run: ModelRun) -> Path | None:
+    """The local folder of the run's index, brought up to date from the artefact storage (MEDIA_STORAGE=s3:
+    one request per file, a download only of what changed); None when the run has no index."""
     folder = ranking.run_artefact_dir(run) / INDEX_DIR
-    meta = folder / "meta.json"
-    if not meta.exists():
+    if artefacts.shared():
+        for name in (META_FILE, INDEX_FILE, IDS_FILE):
+            if not artefacts.fetch(run, f"{INDEX_DIR}/{name}").is_file():
+                return None
+    return folder if (folder / META_FILE).exists() else None
+
+
+def publish_index(run: ModelRun) -> None:
+    """Store the index the run's folder holds in the artefact storage (shared storage only)."""
+    artefacts.publish(run, *(f"{INDEX_DIR}/{name}" for name in INDEX_FILES))
+
+
+def run_index(run: ModelRun):
+    """The run's FAISS index, loaded from the artefact storage (cached per process until the file changes)."""
+    folder = fetch_index(run)
+    if folder is None:
         raise ApplicationError(f"Run {run.name!r} has no index yet (status: {run.status}).")
-    return _index(str(folder), meta.stat().st_mtime_ns)
+    return _index(str(folder), (folder / META_FILE).stat().st_mtime_ns)
 
 
 def search_by_vector(*, run: ModelRun, vector: np.ndarray, k: int, exclude: int | None = None) -> list[dict]:

@@ -29,7 +29,7 @@ from retrieval.ml.saliency import resolve_saliency_method, saliency_input
 from retrieval.ml.saliency_dataset import SaliencyInputDataset
 from retrieval.ml.transforms import build_transform
 from retrieval.models import ModelRun
-from retrieval.runs import ranking
+from retrieval.runs import artefacts, ranking
 from retrieval.runs.data import image_paths, run_set
 from retrieval.runs.methods import method_get, weights_source
 
@@ -76,7 +76,7 @@ def build_model(run: ModelRun, *, for_training: bool = False):
 
 def _build_model(run: ModelRun, *, for_training: bool):
     cfg = run.config
-    trained = Path(run.artefact_dir or ranking.run_artefact_dir(run)) / MODEL_FILE
+    trained = artefacts.fetch(run, MODEL_FILE)  # the trained weights, from the artefact storage
     if run.method == "ensemble":
         return _ensemble_model(run)
     if run.method == "rating_metric":

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from django.conf import settings
 from PIL import Image as PILImage
 
 from core.errors import ApplicationError
 from retrieval.ml.metrics import pairwise_distances
 from retrieval.ml.ssim import prepare, ssim_distance
 from retrieval.models import Image, ModelRun
+from retrieval.runs import artefacts
 
 EMBEDDINGS_FILE = "embeddings.npy"
 IDS_FILE = "image_ids.npy"
@@ -32,21 +32,30 @@ SSIM_FILE = "ssim_distances.npz"  # an SSIM run's pairwise matrix of the evaluat
 
 
 def run_artefact_dir(run: ModelRun) -> Path:
-    return Path(run.artefact_dir) if run.artefact_dir else settings.ARTEFACT_ROOT / "runs" / str(run.pk)
+    """The run's folder on this machine (retrieval.runs.artefacts: with a shared storage, a working copy)."""
+    return artefacts.run_folder(run)
+
+
+def saliency_name(image_id: int) -> str:
+    """The saliency overlay PNG of an image under a classifier run, relative to the run's artefacts."""
+    return f"{SALIENCY_DIR}/{image_id}.png"
 
 
 def saliency_path(run: ModelRun, image_id: int) -> Path:
-    """Where the saliency overlay PNG of an image under a classifier run is stored."""
-    return run_artefact_dir(run) / SALIENCY_DIR / f"{image_id}.png"
+    """The local path of the saliency overlay of an image under a classifier run (fetched from the artefact
+    storage first: retrieval.runs.artefacts); it does not exist when the run has no overlay of the image."""
+    return artefacts.fetch(run, saliency_name(image_id))
 
 
 def run_vectors(*, run: ModelRun) -> tuple[np.ndarray, np.ndarray]:
     """(image ids, float32 embeddings) of a run; raises ApplicationError when not embedded yet."""
-    folder = run_artefact_dir(run)
-    emb, ids = folder / EMBEDDINGS_FILE, folder / IDS_FILE
+    emb, ids = artefacts.fetch(run, EMBEDDINGS_FILE), artefacts.fetch(run, IDS_FILE)  # shared storage: refreshed
     if not emb.exists() or not ids.exists():
         raise ApplicationError(f"Run {run.name!r} has no embeddings yet (status: {run.status}).")
-    return _load(str(ids), ids.stat().st_mtime_ns), _load(str(emb), emb.stat().st_mtime_ns)
+    out = _load(str(ids), ids.stat().st_mtime_ns), _load(str(emb), emb.stat().st_mtime_ns)
+    if len(out[0]) != len(out[1]):  # fetched while the embed stage was storing the pair
+        raise ApplicationError(f"Run {run.name!r}'s embeddings are being updated: try again in a moment.")
+    return out
 
 
 @lru_cache(maxsize=8)

@@ -26,10 +26,10 @@ from retrieval.ml.ratings import evaluate_embeddings, evaluate_rating_metric, me
 from retrieval.ml.saliency import normalise_saliency, overlay_png, resolve_saliency_method, saliency
 from retrieval.ml.transforms import dataset_mean_std
 from retrieval.models import ModelRun, RunStage, SplitPart
-from retrieval.runs import ranking
+from retrieval.runs import artefacts, ranking
 from retrieval.runs.data import image_paths, images_missing_from, run_set
 from retrieval.runs.evaluation import evaluate_run
-from retrieval.runs.index import INDEX_DIR
+from retrieval.runs.index import INDEX_DIR, fetch_index, publish_index
 from retrieval.runs.methods import method_get, normalised_features
 from retrieval.runs.networks import (
     build_model,
@@ -83,6 +83,8 @@ def _stages(run: ModelRun) -> None:
         _dataset_statistics(run)
     if run.method == "igcbir" and "saliency_inputs" not in run.timings:
         _timed(run, "saliency_inputs", RunStage.TRAINING, _saliency_inputs)
+    elif run.method == "igcbir" and "train" not in run.timings and artefacts.shared():
+        _saliency_inputs(run)  # training resumed on another machine: the inputs it lacks (they stay local)
     if method.trains and "train" not in run.timings:
         _timed(run, "train", RunStage.TRAINING, train)
     if method.trains and run.config.get("saliency") and "saliency" not in run.timings:
@@ -172,6 +174,7 @@ def _embed(run: ModelRun) -> None:
     allv = vectors if old is None else np.concatenate([old, vectors])
     _atomic_npy(folder / ranking.EMBEDDINGS_FILE, allv.astype(np.float32))
     _atomic_npy(folder / ranking.IDS_FILE, ids)
+    artefacts.publish(run, ranking.EMBEDDINGS_FILE, ranking.IDS_FILE)
     run_set(run, n_embedded=len(ids), device=str(run_device()))
 
 
@@ -183,8 +186,8 @@ def _atomic_npy(path: Path, array: np.ndarray) -> None:
 
 def _index(run: ModelRun) -> None:
     ids, vectors = ranking.run_vectors(run=run)
-    folder = Path(run.artefact_dir) / INDEX_DIR
-    if (folder / "meta.json").exists():
+    folder = fetch_index(run)
+    if folder is not None:
         index = VectorIndex.load(folder)
         new = ~np.isin(ids, index.ids)
         if not new.any():
@@ -192,7 +195,8 @@ def _index(run: ModelRun) -> None:
         index.add(vectors[new], ids[new])
     else:
         index = VectorIndex.build(vectors, ids, kind=run.config.get("index", "auto"), metric=run.config["metric"])
-    index.save(folder)
+    index.save(ranking.run_artefact_dir(run) / INDEX_DIR)
+    publish_index(run)
     run.metrics = {**run.metrics, "index": index.metadata()}
     run_set(run, metrics=run.metrics)
 
@@ -257,7 +261,7 @@ def _saliency(run: ModelRun) -> None:
         with torch.enable_grad():
             maps = normalise_saliency(saliency(model, torch.stack(tensors), method)).detach().cpu().numpy()
         for image_id, grey, sal in zip(ids[start : start + size], greys, maps):
-            ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+            artefacts.write(run, ranking.saliency_name(image_id), overlay_png(grey, sal))
         done = min(start + size, len(ids))
         job_progress(run, done=done, total=len(ids), note=f"saliency {done}/{len(ids)}")
 
@@ -282,7 +286,7 @@ def _igcbir_overlays(run: ModelRun, ids: list[int]) -> None:
         with PILImage.open(path) as pil:
             grey = _network_view(pil.convert("L"), classifier.config["resize"], classifier.config["crop"])
         sal = np.load(saliency_input_dir(run) / f"{image_id}.npy")[0].astype(np.float32)
-        ranking.saliency_path(run, image_id).write_bytes(overlay_png(grey, sal))
+        artefacts.write(run, ranking.saliency_name(image_id), overlay_png(grey, sal))
         job_progress(run, done=n, total=len(ids), note=f"saliency {n}/{len(ids)}")
 
 

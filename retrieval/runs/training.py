@@ -21,6 +21,7 @@ from retrieval.ml.ratings import (
 )
 from retrieval.ml.train import fit
 from retrieval.models import ModelRun, SplitPart
+from retrieval.runs import artefacts
 from retrieval.runs.data import image_paths, run_set, training_targets
 from retrieval.runs.networks import (
     MODEL_FILE,
@@ -86,6 +87,7 @@ def train(run: ModelRun) -> None:
     if history.get("stopped"):
         raise ApplicationError("Training was cancelled.")
     save_weights(model, Path(run.artefact_dir) / MODEL_FILE)
+    artefacts.publish(run, MODEL_FILE)
     run.metrics = {**run.metrics, "training": {k: history.get(k) for k in ("best_epoch", "best_metric", "metric")}}
     run_set(run, metrics=run.metrics)
 
@@ -200,6 +202,7 @@ def _train_rating_metric(run: ModelRun) -> None:
     if history.get("stopped"):
         raise ApplicationError("Training was cancelled.")
     save_weights(model, Path(run.artefact_dir) / MODEL_FILE)
+    artefacts.publish(run, MODEL_FILE)
     run.metrics = {
         **run.metrics,
         "training": {
