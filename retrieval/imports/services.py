@@ -76,9 +76,8 @@ def label_table_preview(
     if label_format not in LabelFormat.values:
         raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
     try:
-        return label_tables.label_table_columns(
-            Path(labels_path).read_bytes(), label_format, allow_free_text=allow_free_text
-        )
+        with Path(labels_path).open("rb") as stream:  # read as a stream: a 200,000-row table is not held
+            return label_tables.label_table_columns(stream, label_format, allow_free_text=allow_free_text)
     except label_tables.LabelTableError as exc:
         raise ApplicationError(f"The label table cannot be used: {exc}") from None
 
