@@ -244,6 +244,10 @@ def job_fail_running(model: type[TrackedJob], pk: int, *, error: str) -> bool:
 
 def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
     """The message a failed job shows: the error's own for expected errors, else its type and text."""
+    from core.tasks import MemoryLimitExceeded
+
+    if isinstance(exc, MemoryLimitExceeded):
+        return str(exc)
     if isinstance(exc, SoftTimeLimitExceeded):
         return (
             "Stopped: the job ran longer than the time limit of its queue (CPU_TASK_SOFT_TIME_LIMIT or "
@@ -271,10 +275,12 @@ def job_run(
         log.info("%s %s already claimed or finished; nothing to do", model.__name__, pk)
         return None
     job = model.objects.get(pk=pk)
+    from core.tasks import MemoryLimitExceeded
+
     try:
         body(job)
-    except Exception as exc:
-        if not isinstance(exc, (ApplicationError, SoftTimeLimitExceeded, *expected)):
+    except (Exception, MemoryLimitExceeded) as exc:
+        if not isinstance(exc, (ApplicationError, SoftTimeLimitExceeded, MemoryLimitExceeded, *expected)):
             log.exception("%s %s failed", model.__name__, pk)
         job_finish(job, status=JobStatus.FAILED, error=failure_message(exc, expected))
         return job
