@@ -16,6 +16,9 @@ process was SIGKILLed goes on immediately; a live one is never taken over) or, f
 another host, when its heartbeat is older than JOB_STALE_SECONDS. Job bodies are re-runnable: they skip what an
 earlier attempt committed. A job whose worker was lost JOB_MAX_WORKER_LOSSES times (a file
 that exhausts memory every time) is failed with a message instead of being tried for ever.
+A failure the database refuses to record (SQLite in a full data folder: "database or disk is full") is kept by
+the process and written as soon as the database takes writes again (`failures_unrecorded_flush`: a thread tries
+every FAILURE_RECORD_RETRY_SECONDS, and every job the process starts tries first); the worker's log says so.
 Progress is written with `job_progress` (a single UPDATE, no read-modify-write) and shown by the
 progress bar.
 """
@@ -25,12 +28,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, close_old_connections, connection, models
 from django.db.models import F
 from django.utils import timezone
 
@@ -244,6 +248,15 @@ def job_fail_running(model: type[TrackedJob], pk: int, *, error: str) -> bool:
 
 def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...] = ()) -> str:
     """The message a failed job shows: the error's own for expected errors, else its type and text."""
+    from core.tasks import MemoryLimitExceeded
+
+    if isinstance(exc, MemoryLimitExceeded):
+        return str(exc)
+    if isinstance(exc, DatabaseError) and _disk_full(exc):
+        return (
+            f"Stopped: the database could not be written ({str(exc).strip()}): the disk holding it is full. "
+            "Free space, then retry."
+        )
     if isinstance(exc, SoftTimeLimitExceeded):
         return (
             "Stopped: the job ran longer than the time limit of its queue (CPU_TASK_SOFT_TIME_LIMIT or "
@@ -267,16 +280,19 @@ def job_run(
     fails the job with `failure_message` (unexpected ones are logged with their traceback) and is not
     re-raised: the worker carries on, and the task reports the failure (core.tasks.JobFailed).
     """
+    failures_unrecorded_flush()
     if not job_claim(model, pk):
         log.info("%s %s already claimed or finished; nothing to do", model.__name__, pk)
         return None
     job = model.objects.get(pk=pk)
+    from core.tasks import MemoryLimitExceeded
+
     try:
         body(job)
-    except Exception as exc:
-        if not isinstance(exc, (ApplicationError, SoftTimeLimitExceeded, *expected)):
+    except (Exception, MemoryLimitExceeded) as exc:
+        if not isinstance(exc, (ApplicationError, SoftTimeLimitExceeded, MemoryLimitExceeded, *expected)):
             log.exception("%s %s failed", model.__name__, pk)
-        job_finish(job, status=JobStatus.FAILED, error=failure_message(exc, expected))
+        _record_failure(job, failure_message(exc, expected))
         return job
     job.refresh_from_db(fields=["status", "error", "finished_at"])  # the body may have finished it
     if not job.is_finished:
@@ -304,3 +320,83 @@ def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
     if not retried:
         raise Conflict(f"{what} is {job.status}; only a failed one can be retried.")
     return job
+
+
+# --------------------------------------------------------------------------- failures the database refused
+
+#: Seconds between two tries to write a failure the database refused.
+FAILURE_RECORD_RETRY_SECONDS = 10
+
+_unrecorded: dict[tuple[type, int], tuple[str, str]] = {}  # (model, pk) -> (error, claimed_by)
+_unrecorded_lock = threading.Lock()
+_retrying = threading.Event()
+
+
+def _disk_full(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text or "disk quota" in text
+
+
+def _record_failure(job: TrackedJob, error: str) -> None:
+    """job_finish(failed), or, when the database refuses the write, keep it to be written later (not raised: the
+    worker carries on, and the job is not shown succeeded)."""
+    try:
+        job_finish(job, status=JobStatus.FAILED, error=error)
+        return
+    except DatabaseError as exc:
+        refused = exc
+    key = (type(job), job.pk)
+    with _unrecorded_lock:
+        _unrecorded[key] = (error, job.claimed_by or worker_identity())
+    log.error(
+        "%s %s failed (%s), and the database refused to record it (%s): it stays running in the database until the "
+        "failure can be written; this process tries again every %s s (free space on the disk holding the database)",
+        type(job).__name__,
+        job.pk,
+        error,
+        refused,
+        FAILURE_RECORD_RETRY_SECONDS,
+    )
+    _retry_start()
+
+
+def failures_unrecorded_flush() -> int:
+    """Write the failures this process could not record; how many are still waiting. Only a job still running
+    under this process's claim is failed (another worker may have taken it over and finished it since)."""
+    with _unrecorded_lock:
+        waiting = list(_unrecorded.items())
+    for (model, pk), (error, claimant) in waiting:
+        try:
+            model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=claimant).update(
+                status=JobStatus.FAILED, error=error, finished_at=timezone.now()
+            )
+        except DatabaseError:
+            continue
+        with _unrecorded_lock:
+            _unrecorded.pop((model, pk), None)
+        log.warning("%s %s: its failure is recorded now (%s)", model.__name__, pk, error)
+    with _unrecorded_lock:
+        return len(_unrecorded)
+
+
+def _retry_start() -> None:
+    if _retrying.is_set():
+        return
+    _retrying.set()
+
+    def retry():
+        try:
+            while True:
+                threading.Event().wait(FAILURE_RECORD_RETRY_SECONDS)
+                close_old_connections()
+                try:
+                    if not failures_unrecorded_flush():
+                        return
+                finally:
+                    connection.close()
+        finally:
+            _retrying.clear()
+            if _unrecorded:  # one added while this thread was ending
+                _retry_start()
+
+    threading.Thread(target=retry, name="job-failure-record", daemon=True).start()

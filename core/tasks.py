@@ -21,6 +21,13 @@ stop at its next progress report (between two batches), and SoftTimeLimitExceede
 is if it has not within the grace before the hard limit (at most 300 s). A call that never returns
 to Python (a hung CUDA kernel) is not interrupted: restart the worker, and the run resumes.
 
+Memory: a cpu-queue task whose process's resident memory passes CPU_TASK_MEMORY_LIMIT_MB is stopped *during*
+the task (`memory_watch_start`, a thread of every pool process started by worker_process_init, reading
+/proc/self/statm every MEMORY_POLL_SECONDS): `MemoryLimitExceeded` is raised in the task, and its job fails with
+"Stopped: the job needed more than N MB of memory"; a task that goes on growing (a single C call that
+allocates) is failed by the watch itself and its process killed, before the kernel's OOM killer picks a process.
+RLIMIT_AS is not used: importing torch alone maps 3.2 GB of address space for 0.56 GB resident.
+
 The outbox: sending a job's task records `enqueued_at` on its row, and an unreachable broker is
 `BrokerUnavailable` (HTTP 503, the row stays pending). `jobs_requeue` sends the tasks of pending
 rows that never reached the broker and of running rows whose worker was lost; every worker runs it
@@ -32,14 +39,17 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import F, Q
@@ -82,6 +92,19 @@ def route_task(name, args, kwargs, options, task=None, **kw):
 
 class JobFailed(Exception):
     """The task's job ended failed; its row holds the message (see the module docstring)."""
+
+
+class MemoryLimitExceeded(BaseException):
+    """The task's process passed CPU_TASK_MEMORY_LIMIT_MB (raised in the task by the memory watch). A BaseException,
+    like a KeyboardInterrupt: a body's handler of one file's errors (`except Exception`) must not swallow it; the
+    job runner (core.jobs.job_run) fails the job with its message."""
+
+
+def memory_limit_message(limit_mb: int) -> str:
+    return (
+        f"Stopped: the job needed more than {limit_mb:,} MB of memory (CPU_TASK_MEMORY_LIMIT_MB, "
+        "docs/configuration.md#jobs-and-workers)."
+    )
 
 
 class JobTask(Task):
@@ -186,7 +209,7 @@ def _outcome(func, queue: str):
         disarm = _soft_limit_alarm(*_soft_limit()) if queue == GPU_QUEUE else None
         try:
             job = func(**kwargs)
-        except SoftTimeLimitExceeded as exc:  # outside the job's runner (e.g. while the body's modules load)
+        except (SoftTimeLimitExceeded, MemoryLimitExceeded) as exc:  # outside the job's runner (e.g. module loading)
             job = _stopped(func, kwargs, exc)
             if job is None:
                 raise
@@ -199,7 +222,7 @@ def _outcome(func, queue: str):
     return task
 
 
-def _stopped(func, kwargs: dict, exc: SoftTimeLimitExceeded):
+def _stopped(func, kwargs: dict, exc: SoftTimeLimitExceeded | MemoryLimitExceeded):
     """Fail the pending or running job of a task stopped by its soft limit before or after its runner; the row."""
     from core.jobs import JobStatus, failure_message
 
@@ -315,3 +338,101 @@ def requeue_loop_start() -> None:
 
 
 _loop_stop = threading.Event()
+
+
+# --------------------------------------------------------------------------- memory (docs/configuration.md)
+
+#: How often the memory watch reads the process's resident memory.
+MEMORY_POLL_SECONDS = 0.1
+#: A task still over its limit this long after MemoryLimitExceeded was raised in it (stuck in C code, or the
+#: exception swallowed), or over 1.25 × the limit at any time, is failed by the watch and its process killed.
+MEMORY_KILL_AFTER_SECONDS = 10
+MEMORY_KILL_FACTOR = 1.25
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def resident_mb() -> float:
+    """This process's resident memory (RSS) in MB, from /proc/self/statm."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * _PAGE / 2**20
+
+
+@dataclass
+class _Watched:
+    """The cpu task being run in this process, as the memory watch sees it."""
+
+    kind: JobKind | None
+    pk: object
+    raised_at: float = 0.0
+
+
+_watched: list[_Watched] = []  # the running task (at most one per pool process)
+
+
+@task_prerun.connect
+def _watch_task(sender=None, kwargs=None, **_):
+    if sender is None or _QUEUE_OF.get(sender.name) != CPU_QUEUE:
+        return
+    kind = next((k for k in JOB_KINDS if k.task.name == sender.name), None)
+    _watched[:] = [_Watched(kind, (kwargs or {}).get(kind.kwarg) if kind else None)]
+
+
+@task_postrun.connect
+def _unwatch_task(**_):
+    _watched.clear()
+
+
+def _raise_memory_limit(signum, frame):
+    if _watched and _watched[0].raised_at and _watched[0].raised_at > 0:
+        _watched[0].raised_at = -_watched[0].raised_at  # raised once per task
+        raise MemoryLimitExceeded(memory_limit_message(settings.CPU_TASK_MEMORY_LIMIT_MB))
+
+
+@worker_process_init.connect
+def _memory_watch_in_pool_process(**_):
+    memory_watch_start()
+
+
+def memory_watch_start(limit_mb: int | None = None) -> threading.Thread | None:
+    """Watch this process's resident memory while a cpu task runs (a daemon thread; the handler of SIGUSR2, which
+    raises MemoryLimitExceeded in the main thread, where the task runs). None when the limit is 0."""
+    limit = settings.CPU_TASK_MEMORY_LIMIT_MB if limit_mb is None else limit_mb
+    if limit <= 0 or threading.current_thread() is not threading.main_thread():
+        return None
+    signal.signal(signal.SIGUSR2, _raise_memory_limit)
+
+    def watch():
+        while True:
+            time.sleep(MEMORY_POLL_SECONDS)
+            task = _watched[0] if _watched else None
+            if task is None:
+                continue
+            try:
+                rss = resident_mb()
+            except OSError:
+                return
+            if rss <= limit:
+                continue
+            if not task.raised_at:
+                log.warning("task memory %.0f MB over the limit of %s MB: stopping the task", rss, limit)
+                task.raised_at = time.monotonic()
+                signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR2)
+            elif rss > limit * MEMORY_KILL_FACTOR or time.monotonic() - abs(task.raised_at) > MEMORY_KILL_AFTER_SECONDS:
+                _memory_kill(task, rss, limit)
+
+    thread = threading.Thread(target=watch, name="memory-watch", daemon=True)
+    thread.start()
+    return thread
+
+
+def _memory_kill(task: _Watched, rss: float, limit: int) -> None:
+    """The task did not stop: fail its job from here and kill this process (the worker starts another)."""
+    log.error("task memory %.0f MB, limit %s MB: the task did not stop; killing its process", rss, limit)
+    try:
+        if task.kind is not None and task.pk is not None:
+            from core.jobs import job_fail_running
+
+            job_fail_running(task.kind.model, task.pk, error=memory_limit_message(limit))
+    finally:
+        os.kill(os.getpid(), signal.SIGKILL)

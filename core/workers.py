@@ -20,9 +20,9 @@ Two roles, one per queue, each with the pool its work needs:
 
 The cpu worker replaces a pool process whose resident memory exceeds CPU_WORKER_MAX_MEMORY_MB
 (default 2048; 0: never) once its task has ended (`--max-memory-per-child`): a leak or a large
-import does not keep its memory for the next job. It bounds nothing *during* a task: a task that
-exhausts memory is killed by the kernel, and its job is taken over as a lost worker's, failed after
-JOB_MAX_WORKER_LOSSES (core.jobs). Time limits are the tasks' own (core.tasks).
+import does not keep its memory for the next job. *During* a task, CPU_TASK_MEMORY_LIMIT_MB bounds it
+(core.tasks: a watch thread in each pool process stops a task that passes it, and its job fails with a
+message). Time limits are the tasks' own (core.tasks).
 
 Every worker also runs the requeue (core.tasks.requeue_loop_start, started from config.celery when
 the worker is ready): pending jobs whose task never reached the broker and jobs of a lost worker are

@@ -377,15 +377,17 @@ def _remove_stale(root: Path) -> None:
 UID_COLUMNS = (("sopinstanceuid", "sop"), ("seriesinstanceuid", "series"), ("studyinstanceuid", "study"))
 
 
-def uid_key_column(data: bytes) -> str | None:
+def uid_key_column(path: str | Path) -> str | None:
     """The header of the UID column that keys a generic table of a PACS import (the most specific of
-    SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID), as `translate_uid_table` picks it; None without one."""
+    SOPInstanceUID, SeriesInstanceUID, StudyInstanceUID), as `translate_uid_table` picks it; None without one.
+    Reads the header only."""
     try:
-        table = label_tables._read_table(data)
+        with Path(path).open("rb") as stream:
+            header = label_tables._Table(stream).header
     except label_tables.LabelTableError:
         return None  # the preview reports what is wrong with it
-    normalised = [label_tables._norm(h) for h in table.header]
-    return next((table.header[normalised.index(col)] for col, _ in UID_COLUMNS if col in normalised), None)
+    normalised = [label_tables._norm(h) for h in header]
+    return next((header[normalised.index(col)] for col, _ in UID_COLUMNS if col in normalised), None)
 
 
 def translate_uid_table(path: Path, files: list[Retrieved], out_dir: Path) -> Path:

@@ -106,6 +106,7 @@ class _Run:
     hidden: Counter = field(default_factory=Counter)  # lines left out: (status, group) -> count
     group_seen: Counter = field(default_factory=Counter)
     seen_files: int = 0  # entries of the source, refused ones included
+    label_file: object = None  # the label table being read (closed when the import ends)
 
     def note(self, status: str, message: str, *, file: str = "", line: int | None = None, group: str = "") -> None:
         """Add a report line (file names and messages made storable: no NUL, no undecodable bytes). Lines of
@@ -146,6 +147,8 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
             run.note("failed", str(exc))
             raise
         finally:
+            if run.label_file is not None:
+                run.label_file.close()
             _save_report(run)
 
     uploads.uploads_expired_remove()
@@ -161,24 +164,9 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
 
 def _import(run: _Run) -> None:
     job = run.job
-    if job.labels_path:
-        # Parse the whole table first: an unusable table stops the import before any image.
-        table = Path(job.labels_path)
-        problem = regular_file_problem(table)
-        if problem:
-            raise label_tables.LabelTableError(problem)
-        rows, problems = label_tables.parse_label_table(
-            table.read_bytes(), job.label_format, allow_free_text=job.allow_free_text
-        )
-        # names (issue 12, finding 2): rows are keyed by the pseudonym of the file they name, and the
-        # report names no file of the table.
-        keys = {row.key: _pseudonym(run, row.key) for row in rows}
-        for line, message in problems:
-            run.note("warning", _scrub_keys(message, keys), file=LABEL_TABLE, line=line, group="table")
-        for row in _rows_within_limits(run, rows):
-            run.rows.setdefault(keys[row.key], []).append(row)
-            run.raw_keys.setdefault(keys[row.key], _norm(row.key))
-        _note_repeated_rows(run)
+    # An unusable table (not text, no header, a required column missing) stops the import before any image;
+    # its rows are read once the source's files are known (_read_label_rows).
+    table = _open_label_table(run) if job.labels_path else None
     job.n_imported = job.n_skipped = job.n_failed = job.n_labels = 0  # a resumed run counts afresh
     ImportJob.objects.filter(pk=job.pk).update(n_imported=0, n_skipped=0, n_failed=0, n_labels=0)
     source = (
@@ -193,6 +181,8 @@ def _import(run: _Run) -> None:
     )
     with source as entries:  # a zip is opened once, for the scan and the import
         units = _plan_units(run, entries) if entries is not None else []
+        if table is not None:
+            _read_label_rows(run, table, [unit.entry.name for unit in units])
         job_progress(job, done=0, total=len(units), note=f"{len(units)} images to import")
         for i, unit in enumerate(units, 1):
             _import_unit(run, unit)
@@ -202,6 +192,61 @@ def _import(run: _Run) -> None:
     ImportJob.objects.filter(pk=job.pk).update(n_labels=job.n_labels)
     if job.source_path and job.n_imported == 0:
         _explain_nothing_imported(run)
+
+
+def _open_label_table(run: _Run) -> label_tables.LabelTable:
+    """The import's label table, opened: its header and column plan are read (LabelTableError if unusable)."""
+    job = run.job
+    path = Path(job.labels_path)
+    problem = regular_file_problem(path)
+    if problem:
+        raise label_tables.LabelTableError(problem)
+    run.label_file = path.open("rb")
+    # Repeated rows are remarked on among the rows kept (_note_repeated_rows): the parser keeps no set of keys.
+    return label_tables.LabelTable(run.label_file, job.label_format, allow_free_text=job.allow_free_text, dedupe=False)
+
+
+def _read_label_rows(run: _Run, table: label_tables.LabelTable, names_: list[str]) -> None:
+    """Stream the table's rows, keeping only those that may label a file of this import (a path suffix of the
+    row's file is one of a file's) or an image stored in the dataset before; the others are counted as rows
+    naming no file (a few listed, the rest in one line), so memory does not grow with the table's rows.
+    Problems are reported as they come (names: rows are keyed by the pseudonym of the file they name, and the
+    report names no file of the table: issue 12, finding 2)."""
+    suffixes = set()
+    for name in names_:
+        parts = PurePosixPath(name).parts
+        suffixes.update("/".join(parts[i:]) for i in range(len(parts)))
+    stored = set()
+    for source_name in Image.objects.filter(dataset=run.job.dataset).values_list("source_name", flat=True).iterator():
+        stored.update((_norm(source_name), _norm(PurePosixPath(source_name).name)))
+
+    def kept() -> Iterator[label_tables.LabelRow]:
+        for item in table.rows():
+            if isinstance(item, label_tables.RowProblem):
+                keys = {item.key: _pseudonym(run, item.key)} if item.key else {}
+                run.note("warning", _scrub_keys(item.message, keys), file=LABEL_TABLE, line=item.line, group="table")
+                continue
+            key, raw = _pseudonym(run, item.key), _norm(item.key)
+            parts = PurePosixPath(key).parts
+            if any("/".join(parts[i:]) in suffixes for i in range(len(parts))) or any(
+                k in stored for k in (key, PurePosixPath(key).name, raw, PurePosixPath(raw).name)
+            ):
+                yield item
+            else:
+                run.note(
+                    "warning",
+                    f"label row for {key!r} names no imported file",
+                    file=LABEL_TABLE,
+                    line=item.line,
+                    group="no-file",
+                )
+
+    for row in _rows_within_limits(run, kept()):
+        key = _pseudonym(run, row.key)
+        run.rows.setdefault(key, []).append(row)
+        run.raw_keys.setdefault(key, _norm(row.key))
+    _note_repeated_rows(run)
+    run.label_file.close()
 
 
 def _explain_nothing_imported(run: _Run) -> None:

@@ -22,12 +22,15 @@ of the collection is the caller's check.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import itertools
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import BinaryIO, Literal, NamedTuple
 
 Format = Literal["nih", "chexpert", "generic"]
 
@@ -390,47 +393,101 @@ class LabelRow:
 Problems = list[tuple[int, str]]
 
 
+class LabelTable:
+    """A label table being read: its column plan is known (and an unusable table has raised
+    LabelTableError) once opened; `rows()` then yields each row or problem in the table's order,
+    reading the stream as it goes (a malformed record further on raises LabelTableError there).
+    Memory does not grow with the number of rows: the caller keeps what it needs."""
+
+    def __init__(
+        self,
+        stream: BinaryIO,
+        fmt: Format,
+        *,
+        filename_column: str | None = None,
+        allow_free_text: bool = False,
+        dedupe: bool = True,
+    ):
+        if fmt not in ("nih", "chexpert", "generic"):
+            raise LabelTableError(f"unknown label table format {fmt!r} (nih, chexpert or generic)")
+        self._table = _Table(stream)
+        if fmt == "generic":
+            self.plan = _generic_plan(self._table, filename_column, allow_free_text)
+            rows = _generic_rows(self._table, self.plan)
+        else:
+            self.plan = _fixed_plan(self._table, fmt, filename_column)
+            parser = _nih_rows if fmt == "nih" else _chexpert_rows
+            rows = parser(self._table, filename_column, dedupe)
+        # The first item read now: a format's required columns are checked before any row is used.
+        first = next(rows, None)
+        self._rows = rows if first is None else itertools.chain((first,), rows)
+        self.header_line = self._table.header_line
+
+    @property
+    def sample(self) -> list[tuple[int, list[str]]]:
+        """The first rows (at most PLAN_SAMPLE_ROWS), as cells."""
+        return self._table.sample
+
+    def rows(self) -> Iterator[LabelRow | RowProblem]:
+        return self._rows
+
+    @property
+    def rows_read(self) -> int:
+        """Records of the right width read so far."""
+        return self._table.rows_read
+
+
 def parse_label_table(
     data: bytes, fmt: Format, *, filename_column: str | None = None, allow_free_text: bool = False
 ) -> tuple[list[LabelRow], Problems]:
-    """Parse a label table into rows and per-row problems ``(line, message)``.
+    """Parse a label table into rows and per-row problems ``(line, message)`` (a small table, in
+    memory; an import reads its table with `LabelTable`).
 
     Generic tables: identifier columns are dropped and free-text columns refused (kept as labels
     when `allow_free_text`), each with a problem line on the header line.
     """
-    parsers = {"nih": _parse_nih, "chexpert": _parse_chexpert, "generic": _parse_generic}
-    if fmt not in parsers:
-        raise LabelTableError(f"unknown label table format {fmt!r} (nih, chexpert or generic)")
-    table = _read_table(data)
-    if fmt == "generic":
-        return _parse_generic(table, filename_column, allow_free_text)
-    return parsers[fmt](table, filename_column)
+    table = LabelTable(io.BytesIO(data), fmt, filename_column=filename_column, allow_free_text=allow_free_text)
+    rows, problems = [], []
+    for item in table.rows():
+        if isinstance(item, RowProblem):
+            problems.append((item.line, item.message))
+        else:
+            rows.append(item)
+    return rows, sorted(problems)
+
+
+#: Problems listed in a preview; the rest are counted.
+PREVIEW_PROBLEMS = 1000
 
 
 def label_table_columns(
-    data: bytes, fmt: Format, *, filename_column: str | None = None, allow_free_text: bool = False
+    data: bytes | BinaryIO, fmt: Format, *, filename_column: str | None = None, allow_free_text: bool = False
 ) -> LabelTablePreview:
     """What an import of this table does with each column (the preview a coordinator confirms):
     key, patient (pseudonymised), view, label, identifier (dropped), free text (refused unless
     allowed) or ignored (a column the NIH/CheXpert format does not read). Sample values are
-    shown only for columns imported as they are (labels and view). Raises LabelTableError as
-    `parse_label_table` does."""
-    if fmt not in ("nih", "chexpert", "generic"):
-        raise LabelTableError(f"unknown label table format {fmt!r} (nih, chexpert or generic)")
-    table = _read_table(data)
-    if fmt == "generic":
-        plan = _generic_plan(table, filename_column, allow_free_text)
-    else:
-        plan = _fixed_plan(table, fmt, filename_column)
-    _, problems = (
-        _parse_generic(table, filename_column, allow_free_text, plan=plan)
-        if fmt == "generic"
-        else {"nih": _parse_nih, "chexpert": _parse_chexpert}[fmt](table, filename_column)
-    )
+    shown only for columns imported as they are (labels and view), from the first rows. Raises
+    LabelTableError as `parse_label_table` does. The table is read as a stream: at most
+    PREVIEW_PROBLEMS problems are listed, the rest counted in one more line."""
+    stream = io.BytesIO(data) if isinstance(data, bytes) else data
+    table = LabelTable(stream, fmt, filename_column=filename_column, allow_free_text=allow_free_text)
+    plan = table.plan
+    problems: Problems = []
+    unlisted = 0
+    for item in table.rows():
+        if isinstance(item, RowProblem):
+            if len(problems) < PREVIEW_PROBLEMS:
+                problems.append((item.line, item.message))
+            else:
+                unlisted += 1
+    rows = table.rows_read
+    problems.sort()
+    if unlisted:
+        problems.append((0, f"{unlisted:,} more problems (not listed)"))
     for index, column in enumerate(plan):
         if column.action in ("label", "view"):
             seen: list[str] = []
-            for _, cells in table.records:
+            for _, cells in table.sample:
                 value = cells[index]
                 shown = value[:40] + ("…" if len(value) > 40 else "")
                 if value and not _is_nan(value) and shown not in seen:
@@ -438,107 +495,199 @@ def label_table_columns(
                     if len(seen) == PREVIEW_SAMPLES:
                         break
             column.samples = seen
-    return LabelTablePreview(columns=plan, rows=len(table.records), problems=problems)
+    return LabelTablePreview(columns=plan, rows=rows, problems=problems)
 
 
 # --------------------------------------------------------------------------- reading
 
+#: Bytes read at a time while a table is checked (encoding, binary data) before it is parsed.
+_CHUNK = 1 << 20
+#: The longest first line read to choose the delimiter.
+_FIRST_LINE_CHARS = 1 << 20
+_CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\r\n")
+_CP1252_UNDEFINED = b"\x81\x8d\x8f\x90\x9d"
 
-@dataclass
+
+class RowProblem(NamedTuple):
+    """A problem of one row (or of the header line): `key` is the file name the row gives, if any."""
+
+    line: int
+    message: str
+    key: str = ""
+
+
 class _Table:
-    header: list[str]
-    #: (start line, cells) per non-blank record, cells padded/trimmed as read.
-    records: list[tuple[int, list[str]]]
-    delimiter: str
-    problems: Problems
-    #: 1-based line of the header (blank lines may precede it).
-    header_line: int = 1
+    """A label table read lazily from a binary stream: the encoding is checked in one pass of
+    `_CHUNK`-sized reads, the header and the first PLAN_SAMPLE_ROWS records are read when it is
+    opened (an unusable table fails here, before any row is used), the rest as `records()` is
+    iterated. Memory does not grow with the number of rows."""
 
+    def __init__(self, stream: BinaryIO):
+        encoding = _encoding(stream)
+        stream.seek(0)
+        text = io.TextIOWrapper(stream, encoding=encoding, newline="")
+        first_line = ""
+        while not first_line:
+            line = text.readline(_FIRST_LINE_CHARS)
+            if not line:
+                break
+            first_line = line.lstrip("\r\n")
+        self.delimiter = max(_DELIMITERS, key=first_line.count)
+        if first_line.count(self.delimiter) == 0:
+            self.delimiter = ","
+        text.seek(0)
+        self._text = text
+        self._reader = csv.reader(text, delimiter=self.delimiter, strict=True)
+        self._previous_end = 0
+        self._raw = self._raw_records()
+        header: list[str] | None = None
+        self.header_line = 0
+        for start, cells in self._raw:
+            header, self.header_line = [c.strip() for c in cells], start
+            break
+        if header is None:
+            raise LabelTableError("empty table: no header line")
+        # ChestX-ray14 rows end with a delimiter: drop trailing unnamed empty header cells.
+        while header and not header[-1]:
+            header.pop()
+        if not header:
+            raise LabelTableError(f"header line {self.header_line} has no column names")
+        named = [h for h in header if h]
+        if len(named) != len(header):
+            position = header.index("") + 1
+            raise LabelTableError(f"column {position} of the header has no name")
+        duplicates = sorted({h for h in header if header.count(h) > 1})
+        if duplicates:
+            raise LabelTableError(f"duplicate column name(s) in the header: {', '.join(duplicates)}")
+        self.header = header
+        # The first records, read now: they decide the plan of a generic table.
+        self._buffer: list[tuple[int, list[str] | str]] = []
+        self.sample: list[tuple[int, list[str]]] = []
+        raw_first: list[list[str]] = []
+        for line, cells in self._raw:
+            if len(raw_first) < 20:
+                raw_first.append(cells)
+            record = self._checked(line, cells)
+            self._buffer.append(record)
+            if not isinstance(record[1], str):
+                self.sample.append(record)
+                if len(self.sample) == PLAN_SAMPLE_ROWS:
+                    break
+        if len(header) == 1 and self.delimiter == "," and any(len(r) > 1 for r in raw_first):
+            raise LabelTableError("the header has a single column but the rows have several")
+        self._read = False
+        self.rows_read = 0
 
-def _decode(data: bytes) -> str:
-    if not data or not data.strip():
-        raise LabelTableError("empty table: no header line")
-    if data.startswith(b"PK\x03\x04"):
-        raise LabelTableError("this is a ZIP file (an Excel .xlsx workbook?), not a CSV table: export the sheet as CSV")
-    if data.startswith(b"\xd0\xcf\x11\xe0"):
-        raise LabelTableError("this is an Excel .xls workbook, not a CSV table: export it as CSV")
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+    def _raw_records(self) -> Iterator[tuple[int, list[str]]]:
         try:
-            return data.decode("utf-16")
-        except UnicodeDecodeError as exc:
-            raise LabelTableError(f"invalid UTF-16 text at byte {exc.start}") from None
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise LabelTableError(
-            f"binary data, not a CSV text table (NUL byte at byte {nul}); expected UTF-8 or Latin-1 text"
-        )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # Not UTF-8: Windows exports are cp1252 (a superset of Latin-1 in 0x80-0x9F);
-        # Latin-1 decodes any remaining byte.
-        try:
-            text = data.decode("cp1252")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-    controls = sum(1 for c in text if ord(c) < 32 and c not in "\t\r\n")
-    if controls > max(2, len(text) // 200):
-        raise LabelTableError(f"binary data, not a CSV text table ({controls} control characters)")
-    return text
+            for cells in self._reader:
+                start = self._previous_end + 1
+                self._previous_end = self._reader.line_num
+                if not cells or all(not c.strip() for c in cells):
+                    continue
+                yield start, cells
+        except csv.Error as exc:
+            raise LabelTableError(
+                f"malformed CSV in the record starting at line {self._previous_end + 1}: {exc} (check the quoting)"
+            ) from None
+        except UnicodeDecodeError as exc:  # the file changed since it was checked
+            raise LabelTableError(f"invalid text in the record after line {self._previous_end}: {exc}") from None
 
-
-def _read_table(data: bytes) -> _Table:
-    text = _decode(data)
-    first_line = text.lstrip("\r\n").split("\n", 1)[0]
-    delimiter = max(_DELIMITERS, key=first_line.count)
-    if first_line.count(delimiter) == 0:
-        delimiter = ","
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    header: list[str] | None = None
-    header_line = 0
-    records: list[tuple[int, list[str]]] = []
-    problems: Problems = []
-    previous_end = 0
-    try:
-        for cells in reader:
-            start = previous_end + 1
-            previous_end = reader.line_num
-            if not cells or all(not c.strip() for c in cells):
-                continue
-            if header is None:
-                header, header_line = [c.strip() for c in cells], start
-                continue
-            records.append((start, cells))
-    except csv.Error as exc:
-        raise LabelTableError(
-            f"malformed CSV in the record starting at line {previous_end + 1}: {exc} (check the quoting)"
-        ) from None
-    if header is None:
-        raise LabelTableError("empty table: no header line")
-    # ChestX-ray14 rows end with a delimiter: drop trailing unnamed empty header cells.
-    while header and not header[-1]:
-        header.pop()
-    if not header:
-        raise LabelTableError(f"header line {header_line} has no column names")
-    named = [h for h in header if h]
-    if len(named) != len(header):
-        position = header.index("") + 1
-        raise LabelTableError(f"column {position} of the header has no name")
-    duplicates = sorted({h for h in header if header.count(h) > 1})
-    if duplicates:
-        raise LabelTableError(f"duplicate column name(s) in the header: {', '.join(duplicates)}")
-    if len(header) == 1 and delimiter == "," and len(records) and any(len(r) > 1 for _, r in records[:20]):
-        raise LabelTableError("the header has a single column but the rows have several")
-    width = len(header)
-    kept: list[tuple[int, list[str]]] = []
-    for line, cells in records:
+    def _checked(self, line: int, cells: list[str]) -> tuple[int, list[str] | str]:
+        width = len(self.header)
         while len(cells) > width and not cells[-1].strip():
             cells = cells[:-1]
         if len(cells) != width:
-            problems.append((line, f"expected {width} columns, found {len(cells)}"))
+            return line, f"expected {width} columns, found {len(cells)}"
+        return line, [c.strip() for c in cells]
+
+    def records(self) -> Iterator[tuple[int, list[str] | str]]:
+        """Every record once, in order: (line, stripped cells), or (line, message) for a row of the
+        wrong width. Raises LabelTableError on malformed CSV further on."""
+        if self._read:
+            raise RuntimeError("a label table's records are read once")
+        self._read = True
+        buffer, self._buffer = self._buffer, []
+        for record in itertools.chain(buffer, (self._checked(line, cells) for line, cells in self._raw)):
+            if not isinstance(record[1], str):
+                self.rows_read += 1
+            yield record
+
+
+def _encoding(stream: BinaryIO) -> str:
+    """The table's text encoding, from one pass over its bytes; LabelTableError for what is no text table."""
+    stream.seek(0)
+    head = stream.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        raise LabelTableError("this is a ZIP file (an Excel .xlsx workbook?), not a CSV table: export the sheet as CSV")
+    if head.startswith(b"\xd0\xcf\x11\xe0"):
+        raise LabelTableError("this is an Excel .xls workbook, not a CSV table: export it as CSV")
+    stream.seek(0)
+    utf16 = head.startswith((b"\xff\xfe", b"\xfe\xff"))
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    utf16_decoder = codecs.getincrementaldecoder("utf-16")()
+    is_utf8, is_cp1252, blank, controls, size = True, True, True, 0, 0
+    for chunk in iter(lambda: stream.read(_CHUNK), b""):
+        blank = blank and not chunk.strip()
+        if utf16:
+            try:
+                utf16_decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                raise LabelTableError(f"invalid UTF-16 text at byte {size + exc.start}") from None
+            size += len(chunk)
             continue
-        kept.append((line, [c.strip() for c in cells]))
-    return _Table(header=header, records=kept, delimiter=delimiter, problems=problems, header_line=header_line)
+        nul = chunk.find(b"\x00")
+        if nul >= 0:
+            raise LabelTableError(
+                f"binary data, not a CSV text table (NUL byte at byte {size + nul}); expected UTF-8 or Latin-1 text"
+            )
+        controls += len(chunk) - len(chunk.translate(None, _CONTROL_BYTES))
+        if is_utf8:
+            try:
+                utf8.decode(chunk)
+            except UnicodeDecodeError:
+                is_utf8 = False
+        is_cp1252 = is_cp1252 and len(chunk.translate(None, _CP1252_UNDEFINED)) == len(chunk)
+        size += len(chunk)
+    if blank:
+        raise LabelTableError("empty table: no header line")
+    if utf16:
+        try:
+            utf16_decoder.decode(b"", final=True)
+        except UnicodeDecodeError as exc:
+            raise LabelTableError(f"invalid UTF-16 text at byte {size + exc.start}") from None
+        return "utf-16"
+    if controls > max(2, size // 200):
+        raise LabelTableError(f"binary data, not a CSV text table ({controls} control characters)")
+    if is_utf8:
+        try:
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            is_utf8 = False
+    # Not UTF-8: Windows exports are cp1252 (a superset of Latin-1 in 0x80-0x9F); Latin-1 decodes any byte.
+    return "utf-8-sig" if is_utf8 else "cp1252" if is_cp1252 else "latin-1"
+
+
+@dataclass
+class _TableData:
+    """A whole table in memory (small tables only: dicomweb's UID tables)."""
+
+    header: list[str]
+    records: list[tuple[int, list[str]]]
+    delimiter: str
+    problems: Problems
+    header_line: int = 1
+
+
+def _read_table(data: bytes) -> _TableData:
+    table = _Table(io.BytesIO(data))
+    records, problems = [], []
+    for line, cells in table.records():
+        if isinstance(cells, str):
+            problems.append((line, cells))
+        else:
+            records.append((line, cells))
+    return _TableData(table.header, records, table.delimiter, problems, table.header_line)
 
 
 def _norm(name: str) -> str:
@@ -589,7 +738,7 @@ def _age(text: str) -> float | None:
 _NIH_CANONICAL = {_norm(name): name for name in NIH_LABELS}
 
 
-def _parse_nih(table: _Table, filename_column: str | None):
+def _nih_rows(table: _Table, filename_column: str | None, dedupe: bool = True) -> Iterator[LabelRow | RowProblem]:
     header = table.header
     key_index = _column_or_error(header, filename_column, ("imageindex",), "Image Index")
     labels_index = _find_column(header, ("findinglabels",))
@@ -600,17 +749,20 @@ def _parse_nih(table: _Table, filename_column: str | None):
     age_index = _find_column(header, ("patientage",))
     gender_index = _find_column(header, ("patientgender", "patientsex"))
 
-    rows: list[LabelRow] = []
-    problems = list(table.problems)
-    seen: dict[str, int] = {}
-    for line, cells in table.records:
+    seen: dict[str, int] | None = {} if dedupe else None
+    for line, cells in table.records():
+        if isinstance(cells, str):
+            yield RowProblem(line, cells)
+            continue
         key = cells[key_index]
-        if not _check_key(key, line, seen, problems):
+        problem = _check_key(key, line, seen)
+        if problem:
+            yield problem
             continue
         labels: dict[str, float | str] = {}
         findings_text = cells[labels_index]
         if not findings_text:
-            problems.append((line, f"{key}: empty Finding Labels (row kept without findings)"))
+            yield RowProblem(line, f"{key}: empty Finding Labels (row kept without findings)", key)
         else:
             present: set[str] = set()
             for raw in findings_text.split("|"):
@@ -619,39 +771,38 @@ def _parse_nih(table: _Table, filename_column: str | None):
                     continue
                 canonical = _NIH_CANONICAL.get(_norm(name))
                 if canonical is None:
-                    problems.append((line, f"{key}: unknown finding {name!r} ignored (known: {', '.join(NIH_LABELS)})"))
+                    yield RowProblem(
+                        line, f"{key}: unknown finding {name!r} ignored (known: {', '.join(NIH_LABELS)})", key
+                    )
                     continue
                 present.add(canonical)
             if NIH_NO_FINDING in present and len(present) > 1:
-                problems.append(
-                    (line, f"{key}: 'No Finding' together with {', '.join(sorted(present - {NIH_NO_FINDING}))}")
+                yield RowProblem(
+                    line, f"{key}: 'No Finding' together with {', '.join(sorted(present - {NIH_NO_FINDING}))}", key
                 )
             if present:
                 labels.update({name: 1.0 if name in present else 0.0 for name in NIH_LABELS})
         if age_index is not None and cells[age_index]:
             age = _age(cells[age_index])
             if age is None:
-                problems.append((line, f"{key}: Patient Age {cells[age_index]!r} is not a number"))
+                yield RowProblem(line, f"{key}: Patient Age {cells[age_index]!r} is not a number", key)
             else:
                 labels["Patient Age"] = age
         if gender_index is not None and cells[gender_index]:
             labels["Patient Gender"] = cells[gender_index]
-        rows.append(
-            LabelRow(
-                key=key,
-                labels=labels,
-                patient_id=_cell(cells, patient_index),
-                view_position=_view(_cell(cells, view_index)),
-                line=line,
-            )
+        yield LabelRow(
+            key=key,
+            labels=labels,
+            patient_id=_cell(cells, patient_index),
+            view_position=_view(_cell(cells, view_index)),
+            line=line,
         )
-    return rows, sorted(problems)
 
 
 # --------------------------------------------------------------------------- CheXpert
 
 
-def _parse_chexpert(table: _Table, filename_column: str | None):
+def _chexpert_rows(table: _Table, filename_column: str | None, dedupe: bool = True) -> Iterator[LabelRow | RowProblem]:
     header = table.header
     key_index = _column_or_error(header, filename_column, _CHEXPERT_KEY_COLUMNS, "Path", ("dicom_id", "filename"))
     observations = {
@@ -670,12 +821,15 @@ def _parse_chexpert(table: _Table, filename_column: str | None):
     sex_index = _find_column(header, ("sex", "patientsex", "gender"))
     age_index = _find_column(header, ("age", "patientage"))
 
-    rows: list[LabelRow] = []
-    problems = list(table.problems)
-    seen: dict[str, int] = {}
-    for line, cells in table.records:
+    seen: dict[str, int] | None = {} if dedupe else None
+    for line, cells in table.records():
+        if isinstance(cells, str):
+            yield RowProblem(line, cells)
+            continue
         key = cells[key_index]
-        if not _check_key(key, line, seen, problems):
+        problem = _check_key(key, line, seen)
+        if problem:
+            yield problem
             continue
         labels: dict[str, float | str] = {}
         for index, name in observations.items():
@@ -684,7 +838,7 @@ def _parse_chexpert(table: _Table, filename_column: str | None):
                 continue  # not mentioned: missing, not negative
             value = _number(text)
             if value not in (1.0, 0.0, -1.0):
-                problems.append((line, f"{key}: {name} value {text!r} is not 1, 0, -1 or blank"))
+                yield RowProblem(line, f"{key}: {name} value {text!r} is not 1, 0, -1 or blank", key)
                 continue
             labels[name] = value
         if sex_index is not None and cells[sex_index]:
@@ -692,7 +846,7 @@ def _parse_chexpert(table: _Table, filename_column: str | None):
         if age_index is not None and cells[age_index]:
             age = _age(cells[age_index])
             if age is None:
-                problems.append((line, f"{key}: Age {cells[age_index]!r} is not a number"))
+                yield RowProblem(line, f"{key}: Age {cells[age_index]!r} is not a number", key)
             else:
                 labels["Age"] = age
         patient_id = _cell(cells, patient_index)
@@ -703,8 +857,7 @@ def _parse_chexpert(table: _Table, filename_column: str | None):
         if view is None and frontal_index is not None:
             if cells[frontal_index].strip().lower() == "lateral":
                 view = "LATERAL"
-        rows.append(LabelRow(key=key, labels=labels, patient_id=patient_id, view_position=view, line=line))
-    return rows, sorted(problems)
+        yield LabelRow(key=key, labels=labels, patient_id=patient_id, view_position=view, line=line)
 
 
 _OBSERVATION_CANONICAL = {_norm(name): name for name in CHEXPERT_OBSERVATIONS}
@@ -737,7 +890,7 @@ def _generic_plan(table: _Table, filename_column: str | None, allow_free_text: b
         elif index == view_index:
             plan.append(ColumnPlan(column, "view"))
         else:
-            values = [cells[index] for _, cells in table.records[:PLAN_SAMPLE_ROWS]]
+            values = [cells[index] for _, cells in table.sample]
             reason = identifier_reason(column, values)
             if reason:
                 plan.append(ColumnPlan(column, "identifier", reason))
@@ -779,38 +932,34 @@ def _fixed_plan(table: _Table, fmt: str, filename_column: str | None) -> list[Co
     return plan
 
 
-def _parse_generic(
-    table: _Table, filename_column: str | None, allow_free_text: bool = False, *, plan: list[ColumnPlan] | None = None
-):
+def _generic_rows(table: _Table, plan: list[ColumnPlan]) -> Iterator[LabelRow | RowProblem]:
     header = table.header
-    plan = plan or _generic_plan(table, filename_column, allow_free_text)
     actions = [column.action for column in plan]
     key_index = actions.index("key")
     patient_index = actions.index("patient") if "patient" in actions else None
     view_index = actions.index("view") if "view" in actions else None
     labelled = [index for index, action in enumerate(actions) if action == "label"]
 
-    rows: list[LabelRow] = []
-    problems = list(table.problems)
     # No patient identifier leaves the import: such columns are dropped, each with a report line;
     # free text is refused unless allowed.
     for column in plan:
         if column.action == "identifier":
-            problems.append(
-                (table.header_line, f"column {column.name!r} looks like a patient identifier and was not imported")
+            yield RowProblem(
+                table.header_line, f"column {column.name!r} looks like a patient identifier and was not imported"
             )
         elif column.action == "free_text":
-            problems.append(
-                (
-                    table.header_line,
-                    f"column {column.name!r} looks like free text ({column.reason}) and was not imported; "
-                    "allow free-text columns to import it",
-                )
+            yield RowProblem(
+                table.header_line,
+                f"column {column.name!r} looks like free text ({column.reason}) and was not imported; "
+                "allow free-text columns to import it",
             )
-    for line, cells in table.records:
+    for line, cells in table.records():
+        if isinstance(cells, str):
+            yield RowProblem(line, cells)
+            continue
         key = cells[key_index]
         if not key:
-            problems.append((line, "empty file name"))
+            yield RowProblem(line, "empty file name")
             continue
         labels: dict[str, float | str] = {}
         for index in labelled:
@@ -819,16 +968,13 @@ def _parse_generic(
                 continue
             number = _number(text, table.delimiter)
             labels[header[index]] = number if number is not None else text
-        rows.append(
-            LabelRow(
-                key=key,
-                labels=labels,
-                patient_id=_cell(cells, patient_index),
-                view_position=_view(_cell(cells, view_index)),
-                line=line,
-            )
+        yield LabelRow(
+            key=key,
+            labels=labels,
+            patient_id=_cell(cells, patient_index),
+            view_position=_view(_cell(cells, view_index)),
+            line=line,
         )
-    return rows, sorted(problems)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -854,15 +1000,15 @@ def _column_or_error(
     return index
 
 
-def _check_key(key: str, line: int, seen: dict[str, int], problems: Problems) -> bool:
+def _check_key(key: str, line: int, seen: dict[str, int] | None) -> RowProblem | None:
+    """A problem with the row's file name: empty, or (`seen` given) named by an earlier row."""
     if not key:
-        problems.append((line, "empty file name"))
-        return False
-    if key in seen:
-        problems.append((line, f"{key}: duplicate of line {seen[key]} (row ignored)"))
-        return False
-    seen[key] = line
-    return True
+        return RowProblem(line, "empty file name")
+    if seen is not None:
+        if key in seen:
+            return RowProblem(line, f"{key}: duplicate of line {seen[key]} (row ignored)", key)
+        seen[key] = line
+    return None
 
 
 def _cell(cells: list[str], index: int | None) -> str | None:

@@ -84,11 +84,11 @@ def label_table_preview(
     if label_format not in LabelFormat.values:
         raise ApplicationError(f"Unknown label format {label_format!r}; use one of {', '.join(LabelFormat.values)}.")
     try:
-        data = Path(labels_path).read_bytes()
-        key = dicomweb.uid_key_column(data) if uid_keys and label_format == LabelFormat.GENERIC else None
-        return label_tables.label_table_columns(
-            data, label_format, filename_column=key, allow_free_text=allow_free_text
-        )
+        key = dicomweb.uid_key_column(labels_path) if uid_keys and label_format == LabelFormat.GENERIC else None
+        with Path(labels_path).open("rb") as stream:  # read as a stream: a 200,000-row table is not held
+            return label_tables.label_table_columns(
+                stream, label_format, filename_column=key, allow_free_text=allow_free_text
+            )
     except label_tables.LabelTableError as exc:
         raise ApplicationError(f"The label table cannot be used: {exc}") from None
 

@@ -121,12 +121,22 @@ def jpeg_dicom(cut: str) -> bytes:
     frame = b"".join(next(generate_fragmented_frames(ds.PixelData, number_of_frames=1)))
     if cut == "third":
         bad = frame[: len(frame) // 3]
-    else:  # seed 0: the 40 bytes make libjpeg fail; Pillow alone would decode garbage
+    elif cut == "scrambled":  # seed 0: the 40 bytes make libjpeg fail; Pillow alone would decode garbage
         noise = np.random.default_rng(0).integers(0, 256, 40, dtype=np.uint8).tobytes()
         bad = frame[: len(frame) // 2] + noise + frame[len(frame) // 2 + 40 :]
+    else:  # 'scrambled silently': 40 bytes at 1490 that pylibjpeg and Pillow both decode without a warning
+        bad = scrambled_silently(frame)
     ds.PixelData = encapsulate([bad])
     ds.SOPInstanceUID = generate_uid(entropy_srcs=[f"corpus-jpeg-{cut}"])
     return _save(ds)
+
+
+def scrambled_silently(frame: bytes) -> bytes:
+    """The corpus frame with 40 random bytes (seed 1) at offset 1490: the Huffman decoding loses step and runs out
+    before the last block, which pylibjpeg and Pillow fill in without a warning; libjpeg-turbo says "premature end
+    of data segment"."""
+    noise = np.random.default_rng(1).integers(0, 256, 40, dtype=np.uint8).tobytes()
+    return frame[:1490] + noise + frame[1530:]
 
 
 def write(folder: Path, files: dict[str, bytes]) -> None:
@@ -165,6 +175,7 @@ def _bad_files() -> dict[str, tuple[bytes, str]]:
         "bad/nul_in_uid.dcm": (dicom(904, SeriesInstanceUID="1.2.3\x004.5"), "control character"),
         "bad/jpeg_cut_to_a_third.dcm": (jpeg_dicom("third"), "truncated"),
         "bad/jpeg_scrambled.dcm": (jpeg_dicom("scrambled"), "corrupt pixel data"),
+        "bad/jpeg_scrambled_silently.dcm": (jpeg_dicom("scrambled silently"), "premature end of data segment"),
         "bad/no_pixels.dcm": (_no_pixels(), "DICOM"),
     }
     for i, fraction in enumerate((0.1, 0.25, 0.4, 0.55, 0.7, 0.85)):

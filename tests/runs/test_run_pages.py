@@ -190,3 +190,45 @@ def test_resume_refuses_a_finished_run(client, finished_run, coordinator):
     client.force_login(coordinator)
     response = client.post(f"/api/runs/{finished_run.pk}/resume/")
     assert response.status_code == 409 and "only failed" in response.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)  # the task is sent when the search's transaction commits
+def test_upload_search_with_the_broker_down_answers_503_and_runs_once_it_is_back(
+    client, finished_run, coordinator, settings
+):
+    """Issue 15, point 5, on the search-by-upload page: a clear 503, the search kept pending with its upload, and
+    sent by the requeue once the broker is back."""
+    from pathlib import Path
+
+    import redis
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from config.celery import app
+    from core.tasks import jobs_requeue
+    from retrieval.models import SearchRequest
+    from tests.test_job_recovery import CLOSED_PORT
+    from tests.test_worker import REDIS_URL
+
+    def point(url):
+        app.conf.broker_url = url
+        app._pool = None
+        app.amqp._producer_pool = None
+
+    previous = app.conf.broker_url
+    client.force_login(coordinator)
+    point(CLOSED_PORT)
+    try:
+        response = client.post(
+            f"/runs/{finished_run.pk}/search/", {"file": SimpleUploadedFile("q.png", png_bytes(3)), "k": 3}
+        )
+        assert response.status_code == 503, response.content[:500]
+        assert "The task queue (broker) is unreachable" in response.content.decode()
+        req = SearchRequest.objects.get()
+        assert (req.status, req.enqueued_at) == ("pending", None) and Path(req.upload_path).is_file()
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        point(REDIS_URL)  # back: the worker's requeue sends it
+        settings.JOB_REQUEUE_GRACE_SECONDS = 0
+        jobs_requeue()
+        assert SearchRequest.objects.get(pk=req.pk).enqueued_at is not None
+    finally:
+        point(previous)

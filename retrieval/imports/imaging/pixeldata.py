@@ -82,18 +82,61 @@ def _check_codestream_size(ds, *, rows: int, columns: int, frames: int) -> None:
     if size is not None and (size[0] > columns or size[1] > rows):
         raise ImageDecodeError(f"compressed frame is {size[0]}×{size[1]} pixels but the header says {columns}×{rows}")
     if head[:2] == b"\xff\xd8":
-        _check_jpeg_frames(ds, frames)
+        _check_jpeg_frames(ds, frames, strict=_libjpeg_turbo_reads(head))
 
 
-def _check_jpeg_frames(ds, frames: int) -> None:
+#: Huffman-coded 8-bit JPEG (baseline, extended, progressive SOF0-2): what libjpeg-turbo decodes.
+_TURBO_FRAMES = (0xC0, 0xC1, 0xC2)
+
+
+def _libjpeg_turbo_reads(head: bytes) -> bool:
+    sof = _jpeg_sof(head)
+    return sof is not None and sof[0] in _TURBO_FRAMES and sof[1] == 8
+
+
+def _jpeg_sof(head: bytes) -> tuple[int, int] | None:
+    """(SOF marker, sample precision) of a JPEG stream's frame header, None when not found."""
+    pos = 2
+    while pos + 4 <= len(head) and head[pos] == 0xFF:
+        marker = head[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if (0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC)) or marker == 0xF7:
+            return (marker, head[pos + 4]) if pos + 4 < len(head) else None
+        if marker == 0xDA:
+            return None
+        pos += 2 + struct.unpack(">H", head[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _check_jpeg_frames(ds, frames: int, *, strict: bool = False) -> None:
     """Every JPEG frame ends with its EOI marker: a frame cut short decodes without an error in libjpeg
-    (pylibjpeg) and would be stored as a grey or garbled image."""
+    (pylibjpeg) and would be stored as a grey or garbled image. With `strict` (8-bit baseline frames) each frame
+    is also entropy-decoded by libjpeg-turbo (simplejpeg) with its corrupt-data warnings as errors: scrambled
+    entropy-coded data that desynchronises the Huffman decoding runs out before the last block ("premature end
+    of data segment") or ends before the data does ("extraneous bytes"), which pylibjpeg and Pillow both fill in
+    silently. Corruption that leaves a valid Huffman stream of the right length cannot be seen (JPEG carries no
+    checksum): docs/importing.md says which."""
     for number, fragments in enumerate(generate_fragmented_frames(ds.PixelData, number_of_frames=frames), 1):
+        where = f"frame {number}" if frames > 1 else "the frame"
         # After EOI come at most a few padding bytes (00 to an even length, FF fill); in entropy-coded data FF is
         # always followed by 00 or a restart marker, so FF D9 near the end is the EOI.
         if b"\xff\xd9" not in b"".join(fragments[-2:])[-16:]:
-            where = f"frame {number}" if frames > 1 else "the frame"
             raise ImageDecodeError(f"corrupt pixel data: JPEG data of {where} is truncated (no end-of-image marker)")
+        if strict:
+            _libjpeg_turbo_check(b"".join(fragments), where)
+
+
+def _libjpeg_turbo_check(frame: bytes, where: str) -> None:
+    import simplejpeg
+
+    try:
+        header = simplejpeg.decode_jpeg_header(frame)
+        # Scaled down 8×: the whole entropy-coded data is still decoded (that is what is checked), the IDCT is not.
+        simplejpeg.decode_jpeg(frame, colorspace="GRAY" if header[2] == "Gray" else "RGB", min_factor=8, strict=True)
+    except ValueError as exc:
+        raise ImageDecodeError(f"corrupt pixel data: JPEG data of {where}: {short_reason(exc)}") from None
 
 
 def _codestream_size(head: bytes) -> tuple[int, int] | None:
