@@ -15,6 +15,8 @@ import subprocess
 import sys
 
 import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 
 from annotations import selectors
 from core.roles import READER, user_set_roles
@@ -135,3 +137,21 @@ def test_a_malformed_prefix_stops_start_up(tmp_path, value):
     result = subprocess.run([sys.executable, "-c", "import config.settings"], env=env, capture_output=True, text=True)
     assert result.returncode != 0
     assert "IMAGE_ACCEL_REDIRECT must be a path like /protected-media/" in result.stderr
+
+
+def test_modality_values_are_redirected_like_renditions(client, reader, setting, accel):
+    """A DICOM image's 16-bit values (the viewer's HU source) go to nginx the same way, under their own name."""
+    client.force_login(reader)
+    _, case, _ = _mine(setting, reader)
+    query = case.query
+    query.values = default_storage.save(
+        f"datasets/{query.dataset_id}/values/{query.content_hash[:2]}/{query.content_hash}.png", ContentFile(b"16")
+    )
+    query.save(update_fields=["values"])
+    response = client.get(f"/read/{setting.pk}/case/1/values/query.png")
+    assert response.status_code == 200 and response.content == b""
+    assert response["X-Accel-Redirect"] == PREFIX + query.values.name
+    assert response["Content-Disposition"] == 'inline; filename="values.png"'
+    key = _mine(setting, reader)[2][0].key  # a candidate without values: nothing to redirect to
+    response = client.get(f"/read/{setting.pk}/case/1/values/{key}.png")
+    assert response.status_code == 404 and not response.has_header("X-Accel-Redirect")
