@@ -7,7 +7,7 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/cbir
 DATA_DIR ?= var
 REDIS_URL ?= redis://127.0.0.1:6379/15
 
-.PHONY: install chromium orthanc demo test test-sqlite test-postgres bench lint clean vendor
+.PHONY: install chromium orthanc nginx demo test test-sqlite test-postgres bench lint clean vendor
 
 install: $(VENV)/.installed
 
@@ -26,6 +26,11 @@ orthanc:
 	@test -x /usr/sbin/Orthanc && test -e /usr/share/orthanc/plugins/libOrthancDicomWeb.so || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq orthanc orthanc-dicomweb >/dev/null; }
 
+# Debian's nginx: tests/reading/test_images_nginx.py runs docker/nginx.conf.template in front of the app.
+nginx:
+	@command -v nginx >/dev/null || test -x /usr/sbin/nginx || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null; }
+
 # The demo serves with DEBUG off (the project's own error pages, static files through WhiteNoise), under a
 # secret key made once and kept in $(DATA_DIR), so sessions survive a restart. DEMO_ARGS: e.g. --addrport.
 demo: install
@@ -33,7 +38,7 @@ demo: install
 		$(PY) -c "import secrets; print(secrets.token_urlsafe(50))" > $(DATA_DIR)/secret_key
 	DATA_DIR=$(DATA_DIR) SECRET_KEY_FILE=$(DATA_DIR)/secret_key $(PY) manage.py demo $(DEMO_ARGS)
 
-test: install chromium orthanc
+test: install chromium orthanc nginx
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 

@@ -9,10 +9,12 @@ reading API (annotations.api) from static/js/reader.js.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
@@ -164,14 +166,32 @@ def _reader_file(request, study_id: int, index: int, key: str, *, kind: str):
     headers = {"ETag": f'"{etag}"', "Cache-Control": cache}
     response = get_conditional_response(request, etag=headers["ETag"])  # a 304, or None
     if response is None:
-        try:
-            fh = getattr(image, kind).open("rb")
-        except FileNotFoundError:
-            raise Http404("The image file is missing on the server.") from None
+        field = getattr(image, kind)
         name = "values.png" if kind == "values" else "query.png" if is_query else "candidate.png"
-        response = FileResponse(fh, content_type="image/png", filename=name)
+        if settings.IMAGE_ACCEL_REDIRECT:  # nginx sends the file: no Python worker busy per image
+            response = _accel_redirect(field, name)
+        else:
+            try:
+                fh = field.open("rb")
+            except FileNotFoundError:
+                raise Http404("The image file is missing on the server.") from None
+            response = FileResponse(fh, content_type="image/png", filename=name)
     for header, value in headers.items():
         response[header] = value
+    return response
+
+
+def _accel_redirect(field, filename: str) -> HttpResponse:
+    """An empty answer that has nginx send the file itself (`X-Accel-Redirect`, settings.IMAGE_ACCEL_REDIRECT).
+
+    Authorised already; the web server serves the bytes from its `internal` location over MEDIA_ROOT, which
+    no client can address. The file's name under MEDIA_ROOT (content-addressed) is read by nginx only and
+    never reaches the reader; nginx keeps this answer's Content-Type, Content-Disposition and Cache-Control,
+    and the ETag is set again from this answer (docker/nginx.conf.template).
+    """
+    response = HttpResponse(content_type="image/png")
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    response["X-Accel-Redirect"] = settings.IMAGE_ACCEL_REDIRECT + quote(field.name)
     return response
 
 

@@ -184,6 +184,19 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
+# Reader images handed to the web server in front of gunicorn: an nginx `internal` location (this prefix)
+# that maps onto MEDIA_ROOT (docker/nginx.conf.template). The view authorises, then answers with an empty
+# body and `X-Accel-Redirect: <prefix><the file's name under MEDIA_ROOT>`; unset, Django sends the bytes.
+IMAGE_ACCEL_REDIRECT = envstr("IMAGE_ACCEL_REDIRECT", "")
+if IMAGE_ACCEL_REDIRECT and not (
+    IMAGE_ACCEL_REDIRECT.startswith("/") and IMAGE_ACCEL_REDIRECT.endswith("/") and len(IMAGE_ACCEL_REDIRECT) > 2
+):
+    raise ConfigError(f"IMAGE_ACCEL_REDIRECT must be a path like /protected-media/, got {IMAGE_ACCEL_REDIRECT!r}")
+if IMAGE_ACCEL_REDIRECT and MEDIA_STORAGE != "local":
+    raise ConfigError(
+        "IMAGE_ACCEL_REDIRECT needs MEDIA_STORAGE=local: nginx sends files from MEDIA_ROOT, and with "
+        f"MEDIA_STORAGE={MEDIA_STORAGE} the images are in the bucket (leave IMAGE_ACCEL_REDIRECT empty)"
+    )
 # Where uploaded archives wait for the import task (not served).
 UPLOAD_ROOT = Path(envstr("UPLOAD_ROOT", str(DATA_DIR / "uploads"))).resolve()
 # A failed import's uploads, kept for a retry only after an unexpected failure, at most this long.

@@ -12,6 +12,13 @@ import pytest
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
+# The screens of reading rooms (issue 16): a laptop, the common desktop, full HD. A test that must hold at
+# each takes `viewport` from `@pytest.mark.parametrize("viewport", READING_VIEWPORTS)` and calls
+# `page.set_viewport_size(viewport)` first (one browser for the session, a new context per test as always).
+READING_VIEWPORTS = [
+    pytest.param({"width": w, "height": h}, id=f"{w}x{h}") for w, h in ((1366, 768), (1440, 900), (1920, 1080))
+]
+
 # The session-wide `browser` fixture lives in tests/conftest.py, so that every test folder shares the one
 # Playwright instance (two sync Playwright instances cannot run in one thread).
 

@@ -17,7 +17,7 @@ from playwright.sync_api import expect
 
 from annotations.models import Answer
 from readerstudy.models import AnswerMode
-from tests.browser.conftest import login, open_reader_page, shot
+from tests.browser.conftest import READING_VIEWPORTS, login, open_reader_page, shot
 from tests.reading.factories import study_make
 
 pytestmark = [
@@ -26,7 +26,7 @@ pytestmark = [
     pytest.mark.usefixtures("fast_password_hashing"),
 ]
 
-VIEWPORTS = [(1366, 768), (1440, 900), (1920, 1080)]
+VIEWPORTS = [(1366, 768), (1440, 900), (1920, 1080)]  # READING_VIEWPORTS as (width, height)
 
 
 def _geometry(page) -> dict:
@@ -75,7 +75,9 @@ def _drag(page, selector, dx, dy, *, shift=False):
         page.keyboard.up("Shift")
 
 
-def test_linked_window_invert_and_zoom_reach_every_candidate(page, reader, live_server):
+@pytest.mark.parametrize("viewport", READING_VIEWPORTS)
+def test_linked_window_invert_and_zoom_reach_every_candidate(page, reader, live_server, viewport):
+    page.set_viewport_size(viewport)
     study = study_make(readers=[reader], n_candidates=10, k=5)
     login(page, "reader", "pw-reader")
     open_reader_page(page, f"/read/{study.pk}/case/1/")
@@ -120,7 +122,8 @@ def test_linked_window_invert_and_zoom_reach_every_candidate(page, reader, live_
     expect(root).to_have_attribute("data-tiles-window", "128/256")
     expect(root).to_have_attribute("data-tiles-zoom", "1.00")
     assert _mean_grey(tile) == pytest.approx(before, abs=1)
-    shot(page, "linked_viewers")
+    expect(page.locator("#link-btn")).to_be_in_viewport()  # the one visible "linked" switch
+    shot(page, f"linked_viewers_{viewport['width']}x{viewport['height']}")
 
 
 def test_compare_view_same_size_window_and_zoom_and_answers_from_there(page, reader, live_server):

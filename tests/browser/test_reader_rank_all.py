@@ -8,7 +8,7 @@ from playwright.sync_api import expect
 from annotations import selectors
 from annotations.models import Answer
 from readerstudy.models import AnswerMode, Assignment, Case
-from tests.browser.conftest import key_at, login, open_reader_page, shot, tile_keys
+from tests.browser.conftest import READING_VIEWPORTS, key_at, login, open_reader_page, shot, tile_keys
 from tests.reading.factories import study_make
 
 pytestmark = [
@@ -137,13 +137,17 @@ def test_rank_all_ten_candidates_fit_the_width(page, reader, live_server, width,
     "policy,stored",
     [("warn", True), ("refuse", False), ("allow", True)],
 )
-def test_untouched_ranking_policy(page, reader, live_server, policy, stored):
-    study = study_make(mode=AnswerMode.RANK_ALL, readers=[reader], n_cases=1, n_candidates=4)
+@pytest.mark.parametrize("viewport", READING_VIEWPORTS)
+def test_untouched_ranking_policy(page, reader, live_server, policy, stored, viewport):
+    page.set_viewport_size(viewport)
+    study = study_make(mode=AnswerMode.RANK_ALL, readers=[reader], n_cases=1, n_candidates=10)
     study.untouched_ranking = policy
     study.save()
     login(page, "reader", "pw-reader")
     open_reader_page(page, f"/read/{study.pk}/case/1/")
     page.keyboard.press("Enter")
+    if policy != "allow":
+        expect(page.locator("#message")).to_be_in_viewport()  # the reader sees why nothing was submitted
     if policy == "warn":
         expect(page.locator("#message")).to_contain_text("Press Enter (or Submit) again")
         assert not Answer.objects.exists()

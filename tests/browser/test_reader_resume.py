@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 from annotations import selectors
 from annotations.models import Answer, AnswerRevision, CaseFlag, CaseVisit, ImageAnswer
 from readerstudy.models import Assignment, Case
-from tests.browser.conftest import key_at, login, open_reader_page, shot, wait_reader_ready
+from tests.browser.conftest import READING_VIEWPORTS, key_at, login, open_reader_page, shot, wait_reader_ready
 from tests.reading.factories import study_make
 
 pytestmark = [
@@ -97,20 +97,26 @@ def test_resume_after_reload_and_on_another_device(page, browser, reader, live_s
     assert ImageAnswer.objects.get(answer=answer).value == "yes"
 
 
-def test_flag_and_change_answer(page, reader, coordinator, live_server, browser):
-    study = study_make(readers=[reader], n_cases=1, n_candidates=4, k=2, allow_revisions=True)
-    assignment = Assignment.objects.get(study=study)
+def _flag(page, study, assignment, comment: str) -> None:
     login(page, "reader", "pw-reader")
     open_reader_page(page, f"/read/{study.pk}/case/1/")
     page.click("#flag-btn")
     expect(page.locator("#flag-clear")).to_be_hidden()  # nothing to remove on an unflagged case
-    page.fill("#flag-comment", "The query is rotated")
+    expect(page.locator("#flag-comment")).to_be_in_viewport()
+    page.fill("#flag-comment", comment)
     page.click("#flag-save")
     expect(page.locator("#flag-btn")).to_have_text("Flagged")
-    assert CaseFlag.objects.get(assignment=assignment).comment == "The query is rotated"
+    assert CaseFlag.objects.get(assignment=assignment).comment == comment
 
-    # The coordinator sees the flag on the study page and opens the case from it.
-    context = browser.new_context(viewport={"width": 1400, "height": 900}, base_url=live_server.url)
+
+@pytest.mark.parametrize("viewport", READING_VIEWPORTS)
+def test_flags_reach_the_coordinators_study_page(page, reader, coordinator, live_server, browser, viewport):
+    """The reader flags a case with a comment; the coordinator sees reader and comment on the study page
+    and opens the case, read-only, from it (issue 16, point 6), at each reading-room screen size."""
+    page.set_viewport_size(viewport)
+    study = study_make(readers=[reader], n_cases=1, n_candidates=4, k=2)
+    _flag(page, study, Assignment.objects.get(study=study), "The query is rotated")
+    context = browser.new_context(viewport=viewport, base_url=live_server.url)
     try:
         coord = context.new_page()
         login(coord, "coordinator", "pw-coordinator")
@@ -118,12 +124,21 @@ def test_flag_and_change_answer(page, reader, coordinator, live_server, browser)
         flags = coord.get_by_test_id("flags")
         expect(flags).to_contain_text("The query is rotated")
         expect(flags).to_contain_text("reader")
+        assert coord.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
         flags.get_by_role("link", name="Case 1").click()
         coord.wait_for_url(f"**/studies/{study.pk}/cases/1/")
         expect(coord.get_by_test_id("case-flags")).to_contain_text("The query is rotated")
         expect(coord.locator(".catalogue .thumb")).to_have_count(4)
+        assert coord.evaluate("document.documentElement.scrollWidth") <= viewport["width"]
+        shot(coord, f"flags_case_{viewport['width']}x{viewport['height']}")
     finally:
         context.close()
+
+
+def test_flag_and_change_answer(page, reader, live_server):
+    study = study_make(readers=[reader], n_cases=1, n_candidates=4, k=2, allow_revisions=True)
+    assignment = Assignment.objects.get(study=study)
+    _flag(page, study, assignment, "The query is rotated")
     page.keyboard.press("1")
     page.keyboard.press("2")
     page.keyboard.press("Enter")

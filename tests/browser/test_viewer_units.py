@@ -9,7 +9,7 @@ from playwright.sync_api import expect
 
 from readerstudy.models import AnswerMode, Assignment, Candidate, Case, Study, StudyStatus
 from retrieval.models import Dataset, Image
-from tests.browser.conftest import login, open_reader_page, shot
+from tests.browser.conftest import READING_VIEWPORTS, login, open_reader_page, shot
 from tests.factories import dicom_with, write_files
 from tests.importing import run_import
 
@@ -43,7 +43,9 @@ def _lung(page, viewer: str) -> None:
     select.select_option(label=label)
 
 
-def test_reading_page_windows_a_ct_in_hounsfield_units(page, reader, live_server, tmp_path):
+@pytest.mark.parametrize("viewport", READING_VIEWPORTS)
+def test_reading_page_windows_a_ct_in_hounsfield_units(page, reader, live_server, tmp_path, viewport):
+    page.set_viewport_size(viewport)
     images = _ct_images(tmp_path)
     study = Study.objects.create(
         name="CT", dataset=images[0].dataset, mode=AnswerMode.CHOOSE_K, k=1, status=StudyStatus.OPEN, seed=3
@@ -59,9 +61,11 @@ def test_reading_page_windows_a_ct_in_hounsfield_units(page, reader, live_server
     expect(query).to_have_attribute("data-units", "HU")
     r = images[0].display["rendition"]
     expect(query).to_have_attribute("data-window", f"{round(r['center'])}/{round(r['width'])}")  # = the rendition
+    expect(page.locator("#query-viewer select.preset")).to_be_in_viewport()
     _lung(page, "#query-viewer")
     expect(query).to_have_attribute("data-window", "-600/1500")
     expect(query.locator(".readout")).to_contain_text("W 1500 · L -600 HU")
+    expect(query.locator(".readout")).to_be_in_viewport()
     # Linked: the candidates get the same HU window on their own rendition's grey levels.
     root = page.locator("#reader")
     expect(root).not_to_have_attribute("data-tiles-window", "128/256")
@@ -71,7 +75,9 @@ def test_reading_page_windows_a_ct_in_hounsfield_units(page, reader, live_server
     expect(candidate).to_have_attribute("data-values-loaded", "1")
     expect(candidate).to_have_attribute("data-window", "-600/1500")
     expect(page.locator("#enlarged-query")).to_have_attribute("data-window", "-600/1500")
-    shot(page, "ct_lung_compare")
+    expect(candidate.locator(".readout")).to_contain_text("W 1500 · L -600 HU")
+    expect(candidate.locator(".readout")).to_be_in_viewport()
+    shot(page, f"ct_lung_compare_{viewport['width']}x{viewport['height']}")
 
 
 def test_image_page_windows_a_ct_in_hounsfield_units(page, coordinator, live_server, tmp_path):
