@@ -51,6 +51,11 @@ class JobStatus(models.TextChoices):
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
+#: `claimed_by` of a job whose work runs as parts (core.fanout): no process holds it; its parts' progress is its
+#: heartbeat, and the last part to finish queues it again for its finishing step.
+PARTS_CLAIMANT = "parts"
+
+
 class TrackedJob(models.Model):
     status = models.CharField(max_length=16, choices=JobStatus.choices, default=JobStatus.PENDING)
     progress_done = models.PositiveIntegerField(default=0)
@@ -174,6 +179,9 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
         gone = row["heartbeat_at"] is None or row["heartbeat_at"] < stale
     if not gone:
         return False
+    if row["claimed_by"] == PARTS_CLAIMANT:  # waiting for its parts (core.fanout): no worker was lost
+        same = model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=PARTS_CLAIMANT)
+        return bool(same.update(heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me))
     same = model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=row["claimed_by"])
     same = same.filter(heartbeat_at=row["heartbeat_at"])  # nobody else took it over meanwhile
     if row["workers_lost"] + 1 >= settings.JOB_MAX_WORKER_LOSSES:
@@ -278,10 +286,24 @@ def job_run(
             log.exception("%s %s failed", model.__name__, pk)
         job_finish(job, status=JobStatus.FAILED, error=failure_message(exc, expected))
         return job
-    job.refresh_from_db(fields=["status", "error", "finished_at"])  # the body may have finished it
+    job.refresh_from_db(fields=["status", "error", "finished_at", "claimed_by"])  # the body may have finished it
+    if job.status == JobStatus.RUNNING and job.claimed_by == PARTS_CLAIMANT:
+        return job  # its work runs as parts (core.fanout): the last one queues the job again to finish it
     if not job.is_finished:
         job_finish(job, status=JobStatus.SUCCEEDED)
     return job
+
+
+class TrackedPart(TrackedJob):
+    """A part of a job whose work is spread over several tasks (core.fanout): a job of its own (claimed, taken
+    over, requeued like any), numbered by `index`. A concrete part model adds
+    `parent = models.ForeignKey(<job model>, on_delete=models.CASCADE, related_name="parts")`."""
+
+    index = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+        ordering = ["index"]
 
 
 def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
@@ -300,6 +322,8 @@ def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
             enqueued_at=None,
         )
     )
+    if retried and hasattr(job, "parts"):  # its parts (core.fanout) are planned afresh
+        job.parts.all().delete()
     job.refresh_from_db()
     if not retried:
         raise Conflict(f"{what} is {job.status}; only a failed one can be retried.")
