@@ -96,12 +96,14 @@ def parts_failure(job: TrackedJob, part_model: type[TrackedPart]) -> str:
     return failed.error if failed else ""
 
 
-def parts_wait(job: TrackedJob) -> None:
-    """The job, taken over while its parts still run (core.jobs.job_claim), waits for them again."""
+def parts_wait(job: TrackedJob, part_model: type[TrackedPart]) -> None:
+    """The job, taken over while its parts still run (core.jobs.job_claim), waits for them again; if the last one
+    finished meanwhile (its news found the job claimed), the job is queued for its finishing step here."""
     type(job).objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
         claimed_by=PARTS_CLAIMANT, heartbeat_at=timezone.now(), progress_note="waiting for its parts"
     )
     job.claimed_by = PARTS_CLAIMANT
+    parts_settle(part_model, job.pk)
 
 
 def part_progress(part: TrackedPart, *, done: int | None = None, total: int | None = None, note: str | None = None):

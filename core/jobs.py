@@ -287,8 +287,8 @@ def job_run(
         job_finish(job, status=JobStatus.FAILED, error=failure_message(exc, expected))
         return job
     job.refresh_from_db(fields=["status", "error", "finished_at", "claimed_by"])  # the body may have finished it
-    if job.status == JobStatus.RUNNING and job.claimed_by == PARTS_CLAIMANT:
-        return job  # its work runs as parts (core.fanout): the last one queues the job again to finish it
+    if job.status == JobStatus.PENDING or (job.status == JobStatus.RUNNING and job.claimed_by == PARTS_CLAIMANT):
+        return job  # its work runs as parts (core.fanout): the last one queues (or queued) the job again to finish
     if not job.is_finished:
         job_finish(job, status=JobStatus.SUCCEEDED)
     return job

@@ -188,7 +188,7 @@ def _import(run: _Run, *, chunked: bool = False) -> None:
     state = parts_state(job, ImportChunk)
     if state == "waiting":  # taken over while its chunks run (core.fanout): it waits again
         run.keep_report = True
-        parts_wait(job)
+        parts_wait(job, ImportChunk)
         return
     if state == "failed":  # a chunk failed while the job was being taken over
         run.keep_report = True
