@@ -106,22 +106,30 @@ def parts_wait(job: TrackedJob, part_model: type[TrackedPart]) -> None:
     parts_settle(part_model, job.pk)
 
 
-def part_progress(part: TrackedPart, *, done: int | None = None, total: int | None = None, note: str | None = None):
-    """The part's progress (core.jobs.job_progress), and its job's: the sum of its parts' done, and a heartbeat."""
+def _sum_of_parts(model: type[TrackedPart], field: str):
+    parts = model.objects.filter(parent=OuterRef("pk")).values("parent").annotate(s=Sum(field)).values("s")
+    return Coalesce(Subquery(parts, output_field=IntegerField()), 0)
+
+
+def part_progress(
+    part: TrackedPart,
+    *,
+    done: int | None = None,
+    total: int | None = None,
+    note: str | None = None,
+    sums: dict[str, int] | None = None,
+) -> None:
+    """The part's progress (core.jobs.job_progress), and its job's: the sum of its parts' done, and a heartbeat.
+    `sums`: counters of the part (e.g. images imported) written with it, and summed into the job's fields of
+    the same names."""
     job_progress(part, done=done, total=total, note=note)
     model = type(part)
+    if sums:
+        model.objects.filter(pk=part.pk).update(**sums)
     fields = {
         "heartbeat_at": timezone.now(),
-        "progress_done": Coalesce(
-            Subquery(
-                model.objects.filter(parent=OuterRef("pk"))
-                .values("parent")
-                .annotate(s=Sum("progress_done"))
-                .values("s"),
-                output_field=IntegerField(),
-            ),
-            0,
-        ),
+        "progress_done": _sum_of_parts(model, "progress_done"),
+        **{name: _sum_of_parts(model, name) for name in sums or {}},
     }
     if note is not None:
         fields["progress_note"] = note[:300]

@@ -140,7 +140,8 @@ def test_the_continuation_is_queued_once_and_a_lost_one_is_found_by_the_requeue(
     assert (job.status, job.claimed_by, job.progress_total) == ("running", "parts", 4)
     chunks = [pk for model, pk in sent if model is ImportChunk]
     ingest.import_chunk_run(part_id=chunks[0])
-    assert ImportJob.objects.get(pk=job.pk).progress_done == 2  # one bar: the sum of the chunks'
+    after_one = ImportJob.objects.get(pk=job.pk)
+    assert (after_one.progress_done, after_one.n_imported) == (2, 2)  # one bar, one count: the sums of the chunks'
     ingest.import_chunk_run(part_id=chunks[1])
     ingest.import_chunk_run(part_id=chunks[1])  # delivered twice: nothing done twice, the job queued once
     assert [model for model, pk in sent].count(ImportJob) == 1

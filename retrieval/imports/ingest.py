@@ -33,7 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from core.errors import ApplicationError
@@ -122,10 +122,7 @@ class _Run:
         if self.part is None:
             _count(self.job, "n_imported")
             return
-        self.part.n_imported += 1
-        ImportChunk.objects.filter(pk=self.part.pk).update(n_imported=self.part.n_imported)
-        total = ImportChunk.objects.filter(parent=self.job.pk).aggregate(n=models.Sum("n_imported"))["n"] or 0
-        ImportJob.objects.filter(pk=self.job.pk).update(n_imported=total)
+        self.part.n_imported += 1  # written with the chunk's progress (core.fanout.part_progress: sums)
 
     def note(self, status: str, message: str, *, file: str = "", line: int | None = None, group: str = "") -> None:
         """Add a report line (file names and messages made storable: no NUL, no undecodable bytes). Lines of
@@ -389,7 +386,7 @@ def _chunk_import(part: ImportChunk) -> None:
         for i, (line, entry) in enumerate(zip(lines, _pseudonymised(run, entries)), 1):
             unit = _Unit(entry=entry, slices=line["slices"], sop=line["sop"], digest=line["digest"], dup=line["dup"])
             _import_unit(run, unit)
-            part_progress(part, done=i, note=printable_name(entry.name))
+            part_progress(part, done=i, note=printable_name(entry.name), sums={"n_imported": part.n_imported})
     result = {
         "report": run.report,
         "hidden": [[status, group, n] for (status, group), n in run.hidden.items()],
