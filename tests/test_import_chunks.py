@@ -159,3 +159,23 @@ def test_the_continuation_is_queued_once_and_a_lost_one_is_found_by_the_requeue(
     ingest.import_job_run(job_id=job.pk, chunked=True)
     job.refresh_from_db()
     assert (job.status, job.n_imported, job.progress_done) == (JobStatus.SUCCEEDED, 4, 4)
+
+
+def test_a_file_replaced_by_a_link_after_planning_is_refused_by_its_chunk(tmp_path, settings, monkeypatch):
+    settings.IMPORT_CHUNK_SIZE = 2
+    source = write_files(tmp_path / "src", {f"{i}.png": png_bytes(i) for i in range(4)})
+    outside = write_files(tmp_path / "outside", {"secret.png": png_bytes(99)})
+    job = services.import_job_create(dataset=services.dataset_create(name="d"), source_path=source, enqueue=False)
+    sent: list = []
+    monkeypatch.setattr(fanout, "_send", lambda model, pk: sent.append((model, pk)))
+    ingest.import_job_run(job_id=job.pk, chunked=True)
+    (source / "3.png").unlink()
+    (source / "3.png").symlink_to(outside / "secret.png")
+    for _model, pk in list(sent):
+        ingest.import_chunk_run(part_id=pk)
+    ingest.import_job_run(job_id=job.pk, chunked=True)
+    job.refresh_from_db()
+    assert (job.status, job.n_imported, job.n_failed) == ("succeeded", 3, 1)
+    assert [r["message"] for r in job.report if r["status"] == "failed"] == [
+        "could not be read: link pointing outside the imported folder refused"
+    ]

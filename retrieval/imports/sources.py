@@ -245,6 +245,10 @@ def iter_folder(root: Path, *, max_bytes: int, max_members: int) -> Iterator[Sou
             )
 
 
+def _refused() -> bytes:
+    raise OSError("link pointing outside the imported folder refused")
+
+
 def _file_head(path: Path) -> Callable[[int], bytes]:
     def read_head(n: int) -> bytes:
         with path.open("rb") as fh:
@@ -316,6 +320,9 @@ def open_entries(
         def folder_entries() -> Iterator[SourceEntry]:
             for name in locators:
                 full = root / str(name)
+                if not full.resolve().is_relative_to(root):  # replaced by a link since it was listed
+                    yield SourceEntry(name=str(name), size=0, read=_refused, locator=name)
+                    continue
                 yield SourceEntry(name=str(name), size=0, read=full.read_bytes, head=_file_head(full), locator=name)
 
         yield folder_entries()
