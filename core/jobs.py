@@ -100,6 +100,7 @@ class TrackedJob(models.Model):
         """Running without a heartbeat for JOB_STALE_SECONDS: its worker died; the next one takes the job over."""
         return (
             self.status == JobStatus.RUNNING
+            and self.claimed_by != PARTS_CLAIMANT  # its parts may wait in a busy queue (core.fanout)
             and self.heartbeat_at is not None
             and (timezone.now() - self.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
         )

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from django.conf import settings
+from django.db.models import Max, Min
 from PIL import Image as PILImage
 
 from core.errors import ApplicationError
@@ -266,6 +267,12 @@ def _shards_merge(run: ModelRun) -> None:
         _atomic_npy(folder / ranking.EMBEDDINGS_FILE, np.concatenate(parts).astype(np.float32))
         _atomic_npy(folder / ranking.IDS_FILE, all_ids)
         run_set(run, n_embedded=len(all_ids), device=str(run_device()))
+    spans = EmbedShard.objects.filter(parent=run, status=JobStatus.SUCCEEDED).aggregate(
+        start=Min("started_at"), end=Max("finished_at")
+    )
+    if spans["start"] and spans["end"]:  # the embed stage's own timing is the merge's: the shards ran elsewhere
+        run.timings = {**run.timings, "embed_shards": round((spans["end"] - spans["start"]).total_seconds(), 3)}
+        run_set(run, timings=run.timings)
     shutil.rmtree(shards, ignore_errors=True)
 
 

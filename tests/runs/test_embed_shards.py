@@ -64,6 +64,7 @@ def test_a_run_embedded_in_shards_has_the_embeddings_of_one_task(module_phantoms
     assert sharded.n_embedded == 60 and sharded.metrics["index"]["count"] == 60
     assert (sharded.progress_done, sharded.progress_total) == (60, 60)
     assert not (ranking.run_artefact_dir(sharded) / SHARD_DIR).exists()
+    assert {"embed", "embed_shards", "index"} <= set(sharded.timings)
     # Run again (new images, say): the merge, were it redone, adds nothing twice.
     ModelRun.objects.filter(pk=sharded.pk).update(status="pending")
     run_execute(run_id=sharded.pk)
