@@ -32,7 +32,7 @@ from django.db.models import Exists, IntegerField, OuterRef, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from core.jobs import PARTS_CLAIMANT, JobStatus, TrackedJob, TrackedPart, job_progress, job_run
+from core.jobs import PARTS_CLAIMANT, PARTS_DONE, JobStatus, TrackedJob, TrackedPart, job_progress, job_run
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def parts_settle(model: type[TrackedPart], parent_id: int) -> bool:
     won = (
         job_model.objects.filter(pk=parent_id, status=JobStatus.RUNNING, claimed_by=PARTS_CLAIMANT)
         .exclude(Exists(unfinished))
-        .update(status=JobStatus.PENDING, claimed_by="", enqueued_at=None, progress_note="finishing")
+        .update(status=JobStatus.PENDING, claimed_by=PARTS_DONE, enqueued_at=None, progress_note="finishing")
     )
     if won:
         _send(job_model, parent_id)

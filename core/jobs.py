@@ -31,7 +31,7 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import models
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
@@ -54,6 +54,8 @@ FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 #: `claimed_by` of a job whose work runs as parts (core.fanout): no process holds it; its parts' progress is its
 #: heartbeat, and the last part to finish queues it again for its finishing step.
 PARTS_CLAIMANT = "parts"
+#: `claimed_by` of a pending job its last part queued again for its finishing step (core.fanout).
+PARTS_DONE = "parts done"
 
 
 class TrackedJob(models.Model):
@@ -165,8 +167,10 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
     """
     now = timezone.now()
     me = worker_identity()
+    # A job queued again by its last part (core.fanout: claimed_by PARTS_DONE) keeps the start of its work.
+    started = Case(When(claimed_by=PARTS_DONE, then=F("started_at")), default=Value(now))
     won = model.objects.filter(pk=pk, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
+        status=JobStatus.RUNNING, started_at=started, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
     )
     if won:
         return True

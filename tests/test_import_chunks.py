@@ -158,9 +158,11 @@ def test_the_continuation_is_queued_once_and_a_lost_one_is_found_by_the_requeue(
     ImportJob.objects.filter(pk=job.pk).update(created_at=job.created_at.replace(year=2000))
     jobs_requeue()
     assert sent_again == [{"job_id": job.pk}]
+    started = job.started_at
     ingest.import_job_run(job_id=job.pk, chunked=True)
     job.refresh_from_db()
     assert (job.status, job.n_imported, job.progress_done) == (JobStatus.SUCCEEDED, 4, 4)
+    assert job.started_at == started  # the import's start, not its finishing step's
 
 
 def test_a_file_replaced_by_a_link_after_planning_is_refused_by_its_chunk(tmp_path, settings, monkeypatch):
