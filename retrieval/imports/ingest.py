@@ -1,7 +1,10 @@
 """The import's body (worker, CPU queue): every file of a source decoded, de-identified, stored, labelled.
 
 `import_job_run` is the body of the `retrieval.tasks.import_run` task and is also what
-`manage.py import_images --sync` calls. Each image is stored atomically: its
+`manage.py import_images --sync` calls. An import of more than IMPORT_CHUNK_SIZE units, run by its task, is
+planned here (`_Plan`: a file of one line per unit), imported in chunks, each its own task on every cpu worker
+(`import_chunk_run`, core.fanout), and finished by this body again (`_chunks_finish`: the report of the import in
+one task, merged in order; labels; counts). Each image is stored atomically: its
 files are written (under unique temporary names, renamed into place), then its rows are created in
 one transaction that holds the dataset's lock; if anything fails the files are removed again
 unless a committed row references them (a concurrent import of the same file), so a failed file

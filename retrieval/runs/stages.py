@@ -3,7 +3,9 @@
 Each stage records its duration in `run.timings`; a stage already recorded is not redone, so
 a run whose worker died resumes where it stopped (training itself resumes from the last epoch
 checkpoint). Embedding only embeds images without an embedding yet, which also makes
-"add newly imported images" an ordinary re-run.
+"add newly imported images" an ordinary re-run. More than EMBED_SHARD_SIZE images are embedded in shards,
+each its own task on every gpu worker (`embed_shard_execute`, core.fanout); the last shard queues the run
+again, which merges the shards' embeddings and goes on to the index.
 """
 
 from __future__ import annotations
