@@ -183,3 +183,19 @@ def test_a_file_replaced_by_a_link_after_planning_is_refused_by_its_chunk(tmp_pa
     assert [r["message"] for r in job.report if r["status"] == "failed"] == [
         "could not be read: link pointing outside the imported folder refused"
     ]
+
+
+def test_a_chunk_that_cannot_read_the_source_fails_the_import_without_naming_it(tmp_path, settings, monkeypatch):
+    settings.IMPORT_CHUNK_SIZE = 2
+    archive = tmp_path / "Doe_John_MRN123.zip"
+    archive.write_bytes(zip_bytes({f"{i}.png": png_bytes(i) for i in range(4)}))
+    job = services.import_job_create(dataset=services.dataset_create(name="d"), source_path=archive, enqueue=False)
+    sent: list = []
+    monkeypatch.setattr(fanout, "_send", lambda model, pk: sent.append((model, pk)))
+    ingest.import_job_run(job_id=job.pk, chunked=True)
+    archive.write_bytes(b"no longer a zip")
+    ingest.import_chunk_run(part_id=sent[0][1])
+    job.refresh_from_db()
+    assert job.status == "failed" and "not a readable zip archive" in job.error
+    assert "Doe_John" not in job.error and "MRN123" not in job.error
+    assert set(ImportChunk.objects.filter(parent=job).values_list("status", flat=True)) == {"failed", "cancelled"}

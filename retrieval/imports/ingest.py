@@ -372,6 +372,13 @@ def import_chunk_run(*, part_id: int) -> ImportChunk | None:
 
 def _chunk_import(part: ImportChunk) -> None:
     job = ImportJob.objects.select_related("dataset").get(pk=part.parent_id)
+    try:
+        _chunk_units_import(part, job)
+    except (SourceError, label_tables.LabelTableError) as exc:  # names: as the import's own (issue 12, finding 2)
+        raise type(exc)(_scrub_source_names(str(exc), job)) from None
+
+
+def _chunk_units_import(part: ImportChunk, job: ImportJob) -> None:
     run = _Run(job=job, part=part)
     _read_table(run)
     run.report, run.counts, run.hidden, run.group_seen = [], Counter(), Counter(), Counter()  # the plan's lines
