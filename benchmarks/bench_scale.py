@@ -181,15 +181,15 @@ def wait_job(model, pk: int, workers: Workers, *, poll: float = 0.2, timeout: fl
 
 
 def generate(folder: Path, n: int, size: int) -> Path:
+    """The phantom collection as PNG files (its pixels are held while generating: n × size² bytes)."""
     import numpy as np
     from PIL import Image as PILImage
 
     from retrieval.imports import phantoms
 
     folder.mkdir(parents=True)
-    for start in range(0, n, 1000):  # the generator's prefix property: batches of a larger collection
-        for p in phantoms.generate_chest_phantoms(min(n, start + 1000), seed=13, size=size)[start:]:
-            PILImage.fromarray(np.asarray(p.pixels)).save(folder / p.filename)
+    for p in phantoms.generate_chest_phantoms(n, seed=13, size=size):
+        PILImage.fromarray(np.asarray(p.pixels)).save(folder / p.filename)
     return folder
 
 
@@ -232,7 +232,7 @@ def import_with(source: Path, n_workers: int, name: str, logs: Path) -> tuple[fl
     from retrieval.models import ImportJob
     from retrieval.tasks import import_run
 
-    dataset = services.dataset_create(name=name)
+    dataset = services.dataset_create(name=f"{name} {os.getpid()}-{time.time_ns()}")  # a database used before
     job = services.import_job_create(dataset=dataset, source_path=source, enqueue=False)
     workers = Workers("cpu", n_workers, logs / f"{name}.log")
     try:
@@ -250,7 +250,7 @@ def embed_with(dataset, n_workers: int, name: str, logs: Path) -> float:
     from retrieval.tasks import run_execute
 
     config = {"backbone": "resnet18", "weights": "random", "resize": 128, "crop": 112, "batch_size": 32}
-    run = run_create(dataset=dataset, name=name, method="timm", config=config, enqueue=False)
+    run = run_create(dataset=dataset, name=f"{name} {time.time_ns()}", method="timm", config=config, enqueue=False)
     workers = Workers("gpu", n_workers, logs / f"{name}.log")
     try:
         start = time.perf_counter()
