@@ -63,16 +63,12 @@ def parts_fan_out(job: TrackedJob, part_model: type[TrackedPart], count: int, *,
     now = timezone.now()
     with transaction.atomic():
         part_model.objects.filter(parent=job).delete()
-        parts = part_model.objects.bulk_create(part_model(parent=job, index=i) for i in range(count))
+        part_model.objects.bulk_create(part_model(parent=job, index=i) for i in range(count))
         type(job).objects.filter(pk=job.pk).update(
             claimed_by=PARTS_CLAIMANT, heartbeat_at=now, progress_done=0, progress_total=total, progress_note=note
         )
     job.claimed_by, job.progress_done, job.progress_total, job.progress_note = PARTS_CLAIMANT, 0, total, note
-    pks = (
-        [p.pk for p in parts]
-        if all(p.pk for p in parts)
-        else list(part_model.objects.filter(parent=job).order_by("index").values_list("pk", flat=True))
-    )
+    pks = part_model.objects.filter(parent=job).order_by("index").values_list("pk", flat=True)
     for pk in pks:
         _send(part_model, pk)
     log.info("%s %s: %d parts queued", type(job).__name__, job.pk, count)
