@@ -221,6 +221,10 @@ IMPORT_MAX_ARCHIVE_MEMBERS = envint("IMPORT_MAX_ARCHIVE_MEMBERS", 200_000, minim
 # Total uncompressed bytes one archive may hold (from its headers, and counted again while reading): zip bombs.
 IMPORT_MAX_ARCHIVE_BYTES = envint("IMPORT_MAX_ARCHIVE_BYTES", 64 * 1024**3, minimum=1)
 RENDITION_MAX_SIDE = envint("RENDITION_MAX_SIDE", 1024, minimum=64)
+# An import of more units than this runs as chunks of this many, one task each, on every cpu worker (core.fanout).
+IMPORT_CHUNK_SIZE = envint("IMPORT_CHUNK_SIZE", 200, minimum=1)
+# A run embedding more images than this embeds them in shards of this many, one gpu-queue task each.
+EMBED_SHARD_SIZE = envint("EMBED_SHARD_SIZE", 2000, minimum=1)
 THUMBNAIL_MAX_SIDE = envint("THUMBNAIL_MAX_SIDE", 256, minimum=32)
 
 # --- PACS over DICOMweb (retrieval.imports.dicomweb; docs/importing.md#from-a-pacs-dicomweb) -------

@@ -35,7 +35,7 @@ from datetime import timedelta
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection, models
-from django.db.models import F
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
@@ -53,6 +53,13 @@ class JobStatus(models.TextChoices):
 
 
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+#: `claimed_by` of a job whose work runs as parts (core.fanout): no process holds it; its parts' progress is its
+#: heartbeat, and the last part to finish queues it again for its finishing step.
+PARTS_CLAIMANT = "parts"
+#: `claimed_by` of a pending job its last part queued again for its finishing step (core.fanout).
+PARTS_DONE = "parts done"
 
 
 class TrackedJob(models.Model):
@@ -99,6 +106,7 @@ class TrackedJob(models.Model):
         """Running without a heartbeat for JOB_STALE_SECONDS: its worker died; the next one takes the job over."""
         return (
             self.status == JobStatus.RUNNING
+            and self.claimed_by != PARTS_CLAIMANT  # its parts may wait in a busy queue (core.fanout)
             and self.heartbeat_at is not None
             and (timezone.now() - self.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
         )
@@ -163,8 +171,10 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
     """
     now = timezone.now()
     me = worker_identity()
+    # A job queued again by its last part (core.fanout: claimed_by PARTS_DONE) keeps the start of its work.
+    started = Case(When(claimed_by=PARTS_DONE, then=F("started_at")), default=Value(now))
     won = model.objects.filter(pk=pk, status=JobStatus.PENDING).update(
-        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
+        status=JobStatus.RUNNING, started_at=started, heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me
     )
     if won:
         return True
@@ -178,6 +188,9 @@ def job_claim(model: type[TrackedJob], pk: int) -> bool:
         gone = row["heartbeat_at"] is None or row["heartbeat_at"] < stale
     if not gone:
         return False
+    if row["claimed_by"] == PARTS_CLAIMANT:  # waiting for its parts (core.fanout): no worker was lost
+        same = model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=PARTS_CLAIMANT)
+        return bool(same.update(heartbeat_at=now, attempts=F("attempts") + 1, claimed_by=me))
     same = model.objects.filter(pk=pk, status=JobStatus.RUNNING, claimed_by=row["claimed_by"])
     same = same.filter(heartbeat_at=row["heartbeat_at"])  # nobody else took it over meanwhile
     if row["workers_lost"] + 1 >= settings.JOB_MAX_WORKER_LOSSES:
@@ -294,10 +307,24 @@ def job_run(
             log.exception("%s %s failed", model.__name__, pk)
         _record_failure(job, failure_message(exc, expected))
         return job
-    job.refresh_from_db(fields=["status", "error", "finished_at"])  # the body may have finished it
+    job.refresh_from_db(fields=["status", "error", "finished_at", "claimed_by"])  # the body may have finished it
+    if job.status == JobStatus.PENDING or (job.status == JobStatus.RUNNING and job.claimed_by == PARTS_CLAIMANT):
+        return job  # its work runs as parts (core.fanout): the last one queues (or queued) the job again to finish
     if not job.is_finished:
         job_finish(job, status=JobStatus.SUCCEEDED)
     return job
+
+
+class TrackedPart(TrackedJob):
+    """A part of a job whose work is spread over several tasks (core.fanout): a job of its own (claimed, taken
+    over, requeued like any), numbered by `index`. A concrete part model adds
+    `parent = models.ForeignKey(<job model>, on_delete=models.CASCADE, related_name="parts")`."""
+
+    index = models.PositiveIntegerField()
+
+    class Meta:
+        abstract = True
+        ordering = ["index"]
 
 
 def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
@@ -316,6 +343,8 @@ def job_retry(job: TrackedJob, *, what: str) -> TrackedJob:
             enqueued_at=None,
         )
     )
+    if retried and hasattr(job, "parts"):  # its parts (core.fanout) are planned afresh
+        job.parts.all().delete()
     job.refresh_from_db()
     if not retried:
         raise Conflict(f"{what} is {job.status}; only a failed one can be retried.")

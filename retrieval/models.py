@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.urls import reverse
 
-from core.jobs import TrackedJob
+from core.jobs import TrackedJob, TrackedPart
 
 
 def _new_salt() -> str:
@@ -172,6 +172,19 @@ class ImportJob(TrackedJob):
         return reverse("retrieval:import-detail", args=[self.pk])
 
 
+class ImportChunk(TrackedPart):
+    """A chunk of an import's planned units, imported by its own task (core.fanout; retrieval.imports.ingest)."""
+
+    parent = models.ForeignKey(ImportJob, on_delete=models.CASCADE, related_name="parts")
+    n_imported = models.PositiveIntegerField(default=0)
+    # What the chunk noted, merged in order by the import's finishing step: report lines, counts by status,
+    # lines left out, label-table keys matched.
+    result = models.JSONField(default=dict, blank=True)
+
+    class Meta(TrackedPart.Meta):
+        constraints = [models.UniqueConstraint(fields=["parent", "index"], name="import_chunk_unique_index")]
+
+
 class SplitPart(models.TextChoices):
     TRAIN = "train", "Train"
     VAL = "val", "Validation"
@@ -250,6 +263,15 @@ class ModelRun(TrackedJob):
 
     def get_absolute_url(self) -> str:
         return reverse("retrieval:run-detail", args=[self.pk])
+
+
+class EmbedShard(TrackedPart):
+    """A shard of a run's images to embed, by its own task (core.fanout; retrieval.runs.stages)."""
+
+    parent = models.ForeignKey(ModelRun, on_delete=models.CASCADE, related_name="parts")
+
+    class Meta(TrackedPart.Meta):
+        constraints = [models.UniqueConstraint(fields=["parent", "index"], name="embed_shard_unique_index")]
 
 
 class SearchRequest(TrackedJob):

@@ -7,15 +7,21 @@ the process boundary (the web process imports this module to queue tasks and mus
 
 from core.jobs import JobStatus
 from core.tasks import cpu_task, gpu_task
-from retrieval.imports.ingest import import_job_run
-from retrieval.models import Evaluation, ImportJob, ModelRun, SearchRequest, WeightsFetch
+from retrieval.imports.ingest import import_chunk_run, import_job_run
+from retrieval.models import EmbedShard, Evaluation, ImportChunk, ImportJob, ModelRun, SearchRequest, WeightsFetch
 from retrieval.runs.evaluation import evaluation_execute as evaluate
 
 
 @cpu_task(job=ImportJob)
 def import_run(*, job_id: int):
     """Import a folder or archive (and its label table) into a dataset."""
-    return import_job_run(job_id=job_id)
+    return import_job_run(job_id=job_id, chunked=True)
+
+
+@cpu_task(job=ImportChunk)
+def import_chunk(*, part_id: int):
+    """Import one chunk of an import's planned files (core.fanout); the last chunk queues the import's finish."""
+    return import_chunk_run(part_id=part_id)
 
 
 @gpu_task(job=ModelRun)
@@ -24,6 +30,14 @@ def run_execute(*, run_id: int):
     from retrieval.runs.stages import run_execute as execute  # worker only: imports torch
 
     return execute(run_id=run_id)
+
+
+@gpu_task(job=EmbedShard)
+def embed_shard(*, part_id: int):
+    """Embed one shard of a run's images (core.fanout); the last shard queues the run again to build its index."""
+    from retrieval.runs.stages import embed_shard_execute  # worker only: imports torch
+
+    return embed_shard_execute(part_id=part_id)
 
 
 @cpu_task(job=Evaluation)

@@ -209,6 +209,55 @@ def test_run_stores_embeddings_and_index_in_the_bucket_and_search_loads_them_on_
     assert json.loads((web / "runs" / str(run.pk) / "index" / "meta.json").read_text())["count"] == 14
 
 
+def test_a_run_embedded_in_shards_on_other_machines_merges_them_through_the_bucket(
+    s3, db, settings, tmp_path, monkeypatch
+):
+    """Shards (core.fanout) run on machines that share only the database and the bucket: each fetches the list
+    of images from the bucket and stores its embeddings there; the run, on a third machine, merges them, builds
+    the index, and leaves no shard file in the bucket."""
+    from core import fanout
+    from retrieval.models import EmbedShard, ModelRun
+    from retrieval.runs import index, ranking
+    from retrieval.runs.services import run_create
+    from retrieval.runs.stages import SHARD_DIR, embed_shard_execute, run_execute
+    from tests.runs.conftest import SMALL, make_phantom_dataset
+
+    dataset = make_phantom_dataset(tmp_path / "phantoms", n=12)
+    settings.EMBED_SHARD_SIZE = 5
+    run = run_create(dataset=dataset, name="shards", method="timm", config={**SMALL}, enqueue=False)
+    sent: list = []
+    monkeypatch.setattr(fanout, "_send", lambda model, pk: sent.append((model, pk)))
+
+    def on(machine: str) -> None:
+        settings.ARTEFACT_ROOT = tmp_path / machine
+        settings.STORAGE_CACHE_ROOT = tmp_path / f"{machine}-cache"
+        index._index.cache_clear()
+        ranking._load.cache_clear()
+
+    on("run-machine")
+    run_execute(run_id=run.pk)
+    prefix = f"artefacts/runs/{run.pk}/{SHARD_DIR}/"
+    assert s3.keys(prefix) == [f"{prefix}todo.npy"]
+    shards = [pk for model, pk in sent if model is EmbedShard]
+    assert len(shards) == 3
+    for n, pk in enumerate(shards):
+        on(f"gpu-{n}")  # every shard on its own machine
+        embed_shard_execute(part_id=pk)
+    assert len(s3.keys(prefix)) == 1 + 2 * 3
+    on("finishing-machine")
+    for model, pk in sent:
+        if model is ModelRun:
+            run_execute(run_id=pk)
+    run.refresh_from_db()
+    assert (run.status, run.error, run.n_embedded) == ("succeeded", "", 12)
+    ids, vectors = ranking.run_vectors(run=run)
+    assert sorted(ids.tolist()) == sorted(Image.objects.values_list("pk", flat=True)) and len(vectors) == 12
+    assert s3.keys(prefix) == []
+    on("web")
+    query = int(ids[0])
+    assert len(index.search_by_image(run=run, image_id=query, k=11)) == 11
+
+
 # --- a worker process configured as a deployment would be ------------------------------------------------------------
 
 

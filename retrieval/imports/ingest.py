@@ -1,7 +1,10 @@
 """The import's body (worker, CPU queue): every file of a source decoded, de-identified, stored, labelled.
 
 `import_job_run` is the body of the `retrieval.tasks.import_run` task and is also what
-`manage.py import_images --sync` calls. Each image is stored atomically: its
+`manage.py import_images --sync` calls. An import of more than IMPORT_CHUNK_SIZE units, run by its task, is
+planned here (`_Plan`: a file of one line per unit), imported in chunks, each its own task on every cpu worker
+(`import_chunk_run`, core.fanout), and finished by this body again (`_chunks_finish`: the report of the import in
+one task, merged in order; labels; counts). Each image is stored atomically: its
 files are written to the media storage, each all or nothing (core.files.save_atomic: locally under a unique
 temporary name renamed into place, in an S3 bucket one PUT), then its rows are created in
 one transaction that holds the dataset's lock; if anything fails the files are removed again
@@ -19,7 +22,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import itertools
+import json
 import logging
+import math
 import os
 import re
 from collections import Counter
@@ -33,6 +39,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from core import files
+from core.errors import ApplicationError
+from core.fanout import part_progress, part_run, parts_failure, parts_fan_out, parts_state, parts_wait
 from core.jobs import JobStatus, job_progress, job_run
 from retrieval.imports import labels as label_tables
 from retrieval.imports import names, uploads
@@ -48,11 +56,12 @@ from retrieval.imports.imaging.values import make_values_png
 from retrieval.imports.sources import (
     SourceEntry,
     SourceError,
+    open_entries,
     open_source,
     printable_name,
     regular_file_problem,
 )
-from retrieval.models import Dataset, Image, ImportJob, Label, Rating
+from retrieval.models import Dataset, DicomwebSource, Image, ImportChunk, ImportJob, Label, Rating
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +99,9 @@ class _Unit:
 
     entry: SourceEntry
     slices: int = 1
-    header: DicomHeader | None = None
+    sop: str | None = None  # its SOPInstanceUID (DICOM)
+    digest: str = ""  # the content hash of the bytes read when it was planned
+    dup: str = ""  # a chunk's unit: the name of an earlier unit of the plan with the same content
 
 
 @dataclass
@@ -107,6 +118,15 @@ class _Run:
     group_seen: Counter = field(default_factory=Counter)
     seen_files: int = 0  # entries of the source, refused ones included
     label_file: object = None  # the label table being read (closed when the import ends)
+    part: ImportChunk | None = None  # the chunk this run imports (core.fanout), None: the whole import
+    keep_report: bool = False  # the job's report is not this run's to write (it waits for its chunks)
+
+    def imported(self) -> None:
+        """Count an image imported: on the job, or on the chunk (and the job's count, the sum of its chunks')."""
+        if self.part is None:
+            _count(self.job, "n_imported")
+            return
+        self.part.n_imported += 1  # written with the chunk's progress (core.fanout.part_progress: sums)
 
     def note(self, status: str, message: str, *, file: str = "", line: int | None = None, group: str = "") -> None:
         """Add a report line (file names and messages made storable: no NUL, no undecodable bytes). Lines of
@@ -125,18 +145,20 @@ class _Run:
         )
 
 
-def import_job_run(*, job_id: int) -> ImportJob | None:
+def import_job_run(*, job_id: int, chunked: bool = False) -> ImportJob | None:
     """The import task's body: claim the job, import every file, apply labels, report (core runner: any failure
-    is recorded on the job). Sources uploaded for the import are removed once it succeeded or failed on them
-    (an unusable archive or table); an unexpected failure keeps them for a retry (`import_job_retry`), at most
-    IMPORT_UPLOAD_KEEP_HOURS (retrieval.imports.uploads)."""
+    is recorded on the job). `chunked` (the task): more than IMPORT_CHUNK_SIZE units are imported as chunks, each
+    its own task on every cpu worker (core.fanout), and the job's task runs again to finish; otherwise (the
+    `--sync` commands) everything runs here. Sources uploaded for the import are removed once it succeeded or
+    failed on them (an unusable archive or table); an unexpected failure keeps them for a retry
+    (`import_job_retry`), at most IMPORT_UPLOAD_KEEP_HOURS (retrieval.imports.uploads)."""
     refused = []
 
     def body(job: ImportJob) -> None:
         run = _Run(job=job)
         try:
             with pacs_retrieved(job):  # a PACS import: its instances in a folder while it runs (dicomweb.py)
-                _import(run)
+                _import(run, chunked=chunked)
         except (SourceError, label_tables.LabelTableError, NothingImported) as exc:
             table = isinstance(exc, label_tables.LabelTableError)
             message = _scrub_source_names(str(exc), job)  # names: issue 12, finding 2
@@ -149,12 +171,11 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
         finally:
             if run.label_file is not None:
                 run.label_file.close()
-            _save_report(run)
+            if not run.keep_report:
+                _save_report(run)
 
     uploads.uploads_expired_remove()
-    job = job_run(
-        ImportJob, job_id, body, expected=(SourceError, label_tables.LabelTableError, NothingImported, StorageFull)
-    )
+    job = job_run(ImportJob, job_id, body, expected=EXPECTED)
     if job is not None and (job.status == JobStatus.SUCCEEDED or (job.status == JobStatus.FAILED and refused)):
         uploads.uploads_remove(job)
         if job.status == JobStatus.SUCCEEDED or job.remove_sources:  # names: a path names folders (issue 12)
@@ -162,8 +183,22 @@ def import_job_run(*, job_id: int) -> ImportJob | None:
     return job
 
 
-def _import(run: _Run) -> None:
+EXPECTED = (SourceError, label_tables.LabelTableError, NothingImported, StorageFull)
+
+
+def _import(run: _Run, *, chunked: bool = False) -> None:
     job = run.job
+    state = parts_state(job, ImportChunk)
+    if state == "waiting":  # taken over while its chunks run (core.fanout): it waits again
+        run.keep_report = True
+        parts_wait(job, ImportChunk)
+        return
+    if state == "failed":  # a chunk failed while the job was being taken over
+        run.keep_report = True
+        raise ApplicationError(parts_failure(job, ImportChunk) or "a chunk of the import failed")
+    if state == "done":  # the last chunk queued the job again: its finishing step
+        _chunks_finish(run)
+        return
     # An unusable table (not text, no header, a required column missing) stops the import before any image;
     # its rows are read once the source's files are known (_read_label_rows).
     table = _open_label_table(run) if job.labels_path else None
@@ -179,14 +214,47 @@ def _import(run: _Run) -> None:
         if job.source_path
         else contextlib.nullcontext(None)
     )
+    # A PACS import runs in one task: its retrieved folder lives only while the task runs (dicomweb.retrieved).
+    pacs = DicomwebSource.objects.filter(job=job).exists()
+    plan = _Plan(job, chunk=settings.IMPORT_CHUNK_SIZE if chunked and not pacs else 10**12)
     with source as entries:  # a zip is opened once, for the scan and the import
-        units = _plan_units(run, entries) if entries is not None else []
-        if table is not None:
-            _read_label_rows(run, table, [unit.entry.name for unit in units])
+        if entries is not None:
+            names_: list[str] = []  # (pseudonyms) whose label rows are kept
+
+            def add(unit: _Unit) -> None:
+                if table is not None:
+                    names_.append(unit.entry.name)
+                plan.add(unit)
+
+            _plan_units(run, entries, add)
+            if table is not None:
+                _read_label_rows(run, table, names_)  # its lines in the report of the planning
+            del names_
+        elif table is not None:  # labels only
+            _read_label_rows(run, table, [])
+        plan.close(run)
+        if plan.units is None:  # more than one chunk: each its own task, on every cpu worker (core.fanout)
+            n_chunks = math.ceil(plan.count / plan.chunk)
+            parts_fan_out(
+                job,
+                ImportChunk,
+                n_chunks,
+                total=plan.count,
+                note=f"{plan.count} images to import in {n_chunks} chunks",
+            )
+            return
+        units = plan.units
+        plan.remove()
         job_progress(job, done=0, total=len(units), note=f"{len(units)} images to import")
         for i, unit in enumerate(units, 1):
             _import_unit(run, unit)
             job_progress(job, done=i, note=printable_name(unit.entry.name))
+    _import_end(run)
+
+
+def _import_end(run: _Run) -> None:
+    """Labels for images stored before, the label count, and the refusal of an import that stored nothing."""
+    job = run.job
     added = _apply_labels_to_existing(run) if run.rows else 0
     job.n_labels = Label.objects.filter(image__import_job=job).count() + added
     ImportJob.objects.filter(pk=job.pk).update(n_labels=job.n_labels)
@@ -206,19 +274,22 @@ def _open_label_table(run: _Run) -> label_tables.LabelTable:
     return label_tables.LabelTable(run.label_file, job.label_format, allow_free_text=job.allow_free_text, dedupe=False)
 
 
-def _read_label_rows(run: _Run, table: label_tables.LabelTable, names_: list[str]) -> None:
+def _read_label_rows(run: _Run, table: label_tables.LabelTable, names_: list[str], *, stored: bool = True) -> None:
     """Stream the table's rows, keeping only those that may label a file of this import (a path suffix of the
     row's file is one of a file's) or an image stored in the dataset before; the others are counted as rows
     naming no file (a few listed, the rest in one line), so memory does not grow with the table's rows.
     Problems are reported as they come (names: rows are keyed by the pseudonym of the file they name, and the
-    report names no file of the table: issue 12, finding 2)."""
+    report names no file of the table: issue 12, finding 2). A chunk (core.fanout) keeps the rows of its own
+    files only (`stored=False`): rows that name no file of an import never label one of its files.
+    The table is closed once read."""
     suffixes = set()
     for name in names_:
         parts = PurePosixPath(name).parts
         suffixes.update("/".join(parts[i:]) for i in range(len(parts)))
-    stored = set()
-    for source_name in Image.objects.filter(dataset=run.job.dataset).values_list("source_name", flat=True).iterator():
-        stored.update((_norm(source_name), _norm(PurePosixPath(source_name).name)))
+    stored_names = set()
+    images = Image.objects.filter(dataset=run.job.dataset) if stored else Image.objects.none()
+    for source_name in images.values_list("source_name", flat=True).iterator():
+        stored_names.update((_norm(source_name), _norm(PurePosixPath(source_name).name)))
 
     def kept() -> Iterator[label_tables.LabelRow]:
         for item in table.rows():
@@ -229,7 +300,7 @@ def _read_label_rows(run: _Run, table: label_tables.LabelTable, names_: list[str
             key, raw = _pseudonym(run, item.key), _norm(item.key)
             parts = PurePosixPath(key).parts
             if any("/".join(parts[i:]) in suffixes for i in range(len(parts))) or any(
-                k in stored for k in (key, PurePosixPath(key).name, raw, PurePosixPath(raw).name)
+                k in stored_names for k in (key, PurePosixPath(key).name, raw, PurePosixPath(raw).name)
             ):
                 yield item
             else:
@@ -249,6 +320,174 @@ def _read_label_rows(run: _Run, table: label_tables.LabelTable, names_: list[str
     run.label_file.close()
 
 
+class _Plan:
+    """The units an import plans: kept in memory while they fit one chunk (the import runs in its own task, as
+    one chunk), else written to a file of one JSON line per unit (core.fanout: the chunks read their lines), so a
+    100,000-file source is never held in memory. Each line names where the file is (`open_entries`), its
+    pseudonym, its series size, SOPInstanceUID and content hash, and the earlier unit of the plan with the same
+    content (a chunk skips it as the import in one task would, whichever chunk stores first)."""
+
+    def __init__(self, job: ImportJob, *, chunk: int):
+        self.job, self.chunk = job, chunk
+        self.units: list[_Unit] | None = []
+        self.dups: list[str] = []
+        self.count = 0
+        self._first: dict[str, str] = {}  # content hash -> the first unit's name
+        self._file = None
+
+    def add(self, unit: _Unit) -> None:
+        first = self._first.setdefault(unit.digest, unit.entry.name) if unit.digest else unit.entry.name
+        dup = first if first != unit.entry.name else ""
+        self.count += 1
+        if self.units is not None:
+            self.units.append(unit)
+            self.dups.append(dup)
+            if len(self.units) <= self.chunk:
+                return
+            path = _plan_path(self.job)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = path.open("w", encoding="utf-8")
+            for kept, kept_dup in zip(self.units, self.dups):
+                self._write(kept, kept_dup)
+            self.units, self.dups = None, []
+            return
+        self._write(unit, dup)
+
+    def _write(self, unit: _Unit, dup: str) -> None:
+        line = {
+            "loc": unit.entry.locator,
+            "name": unit.entry.name,
+            "slices": unit.slices,
+            "sop": unit.sop,
+            "digest": unit.digest,
+            "dup": dup,
+        }
+        self._file.write(json.dumps(line) + "\n")
+
+    def close(self, run: _Run) -> None:
+        """Finish the plan file, with the planning's report and counts beside it for the finishing step."""
+        self._first.clear()
+        if self._file is None:
+            return
+        self._file.close()
+        state = {
+            "chunk": self.chunk,
+            "count": self.count,
+            "report": run.report,
+            "counts": dict(run.counts),
+            "hidden": [[status, group, n] for (status, group), n in run.hidden.items()],
+            "group_seen": dict(run.group_seen),
+            "seen_files": run.seen_files,
+        }
+        tmp = _plan_path(self.job, ".state.json.part")
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, _plan_path(self.job, ".state.json"))
+
+    def remove(self) -> None:
+        _plan_remove(self.job)
+
+
+def _plan_path(job: ImportJob, suffix: str = ".jsonl") -> Path:
+    """Where an import's plan is kept while its chunks run (beside the uploads: every cpu worker reads it)."""
+    return Path(settings.UPLOAD_ROOT) / "plans" / f"import-{job.pk}{suffix}"
+
+
+def _plan_remove(job: ImportJob) -> None:
+    for suffix in (".jsonl", ".state.json", ".state.json.part"):
+        _plan_path(job, suffix).unlink(missing_ok=True)
+
+
+def _plan_state(job: ImportJob) -> dict:
+    try:
+        return json.loads(_plan_path(job, ".state.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ApplicationError(
+            f"The plan of import {job.pk} is gone (its file under UPLOAD_ROOT/plans was removed): retry the import."
+        ) from None
+
+
+def _plan_lines(job: ImportJob, index: int, chunk: int) -> list[dict]:
+    """The units of chunk `index`: its lines of the plan file, read without holding the others."""
+    start = index * chunk
+    try:
+        with _plan_path(job).open(encoding="utf-8") as fh:
+            return [json.loads(line) for line in itertools.islice(fh, start, start + chunk)]
+    except FileNotFoundError:
+        _plan_state(job)  # the message
+        raise
+
+
+def import_chunk_run(*, part_id: int) -> ImportChunk | None:
+    """The body of a chunk's task (`retrieval.tasks.import_chunk`): import its units of the plan (core.fanout)."""
+    return part_run(ImportChunk, part_id, _chunk_import, expected=EXPECTED)
+
+
+def _chunk_import(part: ImportChunk) -> None:
+    job = ImportJob.objects.select_related("dataset").get(pk=part.parent_id)
+    try:
+        _chunk_units_import(part, job)
+    except (SourceError, label_tables.LabelTableError) as exc:  # names: as the import's own (issue 12, finding 2)
+        raise type(exc)(_scrub_source_names(str(exc), job)) from None
+
+
+def _chunk_units_import(part: ImportChunk, job: ImportJob) -> None:
+    run = _Run(job=job, part=part)
+    lines = _plan_lines(job, part.index, int(_plan_state(job)["chunk"]))
+    if job.labels_path:  # the rows of this chunk's files (streamed: the table is not held)
+        _read_label_rows(run, _open_label_table(run), [line["name"] for line in lines], stored=False)
+    run.report, run.counts, run.hidden, run.group_seen = [], Counter(), Counter(), Counter()  # the plan's lines
+    part.n_imported = 0  # a chunk redone after its worker was lost counts afresh (what it stored counts again)
+    ImportChunk.objects.filter(pk=part.pk).update(n_imported=0)
+    source = open_entries(
+        job.source_path,
+        [line["loc"] for line in lines],
+        max_bytes=settings.IMPORT_MAX_FILE_BYTES,
+        max_total_bytes=settings.IMPORT_MAX_ARCHIVE_BYTES,
+    )
+    with source as entries:
+        part_progress(part, done=0, total=len(lines), note=f"chunk {part.index + 1}: {len(lines)} images")
+        for i, (line, entry) in enumerate(zip(lines, _pseudonymised(run, entries)), 1):
+            unit = _Unit(entry=entry, slices=line["slices"], sop=line["sop"], digest=line["digest"], dup=line["dup"])
+            _import_unit(run, unit)
+            part_progress(part, done=i, note=printable_name(entry.name), sums={"n_imported": part.n_imported})
+    result = {
+        "report": run.report,
+        "hidden": [[status, group, n] for (status, group), n in run.hidden.items()],
+        "matched": sorted(run.matched_keys),
+    }
+    ImportChunk.objects.filter(pk=part.pk).update(result=result)
+
+
+def _chunks_finish(run: _Run) -> None:
+    """The finishing step of an import in chunks: the planning's report, then each chunk's in order (the report
+    of the import in one task), the labels of images stored before, the counts and the import's refusals."""
+    job = run.job
+    state = _plan_state(job)
+    table = _Run(job=job)
+    if job.labels_path:  # rows naming the dataset's images (its lines are in the planning's report)
+        _read_label_rows(table, _open_label_table(table), [])
+    run.rows, run.raw_keys = table.rows, table.raw_keys
+    run.report, run.counts, run.seen_files = list(state["report"]), Counter(state["counts"]), state["seen_files"]
+    run.hidden = Counter({(status, group): n for status, group, n in state["hidden"]})
+    run.group_seen = Counter(state["group_seen"])
+    imported = 0
+    for part in ImportChunk.objects.filter(parent=job).order_by("index").iterator():
+        for line in part.result.get("report", []):
+            run.note(line["status"], line["message"], file=line["file"], line=line["line"])
+        for status, group, n in part.result.get("hidden", []):
+            run.counts[status] += n
+            run.hidden[(status, group)] += n
+        run.matched_keys.update(part.result.get("matched", []))
+        imported += part.n_imported
+    job.n_imported = imported
+    ImportJob.objects.filter(pk=job.pk).update(n_imported=imported)
+    job_progress(job, done=state["count"], total=state["count"], note="labels and report")
+    try:
+        _import_end(run)
+    finally:
+        _plan_remove(job)
+
+
 def _explain_nothing_imported(run: _Run) -> None:
     """An import of a source that stored nothing says why: an empty source, or every file failed."""
     name = "the folder or archive"  # not its name: a folder's name may name a patient (issue 12, finding 2)
@@ -263,11 +502,12 @@ def _explain_nothing_imported(run: _Run) -> None:
         )
 
 
-def _plan_units(run: _Run, sources) -> list[_Unit]:
-    """Read headers, refuse what is unsafe or not an image, and group DICOM series."""
-    units: list[_Unit] = []
+def _plan_units(run: _Run, sources, emit: Callable[[_Unit], None]) -> None:
+    """Read headers, refuse what is unsafe or not an image, and group DICOM series; each unit to import is given
+    to `emit` (images as they are read, then the middle slice of each series)."""
     dicoms: list[tuple[str, DicomHeader]] = []
     entries: dict[str, SourceEntry] = {}
+    digests: dict[str, str] = {}
     sops: dict[str, str] = {}
     sources = _pseudonymised(run, sources)  # names: from here on a file is known by its pseudonym only
     for count, entry in enumerate(sources, 1):
@@ -310,15 +550,15 @@ def _plan_units(run: _Run, sources) -> list[_Unit]:
                 continue
             dicoms.append((entry.name, header))
             entries[entry.name] = entry
+            digests[entry.name] = content_hash(data)
         else:
-            units.append(_Unit(entry=entry))
+            emit(_Unit(entry=entry, digest=content_hash(data)))
     headers = dict(dicoms)
     for group in group_series(dicoms):
         key = middle(group)
-        units.append(_Unit(entry=entries[key], slices=len(group), header=headers[key]))
+        emit(_Unit(entry=entries[key], slices=len(group), sop=headers[key].sop_instance_uid, digest=digests[key]))
         if len(group) > 1:
             run.note("info", f"series of {len(group)} slices: the middle slice was imported", file=key)
-    return units
 
 
 def _read_if_image(entry: SourceEntry) -> bytes:
@@ -355,11 +595,11 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
         run.note("failed", f"could not be read: {exc}", file=name)
         return
     digest = content_hash(data)
-    duplicate = _find_duplicate(dataset, digest, unit.header.sop_instance_uid if unit.header else None)
+    duplicate = _find_duplicate(dataset, digest, unit.sop)
     if duplicate is not None:
-        if duplicate.import_job_id == job.pk and duplicate.pk not in run.stored:  # an earlier attempt stored it
-            run.matched_keys.update(_keys_for(run, duplicate.source_name))
-            _count(job, "n_imported")
+        if duplicate.import_job_id == job.pk and duplicate.source_name == name and duplicate.pk not in run.stored:
+            run.matched_keys.update(_keys_for(run, duplicate.source_name))  # an earlier attempt stored it
+            run.imported()
             return
         run.note(
             "skipped",
@@ -367,6 +607,9 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
             f"(same {'content' if duplicate.content_hash == digest else 'SOPInstanceUID'})",
             file=name,
         )
+        return
+    if unit.dup and digest == unit.digest:  # an earlier unit of the plan, in another chunk, has this content
+        run.note("skipped", f"duplicate of {unit.dup} (same content)", file=name)
         return
     try:
         decoded = decode_image(data, max_pixels=settings.IMPORT_MAX_PIXELS)
@@ -394,7 +637,8 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
             ratings=ratings,
         )
     except _StoredMeanwhile as exc:
-        run.note("skipped", f"duplicate of {exc.image.source_name} (stored by a concurrent import)", file=name)
+        how = "same content" if exc.image.import_job_id == job.pk else "stored by a concurrent import"
+        run.note("skipped", f"duplicate of {exc.image.source_name} ({how})", file=name)
         return
     except IntegrityError as exc:
         run.note("failed", f"could not be stored: {exc}", file=name)
@@ -406,7 +650,7 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
     run.matched_keys.update(_keys_for(run, name))
     if not rows and run.rows:
         run.note("warning", "no row of the label table names this file; imported without labels", file=name)
-    _count(job, "n_imported")
+    run.imported()
 
 
 def _store_image(*, job, name, data, digest, decoded, pseudo, unit, row, ratings) -> Image:

@@ -40,6 +40,8 @@ class SourceEntry:
     problem: str = ""  # non-empty: refused, with the reason
     #: The first n bytes, without reading (or inflating) the rest; None: use read().
     head: Callable[[int], bytes] | None = None
+    #: Where `open_entries` finds the entry again: a folder's relative path, an archive member's index.
+    locator: str | int | None = None
 
 
 _SKIP_NAMES = {".DS_Store", "Thumbs.db", "desktop.ini"}
@@ -194,7 +196,12 @@ def _iter_zip(archive: _Archive, *, max_members: int) -> Iterator[SourceEntry]:
         if not reason and info.file_size > archive.max_bytes:
             reason = f"{info.file_size:,} bytes uncompressed exceed the limit of {archive.max_bytes:,}"
         yield SourceEntry(
-            name=name, size=info.file_size, read=archive.reader(index, info), problem=reason, head=archive.head(info)
+            name=name,
+            size=info.file_size,
+            read=archive.reader(index, info),
+            problem=reason,
+            head=archive.head(info),
+            locator=index,
         )
 
 
@@ -233,7 +240,13 @@ def iter_folder(root: Path, *, max_bytes: int, max_members: int) -> Iterator[Sou
                     size = st.st_size
             if not reason and size > max_bytes:
                 reason = f"{size:,} bytes exceed the limit of {max_bytes:,}"
-            yield SourceEntry(name=name, size=size, read=full.read_bytes, problem=reason, head=_file_head(full))
+            yield SourceEntry(
+                name=name, size=size, read=full.read_bytes, problem=reason, head=_file_head(full), locator=name
+            )
+
+
+def _refused() -> bytes:
+    raise OSError("link pointing outside the imported folder refused")
 
 
 def _file_head(path: Path) -> Callable[[int], bytes]:
@@ -289,7 +302,52 @@ def open_source(
         finally:
             archive.close()
         return
-    yield iter([SourceEntry(name=path.name, size=path.stat().st_size, read=path.read_bytes)])
+    yield iter([SourceEntry(name=path.name, size=path.stat().st_size, read=path.read_bytes, locator=path.name)])
+
+
+@contextlib.contextmanager
+def open_entries(
+    path: str | Path, locators: list[str | int], *, max_bytes: int, max_total_bytes: int | None = None
+) -> Iterator[Iterator[SourceEntry]]:
+    """The entries of a source that `open_source` listed, found again by their locators, in that order (a chunk of
+    an import: their checks were made when the source was listed). A member gone since: an entry whose read fails."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or folder")
+    if path.is_dir():
+        root = path.resolve()
+
+        def folder_entries() -> Iterator[SourceEntry]:
+            for name in locators:
+                full = root / str(name)
+                if not full.resolve().is_relative_to(root):  # replaced by a link since it was listed
+                    yield SourceEntry(name=str(name), size=0, read=_refused, locator=name)
+                    continue
+                yield SourceEntry(name=str(name), size=0, read=full.read_bytes, head=_file_head(full), locator=name)
+
+        yield folder_entries()
+        return
+    if zipfile.is_zipfile(path) or path.suffix.lower() == ".zip":
+        archive = _Archive(path, max_bytes=max_bytes, max_total_bytes=max_total_bytes)
+        try:
+            infos = archive.zip.infolist()
+
+            def zip_entries() -> Iterator[SourceEntry]:
+                for index in locators:
+                    info = infos[int(index)]
+                    yield SourceEntry(
+                        name=info.filename,
+                        size=info.file_size,
+                        read=archive.reader(int(index), info),
+                        head=archive.head(info),
+                        locator=index,
+                    )
+
+            yield zip_entries()
+        finally:
+            archive.close()
+        return
+    yield iter([SourceEntry(name=path.name, size=path.stat().st_size, read=path.read_bytes, locator=path.name)])
 
 
 def iter_source(path: str | Path, *, max_bytes: int, max_members: int) -> Iterator[SourceEntry]:

@@ -77,6 +77,22 @@ def fetch(run: ModelRun, rel: str) -> Path:
     return path
 
 
+def fetch_stored(run: ModelRun, rel: str) -> Path | None:
+    """The local path of the run's artefact `rel` as `fetch` gives it, or None when the store has no such file
+    (with a shared storage, a copy left on this machine of a file since removed from the store is not used)."""
+    if shared():
+        return files.local_copy(store(), storage_name(run, rel), local_path(run, rel))
+    path = local_path(run, rel)
+    return path if path.is_file() else None
+
+
+def remove(run: ModelRun, *rels: str) -> None:
+    """Remove the run's artefacts `rels` from the shared storage (this machine's copies are the caller's)."""
+    if shared():
+        for rel in rels:
+            store().delete(storage_name(run, rel))
+
+
 def exists(run: ModelRun, rel: str) -> bool:
     if shared():
         return store().exists(storage_name(run, rel))

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from core.errors import ApplicationError, Conflict
-from core.jobs import JobStatus, job_retry
+from core.jobs import PARTS_CLAIMANT, JobStatus, job_retry
 from retrieval.ml.metrics import AP_DEFINITIONS, GAINS
 from retrieval.models import Dataset, Evaluation, ModelRun, Split, SplitPart
 from retrieval.runs.methods import config_validate, method_get
@@ -137,8 +137,8 @@ def evaluation_enqueue(*, evaluation: Evaluation) -> None:
 
 def run_worker_lost(*, run: ModelRun) -> bool:
     """A running run whose heartbeat is older than JOB_STALE_SECONDS: its worker died (killed, out of memory)."""
-    if run.status != JobStatus.RUNNING or run.heartbeat_at is None:
-        return False
+    if run.status != JobStatus.RUNNING or run.heartbeat_at is None or run.claimed_by == PARTS_CLAIMANT:
+        return False  # (waiting for its shards, which may wait behind other runs: core.fanout)
     return (timezone.now() - run.heartbeat_at).total_seconds() > settings.JOB_STALE_SECONDS
 
 

@@ -3,29 +3,36 @@
 Each stage records its duration in `run.timings`; a stage already recorded is not redone, so
 a run whose worker died resumes where it stopped (training itself resumes from the last epoch
 checkpoint). Embedding only embeds images without an embedding yet, which also makes
-"add newly imported images" an ordinary re-run.
+"add newly imported images" an ordinary re-run. More than EMBED_SHARD_SIZE images are embedded in shards,
+each its own task on every gpu worker (`embed_shard_execute`, core.fanout); the last shard queues the run
+again, which merges the shards' embeddings and goes on to the index.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from django.conf import settings
+from django.db.models import Max, Min
 from PIL import Image as PILImage
 
 from core.errors import ApplicationError
-from core.jobs import job_progress, job_run
+from core.fanout import part_progress, part_run, parts_fan_out, parts_state, parts_wait
+from core.jobs import PARTS_CLAIMANT, JobStatus, job_progress, job_run
 from retrieval.ml.backbones import WeightsUnavailableError
 from retrieval.ml.embed import ImagePathDataset, embed_images
 from retrieval.ml.index import VectorIndex
 from retrieval.ml.ratings import evaluate_embeddings, evaluate_rating_metric, mean_ratings
 from retrieval.ml.saliency import normalise_saliency, overlay_png, resolve_saliency_method, saliency
 from retrieval.ml.transforms import dataset_mean_std
-from retrieval.models import ModelRun, RunStage, SplitPart
+from retrieval.models import EmbedShard, ModelRun, RunStage, SplitPart
 from retrieval.runs import artefacts, ranking
 from retrieval.runs.data import image_paths, images_missing_from, run_set
 from retrieval.runs.evaluation import evaluate_run
@@ -63,6 +70,8 @@ def _run_body(run: ModelRun) -> None:
         ModelRun.objects.filter(pk=run.pk).update(artefact_dir=run.artefact_dir)
     try:
         _stages(run)
+        if run.claimed_by == PARTS_CLAIMANT:  # its images are embedded in shards: the last one queues the run again
+            return
     except RuntimeError as exc:
         if "DataLoader worker" in str(exc):  # torch's words for a loader process that died (e.g. /dev/shm full)
             raise ApplicationError(
@@ -91,6 +100,8 @@ def _stages(run: ModelRun) -> None:
         _timed(run, "saliency", RunStage.EVALUATING, _saliency)
     if method.embeds:
         _timed(run, "embed", RunStage.EMBEDDING, _embed)
+        if run.claimed_by == PARTS_CLAIMANT:  # waiting for its shards (core.fanout)
+            return
         _timed(run, "index", RunStage.INDEXING, _index)
     if run.split_id and (method.embeds or run.method == "ssim"):
         _timed(run, "evaluate", RunStage.EVALUATING, _evaluate)
@@ -100,6 +111,8 @@ def _timed(run: ModelRun, name: str, stage: str, body) -> None:
     run_set(run, stage=stage)
     start = time.perf_counter()
     body(run)
+    if run.claimed_by == PARTS_CLAIMANT:
+        return  # its shards run on other workers: the continuation records the stage
     run.timings = {**run.timings, name: round(time.perf_counter() - start, 3)}
     run_set(run, timings=run.timings)
 
@@ -147,14 +160,38 @@ def _dataset_statistics(run: ModelRun) -> None:
 # --- stages ----------------------------------------------------------------------------------
 
 
+#: Where a run's shards write their embeddings (core.fanout), under its artefact folder, until they are merged.
+SHARD_DIR = "embed-shards"
+TODO_FILE = f"{SHARD_DIR}/todo.npy"  # the image ids the shards embed, in order
+
+
 def _embed(run: ModelRun) -> None:
-    folder = Path(run.artefact_dir)
+    """Embed the images without an embedding: here, or in shards of EMBED_SHARD_SIZE images, each its own task on
+    the run's queue (every gpu worker; core.fanout). The shards' embeddings join the run's when the last is in.
+    With a shared storage the shards' files travel through it (retrieval.runs.artefacts): a shard may run on
+    another machine than the run."""
+    folder = ranking.run_artefact_dir(run)
+    state = parts_state(run, EmbedShard)
+    if state == "waiting":  # taken over while its shards run: it waits again
+        parts_wait(run, EmbedShard)
+        return
+    if state != "none":  # all in (the last shard queued the run again), or some failed (a resumed run)
+        _shards_merge(run)
     try:
         old_ids, old = ranking.run_vectors(run=run)
     except ApplicationError:
         old_ids, old = np.zeros(0, dtype=np.int64), None
     todo = images_missing_from(run=run, embedded_ids=old_ids.tolist())
     if not todo:
+        return
+    if len(todo) > settings.EMBED_SHARD_SIZE:
+        shards = folder / SHARD_DIR
+        shutil.rmtree(shards, ignore_errors=True)
+        shards.mkdir(parents=True)
+        _atomic_npy(shards / "todo.npy", np.asarray(todo, dtype=np.int64))
+        artefacts.publish(run, TODO_FILE)
+        n = math.ceil(len(todo) / settings.EMBED_SHARD_SIZE)
+        parts_fan_out(run, EmbedShard, n, total=len(todo), note=f"embedding {len(todo)} images in {n} shards")
         return
     model = build_model(run)
     job_progress(run, done=0, total=len(todo), note=f"embedding {len(todo)} images")
@@ -176,6 +213,87 @@ def _embed(run: ModelRun) -> None:
     _atomic_npy(folder / ranking.IDS_FILE, ids)
     artefacts.publish(run, ranking.EMBEDDINGS_FILE, ranking.IDS_FILE)
     run_set(run, n_embedded=len(ids), device=str(run_device()))
+
+
+def embed_shard_execute(*, part_id: int) -> EmbedShard | None:
+    """The body of a shard's task (`retrieval.tasks.embed_shard`): embed its images into its own files."""
+    return part_run(EmbedShard, part_id, _embed_shard, expected=_expected_errors())
+
+
+def _shard_files(index: int) -> tuple[str, str]:
+    """Shard `index`'s vectors and ids, relative to the run's artefacts."""
+    return f"{SHARD_DIR}/shard-{index:05d}.vectors.npy", f"{SHARD_DIR}/shard-{index:05d}.ids.npy"
+
+
+def _embed_shard(shard: EmbedShard) -> None:
+    """Shard i of n embeds the i-th of n near-equal slices of the images the run planned (todo.npy), and writes
+    them atomically to files named by i: a shard redone after its worker was lost overwrites, never adds."""
+    run = ModelRun.objects.select_related("dataset", "split").get(pk=shard.parent_id)
+    folder = ranking.run_artefact_dir(run)
+    count = EmbedShard.objects.filter(parent=run).count()
+    todo = artefacts.fetch_stored(run, TODO_FILE)
+    if todo is None:
+        raise ApplicationError(f"The list of images of run {run.name!r}'s shards is gone: resume the run.")
+    ids = np.array_split(np.load(todo), count)[shard.index].tolist()
+    model = build_model(run)
+    part_progress(shard, done=0, total=len(ids), note=f"shard {shard.index + 1}/{count}: {len(ids)} images")
+    if run.method == "igcbir":
+        _saliency_inputs(run, only=ids)
+    vectors = embed_images(
+        model,
+        image_dataset(run, model, ids),
+        batch_size=run.config["batch_size"],
+        device=run_device(),
+        num_workers=loader_workers(run),
+        normalise=normalised_features(run.config),
+        progress=lambda done, total: part_progress(
+            shard, done=done, total=total, note=f"shard {shard.index + 1}/{count}: embedded {done}/{total}"
+        ),
+    )
+    vectors_rel, ids_rel = _shard_files(shard.index)
+    (folder / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    _atomic_npy(folder / vectors_rel, vectors.astype(np.float32))
+    _atomic_npy(folder / ids_rel, np.asarray(ids, dtype=np.int64))
+    artefacts.publish(run, vectors_rel, ids_rel)
+
+
+def _shards_merge(run: ModelRun) -> None:
+    """The embeddings of the run's succeeded shards join its own (images already embedded are not added twice:
+    a merge redone after a crash adds nothing); the shards' files are removed."""
+    folder = ranking.run_artefact_dir(run)
+    shards = folder / SHARD_DIR
+    try:
+        ids, vectors = ranking.run_vectors(run=run)
+    except ApplicationError:
+        ids, vectors = np.zeros(0, dtype=np.int64), None
+    new_ids, new_vectors = [], []
+    done = EmbedShard.objects.filter(parent=run, status=JobStatus.SUCCEEDED).order_by("index")
+    stored = [TODO_FILE]
+    for index in done.values_list("index", flat=True):
+        rels = _shard_files(index)
+        stored += rels
+        vectors_path, ids_path = (artefacts.fetch_stored(run, rel) for rel in rels)
+        if vectors_path is None or ids_path is None:
+            continue  # merged before
+        shard_ids, shard_vectors = np.load(ids_path), np.load(vectors_path)
+        keep = ~np.isin(shard_ids, np.concatenate([ids, *new_ids]))
+        new_ids.append(shard_ids[keep])
+        new_vectors.append(shard_vectors[keep])
+    if new_ids and sum(len(i) for i in new_ids):
+        all_ids = np.concatenate([ids, *new_ids]).astype(np.int64)
+        parts = ([] if vectors is None else [vectors]) + new_vectors
+        _atomic_npy(folder / ranking.EMBEDDINGS_FILE, np.concatenate(parts).astype(np.float32))
+        _atomic_npy(folder / ranking.IDS_FILE, all_ids)
+        artefacts.publish(run, ranking.EMBEDDINGS_FILE, ranking.IDS_FILE)
+        run_set(run, n_embedded=len(all_ids), device=str(run_device()))
+    spans = EmbedShard.objects.filter(parent=run, status=JobStatus.SUCCEEDED).aggregate(
+        start=Min("started_at"), end=Max("finished_at")
+    )
+    if spans["start"] and spans["end"]:  # the embed stage's own timing is the merge's: the shards ran elsewhere
+        run.timings = {**run.timings, "embed_shards": round((spans["end"] - spans["start"]).total_seconds(), 3)}
+        run_set(run, timings=run.timings)
+    artefacts.remove(run, *stored)
+    shutil.rmtree(shards, ignore_errors=True)
 
 
 def _atomic_npy(path: Path, array: np.ndarray) -> None:
