@@ -209,6 +209,7 @@ def test_run_stores_embeddings_and_index_in_the_bucket_and_search_loads_them_on_
     assert json.loads((web / "runs" / str(run.pk) / "index" / "meta.json").read_text())["count"] == 14
 
 
+@pytest.mark.ml
 def test_a_run_embedded_in_shards_on_other_machines_merges_them_through_the_bucket(
     s3, db, settings, tmp_path, monkeypatch
 ):
