@@ -118,6 +118,7 @@ class _Run:
     group_seen: Counter = field(default_factory=Counter)
     seen_files: int = 0  # entries of the source, refused ones included
     label_file: object = None  # the label table being read (closed when the import ends)
+    table_rows: int = 0  # usable rows of the label table, kept or not (rows: only those that may label a file)
     part: ImportChunk | None = None  # the chunk this run imports (core.fanout), None: the whole import
     keep_report: bool = False  # the job's report is not this run's to write (it waits for its chunks)
 
@@ -297,6 +298,7 @@ def _read_label_rows(run: _Run, table: label_tables.LabelTable, names_: list[str
                 keys = {item.key: _pseudonym(run, item.key)} if item.key else {}
                 run.note("warning", _scrub_keys(item.message, keys), file=LABEL_TABLE, line=item.line, group="table")
                 continue
+            run.table_rows += 1
             key, raw = _pseudonym(run, item.key), _norm(item.key)
             parts = PurePosixPath(key).parts
             if any("/".join(parts[i:]) in suffixes for i in range(len(parts))) or any(
@@ -417,6 +419,16 @@ def _plan_lines(job: ImportJob, index: int, chunk: int) -> list[dict]:
         raise
 
 
+def _plan_names(job: ImportJob) -> list[str]:
+    """The names (pseudonyms) of every unit of the plan."""
+    try:
+        with _plan_path(job).open(encoding="utf-8") as fh:
+            return [json.loads(line)["name"] for line in fh]
+    except FileNotFoundError:
+        _plan_state(job)  # the message
+        raise
+
+
 def import_chunk_run(*, part_id: int) -> ImportChunk | None:
     """The body of a chunk's task (`retrieval.tasks.import_chunk`): import its units of the plan (core.fanout)."""
     return part_run(ImportChunk, part_id, _chunk_import, expected=EXPECTED)
@@ -464,8 +476,8 @@ def _chunks_finish(run: _Run) -> None:
     job = run.job
     state = _plan_state(job)
     table = _Run(job=job)
-    if job.labels_path:  # rows naming the dataset's images (its lines are in the planning's report)
-        _read_label_rows(table, _open_label_table(table), [])
+    if job.labels_path:  # the rows the import in one task keeps (their lines are in the planning's report)
+        _read_label_rows(table, _open_label_table(table), _plan_names(job))
     run.rows, run.raw_keys = table.rows, table.raw_keys
     run.report, run.counts, run.seen_files = list(state["report"]), Counter(state["counts"]), state["seen_files"]
     run.hidden = Counter({(status, group): n for status, group, n in state["hidden"]})
@@ -648,7 +660,7 @@ def _import_unit(run: _Run, unit: _Unit) -> None:
         return
     run.stored.add(image.pk)
     run.matched_keys.update(_keys_for(run, name))
-    if not rows and run.rows:
+    if not rows and run.table_rows:
         run.note("warning", "no row of the label table names this file; imported without labels", file=name)
     run.imported()
 
