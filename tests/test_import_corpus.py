@@ -150,9 +150,14 @@ def import_images(source: Source | None, *args: str, env: dict) -> tuple[int, st
         argv.insert(4, str(source.path))
         if source.labels:
             argv += ["--labels", str(source.labels)]
-    # Peak memory of the command's own process: its VmHWM, read while it runs. (Its rusage ru_maxrss would
-    # not do: Linux keeps the pre-exec high-water mark, i.e. this test process's size at the fork, which is
-    # gigabytes once a long session has loaded torch.)
+    return run_with_peak_memory(argv, env)
+
+
+def run_with_peak_memory(argv: list[str], env: dict) -> tuple[int, str, float]:
+    """Run a command in the checkout: (exit status, output, peak memory in MB). Peak memory of the command's own
+    process: its VmHWM, read while it runs. (Its rusage ru_maxrss would not do: Linux keeps the pre-exec
+    high-water mark, i.e. this test process's size at the fork, which is gigabytes once a long session has
+    loaded torch.)"""
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     chunks, peak_kb = [], 0
     reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))

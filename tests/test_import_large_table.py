@@ -6,19 +6,15 @@ file), and the rows naming no file are one counted report line, not a line each.
 from __future__ import annotations
 
 import csv
-import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 from retrieval.imports.labels import CHEXPERT_OBSERVATIONS
 from retrieval.models import Image, ImportJob, Label
-from tests.conftest import ROOT
 from tests.importing import stored_name
 from tests.imports_corpus.build import png
-from tests.test_import_corpus import _env, _vm_hwm_kb
+from tests.test_import_corpus import _env, run_with_peak_memory
 
 ROWS = 200_000
 #: The most a streamed table of any number of rows may add to the command's peak memory (docs/importing.md).
@@ -46,16 +42,7 @@ def train_csv(path, rows: int, labelled: list[str]) -> None:
 
 def import_images(*args: str) -> tuple[int, str, float]:
     """`manage.py import_images ... --sync` in its own process: (exit status, output, peak VmHWM in MB)."""
-    argv = [sys.executable, "manage.py", "import_images", *args, "--sync"]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    chunks, peak_kb = [], 0
-    reader = threading.Thread(target=lambda: chunks.append(proc.stdout.read()))
-    reader.start()
-    while proc.poll() is None:
-        peak_kb = max(peak_kb, _vm_hwm_kb(proc.pid))
-        time.sleep(0.02)
-    reader.join()
-    return proc.returncode, b"".join(chunks).decode(errors="replace"), peak_kb / 1024
+    return run_with_peak_memory([sys.executable, "manage.py", "import_images", *args, "--sync"], _env())
 
 
 def _folder(root, names):
