@@ -1,7 +1,7 @@
 """Coverage of every nominal 95 % interval the agreement report prints, on simulated studies with known truth.
 
 Usage: python benchmarks/bench_coverage.py [--studies 1000] [--random-studies 500] [--resamples 2000] [--cases 30]
-       [--scenarios cases,random] [--modes choose_k,rank_all,rate] [--json]
+       [--scenarios cases,random] [--modes choose_k,rank_all,rate] [--only REGEX] [--json]
 
 Each simulated study (choose-5 of 10, rank-all of 10, rating 1–5 of 10; 3 readers, two methods)
 is put through the report's own section code (``reports.choose_k`` / ``ranking`` / ``rating``
@@ -20,6 +20,9 @@ are checked against the population value over readers and cases, which is the sa
 estimate on ``--truth-cases`` cases each read by its own readers. The same studies give the OR / Hillis
 (MRMC) intervals of the method differences (``tests.readers_random``), checked against the population
 mean difference from that same large study.
+
+``--only REGEX`` keeps the rows whose "scenario study interval" matches (e.g. ``--only 'ICC|MRMC'``), to iterate
+on a few intervals; record only full runs.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -211,13 +215,17 @@ def main() -> int:
     parser.add_argument("--truth-cases", type=int, default=20000)
     parser.add_argument("--modes", default="choose_k,rank_all,rate")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help='regex on "scenario study interval": keep the matching rows')
     parser.add_argument("--json", action="store_true")
     add_record_arguments(parser)
     args = parser.parse_args()
+    args.no_record = args.no_record or bool(args.only)  # a subset is a trial, never the recorded table
     start = time.perf_counter()
     scenarios = args.scenarios.split(",")
     rows = [row for mode in args.modes.split(",") if "cases" in scenarios for row in run(mode, args)]
     rows += [row for mode in args.modes.split(",") if "random" in scenarios for row in run_random(mode, args)]
+    if args.only:
+        rows = [row for row in rows if re.search(args.only, f"{row[0]} {row[1]} {row[2]}")]
     elapsed = time.perf_counter() - start
     if args.json:
         print(json.dumps(rows, indent=1))
