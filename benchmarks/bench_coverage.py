@@ -15,7 +15,8 @@ its Monte Carlo standard error is sqrt(c(1 − c)/n_studies). Goal (issue 14): e
 Readers as a random effect (``--random-studies``, scenario ``random``): each study's three readers are
 drawn from a population (noise level and rating bias; the ground-truth reader of ranking studies is the
 study's fixed reference). Each study is reported with readers resampled too (``readers_too``): the
-intervals marked ``cases+readers`` (Fleiss κ, the mean reader agreements, the other readers' mean, ICC(A,1))
+intervals marked ``cases+readers`` (Fleiss κ, the mean reader agreements, ICC(A,1); the other readers' mean of a
+3-reader ranking study has 2 readers, for which the report declines readers too and prints the case interval)
 are checked against the population value over readers and cases, which is the same section's point
 estimate on ``--truth-cases`` cases each read by its own readers. The same studies give the OR / Hillis
 (MRMC) intervals of the method differences (``tests.readers_random``), checked against the population
@@ -254,8 +255,11 @@ def main() -> int:
             f"{args.cases} cases × {N_CAND} candidates × {N_READERS} readers per study. *cases*: fixed readers, "
             f"cases resampled, truth: the same statistic on {args.truth_cases} cases. *cases+readers*: readers drawn "
             "from a population per study, the report's readers-too intervals, truth: the same statistic on "
-            f"{args.truth_cases} cases each read by its own readers (the population value). *MRMC*: the OR / Hillis "
-            "intervals of the method differences on those studies, truth: the population mean difference. "
+            f"{args.truth_cases} cases each read by its own readers (the population value); a mean over the 2 other "
+            "readers of a ranking study has no readers-too interval (the report declines it with 2 readers and "
+            "prints the case interval, checked under *cases*). *MRMC*: the OR / Hillis intervals of the method "
+            "differences (method × reader variance kept ≥ 0) on those studies, truth: the population mean "
+            "difference. "
             f"MC s.e. = sqrt(c(1 − c)/n studies). {elapsed:.0f} s. "
             + (f"Outside 93–97 %: {', '.join(missed)}." if missed else "Every interval covers 93–97 %.")
         ),
