@@ -233,7 +233,7 @@ def reader_mean_ci(per_case: np.ndarray, o: ReportOptions) -> dict | None:
 
     With readers too and at least 3 readers: ``readers_random_ci``, which for a mean is the Obuchowski–Rockette
     single-method interval with the reader variance component kept ≥ 0 (``mrmc.or_mean_ci(floor=True)``); with
-    Hillis' plug-in degrees of freedom alone it covered 92.4–93.6 % with 3 readers and 30 cases
+    Hillis' plug-in degrees of freedom alone it covered as little as 92.4 % with 3 readers and 30 cases
     (benchmarks/bench_coverage.py). Cases with a NaN value are left out. With 2 readers: the case interval with
     ``readers_note``.
     """
