@@ -23,6 +23,12 @@ from reports.inputs import StudyArrays, query_classes, study_arrays
 from reports.methods import Method, report_methods
 from reports.options import ReportOptions
 
+READERS_TOO_MIN = 3
+READERS_TOO_MIN_NOTE = (
+    "readers too needs ≥ 3 readers; this interval treats the readers as fixed (cases resampled only): with 2 "
+    "readers the reader variance has 1 degree of freedom, and the two-way bootstrap and the OR interval covered "
+    "88–91 % of the population value (benchmarks/bench_coverage.py)"
+)
 INTERVAL_METHOD = "bca-expanded"  # the percentile bootstrap covered 90–93 % at 30 cases (benchmarks/bench_coverage.py)
 
 
@@ -123,10 +129,13 @@ def analysis_for(inputs: ReportInputs, cases: np.ndarray) -> Analysis:
 
 
 def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 0, **kwargs) -> dict | None:
-    """Bootstrap CI (cases, plus readers when asked and the statistic accepts reader weights)."""
+    """Bootstrap CI (cases, plus readers when asked, the statistic accepts reader weights and 3 or more readers).
+
+    Readers too with only 2 readers: the case interval, marked with ``readers_note`` (READERS_TOO_MIN_NOTE).
+    """
     if not o.n_resamples or n_cases < 2:
         return None
-    readers = n_readers if (o.readers_too and n_readers >= 2) else None
+    readers = n_readers if (o.readers_too and n_readers >= READERS_TOO_MIN) else None
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = S.bootstrap_ci(
@@ -140,7 +149,13 @@ def ci(statistic: Callable, n_cases: int, o: ReportOptions, *, n_readers: int = 
             **kwargs,
         )
     resampled = res["resampled"].replace("clusters", "cases")  # the clusters are the cases' items
-    return {"low": res["low"], "high": res["high"], "resampled": resampled, "n_failed": res["n_failed"]}
+    out = {"low": res["low"], "high": res["high"], "resampled": resampled, "n_failed": res["n_failed"]}
+    return out | _declined(o, n_readers)
+
+
+def _declined(o: ReportOptions, n_readers: int) -> dict:
+    """The note of an interval that stays a case interval although readers too was asked (2 readers)."""
+    return {"readers_note": READERS_TOO_MIN_NOTE} if o.readers_too and 2 <= n_readers < READERS_TOO_MIN else {}
 
 
 def est(value: Any, interval: dict | None = None) -> dict:
@@ -159,6 +174,8 @@ def est(value: Any, interval: dict | None = None) -> dict:
             resampled=interval["resampled"],
             n_failed=interval["n_failed"],
         )
+        if interval.get("readers_note"):
+            out["readers_note"] = interval["readers_note"]
     return out
 
 
@@ -177,31 +194,29 @@ def readers_random_ci(
     statistic: Callable,
     n_cases: int,
     o: ReportOptions,
-    leave_one_reader_out: Callable[[], list[float]],
+    jackknife: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]],
     *,
     fisher_z: bool = False,
     **kwargs,
 ) -> dict | None:
-    """With readers too and at least 3 readers: the case-bootstrap CI widened by the readers' jackknife (MOVER).
+    """With readers too and at least 3 readers: readers and cases random by the jackknife over each.
 
-    For a statistic that is not a mean over readers (ICC(A,1)). The two-way bootstrap (cases and readers drawn)
-    misses the reader variance of 3 readers by a third and cannot show its 2 degrees of freedom: ICC(A,1)
-    covered 85 % with readers drawn from a population (benchmarks/bench_coverage.py), this interval 96 %.
-    ``stats.readers_mover`` combines the case interval with t(R − 1) · the jackknife s.e. over readers.
-    With 2 readers (no leave-one-out value has a pair) readers are resampled as before; without readers too,
-    the case bootstrap.
+    For a statistic whose reader variance a bootstrap of 3 readers cannot show (ICC(A,1), the means over
+    readers). ``jackknife()`` gives the statistic without each case (K,), without each reader (R,) and without
+    both (K, R); ``stats.readers_random_interval`` adds the case and the reader variance (that one kept ≥ 0)
+    on Satterthwaite degrees of freedom. With 3 readers drawn from a population the two-way bootstrap covered
+    85 % (ICC(A,1)) and 98–99 % (mean agreements), the reader jackknife added to the case interval 97.8 % and
+    98–99 %, OR / Hillis 92–93 % for some means (benchmarks/bench_coverage.py). Fewer than 3 readers: the case
+    interval with ``readers_note``; without readers too, the case bootstrap.
     """
     n_readers = kwargs.pop("n_readers", 0)
-    if not (o.readers_too and o.n_resamples and n_readers >= 3 and n_cases >= 2):
+    if not (o.readers_too and o.n_resamples and n_readers >= READERS_TOO_MIN and n_cases >= 3):
         return ci(statistic, n_cases, o, n_readers=n_readers, **kwargs)
-    cases = ci(statistic, n_cases, replace(o, readers_too=False), **kwargs)
     estimate = _full_value(statistic, n_cases, kwargs.get("vectorized", True))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        low, high = S.readers_mover(
-            estimate, cases["low"], cases["high"], leave_one_reader_out(), level=o.level, fisher_z=fisher_z
-        )
-    return {"low": low, "high": high, "resampled": "cases+readers", "n_failed": cases["n_failed"]}
+        res = S.readers_random_interval(estimate, *jackknife(), level=o.level, fisher_z=fisher_z)
+    return {"low": res["low"], "high": res["high"], "resampled": "cases+readers", "n_failed": 0}
 
 
 def _full_value(statistic: Callable, n_cases: int, vectorized: bool) -> float:
@@ -216,17 +231,25 @@ def _full_value(statistic: Callable, n_cases: int, vectorized: bool) -> float:
 def reader_mean_ci(per_case: np.ndarray, o: ReportOptions) -> dict | None:
     """CI of the mean over readers and cases of (C, R) values: the case bootstrap, or readers random with readers too.
 
-    With readers too and at least 3 readers: the Obuchowski–Rockette single-method t interval (mrmc.or_mean_ci),
-    whose variance (MS(R) + R·Cov2)/R is unbiased for a mean over readers and cases. The two-way bootstrap
-    covered 98–99 % here and the jackknife-widened case interval (readers_mover) 98–99 % too, with 3 readers
-    drawn from a population (benchmarks/bench_coverage.py). With 2 readers (MS(R) on 1 degree of freedom)
-    readers are resampled with the cases.
+    With readers too and at least 3 readers: ``readers_random_ci``, which for a mean is the Obuchowski–Rockette
+    single-method interval with the reader variance component kept ≥ 0 (``mrmc.or_mean_ci(floor=True)``); with
+    Hillis' plug-in degrees of freedom alone it covered as little as 92.4 % with 3 readers and 30 cases
+    (benchmarks/bench_coverage.py). Cases with a NaN value are left out. With 2 readers: the case interval with
+    ``readers_note``.
     """
     x = np.asarray(per_case, float)
-    if not (o.readers_too and o.n_resamples and x.shape[1] >= 3 and len(x) >= 3):
+    if not (o.readers_too and o.n_resamples and x.shape[1] >= READERS_TOO_MIN and len(x) >= 3):
         return ci(reader_mean_statistic(x), len(x), o, n_readers=x.shape[1])
-    res = quiet(mrmc.or_mean_ci, x, level=o.level)
-    return {"low": res["low"], "high": res["high"], "resampled": "cases+readers", "n_failed": 0}
+    x = x[~np.isnan(x).any(axis=1)]
+    k, r = x.shape
+
+    def jackknife() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        theta = x.mean(0)  # each reader's mean
+        loo_cases = (k * theta - x) / (k - 1)  # (K, R): each reader's mean without case k
+        others = (theta.sum() - theta) / (r - 1)
+        return loo_cases.mean(1), others, (loo_cases.sum(1, keepdims=True) - loo_cases) / (r - 1)
+
+    return readers_random_ci(reader_mean_statistic(x), k, o, jackknife, n_readers=r)
 
 
 def quiet(fn: Callable, *args, **kwargs) -> Any:
@@ -293,7 +316,9 @@ def readers_random_pairs(scores: dict[str, np.ndarray], o: ReportOptions, metric
             ok = ~np.isnan(y).any(axis=(0, 2))
             if ok.sum() < 3 or y.shape[2] < 2:
                 continue
-            res = quiet(mrmc.or_hillis, *mrmc.mean_fom_jackknife(y[:, ok].transpose(0, 2, 1)), level=o.level)
+            res = quiet(
+                mrmc.or_hillis, *mrmc.mean_fom_jackknife(y[:, ok].transpose(0, 2, 1)), level=o.level, floor=True
+            )
             pair = res["pairs"][0]
             out.append(
                 {

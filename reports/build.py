@@ -121,10 +121,11 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         ),
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
         "readers_random": (
-            "readers too: Fleiss κ and means over 2 readers draw readers with the cases (two-way bootstrap); "
-            "means over 3 or more readers get the Obuchowski–Rockette single-method t interval (Hillis df); "
-            "ICC(A,1) with 3 or more readers: the case interval widened by the readers' leave-one-out jackknife "
-            "on t(R − 1) (Fisher z)"
+            "readers too: Fleiss κ draws readers with the cases (two-way bootstrap); means over 3 or more "
+            "readers and ICC(A,1) with 3 or more readers: jackknife over cases and over readers, the reader "
+            "variance component kept ≥ 0, t on Satterthwaite df (for a mean: the Obuchowski–Rockette single-method "
+            "interval with MS(R) ≥ Var − Cov2; for the ICC on the Fisher z scale); with 2 readers readers too is "
+            "declined: the interval is the case interval (readers fixed), marked readers_note"
             if o.readers_too
             else None
         ),

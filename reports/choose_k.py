@@ -169,7 +169,7 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
         "vs_random": vs_random,
         "method_vs_method": method_pairs(per_case, o, "mean reader % agreement"),
         "readers_random": {
-            "method": mrmc.OR_METHOD,
+            "method": mrmc.OR_METHOD_FLOORED,
             "fom": "per reader: % agreement with the method's k nearest, mean over cases",
             "method_vs_method": readers_random_pairs(per_reader, o, "reader % agreement"),
         },

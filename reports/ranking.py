@@ -249,7 +249,7 @@ def _readers_random(an: Analysis, o: ReportOptions) -> dict:
         }
         pairs += readers_random_pairs(scores, o, f"ndcg@{q}")
     return {
-        "method": mrmc.OR_METHOD,
+        "method": mrmc.OR_METHOD_FLOORED,
         "fom": "per reader: the method's nDCG@p with that reader's ranking as the reference, mean over cases"
         + (" (tie-averaged, ndcg_ties=averaged)" if o.ndcg_ties == "averaged" else ""),
         "method_vs_method": pairs,

@@ -44,15 +44,21 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
     stat = S.icc_statistic(items, kind="ICC2")
     n_readers = items.shape[1]
 
-    def leave_one_reader_out() -> list[float]:
-        return [S.icc(np.delete(items, j, axis=1), kind="ICC2") for j in range(n_readers)]
+    def jackknife() -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # without each case, each reader, both
+        def value(k: int | None, j: int | None) -> float:
+            x = items if k is None else items[cluster != k]
+            return S.icc(x if j is None else np.delete(x, j, axis=1), kind="ICC2")
+
+        cases = np.array([value(k, None) for k in range(n_cases)])
+        readers = np.array([value(None, j) for j in range(n_readers)])
+        return cases, readers, np.array([[value(k, j) for j in range(n_readers)] for k in range(n_cases)])
 
     interval = (
         readers_random_ci(
             stat,
             len(items),
             o,
-            leave_one_reader_out,
+            jackknife,
             fisher_z=True,
             n_readers=n_readers,
             vectorized=False,
@@ -63,8 +69,7 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
     )
     out["ICC(A,1)"] = est(out["ICC(A,1)"]["estimate"], interval)
     if interval and "readers" in interval["resampled"]:
-        rule = S.READERS_RANDOM_RULE if n_readers >= 3 else S.ICC_READERS_RULE
-        out["ICC(A,1)"] |= {"readers_rule": rule, "n_failed": interval["n_failed"]}
+        out["ICC(A,1)"] |= {"readers_rule": S.READERS_RANDOM_RULE, "n_failed": interval["n_failed"]}
     return out
 
 
@@ -168,7 +173,7 @@ def tests(an: Analysis, section: dict, o: ReportOptions) -> dict:
         "vs_random": vs_random,
         "method_vs_method": method_pairs(per_case, o, "mean per-case Spearman rho"),
         "readers_random": {
-            "method": mrmc.OR_METHOD,
+            "method": mrmc.OR_METHOD_FLOORED,
             "fom": "per reader: Spearman ρ of the reader's ratings with the distances, mean over cases "
             "(cases where a reader is constant are left out of the comparison)",
             "method_vs_method": readers_random_pairs(per_reader, o, "per-case Spearman rho"),

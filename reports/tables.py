@@ -95,7 +95,7 @@ def _choose_tables(report: dict) -> list[dict]:
             ["Chance agreement of two random selections of k (%)", fmt(s["chance_agreement"], 1)],
         ],
         f"{s['n_items']} items = {s['n_cases']} cases × {s['n_candidates']} candidates, each selected or not "
-        f"by every reader (k = {s['k']}).",
+        f"by every reader (k = {s['k']})." + _readers_note(s),
     )
     avail = {k: m for k, m in s["methods"].items() if m["available"]}
     methods = _table(
@@ -170,16 +170,32 @@ def _ranking_tables(report: dict) -> list[dict]:
             else " (no method has tied distances here)"
         )
         + f". {conv['tau_rho']}."
-        + (f" The {conv['cutoffs']}." if conv["cutoffs"] else ""),
+        + (f" The {conv['cutoffs']}." if conv["cutoffs"] else "")
+        + _readers_note(s),
     )
     return [main] + _matrix_table("Mean Kendall τ between readers", s["readers"], s["reader_kendall_tau"])
 
 
 def _icc_rule_note(icc: dict) -> str:
-    """How the ICC(A,1) interval treats a reader drawn more than once (only when readers were resampled)."""
+    """How the ICC(A,1) interval treats the readers as random (only with readers too and 3 or more readers)."""
     if not icc.get("readers_rule"):
         return ""
-    return f" ICC(A,1) interval: {icc['readers_rule']}; {icc['n_failed']} resamples dropped."
+    return f" ICC(A,1) interval: {icc['readers_rule']}."
+
+
+def _readers_note(section: dict) -> str:
+    """The note of intervals for which readers too was declined (2 readers), once per table."""
+    notes: set[str] = set()
+
+    def walk(value: object) -> None:
+        if isinstance(value, dict):
+            if value.get("readers_note"):
+                notes.add(value["readers_note"])
+            for v in value.values():
+                walk(v)
+
+    walk(section)
+    return "".join(f" Readers too: {n}." for n in sorted(notes))
 
 
 def _ties_note(tied: dict[str, int]) -> str:
@@ -207,7 +223,8 @@ def _rating_tables(report: dict) -> list[dict]:
         ],
         f"{s['n_items']} items (case × candidate) rated {s['scale'][0]}–{s['scale'][1]} by every reader; "
         "ICC(A,1) = two-way random, absolute agreement, single rater (Shrout & Fleiss ICC2)."
-        + _icc_rule_note(s["icc"]["ICC(A,1)"]),
+        + _icc_rule_note(s["icc"]["ICC(A,1)"])
+        + _readers_note(s),
     )
     rows = [
         [

@@ -72,7 +72,9 @@ from reports.stats.bootstrap import (
     fleiss_statistic,
     kappa_statistic,
     mean_statistic,
+    reader_jackknife_case_noise,
     readers_mover,
+    readers_random_interval,
 )
 from reports.stats.consensus import (
     TIE_BREAK_RULES,
@@ -115,6 +117,8 @@ from reports.stats.ranking import (
 __all__ = [
     "READERS_RANDOM_RULE",
     "readers_mover",
+    "reader_jackknife_case_noise",
+    "readers_random_interval",
     "fleiss_kappa",
     "AgreementStats",
     "agreement_stats",

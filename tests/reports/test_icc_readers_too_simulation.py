@@ -1,7 +1,7 @@
 """Issue 14.1 recreated at the level of the printed interval: ICC(A,1) of a 3-reader rating study, cases only
 against readers too. Counting a reader drawn three times as three raters gave ICC = 1 in 1/9 of the resamples,
 so the upper bound was always 1.000 ([0.538, 0.696] cases only → [0.566, 1.000] readers too). With 3 readers
-the report now widens the case interval by the readers' leave-one-out jackknife (stats.readers_mover)."""
+the report now combines the jackknife over cases and over readers (stats.readers_random_interval)."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def test_readers_too_interval_is_not_pinned_at_one(seed):
     assert cases["resampled"] == "cases" and both["resampled"] == "cases+readers"
     assert cases["estimate"] == both["estimate"]
     assert cases["ci_low"] < cases["estimate"] < cases["ci_high"] < 0.9
-    # readers too: the case interval widened by the readers' jackknife (no reader is ever drawn three times)
+    # readers too: jackknife over cases and readers, wider than the case interval (no reader drawn three times)
     assert both["ci_high"] < 0.95 and both["ci_low"] < cases["ci_low"] < cases["ci_high"] < both["ci_high"]
     assert "jackknife" in both["readers_rule"]
     # the old rule with the interval of the issue's time (percentile) on the same draws: upper bound 1 exactly

@@ -12,8 +12,12 @@ import math
 from scipy import stats as sps
 
 
-def or_reference(theta, jack, level=0.95):
-    """theta[i][j] (lists), jack[i][j][k]: F, ddf, p, and (i, i') differences with t CI, by loops."""
+def or_reference(theta, jack, level=0.95, floor=False):
+    """theta[i][j] (lists), jack[i][j][k]: F, ddf, p, and (i, i') differences with t CI, by loops.
+
+    floor (the report's analysis): MS(TR) floored at Var − Cov1 − Cov2 + Cov3 (then on K − 1 df), the covariance
+    term on K − 1 df, Satterthwaite: ddf = den² / (term1²/df1 + term2²/(K − 1)).
+    """
     n_t, n_r, n_c = len(theta), len(theta[0]), len(jack[0][0])
     jbar = [[sum(jack[i][j]) / n_c for j in range(n_r)] for i in range(n_t)]
 
@@ -37,9 +41,16 @@ def or_reference(theta, jack, level=0.95):
     ms_tr = sum((theta[i][j] - t_mean[i] - r_mean[j] + grand) ** 2 for i in range(n_t) for j in range(n_r)) / (
         (n_t - 1) * (n_r - 1)
     )
-    den = ms_tr + n_r * max(c["cov2"] - c["cov3"], 0.0)
+    term2 = n_r * max(c["cov2"] - c["cov3"], 0.0)
+    if floor:
+        no_tr = c["var"] - c["cov1"] - c["cov2"] + c["cov3"]
+        term1, df1 = (ms_tr, (n_t - 1) * (n_r - 1)) if ms_tr >= no_tr else (no_tr, n_c - 1)
+        den = term1 + term2
+        ddf = den**2 / (term1**2 / df1 + term2**2 / (n_c - 1))
+    else:
+        den = ms_tr + term2
+        ddf = den**2 / (ms_tr**2 / ((n_t - 1) * (n_r - 1)))
     f = ms_t / den
-    ddf = den**2 / (ms_tr**2 / ((n_t - 1) * (n_r - 1)))
     se = math.sqrt(2 * den / n_r)
     q = sps.t.ppf(1 - (1 - level) / 2, ddf)
     pairs = {}
