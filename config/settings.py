@@ -284,6 +284,8 @@ if CPU_TASK_TIME_LIMIT <= CPU_TASK_SOFT_TIME_LIMIT or GPU_TASK_TIME_LIMIT <= GPU
 # A cpu-queue task whose process's resident memory passes this is stopped during the task (core.tasks: the memory
 # watch), its job failed with a message, rather than the kernel killing a process; 0: no limit.
 CPU_TASK_MEMORY_LIMIT_MB = envint("CPU_TASK_MEMORY_LIMIT_MB", 4096, minimum=0)
+# The gpu worker's own process (host memory; the GPU's memory is the batch size's business) during a gpu task.
+GPU_TASK_MEMORY_LIMIT_MB = envint("GPU_TASK_MEMORY_LIMIT_MB", 16384, minimum=0)
 # Redis (and SQS) keep a delivered, unacknowledged message invisible this long; then they deliver it
 # again. Longer than the longest task (with acks_late a task still running would otherwise be
 # delivered twice); a worker that died is not waited for: its jobs are sent again by the requeue.

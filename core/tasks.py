@@ -21,11 +21,13 @@ stop at its next progress report (between two batches), and SoftTimeLimitExceede
 is if it has not within the grace before the hard limit (at most 300 s). A call that never returns
 to Python (a hung CUDA kernel) is not interrupted: restart the worker, and the run resumes.
 
-Memory: a cpu-queue task whose process's resident memory passes CPU_TASK_MEMORY_LIMIT_MB is stopped *during*
-the task (`memory_watch_start`, a thread of every pool process started by worker_process_init, reading
-/proc/self/statm every MEMORY_POLL_SECONDS): `MemoryLimitExceeded` is raised in the task, and its job fails with
-"Stopped: the job needed more than N MB of memory"; a task that goes on growing (a single C call that
-allocates) is failed by the watch itself and its process killed, before the kernel's OOM killer picks a process.
+Memory: a task whose process's resident memory passes CPU_TASK_MEMORY_LIMIT_MB (cpu queue) or
+GPU_TASK_MEMORY_LIMIT_MB (gpu queue, host memory: the solo worker's own process) is stopped *during* the task
+(`memory_watch_start`, a thread of every pool process started by worker_process_init, and of the solo gpu
+worker's process, reading /proc/self/statm every MEMORY_POLL_SECONDS): `MemoryLimitExceeded` is raised in the
+task, and its job fails with "Stopped: the job needed more than N MB of memory"; a task that goes on growing (a
+single C call that allocates) is failed by the watch itself and its process killed, before the kernel's OOM
+killer picks a process (for the gpu worker: the worker itself, which its supervisor restarts).
 RLIMIT_AS is not used: importing torch alone maps 3.2 GB of address space for 0.56 GB resident.
 
 The outbox: sending a job's task records `enqueued_at` on its row, and an unreachable broker is
@@ -49,7 +51,7 @@ from typing import TYPE_CHECKING
 
 from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import task_postrun, task_prerun, worker_init, worker_process_init
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models import F, Q
@@ -95,14 +97,14 @@ class JobFailed(Exception):
 
 
 class MemoryLimitExceeded(BaseException):
-    """The task's process passed CPU_TASK_MEMORY_LIMIT_MB (raised in the task by the memory watch). A BaseException,
-    like a KeyboardInterrupt: a body's handler of one file's errors (`except Exception`) must not swallow it; the
-    job runner (core.jobs.job_run) fails the job with its message."""
+    """The task's process passed its queue's memory limit, CPU_ or GPU_TASK_MEMORY_LIMIT_MB (raised in the task by
+    the memory watch). A BaseException, like a KeyboardInterrupt: a body's handler of one file's errors (`except
+    Exception`) must not swallow it; the job runner (core.jobs.job_run) fails the job with its message."""
 
 
-def memory_limit_message(limit_mb: int) -> str:
+def memory_limit_message(limit_mb: int, queue: str = "cpu") -> str:
     return (
-        f"Stopped: the job needed more than {limit_mb:,} MB of memory (CPU_TASK_MEMORY_LIMIT_MB, "
+        f"Stopped: the job needed more than {limit_mb:,} MB of memory ({queue.upper()}_TASK_MEMORY_LIMIT_MB, "
         "docs/configuration.md#jobs-and-workers)."
     )
 
@@ -364,6 +366,8 @@ class _Watched:
 
     kind: JobKind | None
     pk: object
+    limit: int  # MB: its queue's limit
+    queue: str
     raised_at: float = 0.0
 
 
@@ -372,10 +376,21 @@ _watched: list[_Watched] = []  # the running task (at most one per pool process)
 
 @task_prerun.connect
 def _watch_task(sender=None, kwargs=None, **_):
-    if sender is None or _QUEUE_OF.get(sender.name) != CPU_QUEUE:
+    queue = _QUEUE_OF.get(sender.name) if sender is not None else None
+    limit = _memory_limit(queue)
+    if not limit:
         return
     kind = next((k for k in JOB_KINDS if k.task.name == sender.name), None)
-    _watched[:] = [_Watched(kind, (kwargs or {}).get(kind.kwarg) if kind else None)]
+    _watched[:] = [_Watched(kind, (kwargs or {}).get(kind.kwarg) if kind else None, limit, queue)]
+
+
+def _memory_limit(queue: str | None) -> int:
+    """The memory limit of a task of `queue` in MB (0: none)."""
+    if queue == CPU_QUEUE:
+        return settings.CPU_TASK_MEMORY_LIMIT_MB
+    if queue == GPU_QUEUE:
+        return settings.GPU_TASK_MEMORY_LIMIT_MB
+    return 0
 
 
 @task_postrun.connect
@@ -386,7 +401,7 @@ def _unwatch_task(**_):
 def _raise_memory_limit(signum, frame):
     if _watched and _watched[0].raised_at and _watched[0].raised_at > 0:
         _watched[0].raised_at = -_watched[0].raised_at  # raised once per task
-        raise MemoryLimitExceeded(memory_limit_message(settings.CPU_TASK_MEMORY_LIMIT_MB))
+        raise MemoryLimitExceeded(memory_limit_message(_watched[0].limit, _watched[0].queue))
 
 
 @worker_process_init.connect
@@ -394,11 +409,21 @@ def _memory_watch_in_pool_process(**_):
     memory_watch_start()
 
 
-def memory_watch_start(limit_mb: int | None = None) -> threading.Thread | None:
-    """Watch this process's resident memory while a cpu task runs (a daemon thread; the handler of SIGUSR2, which
-    raises MemoryLimitExceeded in the main thread, where the task runs). None when the limit is 0."""
-    limit = settings.CPU_TASK_MEMORY_LIMIT_MB if limit_mb is None else limit_mb
-    if limit <= 0 or threading.current_thread() is not threading.main_thread():
+@worker_init.connect
+def _memory_watch_in_solo_worker(sender=None, **_):
+    """The solo pool (the gpu worker) runs its tasks in the worker's own main thread: the watch runs there."""
+    pool = getattr(sender, "pool_cls", "")
+    name = pool if isinstance(pool, str) else f"{getattr(pool, '__module__', '')}.{getattr(pool, '__name__', '')}"
+    if "solo" in name.lower():
+        memory_watch_start()
+
+
+def memory_watch_start() -> threading.Thread | None:
+    """Watch this process's resident memory while a task runs (a daemon thread; the handler of SIGUSR2, which
+    raises MemoryLimitExceeded in the main thread, where the task runs). None when both limits are 0."""
+    if not (settings.CPU_TASK_MEMORY_LIMIT_MB or settings.GPU_TASK_MEMORY_LIMIT_MB):
+        return None
+    if threading.current_thread() is not threading.main_thread():
         return None
     signal.signal(signal.SIGUSR2, _raise_memory_limit)
 
@@ -412,6 +437,7 @@ def memory_watch_start(limit_mb: int | None = None) -> threading.Thread | None:
                 rss = resident_mb()
             except OSError:
                 return
+            limit = task.limit
             if rss <= limit:
                 continue
             if not task.raised_at:
@@ -433,6 +459,6 @@ def _memory_kill(task: _Watched, rss: float, limit: int) -> None:
         if task.kind is not None and task.pk is not None:
             from core.jobs import job_fail_running
 
-            job_fail_running(task.kind.model, task.pk, error=memory_limit_message(limit))
+            job_fail_running(task.kind.model, task.pk, error=memory_limit_message(limit, task.queue))
     finally:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -1,6 +1,7 @@
 """Issue 15, point 1: a memory limit *during* a task. A cpu worker started as users start it, with
 CPU_TASK_MEMORY_LIMIT_MB set: an import that allocates past it ends failed with "the job needed more than N MB",
-not killed by the kernel, and the worker goes on with the next job."""
+not killed by the kernel, and the worker goes on with the next job; the same for a run on the solo gpu worker
+with GPU_TASK_MEMORY_LIMIT_MB."""
 
 from __future__ import annotations
 
@@ -88,3 +89,33 @@ def test_a_task_stuck_in_c_code_over_the_limit_is_failed_by_the_watch_and_its_pr
     wait_until(lambda: ImportJob.objects.get(pk=good.pk).is_finished, timeout=60, worker=worker)
     assert ImportJob.objects.get(pk=good.pk).status == "succeeded", worker.output()[-3000:]
     assert ImportJob.objects.get(pk=hog.pk).status == "failed"  # the redelivery did not run it again
+
+
+@pytest.mark.ml
+def test_a_run_over_the_gpu_workers_memory_limit_fails_with_a_message_and_the_worker_goes_on(start_worker, tmp_path):
+    """The solo gpu worker runs its task in its own process: the watch runs there too (GPU_TASK_MEMORY_LIMIT_MB,
+    host memory), the run fails with the message, and the same worker process embeds the next run."""
+    from retrieval.models import ModelRun
+    from retrieval.runs.services import run_create
+    from retrieval.tasks import run_execute
+    from tests.runs.conftest import SMALL, make_phantom_dataset
+
+    url = _redis(REDIS_URL)
+    limit = 2500  # a gpu worker with torch and a small model holds about 1 GB
+    env = {"PYTHONPATH": SLOW, "TEST_JOB_PROGRESS_ALLOCATE_MB": "500", "GPU_TASK_MEMORY_LIMIT_MB": str(limit)}
+    worker = start_worker(url, roles=("gpu",), env=env)
+    dataset = make_phantom_dataset(tmp_path / "p", n=40, size=64)
+    config = {**SMALL, "batch_size": 4}
+    hog = run_create(dataset=dataset, name="memory-hog", method="timm", config=config, enqueue=False)
+    send(run_execute, url, run_id=hog.pk)
+    wait_until(lambda: ModelRun.objects.get(pk=hog.pk).is_finished, timeout=180, worker=worker)
+    hog.refresh_from_db()
+    assert hog.status == "failed", (hog.status, hog.error, worker.output()[-3000:])
+    assert hog.error.startswith(f"Stopped: the job needed more than {limit:,} MB of memory (GPU_TASK_MEMORY_LIMIT_MB")
+    assert hog.workers_lost == 0, worker.output()[-3000:]  # stopped in the task, not killed
+    good = run_create(dataset=dataset, name="fine", method="timm", config=config, enqueue=False)
+    send(run_execute, url, run_id=good.pk)
+    wait_until(lambda: ModelRun.objects.get(pk=good.pk).is_finished, timeout=180, worker=worker)
+    good.refresh_from_db()
+    assert (good.status, good.n_embedded) == ("succeeded", 40), (good.error, worker.output()[-3000:])
+    assert worker.exited() is None
