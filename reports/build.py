@@ -122,10 +122,11 @@ def _uncertainty_block(o: ReportOptions) -> dict | None:
         "unit": "cases (queries)" + (" and readers" if o.readers_too else ""),
         "readers_random": (
             "readers too: Fleiss κ draws readers with the cases (two-way bootstrap); means over 3 or more "
-            "readers and ICC(A,1) with 3 or more readers: jackknife over cases and over readers, the reader "
-            "variance component kept ≥ 0, t on Satterthwaite df (for a mean: the Obuchowski–Rockette single-method "
-            "interval with MS(R) ≥ Var − Cov2; for the ICC on the Fisher z scale); with 2 readers readers too is "
-            "declined: the interval is the case interval (readers fixed), marked readers_note"
+            "readers and ICC(A,1) with 3 or more readers: jackknife over cases and over readers (for a mean: the "
+            "Obuchowski–Rockette single-method interval with MS(R) ≥ Var − Cov2, t on Satterthwaite df; for the "
+            "ICC on the Fisher z scale, the readers' jackknife variance + the case variance not already in it, t on "
+            "R − 1 df); with 2 readers readers too is declined: the interval is the case interval (readers fixed), "
+            "marked readers_note"
             if o.readers_too
             else None
         ),

@@ -60,6 +60,7 @@ def _icc_block(items: np.ndarray, n_cases: int, n_cand: int, o: ReportOptions) -
             o,
             jackknife,
             fisher_z=True,
+            df="readers",
             n_readers=n_readers,
             vectorized=False,
             cluster=cluster,

@@ -73,7 +73,6 @@ from reports.stats.bootstrap import (
     kappa_statistic,
     mean_statistic,
     reader_jackknife_case_noise,
-    readers_mover,
     readers_random_interval,
 )
 from reports.stats.consensus import (
@@ -88,7 +87,6 @@ from reports.stats.groups import (
     by_group,
 )
 from reports.stats.icc import (
-    ICC_READERS_RULE,
     distance_rating_correlation,
     icc,
     icc_statistic,
@@ -116,7 +114,6 @@ from reports.stats.ranking import (
 
 __all__ = [
     "READERS_RANDOM_RULE",
-    "readers_mover",
     "reader_jackknife_case_noise",
     "readers_random_interval",
     "fleiss_kappa",
@@ -150,7 +147,6 @@ __all__ = [
     "spearman_rho",
     "ranking_summary",
     "icc",
-    "ICC_READERS_RULE",
     "icc_statistic",
     "distance_rating_correlation",
     "bootstrap_ci",

@@ -144,10 +144,10 @@ def kappa_statistic(per_case_confusion: ArrayLike) -> Callable[[np.ndarray], np.
     return lambda w: kappa_from_confusion(np.tensordot(w, conf, axes=(-1, 0)))
 
 
-READERS_RANDOM_RULE = (
-    "readers random (≥ 3 readers): jackknife over cases and over readers, variance = the case part + the reader "
-    "part, the reader variance component kept ≥ 0, t on Satterthwaite degrees of freedom (for the ICC on the "
-    "Fisher z scale); for a mean over readers this is the Obuchowski–Rockette variance MS(R)/R + Cov2"
+READERS_RANDOM_RULE = (  # the ICC(A,1)'s readers-too interval (its readers_rule)
+    "readers random (≥ 3 readers), on the Fisher z scale: jackknife over cases and over readers, variance = the "
+    "readers' jackknife variance as it is + the case variance not already in it (kept ≥ 0), t on R − 1 degrees "
+    "of freedom (Obuchowski–Rockette's original df)"
 )
 
 
@@ -180,6 +180,7 @@ def readers_random_interval(
     *,
     level: float = 0.95,
     fisher_z: bool = False,
+    df: str = "satterthwaite",
 ) -> dict:
     """Interval of a statistic over readers and cases with both random, from the jackknife over each.
 
@@ -195,8 +196,15 @@ def readers_random_interval(
     reader variance, Var − Cov2 (``mrmc.or_mean_ci(floor=True)``, tests/stats/test_readers_random_interval.py).
     Hillis' plug-in ddf without the floor covered 92–93 % with 3 readers and 30 cases, adding the whole reader
     jackknife to the case interval 98–99 % (benchmarks/bench_coverage.py).
+    df="readers" (``READERS_RANDOM_RULE``, the ICC): no floor on the reader term, T_R = v_R (it is ≥ 0 and holds c
+    already), T_C = max(v_C − c, 0), and t on R − 1 df, the original Obuchowski–Rockette (1995) df for one method.
+    With 3 readers v_R has 2 df: it falls below c in ~15 % of studies, and there the floor on K − 1 df covered
+    63 % of the ICC(A,1) interval (92–93 % overall); R − 1 df without the floor covers 94.5–95.5 %
+    (benchmarks/bench_coverage.py; Satterthwaite df without the floor 93.3–94.5 %).
     fisher_z: everything on the arctanh scale, the interval transformed back (a correlation such as the ICC).
     """
+    if df not in ("satterthwaite", "readers"):
+        raise ValueError(f"df must be 'satterthwaite' or 'readers', not {df!r}")
     values = [np.asarray(v, float) for v in (estimate, leave_one_case_out, leave_one_reader_out, leave_one_out_both)]
     nan = {"low": float("nan"), "high": float("nan"), "se": float("nan"), "df": float("nan")}
     k, r = values[3].shape if values[3].ndim == 2 else (0, 0)
@@ -207,50 +215,17 @@ def readers_random_interval(
         values = [np.arctanh(np.clip(v, -edge, edge)) for v in values]
     est, cases, readers, both = values
     v_c, v_r, c = _jackknife_variance(cases), _jackknife_variance(readers), reader_jackknife_case_noise(both)
-    t_r, df_r = (v_r, r - 1.0) if v_r >= c else (c, k - 1.0)
+    if df == "readers":
+        t_r, df_r = v_r, r - 1.0
+    else:
+        t_r, df_r = (v_r, r - 1.0) if v_r >= c else (c, k - 1.0)
     t_c = max(v_c - c, 0.0)
     total = t_r + t_c
     if total <= 0:
         return {"low": float(estimate), "high": float(estimate), "se": 0.0, "df": float("inf")}
-    ddf = total**2 / (t_r**2 / df_r + t_c**2 / (k - 1.0))
+    ddf = r - 1.0 if df == "readers" else total**2 / (t_r**2 / df_r + t_c**2 / (k - 1.0))
     half = sps.t.ppf(0.5 + level / 2.0, ddf) * np.sqrt(total)
     low, high = float(est - half), float(est + half)
     if fisher_z:
         low, high = float(np.tanh(low)), float(np.tanh(high))
     return {"low": low, "high": high, "se": float(np.sqrt(total)), "df": float(ddf)}
-
-
-def readers_mover(
-    estimate: float,
-    case_low: float,
-    case_high: float,
-    leave_one_reader_out: ArrayLike,
-    *,
-    level: float = 0.95,
-    fisher_z: bool = False,
-) -> tuple[float, float]:
-    """Interval with readers as a random effect from a case interval and the leave-one-reader-out values.
-
-    MOVER (method of variance estimates recovery, Zou & Donner 2008): the case interval's lower and upper
-    half-widths are each combined with the reader half-width t_{(1+level)/2, R−1} · sqrt(v_R), where
-    v_R = (R − 1)/R Σ_j (θ_(−j) − θ̄_(·))² is the jackknife variance over readers, as sqrt(case² + reader²).
-    Each variance component keeps its own reference distribution (a modified large-sample interval,
-    Graybill & Wang 1980): with 3 readers the reader part has 2 degrees of freedom, which a bootstrap of 3
-    readers cannot show. Needs R ≥ 3 (each leave-one-out value needs two readers).
-    fisher_z: combine on the arctanh scale and transform back (a correlation such as the ICC: the interval
-    stays inside (−1, 1) instead of passing 1).
-    """
-    loo = np.asarray(leave_one_reader_out, float)
-    r = len(loo)
-    if r < 3 or np.isnan(loo).any() or np.isnan([estimate, case_low, case_high]).any():
-        return float("nan"), float("nan")
-    if fisher_z:
-        edge = 1.0 - 1e-12
-        z = [np.arctanh(np.clip(v, -edge, edge)) for v in (estimate, case_low, case_high, loo)]
-        low, high = readers_mover(*z, level=level)
-        return float(np.tanh(low)), float(np.tanh(high))
-    v_r = (r - 1) / r * ((loo - loo.mean()) ** 2).sum()
-    half = sps.t.ppf(0.5 + level / 2.0, r - 1) * np.sqrt(v_r)
-    low = estimate - np.sqrt((estimate - case_low) ** 2 + half**2)
-    high = estimate + np.sqrt((case_high - estimate) ** 2 + half**2)
-    return float(low), float(high)

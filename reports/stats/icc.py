@@ -42,17 +42,11 @@ def icc(ratings: ArrayLike, *, kind: str = "ICC2") -> float:
     return float(formulas[name])
 
 
-ICC_READERS_RULE = (
-    "readers resampled: each distinct drawn reader counts once (a reader drawn twice is one rater, "
-    "as Fleiss κ leaves out same-reader pairs); resamples with one distinct reader are dropped (n_failed)"
-)
-
-
 def icc_statistic(ratings: ArrayLike, *, kind: str = "ICC2") -> Callable[..., float]:
     """Bootstrap statistic ``stat(item_idx[, reader_idx])`` (non-vectorised) of an ICC on an (n_items, R) array.
 
     With readers resampled, a reader drawn several times counts once: the ICC of the *distinct* drawn
-    readers (``ICC_READERS_RULE``). Copies of a column would be raters in perfect agreement (three copies:
+    readers. Copies of a column would be raters in perfect agreement (three copies:
     ICC = 1 exactly), which pins the interval's upper bound at 1. Fewer than two distinct readers: NaN.
     """
     x = np.asarray(ratings, float)

@@ -176,10 +176,10 @@ def test_readers_too_mean_over_two_other_readers_is_the_case_interval(ranked):
         assert (value["ci_low"], value["ci_high"]) == (cases[metric]["ci_low"], cases[metric]["ci_high"])
 
 
-def _readers_random_by_hand(estimate, cases, readers, both, fisher_z=False):
-    """Jackknife over cases and readers, reader component ≥ 0, Satterthwaite t (docs/reports.md#uncertainty)."""
-    if fisher_z:
-        estimate, cases, readers, both = (np.arctanh(np.asarray(v, float)) for v in (estimate, cases, readers, both))
+def _icc_readers_random_by_hand(estimate, cases, readers, both):
+    """ICC(A,1), readers too (docs/reports.md#uncertainty): on the Fisher z scale, the readers' jackknife variance
+    (no floor) + the case jackknife variance less the case noise of the readers' jackknife (≥ 0), t on R − 1 df."""
+    estimate, cases, readers, both = (np.arctanh(np.asarray(v, float)) for v in (estimate, cases, readers, both))
     k, r = both.shape
 
     def jack_var(v):
@@ -188,25 +188,22 @@ def _readers_random_by_hand(estimate, cases, readers, both, fisher_z=False):
     d = both - both.mean(1, keepdims=True)
     c = (r - 1) / r * sum(jack_var(d[:, j]) for j in range(r))
     v_c, v_r = jack_var(cases), jack_var(readers)
-    t_r, df_r = (v_r, r - 1) if v_r >= c else (c, k - 1)
-    t_c = max(v_c - c, 0.0)
-    ddf = (t_r + t_c) ** 2 / (t_r**2 / df_r + t_c**2 / (k - 1))
-    half = sps.t.ppf(0.975, ddf) * np.sqrt(t_r + t_c)
-    low, high = estimate - half, estimate + half
-    return list(np.tanh([low, high])) if fisher_z else [low, high]
+    half = sps.t.ppf(0.975, r - 1) * np.sqrt(v_r + max(v_c - c, 0.0))
+    return list(np.tanh([estimate - half, estimate + half]))
 
 
 @pytest.mark.filterwarnings("ignore:The inplace keyword")
-def test_readers_too_icc_of_three_readers_is_the_jackknife_over_cases_and_readers(generate):
+@pytest.mark.parametrize("seed", [9, 3])  # 3: v_R < c, where the floored rule put c on K − 1 df instead
+def test_readers_too_icc_of_three_readers_is_the_jackknife_over_cases_and_readers(generate, seed):
     """Readers random (issue 14): ICC(A,1) (pingouin) without each case, each reader and both, on the Fisher z
-    scale; the earlier case interval + full reader jackknife covered 97.8 %, the two-way bootstrap 85 %."""
-    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=9)
+    scale, t on R − 1 df; the earlier case interval + full reader jackknife covered 97.8 %, the two-way bootstrap
+    85 %, the reader term floored on Satterthwaite df 92–93 %, McGraw & Wong's F interval 60 %."""
+    g = generate(mode="rate", n_cases=15, n_candidates=6, n_readers=3, q=0.6, seed=seed)
     report = _report(g, readers_too=True)
     icc = report["rating"]["icc"]["ICC(A,1)"]
     assert icc["resampled"] == "cases+readers"
-    assert "jackknife" in icc["readers_rule"] and icc["readers_rule"] in " ".join(
-        t["note"] for t in report_tables(report)
-    )
+    assert "jackknife" in icc["readers_rule"] and "R − 1 degrees" in icc["readers_rule"]
+    assert icc["readers_rule"] in " ".join(t["note"] for t in report_tables(report))
     items = g.values.astype(float).reshape(-1, 3)
     case_of = np.arange(len(items)) // 6
 
@@ -214,12 +211,11 @@ def test_readers_too_icc_of_three_readers_is_the_jackknife_over_cases_and_reader
         x = items if k is None else items[case_of != k]
         return ind.icc(x if j is None else np.delete(x, j, axis=1))["ICC2"]
 
-    expected = _readers_random_by_hand(
+    expected = _icc_readers_random_by_hand(
         a1(),
         [a1(k) for k in range(15)],
         [a1(None, j) for j in range(3)],
         np.array([[a1(k, j) for j in range(3)] for k in range(15)]),
-        fisher_z=True,
     )
     assert [icc["ci_low"], icc["ci_high"]] == pytest.approx(expected)
     assert icc["ci_low"] < icc["estimate"] < icc["ci_high"] < 1.0

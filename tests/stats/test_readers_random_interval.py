@@ -1,6 +1,7 @@
-"""Readers and cases random by the jackknife over each (issue 14): stats.readers_random_interval, the floored
-Obuchowski–Rockette intervals (mrmc.or_mean_ci / or_hillis with floor=True), checked against the published OR
-quantities (loop reference, Van Dyke data) and against each other."""
+"""Readers and cases random by the jackknife over each (issue 14): stats.readers_random_interval (the floored rule
+of the means, the R − 1 df rule of the ICC), the floored Obuchowski–Rockette intervals (mrmc.or_mean_ci / or_hillis
+with floor=True), checked against the published OR quantities (loop reference, Van Dyke data), by hand and against
+each other."""
 
 from __future__ import annotations
 
@@ -116,3 +117,26 @@ def test_van_dyke_floored_by_hand_from_the_published_variance_components():
     assert res["f"] == pytest.approx(4.456319, abs=5e-7)  # the same denominator
     assert res["p_value"] == pytest.approx(sps.f.sf(4.456319, 1, ddf), abs=1e-6)
     assert mrmc.or_hillis(_auc(x, truth), jack)["ddf"] == pytest.approx(15.25967, abs=5e-6)  # published, unchanged
+
+
+def test_icc_rule_keeps_the_reader_jackknife_as_it_is_on_r_minus_1_df_by_hand():
+    """df="readers" (the ICC(A,1) readers-too interval): v_R + max(v_C − c, 0) on R − 1 df, no floor on v_R.
+
+    By hand: v_R = 2/3 (0² + 0.01² + 0.01²) = 0.000133333; v_C = 3/4 Σ (θ_(−k) − 0.5025)² = 0.00260625; the case
+    noise of the readers' jackknife c = 0.000433333 > v_R, so the floored rule would put c on K − 1 df (interval
+    [0.3603, 0.6397], ddf 4.15), which covered 92–93 % for the ICC. Here se = sqrt(0.000133333 + 0.00260625 −
+    0.000433333) = sqrt(0.00230625) = 0.0480234 and t(0.975, 2) = 4.302653: 0.5 ± 0.2066282.
+    """
+    both = np.array([[0.50, 0.52, 0.48], [0.46, 0.50, 0.45], [0.55, 0.56, 0.53], [0.49, 0.50, 0.50]])
+    cases, readers = [0.50, 0.47, 0.55, 0.49], [0.50, 0.51, 0.49]
+    assert S.reader_jackknife_case_noise(both) == pytest.approx(0.000433333, abs=1e-9)
+    res = S.readers_random_interval(0.5, cases, readers, both, df="readers")
+    assert res["se"] == pytest.approx(0.0480234, abs=1e-7) and res["df"] == 2.0
+    assert (res["low"], res["high"]) == pytest.approx((0.2933718, 0.7066282), abs=1e-7)
+    floored = S.readers_random_interval(0.5, cases, readers, both)
+    assert (floored["low"], floored["high"], floored["df"]) == pytest.approx((0.3602662, 0.6397338, 4.150782), abs=1e-6)
+    z = S.readers_random_interval(0.5, cases, readers, both, df="readers", fisher_z=True)
+    t = S.readers_random_interval(*np.arctanh([0.5]), *(np.arctanh(v) for v in (cases, readers, both)), df="readers")
+    assert (z["low"], z["high"]) == pytest.approx(tuple(np.tanh([t["low"], t["high"]])))
+    with pytest.raises(ValueError, match="df must be"):
+        S.readers_random_interval(0.5, cases, readers, both, df="hillis")
