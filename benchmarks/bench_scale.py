@@ -13,7 +13,7 @@ thumbnail, files written) in this process, against the import's images/s with on
 Memory: `--memory-files` tiny files (default 20,000) and a tenth of them are imported by one worker; the peak
 RSS (VmHWM) of its processes must stay flat (the larger import's peak ≤ 1.25 × the smaller's). The 112k-image
 extrapolation (NIH ChestX-ray14) divides 112,120 by one worker's images/s times N times the scaling efficiency
-measured at the most workers run here.
+measured at the most workers run here that each have a core.
 
 Needs Redis (`--broker`, default redis://127.0.0.1:6379/14: flushed) and a database (`--database-url`;
 PostgreSQL for a meaningful measurement: SQLite serialises every commit). Everything else lives in a temporary
@@ -60,6 +60,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--memory-files", type=int, default=20_000, help="files of the memory check (0: skip)")
     parser.add_argument("--real", type=Path, default=None, help="a folder of real radiographs, imported too")
     parser.add_argument("--no-embed", action="store_true", help="imports only")
+    parser.add_argument(
+        "--embed-size", type=int, default=128, help="the run's input side (resize = crop; default 128; 224 as ImageNet)"
+    )
     parser.add_argument("--broker", default=os.environ.get("BENCH_BROKER_URL", "redis://127.0.0.1:6379/14"))
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL", ""), help="default: SQLite")
     add_record_arguments(parser)
@@ -250,12 +253,13 @@ def import_with(source: Path, n_workers: int, name: str, logs: Path) -> tuple[fl
         workers.stop()
 
 
-def embed_with(dataset, n_workers: int, name: str, logs: Path) -> float:
+def embed_with(dataset, n_workers: int, name: str, logs: Path, size: int = 128) -> float:
     from retrieval.models import ModelRun
     from retrieval.runs.services import run_create
     from retrieval.tasks import run_execute
 
-    config = {"backbone": "resnet18", "weights": "random", "resize": 128, "crop": 112, "batch_size": 32}
+    crop = size if size != 128 else 112
+    config = {"backbone": "resnet18", "weights": "random", "resize": size, "crop": crop, "batch_size": 32}
     run = run_create(dataset=dataset, name=f"{name} {time.time_ns()}", method="timm", config=config, enqueue=False)
     workers = Workers("gpu", n_workers, logs / f"{name}.log")
     try:
@@ -302,7 +306,7 @@ def main() -> int:
                 continue
             one = None
             for w in args.workers:
-                seconds = embed_with(first, w, f"{label}-embed-{w}", logs)
+                seconds = embed_with(first, w, f"{label}-embed-{w}", logs, args.embed_size)
                 rate = first.images.count() / seconds
                 one = one or rate
                 ratio = rate / one
@@ -324,7 +328,8 @@ def main() -> int:
             ["collection", "work", "workers", "images", "seconds", "images/s", "vs 1 worker", "goal"], rows
         )
         gen = summary["generated"]
-        most = max(args.workers)
+        # more workers than cores share them: the efficiency of the most workers that each have a core
+        most = max([w for w in args.workers if w <= (os.cpu_count() or 1)] or [min(args.workers)])
         efficiency = gen[f"import{most}"] / (gen["import1"] * most)
         extrapolation = markdown_table(
             ["workers", "import of 112,120 images (h)"],
