@@ -153,3 +153,20 @@ def test_damaged_files_raise_decode_errors_only(fmt):
         outcomes.add("cleaned")
         assert np.array_equal(decode_image(cleaned).pixels, decode_image(bytes(damaged)).pixels)
     assert outcomes  # both happen in practice; either is fine
+
+
+def test_a_file_without_metadata_is_not_decoded_again(monkeypatch):
+    """The import passes the pixels it decoded: a PNG with nothing to remove comes back as it is, without a second
+    decode (an import's per-image cost, issue 13 point 6); one with metadata is still checked pixel for pixel."""
+    from retrieval.imports.imaging import deid
+
+    image = noise("L")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    plain, tagged = buffer.getvalue(), png(image)
+    pixels = decode_image(plain).pixels
+    calls = []
+    monkeypatch.setattr(deid, "decode_image", lambda *a, **k: calls.append(1) or decode_image(*a, **k))
+    assert strip_image_metadata(plain, "png", pixels=pixels) == plain and calls == []
+    cleaned = strip_image_metadata(tagged, "png", pixels=pixels)
+    assert cleaned != tagged and NAME.encode() not in cleaned and calls == [1]

@@ -267,7 +267,8 @@ def strip_image_metadata(data: bytes, fmt: str, *, pixels=None, max_pixels: int 
     (appended previews) goes. An orientation (EXIF or XMP, as Pillow reads it) other than
     upright is written back as a one-tag EXIF, so that the original shows as its renditions do.
     The result decodes to the same display pixels as `data` (`pixels`, or `data` decoded), or
-    ImageDecodeError is raised and nothing is stored.
+    ImageDecodeError is raised and nothing is stored; a file without metadata comes back as it is, and with
+    `pixels` given it is not decoded again (the import's per-image cost: issue 13, point 6).
     """
     if fmt not in ("png", "jpeg"):
         raise ValueError(f"strip_image_metadata takes PNG or JPEG, not {fmt!r}")
@@ -280,6 +281,8 @@ def strip_image_metadata(data: bytes, fmt: str, *, pixels=None, max_pixels: int 
     except Exception as exc:
         raise ImageDecodeError(f"cannot remove the {fmt.upper()} metadata: {short_reason(exc)}") from exc
     expected = decode_image(data, max_pixels=budget).pixels if pixels is None else pixels
+    if cleaned == data:  # nothing removed: the same bytes decode to the same pixels (no second decode)
+        return cleaned
     if not np.array_equal(decode_image(cleaned, max_pixels=budget).pixels, expected):
         raise ImageDecodeError(f"{fmt.upper()} metadata could not be removed without changing the pixels")
     return cleaned
