@@ -25,9 +25,9 @@ QUICK = [
     ["bench_faiss.py", "--sizes", "100000"],
     ["bench_reader.py"],
     ["bench_reading_browser.py"],
-    ["bench_methods.py"],
+    ["bench_methods.py"],  # every method of the papers against random retrieval (a few minutes of training)
     # Imports and embeddings with 1, 2 and 4 workers; set BENCH_DATABASE_URL to a PostgreSQL database.
-    ["bench_scale.py"],  # every method of the papers against random retrieval (a few minutes of training)
+    ["bench_scale.py"],
 ]
 
 
