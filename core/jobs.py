@@ -280,6 +280,20 @@ def failure_message(exc: BaseException, expected: tuple[type[BaseException], ...
     return f"{UNEXPECTED}: {type(exc).__name__}: {exc}"
 
 
+def _stopped_by(exc: BaseException) -> BaseException | None:
+    """The memory or time limit's exception that stopped the task (core.tasks: raised by a signal handler), when
+    `exc` is it or was raised while it was being handled (its context or cause); else None."""
+    from core.tasks import MemoryLimitExceeded
+
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, (MemoryLimitExceeded, SoftTimeLimitExceeded)):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def job_run(
     model: type[TrackedJob],
     pk: int,
@@ -303,7 +317,17 @@ def job_run(
     try:
         body(job)
     except (Exception, MemoryLimitExceeded) as exc:
-        if not isinstance(exc, (ApplicationError, SoftTimeLimitExceeded, MemoryLimitExceeded, *expected)):
+        stop = _stopped_by(exc)
+        if stop is not None:
+            # Raised by a signal wherever the task was: perhaps inside a PostgreSQL query, whose connection is then
+            # unusable ("another command is already in progress"), and the error that reached here may be the
+            # one the interrupted query's clean-up raised. The job fails with the stop's message, on a new
+            # connection (not inside a transaction of the caller's, as in a test; sqlite3 queries run in one C
+            # call, which a signal does not interrupt).
+            if connection.vendor == "postgresql" and not connection.in_atomic_block:
+                connection.close()
+            exc = stop
+        elif not isinstance(exc, (ApplicationError, *expected)):
             log.exception("%s %s failed", model.__name__, pk)
         _record_failure(job, failure_message(exc, expected))
         return job

@@ -39,6 +39,7 @@ at start and every JOB_REQUEUE_SECONDS (`requeue_loop_start`), and `manage.py jo
 from __future__ import annotations
 
 import functools
+import gc
 import inspect
 import logging
 import os
@@ -395,7 +396,10 @@ def _memory_limit(queue: str | None) -> int:
 
 @task_postrun.connect
 def _unwatch_task(**_):
+    stopped = bool(_watched and _watched[0].raised_at)
     _watched.clear()
+    if stopped:  # the stopped task's frames (in reference cycles with its exception) are freed now, not later:
+        gc.collect()  # the next task starts under the limit
 
 
 def _raise_memory_limit(signum, frame):

@@ -173,3 +173,35 @@ def test_a_task_whose_job_failed_is_logged_as_failed_without_a_traceback(tmp_pat
     assert job.status == "failed" and job.error
     line = next(r for r in caplog.records if "raised expected" in r.getMessage())
     assert line.levelno == logging.INFO and line.exc_info is None and f"ImportJob {job.pk} failed" in line.getMessage()
+
+
+@pytest.mark.parametrize("stop", ["memory", "time"])
+def test_an_error_raised_while_a_limit_stopped_the_task_fails_the_job_with_the_limits_message(tmp_path, stop):
+    """The memory and time limits stop a task by a signal, wherever it is — inside a PostgreSQL query, whose
+    clean-up then raises its own error ("another command is already in progress"). The job fails with the
+    limit's message, not as an unexpected error of the clean-up."""
+    from celery.exceptions import SoftTimeLimitExceeded
+    from django.db import OperationalError
+
+    from core.jobs import job_run
+    from core.tasks import MemoryLimitExceeded, memory_limit_message
+
+    limit = MemoryLimitExceeded(memory_limit_message(1000)) if stop == "memory" else SoftTimeLimitExceeded()
+    job = services.import_job_create(
+        dataset=services.dataset_create(name="d"),
+        source_path=write_files(tmp_path / "s", {"a.png": png_bytes(1)}),
+        enqueue=False,
+    )
+
+    def body(_job):
+        try:
+            raise limit
+        except BaseException:
+            raise OperationalError("sending query failed: another command is already in progress") from None
+
+    job_run(ImportJob, job.pk, body)
+    job.refresh_from_db()
+    assert job.status == "failed"
+    assert job.error.startswith(
+        "Stopped: the job needed more than 1,000 MB" if stop == "memory" else "Stopped: the job ran longer"
+    )
