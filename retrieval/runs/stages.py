@@ -188,7 +188,7 @@ def _embed(run: ModelRun) -> None:
         shards = folder / SHARD_DIR
         shutil.rmtree(shards, ignore_errors=True)
         shards.mkdir(parents=True)
-        _atomic_npy(shards / "todo.npy", np.asarray(todo, dtype=np.int64))
+        _atomic_npy(folder / TODO_FILE, np.asarray(todo, dtype=np.int64))
         artefacts.publish(run, TODO_FILE)
         n = math.ceil(len(todo) / settings.EMBED_SHARD_SIZE)
         parts_fan_out(run, EmbedShard, n, total=len(todo), note=f"embedding {len(todo)} images in {n} shards")
