@@ -18,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from annotations import selectors, services
+from core import image_links
 from core.errors import ApplicationError, Conflict
 from core.roles import ROLES, api_role
 from readerstudy.models import Assignment, Case, StudyStatus
@@ -188,7 +189,8 @@ class ReadingCaseDetailApi(APIView):
     def get(self, request, study_id: int, index: int):
         assignment, order, case = reading_target(user=request.user, study_id=study_id, index=index)
         services.case_open(assignment=assignment, case=case)
-        return Response(selectors.case_payload(assignment=assignment, case=case, order=order))
+        session = image_links.session_cookie(request)
+        return Response(selectors.case_payload(assignment=assignment, case=case, order=order, session_cookie=session))
 
 
 class DraftSaveApi(APIView):

@@ -9,17 +9,16 @@ reading API (annotations.api) from static/js/reader.js.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import FileResponse, Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.cache import get_conditional_response
 
 from annotations import selectors, services
+from core import image_links
 from core.roles import COORDINATOR, RESEARCHER, ROLES, has_role, role_required
 from readerstudy.models import Assignment, StudyStatus
 from retrieval.selectors import dataset_list
@@ -92,8 +91,9 @@ def case_detail(request, study_id: int, index: int):
         return redirect("reading:case", study_id, order.next_index)
     case = selectors.reader_case(order=order, index=index)
     services.case_open(assignment=assignment, case=case)
-    payload = selectors.case_payload(assignment=assignment, case=case, order=order)
-    return render(request, "reader/case.html", _case_context(assignment, order, index, payload))
+    session = image_links.session_cookie(request)
+    payload = selectors.case_payload(assignment=assignment, case=case, order=order, session_cookie=session)
+    return render(request, "reader/case.html", _case_context(assignment, order, index, payload, session))
 
 
 @role_required(*ROLES)
@@ -168,34 +168,19 @@ def _reader_file(request, study_id: int, index: int, key: str, *, kind: str):
     if response is None:
         field = getattr(image, kind)
         name = "values.png" if kind == "values" else "query.png" if is_query else "candidate.png"
-        if settings.IMAGE_ACCEL_REDIRECT:  # nginx sends the file: no Python worker busy per image
-            response = _accel_redirect(field, name)
-        else:
-            try:
-                fh = field.open("rb")
-            except FileNotFoundError:
-                raise Http404("The image file is missing on the server.") from None
-            response = FileResponse(fh, content_type="image/png", filename=name)
+        try:
+            fh = field.open("rb")
+        except FileNotFoundError:
+            raise Http404("The image file is missing on the server.") from None
+        response = FileResponse(fh, content_type="image/png", filename=name)
     for header, value in headers.items():
         response[header] = value
     return response
 
 
-def _accel_redirect(field, filename: str) -> HttpResponse:
-    """An empty answer that has nginx send the file itself (`X-Accel-Redirect`, settings.IMAGE_ACCEL_REDIRECT).
-
-    Authorised already; the web server serves the bytes from its `internal` location over MEDIA_ROOT, which
-    no client can address. The file's name under MEDIA_ROOT (content-addressed) is read by nginx only and
-    never reaches the reader; nginx keeps this answer's Content-Type, Content-Disposition and Cache-Control,
-    and the ETag is set again from this answer (docker/nginx.conf.template).
-    """
-    response = HttpResponse(content_type="image/png")
-    response["Content-Disposition"] = f'inline; filename="{filename}"'
-    response["X-Accel-Redirect"] = settings.IMAGE_ACCEL_REDIRECT + quote(field.name)
-    return response
-
-
-def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict) -> dict:
+def _case_context(
+    assignment: Assignment, order: selectors.ReaderOrder, index: int, payload: dict, session_cookie: str
+) -> dict:
     """Template context of the case page: the payload, API addresses, neighbours, prefetches."""
     study = assignment.study
     api = {
@@ -203,7 +188,11 @@ def _case_context(assignment: Assignment, order: selectors.ReaderOrder, index: i
         for name in ("case", "draft", "answer", "heartbeat", "flag", "flag-clear")
     }
     next_case = selectors.reader_case(order=order, index=index + 1)
-    prefetch = selectors.case_image_urls(assignment=assignment, case=next_case, index=index + 1) if next_case else []
+    prefetch = (
+        selectors.case_image_urls(assignment=assignment, case=next_case, index=index + 1, session_cookie=session_cookie)
+        if next_case
+        else []
+    )
     questions = payload["questions"]
     return {
         "study": study,

@@ -28,6 +28,7 @@ from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from annotations.models import Answer, CaseFlag, CaseVisit
+from core import image_links
 from core.errors import ApplicationError
 from core.roles import ROLES, has_role
 from readerstudy.models import Assignment, Candidate, Case, Study, StudyQuestion, StudyStatus
@@ -277,8 +278,20 @@ def reader_image_url(*, study_id: int, index: int, key: str, version: str = "", 
     return f"{url}?v={version}" if version else url
 
 
-def reader_image_versioned_url(*, assignment: Assignment, case: Case, index: int, key: str, image, kind="rendition"):
+def reader_image_versioned_url(
+    *, assignment: Assignment, case: Case, index: int, key: str, image, kind="rendition", session_cookie: str = ""
+):
+    """The immutable address of one image of the reader's case: a signed link that nginx answers by itself
+    when image links are on (core.image_links; bound to the reader's `session_cookie`, named by the ETag in a
+    folder of the assignment's), else the image view's address with `?v=<the ETag>`."""
     version = reader_image_etag(assignment=assignment, case=case, key=key, image=image, kind=kind)
+    if session_cookie and image_links.enabled():
+        return image_links.address(
+            scope=assignment.image_link_scope,
+            name=f"{version}.png",
+            target=Path(getattr(image, kind).path),
+            session_cookie=session_cookie,
+        )
     return reader_image_url(study_id=assignment.study_id, index=index, key=key, version=version, kind=kind)
 
 
@@ -292,7 +305,7 @@ def reader_image_case(*, order: ReaderOrder, index: int) -> Case | None:
     return None
 
 
-def case_image_urls(*, assignment: Assignment, case: Case, index: int) -> list[str]:
+def case_image_urls(*, assignment: Assignment, case: Case, index: int, session_cookie: str = "") -> list[str]:
     """The renditions a reader loads for case `index` (query first, then candidates in the reader's positions), at
     their immutable addresses, and the query's modality values (the first thing its viewer fetches next)."""
     by_id = {c.pk: c for c in Candidate.objects.filter(case=case).select_related("image")}
@@ -301,13 +314,21 @@ def case_image_urls(*, assignment: Assignment, case: Case, index: int) -> list[s
         for c in assignment.candidate_order(case.pk, list(by_id))
     ]
     urls = [
-        reader_image_versioned_url(assignment=assignment, case=case, index=index, key=key, image=image)
+        reader_image_versioned_url(
+            assignment=assignment, case=case, index=index, key=key, image=image, session_cookie=session_cookie
+        )
         for key, image in images
     ]
     if case.query.values:
         urls.append(
             reader_image_versioned_url(
-                assignment=assignment, case=case, index=index, key=QUERY_KEY, image=case.query, kind="values"
+                assignment=assignment,
+                case=case,
+                index=index,
+                key=QUERY_KEY,
+                image=case.query,
+                kind="values",
+                session_cookie=session_cookie,
             )
         )
     return urls
@@ -319,8 +340,9 @@ def reader_case(*, order: ReaderOrder, index: int) -> Case | None:
     return Case.objects.filter(pk=cid).first() if cid is not None else None
 
 
-def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> dict:
-    """Everything the reader's page and API show for one case (blinded)."""
+def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder, session_cookie: str = "") -> dict:
+    """Everything the reader's page and API show for one case (blinded). `session_cookie`: the reader's, to which
+    the images' signed links are bound when image links are on (core.image_links)."""
     study = assignment.study
     candidates = reader_candidates(assignment=assignment, case=case)
     keymap = {c.key: c.pk for c in candidates}
@@ -336,7 +358,13 @@ def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder) -> d
 
     def image(key: str, kind: str = "rendition") -> str:
         return reader_image_versioned_url(
-            assignment=assignment, case=case, index=index, key=key, image=images[key], kind=kind
+            assignment=assignment,
+            case=case,
+            index=index,
+            key=key,
+            image=images[key],
+            kind=kind,
+            session_cookie=session_cookie,
         )
 
     query = {"url": image(QUERY_KEY), **_values_out(case.query, image, QUERY_KEY)}

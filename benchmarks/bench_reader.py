@@ -21,8 +21,9 @@ the images the browser does not hold yet — and, separately, each reader's firs
 page + all its images). `--cold` is the same browser with its cache off: every case fetches the page
 and all its images, nothing is prefetched (the server's capacity for images). `--nginx` puts nginx in
 front of gunicorn with docker/nginx.conf.template (benchmarks/nginx.py; Debian's nginx-light) and
-IMAGE_ACCEL_REDIRECT set, as the Docker set-up runs: the image view authorises, nginx sends the file;
-every request, `/healthz/` included, then goes through nginx. Issue 16's goal for 20 readers with 3 s
+IMAGE_LINK_SECRET set, as the Docker set-up runs: the pages address the images by signed links that nginx
+checks and answers by itself (core/image_links.py), no Python request per image; every request,
+`/healthz/` included, then goes through nginx. Issue 16's goal for 20 readers with 3 s
 think time on PostgreSQL: the next case page and all its images at p95 ≤ 150 ms.
 
 Reported: p50/p95 of the case page alone (what a reader waits for: the next case's renditions
@@ -348,10 +349,12 @@ def _read_one(client: Client, study_id: int, username: str, samples: dict, sent:
 
 
 def _case_images(html: bytes, study_id: int, index: int) -> list[str]:
-    """The renditions case `index`'s page shows (query first), at the addresses the page gives (`?v=`)."""
-    pattern = rf'"(/read/{study_id}/case/{index}/image/(?:query|[0-9a-f]{{16}})\.png(?:\?v=[0-9a-f]+)?)"'
-    urls = list(dict.fromkeys(m.decode() for m in re.findall(pattern.encode(), html)))  # the query is named twice
-    urls.sort(key=lambda u: "/image/query.png" not in u)
+    """The renditions case `index`'s page shows (query first), at the addresses the page gives: the image view's
+    (`?v=`) or, with --nginx, signed links (`/reader-images/…?s=…&amp;e=…` in the HTML)."""
+    view = rf"/read/{study_id}/case/{index}/image/(?:query|[0-9a-f]{{16}})\.png(?:\?v=[0-9a-f]+)?"
+    link = r"/reader-images/[0-9a-f]+/[0-9a-f]+\.png\?s=[A-Za-z0-9_-]+&amp;e=\d+"
+    found = re.findall(rf'"({view}|{link})"'.encode(), html)
+    urls = list(dict.fromkeys(m.decode().replace("&amp;", "&") for m in found))  # the query is named twice
     if len(urls) < 2:  # the query and at least one candidate: never time the page alone by mistake
         raise RuntimeError(f"case page names {len(urls)} renditions: did the reader's image addresses change?")
     return urls
@@ -465,7 +468,7 @@ def main() -> int:
     )
     mode.add_argument("--cold", action="store_true", help="as --browser with the cache off: every image every time")
     parser.add_argument(
-        "--nginx", action="store_true", help="nginx in front (docker/nginx.conf.template), images by X-Accel-Redirect"
+        "--nginx", action="store_true", help="nginx in front (docker/nginx.conf.template), images by signed links"
     )
     parser.add_argument("--json", action="store_true")
     add_record_arguments(parser)
@@ -475,7 +478,7 @@ def main() -> int:
 
     env = configure(args)
     if args.nginx:
-        env["IMAGE_ACCEL_REDIRECT"] = "/protected-media/"
+        env["IMAGE_LINK_SECRET"] = secrets.token_urlsafe(32)
     study_id, users = build_study(args.readers, args.cases, args.candidates)
     gunicorn_port = free_port()
     server = start_server(env, gunicorn_port, args.workers, args.threads)
@@ -488,8 +491,9 @@ def main() -> int:
             proxy, port = nginx.start(
                 data_dir / "nginx",
                 upstream=f"127.0.0.1:{gunicorn_port}",
-                media_root=data_dir / "media",
                 static_root=data_dir / "static",
+                link_root=data_dir / "reader-links",
+                link_secret=env["IMAGE_LINK_SECRET"],
                 workers=min(4, os.cpu_count() or 1),
             )
         deadline = time.monotonic() + args.max_seconds
@@ -521,7 +525,7 @@ def main() -> int:
             "candidates": args.candidates,
             "k": K,
             "server": f"gunicorn gthread -w {args.workers} --threads {args.threads}",
-            "front": "nginx (X-Accel-Redirect)" if args.nginx else "",
+            "front": "nginx (images by signed links)" if args.nginx else "",
             "client": {"cached": "browser", "cold": "browser, cache off"}.get(browser, "one connection"),
             "database": env["DATABASE_URL"].split(":", 1)[0],
             "cpus": os.cpu_count(),
@@ -579,7 +583,7 @@ def _record(result: dict, args: argparse.Namespace, *, browser: str = "", nginx:
     database = "postgresql" if s["database"].startswith("postgres") else s["database"]
     variant = f"{database}.{s['readers']}r.think{s['think_ms']:.0f}"
     variant += {"cached": ".browser", "cold": ".cold"}.get(browser, "") + (".nginx" if nginx else "")
-    how = s["client"] + (", through nginx (images by X-Accel-Redirect)" if nginx else ", straight to gunicorn")
+    how = s["client"] + (", through nginx (images by signed links)" if nginx else ", straight to gunicorn")
     next_goal = ""
     if browser:
         next_goal = (

@@ -17,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = ROOT / "docker" / "nginx.conf.template"
-VARIABLES = ("CBIR_LISTEN", "CBIR_UPSTREAM", "CBIR_MEDIA_ROOT", "CBIR_STATIC_ROOT")
+VARIABLES = ("CBIR_LISTEN", "CBIR_UPSTREAM", "CBIR_STATIC_ROOT", "CBIR_IMAGE_LINK_ROOT", "CBIR_IMAGE_LINK_SECRET")
 
 
 def nginx_binary() -> str | None:
@@ -63,9 +63,11 @@ def free_port() -> int:
 
 
 def start(
-    scratch: Path, *, upstream: str, media_root: Path, static_root: Path, workers: int = 1
+    scratch: Path, *, upstream: str, static_root: Path, link_root: Path, link_secret: str, workers: int = 1
 ) -> tuple[subprocess.Popen, int]:
-    """nginx in the foreground on a free loopback port; returns (process, port) once it accepts connections."""
+    """nginx in the foreground on a free loopback port; returns (process, port) once it accepts connections.
+
+    `link_root` and `link_secret`: the web service's IMAGE_LINK_ROOT and IMAGE_LINK_SECRET."""
     binary = nginx_binary()
     if binary is None:
         raise FileNotFoundError("nginx is not installed (apt-get install nginx-light)")
@@ -74,8 +76,9 @@ def start(
     values = {
         "CBIR_LISTEN": f"127.0.0.1:{port}",
         "CBIR_UPSTREAM": upstream,
-        "CBIR_MEDIA_ROOT": str(Path(media_root).resolve()),
         "CBIR_STATIC_ROOT": str(Path(static_root).resolve()),
+        "CBIR_IMAGE_LINK_ROOT": str(Path(link_root).resolve()),
+        "CBIR_IMAGE_LINK_SECRET": link_secret,
     }
     (scratch / "server.conf").write_text(render(values))
     user = "user root;\n" if os.geteuid() == 0 else ""  # as root, workers would otherwise drop to nobody

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -184,18 +185,22 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = DEBUG
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "media"))).resolve()
-# Reader images handed to the web server in front of gunicorn: an nginx `internal` location (this prefix)
-# that maps onto MEDIA_ROOT (docker/nginx.conf.template). The view authorises, then answers with an empty
-# body and `X-Accel-Redirect: <prefix><the file's name under MEDIA_ROOT>`; unset, Django sends the bytes.
-IMAGE_ACCEL_REDIRECT = envstr("IMAGE_ACCEL_REDIRECT", "")
-if IMAGE_ACCEL_REDIRECT and not (
-    IMAGE_ACCEL_REDIRECT.startswith("/") and IMAGE_ACCEL_REDIRECT.endswith("/") and len(IMAGE_ACCEL_REDIRECT) > 2
-):
-    raise ConfigError(f"IMAGE_ACCEL_REDIRECT must be a path like /protected-media/, got {IMAGE_ACCEL_REDIRECT!r}")
-if IMAGE_ACCEL_REDIRECT and MEDIA_STORAGE != "local":
+# Reader images sent by the web server in front of gunicorn without a Python request per image
+# (core/image_links.py, docker/nginx.conf.template): the reader's pages address each image by a signed link
+# under IMAGE_LINK_URL, a symbolic link under IMAGE_LINK_ROOT to the file under MEDIA_ROOT, checked by nginx
+# (`secure_link`) against IMAGE_LINK_SECRET, the same value nginx is given. Empty: Django sends the images.
+IMAGE_LINK_SECRET = envstr("IMAGE_LINK_SECRET", "")
+IMAGE_LINK_URL = "/reader-images/"  # the location of docker/nginx.conf.template
+IMAGE_LINK_ROOT = Path(envstr("IMAGE_LINK_ROOT", str(DATA_DIR / "reader-links"))).resolve()
+if IMAGE_LINK_SECRET and not re.fullmatch(r"[A-Za-z0-9_-]{32,}", IMAGE_LINK_SECRET):  # written into nginx's config
     raise ConfigError(
-        "IMAGE_ACCEL_REDIRECT needs MEDIA_STORAGE=local: nginx sends files from MEDIA_ROOT, and with "
-        f"MEDIA_STORAGE={MEDIA_STORAGE} the images are in the bucket (leave IMAGE_ACCEL_REDIRECT empty)"
+        "IMAGE_LINK_SECRET must be 32 or more letters, digits, '-' or '_' "
+        "(python3 -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    )
+if IMAGE_LINK_SECRET and MEDIA_STORAGE != "local":
+    raise ConfigError(
+        "IMAGE_LINK_SECRET needs MEDIA_STORAGE=local: nginx sends files from MEDIA_ROOT, and with "
+        f"MEDIA_STORAGE={MEDIA_STORAGE} the images are in the bucket (leave IMAGE_LINK_SECRET empty)"
     )
 # Where uploaded archives wait for the import task (not served).
 UPLOAD_ROOT = Path(envstr("UPLOAD_ROOT", str(DATA_DIR / "uploads"))).resolve()

@@ -12,7 +12,11 @@ import numpy as np
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.urls import reverse
+
+from core import image_links
 
 
 class WorkerPing(models.Model):
@@ -165,3 +169,15 @@ class Assignment(models.Model):
         ids = sorted(candidate_ids)
         perm = np.random.default_rng([self.seed, 1, case_id]).permutation(len(ids))
         return [ids[i] for i in perm]
+
+    @property
+    def image_link_scope(self) -> str:
+        """The scope of this reader's image links (core.image_links): one folder per assignment."""
+        return f"assignment:{self.pk}"
+
+
+@receiver(post_delete, sender=Assignment)
+def _image_links_revoke(sender, instance: Assignment, **kwargs) -> None:
+    """A reader taken off a study (or a study deleted) loses the addresses of its images at once. The links are
+    made again by the pages that hand them out, so removing them early (a deletion rolled back) loses nothing."""
+    image_links.revoke(instance.image_link_scope)

@@ -80,6 +80,7 @@ def _isolated_storage(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.UPLOAD_ROOT = tmp_path / "uploads"
     settings.ARTEFACT_ROOT = tmp_path / "artefacts"
+    settings.IMAGE_LINK_ROOT = tmp_path / "reader-links"
     yield
 
 

@@ -2,8 +2,8 @@
 
 The benchmark finds the reader's image addresses in the case page; when the page changed (`?v=`, the
 tiles' markup) it silently found none once. Run as users run it, in its browser mode behind nginx
-(docker/nginx.conf.template, IMAGE_ACCEL_REDIRECT): every image of every case comes back, the prefetch
-covers the next case, and every answer is stored once.
+(docker/nginx.conf.template, IMAGE_LINK_SECRET: images by signed links): every image of every case comes
+back, the prefetch covers the next case, and every answer is stored once.
 """
 
 from __future__ import annotations

@@ -1,47 +1,62 @@
-"""A real nginx running docker/nginx.conf.template in front of the app: reader images by X-Accel-Redirect.
+"""A real nginx running docker/nginx.conf.template: the reader's images by signed links, with no Python at all.
 
 nginx (Debian's nginx-light, `make nginx`) is started with the deployed server block (rendered as the
-official image renders it, benchmarks/nginx.py) against pytest-django's live server with
-IMAGE_ACCEL_REDIRECT=/protected-media/ and the test's MEDIA_ROOT. Through nginx: the reader gets the
-file's bytes with the view's ETag and cache headers and no validator of nginx's own (no Last-Modified,
-no size/time ETag that the same file shown twice would share); everyone else gets the view's refusal;
-the internal location cannot be addressed from outside.
+official image renders it, benchmarks/nginx.py). The reader's pages (Django's test client) hand out the
+links; nginx then sends every image by itself — its upstream is a port nobody listens on, so no request
+can reach Python — with the immutable cache header and no validator of its own (no Last-Modified or
+size/time ETag that two links to one file would share). It refuses a browser without the reader's session
+cookie or with another one, a changed signature, path or expiry (403), an expired address (410) and the
+address of a reader taken off the study (404). With the app behind it, static files and pages are served.
 """
 
 from __future__ import annotations
 
 import http.client
+import json
+import re
+import socket
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from annotations import selectors
 from benchmarks import nginx
-from readerstudy.models import Assignment
+from core import image_links
+from readerstudy import services as study_services
 from tests.reading.factories import study_make
-from tests.reading.test_images import _answer, _mine, _url
+from tests.reading.test_images import _mine
 
-pytestmark = pytest.mark.django_db(transaction=True)
-PREFIX = "/protected-media/"
+SECRET = "nginx-test-link-secret-0123456789abcdef"
+
+
+def _dead_port() -> str:
+    with socket.socket() as s:  # bound, never listening, then closed: connections to it are refused
+        s.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{s.getsockname()[1]}"
+
+
+def _start(tmp_path: Path, settings, upstream: str) -> tuple:
+    assert nginx.nginx_binary(), "nginx is missing: run `make nginx` (apt-get install nginx-light)"
+    settings.IMAGE_LINK_SECRET = SECRET
+    static = tmp_path / "static"
+    static.mkdir(exist_ok=True)
+    (static / "probe.css").write_text("body{}")
+    links = {"link_root": settings.IMAGE_LINK_ROOT, "link_secret": SECRET}
+    return nginx.start(tmp_path / "nginx", upstream=upstream, static_root=static, **links)
 
 
 @pytest.fixture
-def proxy(live_server, settings, tmp_path):
-    """(port) of nginx in front of the live server; the view hands images over by X-Accel-Redirect."""
-    assert nginx.nginx_binary(), "nginx is missing: run `make nginx` (apt-get install nginx-light)"
-    settings.IMAGE_ACCEL_REDIRECT = PREFIX
-    static = tmp_path / "static"
-    static.mkdir()
-    (static / "probe.css").write_text("body{}")
-    upstream = live_server.url.split("://", 1)[1]
-    proc, port = nginx.start(tmp_path / "nginx", upstream=upstream, media_root=settings.MEDIA_ROOT, static_root=static)
+def alone(settings, tmp_path):
+    """The port of nginx with nothing behind it: whatever it answers, it answered by itself."""
+    proc, port = _start(tmp_path, settings, _dead_port())
     yield port
     nginx.stop(proc)
 
 
-def _get(port: int, path: str, client=None, headers: dict | None = None) -> tuple[int, dict, bytes]:
+def _get(port: int, path: str, cookie: str | None = None, headers: dict | None = None) -> tuple[int, dict, bytes]:
     headers = dict(headers or {})
-    if client is not None:
-        headers["Cookie"] = f"sessionid={client.cookies['sessionid'].value}"
+    if cookie is not None:
+        headers["Cookie"] = f"csrftoken=x; sessionid={cookie}; other=y"
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request("GET", path, headers=headers)
@@ -51,58 +66,77 @@ def _get(port: int, path: str, client=None, headers: dict | None = None) -> tupl
         conn.close()
 
 
-def test_reader_images_come_from_nginx_with_the_views_headers(client, reader, other_reader, proxy):
+def _case(client, study, index=1) -> tuple[list[str], str]:
+    payload = client.get(f"/api/reading/studies/{study.pk}/cases/{index}/").json()
+    return [payload["query"]["url"], *(c["url"] for c in payload["candidates"])], client.cookies["sessionid"].value
+
+
+@pytest.mark.django_db
+def test_nginx_alone_sends_the_readers_images(client, reader, other_reader, alone):
     study = study_make(readers=[reader, other_reader], n_cases=3, n_candidates=3)
     client.force_login(reader)
-    payload = client.get(f"/api/reading/studies/{study.pk}/cases/1/").json()
+    urls, cookie = _case(client, study)
     _, case, candidates = _mine(study, reader)
-    expected = [case.query, *(c.image for c in candidates)]
-    urls = [payload["query"]["url"], *(c["url"] for c in payload["candidates"])]
-    for url, image in zip(urls, expected, strict=True):
-        status, headers, body = _get(proxy, url, client)
+    assert _get(alone, "/healthz/")[0] == 502  # nothing behind nginx
+    for url, image in zip(urls, [case.query, *(c.image for c in candidates)], strict=True):
+        status, headers, body = _get(alone, url, cookie)
         assert status == 200, (url, status, body[:200])
         assert body == image.rendition.open("rb").read()
         assert headers["content-type"] == "image/png"
         assert headers["cache-control"] == "private, max-age=31536000, immutable"
-        assert headers["etag"] == f'"{url.split("v=")[1]}"'
-        assert "last-modified" not in headers and "x-accel-redirect" not in headers
-        assert image.rendition.name not in str(headers) and image.content_hash not in str(headers)
+        assert "last-modified" not in headers and "etag" not in headers
         assert headers["x-content-type-options"] == "nosniff"
-    # nginx sent those bytes, not Django: it answers a range (Django's file response does not)
-    status, headers, body = _get(proxy, urls[0], client, {"Range": "bytes=0-3"})
-    assert status == 206 and body == b"\x89PNG" and headers["etag"] == f'"{urls[0].split("v=")[1]}"'
-    # a revalidation is answered by the view (304), not by nginx
-    status, _, body = _get(proxy, urls[0], client, {"If-None-Match": f'"{urls[0].split("v=")[1]}"'})
-    assert status == 304 and body == b""
-    # the internal location is not addressable from outside, with or without a session
-    for c in (client, None):
-        status, _, _ = _get(proxy, PREFIX + case.query.rendition.name, c)
-        assert status == 404
+        assert image.rendition.name not in str(headers) and image.content_hash not in str(headers)
+    # the next case's prefetch list works the same way before that case is open
+    html = client.get(f"/read/{study.pk}/case/1/").content.decode()
+    prefetch = json.loads(re.search(r'<script id="prefetch-data" type="application/json">(.*?)</script>', html)[1])
+    assert prefetch and all(_get(alone, url, cookie)[0] == 200 for url in prefetch)
+    status, _, body = _get(alone, urls[0], cookie, {"Range": "bytes=0-3"})
+    assert status == 206 and body == b"\x89PNG"
 
 
-def test_blinding_through_nginx(client, reader, other_reader, proxy, django_user_model):
+@pytest.mark.django_db
+def test_nginx_refuses_everyone_else(client, reader, other_reader, alone):
     study = study_make(readers=[reader, other_reader], n_cases=3, n_candidates=3)
     client.force_login(reader)
-    _, case, _ = _mine(study, reader)
-    _, _, theirs = _mine(study, other_reader)
-    for url in [_url(study, 1, c.key) for c in theirs] + [_url(study, 3, "query")]:
-        status, headers, body = _get(proxy, url, client)
-        assert status == 404 and b"\x89PNG" not in body, url
-    mine = _get(proxy, _url(study, 1, "query"), client)[1]
-    # the other reader sees the same query file at another place: nothing in the headers links the two
-    order = selectors.reader_order(assignment=Assignment.objects.get(study=study, reader=other_reader))
-    index = order.case_ids.index(case.pk) + 1
-    for earlier in range(1, index):
-        _answer(study, other_reader, earlier)
+    urls, cookie = _case(client, study)
+    url = urls[0]
+    path, query = url.split("?")
+    signature, expires = re.fullmatch(r"s=([^&]+)&e=(\d+)", query).groups()
     client.force_login(other_reader)
-    status, theirs_headers, _ = _get(proxy, _url(study, index, "query"), client)
-    assert status == 200 and theirs_headers["etag"] != mine["etag"]
-    status, headers, _ = _get(proxy, _url(study, 1, "query"))  # no session: the login page
-    assert status == 302 and headers["location"].startswith("/accounts/login/")
+    _, theirs = _case(client, study)
+    refused = {
+        "no session cookie": (url, None),
+        "another reader's session": (url, theirs),
+        "a changed signature": (f"{path}?s={signature[::-1]}&e={expires}", cookie),
+        "a later expiry": (f"{path}?s={signature}&e={int(expires) + 86400}", cookie),
+        "no expiry": (f"{path}?s={signature}", cookie),
+        "another name in the folder": (f"{path.replace('.png', '')[:-1]}0.png?{query}", cookie),
+        "the folder itself": (f"{path.rsplit('/', 1)[0]}/?{query}", cookie),
+    }
+    for what, (address, session) in refused.items():
+        status, _, body = _get(alone, address, session)
+        assert status == 403 and b"\x89PNG" not in body, what
+    # an address made three days ago, signed and linked: expired
+    _, case, _ = _mine(study, reader)
+    old = image_links.address(
+        scope="old", name="x.png", target=Path(case.query.rendition.path), session_cookie=cookie,
+        now=datetime.now(UTC) - timedelta(days=3),
+    )  # fmt: skip
+    assert _get(alone, old, cookie)[0] == 410
+    # the reader taken off the study: the link is gone
+    study_services.assignment_remove(study=study, reader=reader)
+    assert _get(alone, url, cookie)[0] == 404
 
 
-def test_nginx_serves_static_files_and_proxies_the_rest(proxy):
-    status, headers, body = _get(proxy, "/static/probe.css")
-    assert status == 200 and body == b"body{}" and headers["x-content-type-options"] == "nosniff"
-    status, _, body = _get(proxy, "/healthz/")
-    assert status == 200
+@pytest.mark.django_db(transaction=True)
+def test_nginx_serves_static_files_and_proxies_the_rest(live_server, settings, tmp_path):
+    proc, port = _start(tmp_path, settings, live_server.url.split("://", 1)[1])
+    try:
+        status, headers, body = _get(port, "/static/probe.css")
+        assert status == 200 and body == b"body{}" and headers["x-content-type-options"] == "nosniff"
+        assert _get(port, "/healthz/")[0] == 200
+        status, headers, _ = _get(port, "/read/1/case/1/")
+        assert status == 302 and headers["location"].startswith("/accounts/login/")
+    finally:
+        nginx.stop(proc)
