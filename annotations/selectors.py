@@ -335,9 +335,9 @@ def case_image_urls(*, assignment: Assignment, case: Case, index: int, session_c
 
 
 def reader_case(*, order: ReaderOrder, index: int) -> Case | None:
-    """The case at 1-based position `index` of the reader's order."""
+    """The case at 1-based position `index` of the reader's order, with its query image."""
     cid = order.case_id(index)
-    return Case.objects.filter(pk=cid).first() if cid is not None else None
+    return Case.objects.select_related("query").filter(pk=cid).first() if cid is not None else None
 
 
 def case_payload(*, assignment: Assignment, case: Case, order: ReaderOrder, session_cookie: str = "") -> dict:

@@ -16,7 +16,9 @@ baseline. Bounded: at most readers × cases case reads, and --max-seconds.
 `--browser` models the browser the reader uses: a case's images come over up to six connections at
 once (as Chromium opens per host), a response marked immutable (the page's `?v=` addresses) is kept
 and never requested again, and once the current case is in, the next case's images are prefetched
-(reader.js does this while the reader looks at the case). Reported then: the *next case* — page plus
+(reader.js does this while the reader looks at the case); after a submission the browser opens the address
+the submission answers with (reader.js), the first case by the study's "Start" (a redirect, counted in the
+first case). Reported then: the *next case* — page plus
 the images the browser does not hold yet — and, separately, each reader's first case (nothing cached:
 page + all its images). `--cold` is the same browser with its cache off: every case fetches the page
 and all its images, nothing is prefetched (the server's capacity for images). `--nginx` puts nginx in
@@ -85,7 +87,7 @@ def configure(args) -> dict:
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "LOG_LEVEL": "WARNING",
         "DATABASE_URL": args.database_url or f"sqlite:///{data_dir / 'bench.sqlite3'}",
-        "DB_CONN_MAX_AGE": "60",
+        "DB_CONN_MAX_AGE": "60",  # as docker/compose.yaml runs the web service
         "DJANGO_SETTINGS_MODULE": "config.settings",
     }
     os.environ.update(env)
@@ -305,6 +307,7 @@ def read_cases(
     start.wait()
     if think_s:
         time.sleep(random.uniform(0, think_s))  # readers do not all start in the same millisecond
+    next_url = ""  # a browser goes where the submission sends it (reader.js); the first case by "Start"
     for _ in range(n_cases):
         if time.monotonic() > deadline:
             break
@@ -312,9 +315,10 @@ def read_cases(
             if images is None:
                 _read_one(client, study_id, user[0], samples, sent)
             else:
-                _read_one_browser(client, images, study_id, user[0], samples, sent)
+                next_url = _read_one_browser(client, images, study_id, user[0], samples, sent, next_url)
         except Exception as exc:  # noqa: BLE001 - counted and reported
             errors.append(f"{user[0]}: {exc!r}")
+            next_url = ""
         if think_s:
             time.sleep(random.uniform(0.5, 1.5) * think_s)  # a reader looking at the case
     if images is not None:
@@ -366,13 +370,19 @@ def _prefetch_list(html: bytes) -> list[str]:
     return json.loads(found[1]) if found else []
 
 
-def _read_one_browser(client: Client, images: Browser, study_id: int, username: str, samples: dict, sent: list):
-    """As a browser: page, then the images it does not hold over six connections, then the next case's."""
+def _read_one_browser(
+    client: Client, images: Browser, study_id: int, username: str, samples: dict, sent: list, location: str
+) -> str:
+    """As a browser: the page (`location`, the previous submission's `next_url`; the first case by the study's
+    "Start", a redirect), then the images it does not hold over six connections, then the next case's. Returns
+    where the submission sends the reader next."""
     first = not images.cache and not samples["next_case"] and not samples["first_case"]
-    status, headers, _, t_start = client.request("GET", f"/read/{study_id}/start/")
-    location = headers.get("Location", "")
-    if status != 302 or "/case/" not in location:
-        raise RuntimeError(f"start → {status} {location}")
+    t_start = 0.0
+    if not location:
+        status, headers, _, t_start = client.request("GET", f"/read/{study_id}/start/")
+        location = headers.get("Location", "")
+        if status != 302 or "/case/" not in location:
+            raise RuntimeError(f"start → {status} {location}")
     status, _, html, t_page = client.request("GET", location)
     if status != 200:
         raise RuntimeError(f"case page → {status}")
@@ -384,10 +394,12 @@ def _read_one_browser(client: Client, images: Browser, study_id: int, username: 
     if images.cache_on:  # reader.js prefetches the next case once this one is usable
         _, times = images.fetch(_prefetch_list(html))
         samples["prefetch"].extend(times)
-    _draft_and_submit(client, study_id, index, html, username, samples, sent)
+    return _draft_and_submit(client, study_id, index, html, username, samples, sent)
 
 
-def _draft_and_submit(client: Client, study_id: int, index: int, html: bytes, username: str, samples, sent) -> None:
+def _draft_and_submit(client: Client, study_id: int, index: int, html: bytes, username: str, samples, sent) -> str:
+    """Save a draft, time /healthz/, submit (every fifth submission twice: a client retry); the next case's
+    address the submission answers with."""
     keys = [k.decode() for k in re.findall(rb'data-key="([0-9a-f]{16})"', html)]
     api = f"/api/reading/studies/{study_id}/cases/{index}/"
     status, _, t = client.post_json("PUT", api + "draft/", {"selected": keys[:2]})
@@ -400,10 +412,12 @@ def _draft_and_submit(client: Client, study_id: int, index: int, html: bytes, us
         raise RuntimeError(f"submit → {status} {body}")
     samples["submit"].append(t)
     sent.append({"reader": username, "index": index, "token": payload["client_token"]})
+    next_url = body["next_url"]
     if len(sent) % 5 == 0:  # a client retry: same token, must not store anything new
         status, body, _ = client.post_json("POST", api + "answer/", payload)
         if status != 200 or not body.get("replayed"):
             raise RuntimeError(f"retry → {status} {body}")
+    return next_url if "/case/" in next_url else ""
 
 
 # --- checks and report ----------------------------------------------------------------------------
