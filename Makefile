@@ -6,6 +6,11 @@ PY := $(VENV)/bin/python
 PG_URL ?= postgres://postgres@127.0.0.1:5432/cbir
 DATA_DIR ?= var
 REDIS_URL ?= redis://127.0.0.1:6379/15
+# Both passes run on two pytest-xdist workers; tests/xdist_isolation.py gives each its own DATA_DIR and Redis
+# database (/15 and /14 here). `--dist load` hands each worker its tests in pytest-django's order (every `db`
+# test before the transactional ones, as a module's shared rows need: tests/runs/conftest.py module_data).
+# XDIST= runs them in one process.
+XDIST ?= -p tests.xdist_isolation -n 2 --dist load
 
 .PHONY: install chromium orthanc nginx demo test test-sqlite test-postgres bench lint clean vendor
 
@@ -45,14 +50,14 @@ test: install chromium orthanc nginx
 # The SQLite pass runs every test but the few that need PostgreSQL itself (marker `postgres`).
 test-sqlite:
 	rm -rf var/test-sqlite
-	DATA_DIR=var/test-sqlite DEBUG=true TEST_REDIS_URL=$(REDIS_URL) $(PY) -m pytest -m "not postgres" $(PYTEST_ARGS)
+	DATA_DIR=var/test-sqlite DEBUG=true TEST_REDIS_URL=$(REDIS_URL) $(PY) -m pytest $(XDIST) -m "not postgres" $(PYTEST_ARGS)
 
 # The PostgreSQL pass runs what depends on the database engine (marker `db_engine`: each test says why),
 # the `postgres` ones, and the acceptance journey on a demo served from a fresh PostgreSQL database.
 test-postgres:
 	rm -rf var/test-postgres
 	DATA_DIR=var/test-postgres DEBUG=true DATABASE_URL=$(PG_URL) TEST_REDIS_URL=$(REDIS_URL) \
-		$(PY) -m pytest -m "db_engine or postgres or acceptance" $(PYTEST_ARGS)
+		$(PY) -m pytest $(XDIST) -m "db_engine or postgres or acceptance" $(PYTEST_ARGS)
 
 # ruff (lint rules in pyproject.toml, and the formatter: `ruff format .` fixes what it finds) and import-linter's layering contracts.
 lint: install

@@ -30,6 +30,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+def pytest_configure(config):
+    """Under pytest-xdist, each worker needs its own DATA_DIR and Redis database (tests/xdist_isolation.py), set
+    before pytest-django reads the settings: `-p tests.xdist_isolation`, as the Makefile passes it."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and "tests.xdist_isolation" not in sys.modules:
+        raise pytest.UsageError("pytest -n: add `-p tests.xdist_isolation` (see the Makefile's XDIST)")
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-django's order (db tests, transactional tests, the others)
 def pytest_collection_modifyitems(config, items):
     """Every `db_engine` mark says why the test depends on the database engine (the PostgreSQL pass runs only
     those, so the reason is what keeps a test in it): `@pytest.mark.db_engine("select_for_update ...")`."""
@@ -40,6 +48,10 @@ def pytest_collection_modifyitems(config, items):
                     f"{item.nodeid}: @pytest.mark.db_engine takes one argument, the reason "
                     f"why the test depends on the database engine"
                 )
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        # The acceptance journey (minutes; no test database) first, beside the other worker's tests, not as
+        # the last test with the other worker idle.
+        items.sort(key=lambda item: item.get_closest_marker("acceptance") is None)
 
 
 _THREADED = ("torch", "faiss", "sklearn", "scipy")  # libraries that bring their own thread pools

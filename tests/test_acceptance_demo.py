@@ -163,7 +163,7 @@ def _wait_for_demo_run(demo: Demo, timeout: float = 900) -> tuple[int, float]:
             }
             return run_id, time.monotonic() - start
         assert demo.proc.poll() is None, demo.output()[-5000:]
-        time.sleep(2)
+        time.sleep(0.5)
     raise AssertionError(f"the demo run did not finish within {timeout} s:\n{demo.output()[-5000:]}")
 
 

@@ -102,7 +102,9 @@ def test_a_run_past_its_soft_time_limit_is_stopped_by_the_solo_gpu_worker(start_
     )
     worker = start_worker(REDIS_URL, roles=("gpu",))
     with app.connection_for_write(REDIS_URL) as conn, conn.Producer() as producer:
-        run_execute.apply_async(kwargs={"run_id": run.pk}, producer=producer, soft_time_limit=30)
+        # 10 s: the worker has started and the run is training (200 epochs would take minutes); it is asked to
+        # stop at its next progress report
+        run_execute.apply_async(kwargs={"run_id": run.pk}, producer=producer, soft_time_limit=10)
     wait_until(lambda: ModelRun.objects.get(pk=run.pk).is_finished, timeout=240, worker=worker)
     done = ModelRun.objects.get(pk=run.pk)
     assert done.status == "failed", done.status
