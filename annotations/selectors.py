@@ -9,9 +9,10 @@ readers' answers are never read here, so they cannot reach a reader's page or JS
 addressed the same way: renditions by case number and "query" or candidate key
 (`reader_image_url`), never by image id, which follows import order (same patient adjacent,
 folders by class) and may follow a builder's ranks; behind nginx with image links on, by signed links
-named by an HMAC of the assignment and the per-reader, per-place ETag (core.image_links). Saliency overlays (when `show_saliency`) come
-from one fixed model run per study (`readerstudy.selectors.study_saliency_run`) and are addressed
-by case number and candidate key, never by run or image id.
+named by an HMAC of the assignment and the per-reader, per-place ETag (core.image_links). Saliency
+overlays (when `show_saliency`) come from one fixed model run per study
+(`readerstudy.selectors.study_saliency_run`) and are addressed by case number and candidate key, never
+by run or image id.
 """
 
 from __future__ import annotations
