@@ -25,8 +25,14 @@ from readerstudy.models import Assignment, Case, StudyStatus
 
 AnyRole = api_role(*ROLES)
 MAX_ITEMS = 500  # no catalogue is larger; bounds what a request may carry
-IMAGE_HELP = 'address of the rendition (PNG), by case number and "query" or candidate key (no image id)'
-VALUES_HELP = "greyscale DICOM only: address of the modality values (16-bit PNG; value = stored · scale + offset)"
+IMAGE_HELP = (
+    'address of the rendition (PNG): by case number and "query" or candidate key, or behind nginx with image '
+    "links on a signed link valid only with this session's cookie until its expiry (docs/install.md); no image id"
+)
+VALUES_HELP = (
+    "greyscale DICOM only: address of the modality values (16-bit PNG; value = stored · scale + offset), "
+    "addressed like the rendition"
+)
 DISPLAY_HELP = (
     "greyscale DICOM only: offset, scale, min, max, units (HU for CT), modality, monochrome1, the rendition's "
     "window (LINEAR_EXACT centre/width in units) and the file's VOI windows"
